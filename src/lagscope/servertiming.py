@@ -1,0 +1,196 @@
+"""The Server-Timing header: W3C grammar, parsing and formatting. Pure; no I/O.
+
+Grammar (https://w3c.github.io/server-timing/#the-server-timing-header-field)::
+
+    Server-Timing             = #server-timing-metric
+    server-timing-metric      = metric-name *( OWS ";" OWS server-timing-param )
+    metric-name               = token
+    server-timing-param       = server-timing-param-name OWS "=" OWS server-timing-param-value
+    server-timing-param-name  = token
+    server-timing-param-value = token / quoted-string
+
+Processing follows the spec's lenient rules, as browsers do: parameter names are
+case-insensitive, only the first ``dur`` and the first ``desc`` count, an unparsable ``dur``
+is 0, and a malformed metric is skipped without losing the metrics after it. Several
+header lines mean the same as one line joined with commas.
+
+The emitting side (the middlewares) uses :func:`format_header` so that the producer and the
+parser can never disagree on quoting.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["Metric", "format_header", "format_metric", "parse", "parse_headers"]
+
+# RFC 9110 tchar.
+_TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_OWS = " \t"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One server-timing-metric. ``dur_ms`` is None when the metric carried no ``dur``."""
+
+    name: str
+    dur_ms: float | None = None
+    desc: str | None = None
+    # Parameters other than dur/desc, lower-cased names, first occurrence wins.
+    params: tuple[tuple[str, str], ...] = field(default=())
+
+
+class _Cursor:
+    __slots__ = ("pos", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def skip_ows(self) -> None:
+        while self.pos < len(self.text) and self.text[self.pos] in _OWS:
+            self.pos += 1
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def token(self) -> str:
+        m = _TOKEN_RE.match(self.text, self.pos)
+        if not m:
+            return ""
+        self.pos = m.end()
+        return m.group(0)
+
+    def quoted_string(self) -> str | None:
+        """Parse a quoted-string at the cursor (which is on the opening quote)."""
+        out: list[str] = []
+        i = self.pos + 1
+        text = self.text
+        while i < len(text):
+            ch = text[i]
+            if ch == "\\" and i + 1 < len(text):
+                out.append(text[i + 1])
+                i += 2
+                continue
+            if ch == '"':
+                self.pos = i + 1
+                return "".join(out)
+            out.append(ch)
+            i += 1
+        # Unterminated: consume to the end, as browsers do, and keep what was read.
+        self.pos = len(text)
+        return "".join(out)
+
+    def skip_to_next_metric(self) -> None:
+        """Skip garbage up to the next top-level comma, stepping over quoted strings."""
+        while self.pos < len(self.text):
+            ch = self.text[self.pos]
+            if ch == ",":
+                return
+            if ch == '"':
+                self.quoted_string()
+                continue
+            self.pos += 1
+
+
+def _parse_dur(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        return 0.0
+    # inf/nan are not valid durations; the spec says unparsable means 0.
+    return value if math.isfinite(value) else 0.0
+
+
+def parse(value: str) -> tuple[Metric, ...]:
+    """Parse one Server-Timing field value into metrics, in order."""
+    cur = _Cursor(value)
+    metrics: list[Metric] = []
+    while cur.pos < len(cur.text):
+        cur.skip_ows()
+        if cur.peek() == ",":
+            cur.pos += 1
+            continue
+        name = cur.token()
+        if not name:
+            cur.skip_to_next_metric()
+            continue
+        dur: float | None = None
+        desc: str | None = None
+        extra: dict[str, str] = {}
+        seen: set[str] = set()
+        broken = False
+        while True:
+            cur.skip_ows()
+            if cur.peek() != ";":
+                break
+            cur.pos += 1
+            cur.skip_ows()
+            pname = cur.token().lower()
+            if not pname:
+                broken = True
+                break
+            cur.skip_ows()
+            pvalue = ""
+            if cur.peek() == "=":
+                cur.pos += 1
+                cur.skip_ows()
+                if cur.peek() == '"':
+                    pvalue = cur.quoted_string() or ""
+                else:
+                    pvalue = cur.token()
+            if pname in seen:
+                continue
+            seen.add(pname)
+            if pname == "dur":
+                dur = _parse_dur(pvalue)
+            elif pname == "desc":
+                desc = pvalue
+            else:
+                extra[pname] = pvalue
+        cur.skip_ows()
+        if broken or cur.peek() not in ("", ","):
+            # Trailing junk after a metric: keep what parsed cleanly, drop the rest of it.
+            cur.skip_to_next_metric()
+        metrics.append(Metric(name=name, dur_ms=dur, desc=desc, params=tuple(extra.items())))
+    return tuple(metrics)
+
+
+def parse_headers(values: Iterable[str]) -> tuple[Metric, ...]:
+    """Parse several Server-Timing header lines (as received) into one metric list."""
+    out: list[Metric] = []
+    for v in values:
+        out.extend(parse(v))
+    return tuple(out)
+
+
+def _quote(value: str) -> str:
+    if value and all(c in _TOKEN_CHARS for c in value):
+        return value
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    # Header values may not contain CR/LF; other controls are replaced so the header stays valid.
+    escaped = "".join(c if (c >= " " or c == "\t") and c != "\x7f" else " " for c in escaped)
+    return f'"{escaped}"'
+
+
+def format_metric(name: str, dur_ms: float | None = None, desc: str | None = None) -> str:
+    """Format one metric. ``name`` must be a token; durations get 3 decimals (microseconds)."""
+    if not name or any(c not in _TOKEN_CHARS for c in name):
+        raise ValueError(f"Server-Timing metric name must be a token: {name!r}")
+    parts = [name]
+    if dur_ms is not None:
+        parts.append(f"dur={dur_ms:.3f}")
+    if desc is not None:
+        parts.append(f"desc={_quote(desc)}")
+    return ";".join(parts)
+
+
+def format_header(metrics: Sequence[Metric]) -> str:
+    """Format metrics as one Server-Timing field value."""
+    return ", ".join(format_metric(m.name, m.dur_ms, m.desc) for m in metrics)
