@@ -40,6 +40,7 @@ def _register() -> None:
     from lagscope.probe.cli import probe
 
     main.add_command(probe)
+    from lagscope.nginx.cli import nginx_config; main.add_command(nginx_config)  # noqa: E702, I001
 
 
 _register()

@@ -1,0 +1,266 @@
+"""``lagscope nginx-config``: the thin shell around :func:`lagscope.nginx.render.render`.
+
+This module owns the command's I/O: parsing flags (one per row of the nginx settings
+table), writing the config atomically (temp file + ``os.replace``) or to stdout, and the
+optional ``nginx -t`` check, which runs before the file is replaced so a config nginx
+rejects never overwrites a working one.
+
+Exit codes: 0 written (and checked); 2 bad input (HOST:PORT, inconsistent timeouts);
+8 environment (output not writable, ``--check`` without an nginx binary);
+1 ``nginx -t`` rejected the config (nothing written).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lagscope.errors import ExitCode, LagscopeError
+from lagscope.nginx.config import (
+    DEFAULT_LISTEN,
+    SERVER_IDLE_TIMEOUT_S,
+    NginxSettings,
+    check_consistency,
+    expand_listen,
+    parse_endpoint,
+    settings_table,
+)
+from lagscope.nginx.render import NginxConfig, render
+
+__all__ = ["find_nginx", "nginx_check", "nginx_config", "write_atomically"]
+
+_NGINX_CHECK_TIMEOUT_S = 30
+
+
+def find_nginx(explicit: str | None = None) -> Path | None:
+    """The nginx binary: ``explicit``, else on PATH, else the Debian location."""
+    if explicit:
+        return Path(explicit) if Path(explicit).is_file() else None
+    found = shutil.which("nginx")
+    if found:
+        return Path(found)
+    for candidate in (Path("/usr/sbin/nginx"), Path("/usr/local/sbin/nginx")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def nginx_check(nginx: Path, conf: Path, prefix: Path) -> None:
+    """Run ``nginx -t`` on ``conf``; raise GATE_FAILED with nginx's own complaint."""
+    try:
+        res = subprocess.run(
+            [str(nginx), "-t", "-q", "-p", str(prefix), "-c", str(conf)],
+            capture_output=True,
+            text=True,
+            timeout=_NGINX_CHECK_TIMEOUT_S,
+            check=False,
+        )
+    except OSError as exc:
+        raise LagscopeError("check", f"cannot run {nginx}: {exc}", ExitCode.ENVIRONMENT) from None
+    except subprocess.TimeoutExpired:
+        raise LagscopeError(
+            "check", f"{nginx} -t took over {_NGINX_CHECK_TIMEOUT_S} s", ExitCode.TIMEOUT
+        ) from None
+    if res.returncode != 0:
+        complaint = next(
+            (ln for ln in res.stderr.splitlines() if "[emerg]" in ln or "[alert]" in ln),
+            res.stderr.strip() or f"exit status {res.returncode}",
+        )
+        raise LagscopeError(
+            "check", f"nginx -t rejected the config: {complaint}", ExitCode.GATE_FAILED
+        )
+
+
+def write_atomically(path: Path, text: str, before_replace: Callable[[Path], None]) -> None:
+    """Write ``text`` to a temp file next to ``path``, call ``before_replace``, then replace."""
+    directory = path.parent
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise LagscopeError(
+            "output", f"cannot write {path}: {exc.strerror or exc}", ExitCode.ENVIRONMENT
+        ) from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        before_replace(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise LagscopeError(
+            "output", f"cannot write {path}: {exc.strerror or exc}", ExitCode.ENVIRONMENT
+        ) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _check_snippet(nginx: Path, snippet_file: Path) -> None:
+    # A snippet is not a whole config: wrap it in a minimal one, self-contained in a temp
+    # prefix, and check that.
+    with tempfile.TemporaryDirectory(prefix="lagscope-nginx-check-") as tmp:
+        prefix = Path(tmp)
+        temp_paths = "".join(
+            f'    {d}_temp_path "{(prefix / d).as_posix()}";\n'
+            for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        wrapper = prefix / "nginx.conf"
+        wrapper.write_text(
+            f'pid "{(prefix / "nginx.pid").as_posix()}";\n'
+            f'error_log "{(prefix / "error.log").as_posix()}";\n'
+            "events {}\n"
+            "http {\n"
+            f"{temp_paths}"
+            f'    include "{snippet_file.resolve().as_posix()}";\n'
+            "}\n",
+            encoding="utf-8",
+        )
+        nginx_check(nginx, wrapper, prefix)
+
+
+def _settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    # One flag per row of the settings table, so the CLI cannot drift from it.
+    for row in reversed(settings_table()):
+        first = row.reason.split(". ")[0].rstrip(".")
+        func = click.option(
+            row.flag,
+            row.name,
+            type=click.IntRange(min=0 if row.name == "upstream_keepalive" else 1),
+            default=row.default,
+            show_default=True,
+            help=f"[{row.unit}] nginx {row.directive}. {first}.",
+        )(func)
+    return func
+
+
+@click.command("nginx-config")
+@click.option(
+    "--upstream",
+    required=True,
+    metavar="HOST:PORT",
+    help="Where the app server listens (e.g. the address `lagscope serve` printed).",
+)
+@click.option(
+    "--listen",
+    multiple=True,
+    metavar="HOST:PORT",
+    help=f"Where nginx listens; repeatable. 'localhost' means both 127.0.0.1 and ::1. "
+    f"[default: {DEFAULT_LISTEN}]",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the config to this file (atomically) instead of stdout.",
+)
+@click.option(
+    "--prefix",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Self-contained config: pid, logs and temp dirs under DIR, so nginx runs without "
+    "root: nginx -p DIR -c FILE. DIR is created if missing.",
+)
+@click.option(
+    "--snippet",
+    is_flag=True,
+    help="Only what goes inside http {} (for /etc/nginx/conf.d/); excludes --prefix.",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Validate with `nginx -t` before writing; nothing is written if nginx rejects it.",
+)
+@click.option(
+    "--nginx",
+    "nginx_bin",
+    metavar="PATH",
+    help="The nginx binary for --check [default: nginx on PATH, else /usr/sbin/nginx].",
+)
+@click.option(
+    "--server-idle-timeout-s",
+    type=click.IntRange(min=1),
+    default=SERVER_IDLE_TIMEOUT_S,
+    show_default=True,
+    help="[s] The app server's idle timeout (waitress channel_timeout); the upstream "
+    "keep-alive timeout must stay below it. Defaults to `lagscope serve`'s.",
+)
+@_settings_options
+def nginx_config(
+    upstream: str,
+    listen: tuple[str, ...],
+    output: Path | None,
+    prefix: Path | None,
+    snippet: bool,
+    check: bool,
+    nginx_bin: str | None,
+    server_idle_timeout_s: int,
+    **table: int,
+) -> None:
+    """Write an nginx config that keeps upstream connections alive in front of an app server.
+
+    Upstream keep-alive is done right (an upstream block with `keepalive`, HTTP/1.1 and an
+    empty Connection header), the timeouts agree with the app server's, and nginx sends
+    X-Request-Start so the app can measure queue time. Every number can be overridden with
+    the flags below; docs/nginx.md explains each.
+    """
+    settings = NginxSettings(**table)
+    check_consistency(settings, server_idle_timeout_s)
+    if snippet and prefix is not None:
+        raise LagscopeError("config", "--snippet and --prefix exclude each other", ExitCode.USAGE)
+    up = parse_endpoint(upstream, "upstream")
+    listens = tuple(
+        ep
+        for text in (listen or (DEFAULT_LISTEN,))
+        for ep in expand_listen(parse_endpoint(text, "listen"))
+    )
+    if len(set(listens)) != len(listens):
+        raise LagscopeError("listen", "the same address is given twice", ExitCode.USAGE)
+
+    nginx: Path | None = None
+    if check:
+        nginx = find_nginx(nginx_bin)
+        if nginx is None:
+            where = nginx_bin or "PATH, /usr/sbin, /usr/local/sbin"
+            raise LagscopeError("check", f"nginx binary not found ({where})", ExitCode.ENVIRONMENT)
+
+    if prefix is not None:
+        prefix = prefix.resolve()
+        try:
+            prefix.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LagscopeError(
+                "prefix", f"cannot create {prefix}: {exc.strerror or exc}", ExitCode.ENVIRONMENT
+            ) from None
+    text = render(
+        NginxConfig(upstream=up, listen=listens, settings=settings, prefix=prefix, snippet=snippet)
+    )
+
+    def validate(conf_file: Path) -> None:
+        if nginx is None:
+            return
+        if snippet:
+            _check_snippet(nginx, conf_file)
+        else:
+            nginx_check(nginx, conf_file, prefix or conf_file.parent)
+
+    if output is not None:
+        write_atomically(output, text, validate)
+        click.echo(f"lagscope: wrote {output}" + (" (nginx -t: ok)" if check else ""), err=True)
+        return
+    if nginx is not None:
+        with tempfile.TemporaryDirectory(prefix="lagscope-nginx-") as tmp:
+            conf_file = Path(tmp) / "nginx.conf"
+            conf_file.write_text(text, encoding="utf-8")
+            validate(conf_file)
+    sys.stdout.write(text)
+    sys.stdout.flush()
