@@ -1,12 +1,245 @@
-"""The ``lagscope probe`` command line (placeholder until the probe lands)."""
+"""The ``lagscope probe`` command line: options in, report out, exit code for gates.
+
+Everything here is translation: click parameters become :class:`ProbeOptions`, the run's
+report goes to a renderer, ``--output`` saves JSON atomically, ``--load`` renders a saved
+run again, and ``--budget`` turns the warm p50 into an exit code.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+
 import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lagscope.errors import ExitCode, LagscopeError
+from lagscope.fileio import write_text_atomic
+from lagscope.probe.model import ProbeReport
+from lagscope.probe.options import DEFAULTS, LIMITS, ProbeOptions, parse_header, parse_resolve
+from lagscope.probe.options import parse_url as _parse_url
+from lagscope.probe.render import JsonRenderer, TerminalRenderer, load_json
+from lagscope.probe.runner import run_probe
+
+
+def _read_body(data: str | None) -> bytes:
+    if data is None:
+        return b""
+    if data.startswith("@"):
+        path = Path(data[1:])
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise LagscopeError(
+                "options", f"cannot read body file {path}: {exc.strerror or exc}", ExitCode.USAGE
+            ) from None
+    return data.encode("utf-8")
+
+
+def _color_wanted() -> bool:
+    # https://no-color.org: any non-empty NO_COLOR disables colour.
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _measure(opts: ProbeOptions) -> ProbeReport:
+    err = Console(stderr=True)
+    if not err.is_terminal:
+        return run_probe(opts)
+    with Progress(
+        TextColumn("probing {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(opts.target.url, total=opts.cold + opts.warm + (1 if opts.warm else 0))
+
+        def progress(series: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return run_probe(opts, progress=progress)
 
 
 @click.command()
-@click.argument("url")
-def probe(url: str) -> None:
-    """Measure URL cold (new connections) and warm (one keep-alive connection)."""
-    raise click.ClickException("not implemented yet")
+@click.argument("url", required=False)
+@click.option(
+    "--cold",
+    type=int,
+    default=DEFAULTS.cold,
+    show_default=True,
+    help=f"Requests each on a new TCP connection (max {LIMITS.max_cold}).",
+)
+@click.option(
+    "--warm",
+    type=int,
+    default=DEFAULTS.warm,
+    show_default=True,
+    help="Requests on one keep-alive connection, after its own first request "
+    f"(max {LIMITS.max_warm}).",
+)
+@click.option("-X", "--method", default="GET", show_default=True, help="HTTP method.")
+@click.option(
+    "-H",
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="Extra request header (repeatable).",
+)
+@click.option("-d", "--data", metavar="TEXT|@FILE", help="Request body, or @file to read it.")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=DEFAULTS.timeout_s,
+    show_default=True,
+    help="Timeout per phase, seconds.",
+)
+@click.option(
+    "--max-time",
+    "max_time_s",
+    type=float,
+    default=DEFAULTS.max_time_s,
+    show_default=True,
+    help="Bound on the whole run, seconds; stops early and says so.",
+)
+@click.option(
+    "--max-body",
+    "max_body_bytes",
+    type=int,
+    default=DEFAULTS.max_body_bytes,
+    show_default=True,
+    help="Largest response body accepted, bytes.",
+)
+@click.option("-4", "--ipv4", "ipv4", is_flag=True, help="Use IPv4 addresses only.")
+@click.option("-6", "--ipv6", "ipv6", is_flag=True, help="Use IPv6 addresses only.")
+@click.option("-k", "--insecure", is_flag=True, help="Skip TLS certificate verification.")
+@click.option(
+    "--resolve",
+    "resolves",
+    multiple=True,
+    metavar="HOST:ADDR[,ADDR...]",
+    help="Pin HOST to these addresses, tried in order (curl's HOST:PORT:ADDR works "
+    "too; bracket IPv6 there). Repeatable.",
+)
+@click.option(
+    "--rate",
+    "rate_per_s",
+    type=float,
+    default=None,
+    help=f"Requests per second (default: unpaced on loopback, "
+    f"{DEFAULTS.remote_rate_per_s:g}/s elsewhere).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the lagscope.probe/1 JSON report.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also save the JSON report to this file (written atomically).",
+)
+@click.option(
+    "--load",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Render a saved JSON report instead of measuring.",
+)
+@click.option(
+    "--budget",
+    "budget_ms",
+    type=float,
+    default=None,
+    metavar="MS",
+    help="Exit 1 when the warm p50 total exceeds MS (a CI gate).",
+)
+def probe(
+    url: str | None,
+    cold: int,
+    warm: int,
+    method: str,
+    headers: tuple[str, ...],
+    data: str | None,
+    timeout_s: float,
+    max_time_s: float,
+    max_body_bytes: int,
+    ipv4: bool,
+    ipv6: bool,
+    insecure: bool,
+    resolves: tuple[str, ...],
+    rate_per_s: float | None,
+    as_json: bool,
+    output: Path | None,
+    load: Path | None,
+    budget_ms: float | None,
+) -> None:
+    """Measure URL cold (each request on a new connection) and warm (one keep-alive
+    connection), phase by phase: resolve, connect, tls, send, wait, receive.
+
+    Exit codes: 0 ok, 1 budget exceeded, 2 bad input, 3 resolve, 4 connect, 5 timeout,
+    6 TLS, 7 bad HTTP from the server, 8 local environment, 130 interrupted.
+    """
+    if load is not None:
+        if url is not None:
+            raise LagscopeError("options", "give either URL or --load, not both", ExitCode.USAGE)
+        try:
+            report = load_json(load.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise LagscopeError(
+                "load", f"cannot read {load}: {exc.strerror or exc}", ExitCode.USAGE
+            ) from None
+        except ValueError as exc:
+            raise LagscopeError("load", f"{load}: {exc}", ExitCode.USAGE) from None
+    else:
+        if url is None:
+            raise LagscopeError("options", "missing URL (or --load FILE)", ExitCode.USAGE)
+        if ipv4 and ipv6:
+            raise LagscopeError("options", "-4 and -6 exclude each other", ExitCode.USAGE)
+        if method.upper() != method or not method.isalpha():
+            raise LagscopeError("options", f"invalid method {method!r}", ExitCode.USAGE)
+        if budget_ms is not None and warm == 0:
+            raise LagscopeError(
+                "options", "--budget needs a warm series (--warm > 0)", ExitCode.USAGE
+            )
+        if max_body_bytes < 0:
+            raise LagscopeError("options", "--max-body must be ≥ 0", ExitCode.USAGE)
+        opts = ProbeOptions(
+            target=_parse_url(url),
+            cold=cold,
+            warm=warm,
+            method=method,
+            headers=tuple(parse_header(h) for h in headers),
+            body=_read_body(data),
+            timeout_s=timeout_s,
+            max_time_s=max_time_s,
+            max_body_bytes=max_body_bytes,
+            family=socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else socket.AF_UNSPEC,
+            verify_tls=not insecure,
+            resolve=tuple(parse_resolve(r) for r in resolves),
+            rate_per_s=rate_per_s,
+        )
+        report = _measure(opts)
+    if output is not None:
+        write_text_atomic(output, JsonRenderer().render(report))
+    if as_json:
+        click.echo(JsonRenderer().render(report), nl=False)
+    else:
+        width = max(80, min(140, shutil.get_terminal_size((100, 24)).columns))
+        click.echo(
+            TerminalRenderer(color=_color_wanted(), width=width).render(report),
+            nl=False,
+            color=_color_wanted(),
+        )
+    if budget_ms is not None:
+        warm_series = report.get_series("warm")
+        total = warm_series.stats("total") if warm_series else None
+        if total is None:
+            raise LagscopeError("budget", "no warm requests completed", ExitCode.GATE_FAILED)
+        if total.p50_ms > budget_ms:
+            raise LagscopeError(
+                "budget",
+                f"warm p50 {total.p50_ms:.2f} ms exceeds the budget of {budget_ms:g} ms",
+                ExitCode.GATE_FAILED,
+            )

@@ -1,0 +1,574 @@
+"""The measuring shell: runs the cold and warm series and records every phase.
+
+This is the only probe module that does I/O, and it does it through the ``network`` and
+``clock`` it is given. HTTP/1.1 framing is h11's; this module only decides where each
+phase starts and ends:
+
+- resolve: the call to the network's resolver (skipped when the address is pinned);
+- connect: from the first connect attempt to the connected socket, through every address
+  that failed before it, so an IPv6 fallback shows up here;
+- tls: the handshake; send: writing the request; wait: end of send to the first response
+  byte; receive: first byte to the end of the body; total: the whole request.
+
+Requests of the two series are interleaved (cold, warm, cold, warm...) after the warm
+connection's first request, so slow drifts of a noisy machine hit both series alike.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import ipaddress
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import h11
+
+from lagscope import __version__
+from lagscope.errors import ExitCode, LagscopeError
+from lagscope.probe.model import AddressAttempt, KeepAlive, ProbeReport, RequestRecord
+from lagscope.probe.net import Clock, Network, SockAddr, Stream, SystemClock, SystemNetwork
+from lagscope.probe.options import ProbeOptions, is_loopback_host
+from lagscope.probe.report import RunFacts, build_report
+from lagscope.servertiming import Metric, parse_headers
+
+__all__ = ["Progress", "run_probe"]
+
+# (series name, requests done, requests planned)
+Progress = Callable[[str, int, int], None]
+
+_RECV_BYTES = 65536
+_NS_PER_MS = 1_000_000
+_FAMILY_NAMES: dict[int, str] = {int(socket.AF_INET): "ipv4", int(socket.AF_INET6): "ipv6"}
+
+
+def _ms(start_ns: int, end_ns: int) -> float:
+    return (end_ns - start_ns) / _NS_PER_MS
+
+
+def _family_name(family: int) -> str:
+    return "ipv6" if family == socket.AF_INET6 else "ipv4"
+
+
+def _outcome(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if (
+        isinstance(exc, OSError)
+        and exc.errno is not None
+        and "unreach" in (exc.strerror or "").lower()
+    ):
+        return "unreachable"
+    return "error"
+
+
+class _StaleConnection(Exception):
+    """A reused connection turned out to be closed by the server before our request."""
+
+
+@dataclass
+class _Conn:
+    stream: Stream
+    h11: h11.Connection
+    index: int
+    requests: int = 0
+    # Phases of opening, charged to the first request on the connection.
+    resolve_ms: float | None = None
+    connect_ms: float | None = None
+    tls_ms: float | None = None
+    attempts: tuple[AddressAttempt, ...] = ()
+    open_start_ns: int = 0
+
+
+@dataclass
+class _Exchange:
+    status: int
+    http_version: str
+    send_ms: float
+    wait_ms: float
+    receive_ms: float
+    end_ns: int
+    body_bytes: int
+    keep_alive: bool
+    close_reason: str | None
+    server_timing: tuple[Metric, ...]
+
+
+@dataclass
+class _RunState:
+    addresses: tuple[str, ...] = ()
+    resolve_source: str = "dns"
+    connections: int = 0
+    reconnects: int = 0
+    keep_alive_refused: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Prober:
+    def __init__(self, opts: ProbeOptions, network: Network, clock: Clock) -> None:
+        self.opts = opts
+        self.network = network
+        self.clock = clock
+        self.state = _RunState()
+        self._tls_context: ssl.SSLContext | None = None
+        if opts.target.scheme == "https":
+            ctx = ssl.create_default_context()
+            if not opts.verify_tls:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            ctx.set_alpn_protocols(["http/1.1"])
+            self._tls_context = ctx
+
+    # --- opening ------------------------------------------------------------------------
+
+    def _resolve(self) -> list[tuple[int, SockAddr]]:
+        t = self.opts.target
+        pinned = self.opts.pinned(t.host)
+        if pinned is not None:
+            self.state.resolve_source = "pinned"
+            out: list[tuple[int, SockAddr]] = []
+            for addr in pinned:
+                ip = ipaddress.ip_address(addr)
+                if ip.version == 6:
+                    out.append((socket.AF_INET6, (addr, t.port, 0, 0)))
+                else:
+                    out.append((socket.AF_INET, (addr, t.port)))
+            fam = self.opts.family
+            return [a for a in out if fam == socket.AF_UNSPEC or a[0] == fam]
+        try:
+            return self.network.resolve(t.host, t.port, self.opts.family)
+        except socket.gaierror as exc:
+            raise LagscopeError(
+                "resolve", f"cannot resolve {t.host!r}: {exc.strerror or exc}", ExitCode.RESOLVE
+            ) from None
+        except UnicodeError:
+            raise LagscopeError(
+                "resolve", f"invalid host name {t.host!r}", ExitCode.RESOLVE
+            ) from None
+
+    def open(self, where: str) -> _Conn:
+        t = self.opts.target
+        start = self.clock.now_ns()
+        candidates = self._resolve()
+        resolved = self.clock.now_ns()
+        if not candidates:
+            raise LagscopeError(
+                "resolve",
+                f"no usable address for {t.host!r}"
+                + (" in the requested IP family" if self.opts.family else ""),
+                ExitCode.RESOLVE,
+            )
+        if not self.state.addresses:
+            self.state.addresses = tuple(str(a[1][0]) for a in candidates)
+        attempts: list[AddressAttempt] = []
+        stream: Stream | None = None
+        for family, addr in candidates:
+            a0 = self.clock.now_ns()
+            try:
+                stream = self.network.connect(family, addr, self.opts.timeout_s)
+            except OSError as exc:
+                attempts.append(
+                    AddressAttempt(
+                        address=str(addr[0]),
+                        port=int(addr[1]),
+                        family=_family_name(family),
+                        outcome=_outcome(exc),
+                        ms=_ms(a0, self.clock.now_ns()),
+                        error=exc.strerror or str(exc) or type(exc).__name__,
+                    )
+                )
+                continue
+            attempts.append(
+                AddressAttempt(
+                    address=str(addr[0]),
+                    port=int(addr[1]),
+                    family=_family_name(family),
+                    outcome="connected",
+                    ms=_ms(a0, self.clock.now_ns()),
+                )
+            )
+            break
+        connected = self.clock.now_ns()
+        if stream is None:
+            tried = "; ".join(f"{_show(a)} {a.outcome}" for a in attempts)
+            code = (
+                ExitCode.TIMEOUT
+                if all(a.outcome == "timeout" for a in attempts)
+                else (ExitCode.CONNECT)
+            )
+            raise LagscopeError("connect", f"{tried} ({where})", code)
+        tls_ms: float | None = None
+        if self._tls_context is not None:
+            try:
+                stream = stream.start_tls(self._tls_context, t.host, self.opts.timeout_s)
+            except TimeoutError:
+                stream.close()
+                raise LagscopeError(
+                    "tls",
+                    f"handshake with {t.host} timed out after {self.opts.timeout_s:g} s ({where})",
+                    ExitCode.TIMEOUT,
+                ) from None
+            except (ssl.SSLError, OSError) as exc:
+                stream.close()
+                reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or exc
+                raise LagscopeError(
+                    "tls", f"handshake with {t.host} failed: {reason} ({where})", ExitCode.TLS
+                ) from None
+            tls_ms = _ms(connected, self.clock.now_ns())
+        index = self.state.connections
+        self.state.connections += 1
+        return _Conn(
+            stream=stream,
+            h11=h11.Connection(h11.CLIENT, max_incomplete_event_size=64 * 1024),
+            index=index,
+            resolve_ms=None if self.state.resolve_source == "pinned" else _ms(start, resolved),
+            connect_ms=_ms(resolved, connected),
+            tls_ms=tls_ms,
+            attempts=tuple(attempts),
+            open_start_ns=start,
+        )
+
+    # --- one request --------------------------------------------------------------------
+
+    def _request_bytes(self, conn: _Conn) -> bytes:
+        o = self.opts
+        headers = [
+            ("Host", o.target.host_header),
+            ("User-Agent", f"lagscope/{__version__}"),
+            ("Accept", "*/*"),
+        ]
+        given = {name.lower() for name, _ in o.headers}
+        headers = [h for h in headers if h[0].lower() not in given] + list(o.headers)
+        if o.body and "content-length" not in given:
+            headers.append(("Content-Length", str(len(o.body))))
+        out = conn.h11.send(h11.Request(method=o.method, target=o.target.target, headers=headers))
+        if o.body:
+            out = (out or b"") + (conn.h11.send(h11.Data(data=o.body)) or b"")
+        return (out or b"") + (conn.h11.send(h11.EndOfMessage()) or b"")
+
+    def exchange(self, conn: _Conn, where: str) -> _Exchange:
+        o = self.opts
+        reused = conn.requests > 0
+        data = self._request_bytes(conn)
+        t_send = self.clock.now_ns()
+        try:
+            conn.stream.send_all(data, o.timeout_s)
+        except TimeoutError:
+            raise LagscopeError(
+                "send", f"timed out after {o.timeout_s:g} s ({where})", ExitCode.TIMEOUT
+            ) from None
+        except OSError as exc:
+            if reused:
+                raise _StaleConnection from None
+            raise LagscopeError(
+                "send", f"connection lost while sending: {exc} ({where})", ExitCode.PROTOCOL
+            ) from None
+        t_sent = self.clock.now_ns()
+        # wait: until the first byte of the response.
+        try:
+            first = conn.stream.recv(_RECV_BYTES, o.timeout_s)
+        except TimeoutError:
+            raise LagscopeError(
+                "wait", f"no response within {o.timeout_s:g} s ({where})", ExitCode.TIMEOUT
+            ) from None
+        except OSError as exc:
+            if reused:
+                raise _StaleConnection from None
+            raise LagscopeError(
+                "wait", f"connection lost before any response: {exc} ({where})", ExitCode.PROTOCOL
+            ) from None
+        t_first = self.clock.now_ns()
+        if not first:
+            if reused:
+                raise _StaleConnection
+            raise LagscopeError(
+                "wait",
+                f"server closed the connection without replying ({where})",
+                ExitCode.PROTOCOL,
+            )
+        prefix = first[:5]
+        if not b"HTTP/".startswith(prefix[:5]) or (len(first) >= 5 and prefix != b"HTTP/"):
+            raise LagscopeError(
+                "wait", f"reply is not HTTP: {first[:24]!r} ({where})", ExitCode.PROTOCOL
+            )
+        # receive: parse with h11 until the end of the message.
+        response: h11.Response | None = None
+        body = 0
+        chunk = first
+        while True:
+            try:
+                conn.h11.receive_data(chunk)
+                while True:
+                    event = conn.h11.next_event()
+                    if event is h11.NEED_DATA:
+                        break
+                    if isinstance(event, h11.Response):
+                        response = event
+                    elif isinstance(event, h11.Data):
+                        body += len(event.data)
+                        if body > o.max_body_bytes:
+                            raise LagscopeError(
+                                "receive",
+                                f"body larger than the cap of {o.max_body_bytes} bytes "
+                                f"({where}; raise --max-body)",
+                                ExitCode.PROTOCOL,
+                            )
+                    elif isinstance(event, h11.EndOfMessage):
+                        return self._finish(conn, response, t_send, t_sent, t_first, body)
+                    elif isinstance(event, h11.ConnectionClosed):
+                        raise h11.RemoteProtocolError("connection closed")
+            except h11.RemoteProtocolError as exc:
+                if not chunk:
+                    expected = _expected_length(response)
+                    got = (
+                        f"after {body} of {expected} body bytes"
+                        if expected is not None
+                        else (f"after {body} body bytes" if response is not None else "mid-headers")
+                    )
+                    raise LagscopeError(
+                        "receive",
+                        f"server closed the connection {got} ({where})",
+                        ExitCode.PROTOCOL,
+                    ) from None
+                raise LagscopeError(
+                    "receive", f"invalid HTTP response: {exc} ({where})", ExitCode.PROTOCOL
+                ) from None
+            try:
+                chunk = conn.stream.recv(_RECV_BYTES, o.timeout_s)
+            except TimeoutError:
+                raise LagscopeError(
+                    "receive",
+                    f"response stalled for {o.timeout_s:g} s after {body} body bytes ({where})",
+                    ExitCode.TIMEOUT,
+                ) from None
+            except OSError as exc:
+                raise LagscopeError(
+                    "receive", f"connection lost mid-response: {exc} ({where})", ExitCode.PROTOCOL
+                ) from None
+
+    def _finish(
+        self,
+        conn: _Conn,
+        response: h11.Response | None,
+        t_send: int,
+        t_sent: int,
+        t_first: int,
+        body: int,
+    ) -> _Exchange:
+        end = self.clock.now_ns()
+        assert response is not None  # h11 emits Response before EndOfMessage
+        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in response.headers]
+        timing = parse_headers(v for k, v in headers if k == "server-timing")
+        keep = conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE
+        reason: str | None = None
+        if keep:
+            conn.h11.start_next_cycle()
+        else:
+            connection = ",".join(v for k, v in headers if k == "connection").lower()
+            if "close" in connection:
+                reason = "it sent Connection: close"
+            elif response.http_version == b"1.0":
+                reason = "it answered with HTTP/1.0 without keep-alive"
+            else:
+                reason = "its response body was delimited by closing the connection"
+        conn.requests += 1
+        return _Exchange(
+            status=response.status_code,
+            http_version=response.http_version.decode("ascii", "replace"),
+            send_ms=_ms(t_send, t_sent),
+            wait_ms=_ms(t_sent, t_first),
+            receive_ms=_ms(t_first, end),
+            end_ns=end,
+            body_bytes=body,
+            keep_alive=keep,
+            close_reason=reason,
+            server_timing=timing,
+        )
+
+
+def _expected_length(response: h11.Response | None) -> int | None:
+    if response is None:
+        return None
+    for k, v in response.headers:
+        if k.lower() == b"content-length":
+            try:
+                return int(v)
+            except ValueError:
+                return None
+    return None
+
+
+def _show(a: AddressAttempt) -> str:
+    host = f"[{a.address}]" if a.family == "ipv6" else a.address
+    return f"{host}:{a.port}"
+
+
+def _record(
+    series: str,
+    index: int,
+    conn: _Conn,
+    first_on_conn: bool,
+    ex: _Exchange,
+    start_ns: int,
+    run_start_ns: int,
+) -> RequestRecord:
+    return RequestRecord(
+        series=series,
+        index=index,
+        connection=conn.index,
+        reused=not first_on_conn,
+        status=ex.status,
+        http_version=ex.http_version,
+        start_ms=_ms(run_start_ns, start_ns),
+        resolve_ms=conn.resolve_ms if first_on_conn else None,
+        connect_ms=conn.connect_ms if first_on_conn else None,
+        tls_ms=conn.tls_ms if first_on_conn else None,
+        send_ms=ex.send_ms,
+        wait_ms=ex.wait_ms,
+        receive_ms=ex.receive_ms,
+        total_ms=_ms(start_ns, ex.end_ns),
+        body_bytes=ex.body_bytes,
+        keep_alive=ex.keep_alive,
+        attempts=conn.attempts if first_on_conn else (),
+        server_timing=ex.server_timing,
+    )
+
+
+def _plan(cold: int, warm: int) -> list[tuple[str, int]]:
+    """The order of requests: the warm connection's first, then cold and warm alternating."""
+    plan: list[tuple[str, int]] = []
+    if warm:
+        plan.append(("warm_first", 0))
+    for i in range(max(cold, warm)):
+        if i < cold:
+            plan.append(("cold", i))
+        if i < warm:
+            plan.append(("warm", i))
+    return plan
+
+
+def run_probe(
+    opts: ProbeOptions,
+    network: Network | None = None,
+    clock: Clock | None = None,
+    progress: Progress | None = None,
+) -> ProbeReport:
+    """Measure ``opts.target`` and return the report. Raises LagscopeError on failure."""
+    network = network or SystemNetwork()
+    clock = clock or SystemClock()
+    prober = _Prober(opts, network, clock)
+    started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    run_start = clock.now_ns()
+    deadline = run_start + int(opts.max_time_s * 1e9)
+    rate = opts.rate_per_s
+    if rate is None and not is_loopback_host(opts.target.host, opts.pinned(opts.target.host)):
+        from lagscope.probe.options import DEFAULTS
+
+        rate = DEFAULTS.remote_rate_per_s
+    interval_ns = int(1e9 / rate) if rate else 0
+    plan = _plan(opts.cold, opts.warm)
+    totals = {"cold": opts.cold, "warm": opts.warm, "warm_first": 1 if opts.warm else 0}
+    done = {"cold": 0, "warm": 0, "warm_first": 0}
+    records: list[RequestRecord] = []
+    warm_conn: _Conn | None = None
+    truncated = False
+    next_slot = run_start
+    try:
+        for n, (series, index) in enumerate(plan):
+            now = clock.now_ns()
+            if now >= deadline:
+                truncated = True
+                prober.state.warnings.append(
+                    f"stopped at --max-time {opts.max_time_s:g} s after {n} of {len(plan)} requests"
+                )
+                break
+            if interval_ns and now < next_slot:
+                clock.sleep((next_slot - now) / 1e9)
+            next_slot = max(clock.now_ns(), next_slot) + interval_ns
+            label = (
+                "the warm connection's first request"
+                if series == "warm_first"
+                else f"{series} request {index + 1} of {totals[series]}"
+            )
+            if series == "cold":
+                start = clock.now_ns()
+                conn = prober.open(label)
+                try:
+                    ex = prober.exchange(conn, label)
+                finally:
+                    conn.stream.close()
+                records.append(_record(series, index, conn, True, ex, start, run_start))
+            else:
+                start = clock.now_ns()
+                first_on_conn = warm_conn is None
+                if warm_conn is None:
+                    warm_conn = prober.open(label)
+                try:
+                    ex = prober.exchange(warm_conn, label)
+                except _StaleConnection:
+                    # The server dropped the idle connection: reopen and retry once, as
+                    # browsers do, and count it.
+                    warm_conn.stream.close()
+                    prober.state.reconnects += 1
+                    start = clock.now_ns()
+                    warm_conn = prober.open(label)
+                    first_on_conn = True
+                    ex = prober.exchange(warm_conn, label)
+                records.append(
+                    _record(series, index, warm_conn, first_on_conn, ex, start, run_start)
+                )
+                if not ex.keep_alive:
+                    if prober.state.keep_alive_refused is None:
+                        prober.state.keep_alive_refused = ex.close_reason
+                    warm_conn.stream.close()
+                    warm_conn = None
+            done[series] += 1
+            if progress is not None:
+                progress(series, sum(done.values()), len(plan))
+    finally:
+        if warm_conn is not None:
+            warm_conn.stream.close()
+    state = prober.state
+    if state.keep_alive_refused is not None:
+        state.warnings.append(
+            f"the server refused keep-alive ({state.keep_alive_refused}); the warm series was "
+            "measured on new connections"
+        )
+    statuses = sorted({r.status for r in records if r.status >= 400})
+    if statuses:
+        state.warnings.append(f"the server answered with error statuses: {statuses}")
+    facts = RunFacts(
+        tool_version=__version__,
+        url=opts.target.url,
+        method=opts.method,
+        started_at=started_at,
+        duration_ms=_ms(run_start, clock.now_ns()),
+        host=opts.target.host,
+        resolve_source=state.resolve_source,
+        addresses=state.addresses,
+        keep_alive=KeepAlive(
+            supported=state.keep_alive_refused is None,
+            reason=state.keep_alive_refused,
+            reconnects=state.reconnects,
+        ),
+        truncated=truncated,
+        warnings=tuple(state.warnings),
+        options=(
+            ("cold", opts.cold),
+            ("warm", opts.warm),
+            ("timeout_s", opts.timeout_s),
+            ("max_time_s", opts.max_time_s),
+            ("max_body_bytes", opts.max_body_bytes),
+            ("family", _FAMILY_NAMES.get(int(opts.family), "any")),
+            ("verify_tls", opts.verify_tls),
+            ("rate_per_s", rate),
+            # Header names only: values may carry credentials.
+            ("header_names", [name for name, _ in opts.headers]),
+            ("body_bytes", len(opts.body)),
+            ("resolve", {host: list(addrs) for host, addrs in opts.resolve}),
+        ),
+    )
+    return build_report(records, facts)
