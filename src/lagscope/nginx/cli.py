@@ -135,7 +135,7 @@ def _settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
         func = click.option(
             row.flag,
             row.name,
-            type=click.IntRange(min=0 if row.name == "upstream_keepalive" else 1),
+            type=click.IntRange(min=row.minimum),
             default=row.default,
             show_default=True,
             help=f"[{row.unit}] nginx {row.directive}. {first}.",

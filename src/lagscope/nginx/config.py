@@ -55,8 +55,8 @@ SERVER_IDLE_TIMEOUT_S: int = _server_idle_timeout_s()
 DEFAULT_LISTEN = "localhost:8080"
 
 
-def _s(unit: str, directive: str, reason: str) -> dict[str, str]:
-    return {"unit": unit, "directive": directive, "reason": reason}
+def _s(unit: str, directive: str, reason: str, minimum: int = 1) -> dict[str, Any]:
+    return {"unit": unit, "directive": directive, "reason": reason, "minimum": minimum}
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class NginxSettings:
             "flight at once (the app's thread count, 4 by default, with room to spare); any "
             "request beyond it opens a new connection and pays the per-connection tax. "
             "0 disables the pool (not recommended).",
+            minimum=0,
         ),
     )
     upstream_keepalive_timeout_s: int = field(
@@ -147,7 +148,9 @@ class NginxSettings:
             "Number of proxy_buffer_size buffers per request (16 x 16 KiB = 256 KiB): a "
             "typical JSON page (the reference app's is 94 KB) stays in memory instead of "
             "spilling to a temp file, and the app thread is freed as soon as it has written "
-            "the response, however slow the client.",
+            "the response, however slow the client. At least 4: nginx needs the two busy "
+            "buffers to be fewer than all buffers but one.",
+            minimum=4,
         ),
     )
     # --- the client side (browser -> nginx) ----------------------------------------------
@@ -214,17 +217,13 @@ class NginxSettings:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            minimum = 0 if f.name == "upstream_keepalive" else 1
+            minimum = int(f.metadata["minimum"])
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise LagscopeError(
                     "config",
                     f"{_flag(f.name)} must be an integer >= {minimum}, got {value!r}",
                     ExitCode.USAGE,
                 )
-        if self.proxy_buffers_count < 2:
-            raise LagscopeError(
-                "config", "--proxy-buffers-count must be at least 2", ExitCode.USAGE
-            )
 
 
 @dataclass(frozen=True)
@@ -234,6 +233,7 @@ class SettingDoc:
     name: str
     flag: str
     default: int
+    minimum: int
     unit: str
     directive: str
     reason: str
@@ -253,6 +253,7 @@ def settings_table() -> tuple[SettingDoc, ...]:
                 name=f.name,
                 flag=_flag(f.name),
                 default=int(cast(int, f.default)),
+                minimum=int(meta["minimum"]),
                 unit=str(meta["unit"]),
                 directive=str(meta["directive"]),
                 reason=str(meta["reason"]),

@@ -1,0 +1,152 @@
+"""``lagscope nginx-config`` on the command line: output, atomic writes, errors, ``--check``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lagscope.cli import main
+from lagscope.errors import ExitCode
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["nginx-config", *args])
+    assert not isinstance(result.exception, Exception) or isinstance(
+        result.exception, SystemExit
+    ), result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_stdout_by_default() -> None:
+    code, out, _ = _run("--upstream", "127.0.0.1:8000", "--listen", "127.0.0.1:9000")
+    assert code == ExitCode.OK
+    assert "server 127.0.0.1:8000;" in out
+    assert "listen 127.0.0.1:9000;" in out
+    assert "listen [::1]" not in out
+
+
+def test_flags_come_from_the_table() -> None:
+    code, out, _ = _run(
+        "--upstream", "127.0.0.1:8000", "--upstream-keepalive", "3", "--proxy-read-timeout-s", "7"
+    )
+    assert code == ExitCode.OK
+    assert "keepalive 3;" in out
+    assert "proxy_read_timeout 7s;" in out
+
+
+def test_output_file_is_written_and_replaced(tmp_path: Path) -> None:
+    target = tmp_path / "nginx.conf"
+    target.write_text("old")
+    code, out, err = _run("--upstream", "127.0.0.1:8000", "-o", str(target))
+    assert code == ExitCode.OK
+    assert out == ""
+    assert "wrote" in err
+    assert "keepalive 16;" in target.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["nginx.conf"]  # no temp file left behind
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["--upstream", "nohost"], ExitCode.USAGE, "upstream: 'nohost' is not HOST:PORT"),
+        (["--upstream", "h:99999"], ExitCode.USAGE, "port must be 1-65535"),
+        (["--upstream", "h:1", "--listen", "x"], ExitCode.USAGE, "listen: 'x' is not HOST:PORT"),
+        (
+            ["--upstream", "h:1", "--listen", "localhost:80", "--listen", "127.0.0.1:80"],
+            ExitCode.USAGE,
+            "listen: the same address is given twice",
+        ),
+        (
+            [
+                "--upstream",
+                "h:1",
+                "--upstream-keepalive-timeout-s",
+                "400",
+                "--server-idle-timeout-s",
+                "300",
+            ],
+            ExitCode.USAGE,
+            "must be below the app server's",
+        ),
+        (["--upstream", "h:1", "--snippet", "--prefix", "/tmp"], ExitCode.USAGE, "exclude"),
+        (
+            ["--upstream", "h:1", "--check", "--nginx", "/nonexistent/nginx"],
+            ExitCode.ENVIRONMENT,
+            "check: nginx binary not found",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_with_exit_code(args: list[str], code: int, needle: str) -> None:
+    got, out, err = _run(*args)
+    assert got == code
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("lagscope: ")
+    assert needle in err
+    assert "Traceback" not in err
+
+
+def test_unwritable_output_is_an_environment_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for target in (tmp_path / "missing-dir" / "x.conf", blocker / "x.conf"):
+        code, _out, err = _run("--upstream", "127.0.0.1:8000", "-o", str(target))
+        assert code == ExitCode.ENVIRONMENT
+        assert err.startswith(f"lagscope: output: cannot write {target}")
+        assert err.count("\n") == 1
+
+
+@pytest.mark.nginx
+def test_check_passes_and_writes(nginx: Path, nginx_prefix: Path) -> None:
+    target = nginx_prefix / "nginx.conf"
+    code, _, err = _run(
+        "--upstream",
+        "127.0.0.1:8000",
+        "--listen",
+        "localhost:8080",
+        "--prefix",
+        str(nginx_prefix),
+        "-o",
+        str(target),
+        "--check",
+        "--nginx",
+        str(nginx),
+    )
+    assert code == ExitCode.OK, err
+    assert "nginx -t: ok" in err
+    assert target.is_file()
+
+
+@pytest.mark.nginx
+def test_snippet_check_passes_on_stdout(nginx: Path) -> None:
+    code, out, err = _run("--upstream", "[::1]:8000", "--snippet", "--check", "--nginx", str(nginx))
+    assert code == ExitCode.OK, err
+    assert "server [::1]:8000;" in out
+
+
+@pytest.mark.nginx
+def test_check_rejection_leaves_the_old_file(nginx: Path, nginx_prefix: Path) -> None:
+    # A body size nginx cannot represent: our table allows it, nginx -t refuses it.
+    target = nginx_prefix / "nginx.conf"
+    target.write_text("old")
+    code, _out, err = _run(
+        "--upstream",
+        "127.0.0.1:8000",
+        "--prefix",
+        str(nginx_prefix),
+        "-o",
+        str(target),
+        "--check",
+        "--nginx",
+        str(nginx),
+        "--client-max-body-size-m",
+        "99999999999999",
+    )
+    assert code == ExitCode.GATE_FAILED
+    assert err.startswith("lagscope: check: nginx -t rejected the config:")
+    assert "client_max_body_size" in err
+    assert err.count("\n") == 1
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in nginx_prefix.iterdir() if p.suffix == ".tmp") == []
