@@ -215,3 +215,10 @@ def test_settings_table_documents_every_field() -> None:
         assert len(row.reason) > 20
         assert row.default >= row.minimum
         assert row.flag == "--" + row.name.replace("_", "-")
+
+
+def test_server_idle_timeout_comes_from_serves_table() -> None:
+    serve_settings = pytest.importorskip("lagscope.serve.settings")
+    resolved = serve_settings.resolve({}, serve_settings.Host.current())
+    assert int(resolved.values["channel_timeout"]) == nginx_config_module.SERVER_IDLE_TIMEOUT_S
+    assert NginxSettings().upstream_keepalive_timeout_s < nginx_config_module.SERVER_IDLE_TIMEOUT_S

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import ipaddress
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -35,19 +36,21 @@ __all__ = [
 ]
 
 # The upstream server's idle timeout (waitress ``channel_timeout``) that the nginx upstream
-# pool must stay below. It is read from ``lagscope serve``'s own settings table when that
-# module is importable, so the two cannot drift apart; this literal is only the fallback for
-# installs without the serve extra, and equals serve's default (see docs/decisions.md).
-_SERVER_IDLE_TIMEOUT_FALLBACK_S = 330
+# pool must stay below. It is read from ``lagscope serve``'s own settings table
+# (lagscope.serve.settings) so the two cannot drift apart; this literal is only the fallback
+# when that table cannot be read, and equals serve's default (see docs/decisions.md).
+_SERVER_IDLE_TIMEOUT_FALLBACK_S = 310
 
 
 def _server_idle_timeout_s() -> int:
+    # importlib, not a plain import: nginx-config must work on installs where the serve
+    # part is missing or broken (it has heavier optional dependencies).
     try:
-        serve_config = importlib.import_module("lagscope.serve.config")
-    except ImportError:
+        serve_settings = importlib.import_module("lagscope.serve.settings")
+        resolved = serve_settings.resolve({}, serve_settings.Host.current())
+        return math.floor(float(resolved.values["channel_timeout"]))
+    except (ImportError, AttributeError, KeyError, TypeError, ValueError):
         return _SERVER_IDLE_TIMEOUT_FALLBACK_S
-    value = getattr(serve_config, "CHANNEL_TIMEOUT_S", None)
-    return int(value) if isinstance(value, int) else _SERVER_IDLE_TIMEOUT_FALLBACK_S
 
 
 SERVER_IDLE_TIMEOUT_S: int = _server_idle_timeout_s()
