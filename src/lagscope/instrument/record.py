@@ -1,0 +1,143 @@
+"""The per-request timing record and the metrics built from it. Pure.
+
+A :class:`RequestTiming` is filled in by a shell (the Django or WSGI middleware, the
+database hooks) with timestamps from one clock, in seconds. :func:`build_metrics` turns
+it into Server-Timing metrics for a given disclosure level. Metric names are a stable
+contract (docs/server-timing.md); the probe computes "outside the app" as time to first
+byte minus ``total``.
+"""
+
+from __future__ import annotations
+
+from lagscope.instrument.disclosure import Disclosure
+from lagscope.servertiming import Metric, format_header
+
+__all__ = [
+    "CONN",
+    "DB",
+    "DBCONN",
+    "QUEUE",
+    "THREAD",
+    "TOTAL",
+    "TPL",
+    "VIEW",
+    "RequestTiming",
+    "build_header",
+    "build_metrics",
+]
+
+# Metric names: stable, documented in docs/server-timing.md. Do not rename.
+TOTAL = "total"  # app time: middleware entry to response ready
+VIEW = "view"  # URL resolved (process_view) to view returned, template rendering excluded
+TPL = "tpl"  # TemplateResponse rendering
+DB = "db"  # query execution time; desc "<n> queries"
+DBCONN = "dbconn"  # new database connections opened; desc "<n> connects"
+CONN = "conn"  # client connection; desc "new" or "reused"
+QUEUE = "queue"  # proxy request start to app entry
+THREAD = "thread"  # desc: the worker thread's name
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+class RequestTiming:
+    """Timestamps and counters for one request; seconds on the shell's clock.
+
+    Mutable on purpose: the middleware, the query wrapper and the connect hook all add to
+    the same record while the request runs, from whichever thread runs that part.
+    """
+
+    __slots__ = (
+        "db_count",
+        "db_s",
+        "dbconn_count",
+        "dbconn_s",
+        "end_s",
+        "first_on_connection",
+        "last_mark_s",
+        "queue_ms",
+        "start_s",
+        "thread",
+        "tpl_end_s",
+        "tpl_start_s",
+        "view_end_s",
+        "view_start_s",
+    )
+
+    def __init__(self, start_s: float) -> None:
+        self.start_s = start_s
+        self.end_s: float | None = None
+        self.view_start_s: float | None = None
+        self.view_end_s: float | None = None
+        self.tpl_start_s: float | None = None
+        self.tpl_end_s: float | None = None
+        self.db_s = 0.0
+        self.db_count = 0
+        self.dbconn_s = 0.0
+        self.dbconn_count = 0
+        # None: the server gave nothing that identifies the client connection.
+        self.first_on_connection: bool | None = None
+        self.queue_ms: float | None = None
+        self.thread: str | None = None
+        # The latest instrumentation timestamp; a connect that cannot be timed exactly is
+        # bounded from above by "now minus the last mark".
+        self.last_mark_s = start_s
+
+    def __repr__(self) -> str:
+        return (
+            f"<RequestTiming total_s={self.total_s()} db={self.db_count}q/{self.db_s:.6f}s "
+            f"dbconn={self.dbconn_count}/{self.dbconn_s:.6f}s "
+            f"first_on_connection={self.first_on_connection}>"
+        )
+
+    def total_s(self) -> float | None:
+        return None if self.end_s is None else self.end_s - self.start_s
+
+    def add_query(self, duration_s: float, end_s: float) -> None:
+        self.db_s += duration_s
+        self.db_count += 1
+        self.last_mark_s = end_s
+
+    def add_connect(self, duration_s: float, end_s: float) -> None:
+        self.dbconn_s += max(duration_s, 0.0)
+        self.dbconn_count += 1
+        self.last_mark_s = end_s
+
+
+def build_metrics(timing: RequestTiming, level: Disclosure) -> tuple[Metric, ...]:
+    """The metrics ``level`` allows, in a fixed order; empty when nothing may be shown."""
+    total_s = timing.total_s()
+    if level is Disclosure.NONE or total_s is None:
+        return ()
+    total = Metric(TOTAL, total_s * 1e3)
+    if level is Disclosure.TOTAL:
+        return (total,)
+    out = [total]
+    tpl_s: float | None = None
+    if timing.tpl_start_s is not None and timing.tpl_end_s is not None:
+        tpl_s = timing.tpl_end_s - timing.tpl_start_s
+    if timing.view_start_s is not None:
+        view_end_s = timing.view_end_s if timing.view_end_s is not None else timing.end_s
+        assert view_end_s is not None
+        out.append(Metric(VIEW, max(view_end_s - timing.view_start_s, 0.0) * 1e3))
+    if tpl_s is not None:
+        out.append(Metric(TPL, max(tpl_s, 0.0) * 1e3))
+    if timing.db_count:
+        queries = "1 query" if timing.db_count == 1 else f"{timing.db_count} queries"
+        out.append(Metric(DB, timing.db_s * 1e3, queries))
+    if timing.dbconn_count:
+        out.append(Metric(DBCONN, timing.dbconn_s * 1e3, _plural(timing.dbconn_count, "connect")))
+    if timing.first_on_connection is not None:
+        out.append(Metric(CONN, None, "new" if timing.first_on_connection else "reused"))
+    if timing.queue_ms is not None:
+        out.append(Metric(QUEUE, timing.queue_ms))
+    if timing.thread is not None:
+        out.append(Metric(THREAD, None, timing.thread))
+    return tuple(out)
+
+
+def build_header(timing: RequestTiming, level: Disclosure) -> str | None:
+    """The Server-Timing value for ``level``, or None when nothing may be shown."""
+    metrics = build_metrics(timing, level)
+    return format_header(metrics) if metrics else None

@@ -1,0 +1,71 @@
+"""URLs and views the Django instrumentation tests request (ROOT_URLCONF of the suite)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from asgiref.sync import sync_to_async
+from django.db import connections
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+
+
+def plain(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok")
+
+
+def sleepy(request: HttpRequest) -> HttpResponse:
+    time.sleep(float(request.GET.get("s", "0.2")))
+    return HttpResponse("slept")
+
+
+def queries(request: HttpRequest, alias: str) -> HttpResponse:
+    count = int(request.GET.get("n", "2"))
+    with connections[alias].cursor() as cursor:
+        for _ in range(count):
+            cursor.execute("SELECT 1")
+    return HttpResponse(f"{count} queries")
+
+
+def template(request: HttpRequest) -> TemplateResponse:
+    return TemplateResponse(request, "lagscope_test.html", {"items": range(50)})
+
+
+def with_own_header(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse("own")
+    response["Server-Timing"] = "cache;desc=hit"
+    return response
+
+
+def boom(request: HttpRequest) -> HttpResponse:
+    raise ValueError("the view failed")
+
+
+async def async_plain(request: HttpRequest) -> HttpResponse:
+    await asyncio.sleep(0)
+    return HttpResponse("async ok")
+
+
+def _select(alias: str, count: int) -> None:
+    with connections[alias].cursor() as cursor:
+        for _ in range(count):
+            cursor.execute("SELECT 1")
+
+
+async def async_queries(request: HttpRequest, alias: str) -> HttpResponse:
+    await sync_to_async(_select)(alias, 3)
+    return HttpResponse("async queries")
+
+
+urlpatterns = [
+    path("plain/", plain),
+    path("sleep/", sleepy),
+    path("db/<str:alias>/", queries),
+    path("tpl/", template),
+    path("own/", with_own_header),
+    path("boom/", boom),
+    path("async/", async_plain),
+    path("async-db/<str:alias>/", async_queries),
+]
