@@ -41,6 +41,7 @@ def _register() -> None:
 
     main.add_command(probe)
     from lagscope.nginx.cli import nginx_config; main.add_command(nginx_config)  # noqa: E702, I001
+    from lagscope.inject.cli import inject; main.add_command(inject)  # noqa: E702, I001
 
 
 _register()

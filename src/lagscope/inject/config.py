@@ -43,6 +43,7 @@ __all__ = [
     "FAULT_KINDS",
     "SETTINGS_HELP",
     "ProxySettings",
+    "describe_fault",
     "fault_from_mapping",
     "is_loopback_host",
     "load_routes_toml",
@@ -273,3 +274,27 @@ def load_routes_toml(path: str | Path, *, allow_non_loopback: bool = False) -> l
             )
         )
     return routes
+
+
+def describe_fault(fault: Fault) -> str:
+    """A short human description, e.g. ``tax 300 ms (both)`` or ``reset after 1024 B (u2c)``."""
+    if isinstance(fault, ConnectionTax):
+        text = f"tax {fault.delay_ms:g} ms ({fault.direction.value})"
+    elif isinstance(fault, FirstChunkDelay):
+        text = f"first-chunk delay {fault.delay_ms:g} ms ({fault.direction.value})"
+    elif isinstance(fault, Latency):
+        jitter = f"±{fault.jitter_ms:g}" if fault.jitter_ms else ""
+        text = f"latency {fault.delay_ms:g}{jitter} ms/chunk ({fault.direction.value})"
+    elif isinstance(fault, Bandwidth):
+        text = f"bandwidth {fault.bytes_per_s} B/s ({fault.direction.value})"
+    elif isinstance(fault, Reset):
+        when = "at connect" if fault.after_bytes == 0 else f"after {fault.after_bytes} B"
+        text = f"reset {when} ({fault.direction.value})"
+    elif isinstance(fault, SlowClose):
+        text = f"slow close {fault.delay_ms:g} ms ({fault.direction.value})"
+    elif isinstance(fault, BlackHole):
+        text = f"black hole ({fault.direction.value})"
+    else:
+        text = f"dial delay {fault.delay_ms:g} ms"
+    selection = fault.select.describe()
+    return text if selection == "all" else f"{text} [{selection}]"

@@ -1,0 +1,261 @@
+"""The ``lagscope inject`` command: routes from flags or TOML, live counters, clean stop.
+
+This module owns only the command-line shell: it turns flags into routes and settings
+(through ``lagscope.inject.config``), runs an :class:`~lagscope.inject.api.Injector`, prints
+one readiness line per route, shows live counters while it runs (rich, on a terminal) and a
+summary when it stops. The proxy runs on its own thread; the main thread only sleeps in
+short steps, so Ctrl+C (and SIGTERM, where the OS delivers it) interrupts it on every
+platform without ``loop.add_signal_handler``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from lagscope.errors import ExitCode, LagscopeError
+from lagscope.inject.api import Injector
+from lagscope.inject.config import (
+    SETTINGS_HELP,
+    ProxySettings,
+    describe_fault,
+    is_loopback_host,
+    load_routes_toml,
+    parse_address,
+    parse_fault,
+    parse_route,
+)
+from lagscope.inject.plan import Route
+
+__all__ = ["counters_table", "inject"]
+
+_REFRESH_S = 0.25
+
+
+def _settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    # One flag per ProxySettings field, derived from the settings table.
+    for f in reversed(dataclasses.fields(ProxySettings)):
+        kind = click.INT if isinstance(f.default, int) else click.FLOAT
+        func = click.option(
+            "--" + f.name.replace("_", "-"),
+            f.name,
+            type=kind,
+            default=None,
+            help=f"{SETTINGS_HELP[f.name]} (default {f.default}).",
+        )(func)
+    return func
+
+
+def counters_table(injector: Injector) -> Table:
+    table = Table(title="lagscope inject", title_justify="left")
+    for col in ("route", "listen", "upstream", "accepted", "active", "closed", "taxed"):
+        table.add_column(col, justify="left" if col in ("route", "listen", "upstream") else "right")
+    for col in ("resets", "upstream fail", "bytes c2u", "bytes u2c"):
+        table.add_column(col, justify="right")
+    for i, (route, name) in enumerate(zip(injector.routes, injector.route_names, strict=True)):
+        c = injector.counters(i)
+        host, port = injector.address(i)
+        table.add_row(
+            name,
+            f"{host}:{port}",
+            f"{route.upstream[0]}:{route.upstream[1]}",
+            str(c.accepted),
+            str(c.active),
+            str(c.closed),
+            str(c.taxed),
+            str(c.resets_injected),
+            str(c.upstream_failures),
+            f"{c.bytes_c2u:,}",
+            f"{c.bytes_u2c:,}",
+        )
+    return table
+
+
+def _collect_routes(
+    listen: str | None,
+    upstream: str | None,
+    faults: tuple[str, ...],
+    route_specs: tuple[str, ...],
+    config: str | None,
+    allow_non_loopback: bool,
+) -> list[Route]:
+    routes: list[Route] = []
+    if listen is not None or upstream is not None or faults:
+        if listen is None or upstream is None:
+            raise LagscopeError(
+                "config", "--listen and --upstream go together (or use --route)", ExitCode.USAGE
+            )
+        routes.append(
+            Route(
+                listen=parse_address(listen, what="listen address"),
+                upstream=parse_address(upstream, what="upstream address"),
+                faults=[parse_fault(f) for f in faults],
+                allow_non_loopback=allow_non_loopback,
+            )
+        )
+    routes += [parse_route(s, allow_non_loopback=allow_non_loopback) for s in route_specs]
+    if config is not None:
+        routes += load_routes_toml(config, allow_non_loopback=allow_non_loopback)
+    if not routes:
+        raise LagscopeError(
+            "config",
+            "nothing to proxy: give --listen/--upstream, --route or --config",
+            ExitCode.USAGE,
+        )
+    return routes
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    # SIGTERM ends the run like Ctrl+C, through the same clean shutdown. signal.signal is
+    # portable (Windows included); only the main thread may install handlers.
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    except ValueError:  # not the main thread (e.g. CliRunner in a worker thread)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@click.command(context_settings={"max_content_width": 100})
+@click.option(
+    "--listen", metavar="HOST:PORT", help="Listen address of the main route (port 0 = any)."
+)
+@click.option("--upstream", metavar="HOST:PORT", help="Where the main route forwards to.")
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="SPEC",
+    help="Fault on the main route, repeatable: tax:300, latency:20,jitter_ms=5,direction=u2c, "
+    "reset:after_bytes=1024, bandwidth:100000, slow-close:500, blackhole, dial:2000, "
+    "first:100; selection keys first_n=, every=, probability=, seed=.",
+)
+@click.option(
+    "--route",
+    "route_specs",
+    multiple=True,
+    metavar="'[NAME=]LISTEN UPSTREAM [SPEC ...]'",
+    help="An extra route with its own faults, repeatable.",
+)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    help="TOML file with [[route]] tables (see docs/inject.md).",
+)
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False),
+    help="Append one JSON line per finished connection to this file (ground truth).",
+)
+@click.option(
+    "--allow-non-loopback",
+    is_flag=True,
+    help="Allow listening on a non-loopback address (exposes the proxy to the network).",
+)
+@click.option(
+    "--duration-s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop after this many seconds (default: run until Ctrl+C).",
+)
+@_settings_options
+def inject(
+    listen: str | None,
+    upstream: str | None,
+    faults: tuple[str, ...],
+    route_specs: tuple[str, ...],
+    config: str | None,
+    log_path: str | None,
+    allow_non_loopback: bool,
+    duration_s: float | None,
+    **settings: Any,
+) -> None:
+    """Run a TCP proxy that injects faults (e.g. a 300 ms tax on every new connection).
+
+    \b
+    lagscope inject --listen 127.0.0.1:8081 --upstream 127.0.0.1:8080 --fault tax:300
+    lagscope inject --config routes.toml --log truth.jsonl
+    """
+    routes = _collect_routes(listen, upstream, faults, route_specs, config, allow_non_loopback)
+    try:
+        proxy_settings = ProxySettings(**{k: v for k, v in settings.items() if v is not None})
+    except ValueError as exc:
+        raise LagscopeError("config", str(exc), ExitCode.USAGE) from None
+    if log_path is not None:
+        parent = Path(log_path).resolve().parent
+        if not parent.is_dir():
+            raise LagscopeError(
+                "log",
+                f"cannot write {log_path}: {parent} is not a directory",
+                ExitCode.ENVIRONMENT,
+            )
+    for route in routes:
+        if not is_loopback_host(route.listen[0]):
+            click.echo(
+                f"lagscope: warning: listening on non-loopback {route.listen[0]}: anyone who "
+                "can reach this machine can use the proxy",
+                err=True,
+            )
+    injector = Injector(routes, settings=proxy_settings, log_path=log_path)
+    try:
+        injector.start()
+    except OSError as exc:
+        raise LagscopeError("log", f"cannot open {log_path}: {exc}", ExitCode.ENVIRONMENT) from None
+    console = Console(stderr=False)
+    try:
+        for i, (route, name) in enumerate(zip(routes, injector.route_names, strict=True)):
+            host, port = injector.address(i)
+            shown = ", ".join(describe_fault(f) for f in route.faults) or "no faults"
+            # The readiness line: scripts wait for it and read the bound port from it.
+            click.echo(
+                f"inject: {name} listening on {host}:{port} -> "
+                f"{route.upstream[0]}:{route.upstream[1]} ({shown})"
+            )
+        sys.stdout.flush()
+        with _sigterm_as_interrupt():
+            _run(injector, console, duration_s)
+    finally:
+        injector.stop()
+        c = injector.counters()
+        click.echo(
+            f"inject: stopped; {c.accepted} connections ({c.taxed} taxed, "
+            f"{c.resets_injected} reset, {c.upstream_failures} upstream failures), "
+            f"{c.bytes_c2u:,} B client->upstream, {c.bytes_u2c:,} B upstream->client",
+            err=True,
+        )
+
+
+def _run(injector: Injector, console: Console, duration_s: float | None) -> None:
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+
+    def running() -> bool:
+        return deadline is None or time.monotonic() < deadline
+
+    # time.sleep, not Event.wait: it is interruptible by Ctrl+C on Windows too.
+    if console.is_terminal:
+        with Live(counters_table(injector), console=console, auto_refresh=False) as live:
+            while running():
+                time.sleep(_REFRESH_S)
+                live.update(counters_table(injector), refresh=True)
+    else:
+        while running():
+            time.sleep(_REFRESH_S)
