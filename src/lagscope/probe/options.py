@@ -87,6 +87,8 @@ class ProbeOptions:
     # socket.AF_UNSPEC, AF_INET or AF_INET6.
     family: int = socket.AF_UNSPEC
     verify_tls: bool = True
+    # Extra CA bundle (PEM) to trust, for internal CAs and self-signed test servers.
+    cafile: str | None = None
     # host (lower-case) -> addresses tried in this order, like curl --resolve.
     resolve: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
     # Requests per second; None means unpaced. Set from DEFAULTS for non-loopback targets.

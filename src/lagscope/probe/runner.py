@@ -115,7 +115,12 @@ class _Prober:
         self.state = _RunState()
         self._tls_context: ssl.SSLContext | None = None
         if opts.target.scheme == "https":
-            ctx = ssl.create_default_context()
+            try:
+                ctx = ssl.create_default_context(cafile=opts.cafile)
+            except (OSError, ssl.SSLError) as exc:
+                raise LagscopeError(
+                    "tls", f"cannot load CA file {opts.cafile}: {exc}", ExitCode.USAGE
+                ) from None
             if not opts.verify_tls:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE

@@ -1,0 +1,127 @@
+"""``lagscope probe`` end to end through click: output forms, saved runs, gates, errors.
+
+Errors must be one line on stderr with the documented exit code and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from lagscope.cli import main
+from support.wsgi import waitress_server
+
+SCHEMA = json.loads(
+    (Path(__file__).parents[2] / "docs" / "schemas" / "probe-1.schema.json").read_text()
+)
+
+
+def _app(environ: dict[str, object], start_response: object) -> list[bytes]:
+    start_response(
+        "200 OK",
+        [
+            ("Content-Length", "2"),  # type: ignore[operator]
+            ("Server-Timing", "total;dur=0.1"),
+        ],
+    )
+    return [b"ok"]
+
+
+@pytest.fixture(scope="module")
+def url() -> object:
+    with waitress_server(_app) as (host, port):
+        yield f"http://{host}:{port}/"
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_json_output_matches_the_documented_schema(url: str) -> None:
+    code, out, err = _run("probe", url, "--cold", "3", "--warm", "5", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    jsonschema.validate(data, SCHEMA)
+    assert data["schema"] == "lagscope.probe/1"
+    assert [s["name"] for s in data["series"]] == ["cold", "warm_first", "warm"]
+
+
+def test_terminal_view_without_tty_has_no_escape_codes(url: str) -> None:
+    code, out, _ = _run("probe", url, "--cold", "2", "--warm", "3", env={"NO_COLOR": "1"})
+    assert code == 0
+    assert "\x1b[" not in out
+    assert "Verdict:" in out and "phase (ms)" in out and "total" in out
+
+
+def test_output_is_saved_and_can_be_rendered_again(url: str, tmp_path: Path) -> None:
+    saved = tmp_path / "run.json"
+    code, first, _ = _run("probe", url, "--cold", "2", "--warm", "3", "-o", str(saved))
+    assert code == 0 and saved.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    code, again, _ = _run("probe", "--load", str(saved))
+    assert code == 0
+    # Same report, same view (the header line carries the run's own start time).
+    assert again.splitlines()[0] == first.splitlines()[0]
+    code, out, _ = _run("probe", "--load", str(saved), "--json")
+    assert json.loads(out) == json.loads(saved.read_text())
+
+
+def test_budget_gate(url: str) -> None:
+    code, _, err = _run("probe", url, "--cold", "0", "--warm", "3", "--budget", "10000")
+    assert code == 0, err
+    code, _, err = _run("probe", url, "--cold", "0", "--warm", "3", "--budget", "0.000001")
+    assert code == 1
+    assert err.startswith("lagscope: budget: warm p50") and err.count("\n") == 1
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "start"),
+    [
+        (["probe", "ftp://example.com/"], 2, "lagscope: url: unsupported scheme"),
+        (["probe"], 2, "lagscope: options: missing URL"),
+        (["probe", "http://127.0.0.1:1/", "-H", "broken"], 2, "lagscope: options: invalid header"),
+        (["probe", "http://127.0.0.1:1/", "--cold", "0", "--warm", "0"], 2, "lagscope: options:"),
+        (["probe", "http://127.0.0.1:1/", "-4", "-6"], 2, "lagscope: options:"),
+        (["probe", "http://127.0.0.1:1/", "--resolve", "x"], 2, "lagscope: options: --resolve"),
+        (["probe", "--load", "/nonexistent/run.json"], 2, "lagscope: load: cannot read"),
+        (["probe", "http://127.0.0.1/", "-6"], 3, "lagscope: resolve:"),
+        (["probe", "http://127.0.0.1:{closed}/"], 4, "lagscope: connect: 127.0.0.1:"),
+    ],
+)
+def test_errors_are_one_line_with_documented_codes(args: list[str], code: int, start: str) -> None:
+    args = [a.replace("{closed}", str(_closed_port())) for a in args]
+    got, _, err = _run(*args)
+    assert got == code
+    assert err.startswith(start)
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_load_rejects_a_file_that_is_not_a_report(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema": "something/9"}')
+    code, _, err = _run("probe", "--load", str(bad))
+    assert code == 2 and "unsupported schema" in err
+    bad.write_text("not json")
+    code, _, err = _run("probe", "--load", str(bad))
+    assert code == 2 and "not JSON" in err
+
+
+def test_unwritable_output_keeps_measurements_out_of_a_half_written_file(
+    url: str, tmp_path: Path
+) -> None:
+    code, _, err = _run(
+        "probe", url, "--cold", "1", "--warm", "1", "-o", str(tmp_path / "missing-dir" / "run.json")
+    )
+    assert code == 8 and err.startswith("lagscope: output: cannot write")

@@ -1,0 +1,80 @@
+"""Validation of user input before any socket is opened: each rejection is exit code 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from lagscope.errors import ExitCode, LagscopeError
+from lagscope.probe.options import (
+    ProbeOptions,
+    is_loopback_host,
+    parse_header,
+    parse_resolve,
+    parse_url,
+)
+
+
+def test_parse_url() -> None:
+    t = parse_url("http://example.com/a/b?x=1")
+    assert (t.scheme, t.host, t.port, t.target, t.host_header) == (
+        "http",
+        "example.com",
+        80,
+        "/a/b?x=1",
+        "example.com",
+    )
+    t6 = parse_url("https://[::1]:8443")
+    assert (t6.host, t6.port, t6.target, t6.host_header) == ("::1", 8443, "/", "[::1]:8443")
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://x/", "example.com", "http://", "http://h:99999/", "http://a b/", "mailto:x@y"]
+)
+def test_bad_urls_are_usage_errors(url: str) -> None:
+    with pytest.raises(LagscopeError) as err:
+        parse_url(url)
+    assert err.value.exit_code == ExitCode.USAGE
+    assert err.value.phase == "url"
+
+
+def test_parse_header() -> None:
+    assert parse_header("X-Thing:  a: b ") == ("X-Thing", "a: b")
+    for bad in ["no colon", ": empty", "Bad Name: v"]:
+        with pytest.raises(LagscopeError):
+            parse_header(bad)
+
+
+def test_parse_resolve_forms() -> None:
+    assert parse_resolve("localhost:::1") == ("localhost", ("::1",))
+    assert parse_resolve("LocalHost:[::1],127.0.0.1") == ("localhost", ("::1", "127.0.0.1"))
+    assert parse_resolve("api.test:8080:127.0.0.2") == ("api.test", ("127.0.0.2",))
+    assert parse_resolve("api.test:443:[::1],127.0.0.1") == ("api.test", ("::1", "127.0.0.1"))
+    for bad in ["nohost", "h:", "h:not-an-ip", ":127.0.0.1"]:
+        with pytest.raises(LagscopeError):
+            parse_resolve(bad)
+
+
+def test_loopback_detection_is_conservative() -> None:
+    assert is_loopback_host("127.0.0.5")
+    assert is_loopback_host("::1")
+    assert is_loopback_host("localhost")
+    assert not is_loopback_host("example.com")
+    assert not is_loopback_host("10.0.0.1")
+    assert is_loopback_host("example.com", ("127.0.0.1",))
+    assert not is_loopback_host("localhost", ("127.0.0.1", "192.0.2.1"))
+
+
+def test_bounds_are_enforced() -> None:
+    t = parse_url("http://127.0.0.1/")
+    for kwargs in [
+        {"cold": -1},
+        {"cold": 10**6},
+        {"warm": 10**6},
+        {"cold": 0, "warm": 0},
+        {"timeout_s": 0},
+        {"max_time_s": 10**6},
+        {"rate_per_s": 0},
+    ]:
+        with pytest.raises(LagscopeError) as err:
+            ProbeOptions(target=t, **kwargs)  # type: ignore[arg-type]
+        assert err.value.exit_code == ExitCode.USAGE

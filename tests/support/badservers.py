@@ -1,0 +1,220 @@
+"""Small asyncio HTTP servers that misbehave on purpose, each on a loopback port 0.
+
+The server loop runs in a background thread; ``serve(handler)`` yields the bound port once
+the listening socket exists (the readiness signal) and stops the loop on exit. Requests are
+parsed with h11, never by hand. Each handler gets ``(reader, writer, state)`` where state
+counts connections and requests, so a handler can behave differently on a new connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+
+import h11
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "ConnState"], Awaitable[None]]
+
+
+@dataclass
+class ConnState:
+    index: int
+    requests: int = 0
+    conn: h11.Connection = field(default_factory=lambda: h11.Connection(h11.SERVER))
+
+
+async def read_request(reader: asyncio.StreamReader, st: ConnState) -> h11.Request | None:
+    """Read one full request with h11; None when the client closed the connection."""
+    request: h11.Request | None = None
+    while True:
+        event = st.conn.next_event()
+        if event is h11.NEED_DATA:
+            data = await reader.read(65536)
+            st.conn.receive_data(data)
+            continue
+        if isinstance(event, h11.Request):
+            request = event
+        elif isinstance(event, h11.EndOfMessage):
+            st.requests += 1
+            return request
+        elif isinstance(event, h11.ConnectionClosed):
+            return None
+
+
+def finish_cycle(st: ConnState) -> bool:
+    """Ready the h11 state for the next request; False when the connection must close."""
+    if st.conn.our_state is h11.DONE and st.conn.their_state is h11.DONE:
+        st.conn.start_next_cycle()
+        return True
+    return False
+
+
+def response_bytes(
+    st: ConnState, body: bytes, headers: list[tuple[str, str]] | None = None, status: int = 200
+) -> tuple[bytes, bytes]:
+    """(head, body+end) for a response, so handlers can write them apart."""
+    hdrs = [("Content-Length", str(len(body))), ("Content-Type", "text/plain")]
+    hdrs += headers or []
+    head = st.conn.send(h11.Response(status_code=status, headers=hdrs)) or b""
+    rest = (st.conn.send(h11.Data(data=body)) or b"") + (st.conn.send(h11.EndOfMessage()) or b"")
+    return head, rest
+
+
+@contextmanager
+def serve(handler: Handler, ssl_context: ssl.SSLContext | None = None) -> Iterator[int]:
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    port_box: list[int] = []
+    stop: list[asyncio.Event] = []
+    counter = [0]
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        st = ConnState(index=counter[0])
+        counter[0] += 1
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)  # type: ignore[arg-type]
+        try:
+            await handler(reader, writer, st)
+        except (ConnectionError, asyncio.IncompleteReadError, h11.RemoteProtocolError):
+            pass
+        finally:
+            tasks.discard(task)  # type: ignore[arg-type]
+            writer.close()
+            with suppress(ConnectionError, ssl.SSLError):
+                await writer.wait_closed()
+
+    async def main() -> None:
+        server = await asyncio.start_server(on_client, "127.0.0.1", 0, ssl=ssl_context)
+        port_box.append(server.sockets[0].getsockname()[1])
+        stop.append(asyncio.Event())
+        ready.set()
+        await stop[0].wait()
+        server.close()
+        for t in list(tasks):
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("test server did not start")
+    try:
+        yield port_box[0]
+    finally:
+        loop.call_soon_threadsafe(stop[0].set)
+        thread.join(10)
+        loop.close()
+
+
+# --- handlers ----------------------------------------------------------------------------
+
+
+def first_response_delay(delay_s: float) -> Handler:
+    """Delays the first response on every new connection (the 'security tax' seen as TTFB)."""
+
+    async def handler(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+    ) -> None:
+        while (req := await read_request(reader, st)) is not None:
+            del req
+            if st.requests == 1:
+                await asyncio.sleep(delay_s)
+            head, rest = response_bytes(st, b"ok")
+            writer.write(head + rest)
+            await writer.drain()
+            if not finish_cycle(st):
+                return
+
+    return handler
+
+
+async def nagle_split(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+) -> None:
+    """Headers and body in two small writes with Nagle on (TCP_NODELAY off), like cpython
+    http.server did: on a reused connection the body waits for the client's delayed ACK."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+    while (await read_request(reader, st)) is not None:
+        head, rest = response_bytes(st, b"x" * 100)
+        writer.write(head)
+        await writer.drain()
+        writer.write(rest)
+        await writer.drain()
+        if not finish_cycle(st):
+            return
+
+
+async def not_http(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+) -> None:
+    await reader.read(1024)
+    writer.write(b"SSH-2.0-OpenSSH_9.2\r\n")
+    await writer.drain()
+    await reader.read(1024)
+
+
+async def close_mid_body(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+) -> None:
+    await read_request(reader, st)
+    head, _ = response_bytes(st, b"y" * 1000)
+    writer.write(head + b"y" * 10)
+    await writer.drain()
+
+
+async def huge_body(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+) -> None:
+    await read_request(reader, st)
+    size = 4 * 1024 * 1024
+    head = st.conn.send(h11.Response(status_code=200, headers=[("Content-Length", str(size))]))
+    writer.write(head or b"")
+    chunk = b"z" * 65536
+    for _ in range(size // len(chunk)):
+        writer.write(chunk)
+        await writer.drain()
+
+
+async def refuses_keepalive(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+) -> None:
+    await read_request(reader, st)
+    head, rest = response_bytes(st, b"bye", headers=[("Connection", "close")])
+    writer.write(head + rest)
+    await writer.drain()
+
+
+async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState) -> None:
+    await read_request(reader, st)
+    await reader.read(1)  # until the client gives up and closes
+
+
+async def close_without_reply(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+) -> None:
+    await read_request(reader, st)
+
+
+def server_timing(header_lines: list[str]) -> Handler:
+    async def handler(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+    ) -> None:
+        while (await read_request(reader, st)) is not None:
+            head, rest = response_bytes(
+                st, b"ok", headers=[("Server-Timing", v) for v in header_lines]
+            )
+            writer.write(head + rest)
+            await writer.drain()
+            if not finish_cycle(st):
+                return
+
+    return handler
