@@ -40,6 +40,9 @@ def _register() -> None:
     from lagscope.probe.cli import probe
 
     main.add_command(probe)
+    from lagscope.serve.cli import serve
+
+    main.add_command(serve)
     from lagscope.nginx.cli import nginx_config; main.add_command(nginx_config)  # noqa: E702, I001
     from lagscope.inject.cli import inject; main.add_command(inject)  # noqa: E702, I001
 

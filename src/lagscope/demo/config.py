@@ -1,0 +1,150 @@
+"""Pure settings for the reference app: database URL parsing and the settings dict.
+
+No Django import here, so the settings can be built and tested without configuring Django.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from lagscope.errors import ExitCode, LagscopeError
+
+__all__ = [
+    "DATABASE_ENV",
+    "DATA_DIR_ENV",
+    "ITEM_COUNT",
+    "build_settings",
+    "default_data_dir",
+    "parse_database_url",
+]
+
+# Environment variables read by ``lagscope.demo.settings`` (the launcher sets them, so
+# granian worker processes see the same configuration as the parent).
+DATABASE_ENV = "LAGSCOPE_DEMO_DATABASE"
+DATA_DIR_ENV = "LAGSCOPE_DATA_DIR"
+
+# The seed's table size: 500 rows, ~94 KB of JSON.
+ITEM_COUNT = 500
+
+
+def default_data_dir(env: dict[str, str] | None = None, platform: str | None = None) -> Path:
+    """The per-user data directory (where the SQLite database lives).
+
+    ``LAGSCOPE_DATA_DIR`` wins; otherwise the platform's usual place for app data.
+    """
+    env = dict(os.environ) if env is None else env
+    platform = sys.platform if platform is None else platform
+    if env.get(DATA_DIR_ENV):
+        return Path(env[DATA_DIR_ENV])
+    home = Path(env.get("HOME") or env.get("USERPROFILE") or Path.home())
+    if platform.startswith("win"):
+        base = env.get("LOCALAPPDATA") or str(home / "AppData" / "Local")
+        return Path(base) / "lagscope"
+    if platform == "darwin":
+        return home / "Library" / "Application Support" / "lagscope"
+    return Path(env.get("XDG_DATA_HOME") or home / ".local" / "share") / "lagscope"
+
+
+def parse_database_url(url: str | None, data_dir: Path) -> dict[str, Any]:
+    """Turn ``sqlite:///path``, ``postgresql://user:pw@host:port/db`` or None into a
+    Django ``DATABASES['default']`` dict. None means SQLite in ``data_dir``."""
+    if not url:
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(data_dir / "demo.sqlite3")}
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "sqlite":
+        path = unquote(parts.path)
+        # sqlite:///relative and sqlite:////absolute, as dj-database-url reads them.
+        if path.startswith("/"):
+            path = path[1:]
+        if not path:
+            raise LagscopeError("config", f"no file name in database URL {url!r}", ExitCode.USAGE)
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path}
+    if scheme in ("postgres", "postgresql"):
+        name = unquote(parts.path.lstrip("/"))
+        if not name:
+            raise LagscopeError(
+                "config", f"no database name in {url!r} (postgresql://host/NAME)", ExitCode.USAGE
+            )
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise LagscopeError(
+                "config", f"bad port in database URL: {exc}", ExitCode.USAGE
+            ) from exc
+        options: dict[str, Any] = {}
+        if parts.query:
+            for pair in parts.query.split("&"):
+                key, _, value = pair.partition("=")
+                if key:
+                    options[unquote(key)] = unquote(value)
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(port or ""),
+            "OPTIONS": options,
+        }
+    raise LagscopeError(
+        "config",
+        f"unsupported database URL scheme {scheme!r} (use postgresql://… or sqlite:///…)",
+        ExitCode.USAGE,
+    )
+
+
+def build_settings(
+    database_url: str | None = None,
+    data_dir: Path | None = None,
+    *,
+    servertiming: bool = True,
+) -> dict[str, Any]:
+    """The reference app's Django settings as a plain dict (upper-case names only).
+
+    ``servertiming`` installs ``lagscope.django`` and its middleware first in MIDDLEWARE.
+    CommonMiddleware stays in: it sets Content-Length on every non-streaming response,
+    which is what keeps waitress connections alive.
+    """
+    data_dir = default_data_dir() if data_dir is None else data_dir
+    apps = [
+        "django.contrib.contenttypes",
+        "lagscope.demo.apps.DemoConfig",
+    ]
+    middleware = [
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.common.CommonMiddleware",
+    ]
+    if servertiming:
+        apps.insert(0, "lagscope.django")
+        middleware.insert(0, "lagscope.django.middleware.ServerTimingMiddleware")
+    return {
+        # A demo that listens on loopback: no secrets to protect, and DEBUG stays off so
+        # templates are cached and no query log grows without bound.
+        "SECRET_KEY": "lagscope-demo-not-secret",
+        "DEBUG": False,
+        "ALLOWED_HOSTS": ["*"],
+        "INSTALLED_APPS": apps,
+        "MIDDLEWARE": middleware,
+        "ROOT_URLCONF": "lagscope.demo.urls",
+        "TEMPLATES": [
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "DIRS": [],
+                "APP_DIRS": True,
+                "OPTIONS": {},
+            }
+        ],
+        "DATABASES": {"default": parse_database_url(database_url, data_dir)},
+        "DEFAULT_AUTO_FIELD": "django.db.models.BigAutoField",
+        "USE_TZ": True,
+        "TIME_ZONE": "UTC",
+        "LANGUAGE_CODE": "en-us",
+        "USE_I18N": False,
+        "WSGI_APPLICATION": "lagscope.demo.wsgi.application",
+        "LOGGING_CONFIG": None,
+    }

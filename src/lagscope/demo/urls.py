@@ -1,0 +1,12 @@
+"""URL routes of the reference app."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from lagscope.demo import views
+
+urlpatterns = [
+    path("api/items/", views.api_items, name="api-items"),
+    path("items/", views.items_page, name="items"),
+]

@@ -1,0 +1,280 @@
+"""Load the app to serve (reference app, Django settings module, or ``module:app``), tune its
+database connections per the :class:`~lagscope.serve.settings.DbPlan`, and prewarm them.
+
+This module touches the database (migrations, seeding, prewarm) but no client sockets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lagscope.errors import ExitCode, LagscopeError
+from lagscope.serve.settings import DbPlan, ServeConfig, apply_database_plan, plan_database
+from lagscope.serve.sizing import ContentLengthMiddleware
+
+__all__ = [
+    "AppSpec",
+    "LoadedApp",
+    "PrewarmResult",
+    "ThreadPrewarm",
+    "load_app",
+    "prewarm_pools",
+    "prewarm_thread",
+    "shutdown_databases",
+]
+
+WSGIApp = Callable[..., Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """What to serve. ``kind`` demo: ``lagscope.demo`` (``database`` is its URL, None =
+    SQLite in the per-user data dir); django: ``target`` is a settings module; wsgi:
+    ``target`` is ``module:attribute``."""
+
+    kind: Literal["demo", "django", "wsgi"]
+    target: str = ""
+    database: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "demo":
+            return "the reference app (lagscope.demo)"
+        if self.kind == "django":
+            return f"Django project {self.target}"
+        return f"WSGI app {self.target}"
+
+
+@dataclass(frozen=True)
+class PrewarmResult:
+    what: str
+    connections: int
+    elapsed_ms: float
+
+
+@dataclass
+class LoadedApp:
+    app: WSGIApp
+    spec: AppSpec
+    plans: list[DbPlan] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    uses_django: bool = False
+
+
+def _configure_django_databases(config: ServeConfig) -> list[DbPlan]:
+    """Apply the connection plan to every DATABASES entry, before any connection opens."""
+    from django.conf import settings
+
+    import django
+
+    psycopg3 = importlib.util.find_spec("psycopg") is not None
+    has_pool = importlib.util.find_spec("psycopg_pool") is not None
+    plans = []
+    for alias, entry in settings.DATABASES.items():
+        plan = plan_database(
+            alias,
+            entry,
+            django_version=(django.VERSION[0], django.VERSION[1]),
+            psycopg3=psycopg3,
+            psycopg_pool=has_pool,
+            threads=int(config.threads),
+            db_connections=int(config.db_connections),
+            prewarm=bool(config.prewarm),
+        )
+        apply_database_plan(entry, plan, bool(config.health_checks))
+        plans.append(plan)
+    return plans
+
+
+def _setup_django(settings_module: str, config: ServeConfig) -> list[DbPlan]:
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+    try:
+        from django.conf import settings
+
+        settings.DATABASES  # noqa: B018  (imports the settings module)
+    except ImportError as exc:
+        raise LagscopeError(
+            "config",
+            f"cannot import Django settings {settings_module!r}: {exc}",
+            ExitCode.USAGE,
+        ) from exc
+    plans = _configure_django_databases(config)
+    import django
+
+    django.setup()
+    return plans
+
+
+def _database_error(exc: Exception) -> LagscopeError:
+    return LagscopeError("database", str(exc).strip() or type(exc).__name__, ExitCode.CONNECT)
+
+
+def load_app(spec: AppSpec, config: ServeConfig) -> LoadedApp:
+    """Import and configure the app; for the demo also migrate and seed on first run."""
+    if spec.kind in ("demo", "django") and importlib.util.find_spec("django") is None:
+        raise LagscopeError(
+            "config", "Django is not installed (pip install 'lagscope[serve]')", ExitCode.USAGE
+        )
+    notes: list[str] = []
+    if spec.kind == "demo":
+        from lagscope.demo.config import DATABASE_ENV, ITEM_COUNT
+
+        if spec.database:
+            os.environ[DATABASE_ENV] = spec.database
+        else:
+            os.environ.pop(DATABASE_ENV, None)
+        plans = _setup_django("lagscope.demo.settings", config)
+        from django.db import DatabaseError, connections
+
+        from lagscope.demo.seed import ensure_database
+
+        start = time.perf_counter()
+        try:
+            created = ensure_database(ITEM_COUNT)
+        except DatabaseError as exc:
+            raise _database_error(exc) from exc
+        finally:
+            # The main thread never serves; hand its connection back before threads start.
+            connections.close_all()
+        db = connections["default"].settings_dict
+        where = (
+            f"SQLite {db['NAME']}"
+            if db["ENGINE"].endswith("sqlite3")
+            else f"PostgreSQL {db.get('HOST') or 'local'}:{db.get('PORT') or 5432}/{db['NAME']}"
+        )
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        if created:
+            notes.append(
+                f"database: {where} (created and seeded {ITEM_COUNT} items in {elapsed_ms:.0f} ms)"
+            )
+        else:
+            notes.append(f"database: {where}")
+        from django.core.wsgi import get_wsgi_application
+
+        app: WSGIApp = get_wsgi_application()
+        uses_django = True
+    elif spec.kind == "django":
+        plans = _setup_django(spec.target, config)
+        from django.core.wsgi import get_wsgi_application
+
+        app = get_wsgi_application()
+        uses_django = True
+    else:
+        module_name, _, attr = spec.target.partition(":")
+        if not module_name or not attr:
+            raise LagscopeError(
+                "config", f"expected module:attribute, got {spec.target!r}", ExitCode.USAGE
+            )
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise LagscopeError(
+                "config", f"cannot import {module_name!r}: {exc}", ExitCode.USAGE
+            ) from exc
+        obj = module
+        for part in attr.split("."):
+            if not hasattr(obj, part):
+                raise LagscopeError(
+                    "config", f"{module_name!r} has no attribute {attr!r}", ExitCode.USAGE
+                )
+            obj = getattr(obj, part)
+        if not callable(obj):
+            raise LagscopeError("config", f"{spec.target} is not callable", ExitCode.USAGE)
+        app = obj
+        plans = []
+        uses_django = False
+        if importlib.util.find_spec("django") is not None:
+            from django.conf import settings
+
+            if settings.configured:
+                # A Django app behind its own wsgi.py: tune it the same way.
+                plans = _configure_django_databases(config)
+                uses_django = True
+    wrapped = ContentLengthMiddleware(app, int(config.sized_body_max_bytes))
+    return LoadedApp(wrapped, spec, plans, notes, uses_django)
+
+
+def prewarm_pools(loaded: LoadedApp, timeout_s: float) -> list[PrewarmResult]:
+    """Open every native pool and wait until ``min_size`` connections are ready."""
+    results = []
+    from django.db import connections
+
+    for plan in loaded.plans:
+        if plan.mode != "pool":
+            continue
+        start = time.perf_counter()
+        # Only the PostgreSQL backend has .pool; plan.mode == 'pool' implies it.
+        pool = connections[plan.alias].pool  # type: ignore[attr-defined]
+        try:
+            pool.open(wait=True, timeout=timeout_s)
+        except Exception as exc:  # psycopg_pool.PoolTimeout, OperationalError
+            raise LagscopeError(
+                "prewarm",
+                f"database {plan.alias!r}: the pool could not open {plan.min_size} "
+                f"connections within {timeout_s:g} s ({type(exc).__name__}: {exc})",
+                ExitCode.CONNECT,
+            ) from exc
+        results.append(
+            PrewarmResult(
+                f"{plan.alias}: native pool, {plan.min_size} connections",
+                plan.min_size,
+                (time.perf_counter() - start) * 1000,
+            )
+        )
+    return results
+
+
+def prewarm_thread(loaded: LoadedApp) -> int:
+    """Open this thread's persistent connections (run once in every worker thread)."""
+    from django.db import connections
+
+    opened = 0
+    for plan in loaded.plans:
+        if plan.mode == "persistent":
+            connections[plan.alias].ensure_connection()
+            opened += 1
+    return opened
+
+
+class ThreadPrewarm:
+    """A task for waitress's dispatcher that opens the connections of whichever worker
+    thread runs it, then waits at a barrier so that each thread runs exactly one."""
+
+    def __init__(self, loaded: LoadedApp, barrier: threading.Barrier) -> None:
+        self.loaded = loaded
+        self.barrier = barrier
+        self.opened = 0
+        self.error: BaseException | None = None
+
+    def defer(self) -> None:
+        pass
+
+    def cancel(self) -> None:
+        pass
+
+    def service(self) -> None:
+        try:
+            self.opened = prewarm_thread(self.loaded)
+        except BaseException as exc:
+            self.error = exc
+        with contextlib.suppress(threading.BrokenBarrierError):
+            self.barrier.wait()
+
+
+def shutdown_databases() -> None:
+    """Close the pools (their background workers are threads that must stop)."""
+    from django.db import connections
+
+    for alias in connections:
+        conn = connections[alias]
+        close_pool = getattr(conn, "close_pool", None)
+        if close_pool is not None and conn.settings_dict.get("OPTIONS", {}).get("pool"):
+            with contextlib.suppress(Exception):  # best effort at exit
+                close_pool()

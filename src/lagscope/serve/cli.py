@@ -1,0 +1,93 @@
+"""``lagscope serve``: the command line, derived from the settings table."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from lagscope.errors import ExitCode, LagscopeError
+from lagscope.serve.app import AppSpec
+from lagscope.serve.settings import SETTINGS, Host, render_config, resolve
+
+__all__ = ["serve"]
+
+
+def _table_options(func: Any) -> Any:
+    # One click option per table row, in reverse so --help lists them in table order.
+    for setting in reversed(SETTINGS):
+        unit = f" [{setting.unit}]" if setting.unit else ""
+        help_text = f"{setting.help}{unit}"
+        name = setting.name
+        if setting.kind == "bool":
+            decl = f"{setting.flag}/--no-{setting.flag[2:]}"
+            func = click.option(decl, name, default=None, help=help_text)(func)
+        elif setting.kind == "choice":
+            func = click.option(
+                setting.flag, name, type=click.Choice(setting.choices), default=None, help=help_text
+            )(func)
+        else:
+            kind: type[int] | type[float] | type[str] = {"int": int, "float": float, "str": str}[
+                setting.kind
+            ]
+            func = click.option(setting.flag, name, type=kind, default=None, help=help_text)(func)
+    return func
+
+
+@click.command("serve")
+@click.argument("app", required=False, metavar="[MODULE:APP]")
+@click.option("--demo", is_flag=True, help="Serve the reference app (lagscope.demo).")
+@click.option(
+    "--django-settings", "django_settings", metavar="MOD", help="Serve this Django project."
+)
+@click.option(
+    "--database",
+    metavar="URL",
+    help="Reference app database: postgresql://user@host:port/db or sqlite:///file "
+    "(default: SQLite in the per-user data dir).",
+)
+@click.option(
+    "--print-config", is_flag=True, help="Print the settings in force and why, then exit."
+)
+@_table_options
+def serve(
+    app: str | None,
+    demo: bool,
+    django_settings: str | None,
+    database: str | None,
+    print_config: bool,
+    **overrides: Any,
+) -> None:
+    """Serve a Django/WSGI app on the tuned stack (waitress by default).
+
+    Give exactly one of MODULE:APP, --django-settings MOD or --demo. Every new connection
+    is kept alive, every database connection is opened before the first request, and
+    Ctrl+C / SIGTERM lets in-flight requests finish.
+    """
+    config = resolve(overrides, Host.current())
+    if print_config:
+        click.echo(render_config(config), nl=False)
+        return
+    given = [x for x in (app, django_settings, "--demo" if demo else None) if x]
+    if len(given) != 1:
+        raise LagscopeError(
+            "config",
+            "give exactly one of MODULE:APP, --django-settings MOD or --demo",
+            ExitCode.USAGE,
+        )
+    if database and not demo:
+        raise LagscopeError(
+            "config",
+            "--database applies to --demo only (your settings name the database)",
+            ExitCode.USAGE,
+        )
+    if demo:
+        spec = AppSpec("demo", database=database)
+    elif django_settings:
+        spec = AppSpec("django", django_settings)
+    else:
+        spec = AppSpec("wsgi", str(app))
+    from lagscope.serve.launcher import run
+
+    sys.exit(run(spec, config))

@@ -1,0 +1,127 @@
+"""Run ``lagscope serve`` as a child process and wait for its readiness line.
+
+For tests and benchmarks: :class:`ServeProcess` starts ``python -m lagscope serve ...``,
+reads its output in a thread, and returns once the ``listening on`` line appears (or
+raises with the output if the process exits first). :meth:`ServeProcess.stop` sends
+SIGTERM (graceful) and waits for the exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from urllib.parse import urlsplit
+
+from lagscope.serve.launcher import LISTENING_PREFIX
+
+__all__ = ["ServeProcess", "serve_command"]
+
+
+def serve_command(args: Sequence[str]) -> list[str]:
+    """The argv that runs ``lagscope serve ARGS`` with this interpreter."""
+    return [sys.executable, "-m", "lagscope", "serve", *args]
+
+
+class ServeProcess:
+    """``with ServeProcess(["--demo", "--port", "0"]) as p: p.url``."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        ready_timeout_s: float = 60.0,
+    ) -> None:
+        self.args = list(args)
+        self.env = dict(os.environ if env is None else env)
+        self.ready_timeout_s = ready_timeout_s
+        self.lines: list[str] = []
+        self.urls: list[str] = []
+        self._ready = threading.Event()
+        self._proc: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
+
+    @property
+    def port(self) -> int:
+        return int(urlsplit(self.url).port or 0)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def start(self) -> ServeProcess:
+        self.env.setdefault("PYTHONUNBUFFERED", "1")
+        self._proc = subprocess.Popen(
+            serve_command(self.args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=self.env,
+        )
+        self._reader = threading.Thread(target=self._read, name="serve-output", daemon=True)
+        self._reader.start()
+        if not self._ready.wait(self.ready_timeout_s) or not self.urls:
+            code = self.stop(timeout_s=10)
+            raise RuntimeError(f"lagscope serve did not become ready (exit {code}):\n{self.output}")
+        return self
+
+    def _read(self) -> None:
+        assert self._proc is not None
+        assert self._proc.stdout is not None
+        for raw in self._proc.stdout:
+            line = raw.rstrip("\n")
+            self.lines.append(line)
+            if line.startswith(LISTENING_PREFIX) and not self.urls:
+                self.urls = line[len(LISTENING_PREFIX) :].split()
+                self._ready.set()
+        self._ready.set()
+
+    def signal(self, signum: int) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signum)
+
+    def wait(self, timeout_s: float) -> int:
+        assert self._proc is not None
+        code = self._proc.wait(timeout_s)
+        if self._reader is not None:
+            self._reader.join(5)
+        return code
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM (a hard terminate on Windows), then wait; kill if it does not exit."""
+        proc = self._proc
+        if proc is None:
+            return 0
+        if proc.poll() is None:
+            if sys.platform.startswith("win"):
+                proc.terminate()
+            else:
+                proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = self.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        return code
+
+    def __enter__(self) -> ServeProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
