@@ -69,3 +69,12 @@ urlpatterns = [
     path("async/", async_plain),
     path("async-db/<str:alias>/", async_queries),
 ]
+
+
+def close_connection(request: HttpRequest, alias: str) -> HttpResponse:
+    # Lets a test close the server thread's persistent connection before shutdown.
+    connections[alias].close()
+    return HttpResponse("closed")
+
+
+urlpatterns.append(path("close/<str:alias>/", close_connection))
