@@ -132,16 +132,16 @@ def fault_from_mapping(kind: str, values: Mapping[str, Any]) -> Fault:
     kwargs: dict[str, Any] = {}
     select: dict[str, Any] = {}
     for key, raw in values.items():
+        if key not in own and key not in _SELECT_KEYS:
+            allowed = sorted(own | set(_SELECT_KEYS))
+            raise _bad(f"{kind}: unknown key {key!r} (allowed: {', '.join(allowed)})")
         value = _convert(kind, key, raw)
         if key in _SELECT_KEYS:
             select[_SELECT_KEYS[key]] = value
             if key == "seed" and "seed" in own:
                 kwargs["seed"] = value
-        elif key in own:
-            kwargs[key] = value
         else:
-            allowed = sorted(own | set(_SELECT_KEYS))
-            raise _bad(f"{kind}: unknown key {key!r} (allowed: {', '.join(allowed)})")
+            kwargs[key] = value
     try:
         fault: Fault = cls(**kwargs, select=Select(**select))
     except TypeError as exc:
