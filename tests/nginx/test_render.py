@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -222,3 +222,11 @@ def test_server_idle_timeout_comes_from_serves_table() -> None:
     resolved = serve_settings.resolve({}, serve_settings.Host.current())
     assert int(resolved.values["channel_timeout"]) == nginx_config_module.SERVER_IDLE_TIMEOUT_S
     assert NginxSettings().upstream_keepalive_timeout_s < nginx_config_module.SERVER_IDLE_TIMEOUT_S
+
+
+def test_docs_table_matches_the_settings_table() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "nginx.md").read_text()
+    for row in settings_table():
+        line = next((ln for ln in docs.splitlines() if ln.startswith(f"| `{row.flag}` |")), "")
+        assert f"| `{row.flag}` | {row.default} | {row.unit} | `{row.directive}` |" in line
+        assert row.reason in line
