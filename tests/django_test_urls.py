@@ -78,3 +78,35 @@ def close_connection(request: HttpRequest, alias: str) -> HttpResponse:
 
 
 urlpatterns.append(path("close/<str:alias>/", close_connection))
+
+
+class _BrokenClock:
+    """A clock that works for the first call of each request and then fails."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> float:
+        self.calls += 1
+        if self.calls % 2 == 0:
+            raise RuntimeError("clock broke")
+        return time.perf_counter()
+
+
+def _failing_clock() -> float:
+    raise RuntimeError("clock broke")
+
+
+def _make_broken_middlewares() -> tuple[type, type]:
+    from lagscope.django.middleware import ServerTimingMiddleware
+
+    class FailsAtEntry(ServerTimingMiddleware):
+        clock = staticmethod(_failing_clock)
+
+    class FailsAtExit(ServerTimingMiddleware):
+        clock = _BrokenClock()
+
+    return FailsAtEntry, FailsAtExit
+
+
+FailsAtEntry, FailsAtExit = _make_broken_middlewares()

@@ -184,9 +184,15 @@ class ServerTimingMiddleware:
         view_args: tuple[Any, ...],
         view_kwargs: dict[str, Any],
     ) -> None:
+        self._view_started()
+
+    def _view_started(self) -> None:
         timing = db.current.get()
         if timing is not None:
-            timing.view_start_s = timing.last_mark_s = self.clock()
+            try:
+                timing.view_start_s = timing.last_mark_s = self.clock()
+            except Exception:
+                self.failures("view timing")
 
     async def _process_view_async(
         self,
@@ -195,12 +201,16 @@ class ServerTimingMiddleware:
         view_args: tuple[Any, ...],
         view_kwargs: dict[str, Any],
     ) -> None:
-        self.process_view(request, view_func, view_args, view_kwargs)
+        # Not self.process_view: in async mode that attribute is this coroutine function.
+        self._view_started()
 
     def process_template_response(
         self, request: HttpRequest, response: SimpleTemplateResponse
     ) -> SimpleTemplateResponse:
         # Ours runs last of the template-response hooks, right before Django renders.
+        return self._template_started(response)
+
+    def _template_started(self, response: SimpleTemplateResponse) -> SimpleTemplateResponse:
         timing = db.current.get()
         if timing is not None:
             try:
@@ -214,11 +224,14 @@ class ServerTimingMiddleware:
     async def _process_template_response_async(
         self, request: HttpRequest, response: SimpleTemplateResponse
     ) -> SimpleTemplateResponse:
-        return self.process_template_response(request, response)
+        return self._template_started(response)
 
     def _rendered_callback(self, timing: RequestTiming) -> Callable[[HttpResponseBase], None]:
         def rendered(response: HttpResponseBase) -> None:
             # Must return None: a post-render callback's return value replaces the response.
-            timing.tpl_end_s = timing.last_mark_s = self.clock()
+            try:
+                timing.tpl_end_s = timing.last_mark_s = self.clock()
+            except Exception:
+                self.failures("template timing")
 
         return rendered
