@@ -1,0 +1,149 @@
+"""lagscope.wsgi.ServerTimingMiddleware around a bare WSGI app, behind real waitress."""
+
+from __future__ import annotations
+
+import http.client
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+
+from lagscope.instrument import OptionsError
+from lagscope.servertiming import Metric, parse_headers
+from lagscope.wsgi import ServerTimingMiddleware
+from support.wsgi import waitress_server
+
+
+def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    if environ["PATH_INFO"] == "/sleep":
+        time.sleep(0.2)
+    body = b"hello"
+    headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+    if environ["PATH_INFO"] == "/own":
+        headers.append(("Server-Timing", "cache;desc=hit"))
+    start_response("200 OK", headers)
+    return [body]
+
+
+def get(
+    conn: http.client.HTTPConnection, path: str, headers: dict[str, str] | None = None
+) -> http.client.HTTPResponse:
+    conn.request("GET", path, headers=headers or {})
+    response = conn.getresponse()
+    response.read()
+    return response
+
+
+def metrics(response: http.client.HTTPResponse) -> dict[str, Metric]:
+    values = response.headers.get_all("Server-Timing") or []
+    assert values, "no Server-Timing header"
+    return {m.name: m for m in parse_headers(values)}
+
+
+def test_total_conn_queue_thread_through_waitress() -> None:
+    with waitress_server(ServerTimingMiddleware(app), threads=1) as (host, port):
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        other = http.client.HTTPConnection(host, port, timeout=10)
+        try:
+            first = metrics(get(conn, "/sleep"))
+            second = metrics(get(conn, "/", {"X-Request-Start": f"t={time.time() - 0.25:.3f}"}))
+            third = metrics(get(other, "/"))
+        finally:
+            conn.close()
+            other.close()
+    assert first["conn"].desc == "new" and second["conn"].desc == "reused"
+    assert third["conn"].desc == "new"
+    assert first["total"].dur_ms is not None and 195 <= first["total"].dur_ms <= 2000
+    assert second["queue"].dur_ms is not None and 240 <= second["queue"].dur_ms <= 1250
+    assert "queue" not in first
+    assert first["thread"].desc is not None and first["thread"].desc.startswith("waitress")
+    # No database hooks in plain WSGI.
+    assert not {"db", "dbconn", "view", "tpl"} & set(first)
+
+
+def test_disclosure_through_waitress() -> None:
+    wrapped = ServerTimingMiddleware(app, untrusted="total", secret="k3y")
+    with waitress_server(wrapped, threads=1) as (host, port):
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        try:
+            outsider = get(conn, "/", {"X-Real-IP": "203.0.113.9"})
+            with_secret = get(conn, "/", {"X-Real-IP": "203.0.113.9", "X-Lagscope-Token": "k3y"})
+        finally:
+            conn.close()
+    assert list(metrics(outsider)) == ["total"]
+    assert "conn" in metrics(with_secret)
+    silent = ServerTimingMiddleware(app, trust_loopback=False)
+    with waitress_server(silent, threads=1) as (host, port):
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        try:
+            response = get(conn, "/")
+        finally:
+            conn.close()
+    assert response.status == 200 and response.getheader("Server-Timing") is None
+
+
+def _call(wsgi: Any, path: str = "/", **environ: Any) -> tuple[str, list[tuple[str, str]], bytes]:
+    seen: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        seen["status"], seen["headers"] = status, headers
+        return lambda data: None
+
+    env = {"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "5555", "PATH_INFO": path, **environ}
+    body = b"".join(wsgi(env, start_response))
+    return seen["status"], seen["headers"], body
+
+
+def test_app_header_kept_and_ours_added() -> None:
+    _, headers, _ = _call(ServerTimingMiddleware(app), "/own")
+    values = [v for k, v in headers if k == "Server-Timing"]
+    assert values[0] == "cache;desc=hit"
+    assert {m.name for m in parse_headers(values)} >= {"cache", "total"}
+
+
+def test_bad_options_fail_at_startup() -> None:
+    with pytest.raises(OptionsError, match="unknown key"):
+        ServerTimingMiddleware(app, no_such_option=True)
+    with pytest.raises(OptionsError, match="UNTRUSTED"):
+        ServerTimingMiddleware(app, untrusted="everything")
+
+
+@pytest.mark.parametrize("fail_on_call", [1, 2])
+def test_instrumentation_failure_leaves_response_alone(fail_on_call: int) -> None:
+    calls = {"n": 0}
+
+    def clock() -> float:
+        calls["n"] += 1
+        if calls["n"] == fail_on_call:
+            raise RuntimeError("clock broke")
+        return time.perf_counter()
+
+    reference = _call(app)
+    wrapped = ServerTimingMiddleware(app, clock=clock)
+    status, headers, body = _call(wrapped)
+    assert (status, body) == (reference[0], reference[2])
+    assert [h for h in headers if h[0] != "Server-Timing"] == reference[1]
+    assert not any(h[0] == "Server-Timing" for h in headers)
+    assert wrapped.failures == 1
+    assert "ServerTimingMiddleware" in repr(wrapped)
+
+
+def test_exc_info_is_passed_on() -> None:
+    def failing(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        try:
+            raise ValueError("late")
+        except ValueError:
+            start_response("500 Internal Server Error", [], sys.exc_info())
+        return [b"err"]
+
+    got: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        got["exc_info"] = exc_info
+        return lambda data: None
+
+    environ = {"REMOTE_ADDR": "127.0.0.1", "PATH_INFO": "/"}
+    assert list(ServerTimingMiddleware(failing)(environ, start_response)) == [b"err"]
+    assert got["exc_info"][0] is ValueError
