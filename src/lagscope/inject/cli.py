@@ -209,7 +209,7 @@ def inject(
                 ExitCode.ENVIRONMENT,
             )
     for route in routes:
-        if not is_loopback_host(route.listen[0]):
+        if route.allow_non_loopback and not is_loopback_host(route.listen[0]):
             click.echo(
                 f"lagscope: warning: listening on non-loopback {route.listen[0]}: anyone who "
                 "can reach this machine can use the proxy",
