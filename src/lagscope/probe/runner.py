@@ -286,6 +286,9 @@ class _Prober:
                 "wait", f"connection lost before any response: {exc} ({where})", ExitCode.PROTOCOL
             ) from None
         t_first = self.clock.now_ns()
+        # The end of the message is when its last bytes arrived, not when h11 finished
+        # parsing them: the probe's own parsing cost stays out of the measurement.
+        t_last = t_first
         if not first:
             if reused:
                 raise _StaleConnection
@@ -322,7 +325,7 @@ class _Prober:
                                 ExitCode.PROTOCOL,
                             )
                     elif isinstance(event, h11.EndOfMessage):
-                        return self._finish(conn, response, t_send, t_sent, t_first, body)
+                        return self._finish(conn, response, t_send, t_sent, t_first, t_last, body)
                     elif isinstance(event, h11.ConnectionClosed):
                         raise h11.RemoteProtocolError("connection closed")
             except h11.RemoteProtocolError as exc:
@@ -343,6 +346,7 @@ class _Prober:
                 ) from None
             try:
                 chunk = conn.stream.recv(_RECV_BYTES, o.timeout_s)
+                t_last = self.clock.now_ns()
             except TimeoutError:
                 raise LagscopeError(
                     "receive",
@@ -361,9 +365,9 @@ class _Prober:
         t_send: int,
         t_sent: int,
         t_first: int,
+        end: int,
         body: int,
     ) -> _Exchange:
-        end = self.clock.now_ns()
         assert response is not None  # h11 emits Response before EndOfMessage
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in response.headers]
         timing = parse_headers(v for k, v in headers if k == "server-timing")
@@ -420,6 +424,11 @@ def _record(
     start_ns: int,
     run_start_ns: int,
 ) -> RequestRecord:
+    opening = (
+        (conn.resolve_ms or 0.0) + (conn.connect_ms or 0.0) + (conn.tls_ms or 0.0)
+        if first_on_conn
+        else 0.0
+    )
     return RequestRecord(
         series=series,
         index=index,
@@ -434,7 +443,9 @@ def _record(
         send_ms=ex.send_ms,
         wait_ms=ex.wait_ms,
         receive_ms=ex.receive_ms,
-        total_ms=_ms(start_ns, ex.end_ns),
+        # The sum of the phases: the probe's own bookkeeping between them is not the
+        # server's latency and stays out.
+        total_ms=opening + ex.send_ms + ex.wait_ms + ex.receive_ms,
         body_bytes=ex.body_bytes,
         keep_alive=ex.keep_alive,
         attempts=conn.attempts if first_on_conn else (),
