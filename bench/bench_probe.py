@@ -16,6 +16,7 @@ Loopback only; every loop is bounded. Prints a Markdown section for docs/perform
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import socket
 import statistics
@@ -31,7 +32,6 @@ import h11
 from lagscope import __version__
 from lagscope.probe.options import ProbeOptions, parse_url
 from lagscope.probe.runner import run_probe
-
 
 _SERVER = """
 import sys
@@ -128,7 +128,7 @@ def overhead(rounds: int) -> tuple[float, float, float, float]:
             # The probe's own bookkeeping between two requests, from its own record.
             rs = s.requests
             gap_us = statistics.median(
-                (b.start_ms - a.start_ms - a.total_ms) * 1000 for a, b in zip(rs, rs[1:])
+                (b.start_ms - a.start_ms - a.total_ms) * 1000 for a, b in itertools.pairwise(rs)
             )
             gaps_us.append(gap_us)
             gap_p50s.append(statistics.median(raw_client_ms(port, 200, gap_us=gap_us)))
