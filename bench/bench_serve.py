@@ -21,6 +21,9 @@ this machine's CPU speed swings by about +-30 % every few seconds:
    throughput, bounded.
 4. **Serving floor:** warm p50 through ``lagscope serve`` divided by the view's time in
    process (Django test client in a separate process, same database), interleaved batches.
+5. **nginx in front** (when nginx is installed), with the tax on each new nginx -> app
+   connection: the config from ``lagscope nginx-config`` against the same config without
+   its three upstream keep-alive lines.
 
 The tax is ``lagscope inject``'s :class:`ConnectionTax` (its Python API, ``Injector``), one
 proxy per hop, each in its own child process (``_proxy`` mode) so its pumping never competes
@@ -757,6 +760,91 @@ def phase_floor(
     out.append(f"\n**serve / in process: {h / v:.3f}x** (target <= 1.15x)\n")
 
 
+def _start_nginx(procs: Processes, name: str, upstream_port: int, strip: bool) -> Child:
+    from lagscope.nginx.cli import find_nginx
+    from lagscope.nginx.config import Endpoint
+    from lagscope.nginx.render import NginxConfig, render
+
+    nginx = find_nginx()
+    assert nginx is not None
+    prefix = Path(tempfile.mkdtemp(prefix="lagscope-bench-nginx-"))
+    prefix.chmod(0o755)  # the worker runs as nobody under root
+    port = _free_port()
+    text = render(
+        NginxConfig(
+            upstream=Endpoint("127.0.0.1", upstream_port),
+            listen=(Endpoint("127.0.0.1", port),),
+            prefix=prefix,
+        )
+    )
+    if strip:
+        pieces = ("keepalive 16;", "proxy_http_version 1.1;", 'proxy_set_header Connection "";')
+        text = "".join(ln for ln in text.splitlines(keepends=True) if ln.strip() not in pieces)
+    (prefix / "nginx.conf").write_text(text)
+    child = procs.spawn(
+        name, [str(nginx), "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"]
+    )
+    _wait_connect(port)
+    child.port = port
+    return child
+
+
+def phase_nginx(procs: Processes, pg_port: int, rounds: int, out: list[str]) -> None:
+    from lagscope.nginx.cli import find_nginx
+
+    out.append("### nginx in front, 300 ms tax on each new nginx -> app connection\n")
+    if find_nginx() is None:
+        out.append("nginx not installed: skipped.\n")
+        return
+    stack = start_stack(procs, "nginx-serve", "serve", pg_port, None, None)
+    started: list[Child] = []
+    try:
+        tax_good = start_proxy(procs, "tax-good", stack.server_port, TAX_MS)
+        tax_bad = start_proxy(procs, "tax-bad", stack.server_port, TAX_MS)
+        started += [tax_good, tax_bad]
+        good = _start_nginx(procs, "nginx-generated", tax_good.port, strip=False)
+        bad = _start_nginx(procs, "nginx-stripped", tax_bad.port, strip=True)
+        started += [good, bad]
+        samples, _ = interleaved_latency(
+            {"generated config": good.port, "without the 3 keep-alive lines": bad.port},
+            rounds,
+            warm=3,
+        )
+        upstream = {
+            "generated config": db_connects(tax_good),
+            "without the 3 keep-alive lines": db_connects(tax_bad),
+        }
+    finally:
+        for child in reversed(started):
+            procs.stop(child)
+        stop_stack(procs, stack)
+    out.append(
+        f"`lagscope serve` behind nginx (nginx {_nginx_version()}) with the config from "
+        "`lagscope nginx-config`, and the same config without its three upstream "
+        f"keep-alive lines; {rounds} interleaved rounds on one keep-alive client "
+        "connection each (after 3 warm-up requests).\n"
+    )
+    out.append("| nginx config | p50 ms | p90 ms | upstream connections opened |")
+    out.append("|---|---|---|---|")
+    total = rounds + 3
+    for name, v in samples.items():
+        out.append(
+            f"| {name} | {fmt(statistics.median(v))} | {fmt(p(v, 0.9))} | "
+            f"{upstream[name]} for {total} requests |"
+        )
+    out.append("")
+
+
+def _nginx_version() -> str:
+    from lagscope.nginx.cli import find_nginx
+
+    nginx = find_nginx()
+    if nginx is None:
+        return "absent"
+    res = subprocess.run([str(nginx), "-v"], capture_output=True, text=True, check=False)
+    return res.stderr.strip().rpartition("/")[2]
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -818,8 +906,8 @@ def main(argv: list[str]) -> int:
         print("bench_serve: PostgreSQL server binaries not found", file=sys.stderr)
         return 8
     os.environ["LAGSCOPE_DEMO_SERVERTIMING"] = "1" if ns.servertiming else "0"
-    cold_rounds, warm_rounds, sbs_rounds, slice_s, rotations, batches = (
-        (1, 40, 30, 1.0, 1, 5) if ns.quick else (3, 300, 200, 2.0, 3, 30)
+    cold_rounds, warm_rounds, sbs_rounds, slice_s, rotations, batches, nginx_rounds = (
+        (1, 40, 30, 1.0, 1, 5, 5) if ns.quick else (3, 300, 200, 1.5, 6, 30, 30)
     )
     procs = Processes()
     out: list[str] = []
@@ -837,6 +925,7 @@ def main(argv: list[str]) -> int:
             phase_warm(procs, cluster.port, warm_rounds, out)
             phase_side_by_side(procs, cluster.port, sbs_rounds, slice_s, rotations, out)
             phase_floor(procs, cluster.port, batches, 10, out)
+            phase_nginx(procs, cluster.port, nginx_rounds, out)
         finally:
             procs.stop_all()
     cmd = (
