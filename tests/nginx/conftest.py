@@ -78,8 +78,16 @@ def running_nginx(
     upstream: Endpoint,
     settings: NginxSettings | None = None,
     transform: Callable[[str], str] = lambda text: text,
+    run_as: str | None = None,
 ) -> Iterator[int]:
-    """nginx with lagscope's config (passed through ``transform``); yields its port."""
+    """nginx with lagscope's config (passed through ``transform``); yields its port.
+
+    ``run_as``: a user name; nginx is started as that user through ``runuser`` (root only).
+    """
+    launcher: list[str] = []
+    if run_as is not None:
+        shutil.chown(prefix, run_as)
+        launcher = ["runuser", "-u", run_as, "--"]
     last_error = ""
     for _ in range(3):
         port = free_port()
@@ -92,7 +100,7 @@ def running_nginx(
         conf = prefix / "nginx.conf"
         conf.write_text(transform(render(cfg)), encoding="utf-8")
         proc = subprocess.Popen(
-            [str(nginx), "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+            [*launcher, str(nginx), "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -123,7 +131,8 @@ def start_nginx(nginx: Path, nginx_prefix: Path) -> Callable[..., AbstractContex
         upstream: Endpoint,
         settings: NginxSettings | None = None,
         transform: Callable[[str], str] = lambda text: text,
+        run_as: str | None = None,
     ) -> AbstractContextManager[int]:
-        return running_nginx(nginx, nginx_prefix, upstream, settings, transform)
+        return running_nginx(nginx, nginx_prefix, upstream, settings, transform, run_as)
 
     return start

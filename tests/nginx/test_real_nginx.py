@@ -9,6 +9,8 @@ connection per request.
 from __future__ import annotations
 
 import http.client
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
@@ -146,3 +148,25 @@ def test_without_keepalive_pieces_every_request_opens_a_connection(
     total = CLIENT_CONNECTIONS * REQUESTS_PER_CONNECTION
     assert len(app.seen) == total
     assert len({r["REMOTE_PORT"] for r in app.seen}) == total
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("runuser") is None,
+    reason="needs root and runuser to start nginx as an unprivileged user",
+)
+def test_prefix_config_runs_as_an_unprivileged_user(
+    start_nginx: StartNginx, nginx_prefix: Path
+) -> None:
+    import pwd
+
+    app = RecordingApp()
+    with (
+        waitress_server(app) as (host, port),
+        start_nginx(Endpoint(host, port), run_as="nobody") as nginx_port,
+    ):
+        _requests_through(nginx_port)
+        # The master itself created its files, so they show who it ran as.
+        owner_uid = (nginx_prefix / "access.log").stat().st_uid
+    assert owner_uid == pwd.getpwnam("nobody").pw_uid
+    assert len(app.seen) == CLIENT_CONNECTIONS * REQUESTS_PER_CONNECTION
+    assert len({r["REMOTE_PORT"] for r in app.seen}) == 1

@@ -75,6 +75,9 @@ def nginx_check(nginx: Path, conf: Path, prefix: Path) -> None:
             (ln for ln in res.stderr.splitlines() if "[emerg]" in ln or "[alert]" in ln),
             res.stderr.strip() or f"exit status {res.returncode}",
         )
+        if "Permission denied" in complaint:
+            # The usual cause: a system-paths config checked by a non-root user.
+            complaint += " (use --prefix DIR for a config that runs without root)"
         raise LagscopeError(
             "check", f"nginx -t rejected the config: {complaint}", ExitCode.GATE_FAILED
         )
