@@ -168,6 +168,7 @@ def test_tls_untrusted_certificate_fails_unless_insecure(tls_server: tuple[int, 
         (badservers.close_mid_body, {}, "receive", ExitCode.PROTOCOL, "after 10 of 1000"),
         (badservers.huge_body, {"max_body_bytes": 100_000}, "receive", ExitCode.PROTOCOL, "cap"),
         (badservers.silent, {"timeout_s": 0.3}, "wait", ExitCode.TIMEOUT, "no response"),
+        (badservers.stall_mid_body, {"timeout_s": 0.3}, "receive", ExitCode.TIMEOUT, "stalled"),
         (badservers.close_without_reply, {}, "wait", ExitCode.PROTOCOL, "without replying"),
     ],
 )
@@ -200,3 +201,9 @@ def test_name_resolution_failure() -> None:
     with pytest.raises(LagscopeError) as err:
         _probe("http://127.0.0.1:9/", cold=1, warm=0, family=socket.AF_INET6)
     assert (err.value.phase, err.value.exit_code) == ("resolve", ExitCode.RESOLVE)
+
+
+def test_tls_handshake_timeout_names_the_tls_phase() -> None:
+    with badservers.serve(badservers.never_speaks) as port, pytest.raises(LagscopeError) as err:
+        _probe(f"https://127.0.0.1:{port}/", cold=1, warm=0, timeout_s=0.3)
+    assert (err.value.phase, err.value.exit_code) == ("tls", ExitCode.TIMEOUT)

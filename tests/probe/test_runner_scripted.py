@@ -42,6 +42,7 @@ class Script:
     resolve_ms: float = 1.0
     connect_ms: float = 2.0
     refused: tuple[str, ...] = ()
+    blackholed: tuple[str, ...] = ()
     first_wait_ms: float = 150.0  # first response on each connection
     wait_ms: float = 5.0
     # Chunks after the first, each (delay_ms, bytes); the first chunk is the head.
@@ -104,6 +105,9 @@ class ScriptedNetwork:
         return [(socket.AF_INET, ("127.0.0.1", port))]
 
     def connect(self, family: int, address: tuple[str, int], timeout_s: float) -> ScriptedStream:
+        if address[0] in self.script.blackholed:
+            self.clock.advance_ms(timeout_s * 1000)
+            raise TimeoutError("timed out")
         self.clock.advance_ms(self.script.connect_ms)
         if address[0] in self.script.refused:
             raise ConnectionRefusedError(111, "Connection refused")
@@ -205,3 +209,41 @@ def test_all_addresses_refused_is_a_connect_error() -> None:
     assert err.value.exit_code == ExitCode.CONNECT
     assert err.value.phase == "connect"
     assert "127.0.0.1:8080 refused" in err.value.message
+
+
+def test_connect_timeout_on_every_address_is_a_timeout() -> None:
+    with pytest.raises(LagscopeError) as err:
+        _run(Script(blackholed=("127.0.0.1",)), cold=1, warm=0, timeout_s=2.0)
+    assert (err.value.phase, err.value.exit_code) == ("connect", ExitCode.TIMEOUT)
+    assert "127.0.0.1:8080 timeout" in err.value.message
+
+
+def test_stale_warm_connection_is_reopened_and_counted() -> None:
+    script = Script()
+    clock = FakeClock()
+    net = ScriptedNetwork(clock, script)
+    opts = ProbeOptions(target=parse_url("http://svc.test:8080/"), cold=0, warm=3)
+
+    class DropOnce(ScriptedNetwork):
+        def connect(
+            self, family: int, address: tuple[str, int], timeout_s: float
+        ) -> ScriptedStream:
+            stream = super().connect(family, address, timeout_s)
+            if len(script.connections) == 1:
+                original = stream.recv
+
+                def recv(max_bytes: int, timeout_s: float) -> bytes:
+                    data = original(max_bytes, timeout_s)
+                    stream.peer_closed = stream.requests >= 2
+                    return data
+
+                stream.recv = recv  # type: ignore[method-assign]
+            return stream
+
+    del net
+    report = run_probe(opts, DropOnce(clock, script), clock)
+    assert report.keep_alive.reconnects == 1
+    assert report.keep_alive.supported
+    warm = report.get_series("warm")
+    assert warm is not None
+    assert [r.reused for r in warm.requests] == [True, False, True]

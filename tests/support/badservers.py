@@ -218,3 +218,22 @@ def server_timing(header_lines: list[str]) -> Handler:
                 return
 
     return handler
+
+
+async def stall_mid_body(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+) -> None:
+    """Sends the head and part of the body, then stalls (but keeps the connection open)."""
+    await read_request(reader, st)
+    head, _ = response_bytes(st, b"y" * 1000)
+    writer.write(head + b"y" * 10)
+    await writer.drain()
+    await reader.read(1)
+
+
+async def never_speaks(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+) -> None:
+    """Accepts TCP and says nothing, so a TLS client waits forever for the ServerHello."""
+    await reader.read(65536)
+    await reader.read(1)
