@@ -3,6 +3,7 @@ clean Ctrl+C under PYTHONDEVMODE, and one-line errors with documented exit codes
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -14,17 +15,21 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from lagscope.cli import main
+from lagscope.inject import Injector, Route
+from lagscope.inject.cli import counters_table
 from lagscope.inject.log import record_from_json
 from support.inject_servers import EchoServer
 
 READY = re.compile(r"^inject: (\S+) listening on 127\.0\.0\.1:(\d+) -> ")
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT to a child process")
-def test_cli_two_routes_from_toml_log_and_clean_ctrl_c(
-    echo_server: EchoServer, tmp_path: Path
+@pytest.mark.skipif(sys.platform == "win32", reason="sends POSIX signals to a child process")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_cli_two_routes_from_toml_log_and_clean_stop(
+    echo_server: EchoServer, tmp_path: Path, signum: int
 ) -> None:
     host, port = echo_server.address
     config = tmp_path / "routes.toml"
@@ -75,7 +80,7 @@ upstream = "{host}:{port}"
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and len(log.read_text().splitlines()) < 2:
             time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
@@ -84,6 +89,7 @@ upstream = "{host}:{port}"
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "ResourceWarning" not in stderr, stderr
     assert "inject: stopped; 2 connections (1 taxed" in stderr
+    assert stderr.rstrip().endswith("lagscope: interrupted")
     records = {r.route: r for r in map(record_from_json, log.read_text().splitlines())}
     assert records["app"].tax_applied_ms is not None and records["app"].tax_applied_ms >= 145
     assert records["db"].faults == () and records["db"].end == "closed"
@@ -145,3 +151,21 @@ def test_cli_non_loopback_needs_the_flag_and_warns() -> None:
     assert "warning: listening on non-loopback 192.0.2.1" in result.output
     assert result.exit_code == 8
     assert "cannot listen on 192.0.2.1:0" in result.output
+
+
+def test_live_counters_table(echo_server: EchoServer) -> None:
+    route = Route(("127.0.0.1", 0), echo_server.address, name="app")
+    with Injector([route]) as inj:
+        host, port = inj.address(0)
+        with socket.create_connection((host, port), timeout=10) as s:
+            s.sendall(b"12345")
+            assert s.recv(10) == b"12345"
+        inj.wait_records(1)
+        console = Console(file=io.StringIO(), width=200, no_color=True)
+        console.print(counters_table(inj))
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    row = next(line for line in out.splitlines() if "app" in line)
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    assert cells[0] == "app" and cells[1] == f"{host}:{port}"
+    assert cells[3:6] == ["1", "0", "1"]  # accepted, active, closed
+    assert cells[-2:] == ["5", "5"]  # bytes each way
