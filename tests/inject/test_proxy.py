@@ -366,3 +366,13 @@ def test_upstream_dial_timeout(echo_server: EchoServer) -> None:
                 s.recv(10)
         (rec,) = inj.wait_records(1)
     assert rec.end == "upstream_timeout"
+
+
+def test_injector_can_be_started_again(echo_server: EchoServer) -> None:
+    inj = Injector([_route(echo_server.address, ConnectionTax(delay_ms=1))])
+    for round_ in range(2):
+        with inj, _connect(inj.address(0)) as s:
+            s.sendall(b"again")
+            assert s.recv(10) == b"again"
+        assert len(inj.wait_records(round_ + 1)) == round_ + 1
+    assert not inj.ready.is_set()

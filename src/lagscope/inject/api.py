@@ -61,19 +61,30 @@ class Injector:
         self._records: list[ConnectionRecord] = []
         self._cond = threading.Condition()
         self._writer: JsonlWriter | None = None
-        extra = {} if dial is None else {"dial": dial}
-        self._proxy = Proxy(
-            self.routes,
-            settings=self.settings,
-            on_record=self._on_record,
-            clock=clock,
-            wall_clock=wall_clock,
-            **extra,
-        )
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._dial = dial
+        self._proxy = self._new_proxy()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
+
+    def _new_proxy(self) -> Proxy:
+        extra = {} if self._dial is None else {"dial": self._dial}
+        return Proxy(
+            self.routes,
+            settings=self.settings,
+            on_record=self._on_record,
+            clock=self._clock,
+            wall_clock=self._wall_clock,
+            **extra,
+        )
+
+    def _fresh_proxy(self) -> None:
+        # An Injector can be started again after stop(); a Proxy cannot.
+        if self._proxy.closed:
+            self._proxy = self._new_proxy()
 
     def __repr__(self) -> str:
         state = "ready" if self.ready.is_set() else "not started"
@@ -130,6 +141,7 @@ class Injector:
         """Start the proxy on a background thread and wait until it listens."""
         if self._thread is not None:
             raise RuntimeError("Injector already started")
+        self._fresh_proxy()
         self._open_log()
         self._thread = threading.Thread(target=self._run, name="lagscope-inject", daemon=True)
         self._thread.start()
@@ -192,6 +204,7 @@ class Injector:
     # -- asyncio lifecycle (caller's loop) ---------------------------------------------------
 
     async def __aenter__(self) -> Injector:
+        self._fresh_proxy()
         self._open_log()
         try:
             await self._proxy.start()

@@ -205,6 +205,8 @@ class Proxy:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self._closing:
+            raise RuntimeError("a closed Proxy cannot be started again; make a new one")
         for rs in self._routes:
             host, port = rs.route.listen
             if not rs.route.allow_non_loopback and not is_loopback_host(host):
@@ -257,6 +259,11 @@ class Proxy:
         for rs in self._routes:
             if rs.server is not None:
                 await rs.server.wait_closed()
+
+    @property
+    def closed(self) -> bool:
+        """True once ``aclose()`` began; a closed proxy cannot be started again."""
+        return self._closing
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
