@@ -9,8 +9,10 @@ byte minus ``total``.
 
 from __future__ import annotations
 
+import functools
+
 from lagscope.instrument.disclosure import Disclosure
-from lagscope.servertiming import Metric, format_header
+from lagscope.servertiming import Metric, format_metric
 
 __all__ = [
     "CONN",
@@ -105,39 +107,59 @@ class RequestTiming:
         self.last_mark_s = end_s
 
 
-def build_metrics(timing: RequestTiming, level: Disclosure) -> tuple[Metric, ...]:
-    """The metrics ``level`` allows, in a fixed order; empty when nothing may be shown."""
+_Part = tuple[str, "float | None", "str | None"]
+
+
+def _parts(timing: RequestTiming, level: Disclosure) -> list[_Part]:
+    """(name, dur_ms, desc) for what ``level`` allows, in the documented order."""
     total_s = timing.total_s()
     if level is Disclosure.NONE or total_s is None:
-        return ()
-    total = Metric(TOTAL, total_s * 1e3)
+        return []
+    out: list[_Part] = [(TOTAL, total_s * 1e3, None)]
     if level is Disclosure.TOTAL:
-        return (total,)
-    out = [total]
-    tpl_s: float | None = None
-    if timing.tpl_start_s is not None and timing.tpl_end_s is not None:
-        tpl_s = timing.tpl_end_s - timing.tpl_start_s
+        return out
     if timing.view_start_s is not None:
         view_end_s = timing.view_end_s if timing.view_end_s is not None else timing.end_s
         assert view_end_s is not None
-        out.append(Metric(VIEW, max(view_end_s - timing.view_start_s, 0.0) * 1e3))
-    if tpl_s is not None:
-        out.append(Metric(TPL, max(tpl_s, 0.0) * 1e3))
+        out.append((VIEW, max(view_end_s - timing.view_start_s, 0.0) * 1e3, None))
+    if timing.tpl_start_s is not None and timing.tpl_end_s is not None:
+        out.append((TPL, max(timing.tpl_end_s - timing.tpl_start_s, 0.0) * 1e3, None))
     if timing.db_count:
         queries = "1 query" if timing.db_count == 1 else f"{timing.db_count} queries"
-        out.append(Metric(DB, timing.db_s * 1e3, queries))
+        out.append((DB, timing.db_s * 1e3, queries))
     if timing.dbconn_count:
-        out.append(Metric(DBCONN, timing.dbconn_s * 1e3, _plural(timing.dbconn_count, "connect")))
+        out.append((DBCONN, timing.dbconn_s * 1e3, _plural(timing.dbconn_count, "connect")))
     if timing.first_on_connection is not None:
-        out.append(Metric(CONN, None, "new" if timing.first_on_connection else "reused"))
+        out.append((CONN, None, "new" if timing.first_on_connection else "reused"))
     if timing.queue_ms is not None:
-        out.append(Metric(QUEUE, timing.queue_ms))
+        out.append((QUEUE, timing.queue_ms, None))
     if timing.thread is not None:
-        out.append(Metric(THREAD, None, timing.thread))
-    return tuple(out)
+        out.append((THREAD, None, timing.thread))
+    return out
+
+
+def build_metrics(timing: RequestTiming, level: Disclosure) -> tuple[Metric, ...]:
+    """The metrics ``level`` allows, in a fixed order; empty when nothing may be shown."""
+    return tuple(Metric(name, dur_ms, desc) for name, dur_ms, desc in _parts(timing, level))
+
+
+@functools.lru_cache(maxsize=256)
+def _format_fixed(name: str, desc: str) -> str:
+    # Metrics without a duration repeat ("conn;desc=reused", "thread;desc=waitress-0"):
+    # format each distinct one once.
+    return format_metric(name, None, desc)
 
 
 def build_header(timing: RequestTiming, level: Disclosure) -> str | None:
-    """The Server-Timing value for ``level``, or None when nothing may be shown."""
-    metrics = build_metrics(timing, level)
-    return format_header(metrics) if metrics else None
+    """The Server-Timing value for ``level``, or None when nothing may be shown.
+
+    Same metrics and order as :func:`build_metrics`, each formatted by
+    :func:`lagscope.servertiming.format_metric`.
+    """
+    parts = _parts(timing, level)
+    if not parts:
+        return None
+    return ", ".join(
+        format_metric(name, dur_ms, desc) if dur_ms is not None else _format_fixed(name, desc or "")
+        for name, dur_ms, desc in parts
+    )

@@ -1,0 +1,210 @@
+"""Overhead of the lagscope Server-Timing middleware on a minimal Django view, side by side.
+
+Run on demand (never in CI):
+
+    uv run --all-extras --group bench python bench/bench_instrument.py [--rounds 15] [--batch 2000]
+
+Every configuration is its own Django WSGIHandler over the same settings and view (no
+database, no HTTP), called in process with a prepared environ, so the only difference is
+the middleware chain. Rounds interleave the configurations (order rotated each round); each
+round yields a mean per-request time per configuration and the difference to the baseline
+from the *same* round. The medians of those paired differences are reported, which keeps
+the VM's CPU-speed switching (±30 %) out of the comparison.
+
+Configurations:
+* baseline: MIDDLEWARE = [CommonMiddleware]
+* lagscope (trusted): lagscope's middleware first, loopback client, full header
+* lagscope (untrusted): a non-loopback client; no header, only connection tracking
+* lagscope (disabled): LAGSCOPE = {"ENABLED": False}
+* OpenTelemetry: DjangoInstrumentor with the SDK TracerProvider and no exporter, where installed
+* django-server-timing: its ServerTiming middleware, where installed
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import django
+from django.conf import settings
+
+COMMON = "django.middleware.common.CommonMiddleware"
+LAGSCOPE_MW = "lagscope.django.middleware.ServerTimingMiddleware"
+
+
+def _configure() -> None:
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="bench",
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF=__name__,
+        INSTALLED_APPS=["lagscope.django"],
+        MIDDLEWARE=[COMMON],
+        DATABASES={},
+        USE_TZ=True,
+        LOGGING_CONFIG=None,
+    )
+    django.setup()
+
+
+def hello(request: Any) -> Any:
+    from django.http import HttpResponse
+
+    return HttpResponse("hello")
+
+
+urlpatterns: list[Any] = []
+
+
+def _handler(middleware: list[str], lagscope: dict[str, object] | None = None) -> Any:
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.test import override_settings
+
+    with override_settings(MIDDLEWARE=middleware, LAGSCOPE=lagscope or {}):
+        handler = WSGIHandler()
+        handler.load_middleware()
+    # The chain is built; LAGSCOPE is read per request, so pin it for this handler.
+    return handler, lagscope or {}
+
+
+def _environ(remote_addr: str) -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/hello/",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": remote_addr,
+        "REMOTE_PORT": "50000",
+        "HTTP_HOST": "127.0.0.1:8000",
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "wsgi.version": (1, 0),
+    }
+
+
+def _runner(handler: Any, lagscope: dict[str, object], remote_addr: str) -> Callable[[int], float]:
+    template = _environ(remote_addr)
+    status: list[str] = []
+
+    def start_response(s: str, headers: Any, exc_info: Any = None) -> Any:
+        status.append(s)
+        return None
+
+    def run(batch: int) -> float:
+        # settings.LAGSCOPE as this handler was built with; set outside the timed loop.
+        settings.LAGSCOPE = lagscope
+        start = time.perf_counter()
+        for _ in range(batch):
+            environ = dict(template)
+            environ["wsgi.input"] = io.BytesIO(b"")
+            response = handler(environ, start_response)
+            for _chunk in response:
+                pass
+            response.close()
+        elapsed = time.perf_counter() - start
+        if status[-1] != "200 OK":
+            raise SystemExit(f"bench: unexpected status {status[-1]}")
+        status.clear()
+        return elapsed / batch
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--batch", type=int, default=2000)
+    args = parser.parse_args()
+    _configure()
+    from django.urls import path
+
+    urlpatterns.append(path("hello/", hello))
+
+    configs: dict[str, Callable[[int], float]] = {}
+    base, base_opts = _handler([COMMON])
+    configs["baseline (CommonMiddleware only)"] = _runner(base, base_opts, "127.0.0.1")
+    h, o = _handler([LAGSCOPE_MW, COMMON])
+    configs["lagscope, trusted client (full header)"] = _runner(h, o, "127.0.0.1")
+    h, o = _handler([LAGSCOPE_MW, COMMON])
+    configs["lagscope, untrusted client (no header)"] = _runner(h, o, "203.0.113.9")
+    h, o = _handler([LAGSCOPE_MW, COMMON], {"ENABLED": False})
+    configs["lagscope, ENABLED=False"] = _runner(h, o, "127.0.0.1")
+    skipped: list[str] = []
+    try:
+        import server_timing  # noqa: F401
+
+        h, o = _handler(["server_timing.middleware.ServerTiming", COMMON])
+        configs["django-server-timing 0.2.0 (ServerTiming)"] = _runner(h, o, "127.0.0.1")
+    except ImportError:
+        skipped.append("django-server-timing (not installed)")
+    try:
+        from opentelemetry import trace
+        from opentelemetry.instrumentation.django import DjangoInstrumentor
+        from opentelemetry.sdk.trace import TracerProvider
+
+        trace.set_tracer_provider(TracerProvider())
+        settings.MIDDLEWARE = [COMMON]
+        DjangoInstrumentor().instrument()
+        from django.core.handlers.wsgi import WSGIHandler
+
+        otel = WSGIHandler()
+        otel.load_middleware()
+        DjangoInstrumentor().uninstrument()
+        configs["OpenTelemetry DjangoInstrumentor (SDK, no exporter)"] = _runner(
+            otel, {}, "127.0.0.1"
+        )
+    except ImportError:
+        skipped.append("OpenTelemetry (not installed)")
+
+    names = list(configs)
+    for run in configs.values():  # warm-up
+        run(200)
+    per_round: dict[str, list[float]] = {n: [] for n in names}
+    gc.disable()
+    try:
+        for r in range(args.rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]
+            for n in order:
+                per_round[n].append(configs[n](args.batch))
+    finally:
+        gc.enable()
+
+    base_name = names[0]
+    base_us = [t * 1e6 for t in per_round[base_name]]
+    print(
+        f"# {platform.platform()}, Python {platform.python_version()}, Django "
+        f"{django.get_version()}, {os.cpu_count()} CPUs; rounds={args.rounds} "
+        f"batch={args.batch}"
+    )
+    print("| configuration | µs/request (median) | overhead µs (median paired) | overhead % |")
+    print("|---|---|---|---|")
+    for n in names:
+        us = [t * 1e6 for t in per_round[n]]
+        diffs = [a - b for a, b in zip(us, base_us)]
+        ratios = [a / b - 1 for a, b in zip(us, base_us)]
+        if n == base_name:
+            print(f"| {n} | {statistics.median(us):.1f} | - | - |")
+        else:
+            print(
+                f"| {n} | {statistics.median(us):.1f} | {statistics.median(diffs):+.1f} "
+                f"| {statistics.median(ratios) * 100:+.1f} % |"
+            )
+    for s in skipped:
+        print(f"skipped: {s}")
+
+
+if __name__ == "__main__":
+    main()
