@@ -193,8 +193,8 @@ def main() -> None:
     print("|---|---|---|---|")
     for n in names:
         us = [t * 1e6 for t in per_round[n]]
-        diffs = [a - b for a, b in zip(us, base_us)]
-        ratios = [a / b - 1 for a, b in zip(us, base_us)]
+        diffs = [a - b for a, b in zip(us, base_us, strict=True)]
+        ratios = [a / b - 1 for a, b in zip(us, base_us, strict=True)]
         if n == base_name:
             print(f"| {n} | {statistics.median(us):.1f} | - | - |")
         else:
