@@ -84,9 +84,9 @@ SEED_WAITRESS: dict[str, Any] = {
 
 
 def _configure_django(database_url: str, conn_max_age: int | None, health_checks: bool) -> None:
+    import django
     from django.conf import settings
 
-    import django
     from lagscope.demo.config import build_settings
 
     servertiming = os.environ.get("LAGSCOPE_DEMO_SERVERTIMING", "0") != "0"
