@@ -21,6 +21,7 @@ __all__ = [
     "OptionsError",
     "options_from_mapping",
     "settings_rows",
+    "settings_table_markdown",
 ]
 
 UNTRUSTED_CHOICES = ("none", "total")
@@ -121,6 +122,13 @@ assert set(_TYPES) == set(_FIELDS), "every option needs a type row"
 def settings_rows() -> tuple[tuple[str, object, str], ...]:
     """(Django setting key, default, one-line doc) for every option, in table order."""
     return tuple((f.name.upper(), f.default, str(f.metadata["doc"])) for f in _FIELDS.values())
+
+
+def settings_table_markdown() -> str:
+    """The settings table as docs/server-timing.md shows it (a test compares the two)."""
+    lines = ["| key (`LAGSCOPE[...]`) | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{key}` | `{default!r}` | {doc} |" for key, default, doc in settings_rows()]
+    return "\n".join(lines)
 
 
 def options_from_mapping(raw: Mapping[str, object]) -> InstrumentOptions:
