@@ -422,6 +422,7 @@ class Client:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
         self.reconnects = 0
         self.requests = 0
+        self.last_bytes = 0
 
     def get(self) -> float:
         t0 = time.perf_counter()
@@ -431,6 +432,7 @@ class Client:
         elapsed_ms = (time.perf_counter() - t0) * 1000
         if resp.status != 200 or len(body) < 1000:
             raise RuntimeError(f"GET {PATH}: {resp.status}, {len(body)} bytes")
+        self.last_bytes = len(body)
         if resp.will_close:
             self.reconnects += 1
         self.requests += 1
@@ -742,6 +744,7 @@ def phase_floor(
             line = inproc.wait_line(r"^[\d. ]+$").group(0)
             view_ms.extend(float(x) for x in line.split())
             http_ms.extend(client.get() for _ in range(per_batch))
+        body_bytes = client.last_bytes
         client.close()
     finally:
         procs.stop(inproc)
@@ -758,6 +761,7 @@ def phase_floor(
     out.append(f"| through lagscope serve | {fmt(h)} | {fmt(p(http_ms, 0.9))} |")
     out.append(f"| in process (test client) | {fmt(v)} | {fmt(p(view_ms, 0.9))} |")
     out.append(f"\n**serve / in process: {h / v:.3f}x** (target <= 1.15x)\n")
+    out.append(f"Response body: {body_bytes} bytes.\n")
 
 
 def _start_nginx(procs: Processes, name: str, upstream_port: int, strip: bool) -> Child:
@@ -936,7 +940,7 @@ def main(argv: list[str]) -> int:
     header = [
         f"Command: `{cmd}` ({time.monotonic() - started:.0f} s). ",
         f"Machine: {_machine(pg_version)}. ",
-        "App: the reference app (`lagscope.demo`) on PostgreSQL, /api/items/ (500 rows, ~94 KB "
+        "App: the reference app (`lagscope.demo`) on PostgreSQL, /api/items/ (500 rows of "
         "JSON), Server-Timing middleware " + ("on" if ns.servertiming else "off") + ".\n",
     ]
     print("\n".join(header + out))
