@@ -133,3 +133,55 @@ def test_thread_names_the_waitress_worker(django_server: Any) -> None:
     # A 200 ms view: total and view both carry it.
     assert m["total"].dur_ms is not None and m["view"].dur_ms is not None
     assert 195 <= m["view"].dur_ms <= m["total"].dur_ms <= 2000
+
+
+@pytest.mark.postgres
+def test_connect_time_carries_a_tax_on_new_database_connections(
+    django_server: Any, make_alias: Any, pg_database: dict[str, Any]
+) -> None:
+    # 200 ms held on each new PostgreSQL connection (the antivirus signature), against a
+    # ~5 ms connect: dbconn must carry it on every request with CONN_MAX_AGE=0, and db
+    # (queries on the established connection) must not.
+    from lagscope.inject import ConnectionTax, Injector, Route
+
+    route = Route(("127.0.0.1", 0), ("127.0.0.1", int(pg_database["PORT"])), [ConnectionTax(200)])
+    with Injector([route]) as injector:
+        host, port = injector.address(0)
+        taxed = {**pg_database, "HOST": host, "PORT": str(port), "CONN_MAX_AGE": 0}
+        with make_alias("taxed", taxed), django_server(threads=1) as (app_host, app_port):
+            conn = http.client.HTTPConnection(app_host, app_port, timeout=30)
+            try:
+                runs = [metrics(get(conn, "/db/taxed/?n=2")) for _ in range(2)]
+            finally:
+                conn.close()
+    for m in runs:
+        assert m["dbconn"].dur_ms is not None and m["db"].dur_ms is not None
+        assert m["total"].dur_ms is not None
+        assert 195 <= m["dbconn"].dur_ms <= m["total"].dur_ms
+        assert m["db"].dur_ms < 100
+
+
+def test_a_client_connection_tax_shows_outside_total(django_server: Any) -> None:
+    # 200 ms held on each new client connection in front of the app: the client waits, the
+    # app's `total` stays small, and `conn` says which request paid. This is the split the
+    # probe makes (time to first byte minus `total`).
+    from lagscope.inject import ConnectionTax, Injector, Route
+
+    with (
+        django_server(threads=1) as upstream,
+        Injector([Route(("127.0.0.1", 0), upstream, [ConnectionTax(200)])]) as injector,
+    ):
+        conn = http.client.HTTPConnection(*injector.address(0), timeout=30)
+        try:
+            seen = []
+            for _ in range(2):
+                start = time.perf_counter()
+                m = metrics(get(conn, "/plain/"))
+                seen.append(((time.perf_counter() - start) * 1e3, m))
+        finally:
+            conn.close()
+    (first_ms, first), (second_ms, second) = seen
+    assert first["conn"].desc == "new" and second["conn"].desc == "reused"
+    assert first["total"].dur_ms is not None and first["total"].dur_ms < 100
+    assert first_ms - first["total"].dur_ms >= 195
+    assert second_ms < 150
