@@ -911,7 +911,7 @@ def main(argv: list[str]) -> int:
         return 8
     os.environ["LAGSCOPE_DEMO_SERVERTIMING"] = "1" if ns.servertiming else "0"
     cold_rounds, warm_rounds, sbs_rounds, slice_s, rotations, batches, nginx_rounds = (
-        (1, 40, 30, 1.0, 1, 5, 5) if ns.quick else (3, 300, 200, 1.5, 6, 30, 30)
+        (1, 40, 30, 1.0, 1, 10, 5) if ns.quick else (3, 300, 200, 1.5, 6, 80, 30)
     )
     procs = Processes()
     out: list[str] = []
@@ -928,7 +928,7 @@ def main(argv: list[str]) -> int:
             phase_cold(procs, cluster.port, cold_rounds, out)
             phase_warm(procs, cluster.port, warm_rounds, out)
             phase_side_by_side(procs, cluster.port, sbs_rounds, slice_s, rotations, out)
-            phase_floor(procs, cluster.port, batches, 10, out)
+            phase_floor(procs, cluster.port, batches, 5, out)
             phase_nginx(procs, cluster.port, nginx_rounds, out)
         finally:
             procs.stop_all()
