@@ -138,6 +138,8 @@ def test_localhost_listens_on_both_loopbacks_but_upstream_is_one_address() -> No
         ("[::1]:8000", Endpoint("::1", 8000)),
         ("app-1.internal:65535", Endpoint("app-1.internal", 65535)),
         (" localhost:1 ", Endpoint("localhost", 1)),
+        ("http://127.0.0.1:8000", Endpoint("127.0.0.1", 8000)),
+        ("http://[::1]:8000/", Endpoint("::1", 8000)),
     ],
 )
 def test_parse_endpoint_accepts(text: str, expected: Endpoint) -> None:
@@ -161,6 +163,8 @@ def test_parse_endpoint_accepts(text: str, expected: Endpoint) -> None:
         "a{b:80",
         'a"b:80',
         "-x:80",
+        "https://h:80",
+        "http://h:80/path",
     ],
 )
 def test_parse_endpoint_rejects_with_usage_error(text: str) -> None:

@@ -296,12 +296,23 @@ _HOSTNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.\-_]*[A-Za-z0-9])?$")
 
 
 def parse_endpoint(text: str, what: str) -> Endpoint:
-    """Parse ``HOST:PORT`` or ``[V6]:PORT``; raise a USAGE error naming ``what`` otherwise."""
+    """Parse ``HOST:PORT`` or ``[V6]:PORT``; raise a USAGE error naming ``what`` otherwise.
+
+    A leading ``http://`` and a trailing ``/`` are accepted, so the URL ``lagscope serve``
+    prints can be pasted as it is.
+    """
 
     def bad(why: str) -> LagscopeError:
-        return LagscopeError(what, f"{text!r} is not HOST:PORT ({why})", ExitCode.USAGE)
+        return LagscopeError(what, f"{original!r} is not HOST:PORT ({why})", ExitCode.USAGE)
 
+    original = text
     text = text.strip()
+    if text.lower().startswith("http://"):
+        text = text[len("http://") :].rstrip("/")
+    if "://" in text:
+        raise bad("nginx speaks plain HTTP to the app server; give HOST:PORT")
+    if "/" in text:
+        raise bad("no path allowed")
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
         if not sep or not rest.startswith(":"):
