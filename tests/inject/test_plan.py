@@ -325,7 +325,7 @@ def test_toml_missing_file(tmp_path: Path) -> None:
 
 
 def test_settings_validate() -> None:
-    assert ProxySettings().chunk_bytes == 65536
+    assert ProxySettings().chunk_bytes == 262144
     with pytest.raises(ValueError, match="chunk_bytes"):
         ProxySettings(chunk_bytes=0)
 

@@ -71,14 +71,13 @@ class Injector:
         self._error: BaseException | None = None
 
     def _new_proxy(self) -> Proxy:
-        extra = {} if self._dial is None else {"dial": self._dial}
         return Proxy(
             self.routes,
             settings=self.settings,
             on_record=self._on_record,
             clock=self._clock,
             wall_clock=self._wall_clock,
-            **extra,
+            dial=self._dial,
         )
 
     def _fresh_proxy(self) -> None:

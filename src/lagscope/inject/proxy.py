@@ -6,8 +6,9 @@ and runs one pump per direction. Each pump executes the connection's
 :class:`~lagscope.inject.plan.ConnectionPlan`: it asks the pure functions in
 ``lagscope.inject.plan`` when a chunk may leave, waits, writes, and awaits ``drain()``.
 Memory is bounded per direction: one read of at most ``chunk_bytes``, the StreamReader's
-buffer (paused at 2x its limit), the transport's write buffer (drain blocks above its high
-water mark) and, under per-chunk latency only, ``flow_buffer_bytes`` of chunks in flight.
+buffer (paused at about 2x ``reader_buffer_bytes``), the transport's write buffer (drain
+blocks above its high-water mark) and, under per-chunk latency only, ``flow_buffer_bytes``
+of chunks in flight.
 
 When a connection ends, one :class:`~lagscope.inject.log.ConnectionRecord` goes to the
 ``on_record`` callback. The clock and the dialler are parameters.
@@ -60,10 +61,6 @@ def hard_reset(writer: asyncio.StreamWriter | None) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
     writer.transport.abort()
-
-
-async def _open(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection(host, port, limit=65536)
 
 
 class _InjectedReset(Exception):
@@ -189,7 +186,7 @@ class Proxy:
         on_record: Callable[[ConnectionRecord], None] | None = None,
         clock: Clock = time.perf_counter,
         wall_clock: Clock = time.time,
-        dial: Dial = _open,
+        dial: Dial | None = None,
     ) -> None:
         if not routes:
             raise LagscopeError("config", "no route to proxy", ExitCode.USAGE)
@@ -198,9 +195,14 @@ class Proxy:
         self._on_record = on_record
         self._clock = clock
         self._wall = wall_clock
-        self._dial = dial
+        self._dial = dial or self._open
         self._conns: dict[asyncio.Task[None], _Conn] = {}
         self._closing = False
+
+    async def _open(
+        self, host: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(host, port, limit=self.settings.reader_buffer_bytes)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -222,7 +224,7 @@ class Proxy:
                     self._make_handler(rs),
                     host,
                     port,
-                    limit=self.settings.chunk_bytes,
+                    limit=self.settings.reader_buffer_bytes,
                     backlog=self.settings.backlog,
                 )
             except OSError as exc:
