@@ -70,6 +70,9 @@ PAID_CONNECT_THRESHOLD_MS = TAX_MS / 2
 READY_TIMEOUT_S = 120.0
 REQUEST_TIMEOUT_S = 30.0
 
+# Extra flags for every `lagscope serve` (waitress) started by the bench (--serve-arg).
+SERVE_EXTRA_ARGS: list[str] = []
+
 # The seed's waitress settings and its database setting, verbatim from the issue.
 SEED_WAITRESS: dict[str, Any] = {
     "threads": 4,
@@ -312,6 +315,7 @@ def _server_argv(kind: str, db_url: str) -> tuple[list[str], dict[str, str], Pat
                 "127.0.0.1",
                 "--port",
                 "0",
+                *SERVE_EXTRA_ARGS,
             ],
             {},
             None,
@@ -901,11 +905,28 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     ap.add_argument(
+        "--phases",
+        default="cold,warm,side,floor,nginx",
+        help="comma-separated subset of cold,warm,side,floor,nginx",
+    )
+    ap.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for every `lagscope serve` (repeatable), e.g. --serve-arg=--threads=4",
+    )
+    ap.add_argument(
         "--servertiming",
         action="store_true",
         help="keep the lagscope Server-Timing middleware in the demo app",
     )
     ns = ap.parse_args(argv)
+    phases = set(ns.phases.split(","))
+    unknown = phases - {"cold", "warm", "side", "floor", "nginx"}
+    if unknown:
+        ap.error(f"unknown phase(s): {', '.join(sorted(unknown))}")
+    SERVE_EXTRA_ARGS[:] = ns.serve_arg
     if shutil.which("initdb") is None and not list(Path("/usr/lib/postgresql").glob("*/bin")):
         print("bench_serve: PostgreSQL server binaries not found", file=sys.stderr)
         return 8
@@ -925,17 +946,24 @@ def main(argv: list[str]) -> int:
             print("\n".join(prep.log), file=sys.stderr)
             return 1
         try:
-            phase_cold(procs, cluster.port, cold_rounds, out)
-            phase_warm(procs, cluster.port, warm_rounds, out)
-            phase_side_by_side(procs, cluster.port, sbs_rounds, slice_s, rotations, out)
-            phase_floor(procs, cluster.port, batches, 5, out)
-            phase_nginx(procs, cluster.port, nginx_rounds, out)
+            if "cold" in phases:
+                phase_cold(procs, cluster.port, cold_rounds, out)
+            if "warm" in phases:
+                phase_warm(procs, cluster.port, warm_rounds, out)
+            if "side" in phases:
+                phase_side_by_side(procs, cluster.port, sbs_rounds, slice_s, rotations, out)
+            if "floor" in phases:
+                phase_floor(procs, cluster.port, batches, 5, out)
+            if "nginx" in phases:
+                phase_nginx(procs, cluster.port, nginx_rounds, out)
         finally:
             procs.stop_all()
     cmd = (
         "uv run --all-extras --group bench python bench/bench_serve.py"
         + (" --quick" if ns.quick else "")
         + (" --servertiming" if ns.servertiming else "")
+        + (f" --phases {ns.phases}" if phases != {"cold", "warm", "side", "floor", "nginx"} else "")
+        + "".join(f" --serve-arg={a}" for a in ns.serve_arg)
     )
     header = [
         f"Command: `{cmd}` ({time.monotonic() - started:.0f} s). ",
