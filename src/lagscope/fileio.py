@@ -37,6 +37,9 @@ def write_text_atomic(path: Path, text: str, check: Callable[[Path], None] | Non
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp creates 0600; a config must be readable by the service that loads it
+        # (nginx workers, say), and a report by the user's other tools.
+        os.chmod(tmp, 0o644)
         if check is not None:
             check(tmp)
         os.replace(tmp, target)

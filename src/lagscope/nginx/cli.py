@@ -12,8 +12,6 @@ Exit codes: 0 written (and checked); 2 bad input (HOST:PORT, inconsistent timeou
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +23,7 @@ from typing import Any
 import click
 
 from lagscope.errors import ExitCode, LagscopeError
+from lagscope.fileio import write_text_atomic
 from lagscope.nginx.config import (
     DEFAULT_LISTEN,
     SERVER_IDLE_TIMEOUT_S,
@@ -36,7 +35,7 @@ from lagscope.nginx.config import (
 )
 from lagscope.nginx.render import NginxConfig, render
 
-__all__ = ["find_nginx", "nginx_check", "nginx_config", "write_atomically"]
+__all__ = ["find_nginx", "nginx_check", "nginx_config"]
 
 _NGINX_CHECK_TIMEOUT_S = 30
 
@@ -81,31 +80,6 @@ def nginx_check(nginx: Path, conf: Path, prefix: Path) -> None:
         raise LagscopeError(
             "check", f"nginx -t rejected the config: {complaint}", ExitCode.GATE_FAILED
         )
-
-
-def write_atomically(path: Path, text: str, before_replace: Callable[[Path], None]) -> None:
-    """Write ``text`` to a temp file next to ``path``, call ``before_replace``, then replace."""
-    directory = path.parent
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise LagscopeError(
-            "output", f"cannot write {path}: {exc.strerror or exc}", ExitCode.ENVIRONMENT
-        ) from None
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        before_replace(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise LagscopeError(
-            "output", f"cannot write {path}: {exc.strerror or exc}", ExitCode.ENVIRONMENT
-        ) from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def _check_snippet(nginx: Path, snippet_file: Path) -> None:
@@ -257,7 +231,7 @@ def nginx_config(
             nginx_check(nginx, conf_file, prefix or conf_file.parent)
 
     if output is not None:
-        write_atomically(output, text, validate)
+        write_text_atomic(output, text, check=validate)
         click.echo(f"lagscope: wrote {output}" + (" (nginx -t: ok)" if check else ""), err=True)
         return
     if nginx is not None:
