@@ -374,3 +374,9 @@ def test_injector_can_be_started_again(echo_server: EchoServer) -> None:
             assert s.recv(10) == b"again"
         assert len(inj.wait_records(round_ + 1)) == round_ + 1
     assert not inj.ready.is_set()
+
+
+def test_route_names_must_be_unique() -> None:
+    routes = [_route(("127.0.0.1", 1), name="db"), _route(("127.0.0.1", 2), name="db")]
+    with pytest.raises(LagscopeError, match="route names must be unique: db"):
+        Injector(routes)

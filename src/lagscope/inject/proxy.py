@@ -192,6 +192,13 @@ class Proxy:
             raise LagscopeError("config", "no route to proxy", ExitCode.USAGE)
         self.settings = settings or ProxySettings()
         self._routes = [_RouteState(r, r.name or f"r{i}") for i, r in enumerate(routes)]
+        names = [rs.name for rs in self._routes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            # Record ids are ROUTE#INDEX, so names must tell routes apart.
+            raise LagscopeError(
+                "config", f"route names must be unique: {', '.join(dupes)}", ExitCode.USAGE
+            )
         self._on_record = on_record
         self._clock = clock
         self._wall = wall_clock
