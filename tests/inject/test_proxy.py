@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import time
 
@@ -380,3 +381,14 @@ def test_route_names_must_be_unique() -> None:
     routes = [_route(("127.0.0.1", 1), name="db"), _route(("127.0.0.1", 2), name="db")]
     with pytest.raises(LagscopeError, match="route names must be unique: db"):
         Injector(routes)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_failing_log_stops_logging_but_not_proxying(echo_server: EchoServer) -> None:
+    with Injector([_route(echo_server.address)], log_path="/dev/full") as inj:
+        for _ in range(2):
+            with _connect(inj.address(0)) as s:
+                s.sendall(b"disk full")
+                assert s.recv(20) == b"disk full"
+        assert len(inj.wait_records(2)) == 2
+    assert inj.log_error is not None and "/dev/full" in inj.log_error

@@ -69,6 +69,8 @@ class Injector:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
+        # Set when appending to log_path failed; logging stopped at that point.
+        self.log_error: str | None = None
 
     def _new_proxy(self) -> Proxy:
         return Proxy(
@@ -94,7 +96,13 @@ class Injector:
 
     def _on_record(self, record: ConnectionRecord) -> None:
         if self._writer is not None:
-            self._writer.write(record)
+            try:
+                self._writer.write(record)
+            except OSError as exc:
+                # A full disk must not cost connections: stop logging, keep proxying, and
+                # let the caller see it (the CLI turns it into its exit status).
+                self.log_error = f"cannot write {self.log_path}: {exc.strerror or exc}"
+                self._close_log()
         with self._cond:
             self._records.append(record)
             self._cond.notify_all()
@@ -230,6 +238,7 @@ class Injector:
             self._writer = JsonlWriter(self.log_path)
 
     def _close_log(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(OSError):
+                writer.close()

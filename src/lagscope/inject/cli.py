@@ -242,6 +242,10 @@ def inject(
             f"{c.bytes_c2u:,} B client->upstream, {c.bytes_u2c:,} B upstream->client",
             err=True,
         )
+        if injector.log_error is not None:
+            click.echo(f"inject: the log stopped early: {injector.log_error}", err=True)
+    if injector.log_error is not None:
+        raise LagscopeError("log", injector.log_error, ExitCode.ENVIRONMENT)
 
 
 def _run(injector: Injector, console: Console, duration_s: float | None) -> None:
