@@ -58,18 +58,15 @@ def _settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def counters_table(injector: Injector) -> Table:
-    table = Table(title="lagscope inject", title_justify="left")
-    for col in ("route", "listen", "upstream", "accepted", "active", "closed", "taxed"):
-        table.add_column(col, justify="left" if col in ("route", "listen", "upstream") else "right")
-    for col in ("resets", "upstream fail", "bytes c2u", "bytes u2c"):
-        table.add_column(col, justify="right")
-    for i, (route, name) in enumerate(zip(injector.routes, injector.route_names, strict=True)):
+    """Live counters, one row per route (addresses are in the readiness lines above)."""
+    table = Table(title="lagscope inject (Ctrl+C to stop)", title_justify="left")
+    table.add_column("route", no_wrap=True)
+    for col in ("conns", "active", "closed", "taxed", "resets", "up fail", "c2u B", "u2c B"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for i, name in enumerate(injector.route_names):
         c = injector.counters(i)
-        host, port = injector.address(i)
         table.add_row(
             name,
-            f"{host}:{port}",
-            f"{route.upstream[0]}:{route.upstream[1]}",
             str(c.accepted),
             str(c.active),
             str(c.closed),
