@@ -373,3 +373,22 @@ def test_record_json_round_trip() -> None:
 def test_counters_add() -> None:
     total = Counters(accepted=1, bytes_c2u=5) + Counters(accepted=2, active=1, bytes_u2c=7)
     assert total == Counters(accepted=3, active=1, bytes_c2u=5, bytes_u2c=7)
+
+
+def test_the_documented_seed_example_loads(tmp_path: Path) -> None:
+    doc = Path(__file__).resolve().parents[2] / "docs" / "inject.md"
+    text = doc.read_text(encoding="utf-8")
+    block = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "routes.toml"
+    path.write_text(block, encoding="utf-8")
+    app, db = load_routes_toml(path)
+    assert (app.name, app.upstream, app.faults) == (
+        "app",
+        ("127.0.0.1", 8080),
+        (ConnectionTax(delay_ms=300),),
+    )
+    assert (db.name, db.upstream, db.faults) == (
+        "db",
+        ("127.0.0.1", 5432),
+        (ConnectionTax(delay_ms=300),),
+    )
