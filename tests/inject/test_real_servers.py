@@ -103,3 +103,51 @@ def test_tax_once_per_postgres_connection(pg_cluster: PgCluster) -> None:
         assert TAX_MS - 5 <= rec.tax_applied_ms < TAX_MS + 60
         assert 0 <= seen_ms - rec.tax_applied_ms < 80, (seen_ms, rec.tax_applied_ms)
         assert rec.c2u.bytes > 0 and rec.u2c.bytes > 0
+
+
+@pytest.mark.postgres
+def test_seed_scenario_two_hops_app_and_database(pg_cluster: PgCluster) -> None:
+    # The seed's stack in miniature: a tax on the app hop and on the database hop, and an
+    # app that opens a new database connection per request (CONN_MAX_AGE=0). A new client
+    # connection pays both taxes; a reused one still pays the database hop every time.
+    psycopg = pytest.importorskip("psycopg")
+    tax_ms = 150.0
+    db_route = Route(("127.0.0.1", 0), ("127.0.0.1", pg_cluster.port), [ConnectionTax(tax_ms)])
+    with Injector([db_route]) as db_proxy:
+        db_host, db_port = db_proxy.address(0)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            with psycopg.connect(
+                host=db_host,
+                port=db_port,
+                user=pg_cluster.user,
+                dbname="postgres",
+                sslmode="disable",
+                gssencmode="disable",
+                connect_timeout=10,
+            ) as conn:
+                (value,) = conn.execute("SELECT 1").fetchone()
+            body = str(value).encode()
+            start_response("200 OK", [("Content-Length", str(len(body)))])
+            return [body]
+
+        with waitress_server(app) as upstream:
+            app_route = Route(("127.0.0.1", 0), upstream, [ConnectionTax(tax_ms)])
+            with Injector([app_route]) as app_proxy:
+                conn = http.client.HTTPConnection(*app_proxy.address(0), timeout=10)
+                times = []
+                try:
+                    for _ in range(3):
+                        t0 = time.perf_counter()
+                        conn.request("GET", "/")
+                        assert conn.getresponse().read() == b"1"
+                        times.append(_ms(t0))
+                finally:
+                    conn.close()
+                app_records = app_proxy.wait_records(1)
+        db_records = db_proxy.wait_records(3)
+
+    assert times[0] >= 2 * tax_ms - 5, times
+    assert all(tax_ms - 5 <= t < 2 * tax_ms - 5 for t in times[1:]), times
+    assert len(app_records) == 1 and len(db_records) == 3
+    assert all(r.tax_applied_ms is not None and r.tax_applied_ms >= tax_ms - 5 for r in db_records)
