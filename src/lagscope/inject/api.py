@@ -149,6 +149,7 @@ class Injector:
         if self._thread is not None:
             raise RuntimeError("Injector already started")
         self._fresh_proxy()
+        self._error = None
         self._open_log()
         self._thread = threading.Thread(target=self._run, name="lagscope-inject", daemon=True)
         self._thread.start()
