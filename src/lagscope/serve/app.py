@@ -70,9 +70,8 @@ class LoadedApp:
 
 def _configure_django_databases(config: ServeConfig) -> list[DbPlan]:
     """Apply the connection plan to every DATABASES entry, before any connection opens."""
-    from django.conf import settings
-
     import django
+    from django.conf import settings
 
     psycopg3 = importlib.util.find_spec("psycopg") is not None
     has_pool = importlib.util.find_spec("psycopg_pool") is not None
@@ -141,8 +140,10 @@ def load_app(spec: AppSpec, config: ServeConfig) -> LoadedApp:
         except DatabaseError as exc:
             raise _database_error(exc) from exc
         finally:
-            # The main thread never serves; hand its connection back before threads start.
+            # The main thread never serves: close its connection, and the pool that
+            # migrate opened, so prewarm starts from nothing and its timing is honest.
             connections.close_all()
+            shutdown_databases()
         db = connections["default"].settings_dict
         where = (
             f"SQLite {db['NAME']}"
@@ -213,7 +214,10 @@ def prewarm_pools(loaded: LoadedApp, timeout_s: float) -> list[PrewarmResult]:
         # Only the PostgreSQL backend has .pool; plan.mode == 'pool' implies it.
         pool = connections[plan.alias].pool  # type: ignore[attr-defined]
         try:
-            pool.open(wait=True, timeout=timeout_s)
+            pool.open()
+            # Blocks until min_size connections are in the pool (open(wait=True) would
+            # return at once on a pool that something else already opened).
+            pool.wait(timeout=timeout_s)
         except Exception as exc:  # psycopg_pool.PoolTimeout, OperationalError
             raise LagscopeError(
                 "prewarm",

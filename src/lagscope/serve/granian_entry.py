@@ -1,14 +1,18 @@
 """The app factory granian's worker processes import (``lagscope serve --server granian``).
 
 Each worker rebuilds the same app as waitress would serve, from the spec the launcher put
-in ``LAGSCOPE_SERVE_SPEC``, prewarms its pools, and prints the readiness line: granian has
-bound the socket before it starts workers, so the line means requests will be answered.
+in ``LAGSCOPE_SERVE_SPEC``, prewarms its pools, and prints the readiness line once its own
+address accepts connections (granian starts listening only after the factory returns).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import threading
+import time
+from urllib.parse import urlsplit
 
 from lagscope.serve.app import AppSpec, WSGIApp, load_app, prewarm_pools
 from lagscope.serve.launcher import LISTENING_PREFIX, SPEC_ENV, URL_ENV
@@ -31,5 +35,23 @@ def create_app() -> WSGIApp:
             # granian's blocking threads cannot be reached before serving, so persistent
             # connections open on first use (docs/serve.md, known gaps).
             print("lagscope serve: persistent connections open on first use (granian)", flush=True)
-    print(LISTENING_PREFIX + os.environ[URL_ENV], flush=True)
+    url = os.environ[URL_ENV]
+    threading.Thread(
+        target=_announce_when_accepting, args=(url, float(config.prewarm_timeout)), daemon=True
+    ).start()
     return loaded.app
+
+
+def _announce_when_accepting(url: str, timeout_s: float) -> None:
+    # granian starts listening only after this factory returns, so the readiness line
+    # waits until a TCP connect to our own address succeeds.
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", int(parts.port or 0)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                break
+        except OSError:
+            time.sleep(0.02)
+    print(LISTENING_PREFIX + url, flush=True)

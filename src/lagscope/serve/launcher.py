@@ -181,14 +181,17 @@ class WaitressServer:
                 wasyncore.dispatcher.close(obj)
 
     def _busy(self) -> int:
+        """Requests not yet fully answered: channels with a request queued, running or
+        still flushing its output (a running request also holds a dispatcher thread)."""
         from waitress.channel import HTTPChannel
 
         dispatcher = self.server.task_dispatcher
-        busy = int(dispatcher.active_count) + len(dispatcher.queue)
-        for obj in list(self._map().values()):
-            if isinstance(obj, HTTPChannel) and (obj.requests or obj.total_outbufs_len):
-                busy += 1
-        return busy
+        channels = sum(
+            1
+            for obj in list(self._map().values())
+            if isinstance(obj, HTTPChannel) and (obj.requests or obj.total_outbufs_len)
+        )
+        return max(channels, int(dispatcher.active_count) + len(dispatcher.queue))
 
     def _drain(self) -> None:
         from waitress import wasyncore

@@ -1,0 +1,189 @@
+"""``lagscope serve --demo`` for real: a subprocess on SQLite in a fresh data dir, driven by
+plain keep-alive clients. Also idle/slow clients, the connection limit, module:app,
+graceful shutdown and granian."""
+
+from __future__ import annotations
+
+import http.client
+import importlib.util
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lagscope.serve import ServeProcess
+from serve.clients import KeepAliveClient, hammer
+
+HERE = Path(__file__).parent
+
+
+def _env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["LAGSCOPE_DATA_DIR"] = str(data_dir)
+    env.pop("LAGSCOPE_DEMO_DATABASE", None)
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    data_dir = tmp_path_factory.mktemp("demo-data") / "nested"  # must be created
+    with ServeProcess(["--demo", "--port", "0"], env=_env(data_dir)) as proc:
+        proc.data_dir = data_dir  # type: ignore[attr-defined]
+        yield proc
+
+
+def test_first_run_creates_seeds_and_listens_dual_stack(demo: ServeProcess) -> None:
+    assert "created and seeded 500 items" in demo.output
+    assert (demo.data_dir / "demo.sqlite3").is_file()  # type: ignore[attr-defined]
+    assert "prewarmed default: persistent, one connection in each of 2 worker threads" in (
+        demo.output
+    )
+    assert demo.urls == [f"http://127.0.0.1:{demo.port}", f"http://[::1]:{demo.port}"]
+    for host in ("127.0.0.1", "::1"):
+        client = KeepAliveClient(host, demo.port)
+        data = client.json("/api/items/")
+        client.close()
+        assert data["count"] == 500
+        assert len(data["items"]) == 500
+
+
+def test_pages_keep_alive_and_never_connect_to_the_database(demo: ServeProcess) -> None:
+    client = KeepAliveClient("127.0.0.1", demo.port)
+    try:
+        html = client.get("/items/", keep_body=True)
+        for path in ["/api/items/", "/items/", "/no-such-page/"] * 4:
+            client.get(path)
+    finally:
+        client.close()
+    assert html.status == 200
+    assert html.body.count(b"<tr><td>LS-") == 500
+    assert b"Nuts &amp; Bolts" in html.body
+    assert client.connects == 1  # every response sized, so one TCP connection for all 13
+    assert all(r.content_length is not None for r in client.results)
+    assert [r.status for r in client.results[1:4]] == [200, 200, 404]
+    # The lagscope middleware is installed and reports one query per page, and no
+    # request paid a database connect (persistent connections were prewarmed per thread).
+    assert all("total" in r.metrics for r in client.results)
+    assert not any("dbconn" in r.metrics for r in client.results)
+
+
+def _idle_and_slow(port: int, idle: int, slow: int) -> list[socket.socket]:
+    socks = []
+    for i in range(idle + slow):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        socks.append(s)
+        if i < idle:
+            s.sendall(b"GET /no-such-page/ HTTP/1.1\r\nHost: t\r\n\r\n")
+        else:
+            s.sendall(b"GET /api/items/ HTTP/1.1\r\nHost: t\r\nX-Slow: ")  # never finished
+    for s in socks[:idle]:
+        assert s.recv(65536).startswith(b"HTTP/1.1 404")  # answered, connection kept open
+    return socks
+
+
+def test_idle_and_slow_clients_do_not_starve_a_normal_client(demo: ServeProcess) -> None:
+    socks = _idle_and_slow(demo.port, idle=200, slow=20)
+    try:
+        client = KeepAliveClient("127.0.0.1", demo.port)
+        timings = []
+        for _ in range(5):
+            r = client.get("/api/items/")
+            assert r.status == 200
+            timings.append(r.ended_s - r.started_s)
+        client.close()
+    finally:
+        for s in socks:
+            s.close()
+    # Documented bound (docs/serve.md): below connection_limit, idle and slow-header
+    # clients cost a normal client nothing but a select() slot; 2 s is ~100x the usual.
+    assert max(timings) < 2.0, timings
+
+
+def test_past_the_connection_limit_new_clients_wait(tmp_path: Path) -> None:
+    # The negative control for the bound above: with --connection-limit 30, 40 idle
+    # clients hold every slot and a new client waits in the backlog.
+    args = ["--demo", "--port", "0", "--host", "127.0.0.1", "--connection-limit", "30"]
+    with ServeProcess(args, env=_env(tmp_path)) as proc:
+        socks = _idle_and_slow(proc.port, idle=26, slow=14)
+        try:
+            late = KeepAliveClient("127.0.0.1", proc.port, timeout_s=1.0)
+            r = late.get("/api/items/")
+            late.close()
+        finally:
+            for s in socks:
+                s.close()
+        assert r.status == 0
+        assert "timed out" in r.error
+
+
+def test_concurrent_keep_alive_load_has_no_errors(demo: ServeProcess) -> None:
+    pool = hammer("127.0.0.1", demo.port, clients=6, duration_s=3.0)
+    results = [r for c in pool for r in c.results]
+    assert len(results) > 20
+    assert {r.status for r in results} == {200}
+    assert all(c.connects == 1 for c in pool)
+
+
+def test_second_run_reuses_the_database(demo: ServeProcess) -> None:
+    data_dir = demo.data_dir  # type: ignore[attr-defined]
+    with ServeProcess(["--demo", "--port", "0"], env=_env(data_dir)) as again:
+        assert "created and seeded" not in again.output
+        client = KeepAliveClient("127.0.0.1", again.port)
+        try:
+            assert client.json("/api/items/")["count"] == 500
+        finally:
+            client.close()
+
+
+def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path: Path) -> None:
+    env = _env(tmp_path, PYTHONPATH=os.pathsep.join([str(HERE), *sys.path]))
+    proc = ServeProcess(["wsgi_apps:app", "--port", "0", "--host", "127.0.0.1"], env=env).start()
+    try:
+        done: list[tuple[int, bytes, str | None]] = []
+
+        def slow() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", proc.port, timeout=30)
+            conn.request("GET", "/slow?ms=1500")
+            resp = conn.getresponse()
+            done.append((resp.status, resp.read(), resp.getheader("Content-Length")))
+            conn.close()
+
+        t = threading.Thread(target=slow)
+        t.start()
+        deadline = time.monotonic() + 20
+        while "slow request started" not in proc.output and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling the readiness line the app prints
+        assert "slow request started" in proc.output
+        proc.signal(signal.SIGTERM)
+        code = proc.wait(30)
+        t.join(30)
+    finally:
+        proc.stop()
+    assert code == 0
+    assert done == [(200, b"hello world", "11")]  # finished, and sized by the wrapper
+    assert "1 request(s) were in flight and finished" in proc.output
+
+
+@pytest.mark.skipif(importlib.util.find_spec("granian") is None, reason="granian not installed")
+def test_granian_serves_the_same_app(demo: ServeProcess) -> None:
+    env = _env(demo.data_dir)  # type: ignore[attr-defined]
+    with ServeProcess(["--demo", "--server", "granian", "--port", "0"], env=env) as proc:
+        assert proc.url.startswith("http://127.0.0.1:")
+        client = KeepAliveClient("127.0.0.1", proc.port)
+        try:
+            first = client.get("/api/items/", keep_body=True)
+            assert first.status == 200, (first, proc.output)
+            assert json.loads(first.body)["count"] == 500
+            html = client.get("/items/", keep_body=True)
+        finally:
+            client.close()
+        assert html.body.count(b"<tr><td>LS-") == 500
+        assert client.connects == 1

@@ -1,0 +1,170 @@
+"""The settings table: defaults per host, overrides, validation, --print-config, DB plans."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from lagscope.errors import ExitCode, LagscopeError
+from lagscope.serve.cli import serve
+from lagscope.serve.settings import (
+    SETTINGS,
+    DbPlan,
+    Host,
+    apply_database_plan,
+    plan_database,
+    render_config,
+    resolve,
+    select_limit,
+)
+
+LINUX2 = Host(cpu_count=2, platform="linux")
+WIN8 = Host(cpu_count=8, platform="win32")
+BIG = Host(cpu_count=64, platform="linux")
+
+
+def test_defaults_on_a_two_cpu_linux_box() -> None:
+    config = resolve({}, LINUX2)
+    assert config.threads == 2
+    assert config.channel_timeout == 310.0
+    assert 300 < config.channel_timeout < 400  # just above browsers' 300 s idle timeout
+    assert config.connection_limit == 1024 - 32 - 16
+    assert config.listen_hosts == ("127.0.0.1", "::1")
+    assert config.given == frozenset()
+
+
+def test_windows_connection_limit_stays_inside_select_limit() -> None:
+    config = resolve({}, WIN8)
+    assert select_limit("win32") == 512
+    assert config.connection_limit == 500
+    assert config.threads == 8
+
+
+def test_threads_are_capped_by_cpus_and_by_the_connection_budget() -> None:
+    assert resolve({}, BIG).threads == 8
+    limited = resolve({"db_connections": 3}, BIG)
+    assert limited.threads == 3
+    assert "db_connections=3" in limited.why["threads"]
+    assert resolve({}, Host(cpu_count=1, platform="linux")).threads == 2
+
+
+def test_overrides_win_and_are_marked_given() -> None:
+    config = resolve({"threads": 1, "channel_timeout": "65", "host": "127.0.0.1"}, LINUX2)
+    assert config.threads == 1
+    assert config.channel_timeout == 65.0
+    assert config.listen_hosts == ("127.0.0.1",)
+    assert config.given == {"threads", "channel_timeout", "host"}
+    assert config.why["threads"] == "given"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"connection_limit": 2000}, "select()"),
+        ({"threads": 20, "db_connections": 4}, "exceeds --db-connections"),
+        ({"threads": 0}, "--threads must be at least 1"),
+        ({"channel_timeout": "soon"}, "needs a number"),
+        ({"server": "gunicorn"}, "must be one of"),
+        ({"nonsense": 1}, "unknown serve setting"),
+    ],
+)
+def test_bad_overrides_are_usage_errors(overrides: dict[str, object], needle: str) -> None:
+    with pytest.raises(LagscopeError) as info:
+        resolve(overrides, LINUX2)
+    assert info.value.exit_code == ExitCode.USAGE
+    assert needle in info.value.one_line()
+
+
+def test_print_config_lists_every_setting_with_a_reason() -> None:
+    text = render_config(resolve({"threads": 1}, LINUX2))
+    for setting in SETTINGS:
+        assert f"\n{setting.name} = " in text
+    assert "given on the command line" in text
+    assert "300 s idle timeout" in text
+
+
+def test_cli_flags_come_from_the_table() -> None:
+    flags = {opt for param in serve.params for opt in (*param.opts, *param.secondary_opts)}
+    for setting in SETTINGS:
+        assert setting.flag in flags
+        if setting.kind == "bool":
+            assert f"--no-{setting.flag[2:]}" in flags
+
+
+def test_cli_print_config_and_usage_errors() -> None:
+    runner = CliRunner()
+    from lagscope.cli import main
+
+    ok = runner.invoke(main, ["serve", "--print-config", "--threads", "3"])
+    assert ok.exit_code == 0, ok.output
+    assert "threads = 3 threads" in ok.output
+    none = runner.invoke(main, ["serve"])
+    assert none.exit_code == ExitCode.USAGE
+    assert "exactly one of" in none.output
+    assert "Traceback" not in none.output
+    both = runner.invoke(main, ["serve", "--demo", "--django-settings", "x"])
+    assert both.exit_code == ExitCode.USAGE
+    stray = runner.invoke(main, ["serve", "mod:app", "--database", "sqlite:///x"])
+    assert stray.exit_code == ExitCode.USAGE
+    assert "--database applies to --demo only" in stray.output
+    bad = runner.invoke(main, ["serve", "no_such_module_xyz:app", "--port", "0"])
+    assert bad.exit_code == ExitCode.USAGE
+    assert "cannot import 'no_such_module_xyz'" in bad.output
+
+
+PG = {"ENGINE": "django.db.backends.postgresql", "NAME": "x"}
+LITE = {"ENGINE": "django.db.backends.sqlite3", "NAME": "x.sqlite3"}
+
+
+def _plan(entry: dict[str, object], **kw: object) -> DbPlan:
+    args: dict[str, object] = {
+        "django_version": (5, 2),
+        "psycopg3": True,
+        "psycopg_pool": True,
+        "threads": 4,
+        "db_connections": 16,
+        "prewarm": True,
+    }
+    args.update(kw)
+    return plan_database("default", entry, **args)  # type: ignore[arg-type]
+
+
+def test_plan_native_pool_on_django_5_1_with_psycopg3() -> None:
+    plan = _plan(PG)
+    assert (plan.mode, plan.min_size, plan.max_size) == ("pool", 4, 4)
+    entry: dict[str, object] = {**PG, "CONN_MAX_AGE": 600, "OPTIONS": {}}
+    apply_database_plan(entry, plan, health_checks=True)
+    assert entry["CONN_MAX_AGE"] == 0  # Django refuses a pool with persistent connections
+    assert entry["CONN_HEALTH_CHECKS"] is True  # makes Django pass check_connection
+    assert entry["OPTIONS"] == {"pool": {"min_size": 4, "max_size": 4, "timeout": 10.0}}
+
+
+def test_plan_keeps_the_users_pool_options() -> None:
+    entry: dict[str, object] = {**PG, "OPTIONS": {"pool": {"max_size": 9}}}
+    apply_database_plan(entry, _plan(PG), health_checks=True)
+    assert entry["OPTIONS"] == {"pool": {"min_size": 4, "max_size": 9, "timeout": 10.0}}
+
+
+@pytest.mark.parametrize(
+    ("entry", "kw", "needle"),
+    [
+        (PG, {"django_version": (4, 2)}, "Django 4.2 has no native pool"),
+        (PG, {"psycopg3": False}, "psycopg 3 not installed"),
+        (PG, {"psycopg_pool": False}, "psycopg_pool not installed"),
+        (LITE, {}, "sqlite3 has no pool"),
+    ],
+)
+def test_plan_falls_back_to_persistent_connections(
+    entry: dict[str, object], kw: dict[str, object], needle: str
+) -> None:
+    plan = _plan(entry, **kw)
+    assert plan.mode == "persistent"
+    assert needle in plan.why
+    target = dict(entry)
+    apply_database_plan(target, plan, health_checks=True)
+    assert target["CONN_MAX_AGE"] is None
+    assert target["CONN_HEALTH_CHECKS"] is True
+
+
+def test_plan_none_when_prewarm_is_off() -> None:
+    assert _plan(PG, prewarm=False).mode == "none"
