@@ -221,7 +221,7 @@ def test_options_defaults_and_validation() -> None:
     with pytest.raises(OptionsError, match="at least 1"):
         options_from_mapping({"CONNECTION_TABLE_SIZE": 0})
     with pytest.raises(OptionsError, match="must be a dict"):
-        options_from_mapping(["ENABLED"])  # type: ignore[arg-type]
+        options_from_mapping(["ENABLED"])
 
 
 def test_settings_rows_cover_every_option() -> None:

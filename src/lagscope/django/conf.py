@@ -22,12 +22,28 @@ _EMPTY: Mapping[str, object] = {}
 _lock = threading.Lock()
 # (raw object, its validated options); replaced as a whole so readers never see a mix.
 _cache: tuple[object, InstrumentOptions] | None = None
+# The settings object last seen without LAGSCOPE. A missing setting costs ~2 µs per lookup
+# (LazySettings raises AttributeError internally); override_settings swaps the wrapped
+# object, so remembering "missing" per object stays correct under it.
+_missing_in: object = None
+
+
+def _raw_setting() -> object:
+    global _missing_in
+    wrapped = settings._wrapped
+    if wrapped is _missing_in:
+        return _EMPTY
+    raw = getattr(settings, SETTING_NAME, None)
+    if raw is None:
+        _missing_in = wrapped
+        return _EMPTY
+    return raw
 
 
 def get_options() -> InstrumentOptions:
     """The current options; raises OptionsError for an invalid ``LAGSCOPE`` setting."""
     global _cache
-    raw = getattr(settings, SETTING_NAME, _EMPTY)
+    raw = _raw_setting()
     cached = _cache
     if cached is not None and cached[0] is raw:
         return cached[1]

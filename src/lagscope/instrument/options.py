@@ -131,7 +131,7 @@ def settings_table_markdown() -> str:
     return "\n".join(lines)
 
 
-def options_from_mapping(raw: Mapping[str, object]) -> InstrumentOptions:
+def options_from_mapping(raw: object) -> InstrumentOptions:
     """Validate ``raw`` (upper- or lower-case keys) against the table."""
     if not isinstance(raw, Mapping):
         raise OptionsError(f"LAGSCOPE must be a dict, got {type(raw).__name__}")
