@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from lagscope.serve import ServeProcess
+from lagscope.errors import ExitCode
+from lagscope.serve import ServeProcess, serve_command
 from serve.clients import KeepAliveClient, hammer
 
 HERE = Path(__file__).parent
@@ -187,3 +189,37 @@ def test_granian_serves_the_same_app(demo: ServeProcess) -> None:
             client.close()
         assert html.body.count(b"<tr><td>LS-") == 500
         assert client.connects == 1
+
+
+def test_django_settings_mode_serves_the_same_project(demo: ServeProcess) -> None:
+    env = _env(demo.data_dir)  # type: ignore[attr-defined]
+    args = ["--django-settings", "lagscope.demo.settings", "--port", "0", "--host", "127.0.0.1"]
+    with ServeProcess(args, env=env) as proc:
+        assert "Django project lagscope.demo.settings" in proc.output
+        assert "prewarmed default: persistent" in proc.output
+        client = KeepAliveClient("127.0.0.1", proc.port)
+        try:
+            assert client.json("/api/items/")["count"] == 500
+        finally:
+            client.close()
+
+
+def test_unreachable_database_is_a_one_line_error(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    res = subprocess.run(
+        serve_command(["--demo", "--database", f"postgresql://u@127.0.0.1:{port}/x"]),
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == ExitCode.CONNECT
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("lagscope: database: ")
+    assert str(port) in lines[0]
+    assert time.monotonic() - started < 30  # fails fast, not after a pool timeout

@@ -92,7 +92,7 @@ def _configure_django_databases(config: ServeConfig) -> list[DbPlan]:
     return plans
 
 
-def _setup_django(settings_module: str, config: ServeConfig) -> list[DbPlan]:
+def _setup_django(settings_module: str, config: ServeConfig, tune: bool = True) -> list[DbPlan]:
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     try:
         from django.conf import settings
@@ -104,7 +104,7 @@ def _setup_django(settings_module: str, config: ServeConfig) -> list[DbPlan]:
             f"cannot import Django settings {settings_module!r}: {exc}",
             ExitCode.USAGE,
         ) from exc
-    plans = _configure_django_databases(config)
+    plans = _configure_django_databases(config) if tune else []
     import django
 
     django.setup()
@@ -129,7 +129,9 @@ def load_app(spec: AppSpec, config: ServeConfig) -> LoadedApp:
             os.environ[DATABASE_ENV] = spec.database
         else:
             os.environ.pop(DATABASE_ENV, None)
-        plans = _setup_django("lagscope.demo.settings", config)
+        # Migrate and seed on plain connections (a pool would turn an unreachable
+        # database into a wait for its timeout), then apply the plan for serving.
+        _setup_django("lagscope.demo.settings", config, tune=False)
         from django.db import DatabaseError, connections
 
         from lagscope.demo.seed import ensure_database
@@ -140,10 +142,9 @@ def load_app(spec: AppSpec, config: ServeConfig) -> LoadedApp:
         except DatabaseError as exc:
             raise _database_error(exc) from exc
         finally:
-            # The main thread never serves: close its connection, and the pool that
-            # migrate opened, so prewarm starts from nothing and its timing is honest.
+            # The main thread never serves: close its connection before threads start.
             connections.close_all()
-            shutdown_databases()
+        plans = _configure_django_databases(config)
         db = connections["default"].settings_dict
         where = (
             f"SQLite {db['NAME']}"

@@ -1,0 +1,121 @@
+"""``lagscope serve --demo`` on real PostgreSQL: no request pays a connect, keep-alive load,
+and a PostgreSQL restart while serving."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from lagscope.serve import ServeProcess
+from serve.clients import KeepAliveClient, hammer
+from support.pg import PgCluster
+
+pytestmark = pytest.mark.postgres
+
+
+def _serve(pg: PgCluster, dbname: str, *extra: str) -> ServeProcess:
+    pg.psql(f"DROP DATABASE IF EXISTS {dbname}")
+    pg.psql(f"CREATE DATABASE {dbname}")
+    env = dict(os.environ)
+    env.pop("LAGSCOPE_DEMO_DATABASE", None)
+    args = ["--demo", "--database", pg.dsn_for(dbname), "--port", "0", "--host", "127.0.0.1"]
+    return ServeProcess([*args, *extra], env=env)
+
+
+def _backends(pg: PgCluster, dbname: str) -> set[str]:
+    """Server processes connected to ``dbname`` (psql itself connects to ``postgres``)."""
+    out = pg.psql(f"SELECT pid FROM pg_stat_activity WHERE datname = '{dbname}'")
+    return set(out.split())
+
+
+@pytest.fixture(scope="module")
+def served(pg_cluster: PgCluster) -> Iterator[ServeProcess]:
+    with _serve(pg_cluster, "serve_demo") as proc:
+        yield proc
+
+
+def test_prewarmed_pool_means_no_request_pays_a_connect(
+    served: ServeProcess, pg_cluster: PgCluster
+) -> None:
+    assert "connections default: pool" in served.output
+    assert "prewarmed default: native pool, 2 connections in" in served.output
+    before = _backends(pg_cluster, "serve_demo")
+    assert len(before) == 2  # min_size connections were open before the first request
+    clients = [KeepAliveClient("127.0.0.1", served.port) for _ in range(4)]
+    try:
+        for i in range(40):
+            r = clients[i % 4].get("/api/items/" if i % 2 else "/items/")
+            assert r.status == 200
+    finally:
+        for c in clients:
+            c.close()
+    # The count of requests after start-up that paid a database connect: zero new
+    # PostgreSQL backends, the same two server processes did all the work.
+    assert _backends(pg_cluster, "serve_demo") == before
+
+
+def test_keep_alive_load_on_postgresql(served: ServeProcess, pg_cluster: PgCluster) -> None:
+    before = _backends(pg_cluster, "serve_demo")
+    pool = hammer("127.0.0.1", served.port, clients=8, duration_s=3.0)
+    results = [r for c in pool for r in c.results]
+    assert len(results) > 20
+    assert {r.status for r in results} == {200}
+    assert all(r.content_length is not None for r in results)
+    assert all(c.connects == 1 for c in pool)  # no server-side close under load
+    assert _backends(pg_cluster, "serve_demo") == before
+
+
+def test_postgresql_restart_while_serving(
+    pg_cluster: PgCluster, record_property: pytest.RecordProperty
+) -> None:
+    proc = _serve(pg_cluster, "serve_restart").start()
+    try:
+        stop = threading.Event()
+        warm = threading.Event()
+        clients = [KeepAliveClient("127.0.0.1", proc.port, timeout_s=20) for _ in range(2)]
+
+        def run(client: KeepAliveClient) -> None:
+            deadline = time.monotonic() + 60
+            try:
+                while not stop.is_set() and time.monotonic() < deadline:
+                    client.get("/api/items/")
+                    if len(client.results) >= 5:
+                        warm.set()
+            finally:
+                client.close()
+
+        threads = [threading.Thread(target=run, args=(c,)) for c in clients]
+        for t in threads:
+            t.start()
+        assert warm.wait(30)
+        down_s = time.monotonic()
+        pg_cluster.restart()  # fast shutdown: PostgreSQL drops every connection
+        back_s = time.monotonic()
+        # Keep the clients going until each has sent 20 requests after PostgreSQL is back.
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and any(
+            sum(r.started_s >= back_s for r in c.results) < 20 for c in clients
+        ):
+            time.sleep(0.05)
+        stop.set()
+        for t in threads:
+            t.join(30)
+    finally:
+        proc.stop()
+    results = sorted((r for c in clients for r in c.results), key=lambda r: r.started_s)
+    during = [r for r in results if r.started_s < back_s and r.ended_s > down_s]
+    after = [r for r in results if r.started_s >= back_s]
+    failed_during = [r for r in during if r.status != 200]
+    summary = (
+        f"restart took {back_s - down_s:.2f} s; {len(during)} requests in flight during it, "
+        f"{len(failed_during)} failed ({sorted({r.status for r in failed_during})}); "
+        f"{len(after)} after it, {sum(r.status != 200 for r in after)} failed"
+    )
+    print(summary)
+    record_property("restart", summary)
+    assert len(after) >= 40
+    assert [r for r in after if r.status != 200] == []
