@@ -63,6 +63,7 @@ def test_overrides_win_and_are_marked_given() -> None:
         ({"connection_limit": 2000}, "select()"),
         ({"threads": 20, "db_connections": 4}, "exceeds --db-connections"),
         ({"threads": 0}, "--threads must be at least 1"),
+        ({"port": 99999}, "--port must be at most 65535"),
         ({"channel_timeout": "soon"}, "needs a number"),
         ({"server": "gunicorn"}, "must be one of"),
         ({"nonsense": 1}, "unknown serve setting"),

@@ -74,6 +74,7 @@ class Setting:
     choices: tuple[str, ...] = ()
     waitress_only: bool = False
     minimum: float | None = None
+    maximum: float | None = None
 
     @property
     def flag(self) -> str:
@@ -148,6 +149,7 @@ SETTINGS: tuple[Setting, ...] = (
         "TCP port; 0 picks a free one (printed at start-up).",
         _const(8000, "Django's usual development port"),
         minimum=0,
+        maximum=65535,
     ),
     Setting(
         "dual_stack",
@@ -340,6 +342,10 @@ def _check(setting: Setting, value: Value) -> Value:
         if setting.minimum is not None and value < setting.minimum:
             raise LagscopeError(
                 "config", f"{setting.flag} must be at least {setting.minimum:g}", ExitCode.USAGE
+            )
+        if setting.maximum is not None and value > setting.maximum:
+            raise LagscopeError(
+                "config", f"{setting.flag} must be at most {setting.maximum:g}", ExitCode.USAGE
             )
     if setting.kind == "bool" and not isinstance(value, bool):
         raise LagscopeError("config", f"{setting.flag} must be true or false", ExitCode.USAGE)
