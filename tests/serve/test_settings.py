@@ -169,3 +169,11 @@ def test_plan_falls_back_to_persistent_connections(
 
 def test_plan_none_when_prewarm_is_off() -> None:
     assert _plan(PG, prewarm=False).mode == "none"
+
+
+def test_docs_cover_every_setting() -> None:
+    from pathlib import Path
+
+    docs = (Path(__file__).parents[2] / "docs" / "serve.md").read_text(encoding="utf-8")
+    for setting in SETTINGS:
+        assert f"`{setting.flag}`" in docs, setting.flag
