@@ -185,3 +185,30 @@ def test_a_client_connection_tax_shows_outside_total(django_server: Any) -> None
     assert first["total"].dur_ms is not None and first["total"].dur_ms < 100
     assert first_ms - first["total"].dur_ms >= 195
     assert second_ms < 150
+
+
+def test_native_pool_checkouts_are_not_connects(
+    django_server: Any, make_alias: Any, pg_database: dict[str, Any]
+) -> None:
+    # Django 5.1+ pool (psycopg_pool): connection_created fires on every checkout, but the
+    # pool's workers opened the connections. Reported as dbpool, never dbconn.
+    pooled = {
+        **pg_database,
+        "CONN_MAX_AGE": 0,
+        "OPTIONS": {**pg_database["OPTIONS"], "pool": {"min_size": 1, "max_size": 2}},
+    }
+    from django.db import connections
+
+    with make_alias("pooled", pooled), django_server(threads=1) as (host, port):
+        try:
+            conn = http.client.HTTPConnection(host, port, timeout=30)
+            try:
+                runs = [metrics(get(conn, "/db/pooled/?n=1")) for _ in range(3)]
+            finally:
+                conn.close()
+        finally:
+            connections["pooled"].close_pool()
+    for m in runs:
+        assert "dbconn" not in m
+        assert m["dbpool"].desc == "1 checkout"
+        assert m["db"].desc == "1 query"

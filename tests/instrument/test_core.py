@@ -239,6 +239,7 @@ def _full_timing() -> RequestTiming:
     t.tpl_start_s = t.view_end_s = 10.005
     t.tpl_end_s = 10.008
     t.add_connect(0.004, 10.002)
+    t.add_checkout(0.001, 10.0025)
     t.add_query(0.0005, 10.003)
     t.add_query(0.0005, 10.004)
     t.first_on_connection = True
@@ -250,12 +251,23 @@ def _full_timing() -> RequestTiming:
 
 def test_metrics_full() -> None:
     metrics = {m.name: m for m in build_metrics(_full_timing(), Disclosure.FULL)}
-    assert list(metrics) == ["total", "view", "tpl", "db", "dbconn", "conn", "queue", "thread"]
+    assert list(metrics) == [
+        "total",
+        "view",
+        "tpl",
+        "db",
+        "dbconn",
+        "dbpool",
+        "conn",
+        "queue",
+        "thread",
+    ]
     assert metrics["total"].dur_ms == pytest.approx(10.0)
     assert metrics["view"].dur_ms == pytest.approx(4.0)
     assert metrics["tpl"].dur_ms == pytest.approx(3.0)
     assert (metrics["db"].dur_ms, metrics["db"].desc) == (pytest.approx(1.0), "2 queries")
     assert (metrics["dbconn"].dur_ms, metrics["dbconn"].desc) == (pytest.approx(4.0), "1 connect")
+    assert (metrics["dbpool"].dur_ms, metrics["dbpool"].desc) == (pytest.approx(1.0), "1 checkout")
     assert (metrics["conn"].dur_ms, metrics["conn"].desc) == (None, "new")
     assert metrics["queue"].dur_ms == 12.5
     assert metrics["thread"].desc == "waitress-0"

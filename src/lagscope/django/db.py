@@ -12,8 +12,9 @@
   number and the monotonic clock is fine-grained. Otherwise (CONN_MAX_AGE=None, or
   Windows before Python 3.13 where ``monotonic`` ticks every 15.6 ms) the connect is
   bounded from above by the time since the request's previous instrumentation point.
-  With Django's native pool, each checkout fires the signal too, so ``dbconn`` then
-  counts checkouts and their (short) wait.
+  With Django's native pool (PostgreSQL ``OPTIONS={"pool": ...}``) each checkout fires
+  the signal too; those are reported as ``dbpool`` (checkouts and their wait), not as
+  ``dbconn``, because the pool's own workers open the connections.
 """
 
 from __future__ import annotations
@@ -96,7 +97,11 @@ def _on_connection_created(sender: object, connection: BaseDatabaseWrapper, **kw
             time.monotonic(),
             now_s - timing.last_mark_s,
         )
-        timing.add_connect(duration_s, now_s)
+        options = connection.settings_dict.get("OPTIONS") or {}
+        if connection.vendor == "postgresql" and options.get("pool"):
+            timing.add_checkout(duration_s, now_s)
+        else:
+            timing.add_connect(duration_s, now_s)
     except Exception:  # instrumentation must never break the connect
         logger.exception("lagscope: could not record a database connect")
 

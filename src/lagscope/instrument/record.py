@@ -18,6 +18,7 @@ __all__ = [
     "CONN",
     "DB",
     "DBCONN",
+    "DBPOOL",
     "QUEUE",
     "THREAD",
     "TOTAL",
@@ -34,6 +35,7 @@ VIEW = "view"  # URL resolved (process_view) to view returned, template renderin
 TPL = "tpl"  # TemplateResponse rendering
 DB = "db"  # query execution time; desc "<n> queries"
 DBCONN = "dbconn"  # new database connections opened; desc "<n> connects"
+DBPOOL = "dbpool"  # connections checked out of a pool; desc "<n> checkouts"
 CONN = "conn"  # client connection; desc "new" or "reused"
 QUEUE = "queue"  # proxy request start to app entry
 THREAD = "thread"  # desc: the worker thread's name
@@ -55,6 +57,8 @@ class RequestTiming:
         "db_s",
         "dbconn_count",
         "dbconn_s",
+        "dbpool_count",
+        "dbpool_s",
         "end_s",
         "first_on_connection",
         "last_mark_s",
@@ -78,6 +82,8 @@ class RequestTiming:
         self.db_count = 0
         self.dbconn_s = 0.0
         self.dbconn_count = 0
+        self.dbpool_s = 0.0
+        self.dbpool_count = 0
         # None: the server gave nothing that identifies the client connection.
         self.first_on_connection: bool | None = None
         self.queue_ms: float | None = None
@@ -106,6 +112,11 @@ class RequestTiming:
         self.dbconn_count += 1
         self.last_mark_s = end_s
 
+    def add_checkout(self, duration_s: float, end_s: float) -> None:
+        self.dbpool_s += max(duration_s, 0.0)
+        self.dbpool_count += 1
+        self.last_mark_s = end_s
+
 
 _Part = tuple[str, "float | None", "str | None"]
 
@@ -129,6 +140,8 @@ def _parts(timing: RequestTiming, level: Disclosure) -> list[_Part]:
         out.append((DB, timing.db_s * 1e3, queries))
     if timing.dbconn_count:
         out.append((DBCONN, timing.dbconn_s * 1e3, _plural(timing.dbconn_count, "connect")))
+    if timing.dbpool_count:
+        out.append((DBPOOL, timing.dbpool_s * 1e3, _plural(timing.dbpool_count, "checkout")))
     if timing.first_on_connection is not None:
         out.append((CONN, None, "new" if timing.first_on_connection else "reused"))
     if timing.queue_ms is not None:
