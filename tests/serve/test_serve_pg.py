@@ -69,10 +69,13 @@ def test_keep_alive_load_on_postgresql(served: ServeProcess, pg_cluster: PgClust
     assert _backends(pg_cluster, "serve_demo") == before
 
 
+@pytest.mark.parametrize("mode", ["pool", "persistent"])
 def test_postgresql_restart_while_serving(
-    pg_cluster: PgCluster, record_property: pytest.RecordProperty
+    pg_cluster: PgCluster, record_property: pytest.RecordProperty, mode: str
 ) -> None:
-    proc = _serve(pg_cluster, "serve_restart").start()
+    extra = ["--no-db-pool"] if mode == "persistent" else []
+    proc = _serve(pg_cluster, "serve_restart", *extra).start()
+    assert f"connections default: {mode}" in proc.output
     try:
         stop = threading.Event()
         warm = threading.Event()
@@ -92,6 +95,10 @@ def test_postgresql_restart_while_serving(
         for t in threads:
             t.start()
         assert warm.wait(30)
+        if mode == "persistent":
+            # Prewarmed in every thread: no request so far opened a connection (the
+            # lagscope middleware's dbconn metric appears only on requests that connect).
+            assert not any("dbconn" in r.metrics for c in clients for r in c.results[:5])
         down_s = time.monotonic()
         pg_cluster.restart()  # fast shutdown: PostgreSQL drops every connection
         back_s = time.monotonic()
@@ -111,7 +118,8 @@ def test_postgresql_restart_while_serving(
     after = [r for r in results if r.started_s >= back_s]
     failed_during = [r for r in during if r.status != 200]
     summary = (
-        f"restart took {back_s - down_s:.2f} s; {len(during)} requests in flight during it, "
+        f"{mode}: restart took {back_s - down_s:.2f} s; "
+        f"{len(during)} requests in flight during it, "
         f"{len(failed_during)} failed ({sorted({r.status for r in failed_during})}); "
         f"{len(after)} after it, {sum(r.status != 200 for r in after)} failed"
     )

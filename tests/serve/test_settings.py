@@ -153,6 +153,7 @@ def test_plan_keeps_the_users_pool_options() -> None:
         (PG, {"psycopg3": False}, "psycopg 3 not installed"),
         (PG, {"psycopg_pool": False}, "psycopg_pool not installed"),
         (LITE, {}, "sqlite3 has no pool"),
+        (PG, {"allow_pool": False}, "--no-db-pool"),
     ],
 )
 def test_plan_falls_back_to_persistent_connections(

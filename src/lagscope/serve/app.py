@@ -86,6 +86,7 @@ def _configure_django_databases(config: ServeConfig) -> list[DbPlan]:
             threads=int(config.threads),
             db_connections=int(config.db_connections),
             prewarm=bool(config.prewarm),
+            allow_pool=bool(config.db_pool),
         )
         apply_database_plan(entry, plan, bool(config.health_checks))
         plans.append(plan)

@@ -254,6 +254,18 @@ SETTINGS: tuple[Setting, ...] = (
         _const(True, "a PostgreSQL connect is 5-12 ms locally, 100 ms+ with GSSAPI/SSL/AV"),
     ),
     Setting(
+        "db_pool",
+        "bool",
+        "",
+        "Use Django's native psycopg pool where available (else persistent connections).",
+        _const(
+            True,
+            "Django >= 5.1 with psycopg 3: connections live in the pool, opened by its "
+            "workers, checked before use; --no-db-pool keeps one persistent connection per "
+            "thread instead (what older stacks get)",
+        ),
+    ),
+    Setting(
         "prewarm_timeout",
         "float",
         "s",
@@ -436,12 +448,13 @@ def plan_database(
     threads: int,
     db_connections: int,
     prewarm: bool,
+    allow_pool: bool = True,
 ) -> DbPlan:
     engine = str(settings_dict.get("ENGINE", ""))
     if not prewarm:
         return DbPlan(alias, "none", 0, 0, "prewarm is off")
     is_pg = engine.endswith("postgresql") or engine.endswith("postgis")
-    if is_pg and django_version >= (5, 1) and psycopg3 and psycopg_pool:
+    if is_pg and allow_pool and django_version >= (5, 1) and psycopg3 and psycopg_pool:
         size = min(threads, db_connections)
         return DbPlan(
             alias,
@@ -452,11 +465,13 @@ def plan_database(
             f"min_size=max_size={size} (one per thread, never shrinks), opened before serving",
         )
     missing = []
-    if is_pg and django_version < (5, 1):
+    if is_pg and not allow_pool:
+        missing.append("--no-db-pool")
+    elif is_pg and django_version < (5, 1):
         missing.append(f"Django {django_version[0]}.{django_version[1]} has no native pool")
-    if is_pg and not psycopg3:
+    if is_pg and allow_pool and not psycopg3:
         missing.append("psycopg 3 not installed")
-    if is_pg and psycopg3 and not psycopg_pool:
+    if is_pg and allow_pool and psycopg3 and not psycopg_pool:
         missing.append("psycopg_pool not installed")
     reason = "; ".join(missing) if missing else f"{engine.rsplit('.', 1)[-1]} has no pool"
     return DbPlan(
