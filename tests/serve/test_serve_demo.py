@@ -223,3 +223,21 @@ def test_unreachable_database_is_a_one_line_error(tmp_path: Path) -> None:
     assert lines[0].startswith("lagscope: database: ")
     assert str(port) in lines[0]
     assert time.monotonic() - started < 30  # fails fast, not after a pool timeout
+
+
+def test_port_in_use_is_a_one_line_environment_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        res = subprocess.run(
+            serve_command(["--demo", "--host", "127.0.0.1", "--port", str(port)]),
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert res.returncode == ExitCode.ENVIRONMENT
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"lagscope: listen: cannot listen on 127.0.0.1 port {port}: ")

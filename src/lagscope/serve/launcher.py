@@ -86,7 +86,8 @@ def open_listeners(hosts: tuple[str, ...], port: int, backlog: int) -> list[sock
                         continue  # e.g. no IPv6 stack: 127.0.0.1 alone still serves
                     raise
                 try:
-                    if family == socket.AF_INET6:
+                    if family == socket.AF_INET6 and len(hosts) > 1:
+                        # The IPv4 address has its own socket on the same port.
                         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                     if not sys.platform.startswith("win"):
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
