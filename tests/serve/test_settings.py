@@ -178,3 +178,15 @@ def test_docs_cover_every_setting() -> None:
     docs = (Path(__file__).parents[2] / "docs" / "serve.md").read_text(encoding="utf-8")
     for setting in SETTINGS:
         assert f"`{setting.flag}`" in docs, setting.flag
+
+
+def test_public_api_is_explicit() -> None:
+    import lagscope.demo
+    import lagscope.serve
+
+    for module in (lagscope.serve, lagscope.demo):
+        for name in module.__all__:
+            assert getattr(module, name) is not None, name
+    assert {"ServeProcess", "serve_command", "start_waitress", "load_app", "resolve"} <= set(
+        lagscope.serve.__all__
+    )

@@ -128,6 +128,16 @@ class WaitressServer:
     in_flight_at_stop: int = 0
     _wake: Any = None
 
+    def __post_init__(self) -> None:
+        from waitress.server import BaseWSGIServer
+
+        # The trigger that wakes the loop thread. It sits in the map on its own, so it keeps
+        # working after the listeners are closed.
+        for obj in list(self._map().values()):
+            if isinstance(obj, BaseWSGIServer):
+                self._wake = obj.trigger
+                break
+
     def _map(self) -> dict[int, Any]:
         return self.server._map if hasattr(self.server, "_map") else self.server.map  # type: ignore[no-any-return]
 
@@ -148,7 +158,6 @@ class WaitressServer:
         if self._stopping.is_set():
             return
         self._stopping.set()
-        self._trigger(lambda: None)  # resolve the trigger while the listeners exist
         self._trigger(self._close_listeners)
         threading.Thread(target=self._drain, name="lagscope-drain", daemon=True).start()
 
@@ -156,15 +165,7 @@ class WaitressServer:
         return self._stopped.wait(timeout_s)
 
     def _trigger(self, fn: Callable[[], None]) -> None:
-        # Runs ``fn`` in the loop thread. The trigger lives in the map on its own, so it
-        # still works after the listeners are closed.
-        if self._wake is None:
-            from waitress.server import BaseWSGIServer
-
-            for obj in list(self._map().values()):
-                if isinstance(obj, BaseWSGIServer):
-                    self._wake = obj.trigger
-                    break
+        """Run ``fn`` in the loop thread."""
         assert self._wake is not None
         # OSError: the loop ran the thunk (woken by an earlier pull) and it closed the
         # trigger before our own write reached it: nothing left to wake.
