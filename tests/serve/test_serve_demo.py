@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -146,8 +145,9 @@ def test_second_run_reuses_the_database(demo: ServeProcess) -> None:
 
 
 def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path: Path) -> None:
-    env = _env(tmp_path, PYTHONPATH=os.pathsep.join([str(HERE), *sys.path]))
-    proc = ServeProcess(["wsgi_apps:app", "--port", "0", "--host", "127.0.0.1"], env=env).start()
+    # module:app is found in the current directory, as with gunicorn / waitress-serve.
+    args = ["wsgi_apps:app", "--port", "0", "--host", "127.0.0.1"]
+    proc = ServeProcess(args, env=_env(tmp_path), cwd=str(HERE)).start()
     try:
         done: list[tuple[int, bytes, str | None]] = []
 

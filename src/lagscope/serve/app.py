@@ -10,6 +10,7 @@ import contextlib
 import importlib
 import importlib.util
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -123,6 +124,10 @@ def load_app(spec: AppSpec, config: ServeConfig) -> LoadedApp:
             "config", "Django is not installed (pip install 'lagscope[serve]')", ExitCode.USAGE
         )
     notes: list[str] = []
+    if spec.kind != "demo" and os.getcwd() not in sys.path:
+        # As manage.py, gunicorn and waitress-serve do: the project in the current
+        # directory is importable (the console script's own directory is sys.path[0]).
+        sys.path.insert(0, os.getcwd())
     if spec.kind == "demo":
         from lagscope.demo.config import DATABASE_ENV, ITEM_COUNT
 

@@ -35,8 +35,10 @@ class ServeProcess:
         args: Sequence[str],
         env: Mapping[str, str] | None = None,
         ready_timeout_s: float = 60.0,
+        cwd: str | None = None,
     ) -> None:
         self.args = list(args)
+        self.cwd = cwd
         self.env = dict(os.environ if env is None else env)
         self.ready_timeout_s = ready_timeout_s
         self.lines: list[str] = []
@@ -66,6 +68,7 @@ class ServeProcess:
             stdin=subprocess.DEVNULL,
             text=True,
             env=self.env,
+            cwd=self.cwd,
         )
         self._reader = threading.Thread(target=self._read, name="serve-output", daemon=True)
         self._reader.start()
