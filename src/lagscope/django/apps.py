@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.apps import AppConfig
 from django.core import checks
 
+__all__ = ["LagscopeConfig"]
+
 
 class LagscopeConfig(AppConfig):
     name = "lagscope.django"
