@@ -241,3 +241,18 @@ def test_port_in_use_is_a_one_line_environment_error(tmp_path: Path) -> None:
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith(f"lagscope: listen: cannot listen on 127.0.0.1 port {port}: ")
+
+
+def test_missing_django_settings_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    res = subprocess.run(
+        serve_command(["--django-settings", "no_such_pkg_xyz.settings"]),
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == ExitCode.USAGE
+    assert res.stderr.strip().splitlines() == [
+        "lagscope: config: cannot import Django settings 'no_such_pkg_xyz.settings': "
+        "No module named 'no_such_pkg_xyz'"
+    ]

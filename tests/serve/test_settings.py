@@ -108,6 +108,11 @@ def test_cli_print_config_and_usage_errors() -> None:
     stray = runner.invoke(main, ["serve", "mod:app", "--database", "sqlite:///x"])
     assert stray.exit_code == ExitCode.USAGE
     assert "--database applies to --demo only" in stray.output
+    # In this process pytest-django has configured Django already: serve refuses to
+    # re-point it (and so never touches the suite's test database settings).
+    other = runner.invoke(main, ["serve", "--django-settings", "no_such_pkg_xyz.settings"])
+    assert other.exit_code == ExitCode.USAGE
+    assert "Django is already configured with 'django_settings'" in other.output
     bad = runner.invoke(main, ["serve", "no_such_module_xyz:app", "--port", "0"])
     assert bad.exit_code == ExitCode.USAGE
     assert "cannot import 'no_such_module_xyz'" in bad.output

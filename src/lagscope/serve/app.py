@@ -95,21 +95,35 @@ def _configure_django_databases(config: ServeConfig) -> list[DbPlan]:
 
 
 def _setup_django(settings_module: str, config: ServeConfig, tune: bool = True) -> list[DbPlan]:
+    import django
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    current = getattr(settings, "SETTINGS_MODULE", None) if settings.configured else None
+    if settings.configured and current != settings_module:
+        # Django settings are process-wide: one project per process.
+        raise LagscopeError(
+            "config",
+            f"Django is already configured with {current!r} in this process; serve "
+            f"{settings_module!r} from a new process",
+            ExitCode.USAGE,
+        )
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     try:
-        from django.conf import settings
-
         settings.DATABASES  # noqa: B018  (imports the settings module)
-    except ImportError as exc:
+    except (ImportError, ImproperlyConfigured) as exc:
         raise LagscopeError(
             "config",
             f"cannot import Django settings {settings_module!r}: {exc}",
             ExitCode.USAGE,
         ) from exc
     plans = _configure_django_databases(config) if tune else []
-    import django
-
-    django.setup()
+    try:
+        django.setup()
+    except (ImportError, ImproperlyConfigured) as exc:
+        raise LagscopeError(
+            "config", f"Django project {settings_module!r}: {exc}", ExitCode.USAGE
+        ) from exc
     return plans
 
 
