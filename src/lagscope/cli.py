@@ -1,12 +1,14 @@
 """The ``lagscope`` command group and the error boundary shared by every command.
 
-Each command lives in its own subpackage and is added here. This module owns one rule:
+Each command lives in its own subpackage and is named in `_COMMANDS` here, imported only
+when used. This module owns one rule:
 a :class:`~lagscope.errors.LagscopeError` becomes one line on stderr and its exit code,
 and Ctrl+C becomes exit 130, with no traceback.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -15,8 +17,37 @@ import click
 from lagscope import __version__
 from lagscope.errors import ExitCode, LagscopeError
 
+# name -> "module:attribute". Commands are imported only when used (or listed by --help),
+# so one command whose optional extra is missing never breaks the others.
+_COMMANDS = {
+    "inject": "lagscope.inject.cli:inject",
+    "nginx-config": "lagscope.nginx.cli:nginx_config",
+    "probe": "lagscope.probe.cli:probe",
+    "serve": "lagscope.serve.cli:serve",
+}
+
 
 class _Group(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise LagscopeError(
+                cmd_name,
+                f"cannot load this command ({exc}); install lagscope with its extras, "
+                "e.g. pip install 'lagscope[serve]'",
+                ExitCode.ENVIRONMENT,
+            ) from None
+        command: click.Command = getattr(module, attr)
+        return command
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -33,21 +64,6 @@ class _Group(click.Group):
 def main() -> None:
     """Find where every millisecond of a slow web response goes."""
 
-
-def _register() -> None:
-    # Imported here, not at module top, so that `lagscope --help` stays cheap and an
-    # optional extra missing for one command never breaks the others.
-    from lagscope.probe.cli import probe
-
-    main.add_command(probe)
-    from lagscope.serve.cli import serve
-
-    main.add_command(serve)
-    from lagscope.nginx.cli import nginx_config; main.add_command(nginx_config)  # noqa: E702, I001
-    from lagscope.inject.cli import inject; main.add_command(inject)  # noqa: E702, I001
-
-
-_register()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

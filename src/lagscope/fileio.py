@@ -8,7 +8,8 @@ leaves a half-written file and never destroys what was there before.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,21 +26,24 @@ def write_text_atomic(path: Path, text: str, check: Callable[[Path], None] | Non
     """
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
+    tmp = directory / f".{target.name}.{secrets.token_hex(6)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        # 0o666 through os.open lets the umask decide, as for any file the user creates;
+        # mkstemp's 0600 would make a config unreadable by the service that loads it.
+        fd = os.open(tmp, flags, 0o666)
     except OSError as exc:
         raise LagscopeError(
             "output", f"cannot write {target}: {exc.strerror or exc}", ExitCode.ENVIRONMENT
         ) from None
-    tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        # mkstemp creates 0600; a config must be readable by the service that loads it
-        # (nginx workers, say), and a report by the user's other tools.
-        os.chmod(tmp, 0o644)
+        if target.exists():
+            # Replacing a file keeps its permissions (a 0600 report stays private).
+            os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
         if check is not None:
             check(tmp)
         os.replace(tmp, target)

@@ -37,6 +37,11 @@ def test_bad_urls_are_usage_errors(url: str) -> None:
     assert err.value.phase == "url"
 
 
+def test_unicode_path_and_query_are_percent_encoded() -> None:
+    t = parse_url("http://127.0.0.1/caf\u00e9/a%20b?q=\u00e9&x=1")
+    assert t.target == "/caf%C3%A9/a%20b?q=%C3%A9&x=1"
+
+
 def test_parse_header() -> None:
     assert parse_header("X-Thing:  a: b ") == ("X-Thing", "a: b")
     for bad in ["no colon", ": empty", "Bad Name: v"]:

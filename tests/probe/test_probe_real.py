@@ -207,3 +207,12 @@ def test_tls_handshake_timeout_names_the_tls_phase() -> None:
     with badservers.serve(badservers.never_speaks) as port, pytest.raises(LagscopeError) as err:
         _probe(f"https://127.0.0.1:{port}/", cold=1, warm=0, timeout_s=0.3)
     assert (err.value.phase, err.value.exit_code) == ("tls", ExitCode.TIMEOUT)
+
+
+def test_server_closing_silently_after_each_response_is_reported() -> None:
+    with badservers.serve(badservers.closes_silently) as port:
+        report = _probe(f"http://127.0.0.1:{port}/", cold=2, warm=4)
+    assert not report.keep_alive.supported
+    assert "without sending Connection: close" in (report.keep_alive.reason or "")
+    warm = report.get_series("warm")
+    assert warm is not None and not any(r.reused for r in warm.requests)

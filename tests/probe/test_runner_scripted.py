@@ -124,7 +124,7 @@ def _run(script: Script, **kw: object) -> tuple[object, FakeClock]:
 
 def test_phases_are_attributed_exactly() -> None:
     script = Script()
-    report, _ = _run(script, cold=3, warm=4)
+    report, _ = _run(script, cold=6, warm=6)
     cold = report.get_series("cold")  # type: ignore[attr-defined]
     warm = report.get_series("warm")  # type: ignore[attr-defined]
     r = cold.requests[0]
@@ -137,9 +137,9 @@ def test_phases_are_attributed_exactly() -> None:
     assert w.reused and w.connect_ms is None and w.resolve_ms is None
     assert w.wait_ms == 5.0
     # Every cold request ran on its own connection, and all were closed.
-    assert len({x.connection for x in cold.requests}) == 3
+    assert len({x.connection for x in cold.requests}) == 6
     assert all(s.closed for s in script.connections)
-    assert len(script.connections) == 4  # 3 cold + 1 warm
+    assert len(script.connections) == 7  # 6 cold + 1 warm
     total = next(c for c in report.comparisons if c.phase == "total")  # type: ignore[attr-defined]
     assert total.significant and total.diff_ms == pytest.approx(148.0)
     assert "in wait" in report.verdict  # type: ignore[attr-defined]
@@ -218,11 +218,8 @@ def test_connect_timeout_on_every_address_is_a_timeout() -> None:
     assert "127.0.0.1:8080 timeout" in err.value.message
 
 
-def test_stale_warm_connection_is_reopened_and_counted() -> None:
-    script = Script()
-    clock = FakeClock()
-    net = ScriptedNetwork(clock, script)
-    opts = ProbeOptions(target=parse_url("http://svc.test:8080/"), cold=0, warm=3)
+def _drop_after(script: Script, n_requests: int) -> type[ScriptedNetwork]:
+    """A network whose first connection is closed by the server after n requests."""
 
     class DropOnce(ScriptedNetwork):
         def connect(
@@ -234,16 +231,40 @@ def test_stale_warm_connection_is_reopened_and_counted() -> None:
 
                 def recv(max_bytes: int, timeout_s: float) -> bytes:
                     data = original(max_bytes, timeout_s)
-                    stream.peer_closed = stream.requests >= 2
+                    stream.peer_closed = stream.requests >= n_requests
                     return data
 
                 stream.recv = recv  # type: ignore[method-assign]
             return stream
 
-    del net
-    report = run_probe(opts, DropOnce(clock, script), clock)
+    return DropOnce
+
+
+def test_idle_timeout_reconnect_is_counted_and_kept_out_of_warm_stats() -> None:
+    script = Script()
+    clock = FakeClock()
+    # 0.5 requests/s: 2 s between requests, so the drop looks like an idle timeout.
+    opts = ProbeOptions(target=parse_url("http://svc.test:8080/"), cold=0, warm=3, rate_per_s=0.5)
+    report = run_probe(opts, _drop_after(script, 2)(clock, script), clock)
     assert report.keep_alive.reconnects == 1
     assert report.keep_alive.supported
-    warm = report.get_series("warm")
-    assert warm is not None
-    assert [r.reused for r in warm.requests] == [True, False, True]
+    warm, first = report.get_series("warm"), report.get_series("warm_first")
+    assert warm is not None and first is not None
+    assert all(r.reused for r in warm.requests) and len(warm.requests) == 2
+    assert [r.reused for r in first.requests] == [False, False]
+
+
+def test_server_closing_silently_after_each_response_is_keepalive_refused() -> None:
+    script = Script()
+    clock = FakeClock()
+    opts = ProbeOptions(target=parse_url("http://svc.test:8080/"), cold=0, warm=3)
+    report = run_probe(opts, _drop_after(script, 1)(clock, script), clock)
+    assert not report.keep_alive.supported
+    assert "without sending Connection: close" in (report.keep_alive.reason or "")
+    assert "closed the connection after every response" in report.verdict
+
+
+def test_too_few_samples_are_never_called_beyond_noise() -> None:
+    report, _ = _run(Script(), cold=2, warm=2)
+    assert not any(c.significant for c in report.comparisons)  # type: ignore[attr-defined]
+    assert "cannot be told from noise" in report.verdict  # type: ignore[attr-defined]

@@ -237,3 +237,13 @@ async def never_speaks(
     """Accepts TCP and says nothing, so a TLS client waits forever for the ServerHello."""
     await reader.read(65536)
     await reader.read(1)
+
+
+async def closes_silently(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+) -> None:
+    """A sized response, then close, without Connection: close (ghost #4 in disguise)."""
+    await read_request(reader, st)
+    head, rest = response_bytes(st, b"ok")
+    writer.write(head + rest)
+    await writer.drain()

@@ -120,6 +120,12 @@ def _measure(opts: ProbeOptions) -> ProbeReport:
 @click.option("-6", "--ipv6", "ipv6", is_flag=True, help="Use IPv6 addresses only.")
 @click.option("-k", "--insecure", is_flag=True, help="Skip TLS certificate verification.")
 @click.option(
+    "--cacert",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also trust the CA certificates in this PEM file (internal CAs).",
+)
+@click.option(
     "--resolve",
     "resolves",
     multiple=True,
@@ -168,6 +174,7 @@ def probe(
     ipv4: bool,
     ipv6: bool,
     insecure: bool,
+    cacert: str | None,
     resolves: tuple[str, ...],
     rate_per_s: float | None,
     as_json: bool,
@@ -197,8 +204,11 @@ def probe(
             raise LagscopeError("options", "missing URL (or --load FILE)", ExitCode.USAGE)
         if ipv4 and ipv6:
             raise LagscopeError("options", "-4 and -6 exclude each other", ExitCode.USAGE)
-        if method.upper() != method or not method.isalpha():
+        if not (method.isascii() and method.isalpha() and method.isupper()):
             raise LagscopeError("options", f"invalid method {method!r}", ExitCode.USAGE)
+        if method == "CONNECT":
+            # CONNECT turns the connection into a tunnel: there is no response body to time.
+            raise LagscopeError("options", "CONNECT is not supported", ExitCode.USAGE)
         if budget_ms is not None and warm == 0:
             raise LagscopeError(
                 "options", "--budget needs a warm series (--warm > 0)", ExitCode.USAGE
@@ -217,6 +227,7 @@ def probe(
             max_body_bytes=max_body_bytes,
             family=socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else socket.AF_UNSPEC,
             verify_tls=not insecure,
+            cafile=cacert,
             resolve=tuple(parse_resolve(r) for r in resolves),
             rate_per_s=rate_per_s,
         )

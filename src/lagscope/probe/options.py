@@ -11,7 +11,7 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from lagscope.errors import ExitCode, LagscopeError
 
@@ -139,9 +139,11 @@ def parse_url(url: str) -> Target:
         raise LagscopeError("url", f"no host in {url!r}", ExitCode.USAGE)
     if any(c.isspace() for c in url):
         raise LagscopeError("url", f"invalid URL {url!r}: contains white space", ExitCode.USAGE)
-    target = parts.path or "/"
+    # Request targets are ASCII on the wire: percent-encode what a user typed as Unicode
+    # (browsers do the same), leaving existing escapes and reserved characters alone.
+    target = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
     if parts.query:
-        target += "?" + parts.query
+        target += "?" + quote(parts.query, safe="/?%:@!$&'()*+,;=-._~")
     if port is None:
         port = 443 if scheme == "https" else 80
     return Target(scheme=scheme, host=host, port=port, target=target, url=url)
@@ -155,8 +157,17 @@ def parse_header(raw: str) -> tuple[str, str]:
             "options", f"invalid header {raw!r} (expected 'Name: value')", ExitCode.USAGE
         )
     value = value.strip()
-    if "\r" in value or "\n" in value:
-        raise LagscopeError("options", f"header {name!r} contains a line break", ExitCode.USAGE)
+    if not value.isascii() or any((c < " " and c != "\t") or c == "\x7f" for c in value):
+        raise LagscopeError(
+            "options",
+            f"header {name!r}: value must be printable ASCII (encode it first)",
+            ExitCode.USAGE,
+        )
+    if name.lower() in ("content-length", "transfer-encoding"):
+        # The probe frames the body itself; a user-set length could only be wrong.
+        raise LagscopeError(
+            "options", f"header {name!r} is set by the probe from the body", ExitCode.USAGE
+        )
     return name, value
 
 

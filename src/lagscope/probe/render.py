@@ -44,7 +44,7 @@ def load_json(text: str) -> ProbeReport:
         raise ValueError("not a lagscope probe report (top level is not an object)")
     try:
         return from_dict(data)
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ValueError(f"malformed lagscope.probe/1 report: missing or bad {exc}") from None
 
 

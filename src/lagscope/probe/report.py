@@ -53,25 +53,29 @@ def _metric_summaries(records: Sequence[RequestRecord]) -> tuple[MetricSummary, 
     counts: dict[str, int] = {}
     descs: dict[str, str | None] = {}
     for r in records:
-        seen_here: set[str] = set()
+        # A metric repeated within one response (several db spans, say) is one sample:
+        # its durations add up, and it counts once for the response.
+        per_response: dict[str, float | None] = {}
         for m in r.server_timing:
             if m.name not in counts:
                 order.append(m.name)
                 counts[m.name] = 0
                 durs[m.name] = []
                 descs[m.name] = m.desc
-            # A metric repeated within one response is counted once per response but
-            # its durations add up (several db spans, say).
-            if m.name not in seen_here:
-                counts[m.name] += 1
-                seen_here.add(m.name)
-                if m.dur_ms is not None:
-                    durs[m.name].append(m.dur_ms)
-            elif m.dur_ms is not None and durs[m.name]:
-                durs[m.name][-1] += m.dur_ms
+            if m.dur_ms is None:
+                per_response.setdefault(m.name, None)
+            else:
+                per_response[m.name] = (per_response.get(m.name) or 0.0) + m.dur_ms
+        for name, dur in per_response.items():
+            counts[name] += 1
+            if dur is not None:
+                durs[name].append(dur)
     return tuple(
         MetricSummary(
-            name=n, desc=descs[n], count=counts[n], dur=summarize(durs[n]) if durs[n] else None
+            name=n,
+            desc=descs[n],
+            count=counts[n],
+            dur=summarize(durs[n]) if durs[n] else None,
         )
         for n in order
     )
@@ -124,6 +128,17 @@ def _verdict(
     total = next((c for c in comps if c.phase == "total"), None)
     if total is None:
         return "No comparable totals."
+    cold_total, warm_total = cold.stats("total"), warm.stats("total")
+    if (
+        cold_total is not None
+        and warm_total is not None
+        and min(cold_total.ci_level, warm_total.ci_level) < 0.95
+    ):
+        return (
+            f"A new connection costs {total.diff_ms:+.2f} ms against a reused one, but with "
+            f"{cold_total.n} cold and {warm_total.n} warm requests that cannot be told from "
+            "noise: measure at least 6 of each."
+        )
     if not total.significant:
         return (
             f"A new connection costs {total.diff_ms:+.2f} ms against a reused one: within noise "

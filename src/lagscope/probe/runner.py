@@ -39,6 +39,9 @@ __all__ = ["Progress", "run_probe"]
 Progress = Callable[[str, int, int], None]
 
 _RECV_BYTES = 65536
+# A reused connection found closed sooner than this after its last response means the
+# server closes after every response (silently), not that an idle timeout expired.
+SILENT_CLOSE_IDLE_S = 1.0
 _NS_PER_MS = 1_000_000
 _FAMILY_NAMES: dict[int, str] = {int(socket.AF_INET): "ipv4", int(socket.AF_INET6): "ipv6"}
 
@@ -81,6 +84,9 @@ class _Conn:
     tls_ms: float | None = None
     attempts: tuple[AddressAttempt, ...] = ()
     open_start_ns: int = 0
+    # When the last response on this connection ended (to tell an idle timeout from a
+    # server that silently closes after every response).
+    last_end_ns: int = 0
 
 
 @dataclass
@@ -249,10 +255,18 @@ class _Prober:
         headers = [h for h in headers if h[0].lower() not in given] + list(o.headers)
         if o.body and "content-length" not in given:
             headers.append(("Content-Length", str(len(o.body))))
-        out = conn.h11.send(h11.Request(method=o.method, target=o.target.target, headers=headers))
-        if o.body:
-            out = (out or b"") + (conn.h11.send(h11.Data(data=o.body)) or b"")
-        return (out or b"") + (conn.h11.send(h11.EndOfMessage()) or b"")
+        try:
+            out = conn.h11.send(
+                h11.Request(method=o.method, target=o.target.target, headers=headers)
+            )
+            if o.body:
+                out = (out or b"") + (conn.h11.send(h11.Data(data=o.body)) or b"")
+            return (out or b"") + (conn.h11.send(h11.EndOfMessage()) or b"")
+        except (h11.LocalProtocolError, UnicodeError) as exc:
+            # Options are validated up front; this is the backstop for what h11 refuses.
+            raise LagscopeError(
+                "options", f"cannot send this request: {exc}", ExitCode.USAGE
+            ) from None
 
     def exchange(self, conn: _Conn, where: str) -> _Exchange:
         o = self.opts
@@ -313,6 +327,12 @@ class _Prober:
                     event = conn.h11.next_event()
                     if event is h11.NEED_DATA:
                         break
+                    if event is h11.PAUSED:
+                        raise LagscopeError(
+                            "receive",
+                            f"the server switched protocols; nothing left to time ({where})",
+                            ExitCode.PROTOCOL,
+                        )
                     if isinstance(event, h11.Response):
                         response = event
                     elif isinstance(event, h11.Data):
@@ -522,19 +542,31 @@ def run_probe(
                 first_on_conn = warm_conn is None
                 if warm_conn is None:
                     warm_conn = prober.open(label)
+                record_series = series
                 try:
                     ex = prober.exchange(warm_conn, label)
                 except _StaleConnection:
-                    # The server dropped the idle connection: reopen and retry once, as
-                    # browsers do, and count it.
+                    # The server closed the connection we meant to reuse: reopen and retry
+                    # once, as browsers do, and count it.
+                    idle_s = (clock.now_ns() - warm_conn.last_end_ns) / 1e9
                     warm_conn.stream.close()
                     prober.state.reconnects += 1
+                    if idle_s < SILENT_CLOSE_IDLE_S and prober.state.keep_alive_refused is None:
+                        prober.state.keep_alive_refused = (
+                            "it closed the connection right after the response without "
+                            "sending Connection: close"
+                        )
+                    if prober.state.keep_alive_refused is None:
+                        # A genuine idle timeout: this request is a new connection's first,
+                        # which stays out of the warm statistics.
+                        record_series = "warm_first"
                     start = clock.now_ns()
                     warm_conn = prober.open(label)
                     first_on_conn = True
                     ex = prober.exchange(warm_conn, label)
+                warm_conn.last_end_ns = ex.end_ns
                 records.append(
-                    _record(series, index, warm_conn, first_on_conn, ex, start, run_start)
+                    _record(record_series, index, warm_conn, first_on_conn, ex, start, run_start)
                 )
                 if not ex.keep_alive:
                     if prober.state.keep_alive_refused is None:

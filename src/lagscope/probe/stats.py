@@ -116,12 +116,14 @@ def summarize(values: Sequence[float], level: float = 0.95) -> Summary:
     )
 
 
-def compare(phase: str, cold: Summary, warm: Summary) -> Comparison:
-    """Cold minus warm, significant only when the median intervals do not overlap."""
+def compare(phase: str, cold: Summary, warm: Summary, level: float = 0.95) -> Comparison:
+    """Cold minus warm, significant only when the median intervals do not overlap and both
+    reach ``level`` (with too few samples nothing is significant: n ≥ 6 each for 95 %)."""
     diff = cold.p50_ms - warm.p50_ms
     low = cold.ci_low_ms - warm.ci_high_ms
     high = cold.ci_high_ms - warm.ci_low_ms
-    significant = low > 0.0 or high < 0.0
+    enough = cold.ci_level >= level and warm.ci_level >= level
+    significant = enough and (low > 0.0 or high < 0.0)
     return Comparison(
         phase=phase, diff_ms=diff, diff_low_ms=low, diff_high_ms=high, significant=significant
     )
