@@ -224,6 +224,9 @@ def test_parse_fault_specs() -> None:
         ("reset:1.5", "bad value for after_bytes"),
         ("blackhole:5", "expected key=value"),
         ("tax:300,probability=2", "probability must be within"),
+        ("tax:nan", "bad value for delay_ms"),
+        ("latency:inf", "bad value for delay_ms"),
+        ("slow-close:inf", "bad value"),
     ],
 )
 def test_parse_fault_errors_are_one_line_usage_errors(spec: str, needle: str) -> None:
@@ -307,6 +310,12 @@ upstream = "127.0.0.1:5432"
         (
             "[[route]]\nlisten=':1'\nupstream=':2'\n[[route.fault]]\nkind='tax'\nfoo=3\n",
             "unknown key 'foo'",
+        ),
+        ('route = ["a"]\n', "expected a [[route]] table"),
+        ("[[route]]\nlisten=':1'\nupstream=':2'\nfault='x'\n", "[[route.fault]] tables"),
+        (
+            "[[route]]\nlisten=':1'\nupstream=':2'\n[[route.fault]]\nkind='tax'\ndelay_ms=[1]\n",
+            "bad value for delay_ms",
         ),
     ],
 )

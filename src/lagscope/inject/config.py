@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -116,9 +117,17 @@ def _convert(kind: str, key: str, value: Any) -> Any:
         if target in _INT_FIELDS:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
+            if isinstance(value, bool):
+                raise ValueError
             return int(value)
-        return float(value)
-    except ValueError:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+        if not math.isfinite(number):
+            # nan would silently apply nothing and inf would hold bytes forever.
+            raise ValueError
+        return number
+    except (ValueError, TypeError, OverflowError):
         raise _bad(f"{kind}: bad value for {key}: {value!r}") from None
 
 
@@ -250,6 +259,8 @@ def load_routes_toml(path: str | Path, *, allow_non_loopback: bool = False) -> l
         raise _bad(f"{p}: expected at least one [[route]] table")
     routes = []
     for i, table in enumerate(tables):
+        if not isinstance(table, dict):
+            raise _bad(f"{p}: route {i + 1}: expected a [[route]] table")
         where = f"{p}: route {table.get('name') or i + 1}"
         for key in ("listen", "upstream"):
             if not isinstance(table.get(key), str):
@@ -258,7 +269,10 @@ def load_routes_toml(path: str | Path, *, allow_non_loopback: bool = False) -> l
         if unknown:
             raise _bad(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         faults = []
-        for ft in table.get("fault", []):
+        fault_tables = table.get("fault", [])
+        if not isinstance(fault_tables, list) or not all(isinstance(f, dict) for f in fault_tables):
+            raise _bad(f"{where}: faults must be [[route.fault]] tables")
+        for ft in fault_tables:
             values = dict(ft)
             kind = values.pop("kind", None)
             if not isinstance(kind, str):
