@@ -325,6 +325,7 @@ class Proxy:
         rs.counts.accepted += 1
         rs.counts.active += 1
         end, error = "error", None
+        cancelled_in_close = False
         try:
             end, error = await self._serve(conn, creader)
         except asyncio.CancelledError:
@@ -332,9 +333,14 @@ class Proxy:
         except Exception as exc:  # a bug must cost one connection, never the proxy
             end, error = "error", repr(exc)
         finally:
-            for w in (conn.uwriter, cwriter):
-                if w is not None:
-                    await self._close(w)
+            try:
+                for w in (conn.uwriter, cwriter):
+                    if w is not None:
+                        await self._close(w)
+            except asyncio.CancelledError:
+                # Cancelled while closing (a shutdown): the transports are aborted; the
+                # bookkeeping below must still run so the record and counters are right.
+                end, cancelled_in_close = "shutdown", True
             del self._conns[task]
             rs.counts.active -= 1
             rs.counts.closed += 1
@@ -345,6 +351,8 @@ class Proxy:
             if conn.tax_started is not None:
                 rs.counts.taxed += 1
             self._emit(conn, index, end, error)
+            if cancelled_in_close:
+                raise asyncio.CancelledError
 
     async def _close(self, w: asyncio.StreamWriter) -> None:
         if not w.transport.is_closing():
