@@ -301,45 +301,23 @@ class Stack:
 def _server_argv(kind: str, db_url: str) -> tuple[list[str], dict[str, str], Path | None]:
     if kind == "seed":
         return _me("_seed", db_url), {}, None
-    if kind == "serve":
-        return (
-            [
-                sys.executable,
-                "-m",
-                "lagscope",
-                "serve",
-                "--demo",
-                "--database",
-                db_url,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                *SERVE_EXTRA_ARGS,
-            ],
-            {},
-            None,
-        )
-    if kind == "granian":
-        return (
-            [
-                sys.executable,
-                "-m",
-                "lagscope",
-                "serve",
-                "--demo",
-                "--database",
-                db_url,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--server",
-                "granian",
-            ],
-            {},
-            None,
-        )
+    if kind in ("serve", "granian"):
+        server = ["--server", "granian"] if kind == "granian" else list(SERVE_EXTRA_ARGS)
+        argv = [
+            sys.executable,
+            "-m",
+            "lagscope",
+            "serve",
+            "--demo",
+            "--database",
+            db_url,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            *server,
+        ]
+        return argv, {}, None
     if kind == "gunicorn":
         port = _free_port()
         return (

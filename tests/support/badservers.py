@@ -204,22 +204,6 @@ async def close_without_reply(
     await read_request(reader, st)
 
 
-def server_timing(header_lines: list[str]) -> Handler:
-    async def handler(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
-    ) -> None:
-        while (await read_request(reader, st)) is not None:
-            head, rest = response_bytes(
-                st, b"ok", headers=[("Server-Timing", v) for v in header_lines]
-            )
-            writer.write(head + rest)
-            await writer.drain()
-            if not finish_cycle(st):
-                return
-
-    return handler
-
-
 async def stall_mid_body(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
 ) -> None:
