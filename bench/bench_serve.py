@@ -62,6 +62,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(__file__).resolve().parent
+# tests/support holds the PostgreSQL cluster and port helpers the suite uses too.
+sys.path.insert(0, str(ROOT / "tests"))
+from support.net import free_port  # noqa: E402
+
 PATH = "/api/items/"
 TAX_MS = 300.0
 # A request that paid a database connect under the tax takes at least TAX_MS longer than
@@ -319,7 +323,7 @@ def _server_argv(kind: str, db_url: str) -> tuple[list[str], dict[str, str], Pat
         ]
         return argv, {}, None
     if kind == "gunicorn":
-        port = _free_port()
+        port = free_port()
         return (
             [
                 sys.executable,
@@ -343,12 +347,6 @@ def _server_argv(kind: str, db_url: str) -> tuple[list[str], dict[str, str], Pat
             BENCH_DIR,
         )
     raise ValueError(kind)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_stack(
@@ -755,7 +753,7 @@ def _start_nginx(procs: Processes, name: str, upstream_port: int, strip: bool) -
     assert nginx is not None
     prefix = Path(tempfile.mkdtemp(prefix="lagscope-bench-nginx-"))
     prefix.chmod(0o755)  # the worker runs as nobody under root
-    port = _free_port()
+    port = free_port()
     text = render(
         NginxConfig(
             upstream=Endpoint("127.0.0.1", upstream_port),
@@ -858,7 +856,6 @@ def _machine(pg_version: str) -> str:
 
 @contextlib.contextmanager
 def _pg() -> Iterator[Any]:
-    sys.path.insert(0, str(ROOT / "tests"))
     from support.pg import destroy_cluster, make_cluster
 
     cluster = make_cluster()

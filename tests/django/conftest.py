@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import http.client
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,15 +66,6 @@ def django_waitress(**adj: Any) -> Iterator[tuple[str, int]]:
     """Django's WSGI handler (the suite's settings) behind a real waitress server."""
     with waitress_server(WSGIHandler(), **adj) as address:
         yield address
-
-
-def get(
-    conn: http.client.HTTPConnection, path: str, headers: dict[str, str] | None = None
-) -> http.client.HTTPResponse:
-    conn.request("GET", path, headers=headers or {})
-    response = conn.getresponse()
-    response.read()
-    return response
 
 
 @pytest.fixture

@@ -10,17 +10,9 @@ from typing import Any
 import pytest
 
 from lagscope.servertiming import Metric, parse
+from support.net import get
 
 pytestmark = pytest.mark.usefixtures("unblocked_db")
-
-
-def get(
-    conn: http.client.HTTPConnection, path: str, headers: dict[str, str] | None = None
-) -> http.client.HTTPResponse:
-    conn.request("GET", path, headers=headers or {})
-    response = conn.getresponse()
-    response.read()
-    return response
 
 
 def metrics(response: http.client.HTTPResponse) -> dict[str, Metric]:
@@ -207,7 +199,7 @@ def test_native_pool_checkouts_are_not_connects(
             finally:
                 conn.close()
         finally:
-            connections["pooled"].close_pool()
+            connections["pooled"].close_pool()  # type: ignore[attr-defined]  # Django 5.1+
     for m in runs:
         assert "dbconn" not in m
         assert m["dbpool"].desc == "1 checkout"

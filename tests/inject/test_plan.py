@@ -31,6 +31,7 @@ from lagscope.inject.plan import (
     ConnectionTax,
     DialDelay,
     Direction,
+    Fault,
     FirstChunkDelay,
     FlowPlan,
     Latency,
@@ -99,7 +100,7 @@ def test_no_faults_is_passthrough() -> None:
 
 
 def test_plan_resolves_directions_and_selection() -> None:
-    faults = [
+    faults: list[Fault] = [
         ConnectionTax(delay_ms=300, select=Select(first=2)),
         Latency(delay_ms=20, jitter_ms=5, direction=Direction.U2C, seed=9),
         Bandwidth(bytes_per_s=1000, direction=Direction.C2U),
@@ -180,7 +181,7 @@ def test_jitter_bounds_and_order_preserved() -> None:
 
 def test_bandwidth_pacing() -> None:
     start, free = paced_start_s(0.0, 1000, 10_000, 0.0)
-    assert (start, free) == (0.0, pytest.approx(0.1))
+    assert start == 0.0 and free == pytest.approx(0.1)
     start, free = paced_start_s(0.05, 1000, 10_000, free)
     assert start == pytest.approx(0.1) and free == pytest.approx(0.2)
     start, _ = paced_start_s(0.5, 1000, 10_000, free)

@@ -32,7 +32,8 @@ from lagscope.inject import (
 from lagscope.inject.config import ProxySettings
 from lagscope.inject.log import record_from_json
 from lagscope.inject.plan import selected_indices
-from support.inject_servers import EchoServer, recv_all, refused_port, scripted_server
+from support.inject_servers import EchoServer, recv_all, scripted_server
+from support.net import free_port
 
 
 def _route(upstream: tuple[str, int], *faults: object, **kw: object) -> Route:
@@ -73,7 +74,7 @@ def test_echo_through_the_proxy_and_record(echo_server: EchoServer, tmp_path: ob
     assert rec.upstream_connected_ms is not None and rec.c2u.first_in_ms is not None
     assert rec.c2u.eof_in_ms is not None and rec.closed_ms >= rec.c2u.eof_in_ms
     assert rec.faults == () and rec.tax_applied_ms is None
-    lines = log.read_text().splitlines()  # type: ignore[attr-defined]
+    lines = log.read_text().splitlines()
     assert len(lines) == 1 and record_from_json(lines[0]).id == rec.id
 
 
@@ -156,7 +157,7 @@ def test_upstream_refusing_then_resetting_is_survived(
 
     with scripted_server(rst_handler) as rst_up:
         routes = [
-            _route(("127.0.0.1", refused_port()), *faults),
+            _route(("127.0.0.1", free_port()), *faults),
             _route(rst_up.address, *faults),
             _route(echo_server.address, *faults),
         ]

@@ -20,6 +20,7 @@ import pytest
 
 from lagscope.nginx.config import Endpoint, NginxSettings
 from lagscope.nginx.render import NginxConfig, render
+from support.net import free_port
 
 NGINX = Path("/usr/sbin/nginx")
 _READY_TIMEOUT_S = 10.0
@@ -50,12 +51,6 @@ def nginx_prefix() -> Iterator[Path]:
         yield prefix
     finally:
         shutil.rmtree(prefix, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], port: int) -> bool:

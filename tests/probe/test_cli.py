@@ -6,7 +6,6 @@ Errors must be one line on stderr with the documented exit code and no traceback
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import jsonschema
@@ -14,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from lagscope.cli import main
+from support.net import free_port
 from support.wsgi import waitress_server
 
 SCHEMA = json.loads(
@@ -80,12 +80,6 @@ def test_budget_gate(url: str) -> None:
     assert err.startswith("lagscope: budget: warm p50") and err.count("\n") == 1
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize(
     ("args", "code", "start"),
     [
@@ -105,7 +99,7 @@ def _closed_port() -> int:
     ],
 )
 def test_errors_are_one_line_with_documented_codes(args: list[str], code: int, start: str) -> None:
-    args = [a.replace("{closed}", str(_closed_port())) for a in args]
+    args = [a.replace("{closed}", str(free_port())) for a in args]
     got, _, err = _run(*args)
     assert got == code
     assert err.startswith(start)

@@ -19,6 +19,7 @@ from lagscope.probe.model import ProbeReport
 from lagscope.probe.options import ProbeOptions, parse_url
 from lagscope.probe.runner import run_probe
 from support import badservers
+from support.net import free_port
 from support.wsgi import waitress_server
 
 
@@ -182,14 +183,8 @@ def test_misbehaving_servers_fail_with_the_phase_named(
     assert "\n" not in err.value.one_line()
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_connection_refused() -> None:
-    port = _closed_port()
+    port = free_port()
     with pytest.raises(LagscopeError) as err:
         _probe(f"http://127.0.0.1:{port}/", cold=1, warm=0)
     assert (err.value.phase, err.value.exit_code) == ("connect", ExitCode.CONNECT)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from lagscope.errors import ExitCode, LagscopeError
+from lagscope.probe.net import SockAddr
 from lagscope.probe.options import ProbeOptions, parse_url
 from lagscope.probe.runner import run_probe
 
@@ -100,11 +101,11 @@ class ScriptedNetwork:
         self.clock = clock
         self.script = script
 
-    def resolve(self, host: str, port: int, family: int) -> list[tuple[int, tuple[str, int]]]:
+    def resolve(self, host: str, port: int, family: int) -> list[tuple[int, SockAddr]]:
         self.clock.advance_ms(self.script.resolve_ms)
         return [(socket.AF_INET, ("127.0.0.1", port))]
 
-    def connect(self, family: int, address: tuple[str, int], timeout_s: float) -> ScriptedStream:
+    def connect(self, family: int, address: SockAddr, timeout_s: float) -> ScriptedStream:
         if address[0] in self.script.blackholed:
             self.clock.advance_ms(timeout_s * 1000)
             raise TimeoutError("timed out")
@@ -222,9 +223,7 @@ def _drop_after(script: Script, n_requests: int) -> type[ScriptedNetwork]:
     """A network whose first connection is closed by the server after n requests."""
 
     class DropOnce(ScriptedNetwork):
-        def connect(
-            self, family: int, address: tuple[str, int], timeout_s: float
-        ) -> ScriptedStream:
+        def connect(self, family: int, address: SockAddr, timeout_s: float) -> ScriptedStream:
             stream = super().connect(family, address, timeout_s)
             if len(script.connections) == 1:
                 original = stream.recv

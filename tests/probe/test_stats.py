@@ -19,7 +19,7 @@ def test_percentile_interpolates_like_numpy_default() -> None:
 
 
 def _coverage(n: int, j: int) -> float:
-    below = sum(math.comb(n, i) for i in range(j)) / 2**n
+    below: float = sum(math.comb(n, i) for i in range(j)) / 2**n
     return 1 - 2 * below
 
 

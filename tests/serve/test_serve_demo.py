@@ -21,6 +21,7 @@ import pytest
 from lagscope.errors import ExitCode
 from lagscope.serve import ServeProcess, serve_command
 from serve.clients import KeepAliveClient, hammer
+from support.net import free_port
 
 HERE = Path(__file__).parent
 
@@ -205,9 +206,7 @@ def test_django_settings_mode_serves_the_same_project(demo: ServeProcess) -> Non
 
 
 def test_unreachable_database_is_a_one_line_error(tmp_path: Path) -> None:
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     started = time.monotonic()
     res = subprocess.run(
         serve_command(["--demo", "--database", f"postgresql://u@127.0.0.1:{port}/x"]),

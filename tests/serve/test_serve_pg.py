@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -71,7 +71,7 @@ def test_keep_alive_load_on_postgresql(served: ServeProcess, pg_cluster: PgClust
 
 @pytest.mark.parametrize("mode", ["pool", "persistent"])
 def test_postgresql_restart_while_serving(
-    pg_cluster: PgCluster, record_property: pytest.RecordProperty, mode: str
+    pg_cluster: PgCluster, record_property: Callable[[str, object], None], mode: str
 ) -> None:
     extra = ["--no-db-pool"] if mode == "persistent" else []
     proc = _serve(pg_cluster, "serve_restart", *extra).start()

@@ -118,7 +118,7 @@ def test_cli_print_config_and_usage_errors() -> None:
     assert "cannot import 'no_such_module_xyz'" in bad.output
 
 
-PG = {"ENGINE": "django.db.backends.postgresql", "NAME": "x"}
+PG: dict[str, object] = {"ENGINE": "django.db.backends.postgresql", "NAME": "x"}
 LITE = {"ENGINE": "django.db.backends.sqlite3", "NAME": "x.sqlite3"}
 
 

@@ -79,13 +79,13 @@ def serve(handler: Handler, ssl_context: ssl.SSLContext | None = None) -> Iterat
         counter[0] += 1
         task = asyncio.current_task()
         assert task is not None
-        tasks.add(task)  # type: ignore[arg-type]
+        tasks.add(task)
         try:
             await handler(reader, writer, st)
         except (ConnectionError, asyncio.IncompleteReadError, h11.RemoteProtocolError):
             pass
         finally:
-            tasks.discard(task)  # type: ignore[arg-type]
+            tasks.discard(task)
             writer.close()
             with suppress(ConnectionError, ssl.SSLError):
                 await writer.wait_closed()

@@ -109,13 +109,6 @@ class EchoServer:
         self._thread.join(20)
 
 
-def refused_port() -> int:
-    """A loopback port with nothing listening (bound then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def recv_all(sock: socket.socket, limit: int = 1 << 30) -> bytes:
     """Read until EOF (or ``limit`` bytes)."""
     chunks = []

@@ -10,11 +10,12 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from support.net import free_port
 
 
 def find_pg_bin() -> Path | None:
@@ -23,14 +24,6 @@ def find_pg_bin() -> Path | None:
         return Path(found).resolve().parent
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return Path(candidates[-1]).parent if candidates else None
-
-
-def _free_port() -> int:
-    # PostgreSQL cannot bind port 0 and report it back, so we pick a free one; the tiny
-    # race with another process is retried by the caller.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -65,7 +58,7 @@ class PgCluster:
         last = ""
         for _ in range(5):
             if not self.port:
-                self.port = _free_port()
+                self.port = free_port()
             opts = (
                 f"-c port={self.port} -c listen_addresses=127.0.0.1 "
                 f"-c unix_socket_directories={self.sockdir} -c fsync=off "

@@ -13,6 +13,7 @@ import pytest
 from lagscope.instrument import OptionsError
 from lagscope.servertiming import Metric, parse_headers
 from lagscope.wsgi import ServerTimingMiddleware
+from support.net import get
 from support.wsgi import waitress_server
 
 
@@ -25,15 +26,6 @@ def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         headers.append(("Server-Timing", "cache;desc=hit"))
     start_response("200 OK", headers)
     return [body]
-
-
-def get(
-    conn: http.client.HTTPConnection, path: str, headers: dict[str, str] | None = None
-) -> http.client.HTTPResponse:
-    conn.request("GET", path, headers=headers or {})
-    response = conn.getresponse()
-    response.read()
-    return response
 
 
 def metrics(response: http.client.HTTPResponse) -> dict[str, Metric]:
