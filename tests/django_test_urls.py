@@ -29,6 +29,19 @@ def queries(request: HttpRequest, alias: str) -> HttpResponse:
     return HttpResponse(f"{count} queries")
 
 
+def repeated(request: HttpRequest) -> HttpResponse:
+    # The N+1 shape: one query, then the same statement once per row with other values
+    # (and IN lists of varying length, which are still one shape).
+    count = int(request.GET.get("n", "5"))
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT 1")
+        for i in range(count):
+            cursor.execute(
+                "SELECT %s WHERE 1 IN (" + ", ".join(["%s"] * (i + 1)) + ")", [i, *range(i + 1)]
+            )
+    return HttpResponse(f"{count + 1} queries")
+
+
 def template(request: HttpRequest) -> TemplateResponse:
     return TemplateResponse(request, "lagscope_test.html", {"items": range(50)})
 
@@ -64,6 +77,7 @@ urlpatterns = [
     path("sleep/", sleepy),
     path("db/<str:alias>/", queries),
     path("tpl/", template),
+    path("repeated/", repeated),
     path("own/", with_own_header),
     path("boom/", boom),
     path("async/", async_plain),

@@ -12,6 +12,7 @@ from django.http import HttpResponse, HttpResponseBase
 from django.test import AsyncClient, Client, override_settings
 
 from lagscope.django.middleware import ServerTimingMiddleware
+from lagscope.instrument.record import parse_dbshapes
 from lagscope.servertiming import Metric, parse
 
 MW = "lagscope.django.middleware.ServerTimingMiddleware"
@@ -185,3 +186,17 @@ def test_async_view_queries_are_counted() -> None:
 
     m = metrics(asyncio.run(run()))
     assert m["db"].desc == "3 queries"
+
+
+@pytest.mark.django_db
+def test_statement_shapes_count_repeats_of_one_query() -> None:
+    m = metrics(Client().get("/repeated/?n=6"))
+    assert m["db"].desc == "7 queries"
+    assert m["dbshapes"].desc == "2 shapes, max 6 repeats"
+    assert parse_dbshapes(m["dbshapes"].desc) == (2, 6)
+    # dur is the time of the repeated shape alone: part of db.
+    assert m["dbshapes"].dur_ms is not None and m["db"].dur_ms is not None
+    assert 0 < m["dbshapes"].dur_ms <= m["db"].dur_ms
+    single = metrics(Client().get("/db/default/?n=1"))
+    assert single["dbshapes"].desc == "1 shape, max 1 repeat"
+    assert "SELECT" not in Client().get("/repeated/?n=2")["Server-Timing"]

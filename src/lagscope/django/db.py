@@ -30,6 +30,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
 from lagscope.instrument.record import RequestTiming
+from lagscope.instrument.shapes import statement_shape
 
 __all__ = ["current", "install", "uninstall"]
 
@@ -58,7 +59,9 @@ def _observe_query(
         return execute(sql, params, many, context)
     finally:
         end_s = clock()
-        timing.add_query(end_s - start_s, end_s)
+        # psycopg's sql.Composed and other non-str statements get no shape.
+        shape = statement_shape(sql) if isinstance(sql, str) else None
+        timing.add_query(end_s - start_s, end_s, shape)
 
 
 def connect_duration_s(

@@ -10,6 +10,7 @@ byte minus ``total``.
 from __future__ import annotations
 
 import functools
+import re
 
 from lagscope.instrument.disclosure import Disclosure
 from lagscope.servertiming import Metric, format_metric
@@ -19,6 +20,7 @@ __all__ = [
     "DB",
     "DBCONN",
     "DBPOOL",
+    "DBSHAPES",
     "QUEUE",
     "THREAD",
     "TOTAL",
@@ -27,6 +29,7 @@ __all__ = [
     "RequestTiming",
     "build_header",
     "build_metrics",
+    "parse_dbshapes",
 ]
 
 # Metric names: stable, documented in docs/server-timing.md. Do not rename.
@@ -36,6 +39,9 @@ TPL = "tpl"  # TemplateResponse rendering
 DB = "db"  # query execution time; desc "<n> queries"
 DBCONN = "dbconn"  # new database connections opened; desc "<n> connects"
 DBPOOL = "dbpool"  # connections checked out of a pool; desc "<n> checkouts"
+# distinct statement shapes; dur: time in the most executed shape;
+# desc "<n> shapes, max <m> repeats" (m: executions of the most executed shape)
+DBSHAPES = "dbshapes"
 CONN = "conn"  # client connection; desc "new" or "reused"
 QUEUE = "queue"  # proxy request start to app entry
 THREAD = "thread"  # desc: the worker thread's name
@@ -43,6 +49,19 @@ THREAD = "thread"  # desc: the worker thread's name
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _shapes_desc(shapes: int, repeats: int) -> str:
+    return f"{_plural(shapes, 'shape')}, max {_plural(repeats, 'repeat')}"
+
+
+_SHAPES_DESC = re.compile(r"(\d+) shapes?, max (\d+) repeats?")
+
+
+def parse_dbshapes(desc: str | None) -> tuple[int, int] | None:
+    """(distinct shapes, executions of the most executed one) from a ``dbshapes`` desc."""
+    m = _SHAPES_DESC.fullmatch(desc or "")
+    return None if m is None else (int(m.group(1)), int(m.group(2)))
 
 
 class RequestTiming:
@@ -63,6 +82,8 @@ class RequestTiming:
         "first_on_connection",
         "last_mark_s",
         "queue_ms",
+        "shape_counts",
+        "shape_s",
         "start_s",
         "thread",
         "tpl_end_s",
@@ -84,6 +105,9 @@ class RequestTiming:
         self.dbconn_count = 0
         self.dbpool_s = 0.0
         self.dbpool_count = 0
+        # Statement shape hash -> executions and seconds (lagscope.instrument.shapes).
+        self.shape_counts: dict[int, int] = {}
+        self.shape_s: dict[int, float] = {}
         # None: the server gave nothing that identifies the client connection.
         self.first_on_connection: bool | None = None
         self.queue_ms: float | None = None
@@ -102,10 +126,26 @@ class RequestTiming:
     def total_s(self) -> float | None:
         return None if self.end_s is None else self.end_s - self.start_s
 
-    def add_query(self, duration_s: float, end_s: float) -> None:
+    def add_query(self, duration_s: float, end_s: float, shape: int | None = None) -> None:
         self.db_s += duration_s
         self.db_count += 1
         self.last_mark_s = end_s
+        if shape is not None:
+            counts = self.shape_counts
+            counts[shape] = counts.get(shape, 0) + 1
+            self.shape_s[shape] = self.shape_s.get(shape, 0.0) + duration_s
+
+    def top_shape(self) -> tuple[int, int, float] | None:
+        """(distinct shapes, executions of the most executed one, its seconds), or None.
+
+        Among shapes executed equally often, the one that took longest.
+        """
+        counts = self.shape_counts
+        if not counts:
+            return None
+        shape_s = self.shape_s
+        top = max(counts, key=lambda k: (counts[k], shape_s[k]))
+        return len(counts), counts[top], shape_s[top]
 
     def add_connect(self, duration_s: float, end_s: float) -> None:
         self.dbconn_s += max(duration_s, 0.0)
@@ -138,6 +178,9 @@ def _parts(timing: RequestTiming, level: Disclosure) -> list[_Part]:
     if timing.db_count:
         queries = "1 query" if timing.db_count == 1 else f"{timing.db_count} queries"
         out.append((DB, timing.db_s * 1e3, queries))
+    top = timing.top_shape()
+    if top is not None:
+        out.append((DBSHAPES, top[2] * 1e3, _shapes_desc(top[0], top[1])))
     if timing.dbconn_count:
         out.append((DBCONN, timing.dbconn_s * 1e3, _plural(timing.dbconn_count, "connect")))
     if timing.dbpool_count:
