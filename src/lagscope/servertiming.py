@@ -15,7 +15,12 @@ is 0, and a malformed metric is skipped without losing the metrics after it. Sev
 header lines mean the same as one line joined with commas.
 
 The emitting side (the middlewares) uses :func:`format_header` so that the producer and the
-parser can never disagree on quoting.
+parser can never disagree on quoting. What it emits is always pure ASCII and always valid
+grammar, whatever the input: a header that a server cannot encode (waitress answers 500
+for a value outside Latin-1) or that Django MIME-encodes (``=?utf-8?b?...?=``) would change
+the response. So a ``desc`` is first made printable ASCII by :func:`escape_text`
+(``\\`` for a backslash, ``\\xNN`` / ``\\uNNNN`` / ``\\UNNNNNNNN`` for anything else),
+which :func:`unescape_text` reverses, and a non-finite ``dur`` is left out.
 """
 
 from __future__ import annotations
@@ -25,7 +30,15 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Metric", "format_header", "format_metric", "parse", "parse_headers"]
+__all__ = [
+    "Metric",
+    "escape_text",
+    "format_header",
+    "format_metric",
+    "parse",
+    "parse_headers",
+    "unescape_text",
+]
 
 # RFC 9110 tchar.
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -167,22 +180,60 @@ def parse_headers(values: Iterable[str]) -> tuple[Metric, ...]:
     return tuple(out)
 
 
+# Printable ASCII except the backslash: text that escape_text leaves alone.
+_PLAIN_RE = re.compile(r"[ -\[\]-~]*")
+_ESCAPE_RE = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8}|\\)")
+
+
+def _escape_char(c: str) -> str:
+    if c == "\\":
+        return "\\\\"
+    if " " <= c <= "~":
+        return c
+    code = ord(c)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def escape_text(value: str) -> str:
+    """``value`` as printable ASCII; :func:`unescape_text` gives it back exactly."""
+    if _PLAIN_RE.fullmatch(value) is not None:
+        return value
+    return "".join(map(_escape_char, value))
+
+
+def _unescape_match(m: re.Match[str]) -> str:
+    text = m.group(0)
+    return "\\" if text == "\\\\" else chr(int(text[2:], 16))
+
+
+def unescape_text(value: str) -> str:
+    """The inverse of :func:`escape_text` (for a parsed ``desc`` that lagscope wrote)."""
+    return _ESCAPE_RE.sub(_unescape_match, value) if "\\" in value else value
+
+
 def _quote(value: str) -> str:
+    value = escape_text(value)
     if _TOKEN_RE.fullmatch(value) is not None:
         return value
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    # Header values may not contain CR/LF; other controls are replaced so the header stays valid.
-    escaped = "".join(c if (c >= " " or c == "\t") and c != "\x7f" else " " for c in escaped)
     return f'"{escaped}"'
 
 
 def format_metric(name: str, dur_ms: float | None = None, desc: str | None = None) -> str:
-    """Format one metric. ``name`` must be a token; durations get 3 decimals (microseconds)."""
+    """Format one metric. ``name`` must be a token; durations get 3 decimals (microseconds).
+
+    ``desc`` may be any text (see :func:`escape_text`); a NaN or infinite ``dur_ms`` is
+    left out rather than written as a number no reader accepts.
+    """
     # One regex match: a per-character loop here was a third of the middleware's cost.
     if _TOKEN_RE.fullmatch(name) is None:
         raise ValueError(f"Server-Timing metric name must be a token: {name!r}")
     parts = [name]
-    if dur_ms is not None:
+    if dur_ms is not None and math.isfinite(dur_ms):
         parts.append(f"dur={dur_ms:.3f}")
     if desc is not None:
         parts.append(f"desc={_quote(desc)}")

@@ -10,7 +10,6 @@ logged and the app's response passes through unchanged.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable
@@ -18,14 +17,12 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from lagscope.instrument.connections import ConnectionTracker
-from lagscope.instrument.disclosure import Disclosure, decide
+from lagscope.instrument.disclosure import Disclosure
+from lagscope.instrument.entry import FailureLog, begin_request
 from lagscope.instrument.options import options_from_mapping
 from lagscope.instrument.record import RequestTiming, build_header
-from lagscope.instrument.request_start import queue_ms
 
 __all__ = ["ServerTimingMiddleware"]
-
-logger = logging.getLogger("lagscope")
 
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 _Headers = list[tuple[str, str]]
@@ -38,10 +35,6 @@ class StartResponse(Protocol):
 
 
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
-
-def _environ_key(header: str) -> str:
-    return "HTTP_" + header.upper().replace("-", "_")
 
 
 class ServerTimingMiddleware:
@@ -69,60 +62,31 @@ class ServerTimingMiddleware:
         self.tracker = ConnectionTracker(
             self.options.connection_table_size, self.options.connection_idle_s
         )
-        self._untrusted = Disclosure(self.options.untrusted)
-        self._secret_key = _environ_key(self.options.secret_header)
-        self._queue_key = (
-            _environ_key(self.options.queue_header) if self.options.queue_header else ""
-        )
-        self.failures = 0
+        self.failures = FailureLog()
 
     def __repr__(self) -> str:
         return f"<lagscope.wsgi.ServerTimingMiddleware app={self.app!r} {self.tracker!r}>"
-
-    def _failed(self, what: str) -> None:
-        self.failures += 1
-        level = logging.WARNING if self.failures == 1 else logging.DEBUG
-        logger.log(level, "lagscope: %s failed; the response is unchanged", what, exc_info=True)
 
     def _begin(self, environ: dict[str, Any]) -> tuple[RequestTiming, Disclosure] | None:
         options = self.options
         if not options.enabled:
             return None
-        start_s = self.clock()
-        disconnected = environ.get("waitress.client_disconnected")
-        first = self.tracker.first_request(
-            environ.get("REMOTE_ADDR"),
-            environ.get("REMOTE_PORT"),
-            getattr(disconnected, "__self__", None),
-            start_s,
-        )
-        level = decide(
+        return begin_request(
+            environ,
+            options,
+            self.tracker,
+            start_s=self.clock(),
+            thread=threading.current_thread().name,
+            wall_clock=self.wall_clock,
             debug=False,
-            peer=environ.get("REMOTE_ADDR"),
-            forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
-            real_ip=environ.get("HTTP_X_REAL_IP"),
             internal_ips=self.internal_ips if options.trust_internal_ips else None,
-            trust_loopback=options.trust_loopback,
-            secret=options.secret,
-            presented_secret=environ.get(self._secret_key) if options.secret else None,
-            untrusted=self._untrusted,
         )
-        if level is Disclosure.NONE:
-            return None
-        timing = RequestTiming(start_s)
-        timing.first_on_connection = first
-        timing.thread = threading.current_thread().name
-        if self._queue_key:
-            raw = environ.get(self._queue_key)
-            if raw:
-                timing.queue_ms = queue_ms(str(raw), self.wall_clock(), options.max_queue_s)
-        return timing, level
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
             started = self._begin(environ)
         except Exception:
-            self._failed("request entry")
+            self.failures("request entry")
             started = None
         if started is None:
             return self.app(environ, start_response)
@@ -138,7 +102,7 @@ class ServerTimingMiddleware:
                 if header is not None:
                     out_headers = [*headers, ("Server-Timing", header)]
             except Exception:
-                self._failed("adding the header")
+                self.failures("adding the header")
             if exc_info is None:
                 return start_response(status, out_headers)
             return start_response(status, out_headers, exc_info)

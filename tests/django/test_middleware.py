@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 
 import pytest
@@ -13,7 +14,7 @@ from django.test import AsyncClient, Client, override_settings
 
 from lagscope.django.middleware import ServerTimingMiddleware
 from lagscope.instrument.record import parse_dbshapes
-from lagscope.servertiming import Metric, parse
+from lagscope.servertiming import Metric, parse, unescape_text
 
 MW = "lagscope.django.middleware.ServerTimingMiddleware"
 COMMON = "django.middleware.common.CommonMiddleware"
@@ -200,3 +201,19 @@ def test_statement_shapes_count_repeats_of_one_query() -> None:
     single = metrics(Client().get("/db/default/?n=1"))
     assert single["dbshapes"].desc == "1 shape, max 1 repeat"
     assert "SELECT" not in Client().get("/repeated/?n=2")["Server-Timing"]
+
+
+@pytest.mark.parametrize("name", ["arrow→", "ünïcode", "ctrl\x07"])
+def test_thread_name_outside_latin1_is_escaped_not_mime_encoded(name: str) -> None:
+    thread = threading.current_thread()
+    saved = thread.name
+    thread.name = name
+    try:
+        response = Client().get("/plain/")
+    finally:
+        thread.name = saved
+    assert response.status_code == 200
+    value = response["Server-Timing"]
+    assert value.isascii() and "=?utf-8?" not in value
+    desc = metrics(response)["thread"].desc
+    assert desc is not None and unescape_text(desc) == name

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import http.client
 import sys
+import threading
 import time
+import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
 import pytest
 
 from lagscope.instrument import OptionsError
-from lagscope.servertiming import Metric, parse_headers
+from lagscope.servertiming import Metric, parse_headers, unescape_text
 from lagscope.wsgi import ServerTimingMiddleware
 from support.net import get
 from support.wsgi import waitress_server
@@ -118,7 +120,7 @@ def test_instrumentation_failure_leaves_response_alone(fail_on_call: int) -> Non
     assert (status, body) == (reference[0], reference[2])
     assert [h for h in headers if h[0] != "Server-Timing"] == reference[1]
     assert not any(h[0] == "Server-Timing" for h in headers)
-    assert wrapped.failures == 1
+    assert wrapped.failures.count == 1
     assert "ServerTimingMiddleware" in repr(wrapped)
 
 
@@ -139,3 +141,31 @@ def test_exc_info_is_passed_on() -> None:
     environ = {"REMOTE_ADDR": "127.0.0.1", "PATH_INFO": "/"}
     assert list(ServerTimingMiddleware(failing)(environ, start_response)) == [b"err"]
     assert got["exc_info"][0] is ValueError
+
+
+def renaming_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    # Any app may name its worker thread; the header must still encode.
+    threading.current_thread().name = urllib.parse.unquote(environ["QUERY_STRING"])
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+
+
+@pytest.mark.parametrize("name", ["arrow→", "tab\there", 'quote"and\\back', "emoji😀"])
+def test_thread_name_outside_latin1_never_changes_the_response(name: str) -> None:
+    wrapped = ServerTimingMiddleware(renaming_app)
+    with waitress_server(wrapped, threads=1) as (host, port):
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        try:
+            responses = []
+            for _ in range(3):
+                conn.request("GET", "/?" + urllib.parse.quote(name))
+                response = conn.getresponse()
+                responses.append((response.status, response.read(), response.headers))
+        finally:
+            conn.close()
+    assert [(status, body) for status, body, _ in responses] == [(200, b"ok")] * 3
+    later = responses[-1][2].get_all("Server-Timing") or []
+    assert all(value.isascii() for value in later)
+    thread_desc = {m.name: m for m in parse_headers(later)}["thread"].desc
+    assert thread_desc is not None and unescape_text(thread_desc) == name
+    assert wrapped.failures.count == 0

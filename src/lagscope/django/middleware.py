@@ -10,8 +10,6 @@ own exceptions are never caught or touched here.
 from __future__ import annotations
 
 import contextvars
-import functools
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -25,39 +23,14 @@ from django.template.response import SimpleTemplateResponse
 from lagscope.django import db
 from lagscope.django.conf import get_options
 from lagscope.instrument.connections import ConnectionTracker
-from lagscope.instrument.disclosure import Disclosure, decide
+from lagscope.instrument.disclosure import Disclosure
+from lagscope.instrument.entry import FailureLog, begin_request
 from lagscope.instrument.options import InstrumentOptions
 from lagscope.instrument.record import RequestTiming, build_header
-from lagscope.instrument.request_start import queue_ms
 
 __all__ = ["ServerTimingMiddleware"]
 
-logger = logging.getLogger("lagscope")
-
 _Token = contextvars.Token[RequestTiming | None]
-
-
-@functools.lru_cache(maxsize=32)
-def _meta_key(header: str) -> str:
-    return "HTTP_" + header.upper().replace("-", "_")
-
-
-# Enum lookup by value costs ~0.5 µs; this is the per-request path.
-_UNTRUSTED = {d.value: d for d in (Disclosure.NONE, Disclosure.TOTAL)}
-
-
-class _FailureLog:
-    """Log the first instrumentation failure loudly and the rest quietly."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, what: str) -> None:
-        self.count += 1
-        if self.count == 1:
-            logger.warning("lagscope: %s failed; the response is unchanged", what, exc_info=True)
-        else:
-            logger.debug("lagscope: %s failed (%d times)", what, self.count, exc_info=True)
 
 
 class ServerTimingMiddleware:
@@ -82,7 +55,7 @@ class ServerTimingMiddleware:
             self.process_template_response = tpl_hook  # type: ignore[method-assign,assignment]
         self._tracker = ConnectionTracker()
         self._tracker_lock = threading.Lock()
-        self.failures = _FailureLog()
+        self.failures = FailureLog()
 
     def __repr__(self) -> str:
         mode = "async" if self.is_async else "sync"
@@ -131,39 +104,19 @@ class ServerTimingMiddleware:
             options = get_options()
             if not options.enabled:
                 return None
-            start_s = self.clock()
-            meta = request.META
-            # Every request goes through the tracker, trusted or not, or a trusted request
-            # later on the same connection would look new.
-            disconnected = meta.get("waitress.client_disconnected")
-            first = self._tracker_for(options).first_request(
-                meta.get("REMOTE_ADDR"),
-                meta.get("REMOTE_PORT"),
-                getattr(disconnected, "__self__", None),
-                start_s,
-            )
-            level = decide(
+            started = begin_request(
+                request.META,
+                options,
+                self._tracker_for(options),
+                start_s=self.clock(),
+                thread=threading.current_thread().name,
+                wall_clock=self.wall_clock,
                 debug=options.trust_debug and bool(settings.DEBUG),
-                peer=meta.get("REMOTE_ADDR"),
-                forwarded_for=meta.get("HTTP_X_FORWARDED_FOR"),
-                real_ip=meta.get("HTTP_X_REAL_IP"),
                 internal_ips=settings.INTERNAL_IPS if options.trust_internal_ips else None,
-                trust_loopback=options.trust_loopback,
-                secret=options.secret,
-                presented_secret=(
-                    meta.get(_meta_key(options.secret_header)) if options.secret else None
-                ),
-                untrusted=_UNTRUSTED[options.untrusted],
             )
-            if level is Disclosure.NONE:
+            if started is None:
                 return None
-            timing = RequestTiming(start_s)
-            timing.first_on_connection = first
-            timing.thread = threading.current_thread().name
-            if options.queue_header:
-                raw = meta.get(_meta_key(options.queue_header))
-                if raw:
-                    timing.queue_ms = queue_ms(str(raw), self.wall_clock(), options.max_queue_s)
+            timing, level = started
             token = db.current.set(timing)
         except Exception:
             self.failures("request entry")

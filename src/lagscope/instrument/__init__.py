@@ -2,6 +2,7 @@
 no settings, no clock of its own (every timestamp is passed in).
 
 * :mod:`.record`: the per-request timing record and the Server-Timing metrics built from it;
+* :mod:`.entry`: request entry, shared by the Django and WSGI middlewares;
 * :mod:`.shapes`: statement shapes (a hash of normalized SQL) for the repeat counts;
 * :mod:`.request_start`: queue time from ``X-Request-Start``;
 * :mod:`.connections`: first request on a client connection, with bounded memory;
