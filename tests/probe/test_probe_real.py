@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -211,3 +212,59 @@ def test_server_closing_silently_after_each_response_is_reported() -> None:
     assert "without sending Connection: close" in (report.keep_alive.reason or "")
     warm = report.get_series("warm")
     assert warm is not None and not any(r.reused for r in warm.requests)
+
+
+def _timed_failure(handler: badservers.Handler, **kw: object) -> tuple[LagscopeError, float]:
+    with badservers.serve(handler) as port:
+        t0 = time.perf_counter()
+        with pytest.raises(LagscopeError) as err:
+            _probe(f"http://127.0.0.1:{port}/", **kw)
+        return err.value, time.perf_counter() - t0
+
+
+def test_timeout_bounds_the_whole_receive_phase_against_a_dripping_body() -> None:
+    # One byte every 50 ms never lets a single recv time out; the phase deadline must.
+    err, elapsed_s = _timed_failure(badservers.drip_body(0.05), cold=1, warm=0, timeout_s=0.5)
+    assert (err.phase, err.exit_code) == ("receive", ExitCode.TIMEOUT)
+    assert elapsed_s < 2.0  # the drip alone would take 50 s
+
+
+def test_timeout_bounds_the_wait_phase_against_a_dripping_head() -> None:
+    err, elapsed_s = _timed_failure(badservers.drip_head(0.05), cold=1, warm=0, timeout_s=0.5)
+    assert err.exit_code == ExitCode.TIMEOUT
+    assert err.phase in ("wait", "receive")
+    assert elapsed_s < 2.0  # it never ends on its own
+
+
+def test_interim_responses_count_as_waiting_and_are_bounded() -> None:
+    err, elapsed_s = _timed_failure(badservers.interim_forever(0.1), cold=1, warm=0, timeout_s=0.6)
+    assert (err.phase, err.exit_code) == ("wait", ExitCode.TIMEOUT)
+    assert "mid-headers" not in err.message
+    assert elapsed_s < 2.0
+
+
+def test_max_time_bounds_the_run_while_a_request_is_in_flight() -> None:
+    err, elapsed_s = _timed_failure(badservers.silent, cold=1, warm=0, timeout_s=8, max_time_s=0.5)
+    assert err.exit_code == ExitCode.TIMEOUT
+    assert "--max-time" in err.message
+    assert elapsed_s < 1.5
+
+
+def test_max_time_mid_run_keeps_the_completed_requests() -> None:
+    with badservers.serve(badservers.first_response_delay(0.3)) as port:
+        t0 = time.perf_counter()
+        report = _probe(f"http://127.0.0.1:{port}/", cold=50, warm=0, timeout_s=30, max_time_s=1.0)
+        elapsed_s = time.perf_counter() - t0
+    assert report.truncated
+    assert elapsed_s < 1.6  # 50 requests of 0.3 s would take 15 s
+    cold = report.get_series("cold")
+    assert cold is not None and 1 <= len(cold.requests) <= 4
+
+
+def test_time_after_100_continue_counts_as_wait_not_receive() -> None:
+    with badservers.serve(badservers.continue_then(0.2)) as port:
+        report = _probe(f"http://127.0.0.1:{port}/", cold=1, warm=2)
+    for series in report.series:
+        for r in series.requests:
+            assert r.wait_ms >= 150, r
+            assert r.receive_ms < 50, r

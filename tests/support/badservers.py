@@ -231,3 +231,74 @@ async def closes_silently(
     head, rest = response_bytes(st, b"ok")
     writer.write(head + rest)
     await writer.drain()
+
+
+def drip_body(interval_s: float) -> Handler:
+    """Answers with a 1000-byte body sent one byte every ``interval_s``."""
+
+    async def handler(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+    ) -> None:
+        if await read_request(reader, st) is None:
+            return
+        head, rest = response_bytes(st, b"x" * 1000)
+        writer.write(head)
+        await writer.drain()
+        for i in range(len(rest)):
+            writer.write(rest[i : i + 1])
+            await writer.drain()
+            await asyncio.sleep(interval_s)
+
+    return handler
+
+
+def drip_head(interval_s: float) -> Handler:
+    """Sends its status line and headers one byte every ``interval_s``, without end."""
+
+    async def handler(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+    ) -> None:
+        if await read_request(reader, st) is None:
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        while True:
+            writer.write(b"X")
+            await writer.drain()
+            await asyncio.sleep(interval_s)
+
+    return handler
+
+
+def interim_forever(interval_s: float) -> Handler:
+    """Sends ``102 Processing`` every ``interval_s`` and never a final response."""
+
+    async def handler(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+    ) -> None:
+        if await read_request(reader, st) is None:
+            return
+        while True:
+            writer.write(b"HTTP/1.1 102 Processing\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(interval_s)
+
+    return handler
+
+
+def continue_then(delay_s: float) -> Handler:
+    """Sends ``100 Continue`` at once, then the final response ``delay_s`` later."""
+
+    async def handler(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+    ) -> None:
+        while await read_request(reader, st) is not None:
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(delay_s)
+            head, rest = response_bytes(st, b"ok")
+            writer.write(head + rest)
+            await writer.drain()
+            if not finish_cycle(st):
+                return
+
+    return handler

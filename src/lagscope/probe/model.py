@@ -69,6 +69,20 @@ class RequestRecord:
     keep_alive: bool  # the server left the connection open for another request
     attempts: tuple[AddressAttempt, ...] = ()
     server_timing: tuple[Metric, ...] = ()
+    # The address the connection reached (None in files saved before it was recorded).
+    server_address: str | None = None
+    # First byte of the response to the end of its head; receive_ms − head_ms is the body's
+    # own arrival, where a small-write (Nagle / delayed ACK) stall shows.
+    head_ms: float | None = None
+    # Response headers, names lower-cased, in the order received.
+    response_headers: tuple[tuple[str, str], ...] = ()
+
+    def header(self, name: str) -> str | None:
+        """The first value of a response header (``name`` lower-case), if present."""
+        for key, value in self.response_headers:
+            if key == name:
+                return value
+        return None
 
     def phase(self, name: str) -> float | None:
         value = getattr(self, f"{name}_ms")
@@ -185,6 +199,8 @@ def _record_to_dict(r: RequestRecord) -> dict[str, Any]:
                 a["ms"] = _round(a["ms"])
         elif f.name == "server_timing":
             out[f.name] = [_metric_to_dict(m) for m in value]
+        elif f.name == "response_headers":
+            out[f.name] = [[k, v] for k, v in value]
         elif f.name.endswith("_ms"):
             out[f.name] = _round(value)
         else:
@@ -193,9 +209,13 @@ def _record_to_dict(r: RequestRecord) -> dict[str, Any]:
 
 
 def _record_from_dict(d: dict[str, Any]) -> RequestRecord:
-    kwargs = {f.name: d[f.name] for f in fields(RequestRecord)}
+    optional = {"server_address", "head_ms", "response_headers"}
+    kwargs = {f.name: d[f.name] for f in fields(RequestRecord) if f.name not in optional}
     kwargs["attempts"] = tuple(AddressAttempt(**a) for a in d["attempts"])
     kwargs["server_timing"] = tuple(_metric_from_dict(m) for m in d["server_timing"])
+    kwargs["server_address"] = d.get("server_address")
+    kwargs["head_ms"] = d.get("head_ms")
+    kwargs["response_headers"] = tuple((str(k), str(v)) for k, v in d.get("response_headers", ()))
     return RequestRecord(**kwargs)
 
 

@@ -20,7 +20,8 @@ import datetime as _dt
 import ipaddress
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import h11
@@ -33,7 +34,15 @@ from lagscope.probe.options import ProbeOptions, is_loopback_host
 from lagscope.probe.report import RunFacts, build_report
 from lagscope.servertiming import Metric, parse_headers
 
-__all__ = ["Progress", "run_probe"]
+__all__ = [
+    "Client",
+    "Connection",
+    "Exchange",
+    "Progress",
+    "RunDeadline",
+    "make_record",
+    "run_probe",
+]
 
 # (series name, requests done, requests planned)
 Progress = Callable[[str, int, int], None]
@@ -72,8 +81,18 @@ class _StaleConnection(Exception):
     """A reused connection turned out to be closed by the server before our request."""
 
 
+class RunDeadline(Exception):
+    """The run's time limit (``--max-time``) ran out in the middle of a request."""
+
+    def __init__(self, phase: str) -> None:
+        super().__init__(phase)
+        self.phase = phase
+
+
 @dataclass
-class _Conn:
+class Connection:
+    """One open TCP (or TLS) connection and what opening it cost."""
+
     stream: Stream
     h11: h11.Connection
     index: int
@@ -83,24 +102,34 @@ class _Conn:
     connect_ms: float | None = None
     tls_ms: float | None = None
     attempts: tuple[AddressAttempt, ...] = ()
+    server_address: str | None = None
     open_start_ns: int = 0
     # When the last response on this connection ended (to tell an idle timeout from a
     # server that silently closes after every response).
     last_end_ns: int = 0
 
+    def close(self) -> None:
+        self.stream.close()
+
 
 @dataclass
-class _Exchange:
+class Exchange:
+    """One request/response on a connection, with the phase boundaries drawn."""
+
     status: int
     http_version: str
     send_ms: float
     wait_ms: float
     receive_ms: float
+    # First byte of the final response to the end of its head (status line + headers).
+    head_ms: float
     end_ns: int
     body_bytes: int
     keep_alive: bool
     close_reason: str | None
     server_timing: tuple[Metric, ...]
+    headers: tuple[tuple[str, str], ...]
+    body: bytes  # kept only when asked for
 
 
 @dataclass
@@ -113,11 +142,54 @@ class _RunState:
     warnings: list[str] = field(default_factory=list)
 
 
-class _Prober:
-    def __init__(self, opts: ProbeOptions, network: Network, clock: Clock) -> None:
+class _Phase:
+    """The deadline of one phase: ``timeout_s`` from its start, never past the run's end."""
+
+    __slots__ = ("_clock", "_end_ns", "_run_bound", "name", "timeout_s")
+
+    def __init__(self, name: str, clock: Clock, timeout_s: float, run_end_ns: int) -> None:
+        self.name = name
+        self.timeout_s = timeout_s
+        self._clock = clock
+        own_end = clock.now_ns() + int(timeout_s * 1e9)
+        self._run_bound = run_end_ns < own_end
+        self._end_ns = min(own_end, run_end_ns)
+
+    def remaining_s(self) -> float:
+        """Seconds left; raises TimeoutError (or RunDeadline) once there are none."""
+        left = (self._end_ns - self._clock.now_ns()) / 1e9
+        if left <= 0:
+            self.expired()
+        return left
+
+    def expired(self) -> None:
+        if self._run_bound:
+            raise RunDeadline(self.name)
+        raise TimeoutError(self.name)
+
+    @property
+    def run_bound(self) -> bool:
+        return self._run_bound
+
+
+class Client:
+    """Opens connections to ``opts.target`` and times requests on them.
+
+    Every phase (connect, TLS, send, wait, receive) is bounded as a whole by
+    ``opts.timeout_s`` and every phase is cut short at ``run_end_ns`` (the run's time
+    limit), so a server that drips a byte a second cannot hold a run past either. This is
+    the measuring core that ``probe`` and ``diagnose`` share.
+    """
+
+    def __init__(
+        self, opts: ProbeOptions, network: Network, clock: Clock, run_end_ns: int | None = None
+    ) -> None:
         self.opts = opts
         self.network = network
         self.clock = clock
+        self.run_end_ns = (
+            run_end_ns if run_end_ns is not None else clock.now_ns() + int(opts.max_time_s * 1e9)
+        )
         self.state = _RunState()
         self._tls_context: ssl.SSLContext | None = None
         if opts.target.scheme == "https":
@@ -133,9 +205,13 @@ class _Prober:
             ctx.set_alpn_protocols(["http/1.1"])
             self._tls_context = ctx
 
+    def _phase(self, name: str) -> _Phase:
+        return _Phase(name, self.clock, self.opts.timeout_s, self.run_end_ns)
+
     # --- opening ------------------------------------------------------------------------
 
-    def _resolve(self) -> list[tuple[int, SockAddr]]:
+    def candidates(self) -> list[tuple[int, SockAddr]]:
+        """The addresses of the target, in the order they are tried."""
         t = self.opts.target
         pinned = self.opts.pinned(t.host)
         if pinned is not None:
@@ -160,10 +236,45 @@ class _Prober:
                 "resolve", f"invalid host name {t.host!r}", ExitCode.RESOLVE
             ) from None
 
-    def open(self, where: str) -> _Conn:
+    def connect_one(
+        self, family: int, addr: SockAddr, phase: _Phase
+    ) -> tuple[Stream | None, AddressAttempt]:
+        """One connect attempt to one address, timed; the stream is None when it failed."""
+        a0 = self.clock.now_ns()
+        try:
+            stream = self.network.connect(family, addr, phase.remaining_s())
+        except RunDeadline:
+            raise
+        except OSError as exc:
+            if isinstance(exc, TimeoutError) and phase.run_bound and self._past(phase):
+                raise RunDeadline(phase.name) from None
+            return None, AddressAttempt(
+                address=str(addr[0]),
+                port=int(addr[1]),
+                family=_family_name(family),
+                outcome=_outcome(exc),
+                ms=_ms(a0, self.clock.now_ns()),
+                error=exc.strerror or str(exc) or type(exc).__name__,
+            )
+        return stream, AddressAttempt(
+            address=str(addr[0]),
+            port=int(addr[1]),
+            family=_family_name(family),
+            outcome="connected",
+            ms=_ms(a0, self.clock.now_ns()),
+        )
+
+    def _past(self, phase: _Phase) -> bool:
+        try:
+            phase.remaining_s()
+        except (TimeoutError, RunDeadline):
+            return True
+        return False
+
+    def open(self, where: str) -> Connection:
         t = self.opts.target
         start = self.clock.now_ns()
-        candidates = self._resolve()
+        candidates = self.candidates()
         resolved = self.clock.now_ns()
         if not candidates:
             raise LagscopeError(
@@ -176,32 +287,25 @@ class _Prober:
             self.state.addresses = tuple(str(a[1][0]) for a in candidates)
         attempts: list[AddressAttempt] = []
         stream: Stream | None = None
+        phase = self._phase("connect")
         for family, addr in candidates:
-            a0 = self.clock.now_ns()
             try:
-                stream = self.network.connect(family, addr, self.opts.timeout_s)
-            except OSError as exc:
+                stream, attempt = self.connect_one(family, addr, phase)
+            except TimeoutError:
                 attempts.append(
                     AddressAttempt(
                         address=str(addr[0]),
                         port=int(addr[1]),
                         family=_family_name(family),
-                        outcome=_outcome(exc),
-                        ms=_ms(a0, self.clock.now_ns()),
-                        error=exc.strerror or str(exc) or type(exc).__name__,
+                        outcome="timeout",
+                        ms=0.0,
+                        error="no time left in the connect phase",
                     )
                 )
                 continue
-            attempts.append(
-                AddressAttempt(
-                    address=str(addr[0]),
-                    port=int(addr[1]),
-                    family=_family_name(family),
-                    outcome="connected",
-                    ms=_ms(a0, self.clock.now_ns()),
-                )
-            )
-            break
+            attempts.append(attempt)
+            if stream is not None:
+                break
         connected = self.clock.now_ns()
         if stream is None:
             tried = "; ".join(f"{_show(a)} {a.outcome}" for a in attempts)
@@ -213,10 +317,13 @@ class _Prober:
             raise LagscopeError("connect", f"{tried} ({where})", code)
         tls_ms: float | None = None
         if self._tls_context is not None:
+            tls_phase = self._phase("tls")
             try:
-                stream = stream.start_tls(self._tls_context, t.host, self.opts.timeout_s)
-            except TimeoutError:
+                stream = stream.start_tls(self._tls_context, t.host, tls_phase.remaining_s())
+            except (TimeoutError, RunDeadline) as exc:
                 stream.close()
+                if isinstance(exc, RunDeadline) or (tls_phase.run_bound and self._past(tls_phase)):
+                    raise RunDeadline("tls") from None
                 raise LagscopeError(
                     "tls",
                     f"handshake with {t.host} timed out after {self.opts.timeout_s:g} s ({where})",
@@ -231,7 +338,7 @@ class _Prober:
             tls_ms = _ms(connected, self.clock.now_ns())
         index = self.state.connections
         self.state.connections += 1
-        return _Conn(
+        return Connection(
             stream=stream,
             h11=h11.Connection(h11.CLIENT, max_incomplete_event_size=64 * 1024),
             index=index,
@@ -239,12 +346,13 @@ class _Prober:
             connect_ms=_ms(resolved, connected),
             tls_ms=tls_ms,
             attempts=tuple(attempts),
+            server_address=attempts[-1].address,
             open_start_ns=start,
         )
 
     # --- one request --------------------------------------------------------------------
 
-    def _request_bytes(self, conn: _Conn) -> bytes:
+    def _request_bytes(self, conn: Connection) -> bytes:
         o = self.opts
         headers = [
             ("Host", o.target.host_header),
@@ -268,41 +376,47 @@ class _Prober:
                 "options", f"cannot send this request: {exc}", ExitCode.USAGE
             ) from None
 
-    def exchange(self, conn: _Conn, where: str) -> _Exchange:
+    @contextmanager
+    def _io(self, phase: _Phase, where: str, *, stale_ok: bool, lost: str) -> Iterator[None]:
+        """Maps what the stream raises in one phase to the run's errors.
+
+        A timeout becomes exit 5 naming the phase (or the run's end, when the run's limit
+        was the binding one); a lost connection is a stale keep-alive connection when
+        ``stale_ok`` (the caller reconnects), else exit 7.
+        """
+        try:
+            yield
+        except RunDeadline:
+            raise
+        except TimeoutError:
+            if phase.run_bound and self._past(phase):
+                raise RunDeadline(phase.name) from None
+            raise LagscopeError(
+                phase.name,
+                f"{_TIMEOUT_TEXT[phase.name]} within {phase.timeout_s:g} s ({where})",
+                ExitCode.TIMEOUT,
+            ) from None
+        except OSError as exc:
+            if stale_ok:
+                raise _StaleConnection from None
+            raise LagscopeError(phase.name, f"{lost}: {exc} ({where})", ExitCode.PROTOCOL) from None
+
+    def exchange(self, conn: Connection, where: str, *, keep_body: bool = False) -> Exchange:
+        """Send the request on ``conn`` and read the whole response."""
         o = self.opts
         reused = conn.requests > 0
         data = self._request_bytes(conn)
         t_send = self.clock.now_ns()
-        try:
-            conn.stream.send_all(data, o.timeout_s)
-        except TimeoutError:
-            raise LagscopeError(
-                "send", f"timed out after {o.timeout_s:g} s ({where})", ExitCode.TIMEOUT
-            ) from None
-        except OSError as exc:
-            if reused:
-                raise _StaleConnection from None
-            raise LagscopeError(
-                "send", f"connection lost while sending: {exc} ({where})", ExitCode.PROTOCOL
-            ) from None
+        send = self._phase("send")
+        with self._io(send, where, stale_ok=reused, lost="connection lost while sending"):
+            conn.stream.send_all(data, send.remaining_s())
         t_sent = self.clock.now_ns()
-        # wait: until the first byte of the response.
-        try:
-            first = conn.stream.recv(_RECV_BYTES, o.timeout_s)
-        except TimeoutError:
-            raise LagscopeError(
-                "wait", f"no response within {o.timeout_s:g} s ({where})", ExitCode.TIMEOUT
-            ) from None
-        except OSError as exc:
-            if reused:
-                raise _StaleConnection from None
-            raise LagscopeError(
-                "wait", f"connection lost before any response: {exc} ({where})", ExitCode.PROTOCOL
-            ) from None
-        t_first = self.clock.now_ns()
-        # The end of the message is when its last bytes arrived, not when h11 finished
-        # parsing them: the probe's own parsing cost stays out of the measurement.
-        t_last = t_first
+        # wait: until the first byte of the final response (interim 1xx responses are the
+        # server still working, so their time is waiting too).
+        wait = self._phase("wait")
+        with self._io(wait, where, stale_ok=reused, lost="connection lost before any response"):
+            first = conn.stream.recv(_RECV_BYTES, wait.remaining_s())
+        t_chunk = self.clock.now_ns()
         if not first:
             if reused:
                 raise _StaleConnection
@@ -316,10 +430,16 @@ class _Prober:
             raise LagscopeError(
                 "wait", f"reply is not HTTP: {first[:24]!r} ({where})", ExitCode.PROTOCOL
             )
-        # receive: parse with h11 until the end of the message.
+        # The end of the message is when its last bytes arrived, not when h11 finished
+        # parsing them: the probe's own parsing cost stays out of the measurement.
+        t_first: int | None = t_chunk
+        t_head = t_chunk
+        t_last = t_chunk
         response: h11.Response | None = None
         body = 0
+        kept = bytearray()
         chunk = first
+        phase = wait
         while True:
             try:
                 conn.h11.receive_data(chunk)
@@ -333,10 +453,19 @@ class _Prober:
                             f"the server switched protocols; nothing left to time ({where})",
                             ExitCode.PROTOCOL,
                         )
-                    if isinstance(event, h11.Response):
+                    if isinstance(event, h11.InformationalResponse):
+                        # The final response starts with the next bytes to arrive.
+                        t_first = None
+                    elif isinstance(event, h11.Response):
                         response = event
+                        if t_first is None:
+                            t_first = t_chunk
+                        t_head = t_chunk
+                        phase = self._phase("receive")
                     elif isinstance(event, h11.Data):
                         body += len(event.data)
+                        if keep_body:
+                            kept += event.data
                         if body > o.max_body_bytes:
                             raise LagscopeError(
                                 "receive",
@@ -345,7 +474,18 @@ class _Prober:
                                 ExitCode.PROTOCOL,
                             )
                     elif isinstance(event, h11.EndOfMessage):
-                        return self._finish(conn, response, t_send, t_sent, t_first, t_last, body)
+                        assert t_first is not None  # a Response came first
+                        return self._finish(
+                            conn,
+                            response,
+                            t_send,
+                            t_sent,
+                            t_first,
+                            t_head,
+                            t_last,
+                            body,
+                            bytes(kept),
+                        )
                     elif isinstance(event, h11.ConnectionClosed):
                         raise h11.RemoteProtocolError("connection closed")
             except h11.RemoteProtocolError as exc:
@@ -364,32 +504,29 @@ class _Prober:
                 raise LagscopeError(
                     "receive", f"invalid HTTP response: {exc} ({where})", ExitCode.PROTOCOL
                 ) from None
-            try:
-                chunk = conn.stream.recv(_RECV_BYTES, o.timeout_s)
-                t_last = self.clock.now_ns()
-            except TimeoutError:
-                raise LagscopeError(
-                    "receive",
-                    f"response stalled for {o.timeout_s:g} s after {body} body bytes ({where})",
-                    ExitCode.TIMEOUT,
-                ) from None
-            except OSError as exc:
-                raise LagscopeError(
-                    "receive", f"connection lost mid-response: {exc} ({where})", ExitCode.PROTOCOL
-                ) from None
+            with self._io(phase, where, stale_ok=False, lost="connection lost mid-response"):
+                chunk = conn.stream.recv(_RECV_BYTES, phase.remaining_s())
+            t_chunk = self.clock.now_ns()
+            t_last = t_chunk
+            if t_first is None:
+                t_first = t_chunk
 
     def _finish(
         self,
-        conn: _Conn,
+        conn: Connection,
         response: h11.Response | None,
         t_send: int,
         t_sent: int,
         t_first: int,
+        t_head: int,
         end: int,
         body: int,
-    ) -> _Exchange:
+        kept: bytes,
+    ) -> Exchange:
         assert response is not None  # h11 emits Response before EndOfMessage
-        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in response.headers]
+        headers = tuple(
+            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in response.headers
+        )
         timing = parse_headers(v for k, v in headers if k == "server-timing")
         keep = conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE
         reason: str | None = None
@@ -404,18 +541,28 @@ class _Prober:
             else:
                 reason = "its response body was delimited by closing the connection"
         conn.requests += 1
-        return _Exchange(
+        return Exchange(
             status=response.status_code,
             http_version=response.http_version.decode("ascii", "replace"),
             send_ms=_ms(t_send, t_sent),
             wait_ms=_ms(t_sent, t_first),
             receive_ms=_ms(t_first, end),
+            head_ms=_ms(t_first, max(t_first, t_head)),
             end_ns=end,
             body_bytes=body,
             keep_alive=keep,
             close_reason=reason,
             server_timing=timing,
+            headers=headers,
+            body=kept,
         )
+
+
+_TIMEOUT_TEXT = {
+    "send": "could not send the request",
+    "wait": "no response",
+    "receive": "the response stalled: not complete",
+}
 
 
 def _expected_length(response: h11.Response | None) -> int | None:
@@ -435,12 +582,12 @@ def _show(a: AddressAttempt) -> str:
     return f"{host}:{a.port}"
 
 
-def _record(
+def make_record(
     series: str,
     index: int,
-    conn: _Conn,
+    conn: Connection,
     first_on_conn: bool,
-    ex: _Exchange,
+    ex: Exchange,
     start_ns: int,
     run_start_ns: int,
 ) -> RequestRecord:
@@ -470,6 +617,9 @@ def _record(
         keep_alive=ex.keep_alive,
         attempts=conn.attempts if first_on_conn else (),
         server_timing=ex.server_timing,
+        server_address=conn.server_address,
+        head_ms=ex.head_ms,
+        response_headers=ex.headers,
     )
 
 
@@ -495,10 +645,10 @@ def run_probe(
     """Measure ``opts.target`` and return the report. Raises LagscopeError on failure."""
     network = network or SystemNetwork()
     clock = clock or SystemClock()
-    prober = _Prober(opts, network, clock)
-    started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     run_start = clock.now_ns()
     deadline = run_start + int(opts.max_time_s * 1e9)
+    prober = Client(opts, network, clock, run_end_ns=deadline)
+    started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     rate = opts.rate_per_s
     if rate is None and not is_loopback_host(opts.target.host, opts.pinned(opts.target.host)):
         from lagscope.probe.options import DEFAULTS
@@ -509,20 +659,17 @@ def run_probe(
     totals = {"cold": opts.cold, "warm": opts.warm, "warm_first": 1 if opts.warm else 0}
     done = {"cold": 0, "warm": 0, "warm_first": 0}
     records: list[RequestRecord] = []
-    warm_conn: _Conn | None = None
+    warm_conn: Connection | None = None
     truncated = False
     next_slot = run_start
+    n = 0
     try:
-        for n, (series, index) in enumerate(plan):
+        for n, (series, index) in enumerate(plan):  # noqa: B007 (n is read after the loop)
             now = clock.now_ns()
-            if now >= deadline:
-                truncated = True
-                prober.state.warnings.append(
-                    f"stopped at --max-time {opts.max_time_s:g} s after {n} of {len(plan)} requests"
-                )
-                break
             if interval_ns and now < next_slot:
-                clock.sleep((next_slot - now) / 1e9)
+                clock.sleep(min(next_slot - now, max(0, deadline - now)) / 1e9)
+            if clock.now_ns() >= deadline:
+                raise RunDeadline("between requests")
             next_slot = max(clock.now_ns(), next_slot) + interval_ns
             label = (
                 "the warm connection's first request"
@@ -535,8 +682,8 @@ def run_probe(
                 try:
                     ex = prober.exchange(conn, label)
                 finally:
-                    conn.stream.close()
-                records.append(_record(series, index, conn, True, ex, start, run_start))
+                    conn.close()
+                records.append(make_record(series, index, conn, True, ex, start, run_start))
             else:
                 start = clock.now_ns()
                 first_on_conn = warm_conn is None
@@ -549,7 +696,8 @@ def run_probe(
                     # The server closed the connection we meant to reuse: reopen and retry
                     # once, as browsers do, and count it.
                     idle_s = (clock.now_ns() - warm_conn.last_end_ns) / 1e9
-                    warm_conn.stream.close()
+                    warm_conn.close()
+                    warm_conn = None
                     prober.state.reconnects += 1
                     if idle_s < SILENT_CLOSE_IDLE_S and prober.state.keep_alive_refused is None:
                         prober.state.keep_alive_refused = (
@@ -566,19 +714,33 @@ def run_probe(
                     ex = prober.exchange(warm_conn, label)
                 warm_conn.last_end_ns = ex.end_ns
                 records.append(
-                    _record(record_series, index, warm_conn, first_on_conn, ex, start, run_start)
+                    make_record(
+                        record_series, index, warm_conn, first_on_conn, ex, start, run_start
+                    )
                 )
                 if not ex.keep_alive:
                     if prober.state.keep_alive_refused is None:
                         prober.state.keep_alive_refused = ex.close_reason
-                    warm_conn.stream.close()
+                    warm_conn.close()
                     warm_conn = None
             done[series] += 1
             if progress is not None:
                 progress(series, sum(done.values()), len(plan))
+    except RunDeadline as stop:
+        if not records:
+            raise LagscopeError(
+                stop.phase if stop.phase != "between requests" else "run",
+                f"--max-time {opts.max_time_s:g} s ran out before any request completed",
+                ExitCode.TIMEOUT,
+            ) from None
+        truncated = True
+        prober.state.warnings.append(
+            f"stopped at --max-time {opts.max_time_s:g} s after {len(records)} of {len(plan)} "
+            "requests"
+        )
     finally:
         if warm_conn is not None:
-            warm_conn.stream.close()
+            warm_conn.close()
     state = prober.state
     if state.keep_alive_refused is not None:
         state.warnings.append(
