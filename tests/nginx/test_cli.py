@@ -128,7 +128,9 @@ def test_snippet_check_passes_on_stdout(nginx: Path) -> None:
 
 @pytest.mark.nginx
 def test_check_rejection_leaves_the_old_file(nginx: Path, nginx_prefix: Path) -> None:
-    # A body size nginx cannot represent: our table allows it, nginx -t refuses it.
+    # The table keeps every number inside what nginx accepts, so make nginx -t fail on the
+    # environment instead: its error log path is a directory.
+    (nginx_prefix / "error.log").mkdir()
     target = nginx_prefix / "nginx.conf"
     target.write_text("old")
     code, _out, err = _run(
@@ -141,12 +143,27 @@ def test_check_rejection_leaves_the_old_file(nginx: Path, nginx_prefix: Path) ->
         "--check",
         "--nginx",
         str(nginx),
-        "--client-max-body-size-m",
-        "99999999999999",
     )
     assert code == ExitCode.GATE_FAILED
     assert err.startswith("lagscope: check: nginx -t rejected the config:")
-    assert "client_max_body_size" in err
+    assert "error.log" in err
     assert err.count("\n") == 1
     assert target.read_text() == "old"
     assert sorted(p.name for p in nginx_prefix.iterdir() if p.suffix == ".tmp") == []
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "needle"),
+    [
+        ("--worker-processes", "99999999999999", "--worker-processes must be at most 1024"),
+        ("--upstream-keepalive", "2147483647", "--upstream-keepalive must be at most 65535"),
+        ("--proxy-read-timeout-s", "3000000", "--proxy-read-timeout-s must be at most 2147483"),
+        ("--client-max-body-size-m", "99999999999999", "must be at most 2147483647"),
+    ],
+)
+def test_numbers_nginx_cannot_take_are_usage_errors(flag: str, value: str, needle: str) -> None:
+    code, out, err = _run("--upstream", "127.0.0.1:8000", flag, value)
+    assert code == ExitCode.USAGE
+    assert out == ""
+    assert err.startswith("lagscope: config: ") and needle in err
+    assert err.count("\n") == 1

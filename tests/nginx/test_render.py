@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import pytest
 
@@ -16,10 +16,10 @@ from lagscope.nginx.config import (
     check_consistency,
     expand_listen,
     parse_endpoint,
-    settings_table,
     upstream_server,
 )
 from lagscope.nginx.render import UPSTREAM_NAME, NginxConfig, render
+from lagscope.settings_table import rows
 
 UP = Endpoint("127.0.0.1", 8000)
 LISTEN = (Endpoint("127.0.0.1", 8080),)
@@ -211,13 +211,15 @@ def test_settings_reject_out_of_range(field: str, value: int) -> None:
 
 
 def test_settings_table_documents_every_field() -> None:
-    rows = settings_table()
-    assert [r.name for r in rows] == [f.name for f in dataclasses.fields(NginxSettings)]
-    for row in rows:
-        assert row.unit
-        assert row.directive
-        assert len(row.reason) > 20
-        assert row.default >= row.minimum
+    table = rows(NginxSettings)
+    assert [r.name for r in table] == [f.name for f in dataclasses.fields(NginxSettings)]
+    for row in table:
+        assert row.spec.unit
+        assert row.spec.extra["directive"]
+        assert len(row.spec.why) > 20
+        assert isinstance(row.default, int)
+        assert row.spec.minimum is not None and row.default >= row.spec.minimum
+        assert row.spec.maximum is None or row.default <= row.spec.maximum
         assert row.flag == "--" + row.name.replace("_", "-")
 
 
@@ -226,11 +228,3 @@ def test_server_idle_timeout_comes_from_serves_table() -> None:
     resolved = serve_settings.resolve({}, serve_settings.Host.current())
     assert int(resolved.values["channel_timeout"]) == nginx_config_module.SERVER_IDLE_TIMEOUT_S
     assert NginxSettings().upstream_keepalive_timeout_s < nginx_config_module.SERVER_IDLE_TIMEOUT_S
-
-
-def test_docs_table_matches_the_settings_table() -> None:
-    docs = (Path(__file__).resolve().parents[2] / "docs" / "nginx.md").read_text()
-    for row in settings_table():
-        line = next((ln for ln in docs.splitlines() if ln.startswith(f"| `{row.flag}` |")), "")
-        assert f"| `{row.flag}` | {row.default} | {row.unit} | `{row.directive}` |" in line
-        assert row.reason in line

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from click.testing import CliRunner
 
@@ -195,3 +197,35 @@ def test_public_api_is_explicit() -> None:
     assert {"ServeProcess", "serve_command", "start_waitress", "load_app", "resolve"} <= set(
         lagscope.serve.__all__
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--backlog", "99999999999"], "--backlog must be at most 65535"),
+        (["--channel-timeout", "nan"], "--channel-timeout must be a finite number"),
+        (["--shutdown-timeout", "nan"], "--shutdown-timeout must be a finite number"),
+        (["--prewarm-timeout", "inf"], "--prewarm-timeout must be a finite number"),
+        (["--threads", "99999999999999999999"], "--threads must be at most 1024"),
+        (["--demo", "--database", "postgresql://[::1"], "bad database URL"),
+    ],
+)
+def test_nonsense_numbers_and_urls_are_one_line_usage_errors(args: list[str], needle: str) -> None:
+    from lagscope.cli import main
+
+    # --print-config: everything is validated, nothing is started.
+    result = CliRunner().invoke(main, ["serve", "--print-config", *args])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.output.startswith("lagscope: config: ")
+    assert needle in result.output
+    assert result.output.count("\n") == 1
+
+
+def test_the_python_api_validates_like_the_cli() -> None:
+    config = resolve({}, LINUX2)
+    with pytest.raises(LagscopeError, match="--port must be at most 65535"):
+        dataclasses.replace(config, port=70000)
+    with pytest.raises(ValueError, match="--shutdown-timeout must be a finite number"):
+        dataclasses.replace(config, shutdown_timeout=float("nan"))
+    assert isinstance(config.threads, int) and isinstance(config.channel_timeout, float)

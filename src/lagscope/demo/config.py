@@ -54,7 +54,10 @@ def parse_database_url(url: str | None, data_dir: Path) -> dict[str, Any]:
     Django ``DATABASES['default']`` dict. None means SQLite in ``data_dir``."""
     if not url:
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(data_dir / "demo.sqlite3")}
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL" for an unclosed [
+        raise LagscopeError("config", f"bad database URL {url!r}: {exc}", ExitCode.USAGE) from None
     scheme = parts.scheme.lower()
     if scheme == "sqlite":
         path = unquote(parts.path)

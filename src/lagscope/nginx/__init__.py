@@ -6,7 +6,7 @@ The settings table is :mod:`lagscope.nginx.config`, the pure renderer
 
 from __future__ import annotations
 
-from lagscope.nginx.config import Endpoint, NginxSettings, parse_endpoint, settings_table
+from lagscope.nginx.config import Endpoint, NginxSettings, docs_table, parse_endpoint
 from lagscope.nginx.render import NginxConfig, render
 
-__all__ = ["Endpoint", "NginxConfig", "NginxSettings", "parse_endpoint", "render", "settings_table"]
+__all__ = ["Endpoint", "NginxConfig", "NginxSettings", "docs_table", "parse_endpoint", "render"]

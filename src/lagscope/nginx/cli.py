@@ -16,9 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -31,9 +29,9 @@ from lagscope.nginx.config import (
     check_consistency,
     expand_listen,
     parse_endpoint,
-    settings_table,
 )
 from lagscope.nginx.render import NginxConfig, render
+from lagscope.settings_table import build, click_options
 
 __all__ = ["find_nginx", "nginx_check", "nginx_config"]
 
@@ -105,21 +103,6 @@ def _check_snippet(nginx: Path, snippet_file: Path) -> None:
         nginx_check(nginx, wrapper, prefix)
 
 
-def _settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    # One flag per row of the settings table, so the CLI cannot drift from it.
-    for row in reversed(settings_table()):
-        first = row.reason.split(". ")[0].rstrip(".")
-        func = click.option(
-            row.flag,
-            row.name,
-            type=click.IntRange(min=row.minimum),
-            default=row.default,
-            show_default=True,
-            help=f"[{row.unit}] nginx {row.directive}. {first}.",
-        )(func)
-    return func
-
-
 @click.command("nginx-config")
 @click.option(
     "--upstream",
@@ -171,7 +154,7 @@ def _settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
     help="[s] The app server's idle timeout (waitress channel_timeout); the upstream "
     "keep-alive timeout must stay below it. Defaults to `lagscope serve`'s.",
 )
-@_settings_options
+@click_options(NginxSettings)
 def nginx_config(
     upstream: str,
     listen: tuple[str, ...],
@@ -181,7 +164,7 @@ def nginx_config(
     check: bool,
     nginx_bin: str | None,
     server_idle_timeout_s: int,
-    **table: int,
+    **table: int | None,
 ) -> None:
     """Write an nginx config that keeps upstream connections alive in front of an app server.
 
@@ -190,7 +173,7 @@ def nginx_config(
     X-Request-Start so the app can measure queue time. Every number can be overridden with
     the flags below; docs/nginx.md explains each.
     """
-    settings = NginxSettings(**table)
+    settings, _ = build(NginxSettings, table)
     check_consistency(settings, server_idle_timeout_s)
     if snippet and prefix is not None:
         raise LagscopeError("config", "--snippet and --prefix exclude each other", ExitCode.USAGE)

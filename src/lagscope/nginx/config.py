@@ -5,61 +5,68 @@ from which the rendered config, the CLI flags and docs/nginx.md all derive, plus
 parsing and validation of the command's inputs (``HOST:PORT`` endpoints, the timeout
 consistency rule). No I/O.
 
-The table is the frozen dataclass :class:`NginxSettings`: each field carries its unit, the
-nginx directive it feeds and the reason for its default in ``field(metadata=...)``, so
-``settings_table()`` can list them and the CLI can build one flag per field.
+The table is the frozen dataclass :class:`NginxSettings`, declared with
+:mod:`lagscope.settings_table`: each row carries its unit, bounds, the nginx directive it
+feeds and the reason for its default, so the CLI builds one flag per row and
+:func:`docs_table` the table of docs/nginx.md.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import ipaddress
-import math
 import re
-from dataclasses import dataclass, field
-from typing import Any, cast
+from dataclasses import dataclass
 
 from lagscope.errors import ExitCode, LagscopeError
+from lagscope.settings_table import (
+    JUST_ABOVE_BROWSER_IDLE_S,
+    SettingsError,
+    markdown,
+    setting,
+    validate,
+)
 
 __all__ = [
     "DEFAULT_LISTEN",
     "SERVER_IDLE_TIMEOUT_S",
     "Endpoint",
     "NginxSettings",
-    "SettingDoc",
     "check_consistency",
+    "docs_table",
     "expand_listen",
     "parse_endpoint",
-    "settings_table",
     "upstream_server",
 ]
 
 # The upstream server's idle timeout (waitress ``channel_timeout``) that the nginx upstream
-# pool must stay below. It is read from ``lagscope serve``'s own settings table
-# (lagscope.serve.settings) so the two cannot drift apart; this literal is only the fallback
-# when that table cannot be read, and equals serve's default (see docs/decisions.md).
-_SERVER_IDLE_TIMEOUT_FALLBACK_S = 310
-
-
-def _server_idle_timeout_s() -> int:
-    # importlib, not a plain import: nginx-config must work on installs where the serve
-    # part is missing or broken (it has heavier optional dependencies).
-    try:
-        serve_settings = importlib.import_module("lagscope.serve.settings")
-        resolved = serve_settings.resolve({}, serve_settings.Host.current())
-        return math.floor(float(resolved.values["channel_timeout"]))
-    except (ImportError, AttributeError, KeyError, TypeError, ValueError):
-        return _SERVER_IDLE_TIMEOUT_FALLBACK_S
-
-
-SERVER_IDLE_TIMEOUT_S: int = _server_idle_timeout_s()
+# pool must stay below: ``lagscope serve``'s default, from the constant both tables share
+# (a test checks serve's resolved default against it).
+SERVER_IDLE_TIMEOUT_S: int = JUST_ABOVE_BROWSER_IDLE_S
 
 DEFAULT_LISTEN = "localhost:8080"
 
+# nginx keeps times as 32-bit milliseconds; `nginx -t` refuses anything longer.
+_NGINX_MAX_S = 2147483
 
-def _s(unit: str, directive: str, reason: str, minimum: int = 1) -> dict[str, Any]:
-    return {"unit": unit, "directive": directive, "reason": reason, "minimum": minimum}
+
+def _s(
+    default: int,
+    unit: str,
+    directive: str,
+    reason: str,
+    minimum: int = 1,
+    maximum: int | None = None,
+) -> int:
+    first = reason.split(". ")[0].rstrip(".")
+    return setting(
+        default,
+        help=f"[{unit}] nginx {directive}. {first}.",
+        unit=unit,
+        why=reason,
+        minimum=minimum,
+        maximum=_NGINX_MAX_S if maximum is None and unit == "s" else maximum,
+        extra={"directive": directive},
+    )
 
 
 @dataclass(frozen=True)
@@ -67,202 +74,145 @@ class NginxSettings:
     """Every tunable value in the generated config. Defaults are the recommended ones."""
 
     # --- the upstream pool (nginx -> app server) -----------------------------------------
-    upstream_keepalive: int = field(
-        default=16,
-        metadata=_s(
-            "connections",
-            "keepalive",
-            "Idle upstream connections each worker keeps open. It must cover the requests in "
-            "flight at once (the app's thread count, 4 by default, with room to spare); any "
-            "request beyond it opens a new connection and pays the per-connection tax. "
-            "0 disables the pool (not recommended).",
-            minimum=0,
-        ),
+    upstream_keepalive: int = _s(
+        16,
+        "connections",
+        "keepalive",
+        "Idle upstream connections each worker keeps open. It must cover the requests in "
+        "flight at once (the app's thread count, 2 to 8 under `lagscope serve`, with room "
+        "to spare); any request beyond it opens a new connection and pays the "
+        "per-connection tax. 0 disables the pool (not recommended).",
+        minimum=0,
+        maximum=65535,
     )
-    upstream_keepalive_timeout_s: int = field(
-        default=60,
-        metadata=_s(
-            "s",
-            "keepalive_timeout (upstream)",
-            "How long an idle pooled connection is kept. It must stay below the app server's "
-            "idle timeout (waitress channel_timeout) so nginx, not the server, closes idle "
-            "connections: a connection the server closed while nginx reused it fails a "
-            "non-idempotent request with a 502.",
-        ),
+    upstream_keepalive_timeout_s: int = _s(
+        60,
+        "s",
+        "keepalive_timeout (upstream)",
+        "How long an idle pooled connection is kept. It must stay below the app server's "
+        "idle timeout (waitress channel_timeout) so nginx, not the server, closes idle "
+        "connections: a connection the server closed while nginx reused it fails a "
+        "non-idempotent request with a 502.",
     )
-    upstream_keepalive_requests: int = field(
-        default=10000,
-        metadata=_s(
-            "requests",
-            "keepalive_requests (upstream)",
-            "Requests served on one pooled connection before nginx recycles it. Every "
-            "recycle is a new connection that pays the tax; 10000 keeps that rare while "
-            "still bounding per-connection memory.",
-        ),
+    upstream_keepalive_requests: int = _s(
+        10000,
+        "requests",
+        "keepalive_requests (upstream)",
+        "Requests served on one pooled connection before nginx recycles it. Every "
+        "recycle is a new connection that pays the tax; 10000 keeps that rare while "
+        "still bounding per-connection memory.",
     )
-    upstream_keepalive_time_s: int = field(
-        default=3600,
-        metadata=_s(
-            "s",
-            "keepalive_time (upstream)",
-            "Maximum lifetime of a pooled connection, busy or not (nginx >= 1.19.10); an "
-            "hour costs one reconnect per hour.",
-        ),
+    upstream_keepalive_time_s: int = _s(
+        3600,
+        "s",
+        "keepalive_time (upstream)",
+        "Maximum lifetime of a pooled connection, busy or not (nginx >= 1.19.10); an "
+        "hour costs one reconnect per hour.",
     )
     # --- proxy timeouts (nginx waiting on the app server) --------------------------------
-    proxy_connect_timeout_s: int = field(
-        default=5,
-        metadata=_s(
-            "s",
-            "proxy_connect_timeout",
-            "The app server is on this machine or next to it: a connect that takes longer "
-            "than a few seconds is a dead server, so fail fast with a 504 instead of 60 s.",
-        ),
+    proxy_connect_timeout_s: int = _s(
+        5,
+        "s",
+        "proxy_connect_timeout",
+        "The app server is on this machine or next to it: a connect that takes longer "
+        "than a few seconds is a dead server, so fail fast with a 504 instead of 60 s.",
     )
-    proxy_read_timeout_s: int = field(
-        default=60,
-        metadata=_s(
-            "s",
-            "proxy_read_timeout",
-            "Longest gap between two reads of the response; bounds the slowest view you accept.",
-        ),
+    proxy_read_timeout_s: int = _s(
+        60,
+        "s",
+        "proxy_read_timeout",
+        "Longest gap between two reads of the response; bounds the slowest view you accept.",
     )
-    proxy_send_timeout_s: int = field(
-        default=60,
-        metadata=_s(
-            "s",
-            "proxy_send_timeout",
-            "Longest gap between two writes of the request to the app server.",
-        ),
+    proxy_send_timeout_s: int = _s(
+        60,
+        "s",
+        "proxy_send_timeout",
+        "Longest gap between two writes of the request to the app server.",
     )
-    proxy_buffer_size_k: int = field(
-        default=16,
-        metadata=_s(
-            "KiB",
-            "proxy_buffer_size",
-            "Buffer for the response headers (and first part of the body).",
-        ),
+    proxy_buffer_size_k: int = _s(
+        16,
+        "KiB",
+        "proxy_buffer_size",
+        "Buffer for the response headers (and first part of the body).",
+        maximum=1048576,
     )
-    proxy_buffers_count: int = field(
-        default=16,
-        metadata=_s(
-            "buffers",
-            "proxy_buffers",
-            "Number of proxy_buffer_size buffers per request (16 x 16 KiB = 256 KiB): a "
-            "typical JSON page (the reference app's is 94 KB) stays in memory instead of "
-            "spilling to a temp file, and the app thread is freed as soon as it has written "
-            "the response, however slow the client. At least 4: nginx needs the two busy "
-            "buffers to be fewer than all buffers but one.",
-            minimum=4,
-        ),
+    proxy_buffers_count: int = _s(
+        16,
+        "buffers",
+        "proxy_buffers",
+        "Number of proxy_buffer_size buffers per request (16 x 16 KiB = 256 KiB): a "
+        "typical JSON page (the reference app's is 94 KB) stays in memory instead of "
+        "spilling to a temp file, and the app thread is freed as soon as it has written "
+        "the response, however slow the client. At least 4: nginx needs the two busy "
+        "buffers to be fewer than all buffers but one.",
+        minimum=4,
+        maximum=1024,
     )
     # --- the client side (browser -> nginx) ----------------------------------------------
-    client_keepalive_timeout_s: int = field(
-        default=310,
-        metadata=_s(
-            "s",
-            "keepalive_timeout",
-            "Idle client connections are cheap for nginx; every new one pays the tax. Just "
-            "above browsers' 300 s idle timeout, so the browser decides when to drop it.",
-        ),
+    client_keepalive_timeout_s: int = _s(
+        JUST_ABOVE_BROWSER_IDLE_S,
+        "s",
+        "keepalive_timeout",
+        "Idle client connections are cheap for nginx; every new one pays the tax. Just "
+        "above browsers' 300 s idle timeout, so the browser decides when to drop it.",
     )
-    client_keepalive_requests: int = field(
-        default=10000,
-        metadata=_s(
-            "requests",
-            "keepalive_requests",
-            "Requests on one client connection before nginx closes it; nginx's default of "
-            "1000 would force a taxed reconnect every 1000 requests.",
-        ),
+    client_keepalive_requests: int = _s(
+        10000,
+        "requests",
+        "keepalive_requests",
+        "Requests on one client connection before nginx closes it; nginx's default of "
+        "1000 would force a taxed reconnect every 1000 requests.",
     )
-    client_header_timeout_s: int = field(
-        default=10,
-        metadata=_s(
-            "s",
-            "client_header_timeout",
-            "nginx reads the whole request before it reaches the app, so a slow-header "
-            "client holds an nginx connection (cheap), never a waitress slot (which has no "
-            "header-read timeout); 10 s drops such clients early.",
-        ),
+    client_header_timeout_s: int = _s(
+        10,
+        "s",
+        "client_header_timeout",
+        "nginx reads the whole request before it reaches the app, so a slow-header "
+        "client holds an nginx connection (cheap), never a waitress slot (which has no "
+        "header-read timeout); 10 s drops such clients early.",
     )
-    client_body_timeout_s: int = field(
-        default=30,
-        metadata=_s(
-            "s",
-            "client_body_timeout",
-            "Longest gap between two reads of a request body from the client.",
-        ),
+    client_body_timeout_s: int = _s(
+        30,
+        "s",
+        "client_body_timeout",
+        "Longest gap between two reads of a request body from the client.",
     )
-    client_max_body_size_m: int = field(
-        default=10,
-        metadata=_s("MiB", "client_max_body_size", "Largest request body accepted (413 above)."),
+    client_max_body_size_m: int = _s(
+        10, "MiB", "client_max_body_size", "Largest request body accepted (413 above)."
     )
     # --- the worker --------------------------------------------------------------------
-    worker_processes: int = field(
-        default=1,
-        metadata=_s(
-            "processes",
-            "worker_processes",
-            "Each worker keeps its own upstream pool, so one worker means one warm pool "
-            "(no request lands on a worker whose pool is still cold). One worker proxies "
-            "thousands of requests per second, far more than a WSGI app behind it serves.",
-        ),
+    worker_processes: int = _s(
+        1,
+        "processes",
+        "worker_processes",
+        "Each worker keeps its own upstream pool, so one worker means one warm pool "
+        "(no request lands on a worker whose pool is still cold). One worker proxies "
+        "thousands of requests per second, far more than a WSGI app behind it serves.",
+        maximum=1024,
     )
-    worker_connections: int = field(
-        default=1024,
-        metadata=_s(
-            "connections",
-            "worker_connections",
-            "Client plus upstream connections one worker may hold at once.",
-        ),
+    worker_connections: int = _s(
+        1024,
+        "connections",
+        "worker_connections",
+        "Client plus upstream connections one worker may hold at once.",
+        maximum=1048576,
     )
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            minimum = int(f.metadata["minimum"])
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise LagscopeError(
-                    "config",
-                    f"{_flag(f.name)} must be an integer >= {minimum}, got {value!r}",
-                    ExitCode.USAGE,
-                )
+        validate(self)
 
 
-@dataclass(frozen=True)
-class SettingDoc:
-    """One row of the settings table, for docs and ``--help``."""
-
-    name: str
-    flag: str
-    default: int
-    minimum: int
-    unit: str
-    directive: str
-    reason: str
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def settings_table() -> tuple[SettingDoc, ...]:
-    """The table as rows, in declaration order."""
-    rows = []
-    for f in dataclasses.fields(NginxSettings):
-        meta: Any = f.metadata
-        rows.append(
-            SettingDoc(
-                name=f.name,
-                flag=_flag(f.name),
-                default=int(cast(int, f.default)),
-                minimum=int(meta["minimum"]),
-                unit=str(meta["unit"]),
-                directive=str(meta["directive"]),
-                reason=str(meta["reason"]),
-            )
-        )
-    return tuple(rows)
+def docs_table() -> str:
+    """The settings table of docs/nginx.md."""
+    columns = [
+        ("flag", "flag"),
+        ("default", "value"),
+        ("unit", "unit"),
+        ("range", "range"),
+        ("nginx directive", "directive"),
+        ("why", "why"),
+    ]
+    return markdown(NginxSettings, columns)
 
 
 def check_consistency(settings: NginxSettings, server_idle_timeout_s: int) -> None:
@@ -270,12 +220,10 @@ def check_consistency(settings: NginxSettings, server_idle_timeout_s: int) -> No
     if settings.upstream_keepalive and (
         settings.upstream_keepalive_timeout_s >= server_idle_timeout_s
     ):
-        raise LagscopeError(
-            "config",
+        raise SettingsError(
             f"--upstream-keepalive-timeout-s ({settings.upstream_keepalive_timeout_s} s) must "
             f"be below the app server's idle timeout ({server_idle_timeout_s} s, waitress "
-            "channel_timeout), or nginx may reuse a connection the server is closing",
-            ExitCode.USAGE,
+            "channel_timeout), or nginx may reuse a connection the server is closing"
         )
 
 

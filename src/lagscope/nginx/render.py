@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import PurePath
 
 from lagscope import __version__
-from lagscope.nginx.config import Endpoint, NginxSettings, settings_table, upstream_server
+from lagscope.nginx.config import Endpoint, NginxSettings, upstream_server
+from lagscope.settings_table import rows
 
 __all__ = ["UPSTREAM_NAME", "NginxConfig", "render"]
 
@@ -59,9 +60,9 @@ def _quote(path: PurePath) -> str:
 
 
 def _why(name: str) -> list[str]:
-    row = next(r for r in settings_table() if r.name == name)
-    first = row.reason.split(". ")[0].rstrip(".")
-    return textwrap.wrap(f"[{row.unit}] {first}.", width=88)
+    row = next(r for r in rows(NginxSettings) if r.name == name)
+    first = row.spec.why.split(". ")[0].rstrip(".")
+    return textwrap.wrap(f"[{row.spec.unit}] {first}.", width=88)
 
 
 class _Writer:

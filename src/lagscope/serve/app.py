@@ -84,12 +84,12 @@ def _configure_django_databases(config: ServeConfig) -> list[DbPlan]:
             django_version=(django.VERSION[0], django.VERSION[1]),
             psycopg3=psycopg3,
             psycopg_pool=has_pool,
-            threads=int(config.threads),
-            db_connections=int(config.db_connections),
-            prewarm=bool(config.prewarm),
-            allow_pool=bool(config.db_pool),
+            threads=config.threads,
+            db_connections=config.db_connections,
+            prewarm=config.prewarm,
+            allow_pool=config.db_pool,
         )
-        apply_database_plan(entry, plan, bool(config.health_checks))
+        apply_database_plan(entry, plan, config.health_checks)
         plans.append(plan)
     return plans
 
@@ -219,7 +219,7 @@ def load_app(spec: AppSpec, config: ServeConfig) -> LoadedApp:
                 # A Django app behind its own wsgi.py: tune it the same way.
                 plans = _configure_django_databases(config)
                 uses_django = True
-    wrapped = ContentLengthMiddleware(app, int(config.sized_body_max_bytes))
+    wrapped = ContentLengthMiddleware(app, config.sized_body_max_bytes)
     return LoadedApp(wrapped, spec, plans, notes, uses_django)
 
 

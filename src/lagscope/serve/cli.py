@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from pathlib import Path
 
 import click
 
+from lagscope.demo.config import parse_database_url
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.serve.app import AppSpec
-from lagscope.serve.settings import SETTINGS, Host, render_config, resolve
+from lagscope.serve.settings import ServeConfig, render_config, resolve
+from lagscope.settings_table import Host, click_options
 
 __all__ = ["serve"]
-
-
-def _table_options(func: Any) -> Any:
-    # One click option per table row, in reverse so --help lists them in table order.
-    for setting in reversed(SETTINGS):
-        unit = f" [{setting.unit}]" if setting.unit else ""
-        help_text = f"{setting.help}{unit}"
-        name = setting.name
-        if setting.kind == "bool":
-            decl = f"{setting.flag}/--no-{setting.flag[2:]}"
-            func = click.option(decl, name, default=None, help=help_text)(func)
-        elif setting.kind == "choice":
-            func = click.option(
-                setting.flag, name, type=click.Choice(setting.choices), default=None, help=help_text
-            )(func)
-        else:
-            kind: type[int] | type[float] | type[str] = {"int": int, "float": float, "str": str}[
-                setting.kind
-            ]
-            func = click.option(setting.flag, name, type=kind, default=None, help=help_text)(func)
-    return func
 
 
 @click.command("serve")
@@ -50,14 +31,14 @@ def _table_options(func: Any) -> Any:
 @click.option(
     "--print-config", is_flag=True, help="Print the settings in force and why, then exit."
 )
-@_table_options
+@click_options(ServeConfig)
 def serve(
     app: str | None,
     demo: bool,
     django_settings: str | None,
     database: str | None,
     print_config: bool,
-    **overrides: Any,
+    **overrides: object,
 ) -> None:
     """Serve a Django/WSGI app on the tuned stack (waitress by default).
 
@@ -66,6 +47,10 @@ def serve(
     Ctrl+C / SIGTERM lets in-flight requests finish.
     """
     config = resolve(overrides, Host.current())
+    if database:
+        # Checked before anything starts (and with --print-config too): a bad URL is a
+        # usage error, not a failure halfway through start-up.
+        parse_database_url(database, Path("."))
     if print_config:
         click.echo(render_config(config), nl=False)
         return

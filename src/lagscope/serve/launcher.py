@@ -224,8 +224,8 @@ def start_waitress(
         raise LagscopeError(
             "config", "waitress is not installed (pip install 'lagscope[serve]')", ExitCode.USAGE
         ) from exc
-    pools = prewarm_pools(loaded, float(config.prewarm_timeout)) if config.prewarm else []
-    socks = open_listeners(config.listen_hosts, int(config.port), int(config.backlog))
+    pools = prewarm_pools(loaded, config.prewarm_timeout) if config.prewarm else []
+    socks = open_listeners(config.listen_hosts, config.port, config.backlog)
     port = int(socks[0].getsockname()[1])
     try:
         server = create_server(loaded.app, sockets=socks, **config.waitress_adjustments())
@@ -237,14 +237,12 @@ def start_waitress(
         # Per-server Adjustments instance; waitress reads it for each accepted socket.
         server.adj.socket_options = []
     urls = [_url(s.getsockname()[0], port) for s in socks]
-    ws = WaitressServer(
-        server, urls, port, list(pools), shutdown_timeout_s=float(config.shutdown_timeout)
-    )
+    ws = WaitressServer(server, urls, port, list(pools), shutdown_timeout_s=config.shutdown_timeout)
     persistent = [p for p in loaded.plans if p.mode == "persistent"]
     if persistent:
-        threads = int(config.threads)
+        threads = config.threads
         start = time.perf_counter()
-        barrier = threading.Barrier(threads + 1, timeout=float(config.prewarm_timeout))
+        barrier = threading.Barrier(threads + 1, timeout=config.prewarm_timeout)
         tasks = [ThreadPrewarm(loaded, barrier) for _ in range(threads)]
         for task in tasks:
             # Duck-typed task (defer/service/cancel), as waitress's own tasks are.
@@ -369,8 +367,8 @@ def _run_granian(spec: AppSpec, config: ServeConfig, echo: Echo) -> int:
             ExitCode.USAGE,
         ) from exc
     # granian binds one address; `localhost` means 127.0.0.1 there (documented gap).
-    host = "127.0.0.1" if config.host == "localhost" else str(config.host)
-    port = int(config.port) or _free_port(host)
+    host = "127.0.0.1" if config.host == "localhost" else config.host
+    port = config.port or _free_port(host)
     # The workers are separate processes that import the app themselves: hand them the
     # spec and the resolved settings through the environment.
     os.environ[SPEC_ENV] = json.dumps(
@@ -389,8 +387,8 @@ def _run_granian(spec: AppSpec, config: ServeConfig, echo: Echo) -> int:
         port=port,
         interface=Interfaces.WSGI,
         workers=1,
-        blocking_threads=int(config.threads),
-        backlog=int(config.backlog),
+        blocking_threads=config.threads,
+        backlog=config.backlog,
         factory=True,
         log_access=False,
     )
