@@ -145,34 +145,156 @@ def test_second_run_reuses_the_database(demo: ServeProcess) -> None:
             client.close()
 
 
-def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path: Path) -> None:
-    # module:app is found in the current directory, as with gunicorn / waitress-serve.
-    args = ["wsgi_apps:app", "--port", "0", "--host", "127.0.0.1"]
-    proc = ServeProcess(args, env=_env(tmp_path), cwd=str(HERE)).start()
-    try:
-        done: list[tuple[int, bytes, str | None]] = []
+class SlowRequest:
+    """``GET /slow?ms=N`` on its own connection in a thread; ``wait_in_flight`` returns once
+    the app printed that it started (its readiness line)."""
 
-        def slow() -> None:
-            conn = http.client.HTTPConnection("127.0.0.1", proc.port, timeout=30)
-            conn.request("GET", "/slow?ms=1500")
+    def __init__(self, proc: ServeProcess, ms: int) -> None:
+        self.proc = proc
+        self.result: tuple[int, bytes, str | None] | str | None = None
+        self.thread = threading.Thread(target=self._run, args=(ms,))
+        self.thread.start()
+
+    def _run(self, ms: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.proc.port, timeout=30)
+        try:
+            conn.request("GET", f"/slow?ms={ms}")
             resp = conn.getresponse()
-            done.append((resp.status, resp.read(), resp.getheader("Content-Length")))
+            self.result = (resp.status, resp.read(), resp.getheader("Content-Length"))
+        except (OSError, http.client.HTTPException) as exc:
+            self.result = type(exc).__name__
+        finally:
             conn.close()
 
-        t = threading.Thread(target=slow)
-        t.start()
+    def wait_in_flight(self) -> None:
         deadline = time.monotonic() + 20
-        while "slow request started" not in proc.output and time.monotonic() < deadline:
+        while "slow request started" not in self.proc.output and time.monotonic() < deadline:
             time.sleep(0.01)  # polling the readiness line the app prints
-        assert "slow request started" in proc.output
+        assert "slow request started" in self.proc.output
+
+    def join(self) -> None:
+        self.thread.join(30)
+
+
+def _wsgi_app(tmp_path: Path, *extra: str) -> ServeProcess:
+    # module:app is found in the current directory, as with gunicorn / waitress-serve.
+    args = ["wsgi_apps:app", "--port", "0", "--host", "127.0.0.1", *extra]
+    return ServeProcess(args, env=_env(tmp_path), cwd=str(HERE)).start()
+
+
+def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path: Path) -> None:
+    proc = _wsgi_app(tmp_path)
+    try:
+        idle = KeepAliveClient("127.0.0.1", proc.port)
+        assert idle.get("/").status == 200  # an idle keep-alive connection at the stop
+        slow = SlowRequest(proc, 1500)
+        slow.wait_in_flight()
         proc.signal(signal.SIGTERM)
         code = proc.wait(30)
-        t.join(30)
+        slow.join()
+        assert idle.get("/").status == 0  # closed at the stop: no new request may start
+        idle.close()
     finally:
         proc.stop()
     assert code == 0
-    assert done == [(200, b"hello world", "11")]  # finished, and sized by the wrapper
-    assert "1 request(s) were in flight and finished" in proc.output
+    assert slow.result == (200, b"hello world", "11")  # finished, and sized by the wrapper
+    assert "stopped (1 request(s) were in flight, all finished)" in proc.output
+
+
+def test_a_request_longer_than_the_shutdown_timeout_is_reported_abandoned(
+    tmp_path: Path,
+) -> None:
+    proc = _wsgi_app(tmp_path, "--shutdown-timeout", "1")
+    try:
+        slow = SlowRequest(proc, 8000)
+        slow.wait_in_flight()
+        signalled = time.monotonic()
+        proc.signal(signal.SIGTERM)
+        code = proc.wait(30)
+        stopped_s = time.monotonic() - signalled
+        slow.join()
+    finally:
+        proc.stop()
+    assert code == 0
+    assert slow.result == "RemoteDisconnected"  # closed without a response
+    assert (
+        "stopped (1 request(s) were in flight: 0 finished, 1 abandoned after "
+        "--shutdown-timeout 1 s" in proc.output
+    )
+    assert "all finished" not in proc.output
+    assert stopped_s < 4.0  # the timeout plus exit, not the 8 s request
+
+
+def test_a_duplicate_signal_is_the_same_stop_and_a_second_one_is_immediate(
+    tmp_path: Path,
+) -> None:
+    proc = _wsgi_app(tmp_path)
+    try:
+        slow = SlowRequest(proc, 1500)
+        slow.wait_in_flight()
+        # A group SIGTERM under `uv run` arrives twice (direct and forwarded).
+        proc.signal(signal.SIGTERM)
+        proc.signal(signal.SIGTERM)
+        code = proc.wait(30)
+        slow.join()
+    finally:
+        proc.stop()
+    assert code == 0
+    assert slow.result == (200, b"hello world", "11")
+    assert "SIGTERM again within 1 s, taken as the same stop" in proc.output
+
+    proc = _wsgi_app(tmp_path)
+    try:
+        slow = SlowRequest(proc, 8000)
+        slow.wait_in_flight()
+        proc.signal(signal.SIGTERM)
+        while "finishing in-flight requests" not in proc.output:
+            time.sleep(0.01)  # polling the line that says the first signal was handled
+        signalled = time.monotonic()
+        proc.signal(signal.SIGINT)  # a different signal: not a duplicate
+        code = proc.wait(30)
+        stopped_s = time.monotonic() - signalled
+        slow.join()
+    finally:
+        proc.stop()
+    assert code == ExitCode.INTERRUPTED
+    assert "second signal, stopped without waiting (1 request(s) abandoned)" in proc.output
+    assert slow.result == "RemoteDisconnected"
+    assert stopped_s < 2.0  # at once, not after the 8 s request or a thread-join timeout
+
+
+def test_a_database_that_accepts_and_never_answers_fails_start_up_in_bounded_time(
+    tmp_path: Path,
+) -> None:
+    # A listening socket that never accepts: the kernel completes the TCP handshake, and
+    # the PostgreSQL start-up packet is never answered.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        res = subprocess.run(
+            serve_command(
+                [
+                    "--demo",
+                    "--database",
+                    f"postgresql://u@127.0.0.1:{port}/x",
+                    "--prewarm-timeout",
+                    "2",
+                ]
+            ),
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        elapsed_s = time.monotonic() - started
+    assert res.returncode == ExitCode.CONNECT, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith(f"lagscope: database: PostgreSQL 127.0.0.1:{port}/x: ")
+    assert "timeout" in lines[0]
+    assert elapsed_s < 15  # connect_timeout 2 s (+ start-up), not psycopg's 130 s
 
 
 @pytest.mark.skipif(importlib.util.find_spec("granian") is None, reason="granian not installed")

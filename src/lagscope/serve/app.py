@@ -9,13 +9,14 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import math
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.serve.settings import DbPlan, ServeConfig, apply_database_plan, plan_database
@@ -24,9 +25,11 @@ from lagscope.serve.sizing import ContentLengthMiddleware
 __all__ = [
     "AppSpec",
     "LoadedApp",
+    "PoolGuard",
     "PrewarmResult",
     "ThreadPrewarm",
     "load_app",
+    "native_pools",
     "prewarm_pools",
     "prewarm_thread",
     "shutdown_databases",
@@ -69,6 +72,88 @@ class LoadedApp:
     uses_django: bool = False
 
 
+def connect_timeout_s(prewarm_timeout_s: float) -> int:
+    """The connect timeout given to every PostgreSQL connection serve opens.
+
+    libpq and psycopg take whole seconds and treat anything below 2 as 2; psycopg's own
+    default is 130 s, which a database that accepts and never answers would hold for each
+    connection. At most 10 s: a request in persistent mode may itself pay one connect.
+    """
+    return max(2, min(10, math.ceil(prewarm_timeout_s)))
+
+
+def bound_connect_times(databases: Mapping[str, dict[str, Any]], timeout_s: int) -> None:
+    """Give every PostgreSQL alias a ``connect_timeout`` (one the project set wins)."""
+    for entry in databases.values():
+        engine = str(entry.get("ENGINE", ""))
+        if engine.endswith("postgresql") or engine.endswith("postgis"):
+            options = entry.setdefault("OPTIONS", {})
+            options.setdefault("connect_timeout", timeout_s)
+
+
+# psycopg_pool retries a failed connect with exponential backoff (1, 2, 4, 8 … s) for up to
+# reconnect_timeout (5 min by default), so after a 15 s outage it waited up to ~13 s more
+# before trying again. A short attempt chain gives up quickly (the pool shrinks), and
+# PoolGuard starts a fresh chain, whose first try is immediate, every guard interval.
+POOL_RECONNECT_TIMEOUT_S = 0.5
+POOL_GUARD_INTERVAL_S = 0.2
+
+
+def tune_pool_recovery(pool_options: dict[str, Any]) -> None:
+    """Pool options for a fast recovery after an outage (the project's own options win).
+
+    ``max_waiting`` is left unbounded: a waiting request holds a worker thread, so the
+    queue can never be deeper than ``--threads``.
+    """
+    pool_options.setdefault("reconnect_timeout", POOL_RECONNECT_TIMEOUT_S)
+
+
+class PoolGuard:
+    """Refills native pools that lost connections as soon as the database accepts again.
+
+    Every ``interval_s`` it looks at each pool's size; a pool below ``min_size`` (its
+    reconnect attempts gave up while the database was down) gets ``check()``, which starts
+    a new growth attempt at once. A request waiting for a connection is handed the first
+    one that opens, so once the database is back a request succeeds within about
+    ``interval_s + reconnect_timeout + one connect``.
+    """
+
+    def __init__(self, pools: list[Any], interval_s: float = POOL_GUARD_INTERVAL_S) -> None:
+        self.pools = pools
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> PoolGuard:
+        if self.pools:
+            self._thread = threading.Thread(
+                target=self._run, name="lagscope-pool-guard", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            for pool in self.pools:
+                with contextlib.suppress(Exception):  # a closed pool, a failed check
+                    stats = pool.get_stats()
+                    if stats["pool_size"] < stats["pool_min"]:
+                        pool.check()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+
+def describe_database(entry: Mapping[str, Any]) -> str:
+    """Where a DATABASES entry points, for messages (no password)."""
+    if str(entry.get("ENGINE", "")).endswith("sqlite3"):
+        return f"SQLite {entry.get('NAME')}"
+    host = entry.get("HOST") or "local socket"
+    return f"PostgreSQL {host}:{entry.get('PORT') or 5432}/{entry.get('NAME')}"
+
+
 def _configure_django_databases(config: ServeConfig) -> list[DbPlan]:
     """Apply the connection plan to every DATABASES entry, before any connection opens."""
     import django
@@ -90,6 +175,8 @@ def _configure_django_databases(config: ServeConfig) -> list[DbPlan]:
             allow_pool=config.db_pool,
         )
         apply_database_plan(entry, plan, config.health_checks)
+        if plan.mode == "pool":
+            tune_pool_recovery(entry["OPTIONS"]["pool"])
         plans.append(plan)
     return plans
 
@@ -117,6 +204,8 @@ def _setup_django(settings_module: str, config: ServeConfig, tune: bool = True) 
             f"cannot import Django settings {settings_module!r}: {exc}",
             ExitCode.USAGE,
         ) from exc
+    # Before anything connects (migrations, checks, prewarm): no connect may hang.
+    bound_connect_times(settings.DATABASES, connect_timeout_s(config.prewarm_timeout))
     plans = _configure_django_databases(config) if tune else []
     try:
         django.setup()
@@ -127,8 +216,9 @@ def _setup_django(settings_module: str, config: ServeConfig, tune: bool = True) 
     return plans
 
 
-def _database_error(exc: Exception) -> LagscopeError:
-    return LagscopeError("database", str(exc).strip() or type(exc).__name__, ExitCode.CONNECT)
+def _database_error(exc: Exception, where: str) -> LagscopeError:
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    return LagscopeError("database", f"{where}: {detail}", ExitCode.CONNECT)
 
 
 def load_app(spec: AppSpec, config: ServeConfig) -> LoadedApp:
@@ -156,21 +246,16 @@ def load_app(spec: AppSpec, config: ServeConfig) -> LoadedApp:
 
         from lagscope.demo.seed import ensure_database
 
+        where = describe_database(connections["default"].settings_dict)
         start = time.perf_counter()
         try:
             created = ensure_database(ITEM_COUNT)
         except DatabaseError as exc:
-            raise _database_error(exc) from exc
+            raise _database_error(exc, where) from exc
         finally:
             # The main thread never serves: close its connection before threads start.
             connections.close_all()
         plans = _configure_django_databases(config)
-        db = connections["default"].settings_dict
-        where = (
-            f"SQLite {db['NAME']}"
-            if db["ENGINE"].endswith("sqlite3")
-            else f"PostgreSQL {db.get('HOST') or 'local'}:{db.get('PORT') or 5432}/{db['NAME']}"
-        )
         elapsed_ms = (time.perf_counter() - start) * 1000
         if created:
             notes.append(
@@ -217,6 +302,9 @@ def load_app(spec: AppSpec, config: ServeConfig) -> LoadedApp:
 
             if settings.configured:
                 # A Django app behind its own wsgi.py: tune it the same way.
+                bound_connect_times(
+                    settings.DATABASES, connect_timeout_s(config.prewarm_timeout)
+                )
                 plans = _configure_django_databases(config)
                 uses_django = True
     wrapped = ContentLengthMiddleware(app, config.sized_body_max_bytes)
@@ -240,9 +328,10 @@ def prewarm_pools(loaded: LoadedApp, timeout_s: float) -> list[PrewarmResult]:
             # return at once on a pool that something else already opened).
             pool.wait(timeout=timeout_s)
         except Exception as exc:  # psycopg_pool.PoolTimeout, OperationalError
+            where = describe_database(connections[plan.alias].settings_dict)
             raise LagscopeError(
                 "prewarm",
-                f"database {plan.alias!r}: the pool could not open {plan.min_size} "
+                f"database {plan.alias!r} ({where}): the pool could not open {plan.min_size} "
                 f"connections within {timeout_s:g} s ({type(exc).__name__}: {exc})",
                 ExitCode.CONNECT,
             ) from exc
@@ -291,6 +380,14 @@ class ThreadPrewarm:
             self.error = exc
         with contextlib.suppress(threading.BrokenBarrierError):
             self.barrier.wait()
+
+
+def native_pools(loaded: LoadedApp) -> list[Any]:
+    """The psycopg pools of the aliases planned as ``pool`` (created, maybe not opened)."""
+    from django.db import connections
+
+    # Only the PostgreSQL backend has .pool; plan.mode == 'pool' implies it.
+    return [connections[p.alias].pool for p in loaded.plans if p.mode == "pool"]  # type: ignore[attr-defined]
 
 
 def shutdown_databases() -> None:

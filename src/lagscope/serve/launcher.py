@@ -5,16 +5,18 @@ This is the one module of ``lagscope.serve`` that owns client sockets and signal
 Waitress: the listen sockets are opened here (so ``localhost`` gets 127.0.0.1 *and* ::1 on
 the same port, even with port 0) and handed to ``waitress.create_server(sockets=...)``.
 Worker-thread connections are prewarmed through waitress's own task queue before the loop
-starts, so the first request finds a warm connection. On SIGINT/SIGTERM the listeners
-close, in-flight requests finish and are flushed (up to ``shutdown_timeout``), then the
-loop stops. Signals are handled with ``signal.signal`` for SIGINT/SIGTERM only, and the
-loop wakes every second, so Ctrl+C works on Windows too.
+starts, so the first request finds a warm connection. On a stop signal (per platform, from
+:mod:`lagscope.stopping`) the listeners and idle connections close, in-flight requests
+finish and are flushed (up to ``shutdown_timeout``), and the stop reports how many finished
+and how many were abandoned. Signals are handled with ``signal.signal`` and the loop wakes
+every second, so Ctrl+C works on Windows too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import signal
@@ -22,22 +24,24 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.serve.app import (
     AppSpec,
     LoadedApp,
+    PoolGuard,
     PrewarmResult,
     ThreadPrewarm,
     load_app,
+    native_pools,
     prewarm_pools,
     shutdown_databases,
 )
 from lagscope.serve.settings import ServeConfig
+from lagscope.stopping import graceful_signals, handle_stop_signals
 
 __all__ = ["LISTENING_PREFIX", "WaitressServer", "open_listeners", "run", "start_waitress"]
 
@@ -116,7 +120,13 @@ def open_listeners(hosts: tuple[str, ...], port: int, backlog: int) -> list[sock
 
 @dataclass
 class WaitressServer:
-    """A started (listening, prewarmed) waitress server; :meth:`serve` runs its loop."""
+    """A started (listening, prewarmed) waitress server; :meth:`serve` runs its loop.
+
+    After :meth:`serve` returns, ``in_flight_at_stop``, ``finished`` and ``abandoned``
+    say what the graceful stop did: connections that had a request queued, running or
+    still being sent when the stop began, how many of them were answered in full, and how
+    many were closed without a complete response when ``shutdown_timeout_s`` ran out.
+    """
 
     server: Any
     urls: list[str]
@@ -126,7 +136,12 @@ class WaitressServer:
     _stopping: threading.Event = field(default_factory=threading.Event)
     _stopped: threading.Event = field(default_factory=threading.Event)
     in_flight_at_stop: int = 0
+    finished: int = 0
+    abandoned: int = 0
+    aborted: bool = False
     _wake: Any = None
+    _tracked: set[Any] = field(default_factory=set)
+    _guard: PoolGuard | None = None
 
     def __post_init__(self) -> None:
         from waitress.server import BaseWSGIServer
@@ -142,24 +157,50 @@ class WaitressServer:
         return self.server._map if hasattr(self.server, "_map") else self.server.map  # type: ignore[no-any-return]
 
     def serve(self) -> None:
-        """Run the loop until :meth:`stop` (from any thread) has drained it."""
+        """Run the loop until :meth:`stop` (from any thread) has drained it.
+
+        A :class:`KeyboardInterrupt` in the loop (a second signal) closes every socket at
+        once and is re-raised."""
         from waitress import wasyncore
 
         try:
             wasyncore.loop(timeout=1.0, map=self._map(), use_poll=False)
+        except KeyboardInterrupt:
+            self.abort()
+            raise
         finally:
-            self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+            # Wait for the worker threads only when none is stuck in an abandoned request.
+            self._stop_dispatcher(0.0 if (self.aborted or self.abandoned) else 5.0)
+            if self._guard is not None:
+                self._guard.stop()
             self._stopped.set()
 
     def stop(self) -> None:
-        """Graceful stop: stop accepting, let in-flight requests finish, then end the loop.
+        """Graceful stop: stop accepting, close idle connections, let in-flight requests
+        finish (up to ``shutdown_timeout_s``), then end the loop.
 
         Thread-safe and idempotent; returns at once (the drain runs in its own thread)."""
         if self._stopping.is_set():
             return
         self._stopping.set()
-        self._trigger(self._close_listeners)
-        threading.Thread(target=self._drain, name="lagscope-drain", daemon=True).start()
+        started = threading.Event()
+
+        def begin() -> None:
+            self._begin_stop()
+            started.set()
+
+        self._trigger(begin)
+        threading.Thread(
+            target=self._drain, args=(started,), name="lagscope-drain", daemon=True
+        ).start()
+
+    def abort(self) -> None:
+        """Close every socket now (called in the loop thread)."""
+        from waitress import wasyncore
+
+        self.aborted = True
+        self.abandoned = len(self._tracked)
+        wasyncore.close_all(self._map())
 
     def wait_stopped(self, timeout_s: float) -> bool:
         return self._stopped.wait(timeout_s)
@@ -172,7 +213,19 @@ class WaitressServer:
         with contextlib.suppress(OSError):
             self._wake.pull_trigger(fn)
 
-    def _close_listeners(self) -> None:
+    def _channels(self) -> list[Any]:
+        from waitress.channel import HTTPChannel
+
+        return [obj for obj in list(self._map().values()) if isinstance(obj, HTTPChannel)]
+
+    @staticmethod
+    def _busy(channel: Any) -> bool:
+        """A request queued or running, or a response not yet fully sent."""
+        return bool(channel.requests or channel.total_outbufs_len)
+
+    def _begin_stop(self) -> None:
+        """In the loop thread: close the listeners and the idle keep-alive connections
+        (so no new request can start), and remember the busy ones."""
         from waitress import wasyncore
         from waitress.server import BaseWSGIServer
 
@@ -181,42 +234,70 @@ class WaitressServer:
                 obj.accepting = False
                 # dispatcher.close, not the server's close: keep its trigger for the drain.
                 wasyncore.dispatcher.close(obj)
+        for channel in self._channels():
+            if self._busy(channel):
+                self._tracked.add(channel)
+            else:
+                # Idle, or a request still arriving: nothing was promised to it yet.
+                channel.close()
+        self.in_flight_at_stop = len(self._tracked)
 
-    def _busy(self) -> int:
-        """Requests not yet fully answered: channels with a request queued, running or
-        still flushing its output (a running request also holds a dispatcher thread)."""
-        from waitress.channel import HTTPChannel
+    def _close_answered(self) -> None:
+        """In the loop thread: close tracked connections whose responses went out."""
+        for channel in list(self._tracked):
+            if not channel.connected:
+                # Closed by the client (or by waitress after a Connection: close reply).
+                self._tracked.discard(channel)
+                self.finished += 1
+            elif not self._busy(channel) and channel.request is None:
+                self._tracked.discard(channel)
+                self.finished += 1
+                channel.close()
 
-        dispatcher = self.server.task_dispatcher
-        channels = sum(
-            1
-            for obj in list(self._map().values())
-            if isinstance(obj, HTTPChannel) and (obj.requests or obj.total_outbufs_len)
-        )
-        return max(channels, int(dispatcher.active_count) + len(dispatcher.queue))
+    def _poll_drain(self, polled: threading.Event) -> None:
+        self._close_answered()
+        polled.set()
 
-    def _drain(self) -> None:
+    def _drain(self, started: threading.Event) -> None:
         from waitress import wasyncore
 
         deadline = time.monotonic() + self.shutdown_timeout_s
-        self.in_flight_at_stop = self._busy()
-        while time.monotonic() < deadline and self._busy():
+        started.wait(5)
+        while True:
+            polled = threading.Event()
+            self._trigger(functools.partial(self._poll_drain, polled))
+            polled.wait(5)
+            if not self._tracked or time.monotonic() >= deadline:
+                break
             time.sleep(0.02)
         done = threading.Event()
 
         def close_all() -> None:
+            self.abandoned = len(self._tracked)
             wasyncore.close_all(self._map())
             done.set()
 
         self._trigger(close_all)
         if not done.wait(5):
             # The loop is stuck (should not happen): close from here as a last resort.
+            self.abandoned = len(self._tracked)
             wasyncore.close_all(self._map())
 
+    def _stop_dispatcher(self, wait_s: float) -> None:
+        dispatcher = self.server.task_dispatcher
+        if wait_s > 0:
+            dispatcher.shutdown(cancel_pending=True, timeout=wait_s)
+            return
+        # A thread is still inside the app: do not wait for it (its daemon thread ends
+        # with the process), just stop the pool and drop what is queued.
+        dispatcher.set_thread_count(0)
+        with dispatcher.lock:
+            while dispatcher.queue:
+                dispatcher.queue.popleft().cancel()
+            dispatcher.queue_cv.notify_all()
 
-def start_waitress(
-    loaded: LoadedApp, config: ServeConfig, echo: Echo = _echo_stdout
-) -> WaitressServer:
+
+def start_waitress(loaded: LoadedApp, config: ServeConfig) -> WaitressServer:
     """Listen, create the waitress server, and prewarm; the loop is not running yet."""
     try:
         from waitress.server import create_server
@@ -251,7 +332,8 @@ def start_waitress(
             barrier.wait()
         errors = [t.error for t in tasks if t.error is not None]
         if errors or barrier.broken:
-            wasyncore_close(ws)
+            ws.abort()
+            ws._stop_dispatcher(5.0)
             reason = f"{type(errors[0]).__name__}: {errors[0]}" if errors else "timed out"
             raise LagscopeError(
                 "prewarm",
@@ -267,38 +349,8 @@ def start_waitress(
                 (time.perf_counter() - start) * 1000,
             )
         )
+    ws._guard = PoolGuard(native_pools(loaded)).start()
     return ws
-
-
-def wasyncore_close(ws: WaitressServer) -> None:
-    from waitress import wasyncore
-
-    wasyncore.close_all(ws._map())
-    ws.server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-
-
-@contextlib.contextmanager
-def _signals_stop(stop: Callable[[], None], echo: Echo) -> Iterator[None]:
-    """SIGINT/SIGTERM -> graceful stop; a second signal -> stop now (KeyboardInterrupt)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    hits = 0
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        nonlocal hits
-        hits += 1
-        if hits > 1:
-            raise KeyboardInterrupt
-        echo(f"lagscope serve: {signal.Signals(signum).name}, finishing in-flight requests")
-        stop()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _report_startup(loaded: LoadedApp, config: ServeConfig, echo: Echo) -> None:
@@ -316,31 +368,76 @@ def _report_prewarm(results: list[PrewarmResult], config: ServeConfig, echo: Ech
         echo(f"lagscope serve: prewarmed {r.what} in {r.elapsed_ms:.1f} ms")
 
 
-def run(spec: AppSpec, config: ServeConfig, echo: Echo = _echo_stdout) -> int:
-    """Serve until SIGINT/SIGTERM; returns the exit code (0 after a graceful stop)."""
+def _report_stop(ws: WaitressServer, echo: Echo) -> None:
+    if ws.in_flight_at_stop == 0:
+        echo("lagscope serve: stopped (no request was in flight)")
+    elif ws.abandoned == 0:
+        echo(
+            f"lagscope serve: stopped ({ws.in_flight_at_stop} request(s) were in flight, "
+            "all finished)"
+        )
+    else:
+        echo(
+            f"lagscope serve: stopped ({ws.in_flight_at_stop} request(s) were in flight: "
+            f"{ws.finished} finished, {ws.abandoned} abandoned after --shutdown-timeout "
+            f"{ws.shutdown_timeout_s:g} s, their connections closed without a complete response)"
+        )
+
+
+def run(
+    spec: AppSpec,
+    config: ServeConfig,
+    echo: Echo = _echo_stdout,
+    stop_signals: tuple[int, ...] | None = None,
+) -> int:
+    """Serve until a stop signal; returns the exit code (0 after a graceful stop).
+
+    ``stop_signals`` defaults to :func:`lagscope.stopping.graceful_signals` (SIGINT and
+    SIGTERM on POSIX, SIGINT and SIGBREAK on Windows)."""
     if config.server == "granian":
         return _run_granian(spec, config, echo)
+    signals = graceful_signals() if stop_signals is None else stop_signals
     loaded = load_app(spec, config)
     _report_startup(loaded, config, echo)
+    aborted = False
     try:
-        ws = start_waitress(loaded, config, echo)
+        ws = start_waitress(loaded, config)
         _report_prewarm(ws.prewarmed, config, echo)
         echo(LISTENING_PREFIX + " ".join(ws.urls))
-        with _signals_stop(ws.stop, echo):
+
+        def graceful(signum: int) -> None:
+            echo(f"lagscope serve: {_signal_name(signum)}, finishing in-flight requests")
+            ws.stop()
+
+        def duplicate(signum: int) -> None:
+            echo(f"lagscope serve: {_signal_name(signum)} again within 1 s, taken as the same stop")
+
+        with handle_stop_signals(
+            graceful, signals, wait_stopped=ws.wait_stopped, on_duplicate=duplicate
+        ):
             try:
                 ws.serve()
             except KeyboardInterrupt:
-                echo("lagscope serve: second signal, stopped without waiting")
-                wasyncore_close(ws)
+                aborted = True
+                echo(
+                    f"lagscope serve: second signal, stopped without waiting "
+                    f"({ws.abandoned} request(s) abandoned)"
+                )
                 return int(ExitCode.INTERRUPTED)
-        echo(
-            f"lagscope serve: stopped ({ws.in_flight_at_stop} request(s) were in flight "
-            "and finished)"
-        )
+        _report_stop(ws, echo)
         return 0
     finally:
-        if loaded.uses_django:
+        # After an immediate stop a worker thread may still be inside the app: leave the
+        # pools to the process exit rather than wait on them.
+        if loaded.uses_django and not aborted:
             shutdown_databases()
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 # ------------------------------------------------------------------------------ granian

@@ -1,0 +1,179 @@
+"""How long-running commands (``serve``, ``inject``) are asked to stop, on every platform.
+
+Owns three things:
+
+- which signals mean "stop gracefully" per platform (:func:`graceful_signals`): SIGINT and
+  SIGTERM on POSIX; SIGINT (Ctrl+C) and SIGBREAK (Ctrl+Break, and what the C runtime turns
+  other console events into) on Windows, where SIGTERM is never delivered by another
+  process (``TerminateProcess`` kills at once);
+- the rule for repeated signals (:class:`SignalRule`): the first one starts a graceful
+  stop, a copy of the *same* signal within ``duplicate_window_s`` is ignored (a group
+  SIGTERM under ``uv run`` arrives twice: once directly, once forwarded by uv), any other
+  one stops at once;
+- console close on Windows (``CTRL_CLOSE_EVENT``, logoff, shutdown): Windows ends the
+  process as soon as the console handler returns, so the handler installed through
+  ``SetConsoleCtrlHandler`` (ctypes) starts the graceful stop and *waits* for it, up to
+  :data:`CONSOLE_CLOSE_BUDGET_S` (Windows kills a process that takes more than 5 s).
+
+Pure apart from :func:`handle_stop_signals`, which installs the handlers (main thread only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from types import FrameType
+from typing import Literal
+
+__all__ = [
+    "CONSOLE_CLOSE_BUDGET_S",
+    "SignalRule",
+    "graceful_signal_names",
+    "graceful_signals",
+    "handle_stop_signals",
+    "on_console_event",
+]
+
+# Windows gives a console-close handler 5 s (SPI_GETHUNGAPPTIMEOUT) before it kills the
+# process; leave some of it for the interpreter to exit.
+CONSOLE_CLOSE_BUDGET_S = 4.5
+
+# wincon.h: the events after which Windows terminates the process once handlers return.
+CTRL_CLOSE_EVENT = 2
+CTRL_LOGOFF_EVENT = 5
+CTRL_SHUTDOWN_EVENT = 6
+_ENDING_EVENTS = (CTRL_CLOSE_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT)
+
+
+def graceful_signal_names(platform: str = sys.platform) -> tuple[str, ...]:
+    """The signals that stop a command gracefully on ``platform`` (``sys.platform``)."""
+    if platform.startswith("win"):
+        return ("SIGINT", "SIGBREAK")
+    return ("SIGINT", "SIGTERM")
+
+
+def graceful_signals(platform: str = sys.platform) -> tuple[int, ...]:
+    """The signal numbers of :func:`graceful_signal_names` that exist on this interpreter."""
+    names = graceful_signal_names(platform)
+    return tuple(int(getattr(signal, n)) for n in names if hasattr(signal, n))
+
+
+Decision = Literal["graceful", "duplicate", "immediate"]
+
+
+@dataclass
+class SignalRule:
+    """First signal: graceful. The same signal again within the window: a duplicate.
+    Anything after that: immediate."""
+
+    duplicate_window_s: float = 1.0
+    _first: tuple[int, float] | None = None
+
+    def classify(self, signum: int, now_s: float) -> Decision:
+        if self._first is None:
+            self._first = (signum, now_s)
+            return "graceful"
+        first_signum, first_s = self._first
+        if signum == first_signum and now_s - first_s < self.duplicate_window_s:
+            return "duplicate"
+        return "immediate"
+
+
+def on_console_event(
+    event: int,
+    stop: Callable[[], None],
+    wait_stopped: Callable[[float], object],
+    budget_s: float = CONSOLE_CLOSE_BUDGET_S,
+) -> bool:
+    """The console control handler's logic (pure: ``stop`` and ``wait_stopped`` passed in).
+
+    For close, logoff and shutdown: start the graceful stop and wait for it (the process
+    dies when this returns). Other events (Ctrl+C, Ctrl+Break) return False, so the C
+    runtime's handler turns them into SIGINT / SIGBREAK as usual.
+    """
+    if event not in _ENDING_EVENTS:
+        return False
+    stop()
+    wait_stopped(budget_s)
+    return True
+
+
+if sys.platform == "win32":
+
+    @contextlib.contextmanager
+    def _console_handler(handler: Callable[[int], bool]) -> Iterator[None]:
+        import ctypes
+        from ctypes import wintypes
+
+        routine_type = ctypes.WINFUNCTYPE(wintypes.BOOL, wintypes.DWORD)
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        # Keep a reference: Windows calls it from its own thread while it is installed.
+        routine = routine_type(lambda event: bool(handler(int(event))))
+        installed = bool(kernel32.SetConsoleCtrlHandler(routine, True))
+        try:
+            yield
+        finally:
+            if installed:
+                kernel32.SetConsoleCtrlHandler(routine, False)
+
+else:
+
+    @contextlib.contextmanager
+    def _console_handler(handler: Callable[[int], bool]) -> Iterator[None]:
+        yield  # no console control events outside Windows
+
+
+@contextlib.contextmanager
+def handle_stop_signals(
+    graceful: Callable[[int], None],
+    signals: Iterable[int],
+    *,
+    wait_stopped: Callable[[float], object] = lambda _s: None,
+    rule: SignalRule | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    on_duplicate: Callable[[int], None] = lambda _n: None,
+) -> Iterator[None]:
+    """Route ``signals`` through the rule while the block runs.
+
+    ``graceful(signum)`` starts the stop (it must return at once); an immediate stop
+    raises :class:`KeyboardInterrupt` in the main thread. On Windows a console close also
+    calls ``graceful`` (with SIGBREAK's number), then ``wait_stopped(budget_s)``. Outside the
+    main thread nothing is installed (signals are delivered to the main thread only).
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    rule = rule or SignalRule()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        decision = rule.classify(signum, clock())
+        if decision == "graceful":
+            graceful(signum)
+        elif decision == "duplicate":
+            on_duplicate(signum)
+        else:
+            raise KeyboardInterrupt
+
+    close_signum = int(getattr(signal, "SIGBREAK", signal.SIGTERM))
+
+    def start_from_console() -> None:
+        # A close after Ctrl+C only waits: the graceful stop is already running.
+        if rule.classify(close_signum, clock()) == "graceful":
+            graceful(close_signum)
+
+    def console(event: int) -> bool:
+        return on_console_event(event, start_from_console, wait_stopped)
+
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        with _console_handler(console):
+            yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,79 @@
+"""The stop rules shared by serve and inject: signal sets per platform, duplicates, console
+close (its logic; the ctypes installation runs on Windows only)."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from lagscope.stopping import (
+    CONSOLE_CLOSE_BUDGET_S,
+    SignalRule,
+    graceful_signal_names,
+    graceful_signals,
+    on_console_event,
+)
+
+
+@pytest.mark.parametrize(
+    ("platform", "names"),
+    [
+        ("linux", ("SIGINT", "SIGTERM")),
+        ("darwin", ("SIGINT", "SIGTERM")),
+        ("win32", ("SIGINT", "SIGBREAK")),
+    ],
+)
+def test_graceful_signals_per_platform(platform: str, names: tuple[str, ...]) -> None:
+    assert graceful_signal_names(platform) == names
+
+
+def test_graceful_signals_here_are_the_ones_this_interpreter_has() -> None:
+    assert graceful_signals("linux") == (signal.SIGINT, signal.SIGTERM)
+    # SIGBREAK does not exist outside Windows: only SIGINT is left to install.
+    expected = (signal.SIGINT, signal.SIGBREAK) if hasattr(signal, "SIGBREAK") else (signal.SIGINT,)
+    assert graceful_signals("win32") == expected
+
+
+def test_signal_rule_first_duplicate_and_second() -> None:
+    rule = SignalRule(duplicate_window_s=1.0)
+    assert rule.classify(signal.SIGTERM, 10.0) == "graceful"
+    assert rule.classify(signal.SIGTERM, 10.4) == "duplicate"  # uv's forwarded copy
+    assert rule.classify(signal.SIGTERM, 10.99) == "duplicate"
+    assert rule.classify(signal.SIGTERM, 11.0) == "immediate"  # a deliberate second one
+
+
+def test_signal_rule_a_different_signal_is_never_a_duplicate() -> None:
+    rule = SignalRule()
+    assert rule.classify(signal.SIGTERM, 0.0) == "graceful"
+    assert rule.classify(signal.SIGINT, 0.01) == "immediate"
+
+
+CTRL_C_EVENT, CTRL_BREAK_EVENT, CTRL_CLOSE_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT = (
+    0,
+    1,
+    2,
+    5,
+    6,
+)
+
+
+@pytest.mark.parametrize("event", [CTRL_CLOSE_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT])
+def test_console_close_starts_the_stop_and_waits_for_it(event: int) -> None:
+    calls: list[tuple[str, float]] = []
+    handled = on_console_event(
+        event,
+        lambda: calls.append(("stop", 0.0)),
+        lambda budget_s: calls.append(("wait", budget_s)),
+    )
+    assert handled is True  # Windows ends the process once this returns
+    assert calls == [("stop", 0.0), ("wait", CONSOLE_CLOSE_BUDGET_S)]
+    assert CONSOLE_CLOSE_BUDGET_S < 5.0  # inside Windows' 5 s before it kills
+
+
+@pytest.mark.parametrize("event", [CTRL_C_EVENT, CTRL_BREAK_EVENT])
+def test_ctrl_c_and_break_go_to_the_signal_handlers(event: int) -> None:
+    calls: list[str] = []
+    handled = on_console_event(event, lambda: calls.append("stop"), lambda _s: calls.append("w"))
+    assert handled is False  # the C runtime turns them into SIGINT / SIGBREAK
+    assert calls == []
