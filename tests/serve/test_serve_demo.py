@@ -167,13 +167,17 @@ class SlowRequest:
             conn.close()
 
     def wait_in_flight(self) -> None:
-        deadline = time.monotonic() + 20
-        while "slow request started" not in self.proc.output and time.monotonic() < deadline:
-            time.sleep(0.01)  # polling the readiness line the app prints
-        assert "slow request started" in self.proc.output
+        _wait_for_line(self.proc, "slow request started")
 
     def join(self) -> None:
         self.thread.join(30)
+
+
+def _wait_for_line(proc: ServeProcess, text: str) -> None:
+    deadline = time.monotonic() + 20
+    while text not in proc.output and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling the process's own output line
+    assert text in proc.output
 
 
 def _wsgi_app(tmp_path: Path, *extra: str) -> ServeProcess:
@@ -232,8 +236,10 @@ def test_a_duplicate_signal_is_the_same_stop_and_a_second_one_is_immediate(
     try:
         slow = SlowRequest(proc, 1500)
         slow.wait_in_flight()
-        # A group SIGTERM under `uv run` arrives twice (direct and forwarded).
+        # A group SIGTERM under `uv run` arrives twice (direct and forwarded). Send the
+        # copy once the first was handled: two pending SIGTERMs would merge into one.
         proc.signal(signal.SIGTERM)
+        _wait_for_line(proc, "finishing in-flight requests")
         proc.signal(signal.SIGTERM)
         code = proc.wait(30)
         slow.join()
@@ -248,8 +254,7 @@ def test_a_duplicate_signal_is_the_same_stop_and_a_second_one_is_immediate(
         slow = SlowRequest(proc, 8000)
         slow.wait_in_flight()
         proc.signal(signal.SIGTERM)
-        while "finishing in-flight requests" not in proc.output:
-            time.sleep(0.01)  # polling the line that says the first signal was handled
+        _wait_for_line(proc, "finishing in-flight requests")
         signalled = time.monotonic()
         proc.signal(signal.SIGINT)  # a different signal: not a duplicate
         code = proc.wait(30)
