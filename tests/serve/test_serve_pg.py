@@ -131,7 +131,7 @@ def test_postgresql_restart_while_serving(
 
 @pytest.mark.parametrize("mode", ["pool", "persistent"])
 def test_requests_succeed_within_1_s_of_postgresql_coming_back_after_a_long_outage(
-    pg_cluster: PgCluster, record_property: pytest.RecordProperty, mode: str
+    pg_cluster: PgCluster, record_property: Callable[[str, object], None], mode: str
 ) -> None:
     extra = ["--no-db-pool"] if mode == "persistent" else []
     proc = _serve(pg_cluster, "serve_outage", *extra).start()

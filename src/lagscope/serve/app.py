@@ -302,9 +302,7 @@ def load_app(spec: AppSpec, config: ServeConfig) -> LoadedApp:
 
             if settings.configured:
                 # A Django app behind its own wsgi.py: tune it the same way.
-                bound_connect_times(
-                    settings.DATABASES, connect_timeout_s(config.prewarm_timeout)
-                )
+                bound_connect_times(settings.DATABASES, connect_timeout_s(config.prewarm_timeout))
                 plans = _configure_django_databases(config)
                 uses_django = True
     wrapped = ContentLengthMiddleware(app, config.sized_body_max_bytes)

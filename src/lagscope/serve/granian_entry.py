@@ -29,7 +29,7 @@ def create_app() -> WSGIApp:
     for note in loaded.notes:
         print(f"lagscope serve: {note}", flush=True)
     if config.prewarm:
-        for r in prewarm_pools(loaded, float(config.prewarm_timeout)):
+        for r in prewarm_pools(loaded, config.prewarm_timeout):
             print(f"lagscope serve: prewarmed {r.what} in {r.elapsed_ms:.1f} ms", flush=True)
         if any(p.mode == "persistent" for p in loaded.plans):
             # granian's blocking threads cannot be reached before serving, so persistent
@@ -37,7 +37,7 @@ def create_app() -> WSGIApp:
             print("lagscope serve: persistent connections open on first use (granian)", flush=True)
     url = os.environ[URL_ENV]
     threading.Thread(
-        target=_announce_when_accepting, args=(url, float(config.prewarm_timeout)), daemon=True
+        target=_announce_when_accepting, args=(url, config.prewarm_timeout), daemon=True
     ).start()
     return loaded.app
 
