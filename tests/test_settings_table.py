@@ -39,6 +39,8 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 GENERATED_TABLES: tuple[tuple[str, str], ...] = (
     ("serve.md", "lagscope.serve.settings:docs_table"),
     ("nginx.md", "lagscope.nginx.config:docs_table"),
+    ("inject.md", "lagscope.inject.config:docs_table"),
+    ("server-timing.md", "lagscope.instrument.options:settings_table_markdown"),
 )
 
 

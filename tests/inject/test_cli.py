@@ -130,7 +130,7 @@ def test_cli_duration_and_flags(echo_server: EchoServer) -> None:
         (["--listen", "127.0.0.1:0", "--upstream", ":1", "--fault", "tax:x"], 2, "bad value"),
         (["--listen", "0.0.0.0:0", "--upstream", ":1"], 2, "not a loopback address"),
         (["--config", "/nonexistent/routes.toml"], 2, "cannot read"),
-        (["--listen", ":0", "--upstream", ":1", "--chunk-bytes", "0"], 2, "chunk_bytes"),
+        (["--listen", ":0", "--upstream", ":1", "--chunk-bytes", "0"], 2, "--chunk-bytes"),
         (["--listen", ":0", "--upstream", ":1", "--log", "/nonexistent/x.jsonl"], 8, "log"),
     ],
 )
@@ -140,6 +140,42 @@ def test_cli_errors_are_one_line(args: list[str], code: int, needle: str) -> Non
     lines = [ln for ln in result.output.splitlines() if ln.startswith("lagscope:")]
     assert len(lines) == 1 and needle in lines[0], result.output
     assert "Traceback" not in result.output
+
+
+_ROUTE = ["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--backlog", "99999999999"], "--backlog must be at most 65535"),
+        (["--connect-timeout-s", "nan"], "--connect-timeout-s must be a finite number"),
+        (["--shutdown-timeout-s", "nan"], "--shutdown-timeout-s must be a finite number"),
+        (["--duration-s", "nan"], "--duration-s must be a finite number"),
+        (["--duration-s", "inf"], "--duration-s must be a finite number"),
+        (["--fault", "tax"], "tax: needs a value for delay_ms (e.g. tax:300)"),
+        (["--fault", "tax:300,delay_ms=5"], "delay_ms is given twice"),
+        (["--fault", "latency:jitter_ms=5"], "latency: needs a value for delay_ms"),
+        (["--fault", "bandwidth"], "bandwidth: needs a value for bytes_per_s"),
+        (["--upstream", "127.0.0.1:99999"], "port must be 0-65535"),
+    ],
+)
+def test_nonsense_is_a_one_line_usage_error(args: list[str], needle: str) -> None:
+    # Each of these passed (or raised) before any check: nothing may start listening.
+    result = CliRunner().invoke(main, ["inject", *_ROUTE, *args])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("lagscope: config: ") and needle in result.output
+    assert result.output.count("\n") == 1
+    assert "listening" not in result.output
+
+
+def test_config_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "routes.toml"
+    path.write_bytes(b"[[route]]\nname = '\xe9t\xe9'\nlisten = ':0'\nupstream = ':1'\n")
+    result = CliRunner().invoke(main, ["inject", "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    expected = f"lagscope: config: {path}: not UTF-8 text (byte 18); TOML files are UTF-8\n"
+    assert result.output == expected
 
 
 def test_cli_non_loopback_needs_the_flag_and_warns() -> None:

@@ -12,7 +12,6 @@ from lagscope.errors import ExitCode, LagscopeError
 from lagscope.inject.config import (
     ProxySettings,
     describe_fault,
-    is_loopback_host,
     load_routes_toml,
     parse_address,
     parse_fault,
@@ -254,19 +253,6 @@ def test_parse_address_and_route() -> None:
         parse_route("127.0.0.1:0")
 
 
-def test_loopback_rule_with_an_injected_resolver() -> None:
-    assert is_loopback_host("127.0.0.1") and is_loopback_host("127.8.9.1")
-    assert is_loopback_host("::1")
-    assert not is_loopback_host("0.0.0.0") and not is_loopback_host("192.0.2.1")
-    assert is_loopback_host("localhost", resolve=lambda h: ["127.0.0.1", "::1"])
-    assert not is_loopback_host("mixed", resolve=lambda h: ["127.0.0.1", "10.0.0.1"])
-
-    def fail(host: str) -> list[str]:
-        raise OSError("no such host")
-
-    assert not is_loopback_host("nowhere", resolve=fail)
-
-
 def test_toml_routes(tmp_path: Path) -> None:
     path = tmp_path / "routes.toml"
     path.write_text(
@@ -336,8 +322,12 @@ def test_toml_missing_file(tmp_path: Path) -> None:
 
 def test_settings_validate() -> None:
     assert ProxySettings().chunk_bytes == 262144
-    with pytest.raises(ValueError, match="chunk_bytes"):
+    with pytest.raises(ValueError, match="--chunk-bytes must be at least 1"):
         ProxySettings(chunk_bytes=0)
+    with pytest.raises(LagscopeError, match="--connect-timeout-s must be a finite number"):
+        ProxySettings(connect_timeout_s=float("nan"))
+    with pytest.raises(LagscopeError, match="--backlog must be at most 65535"):
+        ProxySettings(backlog=99999999999)
 
 
 def test_describe_fault() -> None:

@@ -222,6 +222,10 @@ def test_options_defaults_and_validation() -> None:
         options_from_mapping({"CONNECTION_TABLE_SIZE": 0})
     with pytest.raises(OptionsError, match="must be a dict"):
         options_from_mapping(["ENABLED"])
+    with pytest.raises(OptionsError, match="MAX_QUEUE_S must be a finite number"):
+        options_from_mapping({"MAX_QUEUE_S": float("nan")})
+    with pytest.raises(OptionsError, match="CONNECTION_IDLE_S must be above 0"):
+        InstrumentOptions(connection_idle_s=0)
 
 
 def test_settings_rows_cover_every_option() -> None:

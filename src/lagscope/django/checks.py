@@ -17,13 +17,13 @@ Every check reads only settings (no database access), so it runs under plain
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 
+from lagscope.addresses import is_localhost_name, is_loopback_literal
 from lagscope.django.conf import get_options
 from lagscope.instrument.options import OptionsError
 
@@ -76,7 +76,7 @@ def check_settings(app_configs: object = None, **kwargs: object) -> list[CheckMe
     except OptionsError as exc:
         return [
             Error(
-                f"settings.LAGSCOPE is invalid: {exc}",
+                f"settings.LAGSCOPE is invalid: {exc.message}",
                 hint="See the settings table in docs/server-timing.md.",
                 id="lagscope.E001",
             )
@@ -163,20 +163,15 @@ def check_localhost(app_configs: object = None, **kwargs: object) -> list[CheckM
     return out
 
 
-def _is_loopback_host(host: str) -> bool:
-    host = host.strip().strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def _is_loopback_without_dns(host: str) -> bool:
+    # Checks read settings only: a name other than localhost is not resolved here.
+    return is_localhost_name(host) or is_loopback_literal(host)
 
 
 def check_gssencmode(app_configs: object = None, **kwargs: object) -> list[CheckMessage]:
     out: list[CheckMessage] = []
     for alias, db in _network_databases():
-        if not _is_postgresql(db) or not _is_loopback_host(str(db.get("HOST", ""))):
+        if not _is_postgresql(db) or not _is_loopback_without_dns(str(db.get("HOST", ""))):
             continue
         options = db.get("OPTIONS") or {}
         if options.get("gssencmode") != "disable":

@@ -10,51 +10,52 @@ platform without ``loop.add_signal_handler``.
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from lagscope.addresses import resolves_to_loopback
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.inject.api import Injector
 from lagscope.inject.config import (
-    SETTINGS_HELP,
     ProxySettings,
     describe_fault,
-    is_loopback_host,
     load_routes_toml,
     parse_address,
     parse_fault,
     parse_route,
 )
 from lagscope.inject.plan import Route
+from lagscope.settings_table import build, click_options, setting, validate
 
 __all__ = ["counters_table", "inject"]
 
 _REFRESH_S = 0.25
 
 
-def _settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    # One flag per ProxySettings field, derived from the settings table.
-    for f in reversed(dataclasses.fields(ProxySettings)):
-        kind = click.INT if isinstance(f.default, int) else click.FLOAT
-        func = click.option(
-            "--" + f.name.replace("_", "-"),
-            f.name,
-            type=kind,
-            default=None,
-            help=f"{SETTINGS_HELP[f.name]} (default {f.default}).",
-        )(func)
-    return func
+@dataclass(frozen=True)
+class RunLimits:
+    """How long the command runs (the proxy's own settings are :class:`ProxySettings`)."""
+
+    duration_s: float | None = setting(
+        None,
+        unit="s",
+        help="Stop after this many seconds.",
+        shown="run until Ctrl+C",
+        above=0,
+    )
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 def counters_table(injector: Injector) -> Table:
@@ -168,13 +169,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     is_flag=True,
     help="Allow listening on a non-loopback address (exposes the proxy to the network).",
 )
-@click.option(
-    "--duration-s",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Stop after this many seconds (default: run until Ctrl+C).",
-)
-@_settings_options
+@click_options(RunLimits)
+@click_options(ProxySettings)
 def inject(
     listen: str | None,
     upstream: str | None,
@@ -183,8 +179,7 @@ def inject(
     config: str | None,
     log_path: str | None,
     allow_non_loopback: bool,
-    duration_s: float | None,
-    **settings: Any,
+    **settings: object,
 ) -> None:
     """Run a TCP proxy that injects faults (e.g. a 300 ms tax on every new connection).
 
@@ -192,11 +187,9 @@ def inject(
     lagscope inject --listen 127.0.0.1:8081 --upstream 127.0.0.1:8080 --fault tax:300
     lagscope inject --config routes.toml --log truth.jsonl
     """
+    limits, _ = build(RunLimits, {"duration_s": settings.pop("duration_s")})
+    proxy_settings, _ = build(ProxySettings, settings)
     routes = _collect_routes(listen, upstream, faults, route_specs, config, allow_non_loopback)
-    try:
-        proxy_settings = ProxySettings(**{k: v for k, v in settings.items() if v is not None})
-    except ValueError as exc:
-        raise LagscopeError("config", str(exc), ExitCode.USAGE) from None
     if log_path is not None:
         parent = Path(log_path).resolve().parent
         if not parent.is_dir():
@@ -206,7 +199,7 @@ def inject(
                 ExitCode.ENVIRONMENT,
             )
     for route in routes:
-        if route.allow_non_loopback and not is_loopback_host(route.listen[0]):
+        if route.allow_non_loopback and not resolves_to_loopback(route.listen[0]):
             click.echo(
                 f"lagscope: warning: listening on non-loopback {route.listen[0]}: anyone who "
                 "can reach this machine can use the proxy",
@@ -229,7 +222,7 @@ def inject(
             )
         sys.stdout.flush()
         with _sigterm_as_interrupt():
-            _run(injector, console, duration_s)
+            _run(injector, console, limits.duration_s)
     finally:
         injector.stop()
         c = injector.counters()

@@ -10,15 +10,14 @@ the TOML file and resolving a listen host name.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import math
-import socket
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lagscope.addresses import AddressError, parse_host_port
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.inject.plan import (
     Bandwidth,
@@ -34,6 +33,7 @@ from lagscope.inject.plan import (
     Select,
     SlowClose,
 )
+from lagscope.settings_table import markdown, setting, validate
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,11 +42,10 @@ else:  # pragma: no cover
 
 __all__ = [
     "FAULT_KINDS",
-    "SETTINGS_HELP",
     "ProxySettings",
     "describe_fault",
+    "docs_table",
     "fault_from_mapping",
-    "is_loopback_host",
     "load_routes_toml",
     "parse_address",
     "parse_fault",
@@ -54,40 +53,79 @@ __all__ = [
 ]
 
 
-def _setting(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass(frozen=True)
 class ProxySettings:
     """How the proxy pump behaves, independent of faults."""
 
-    # Largest single read from a socket, i.e. the largest chunk forwarded at once. 256 KiB
-    # matches asyncio's own socket read size; 64 KiB halved bulk throughput (measured).
-    chunk_bytes: int = _setting(262144, "largest single read, in bytes")
-    # StreamReader limit: asyncio pauses reading a socket once about 2x this is buffered
-    # and unread, which is what pushes back on a fast sender (backpressure).
-    reader_buffer_bytes: int = _setting(65536, "read-ahead per socket before pausing it")
-    # Bytes a direction may hold while chunks wait out per-chunk latency; reading stops
-    # when full, so a slow reader pushes back on the sender instead of growing memory.
-    flow_buffer_bytes: int = _setting(262144, "bytes held per direction under latency")
-    # Upper bound for dialling the upstream; a dead upstream must not hold a client forever.
-    connect_timeout_s: float = _setting(10.0, "seconds allowed to connect to the upstream")
-    # listen() backlog; 1024 lets a burst of 1000 connects queue instead of being refused.
-    backlog: int = _setting(1024, "listen backlog")
-    # How long stop() waits for handlers to finish after aborting their sockets.
-    shutdown_timeout_s: float = _setting(5.0, "seconds to wait for connections on stop")
+    chunk_bytes: int = setting(
+        262144,
+        unit="bytes",
+        help="Largest single read, i.e. the largest chunk forwarded at once.",
+        why="256 KiB matches asyncio's own socket read size; 64 KiB halved bulk throughput "
+        "(measured)",
+        minimum=1,
+        maximum=64 * 1024 * 1024,
+    )
+    reader_buffer_bytes: int = setting(
+        65536,
+        unit="bytes",
+        help="Read-ahead per socket before pausing it.",
+        why="StreamReader limit: asyncio pauses reading a socket with ~2x this unread, which "
+        "is what pushes back on a fast sender (backpressure)",
+        minimum=1,
+        maximum=64 * 1024 * 1024,
+    )
+    flow_buffer_bytes: int = setting(
+        262144,
+        unit="bytes",
+        help="Bytes held per direction while chunks wait out per-chunk latency.",
+        why="reading stops when full, so a slow reader pushes back on the sender instead of "
+        "growing memory",
+        minimum=1,
+        maximum=1024 * 1024 * 1024,
+    )
+    connect_timeout_s: float = setting(
+        10.0,
+        unit="s",
+        help="Seconds allowed to connect to the upstream.",
+        why="a dead upstream must not hold a client forever; then the client is reset "
+        "(`upstream_timeout`)",
+        above=0,
+        maximum=3600,
+    )
+    backlog: int = setting(
+        1024,
+        unit="connections",
+        help="Listen backlog.",
+        why="lets a burst of 1000 connects queue instead of being refused; Linux caps it at "
+        "net.core.somaxconn",
+        minimum=1,
+        maximum=65535,
+    )
+    shutdown_timeout_s: float = setting(
+        5.0,
+        unit="s",
+        help="Seconds to wait for connections on stop.",
+        why="how long stopping waits for handlers to finish after aborting their sockets",
+        above=0,
+        maximum=3600,
+    )
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value <= 0:
-                raise ValueError(f"{f.name} must be > 0, got {value}")
+        validate(self)
 
 
-SETTINGS_HELP: dict[str, str] = {
-    f.name: str(f.metadata["help"]) for f in dataclasses.fields(ProxySettings)
-}
+def docs_table() -> str:
+    """The settings table of docs/inject.md."""
+    columns = [
+        ("flag", "flag"),
+        ("default", "default"),
+        ("range", "range"),
+        ("what", "help"),
+        ("why", "why"),
+    ]
+    return markdown(ProxySettings, columns)
+
 
 # Fault kinds by their CLI/TOML name: (class, the field a bare value sets).
 FAULT_KINDS: dict[str, tuple[type[Any], str | None]] = {
@@ -154,6 +192,17 @@ def fault_from_mapping(kind: str, values: Mapping[str, Any]) -> Fault:
                 kwargs["seed"] = value
         else:
             kwargs[key] = value
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+        and f.name != "select"
+    ]
+    if missing:
+        example = f" (e.g. {kind}:300)" if missing[0] == FAULT_KINDS[kind][1] else ""
+        raise _bad(f"{kind}: needs a value for {', '.join(missing)}{example}")
     try:
         fault: Fault = cls(**kwargs, select=Select(**select))
     except TypeError as exc:
@@ -178,52 +227,20 @@ def parse_fault(spec: str) -> Fault:
             if i != 0 or main is None:
                 raise _bad(f"{spec!r}: expected key=value, got {part!r}")
             key, value = main, part
-        values[key.strip()] = value.strip()
+        key = key.strip()
+        if key in values:
+            # "tax:300,delay_ms=5" would silently take the last one.
+            raise _bad(f"{spec!r}: {key} is given twice")
+        values[key] = value.strip()
     return fault_from_mapping(kind, values)
 
 
 def parse_address(text: str, *, what: str = "address") -> tuple[str, int]:
     """``HOST:PORT``, ``[v6]:PORT`` or ``:PORT`` (loopback) into (host, port)."""
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise _bad(f"bad {what} {text!r}: expected [IPv6]:PORT")
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep:
-            raise _bad(f"bad {what} {text!r}: expected HOST:PORT")
-        if ":" in host:
-            raise _bad(f"bad {what} {text!r}: write IPv6 addresses as [addr]:PORT")
-    host = host or "127.0.0.1"
     try:
-        port_n = int(port)
-    except ValueError:
-        raise _bad(f"bad {what} {text!r}: port {port!r} is not a number") from None
-    if not 0 <= port_n <= 65535:
-        raise _bad(f"bad {what} {text!r}: port out of range")
-    return host, port_n
-
-
-Resolver = Callable[[str], Sequence[str]]
-
-
-def _resolve(host: str) -> Sequence[str]:
-    infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
-
-
-def is_loopback_host(host: str, resolve: Resolver = _resolve) -> bool:
-    """True when every address ``host`` stands for is loopback (127.0.0.0/8, ::1)."""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    try:
-        addrs = resolve(host)
-    except OSError:
-        return False
-    return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
+        return parse_host_port(text, empty_host="127.0.0.1")
+    except AddressError as exc:
+        raise _bad(f"bad {what} {text.strip()!r}: {exc}") from None
 
 
 def parse_route(spec: str, *, allow_non_loopback: bool = False) -> Route:
@@ -252,6 +269,8 @@ def load_routes_toml(path: str | Path, *, allow_non_loopback: bool = False) -> l
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except OSError as exc:
         raise _bad(f"cannot read {p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise _bad(f"{p}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise _bad(f"{p}: {exc}") from None
     tables = data.get("route")

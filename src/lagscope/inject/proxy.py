@@ -26,8 +26,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
+from lagscope.addresses import resolves_to_loopback
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.inject.config import ProxySettings, is_loopback_host
+from lagscope.inject.config import ProxySettings
 from lagscope.inject.log import ConnectionRecord, Counters, FlowRecord
 from lagscope.inject.plan import (
     ConnectionPlan,
@@ -218,7 +219,7 @@ class Proxy:
             raise RuntimeError("a closed Proxy cannot be started again; make a new one")
         for rs in self._routes:
             host, port = rs.route.listen
-            if not rs.route.allow_non_loopback and not is_loopback_host(host):
+            if not rs.route.allow_non_loopback and not resolves_to_loopback(host):
                 await self.aclose()
                 raise LagscopeError(
                     "listen",

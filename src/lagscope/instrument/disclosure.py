@@ -19,10 +19,10 @@ Untrusted clients get :attr:`Disclosure.NONE` or, if so configured,
 from __future__ import annotations
 
 import enum
-import functools
 import hmac
-import ipaddress
 from collections.abc import Collection
+
+from lagscope.addresses import is_loopback_literal
 
 __all__ = ["Disclosure", "decide", "is_loopback"]
 
@@ -33,16 +33,8 @@ class Disclosure(enum.Enum):
     FULL = "full"
 
 
-@functools.lru_cache(maxsize=1024)
-def is_loopback(address: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback; False for anything unparsable."""
-    try:
-        ip = ipaddress.ip_address(address.strip().strip("[]"))
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped.is_loopback
-    return ip.is_loopback
+# Peer and forwarded addresses are literals; a name is never trusted as loopback here.
+is_loopback = is_loopback_literal
 
 
 def _address_trusted(

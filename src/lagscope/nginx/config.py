@@ -13,10 +13,9 @@ feeds and the reason for its default, so the CLI builds one flag per row and
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from dataclasses import dataclass
 
+from lagscope.addresses import AddressError, format_host_port, parse_host_port
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.settings_table import (
     JUST_ABOVE_BROWSER_IDLE_S,
@@ -235,19 +234,15 @@ class Endpoint:
     port: int
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-# A host name nginx can take verbatim: no whitespace, quotes, braces or semicolons that
-# would let an argument inject config.
-_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.\-_]*[A-Za-z0-9])?$")
+        return format_host_port(self.host, self.port)
 
 
 def parse_endpoint(text: str, what: str) -> Endpoint:
     """Parse ``HOST:PORT`` or ``[V6]:PORT``; raise a USAGE error naming ``what`` otherwise.
 
     A leading ``http://`` and a trailing ``/`` are accepted, so the URL ``lagscope serve``
-    prints can be pasted as it is.
+    prints can be pasted as it is. Host names are checked against the characters nginx
+    takes verbatim, so an argument cannot inject config.
     """
 
     def bad(why: str) -> LagscopeError:
@@ -261,26 +256,11 @@ def parse_endpoint(text: str, what: str) -> Endpoint:
         raise bad("nginx speaks plain HTTP to the app server; give HOST:PORT")
     if "/" in text:
         raise bad("no path allowed")
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise bad("an IPv6 address needs the form [::1]:8000")
-        port_text = rest[1:]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise bad(f"{host!r} is not an IPv6 address") from None
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep:
-            raise bad("missing :PORT")
-        if ":" in host:
-            raise bad("write IPv6 addresses in brackets, e.g. [::1]:8000")
-        if not _HOSTNAME_RE.match(host):
-            raise bad("missing or invalid host")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise bad("port must be 1-65535")
-    return Endpoint(host, int(port_text))
+    try:
+        host, port = parse_host_port(text, min_port=1)
+    except AddressError as exc:
+        raise bad(str(exc)) from None
+    return Endpoint(host, port)
 
 
 def expand_listen(endpoint: Endpoint) -> tuple[Endpoint, ...]:
