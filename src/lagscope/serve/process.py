@@ -36,8 +36,12 @@ class ServeProcess:
         env: Mapping[str, str] | None = None,
         ready_timeout_s: float = 60.0,
         cwd: str | None = None,
+        command: Sequence[str] | None = None,
     ) -> None:
+        """``command`` replaces ``python -m lagscope serve`` (``args`` follow it), e.g.
+        ``[python, "manage.py", "lagscope", "serve"]``."""
         self.args = list(args)
+        self.command = list(command) if command is not None else None
         self.cwd = cwd
         self.env = dict(os.environ if env is None else env)
         self.ready_timeout_s = ready_timeout_s
@@ -62,7 +66,7 @@ class ServeProcess:
     def start(self) -> ServeProcess:
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self._proc = subprocess.Popen(
-            serve_command(self.args),
+            serve_command(self.args) if self.command is None else [*self.command, *self.args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

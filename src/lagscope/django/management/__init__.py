@@ -1,0 +1,3 @@
+"""Django management commands of the lagscope app."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""``manage.py lagscope``."""
+
+from __future__ import annotations

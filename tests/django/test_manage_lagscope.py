@@ -1,0 +1,306 @@
+"""``python manage.py lagscope`` run as a user runs it: a small project on disk, a child
+process, SQLite and a real PostgreSQL cluster."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lagscope.dbcheck.model import AliasResult, AliasSettings, Samples
+from lagscope.dbcheck.rules import THRESHOLDS, findings_for
+from lagscope.serve.process import ServeProcess
+from lagscope.servertiming import parse_headers
+from support.net import free_port
+from support.pg import PgCluster
+
+PASSWORD = "pw-Zq8-never-printed"
+
+SETTINGS = """
+import json, os
+SECRET_KEY = "manage-lagscope-test"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+USE_TZ = True
+INSTALLED_APPS = ["lagscope.django"]
+MIDDLEWARE = [
+    "lagscope.django.middleware.ServerTimingMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+ROOT_URLCONF = "proj_urls"
+DATABASES = json.loads(os.environ["PROJ_DATABASES"])
+"""
+
+URLS = """
+from django.db import connections
+from django.http import HttpResponse
+from django.urls import path
+
+def view(request):
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return HttpResponse("ok")
+
+urlpatterns = [path("", view)]
+"""
+
+MANAGE = """
+import os, sys
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj_settings")
+from django.core.management import execute_from_command_line
+execute_from_command_line(sys.argv)
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    for name, text in (
+        ("proj_settings.py", SETTINGS),
+        ("proj_urls.py", URLS),
+        ("manage.py", MANAGE),
+    ):
+        (tmp_path / name).write_text(textwrap.dedent(text), encoding="utf-8")
+    return tmp_path
+
+
+def _env(databases: dict[str, Any]) -> dict[str, str]:
+    import os
+
+    env = {**os.environ, "PROJ_DATABASES": json.dumps(databases), "PYTHONUNBUFFERED": "1"}
+    env["DJANGO_SETTINGS_MODULE"] = "proj_settings"  # not the suite's own
+    return env
+
+
+def manage(
+    project: Path, databases: dict[str, Any], *args: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", "lagscope", *args],
+        cwd=project,
+        env=_env(databases),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _pg(cluster: PgCluster, **extra: Any) -> dict[str, Any]:
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "postgres",
+        "USER": cluster.user,
+        "PASSWORD": PASSWORD,
+        "HOST": "127.0.0.1",
+        "PORT": str(cluster.port),
+        **extra,
+    }
+
+
+def _sqlite(project: Path) -> dict[str, Any]:
+    return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(project / "db.sqlite3")}
+
+
+@pytest.mark.postgres
+def test_db_measures_every_alias_and_never_prints_the_password(
+    project: Path, pg_cluster: PgCluster
+) -> None:
+    databases = {"default": _sqlite(project), "pg": _pg(pg_cluster, CONN_MAX_AGE=0)}
+    text = manage(project, databases, "db", "--samples", "3", "--verbosity", "2")
+    assert text.returncode == 0, text.stderr
+    out = text.stdout
+    assert "default: sqlite" in out and "pg: postgresql at 127.0.0.1:" in out
+    assert out.count("connect   p50") == 2 and out.count("SELECT 1  p50") == 2
+    assert (
+        "[warning] db-connect-per-request (pg)" in out
+        or "[info] db-connect-per-request (pg)" in out
+    )
+    # gssencmode is left at libpq's default, so the A/B ran.
+    assert "gssencmode=disable" in out
+    result = manage(project, databases, "db", "--samples", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["schema"] == "lagscope.db/1"
+    pg = {a["settings"]["alias"]: a for a in report["aliases"]}["pg"]
+    assert len(pg["connect"]["values_ms"]) == 3 and pg["connect"]["p50_ms"] > 0
+    assert pg["connect_gss_disabled"] is not None  # gssencmode left at libpq's "prefer"
+    assert pg["settings"]["gssencmode"] == "prefer"
+    ids = {(f["id"], f["alias"]) for f in report["findings"]}
+    assert ("db-connect-per-request", "pg") in ids
+    assert ("db-connect-per-request", "default") not in ids  # SQLite has no network connect
+    for run in (text, result):
+        assert PASSWORD not in run.stdout + run.stderr
+
+
+@pytest.mark.postgres
+def test_persistent_connections_with_gss_disabled_have_no_findings(
+    project: Path, pg_cluster: PgCluster
+) -> None:
+    pg = _pg(
+        pg_cluster, CONN_MAX_AGE=600, CONN_HEALTH_CHECKS=True, OPTIONS={"gssencmode": "disable"}
+    )
+    result = manage(project, {"default": pg}, "db", "--samples", "2")
+    assert result.returncode == 0, result.stderr
+    assert "CONN_MAX_AGE 600 s, no pool, CONN_HEALTH_CHECKS on" in result.stdout
+    assert "with gssencmode=disable" not in result.stdout  # nothing to compare against
+    assert "findings: none" in result.stdout
+
+
+def test_database_down_is_one_line_and_exit_4(project: Path) -> None:
+    closed = free_port()
+    down = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "app",
+        "USER": "app",
+        "PASSWORD": PASSWORD,
+        "HOST": "127.0.0.1",
+        "PORT": str(closed),
+        "OPTIONS": {"gssencmode": "disable"},
+    }
+    result = manage(project, {"default": down}, "db")
+    assert result.returncode == 4
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    where = f"postgresql at 127.0.0.1:{closed}"
+    assert lines[0].startswith(
+        f"CommandError: lagscope: db: cannot connect to 'default' ({where}):"
+    )
+    assert PASSWORD not in result.stderr
+    # With a reachable alias beside it, the report is printed, then the same one line.
+    mixed = manage(project, {"default": _sqlite(project), "pg": down}, "db", "--samples", "1")
+    assert mixed.returncode == 4
+    assert "default: sqlite" in mixed.stdout
+    assert len(mixed.stderr.splitlines()) == 1 and "'pg'" in mixed.stderr
+    assert PASSWORD not in mixed.stdout + mixed.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("db", "--samples", "0"), "must be 1..100"),
+        (("db", "--samples", "nan"), "not an integer"),
+        (("db", "--timeout", "99999999999"), "must be 1..600"),
+        (("db", "--database", "nope"), "no DATABASES alias 'nope'"),
+        (("nosuch",), "invalid choice"),
+    ],
+)
+def test_bad_input_is_a_usage_error(project: Path, args: tuple[str, ...], needle: str) -> None:
+    result = manage(project, {"default": _sqlite(project)}, *args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_fail_on_gates_on_severity(project: Path) -> None:
+    ok = manage(
+        project, {"default": _sqlite(project)}, "db", "--samples", "1", "--fail-on", "warning"
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "findings: none" in ok.stdout
+    quiet = manage(
+        project, {"default": _sqlite(project)}, "db", "--samples", "1", "--verbosity", "0"
+    )
+    assert quiet.returncode == 0 and quiet.stdout == "findings: none\n"
+
+
+# -- serve -----------------------------------------------------------------------------
+
+
+def test_serve_help_lists_the_serve_flags(project: Path) -> None:
+    result = manage(project, {"default": _sqlite(project)}, "serve", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--threads" in result.stdout and "--prewarm" in result.stdout
+
+
+def test_serve_refuses_another_settings_module(project: Path) -> None:
+    result = manage(project, {"default": _sqlite(project)}, "serve", "--django-settings", "x")
+    assert result.returncode == 2
+    assert "--django-settings is this project's" in result.stderr
+
+
+@pytest.mark.postgres
+def test_serve_runs_this_project_on_the_tuned_stack(project: Path, pg_cluster: PgCluster) -> None:
+    databases = {"default": _pg(pg_cluster, OPTIONS={"gssencmode": "disable"})}
+    command = [sys.executable, "manage.py", "lagscope", "serve"]
+    with ServeProcess(
+        ["--port", "0", "--threads", "2"], env=_env(databases), cwd=str(project), command=command
+    ) as served:
+        conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+        try:
+            seen = []
+            for _ in range(3):
+                conn.request("GET", "/")
+                response = conn.getresponse()
+                assert response.read() == b"ok"
+                seen.append(
+                    {
+                        m.name: m
+                        for m in parse_headers(response.headers.get_all("Server-Timing") or [])
+                    }
+                )
+        finally:
+            conn.close()
+        code = served.stop()
+    assert code == 0, served.output
+    # Keep-alive and prewarmed database connections: no request paid a connect.
+    assert [m["conn"].desc for m in seen] == ["new", "reused", "reused"]
+    assert not any("dbconn" in m for m in seen)
+    assert all(m["db"].desc == "1 query" for m in seen)
+
+
+# -- the rules, pure ---------------------------------------------------------------------
+
+
+def _result(
+    p50_ms: float,
+    *,
+    conn_max_age: float | None = 0,
+    pool: bool = False,
+    host: str = "10.0.0.5",
+    no_gss_ms: float | None = None,
+    vendor: str = "postgresql",
+) -> AliasResult:
+    settings = AliasSettings(
+        "default", vendor, host, "5432", "app", conn_max_age, False, pool, "prefer"
+    )
+    samples = Samples((p50_ms, p50_ms, p50_ms))
+    return AliasResult(
+        settings,
+        connect=samples,
+        select1=Samples((0.1,)),
+        connect_gss_disabled=Samples((no_gss_ms,) * 3) if no_gss_ms is not None else None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("p50_ms", "expected"),
+    [
+        (1.0, {("db-connect-per-request", "info")}),
+        (5.0, {("db-connect-per-request", "warning")}),
+        (25.0, {("db-connect-per-request", "critical"), ("db-connect-slow", "warning")}),
+        (111.0, {("db-connect-per-request", "critical"), ("db-connect-slow", "critical")}),
+    ],
+)
+def test_rules_by_connect_time(p50_ms: float, expected: set[tuple[str, str]]) -> None:
+    assert {(f.id, f.severity) for f in findings_for((_result(p50_ms),))} == expected
+
+
+def test_persistent_or_pooled_connections_only_report_a_slow_connect() -> None:
+    assert findings_for((_result(5.0, conn_max_age=None),)) == ()
+    assert findings_for((_result(5.0, pool=True),)) == ()
+    assert findings_for((_result(0.5, vendor="sqlite"),)) == ()
+    (slow,) = findings_for((_result(150.0, conn_max_age=600, host="localhost", no_gss_ms=3.2),))
+    assert slow.id == "db-connect-slow" and slow.severity == "critical"
+    assert "gssencmode=disable p50 3.2 ms" in slow.evidence
+    assert '"gssencmode": "disable"' in slow.fix and "127.0.0.1" in slow.fix
+
+
+def test_thresholds_are_ordered() -> None:
+    for t in THRESHOLDS.values():
+        assert 0 < t.warning_ms < t.critical_ms
