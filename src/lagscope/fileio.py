@@ -1,30 +1,140 @@
-"""Writing files the user asked for, atomically: all of the new text or none of it.
+"""Files the user names: writing ``-o`` outputs without destroying what is at the path, and
+reading config and saved reports whatever text encoding a Windows shell gave them.
 
-A report or config is written to a temporary file in the target's directory and moved over
-the target with ``os.replace`` (atomic on Windows and POSIX), so an interrupted run never
-leaves a half-written file and never destroys what was there before.
+Writing (:func:`write_text_atomic`) depends on what the path is:
+
+- a regular file or a new path: the text goes to a temporary file in the same directory,
+  which then replaces the target with ``os.replace`` (atomic on Windows and POSIX), so an
+  interrupted run never leaves a half-written file; a replaced file keeps its mode;
+- a symbolic link: followed, and its final target handled as above, so the link stays;
+- a FIFO, a character or block device (``/dev/null``, ``/dev/stdout``, ``NUL``): written
+  in place, never renamed over, which would turn a device node into a regular file.
+
+On Windows an antivirus scanner or the search indexer briefly opens new files, and
+``os.replace`` then fails with PermissionError: it is retried for up to 2 s. A temporary
+file is never left behind, even a read-only one (Windows refuses to delete those).
+
+Reading (:func:`read_text`): UTF-8 with or without a byte-order mark (Notepad writes one),
+and UTF-16 with a byte-order mark (what PowerShell 5.1's ``>`` writes).
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import os
 import secrets
 import stat
+import tempfile
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from lagscope.errors import ExitCode, LagscopeError
 
-__all__ = ["write_text_atomic"]
+__all__ = ["Replacer", "decode_text", "read_text", "write_text_atomic"]
+
+StrPath = str | os.PathLike[str]
 
 
-def write_text_atomic(path: Path, text: str, check: Callable[[Path], None] | None = None) -> None:
-    """Write ``text`` to ``path`` atomically.
+@dataclass(frozen=True)
+class Replacer:
+    """How a finished temporary file is moved over its target, and how long a locked
+    target is waited for. The defaults are the real file system and clock."""
 
-    ``check`` (optional) sees the complete temporary file before it replaces the target; if
-    it raises, the target is left untouched. OS failures become a one-line LagscopeError.
+    replace: Callable[[StrPath, StrPath], None] = os.replace
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    # Antivirus and indexer locks last tens to hundreds of milliseconds.
+    retry_for_s: float = 2.0
+    pause_s: float = 0.05
+
+    def move(self, source: Path, target: Path) -> None:
+        """``replace(source, target)``, retried on PermissionError until ``retry_for_s``."""
+        deadline = self.clock() + self.retry_for_s
+        while True:
+            try:
+                self.replace(source, target)
+                return
+            except PermissionError:
+                if self.clock() >= deadline:
+                    raise
+            self.sleep(self.pause_s)
+
+
+SYSTEM_REPLACER = Replacer()
+
+
+def _error(target: Path, exc: OSError, extra: str = "") -> LagscopeError:
+    return LagscopeError(
+        "output", f"cannot write {target}: {exc.strerror or exc}{extra}", ExitCode.ENVIRONMENT
+    )
+
+
+def _mode(path: Path, follow: bool) -> int | None:
+    """st_mode of ``path`` (of its final target when ``follow``), None when there is none."""
+    try:
+        return (os.stat(path) if follow else os.lstat(path)).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # a loop of links, an unreadable directory on the way
+        raise _error(path, exc) from None
+
+
+def _through_fd_link(path: Path) -> bool:
+    """Whether a chain of links passes through /proc/<pid>/fd or /dev/fd: ``-o /dev/stdout``
+    means the caller's open stdout, even when that is a regular file."""
+    current = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on links followed
+        if current.startswith(("/proc/", "/dev/fd/")):
+            return True
+        try:
+            link = os.readlink(current)
+        except OSError:
+            return False
+        current = os.path.normpath(os.path.join(os.path.dirname(current), link))
+    return False
+
+
+def write_text_atomic(
+    path: Path,
+    text: str,
+    check: Callable[[Path], None] | None = None,
+    replacer: Replacer = SYSTEM_REPLACER,
+) -> None:
+    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path``; see the module docstring for
+    what happens to links, devices and FIFOs.
+
+    ``check`` (optional) sees the complete text in a file before the target is touched; if
+    it raises, the target is left as it was. OS failures become a one-line LagscopeError
+    (exit 8).
     """
     target = Path(path)
+    data = text.encode("utf-8")
+    mode = _mode(target, follow=False)
+    if mode is not None and stat.S_ISLNK(mode):
+        mode = _mode(target, follow=True)
+        if mode is None or (stat.S_ISREG(mode) and not _through_fd_link(target)):
+            # Replace the link's final target (created if the link dangles), keep the link.
+            target = Path(os.path.realpath(target))
+        elif stat.S_ISREG(mode):
+            mode = stat.S_IFIFO  # an open descriptor's file: append to it, as a shell would
+    if mode is None or stat.S_ISREG(mode):
+        _replace_regular(target, data, check, replacer, mode)
+    elif stat.S_ISDIR(mode):
+        raise LagscopeError("output", f"{target} is a directory", ExitCode.ENVIRONMENT)
+    else:
+        _write_in_place(target, data, check)
+
+
+def _replace_regular(
+    target: Path,
+    data: bytes,
+    check: Callable[[Path], None] | None,
+    replacer: Replacer,
+    mode: int | None,
+) -> None:
     directory = target.parent if str(target.parent) else Path(".")
     tmp = directory / f".{target.name}.{secrets.token_hex(6)}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -33,25 +143,91 @@ def write_text_atomic(path: Path, text: str, check: Callable[[Path], None] | Non
         # mkstemp's 0600 would make a config unreadable by the service that loads it.
         fd = os.open(tmp, flags, 0o666)
     except OSError as exc:
-        raise LagscopeError(
-            "output", f"cannot write {target}: {exc.strerror or exc}", ExitCode.ENVIRONMENT
-        ) from None
+        raise _error(target, exc) from None
+    replacing = False
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        if target.exists():
+        if mode is not None:
             # Replacing a file keeps its permissions (a 0600 report stays private).
-            os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
+            os.chmod(tmp, stat.S_IMODE(mode))
         if check is not None:
             check(tmp)
-        os.replace(tmp, target)
+        replacing = True
+        replacer.move(tmp, target)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise LagscopeError(
-            "output", f"cannot write {target}: {exc.strerror or exc}", ExitCode.ENVIRONMENT
-        ) from None
+        _discard(tmp)
+        locked = isinstance(exc, PermissionError) and replacing
+        extra = (
+            f" (still locked after {replacer.retry_for_s:g} s: another program, an"
+            " antivirus scanner or an editor, holds it open)"
+            if locked
+            else ""
+        )
+        raise _error(target, exc, extra) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
+
+
+def _discard(tmp: Path) -> None:
+    """Remove a temporary file, clearing read-only first: Windows will not delete a
+    read-only file, and a replaced read-only target passes its mode on to the temporary."""
+    # Failures here are ignored: the caller's own error is the one to report.
+    with contextlib.suppress(OSError):
+        os.chmod(tmp, stat.S_IWRITE | stat.S_IREAD)
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
+
+
+def _write_in_place(target: Path, data: bytes, check: Callable[[Path], None] | None) -> None:
+    if check is not None:
+        # The check needs a file to read; a device or FIFO can only be written once.
+        with tempfile.TemporaryDirectory(prefix="lagscope-check-") as tmp_dir:
+            staged = Path(tmp_dir) / target.name
+            staged.write_bytes(data)
+            check(staged)
+    try:
+        # No O_CREAT (it exists and is not a regular file) and no rename; O_APPEND so a
+        # regular file behind /dev/stdout keeps what was written before. A FIFO blocks here
+        # until a reader opens it, as with a shell's `>`.
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        raise _error(target, exc) from None
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as fh:
+            view = memoryview(data)
+            while view:
+                written = fh.write(view)
+                view = view[written or 0 :]
+    except OSError as exc:
+        raise _error(target, exc) from None
+
+
+def decode_text(data: bytes) -> str:
+    """Text from a file's bytes: UTF-8 (a leading byte-order mark dropped) or UTF-16 with a
+    byte-order mark. Raises ValueError with a one-line reason otherwise."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not data.startswith(
+        codecs.BOM_UTF32_LE
+    ):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"invalid UTF-16 at byte {exc.start}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
+        ) from None
+    if "\x00" in text:
+        raise ValueError("contains NUL bytes (UTF-16 without a byte-order mark?); save it as UTF-8")
+    return text
+
+
+def read_text(path: Path) -> str:
+    """A config or saved report as text (see :func:`decode_text`). Raises OSError when the
+    file cannot be read and ValueError when its bytes are not text."""
+    return decode_text(Path(path).read_bytes())

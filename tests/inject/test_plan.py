@@ -315,6 +315,26 @@ def test_toml_errors(tmp_path: Path, text: str, needle: str) -> None:
     assert needle in info.value.one_line()
 
 
+@pytest.mark.parametrize(
+    "encoding",
+    ["utf-8-sig", "utf-16"],  # Notepad's BOM; PowerShell 5.1's `>` (UTF-16 LE + BOM)
+)
+def test_toml_written_by_windows_tools_loads(tmp_path: Path, encoding: str) -> None:
+    path = tmp_path / "routes.toml"
+    path.write_text("[[route]]\nname = 'café'\nlisten = ':1'\nupstream = ':2'\n", encoding=encoding)
+    (route,) = load_routes_toml(path)
+    assert route.name == "café"
+
+
+def test_toml_that_is_not_text_is_a_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "routes.toml"
+    path.write_bytes("[[route]]\nname = 'café'\n".encode("cp1252"))
+    with pytest.raises(LagscopeError) as info:
+        load_routes_toml(path)
+    assert info.value.exit_code == ExitCode.USAGE
+    assert "not UTF-8 text (byte 0xe9" in info.value.one_line()
+
+
 def test_toml_missing_file(tmp_path: Path) -> None:
     with pytest.raises(LagscopeError, match="cannot read"):
         load_routes_toml(tmp_path / "absent.toml")

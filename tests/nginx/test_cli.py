@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -45,6 +48,28 @@ def test_output_file_is_written_and_replaced(tmp_path: Path) -> None:
     assert "wrote" in err
     assert "keepalive 16;" in target.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["nginx.conf"]  # no temp file left behind
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX symlinks and FIFOs")
+def test_output_keeps_a_symlink_and_writes_a_fifo_in_place(tmp_path: Path) -> None:
+    real = tmp_path / "sites" / "app.conf"
+    real.parent.mkdir()
+    real.write_text("old")
+    link = tmp_path / "enabled.conf"
+    link.symlink_to(real)
+    code, _, err = _run("--upstream", "127.0.0.1:8000", "-o", str(link))
+    assert code == ExitCode.OK, err
+    assert link.is_symlink() and "keepalive 16;" in real.read_text()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    code, _, err = _run("--upstream", "127.0.0.1:8000", "-o", str(fifo))
+    reader.join(10)
+    assert code == ExitCode.OK, err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert got and "keepalive 16;" in got[0]
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ Errors must be one line on stderr with the documented exit code and no traceback
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -70,6 +71,23 @@ def test_output_is_saved_and_can_be_rendered_again(url: str, tmp_path: Path) -> 
     assert again.splitlines()[0] == first.splitlines()[0]
     code, out, _ = _run("probe", "--load", str(saved), "--json")
     assert json.loads(out) == json.loads(saved.read_text())
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks need privileges on Windows")
+def test_output_through_a_symlink_and_load_of_a_utf16_copy(url: str, tmp_path: Path) -> None:
+    real = tmp_path / "runs" / "latest.json"
+    real.parent.mkdir()
+    link = tmp_path / "run.json"
+    link.symlink_to(real)
+    code, _, err = _run("probe", url, "--cold", "1", "--warm", "2", "-o", str(link))
+    assert code == 0, err
+    assert link.is_symlink() and real.is_file()
+    # PowerShell 5.1's `Get-Content run.json > copy.json` writes UTF-16 with a byte-order mark.
+    copy = tmp_path / "copy.json"
+    copy.write_text(real.read_text(encoding="utf-8"), encoding="utf-16")
+    code, out, err = _run("probe", "--load", str(copy), "--json")
+    assert code == 0, err
+    assert json.loads(out) == json.loads(real.read_text())
 
 
 def test_budget_gate(url: str) -> None:

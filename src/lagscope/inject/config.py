@@ -19,6 +19,7 @@ from typing import Any
 
 from lagscope.addresses import AddressError, parse_host_port
 from lagscope.errors import ExitCode, LagscopeError
+from lagscope.fileio import read_text
 from lagscope.inject.plan import (
     Bandwidth,
     BlackHole,
@@ -266,12 +267,10 @@ def load_routes_toml(path: str | Path, *, allow_non_loopback: bool = False) -> l
     ``name`` and a list of ``[[route.fault]]`` tables, each with ``kind`` plus its keys."""
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_text(p))
     except OSError as exc:
         raise _bad(f"cannot read {p}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise _bad(f"{p}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, or bytes that are not text
         raise _bad(f"{p}: {exc}") from None
     tables = data.get("route")
     if not isinstance(tables, list) or not tables:

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.fileio import write_text_atomic
+from lagscope.fileio import read_text, write_text_atomic
 from lagscope.probe.model import ProbeReport
 from lagscope.probe.options import DEFAULTS, LIMITS, ProbeOptions, parse_header, parse_resolve
 from lagscope.probe.options import parse_url as _parse_url
@@ -192,7 +192,7 @@ def probe(
         if url is not None:
             raise LagscopeError("options", "give either URL or --load, not both", ExitCode.USAGE)
         try:
-            report = load_json(load.read_text(encoding="utf-8"))
+            report = load_json(read_text(load))
         except OSError as exc:
             raise LagscopeError(
                 "load", f"cannot read {load}: {exc.strerror or exc}", ExitCode.USAGE
