@@ -23,6 +23,7 @@ _COMMANDS = {
     "inject": "lagscope.inject.cli:inject",
     "nginx-config": "lagscope.nginx.cli:nginx_config",
     "probe": "lagscope.probe.cli:probe",
+    "report": "lagscope.report.cli:report",
     "serve": "lagscope.serve.cli:serve",
 }
 
@@ -47,6 +48,11 @@ class _Group(click.Group):
             ) from None
         command: click.Command = getattr(module, attr)
         return command
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # The exact command line, for reports that show how they were made.
+        ctx.meta["lagscope.argv"] = ("lagscope", *args)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

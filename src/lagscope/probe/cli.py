@@ -7,6 +7,7 @@ run again, and ``--budget`` turns the warm p50 into an exit code.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -19,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.fileio import read_text, write_text_atomic
-from lagscope.probe.model import ProbeReport
+from lagscope.probe.model import ProbeReport, redact_command_line
 from lagscope.probe.options import DEFAULTS, LIMITS, ProbeOptions, parse_header, parse_resolve
 from lagscope.probe.options import parse_url as _parse_url
 from lagscope.probe.render import JsonRenderer, TerminalRenderer, load_json
@@ -149,6 +150,18 @@ def _measure(opts: ProbeOptions) -> ProbeReport:
     help="Also save the JSON report to this file (written atomically).",
 )
 @click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a self-contained HTML report to this file (needs lagscope[report]).",
+)
+@click.option(
+    "--har",
+    "har_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write every request as a HAR 1.2 file (credential headers redacted).",
+)
+@click.option(
     "--load",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Render a saved JSON report instead of measuring.",
@@ -179,6 +192,8 @@ def probe(
     rate_per_s: float | None,
     as_json: bool,
     output: Path | None,
+    html_path: Path | None,
+    har_path: Path | None,
     load: Path | None,
     budget_ms: float | None,
 ) -> None:
@@ -232,8 +247,15 @@ def probe(
             rate_per_s=rate_per_s,
         )
         report = _measure(opts)
+        argv = click.get_current_context().find_root().meta.get("lagscope.argv")
+        if argv:
+            report = dataclasses.replace(report, command_line=redact_command_line(argv))
     if output is not None:
         write_text_atomic(output, JsonRenderer().render(report))
+    if html_path is not None or har_path is not None:
+        from lagscope.report.cli import write_outputs
+
+        write_outputs(report, html_path, har_path)
     if as_json:
         click.echo(JsonRenderer().render(report), nl=False)
     else:

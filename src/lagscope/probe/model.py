@@ -10,6 +10,7 @@ again.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -18,7 +19,9 @@ from lagscope.servertiming import Metric
 
 __all__ = [
     "PHASES",
+    "REDACTED",
     "SCHEMA",
+    "SENSITIVE_HEADERS",
     "AddressAttempt",
     "KeepAlive",
     "MetricSummary",
@@ -26,6 +29,8 @@ __all__ = [
     "RequestRecord",
     "Series",
     "from_dict",
+    "redact_command_line",
+    "redact_headers",
     "to_dict",
 ]
 
@@ -33,6 +38,62 @@ SCHEMA = "lagscope.probe/1"
 
 # Phases in the order they happen. resolve/connect/tls exist only on new connections.
 PHASES = ("resolve", "connect", "tls", "send", "wait", "receive", "total")
+
+# Header values that carry credentials. They are replaced before a record is made, so no
+# saved run, HTML report or HAR file can leak them.
+SENSITIVE_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
+)
+REDACTED = "[redacted]"
+
+Headers = tuple[tuple[str, str], ...]
+
+
+def redact_headers(headers: Iterable[tuple[str, str]]) -> Headers:
+    """The headers with every credential-bearing value replaced by ``[redacted]``."""
+    return tuple(
+        (name, REDACTED if name.lower() in SENSITIVE_HEADERS else value) for name, value in headers
+    )
+
+
+_HEADER_FLAGS = ("-H", "--header")
+
+
+def _redact_header_arg(value: str) -> str:
+    name, sep, _ = value.partition(":")
+    return f"{name}: {REDACTED}" if sep and name.strip().lower() in SENSITIVE_HEADERS else value
+
+
+def _redact_userinfo(arg: str) -> str:
+    scheme, sep, rest = arg.partition("://")
+    if not sep:
+        return arg
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return arg
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:{REDACTED}@{host}{slash}{path}"
+
+
+def redact_command_line(argv: Iterable[str]) -> tuple[str, ...]:
+    """argv with credential header values (``-H 'Authorization: ...'``) and URL passwords
+    replaced by ``[redacted]``."""
+    out: list[str] = []
+    after_flag = False
+    for arg in argv:
+        if after_flag:
+            out.append(_redact_header_arg(arg))
+            after_flag = False
+        elif arg in _HEADER_FLAGS:
+            out.append(arg)
+            after_flag = True
+        elif arg.startswith("--header="):
+            out.append("--header=" + _redact_header_arg(arg[len("--header=") :]))
+        elif arg.startswith("-H") and len(arg) > 2:
+            out.append("-H" + _redact_header_arg(arg[2:]))
+        else:
+            out.append(_redact_userinfo(arg))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -74,8 +135,11 @@ class RequestRecord:
     # First byte of the response to the end of its head; receive_ms − head_ms is the body's
     # own arrival, where a small-write (Nagle / delayed ACK) stall shows.
     head_ms: float | None = None
-    # Response headers, names lower-cased, in the order received.
-    response_headers: tuple[tuple[str, str], ...] = ()
+    # Response headers, names lower-cased, in the order received; credential values
+    # redacted (SENSITIVE_HEADERS).
+    response_headers: Headers = ()
+    # Request headers as sent, credential values redacted.
+    request_headers: Headers = ()
 
     def header(self, name: str) -> str | None:
         """The first value of a response header (``name`` lower-case), if present."""
@@ -152,6 +216,9 @@ class ProbeReport:
     truncated: bool  # the run hit --max-time before all requests were made
     warnings: tuple[str, ...]
     options: tuple[tuple[str, Any], ...]
+    # The command line that produced the run, credentials redacted; () when not run from
+    # the CLI or saved before it was recorded.
+    command_line: tuple[str, ...] = ()
 
     def get_series(self, name: str) -> Series | None:
         for s in self.series:
@@ -199,7 +266,7 @@ def _record_to_dict(r: RequestRecord) -> dict[str, Any]:
                 a["ms"] = _round(a["ms"])
         elif f.name == "server_timing":
             out[f.name] = [_metric_to_dict(m) for m in value]
-        elif f.name == "response_headers":
+        elif f.name in ("response_headers", "request_headers"):
             out[f.name] = [[k, v] for k, v in value]
         elif f.name.endswith("_ms"):
             out[f.name] = _round(value)
@@ -209,13 +276,14 @@ def _record_to_dict(r: RequestRecord) -> dict[str, Any]:
 
 
 def _record_from_dict(d: dict[str, Any]) -> RequestRecord:
-    optional = {"server_address", "head_ms", "response_headers"}
+    optional = {"server_address", "head_ms", "response_headers", "request_headers"}
     kwargs = {f.name: d[f.name] for f in fields(RequestRecord) if f.name not in optional}
     kwargs["attempts"] = tuple(AddressAttempt(**a) for a in d["attempts"])
     kwargs["server_timing"] = tuple(_metric_from_dict(m) for m in d["server_timing"])
     kwargs["server_address"] = d.get("server_address")
     kwargs["head_ms"] = d.get("head_ms")
     kwargs["response_headers"] = tuple((str(k), str(v)) for k, v in d.get("response_headers", ()))
+    kwargs["request_headers"] = tuple((str(k), str(v)) for k, v in d.get("request_headers", ()))
     return RequestRecord(**kwargs)
 
 
@@ -269,6 +337,7 @@ def to_dict(report: ProbeReport) -> dict[str, Any]:
         "truncated": report.truncated,
         "warnings": list(report.warnings),
         "options": dict(report.options),
+        "command_line": list(report.command_line),
     }
 
 
@@ -311,4 +380,5 @@ def from_dict(data: dict[str, Any]) -> ProbeReport:
         truncated=data["truncated"],
         warnings=tuple(data["warnings"]),
         options=tuple(data["options"].items()),
+        command_line=tuple(str(a) for a in data.get("command_line", ())),
     )

@@ -28,7 +28,13 @@ import h11
 
 from lagscope import __version__
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.probe.model import AddressAttempt, KeepAlive, ProbeReport, RequestRecord
+from lagscope.probe.model import (
+    AddressAttempt,
+    KeepAlive,
+    ProbeReport,
+    RequestRecord,
+    redact_headers,
+)
 from lagscope.probe.net import Clock, Network, SockAddr, Stream, SystemClock, SystemNetwork
 from lagscope.probe.options import ProbeOptions, is_loopback_host
 from lagscope.probe.report import RunFacts, build_report
@@ -130,6 +136,7 @@ class Exchange:
     server_timing: tuple[Metric, ...]
     headers: tuple[tuple[str, str], ...]
     body: bytes  # kept only when asked for
+    request_headers: tuple[tuple[str, str], ...] = ()  # as sent, credentials redacted
 
 
 @dataclass
@@ -192,6 +199,7 @@ class Client:
         )
         self.state = _RunState()
         self._tls_context: ssl.SSLContext | None = None
+        self._sent_headers: tuple[tuple[str, str], ...] = ()
         if opts.target.scheme == "https":
             try:
                 ctx = ssl.create_default_context(cafile=opts.cafile)
@@ -363,6 +371,7 @@ class Client:
         headers = [h for h in headers if h[0].lower() not in given] + list(o.headers)
         if o.body and "content-length" not in given:
             headers.append(("Content-Length", str(len(o.body))))
+        self._sent_headers = redact_headers(headers)
         try:
             out = conn.h11.send(
                 h11.Request(method=o.method, target=o.target.target, headers=headers)
@@ -555,6 +564,7 @@ class Client:
             server_timing=timing,
             headers=headers,
             body=kept,
+            request_headers=self._sent_headers,
         )
 
 
@@ -619,7 +629,8 @@ def make_record(
         server_timing=ex.server_timing,
         server_address=conn.server_address,
         head_ms=ex.head_ms,
-        response_headers=ex.headers,
+        response_headers=redact_headers(ex.headers),
+        request_headers=ex.request_headers,
     )
 
 

@@ -1,0 +1,61 @@
+"""``lagscope report SAVED.json``: render a saved run as HTML and/or HAR, atomically written.
+
+It also owns :func:`write_outputs`, the ``--html`` / ``--har`` step every measuring command
+shares, so the flags behave the same on ``probe`` and ``report``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from lagscope.errors import ExitCode, LagscopeError
+from lagscope.fileio import write_text_atomic
+from lagscope.report import har, html
+from lagscope.report.load import AnyReport, load_report
+
+__all__ = ["report", "write_outputs"]
+
+
+def write_outputs(report: AnyReport, html_path: Path | None, har_path: Path | None) -> None:
+    """Write the HTML page and/or the HAR file of ``report``; each atomically."""
+    if html_path is not None:
+        write_text_atomic(html_path, html.render(report))
+    if har_path is not None:
+        write_text_atomic(har_path, har.render(report))
+
+
+@click.command()
+@click.argument("saved", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the self-contained HTML report to this file.",
+)
+@click.option(
+    "--har",
+    "har_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the requests as a HAR 1.2 file.",
+)
+def report(saved: Path, output: Path | None, har_path: Path | None) -> None:
+    """Render a saved run (lagscope.probe/1 JSON, from probe -o) as an HTML report
+    and/or a HAR 1.2 file.
+
+    Exit codes: 0 ok, 2 bad input (unreadable file, unknown schema), 8 output not writable
+    or the report extra missing.
+    """
+    if output is None and har_path is None:
+        raise LagscopeError("options", "give -o FILE.html and/or --har FILE.har", ExitCode.USAGE)
+    try:
+        text = saved.read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise LagscopeError("load", f"cannot read {saved}: {reason}", ExitCode.USAGE) from None
+    try:
+        loaded = load_report(text)
+    except ValueError as exc:
+        raise LagscopeError("load", f"{saved}: {exc}", ExitCode.USAGE) from None
+    write_outputs(loaded, output, har_path)

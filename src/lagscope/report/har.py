@@ -1,0 +1,178 @@
+"""HAR 1.2 export of a run: one entry per request, lagscope's phases mapped onto HAR's.
+
+The mapping (HAR 1.2 ``timings``): ``blocked`` is -1 (the probe never queues a request),
+``dns`` is the resolve phase, ``connect`` is TCP connect plus the TLS handshake (HAR counts
+``ssl`` inside ``connect``), ``ssl`` the handshake alone, then ``send``, ``wait`` and
+``receive``. A phase that did not happen is -1, so a request on a reused connection has
+``dns``, ``connect`` and ``ssl`` -1, and ``time`` is the sum of the values that are not -1
+(``ssl`` excluded, as it is already inside ``connect``). ``connection`` is a per-run TCP
+connection id, ``serverIPAddress`` the address connected to, and credential header values
+are redacted. lagscope's own fields go under ``_lagscope``: series, index, reused, and the
+response's Server-Timing metrics. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from lagscope.probe.model import ProbeReport, RequestRecord, redact_headers
+
+__all__ = ["HarRenderer", "RunRecords", "har_dict", "har_timings", "render"]
+
+# HAR timings are milliseconds; three decimals is a microsecond, what the probe resolves.
+_DECIMALS = 3
+
+
+@dataclass(frozen=True)
+class RunRecords:
+    """The requests of one measured run, with what HAR needs to place them."""
+
+    label: str | None  # rung or run name; prefixes connection ids when a report has several
+    url: str
+    method: str
+    started_at: str  # ISO 8601
+    records: Sequence[RequestRecord]
+
+
+def _r(ms: float) -> float:
+    return round(ms, _DECIMALS)
+
+
+def har_timings(r: RequestRecord) -> dict[str, float]:
+    """HAR ``timings`` for one record; -1 where a phase does not apply."""
+    new = not r.reused
+    connect = (r.connect_ms or 0.0) + (r.tls_ms or 0.0)
+    return {
+        "blocked": -1,
+        "dns": _r(r.resolve_ms) if new and r.resolve_ms is not None else -1,
+        "connect": _r(connect) if new and r.connect_ms is not None else -1,
+        "ssl": _r(r.tls_ms) if new and r.tls_ms is not None else -1,
+        "send": _r(r.send_ms),
+        "wait": _r(r.wait_ms),
+        "receive": _r(r.receive_ms),
+    }
+
+
+def _time(t: dict[str, float]) -> float:
+    # ssl is already inside connect.
+    return _r(sum(v for k, v in t.items() if k != "ssl" and v != -1))
+
+
+def _headers(pairs: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"name": n, "value": v} for n, v in redact_headers(pairs)]
+
+
+def _header(pairs: Iterable[tuple[str, str]], name: str) -> str | None:
+    for n, v in pairs:
+        if n.lower() == name:
+            return v
+    return None
+
+
+def _started(started_at: str, offset_ms: float) -> str:
+    try:
+        base = _dt.datetime.fromisoformat(started_at)
+    except ValueError:
+        base = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+    if base.tzinfo is None:
+        base = base.replace(tzinfo=_dt.timezone.utc)
+    return (base + _dt.timedelta(milliseconds=offset_ms)).isoformat(timespec="milliseconds")
+
+
+def _entry(run: RunRecords, r: RequestRecord) -> dict[str, Any]:
+    timings = har_timings(r)
+    http_version = f"HTTP/{r.http_version}"
+    conn_id = str(r.connection) if run.label is None else f"{run.label}#{r.connection}"
+    query = urlsplit(run.url).query
+    request_body = _header(r.request_headers, "content-length")
+    entry: dict[str, Any] = {
+        "startedDateTime": _started(run.started_at, r.start_ms),
+        "time": _time(timings),
+        "request": {
+            "method": run.method,
+            "url": run.url,
+            "httpVersion": "HTTP/1.1",
+            "cookies": [],
+            "headers": _headers(r.request_headers),
+            "queryString": [
+                {"name": k, "value": v} for k, v in parse_qsl(query, keep_blank_values=True)
+            ],
+            "headersSize": -1,
+            "bodySize": int(request_body) if request_body and request_body.isdigit() else 0,
+        },
+        "response": {
+            "status": r.status,
+            "statusText": "",
+            "httpVersion": http_version,
+            "cookies": [],
+            "headers": _headers(r.response_headers),
+            "content": {
+                "size": r.body_bytes,
+                "mimeType": _header(r.response_headers, "content-type") or "x-unknown",
+            },
+            "redirectURL": _header(r.response_headers, "location") or "",
+            "headersSize": -1,
+            "bodySize": r.body_bytes,
+        },
+        "cache": {},
+        "timings": timings,
+        "connection": conn_id,
+        "_lagscope": {
+            "series": r.series,
+            "index": r.index,
+            "reused": r.reused,
+            "total_ms": _r(r.total_ms),
+            "serverTiming": [
+                {"name": m.name, "dur": m.dur_ms, "desc": m.desc} for m in r.server_timing
+            ],
+        },
+    }
+    if run.label is not None:
+        entry["_lagscope"]["rung"] = run.label
+    if r.server_address is not None:
+        entry["serverIPAddress"] = r.server_address
+    return entry
+
+
+def har_dict(runs: Sequence[RunRecords], tool_version: str, comment: str = "") -> dict[str, Any]:
+    """The HAR document for these runs, entries in the order the requests started."""
+    entries = [
+        _entry(run, r) for run in runs for r in sorted(run.records, key=lambda rec: rec.start_ms)
+    ]
+    log: dict[str, Any] = {
+        "version": "1.2",
+        "creator": {"name": "lagscope", "version": tool_version},
+        "entries": entries,
+    }
+    if comment:
+        log["comment"] = comment
+    return {"log": log}
+
+
+def probe_runs(report: ProbeReport) -> list[RunRecords]:
+    return [
+        RunRecords(
+            label=None,
+            url=report.url,
+            method=report.method,
+            started_at=report.started_at,
+            records=[r for s in report.series for r in s.requests],
+        )
+    ]
+
+
+class HarRenderer:
+    def render(self, report: ProbeReport) -> str:
+        runs = probe_runs(report)
+        doc = har_dict(runs, report.tool_version, comment=report.verdict)
+        return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+
+
+def render(report: ProbeReport) -> str:
+    """The HAR 1.2 JSON text of a report."""
+    return HarRenderer().render(report)

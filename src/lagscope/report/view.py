@@ -1,0 +1,241 @@
+"""What the HTML report shows, as one frozen view built from a report model. Pure.
+
+Probe reports and diagnose reports differ in what they know (a verdict against a list of
+findings, one run against a ladder of rungs); the page does not. Each report kind has one
+``*_view`` function here that maps it onto :class:`ReportView`, in the page's order:
+headline, costs, budget, waterfall, distributions, sequence, Server-Timing, rungs,
+environment, command line. Every number in the view is the report's own number.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lagscope.probe.model import PHASES, MetricSummary, ProbeReport, RequestRecord
+from lagscope.probe.stats import Summary
+from lagscope.report.charts import BAR_PHASES
+
+__all__ = [
+    "CostRow",
+    "FindingView",
+    "ReportView",
+    "RunView",
+    "TableView",
+    "probe_view",
+]
+
+
+@dataclass(frozen=True)
+class FindingView:
+    id: str
+    title: str
+    severity: str
+    cost_ms: float
+    affects: str
+    evidence: tuple[str, ...]
+    fix: str
+    confirm: str
+
+
+@dataclass(frozen=True)
+class CostRow:
+    """One bar of the costs chart: a finding's cost, or a phase's cold-minus-warm."""
+
+    label: str
+    ms: float
+    low_ms: float | None
+    high_ms: float | None
+    significant: bool
+
+
+@dataclass(frozen=True)
+class TableView:
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class RunView:
+    """The requests of one measured run (a probe, or one rung of a diagnosis)."""
+
+    label: str | None
+    records: tuple[RequestRecord, ...]
+
+    def connection_id(self, r: RequestRecord) -> str:
+        return f"c{r.connection}" if self.label is None else f"{self.label}:c{r.connection}"
+
+
+@dataclass(frozen=True)
+class ReportView:
+    kind: str  # "probe" | "diagnose"
+    title: str
+    started_at: str
+    headline: str
+    headline_cost_ms: float | None
+    headline_fix: str
+    findings: tuple[FindingView, ...]
+    costs_title: str
+    costs: tuple[CostRow, ...]
+    budget: tuple[tuple[str, tuple[tuple[str, float], ...], str], ...]
+    budget_note: str
+    runs: tuple[RunView, ...]
+    distributions: tuple[tuple[str, tuple[float, ...], Summary], ...]
+    server_timing: tuple[tuple[str, tuple[MetricSummary, ...]], ...]
+    outside_app: tuple[tuple[str, Summary], ...]
+    rungs: tuple[TableView, ...]
+    environment: tuple[tuple[str, str], ...]
+    warnings: tuple[str, ...]
+    command_line: str
+    version: str
+    schema: str
+
+    def tagged_records(self) -> list[tuple[str, RequestRecord]]:
+        """Every request with its connection id, in the order the run made them."""
+        return [(run.connection_id(r), r) for run in self.runs for r in run.records]
+
+
+def _fmt(ms: float | None) -> str:
+    return "–" if ms is None else f"{ms:,.2f}"
+
+
+def _ci(s: Summary) -> str:
+    return f"{_fmt(s.ci_low_ms)} – {_fmt(s.ci_high_ms)} ({s.ci_level * 100:.1f} %)"
+
+
+def phase_table(
+    title: str, series: Sequence[tuple[str, dict[str, Summary]]], caption: str = ""
+) -> TableView:
+    """Per-phase statistics of each series: the text equivalent of the budget bar."""
+    rows = []
+    for name, stats in series:
+        for phase in PHASES:
+            s = stats.get(phase)
+            if s is None:
+                continue
+            rows.append(
+                (
+                    name,
+                    phase,
+                    str(s.n),
+                    _fmt(s.p50_ms),
+                    _ci(s),
+                    _fmt(s.p90_ms),
+                    _fmt(s.p99_ms),
+                    _fmt(s.max_ms),
+                )
+            )
+    return TableView(
+        title=title,
+        columns=("series", "phase", "n", "p50 ms", "95 % CI of p50 ms", "p90", "p99", "max"),
+        rows=tuple(rows),
+        caption=caption,
+    )
+
+
+def _option_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _budget_row(label: str, stats: dict[str, Summary]) -> tuple[str, tuple[tuple[str, float], ...]]:
+    return label, tuple((p, stats[p].p50_ms) for p in BAR_PHASES if p in stats)
+
+
+def probe_view(report: ProbeReport) -> ReportView:
+    cold = report.get_series("cold")
+    warm = report.get_series("warm")
+    stats = {s.name: dict(s.phases) for s in report.series}
+    total = next((c for c in report.comparisons if c.phase == "total"), None)
+    costs = tuple(
+        CostRow(
+            label=c.phase,
+            ms=c.diff_ms,
+            low_ms=c.diff_low_ms,
+            high_ms=c.diff_high_ms,
+            significant=c.significant,
+        )
+        for c in report.comparisons
+    )
+    budget = []
+    for name in ("cold", "warm"):
+        if name in stats:
+            label, parts = _budget_row(name, stats[name])
+            t = stats[name].get("total")
+            note = "" if t is None else f"p50 total {_fmt(t.p50_ms)} ms"
+            budget.append((label, parts, note))
+    distributions = tuple(
+        (s.name, tuple(r.total_ms for r in s.requests), st)
+        for s in (cold, warm)
+        if s is not None and (st := s.stats("total")) is not None
+    )
+    ka = report.keep_alive
+    env: list[tuple[str, str]] = [
+        ("URL", f"{report.method} {report.url}"),
+        ("started", report.started_at),
+        ("duration", f"{_fmt(report.duration_ms)} ms"),
+        (
+            "resolve",
+            f"{report.host} → {', '.join(report.addresses) or '–'} "
+            f"({'pinned by --resolve' if report.resolve_source == 'pinned' else 'DNS'})",
+        ),
+        (
+            "keep-alive",
+            "supported"
+            if ka.supported
+            else f"refused: {ka.reason}"
+            + (f"; {ka.reconnects} reconnects" if ka.reconnects else ""),
+        ),
+        ("truncated", "yes (--max-time)" if report.truncated else "no"),
+    ]
+    env += [(f"option {k}", _option_text(v)) for k, v in report.options]
+    rung = phase_table(
+        "Probe: phases per series",
+        [(s.name, dict(s.phases)) for s in report.series],
+        caption="Medians with distribution-free 95 % intervals (the level reached is shown).",
+    )
+    comparisons = TableView(
+        title="Cold minus warm",
+        columns=("phase", "difference ms", "interval ms", "beyond noise"),
+        rows=tuple(
+            (
+                c.phase,
+                f"{c.diff_ms:+,.2f}",
+                f"{c.diff_low_ms:+,.2f} … {c.diff_high_ms:+,.2f}",
+                "yes" if c.significant else "no",
+            )
+            for c in report.comparisons
+        ),
+    )
+    return ReportView(
+        kind="probe",
+        title=f"{report.method} {report.url}",
+        started_at=report.started_at,
+        headline=report.verdict,
+        headline_cost_ms=total.diff_ms if total is not None and total.significant else None,
+        headline_fix="",
+        findings=(),
+        costs_title="Cold minus warm, per phase (median difference, interval shaded)",
+        costs=costs,
+        budget=tuple(budget),
+        budget_note="Median of each phase; medians of parts do not add up exactly to the "
+        "median total.",
+        runs=(RunView(label=None, records=tuple(r for s in report.series for r in s.requests)),),
+        distributions=distributions,
+        server_timing=tuple((s.name, s.server_timing) for s in report.series if s.server_timing),
+        outside_app=tuple(
+            (s.name, s.outside_app) for s in report.series if s.outside_app is not None
+        ),
+        rungs=(rung, comparisons),
+        environment=tuple(env),
+        warnings=report.warnings,
+        command_line=shlex.join(report.command_line) if report.command_line else "",
+        version=report.tool_version,
+        schema=report.schema,
+    )
