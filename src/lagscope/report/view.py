@@ -213,13 +213,22 @@ def probe_view(report: ProbeReport) -> ReportView:
             for c in report.comparisons
         ),
     )
+    if not ka.supported:
+        fix = "Make the server keep connections alive: Content-Length on every response."
+    elif total is not None and total.significant and total.diff_ms > 0:
+        fix = (
+            "Reuse connections at every hop: client keep-alive, upstream keepalive in the "
+            "proxy, persistent or pooled database connections opened before the first request."
+        )
+    else:
+        fix = ""
     return ReportView(
         kind="probe",
         title=f"{report.method} {report.url}",
         started_at=report.started_at,
         headline=report.verdict,
         headline_cost_ms=total.diff_ms if total is not None and total.significant else None,
-        headline_fix="",
+        headline_fix=fix,
         findings=(),
         costs_title="Cold minus warm, per phase (median difference, interval shaded)",
         costs=costs,

@@ -1,0 +1,153 @@
+"""Chart layout and the view: pure functions, no browser, no sockets."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from lagscope.probe.model import (
+    KeepAlive,
+    RequestRecord,
+    redact_command_line,
+    redact_headers,
+)
+from lagscope.probe.report import RunFacts, build_report
+from lagscope.report import charts, html
+from lagscope.servertiming import Metric
+
+
+def _record(
+    i: int, series: str, conn: int, reused: bool, total: float, thread: str
+) -> RequestRecord:
+    opening = 0.0 if reused else 0.5
+    return RequestRecord(
+        series=series,
+        index=i,
+        connection=conn,
+        reused=reused,
+        status=200,
+        http_version="1.1",
+        start_ms=i * 10.0,
+        resolve_ms=None if reused else 0.1,
+        connect_ms=None if reused else 0.4,
+        tls_ms=None,
+        send_ms=0.05,
+        wait_ms=total - opening - 0.1,
+        receive_ms=0.05,
+        total_ms=total,
+        body_bytes=10,
+        keep_alive=True,
+        server_timing=(Metric("total", total / 2, None), Metric("thread", None, thread)),
+    )
+
+
+def test_nice_ticks_cover_the_range_with_round_steps() -> None:
+    assert charts.nice_ticks(97) == [0, 20, 40, 60, 80, 100]
+    assert charts.nice_ticks(0.3) == [0, 0.1, 0.2, 0.3]
+    assert charts.nice_ticks(100, lo=-3) == [-25, 0, 25, 50, 75, 100]
+    for bad in (0.0, -1.0, math.nan, math.inf):
+        assert charts.nice_ticks(bad) == [0.0, 1.0]
+
+
+def test_waterfall_places_each_request_at_its_start_and_phases_end_to_end() -> None:
+    recs = [("c0", _record(i, "warm", 0, i > 0, 5.0, "t0")) for i in range(5)]
+    wf = charts.waterfall(list(reversed(recs)), limit=3)
+    assert wf.shown == 3 and wf.total == 5
+    assert [r.label for r in wf.rows] == ["warm 1", "warm 2", "warm 3"]
+    first, second = wf.rows[0], wf.rows[1]
+    assert [s.name for s in first.segments] == ["resolve", "connect", "send", "wait", "receive"]
+    assert [s.name for s in second.segments] == ["send", "wait", "receive"]
+    for row in wf.rows:
+        for a, b in zip(row.segments, row.segments[1:], strict=False):
+            assert b.x == pytest.approx(a.x + a.w)
+    px = first.segments[-1].w / 0.05
+    assert second.segments[0].x == pytest.approx(10.0 * px)
+
+
+def test_sequence_colours_by_worker_and_shapes_by_connection() -> None:
+    recs = [(f"c{i}", _record(i, "cold", i, False, 100.0, f"w-{i % 3}")) for i in range(3)]
+    recs += [("c9", _record(3 + i, "warm", 9, True, 5.0, f"w-{i % 3}")) for i in range(6)]
+    seq = charts.sequence(recs)
+    assert seq.workers == ("w-0", "w-1", "w-2")
+    assert [p.worker_class for p in seq.points] == [0, 1, 2] * 3
+    assert [p.reused for p in seq.points] == [False] * 3 + [True] * 6
+    # Higher latency is higher on the page (smaller y).
+    assert seq.points[0].y < seq.points[5].y
+
+
+def test_ecdf_median_and_interval_positions() -> None:
+    from lagscope.probe.stats import summarize
+
+    values = [float(v) for v in range(1, 101)]
+    s = summarize(values)
+    e = charts.ecdf([("warm", values, s)], width=500.0)
+    (line,) = e.series
+    top = charts.nice_ticks(100.0)[-1]
+    assert line.median_x == pytest.approx(s.p50_ms * 500.0 / top)
+    assert line.ci_x == pytest.approx(s.ci_low_ms * 500.0 / top)
+    assert line.path.startswith("M0,") and line.path.count("V") == 100
+
+
+def test_cost_chart_zero_sits_between_negative_and_positive() -> None:
+    c = charts.cost_chart([("a", -2.0, -3.0, -1.0, True), ("b", 50.0, 40.0, 60.0, True)])
+    neg, pos = c.bars
+    assert neg.x + neg.w == pytest.approx(c.zero_x)
+    assert pos.x == pytest.approx(c.zero_x)
+    assert neg.whisker_x1 is not None and neg.whisker_x1 < neg.x + 0.001
+
+
+def test_redaction_of_headers_and_command_lines() -> None:
+    assert redact_headers([("Authorization", "x"), ("Set-Cookie", "y"), ("A", "b")]) == (
+        ("Authorization", "[redacted]"),
+        ("Set-Cookie", "[redacted]"),
+        ("A", "b"),
+    )
+    argv = [
+        "lagscope", "probe", "http://u:pw@h/x", "-H", "Cookie: a=b", "-HX-Api-Key: k",
+        "--header=authorization: t", "-H", "Accept: x",
+    ]  # fmt: skip
+    assert redact_command_line(argv) == (
+        "lagscope", "probe", "http://u:[redacted]@h/x", "-H", "Cookie: [redacted]",
+        "-HX-Api-Key: [redacted]", "--header=authorization: [redacted]", "-H", "Accept: x",
+    )  # fmt: skip
+
+
+def _facts() -> RunFacts:
+    return RunFacts(
+        tool_version="0",
+        url="http://127.0.0.1:1/",
+        method="GET",
+        started_at="2026-01-01T00:00:00+00:00",
+        duration_ms=1.0,
+        host="127.0.0.1",
+        resolve_source="dns",
+        addresses=("127.0.0.1",),
+        keep_alive=KeepAlive(supported=True, reason=None, reconnects=0),
+        truncated=False,
+        warnings=(),
+        options=(),
+    )
+
+
+def test_the_largest_run_renders_in_bounded_time_and_size() -> None:
+    # probe's documented maximum: 1000 cold and 10000 warm requests.
+    recs = [_record(i, "cold", i, False, 100.0 + i % 7, f"w{i % 4}") for i in range(1000)]
+    recs += [_record(1000 + i, "warm", 5000, True, 5.0 + i % 3, f"w{i % 4}") for i in range(10000)]
+    report = build_report(recs, _facts())
+    t0 = time.perf_counter()
+    page = html.render(report)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 30
+    # The sequence plot stops at SEQUENCE_LIMIT points and says so.
+    assert page.count("<circle") + page.count('class="pt new-conn') == html.SEQUENCE_LIMIT
+    assert f"(the first {html.SEQUENCE_LIMIT})" in page
+    assert len(page.encode()) < 2_000_000
+
+
+def test_a_default_sized_run_is_well_under_a_megabyte() -> None:
+    recs = [_record(i, "cold", i, False, 100.0, f"w{i % 4}") for i in range(20)]
+    recs += [_record(20 + i, "warm", 99, True, 5.0, f"w{i % 4}") for i in range(51)]
+    page = html.render(build_report(recs, _facts()))
+    assert len(page.encode()) < 300_000

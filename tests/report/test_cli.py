@@ -1,0 +1,96 @@
+"""``probe --html/--har`` and ``lagscope report`` end to end through click."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lagscope.cli import main
+from lagscope.probe.model import ProbeReport
+from lagscope.probe.render import JsonRenderer
+from support.wsgi import waitress_server
+
+
+def _app(environ: dict[str, object], start_response: object) -> list[bytes]:
+    start_response(  # type: ignore[operator]
+        "200 OK", [("Content-Length", "2"), ("Server-Timing", "total;dur=0.1")]
+    )
+    return [b"ok"]
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_probe_writes_html_and_har_with_the_redacted_command_line(tmp_path: Path) -> None:
+    page, har_file, saved = tmp_path / "r.html", tmp_path / "r.har", tmp_path / "r.json"
+    with waitress_server(_app) as (host, port):
+        url = f"http://{host}:{port}/"
+        code, _, err = _run(
+            "probe", url, "--cold", "2", "--warm", "3", "-H", "Authorization: Bearer hunter2",
+            "--html", str(page), "--har", str(har_file), "-o", str(saved),
+        )  # fmt: skip
+    assert code == 0, err
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("<!doctype html>")
+    assert "hunter2" not in text and "hunter2" not in har_file.read_text()
+    assert "hunter2" not in saved.read_text()
+    data = json.loads(saved.read_text())
+    assert data["command_line"][:3] == ["lagscope", "probe", url]
+    assert "Authorization: [redacted]" in data["command_line"]
+    assert "lagscope probe" in text and "Authorization: [redacted]" in text
+    entries = json.loads(har_file.read_text())["log"]["entries"]
+    assert len(entries) == 2 + 1 + 3
+
+
+def test_report_renders_a_saved_probe_run(taxed_probe: ProbeReport, tmp_path: Path) -> None:
+    saved = tmp_path / "run.json"
+    saved.write_text(JsonRenderer().render(taxed_probe))
+    code, out, err = _run("report", str(saved), "-o", str(tmp_path / "a.html"))
+    assert code == 0, err
+    assert out == ""
+    page = (tmp_path / "a.html").read_text(encoding="utf-8")
+    assert taxed_probe.verdict.split(";")[0] in page
+    code, _, err = _run("report", str(saved), "--har", str(tmp_path / "a.har"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "a.har").read_text())["log"]["version"] == "1.2"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"schema": "lagscope.other/7", "x": 1}', "unknown schema 'lagscope.other/7'"),
+        ('{"x": 1}', 'no "schema" field'),
+        ("[1, 2]", 'no "schema" field'),
+        ("not json", "not JSON"),
+        ('{"schema": "lagscope.probe/1"}', "malformed lagscope.probe/1 report"),
+    ],
+)
+def test_report_refuses_what_it_cannot_read_in_one_line(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    saved = tmp_path / "bad.json"
+    saved.write_text(content)
+    code, _, err = _run("report", str(saved), "-o", str(tmp_path / "x.html"))
+    assert code == 2
+    assert err.startswith("lagscope: load: ") and message in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_report_needs_an_output_and_a_readable_file(tmp_path: Path) -> None:
+    code, _, err = _run("report", str(tmp_path / "run.json"))
+    assert code == 2 and "give -o FILE.html and/or --har FILE.har" in err
+    code, _, err = _run("report", str(tmp_path / "missing.json"), "-o", str(tmp_path / "x.html"))
+    assert code == 2 and err.startswith("lagscope: load: cannot read") and err.count("\n") == 1
+
+
+def test_unwritable_output_is_exit_8(taxed_probe: ProbeReport, tmp_path: Path) -> None:
+    saved = tmp_path / "run.json"
+    saved.write_text(JsonRenderer().render(taxed_probe))
+    code, _, err = _run("report", str(saved), "-o", str(tmp_path / "no" / "such" / "x.html"))
+    assert code == 8 and err.startswith("lagscope: output: cannot write")
