@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.fileio import write_text_atomic
+from lagscope.fileio import read_text, write_text_atomic
 from lagscope.report import har, html
 from lagscope.report.load import AnyReport, load_report
 
@@ -50,10 +50,13 @@ def report(saved: Path, output: Path | None, har_path: Path | None) -> None:
     if output is None and har_path is None:
         raise LagscopeError("options", "give -o FILE.html and/or --har FILE.har", ExitCode.USAGE)
     try:
-        text = saved.read_text(encoding="utf-8")
-    except (OSError, UnicodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise LagscopeError("load", f"cannot read {saved}: {reason}", ExitCode.USAGE) from None
+        text = read_text(saved)
+    except OSError as exc:
+        raise LagscopeError(
+            "load", f"cannot read {saved}: {exc.strerror or exc}", ExitCode.USAGE
+        ) from None
+    except ValueError as exc:
+        raise LagscopeError("load", f"{saved}: {exc}", ExitCode.USAGE) from None
     try:
         loaded = load_report(text)
     except ValueError as exc:
