@@ -174,8 +174,8 @@ def test_config_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
     path.write_bytes(b"[[route]]\nname = '\xe9t\xe9'\nlisten = ':0'\nupstream = ':1'\n")
     result = CliRunner().invoke(main, ["inject", "--config", str(path)])
     assert result.exit_code == 2, result.output
-    expected = f"lagscope: config: {path}: not UTF-8 text (byte 0xe9 at offset 18); save it as UTF-8\n"
-    assert result.output == expected
+    expected = f"{path}: not UTF-8 text (byte 0xe9 at offset 18); save it as UTF-8\n"
+    assert result.output == f"lagscope: config: {expected}"
 
 
 def test_cli_non_loopback_needs_the_flag_and_warns() -> None:
