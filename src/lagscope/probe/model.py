@@ -29,6 +29,8 @@ __all__ = [
     "RequestRecord",
     "Series",
     "from_dict",
+    "record_from_dict",
+    "record_to_dict",
     "redact_command_line",
     "redact_headers",
     "to_dict",
@@ -256,7 +258,7 @@ def _metric_from_dict(d: dict[str, Any]) -> Metric:
     )
 
 
-def _record_to_dict(r: RequestRecord) -> dict[str, Any]:
+def record_to_dict(r: RequestRecord) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(r):
         value = getattr(r, f.name)
@@ -275,7 +277,7 @@ def _record_to_dict(r: RequestRecord) -> dict[str, Any]:
     return out
 
 
-def _record_from_dict(d: dict[str, Any]) -> RequestRecord:
+def record_from_dict(d: dict[str, Any]) -> RequestRecord:
     optional = {"server_address", "head_ms", "response_headers", "request_headers"}
     kwargs = {f.name: d[f.name] for f in fields(RequestRecord) if f.name not in optional}
     kwargs["attempts"] = tuple(AddressAttempt(**a) for a in d["attempts"])
@@ -314,7 +316,7 @@ def to_dict(report: ProbeReport) -> dict[str, Any]:
                     for m in s.server_timing
                 ],
                 "outside_app": None if s.outside_app is None else _summary_to_dict(s.outside_app),
-                "requests": [_record_to_dict(r) for r in s.requests],
+                "requests": [record_to_dict(r) for r in s.requests],
             }
             for s in report.series
         ],
@@ -348,7 +350,7 @@ def from_dict(data: dict[str, Any]) -> ProbeReport:
     series = tuple(
         Series(
             name=s["name"],
-            requests=tuple(_record_from_dict(r) for r in s["requests"]),
+            requests=tuple(record_from_dict(r) for r in s["requests"]),
             phases=tuple((k, _summary_from_dict(v)) for k, v in s["phases"].items()),
             server_timing=tuple(
                 MetricSummary(

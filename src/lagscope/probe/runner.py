@@ -149,7 +149,7 @@ class _RunState:
     warnings: list[str] = field(default_factory=list)
 
 
-class _Phase:
+class Phase:
     """The deadline of one phase: ``timeout_s`` from its start, never past the run's end."""
 
     __slots__ = ("_clock", "_end_ns", "_run_bound", "name", "timeout_s")
@@ -213,8 +213,9 @@ class Client:
             ctx.set_alpn_protocols(["http/1.1"])
             self._tls_context = ctx
 
-    def _phase(self, name: str) -> _Phase:
-        return _Phase(name, self.clock, self.opts.timeout_s, self.run_end_ns)
+    def phase(self, name: str) -> Phase:
+        """A new phase deadline: the option's timeout from now, cut at the run's end."""
+        return Phase(name, self.clock, self.opts.timeout_s, self.run_end_ns)
 
     # --- opening ------------------------------------------------------------------------
 
@@ -245,7 +246,7 @@ class Client:
             ) from None
 
     def connect_one(
-        self, family: int, addr: SockAddr, phase: _Phase
+        self, family: int, addr: SockAddr, phase: Phase
     ) -> tuple[Stream | None, AddressAttempt]:
         """One connect attempt to one address, timed; the stream is None when it failed."""
         a0 = self.clock.now_ns()
@@ -272,7 +273,7 @@ class Client:
             ms=_ms(a0, self.clock.now_ns()),
         )
 
-    def _past(self, phase: _Phase) -> bool:
+    def _past(self, phase: Phase) -> bool:
         try:
             phase.remaining_s()
         except (TimeoutError, RunDeadline):
@@ -295,7 +296,7 @@ class Client:
             self.state.addresses = tuple(str(a[1][0]) for a in candidates)
         attempts: list[AddressAttempt] = []
         stream: Stream | None = None
-        phase = self._phase("connect")
+        phase = self.phase("connect")
         for family, addr in candidates:
             try:
                 stream, attempt = self.connect_one(family, addr, phase)
@@ -325,7 +326,7 @@ class Client:
             raise LagscopeError("connect", f"{tried} ({where})", code)
         tls_ms: float | None = None
         if self._tls_context is not None:
-            tls_phase = self._phase("tls")
+            tls_phase = self.phase("tls")
             try:
                 stream = stream.start_tls(self._tls_context, t.host, tls_phase.remaining_s())
             except (TimeoutError, RunDeadline) as exc:
@@ -386,7 +387,7 @@ class Client:
             ) from None
 
     @contextmanager
-    def _io(self, phase: _Phase, where: str, *, stale_ok: bool, lost: str) -> Iterator[None]:
+    def _io(self, phase: Phase, where: str, *, stale_ok: bool, lost: str) -> Iterator[None]:
         """Maps what the stream raises in one phase to the run's errors.
 
         A timeout becomes exit 5 naming the phase (or the run's end, when the run's limit
@@ -416,13 +417,13 @@ class Client:
         reused = conn.requests > 0
         data = self._request_bytes(conn)
         t_send = self.clock.now_ns()
-        send = self._phase("send")
+        send = self.phase("send")
         with self._io(send, where, stale_ok=reused, lost="connection lost while sending"):
             conn.stream.send_all(data, send.remaining_s())
         t_sent = self.clock.now_ns()
         # wait: until the first byte of the final response (interim 1xx responses are the
         # server still working, so their time is waiting too).
-        wait = self._phase("wait")
+        wait = self.phase("wait")
         with self._io(wait, where, stale_ok=reused, lost="connection lost before any response"):
             first = conn.stream.recv(_RECV_BYTES, wait.remaining_s())
         t_chunk = self.clock.now_ns()
@@ -470,7 +471,7 @@ class Client:
                         if t_first is None:
                             t_first = t_chunk
                         t_head = t_chunk
-                        phase = self._phase("receive")
+                        phase = self.phase("receive")
                     elif isinstance(event, h11.Data):
                         body += len(event.data)
                         if keep_body:

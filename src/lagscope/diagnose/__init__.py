@@ -1,0 +1,70 @@
+"""``lagscope diagnose``: the isolation ladder that names the ghost, its cost and the fix.
+
+``run(url, ...)`` is the Python API: it measures the live stack and returns a
+:class:`DiagnoseReport`. The rules and thresholds are pure and live in
+:mod:`lagscope.diagnose.rules` and :mod:`lagscope.diagnose.thresholds`.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+
+from lagscope.diagnose.ladder import DiagnoseOptions, Plan, Progress, diagnose
+from lagscope.diagnose.model import DiagnoseReport, Finding
+from lagscope.diagnose.thresholds import DEFAULT_THRESHOLDS, Thresholds
+from lagscope.probe.net import Clock, Network
+from lagscope.probe.options import ProbeOptions, parse_header, parse_resolve, parse_url
+
+__all__ = ["DiagnoseOptions", "DiagnoseReport", "Finding", "Plan", "Thresholds", "run"]
+
+
+def run(
+    url: str,
+    *,
+    direct: str | None = None,
+    database: str | None = None,
+    resolve: Sequence[str] = (),
+    headers: Sequence[str] = (),
+    ipv4: bool = False,
+    ipv6: bool = False,
+    timeout_s: float = 10.0,
+    max_time_s: float = 60.0,
+    quick: bool = False,
+    allow_load: bool = False,
+    verify_tls: bool = True,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    network: Network | None = None,
+    clock: Clock | None = None,
+    environ: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+) -> DiagnoseReport:
+    """Diagnose ``url``. Raises :class:`lagscope.errors.LagscopeError` when it cannot be
+    measured (exit codes as for ``lagscope probe``)."""
+    family = socket.AF_INET if ipv4 else (socket.AF_INET6 if ipv6 else socket.AF_UNSPEC)
+    pins = tuple(parse_resolve(r) for r in resolve)
+    common = {
+        "headers": tuple(parse_header(h) for h in headers),
+        "timeout_s": timeout_s,
+        "max_time_s": max_time_s,
+        "family": family,
+        "verify_tls": verify_tls,
+        "resolve": pins,
+    }
+    probe = ProbeOptions(target=parse_url(url), **common)  # type: ignore[arg-type]
+    direct_opts = (
+        ProbeOptions(target=parse_url(direct), **common)  # type: ignore[arg-type]
+        if direct
+        else None
+    )
+    opts = DiagnoseOptions(
+        probe=probe,
+        direct=direct_opts,
+        database=database,
+        allow_load=allow_load,
+        quick=quick,
+        thresholds=thresholds,
+        command=tuple(sys.argv),
+    )
+    return diagnose(opts, network=network, clock=clock, environ=environ, progress=progress)

@@ -1,0 +1,86 @@
+"""Where the time of a typical request goes: the cold and warm budgets. Pure.
+
+A warm request's median total is split into transfer (send + receive), the app (with its
+view, template, database and connect parts, from Server-Timing), queue (the proxy's
+``X-Request-Start``), the proxy hop (when ``--direct`` measured it), and what is left:
+unexplained. A cold request adds connection setup (cold minus warm). The top-level items
+add up to the total by construction; a large "unexplained" says the evidence is thin.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+from lagscope.diagnose.evidence import Evidence, metric_ms
+from lagscope.diagnose.model import Budget, BudgetItem
+from lagscope.probe.model import RequestRecord
+
+__all__ = ["budgets"]
+
+_APP_PARTS = ("view", "tpl", "db", "dbconn")
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    got = [v for v in values if v is not None]
+    return float(statistics.median(got)) if got else None
+
+
+def _warm_items(warm: Sequence[RequestRecord], hop_ms: float) -> list[BudgetItem]:
+    total = _median([r.total_ms for r in warm]) or 0.0
+    transfer = (_median([r.send_ms for r in warm]) or 0.0) + (
+        _median([r.receive_ms for r in warm]) or 0.0
+    )
+    items = [BudgetItem("transfer", transfer)]
+    app = _median([r.app_ms() for r in warm])
+    queue = _median([metric_ms(r, "queue") for r in warm])
+    if queue is not None:
+        items.append(BudgetItem("queue", queue))
+    if app is not None:
+        items.append(BudgetItem("app", app))
+        for part in _APP_PARTS:
+            value = _median([metric_ms(r, part) or 0.0 for r in warm])
+            if value:
+                items.append(BudgetItem(f"app.{part}", value, within="app"))
+    if hop_ms > 0:
+        items.append(BudgetItem("proxy hop", hop_ms))
+    explained = sum(i.ms for i in items if i.within is None)
+    items.append(BudgetItem("unexplained", total - explained))
+    return items
+
+
+def budgets(ev: Evidence) -> tuple[Budget, ...]:
+    cw = ev.coldwarm
+    if cw is None or not cw.warm:
+        return ()
+    hop_ms = 0.0
+    if ev.direct is not None and ev.direct.warm:
+        via = _median([r.total_ms for r in cw.warm]) or 0.0
+        straight = _median([r.total_ms for r in ev.direct.warm]) or 0.0
+        hop_ms = max(0.0, via - straight)
+    warm_items = _warm_items(cw.warm, hop_ms)
+    warm_total = _median([r.total_ms for r in cw.warm]) or 0.0
+    out = [Budget("warm", warm_total, tuple(warm_items))]
+    if cw.cold:
+        cold_total = _median([r.total_ms for r in cw.cold]) or 0.0
+        setup = cold_total - warm_total if cw.keep_alive else 0.0
+        cold_items = [BudgetItem("connection setup", setup)] if cw.keep_alive else []
+        if not cw.keep_alive:
+            # Keep-alive refused: "warm" requests were new connections too.
+            cold_items = [
+                BudgetItem("connection setup", _median([r.connect_ms for r in cw.cold]) or 0.0)
+            ]
+            rest = _warm_items(cw.cold, hop_ms)
+            rest = [i for i in rest if i.name != "unexplained"]
+            explained = sum(i.ms for i in cold_items + rest if i.within is None)
+            out = [
+                Budget("warm", warm_total, tuple(warm_items)),
+                Budget(
+                    "cold",
+                    cold_total,
+                    tuple(cold_items + rest + [BudgetItem("unexplained", cold_total - explained)]),
+                ),
+            ]
+            return tuple(out)
+        out.append(Budget("cold", cold_total, tuple(cold_items + warm_items)))
+    return tuple(out)

@@ -1,0 +1,92 @@
+"""The database rung: connect time and ``SELECT 1`` straight through psycopg, and a
+``gssencmode=disable`` A/B. The only diagnose module that talks to a database.
+
+A password never leaves this module: the DSN is shown without it, and any text psycopg
+returns is masked before it reaches a message.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lagscope.diagnose.evidence import DatabaseProbe
+from lagscope.errors import ExitCode, LagscopeError
+from lagscope.probe.net import Clock
+
+__all__ = ["mask", "probe_database", "shown_dsn"]
+
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def mask(text: str, password: str | None = None) -> str:
+    """``text`` with anything that looks like (or is) the password replaced by ***."""
+    out = _URL_PASSWORD.sub(r"\1***@", text)
+    out = _KV_PASSWORD.sub(r"\1***", out)
+    if password:
+        out = out.replace(password, "***")
+    return out
+
+
+def shown_dsn(params: dict[str, Any]) -> str:
+    from psycopg.conninfo import make_conninfo
+
+    safe = {k: v for k, v in params.items() if k != "password" and v is not None}
+    return make_conninfo("", **safe)
+
+
+def probe_database(dsn: str, samples: int, timeout_s: float, clock: Clock) -> DatabaseProbe:
+    try:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        raise LagscopeError(
+            "database",
+            "--database needs psycopg: pip install 'lagscope[postgres]'",
+            ExitCode.ENVIRONMENT,
+        ) from None
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        raise LagscopeError("database", f"invalid DSN: {mask(str(exc))}", ExitCode.USAGE) from None
+    password = str(params["password"]) if params.get("password") else None
+    shown = shown_dsn(params)
+    connect_timeout = max(1, round(timeout_s))
+
+    def connect(extra: dict[str, Any]) -> tuple[float, Any]:
+        t0 = clock.now_ns()
+        conn = psycopg.connect(**{**params, "connect_timeout": connect_timeout, **extra})
+        return (clock.now_ns() - t0) / 1e6, conn
+
+    connects: list[float] = []
+    selects: list[float] = []
+    try:
+        for _ in range(samples):
+            ms, conn = connect({})
+            connects.append(ms)
+            with conn:
+                t0 = clock.now_ns()
+                conn.execute("SELECT 1").fetchone()
+                selects.append((clock.now_ns() - t0) / 1e6)
+        gss_off: list[float] = []
+        host = str(params.get("host") or "")
+        tcp = bool(host) and not host.startswith("/")
+        if tcp and str(params.get("gssencmode", "")) != "disable":
+            for _ in range(samples):
+                ms, conn = connect({"gssencmode": "disable"})
+                conn.close()
+                gss_off.append(ms)
+    except psycopg.Error as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LagscopeError(
+            "database", f"{shown}: {mask(first_line, password)}", ExitCode.CONNECT
+        ) from None
+    gss_attempted = bool(gss_off) and min(connects) > max(gss_off)
+    return DatabaseProbe(
+        shown_dsn=shown,
+        connect_ms=tuple(connects),
+        select1_ms=tuple(selects),
+        gss_attempted=gss_attempted,
+        gss_disabled_connect_ms=tuple(gss_off),
+    )

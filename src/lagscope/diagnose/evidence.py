@@ -1,0 +1,200 @@
+"""What the ladder measured, as plain frozen values the rules read. Pure.
+
+Each rung of the ladder fills one of these records; :class:`Evidence` holds them all.
+The helpers below read one request's Server-Timing (ours or anyone's ``total``) and
+compute the figures several rules and the budget share, so each is computed one way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from lagscope.diagnose.model import Environment, Figure
+from lagscope.instrument.record import parse_dbshapes
+from lagscope.probe.model import RequestRecord
+from lagscope.probe.stats import Summary, summarize
+
+__all__ = [
+    "AddressProbe",
+    "ColdWarm",
+    "DatabaseProbe",
+    "Evidence",
+    "Hygiene",
+    "QueueLevel",
+    "RedirectHop",
+    "Resolution",
+    "Warmup",
+    "app_ms",
+    "count_in_desc",
+    "figure",
+    "metric_desc",
+    "metric_ms",
+    "outside_app_ms",
+    "own_app_ms",
+    "summary_of",
+]
+
+
+@dataclass(frozen=True)
+class AddressProbe:
+    """Connect attempts to one address of the host, in the order the client tries them."""
+
+    address: str
+    family: str
+    outcomes: tuple[str, ...]
+    connect_ms: tuple[float, ...]
+
+    @property
+    def connects(self) -> bool:
+        return "connected" in self.outcomes
+
+
+@dataclass(frozen=True)
+class Resolution:
+    host: str
+    is_name: bool  # not an IP literal
+    source: str  # "dns" | "pinned"
+    resolve_ms: tuple[float, ...]
+    addresses: tuple[AddressProbe, ...]
+    # A whole connect through the address list, as a sequential client makes it.
+    hostname_connect_ms: tuple[float, ...]
+    # Loopback addresses of the other family that refuse (a server listening on one family
+    # only), found for names that resolve to loopback.
+    unlistened: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """The first requests of the run, in order, then a concurrent burst."""
+
+    sequence: tuple[RequestRecord, ...]
+    burst: tuple[RequestRecord, ...]
+
+
+@dataclass(frozen=True)
+class ColdWarm:
+    cold: tuple[RequestRecord, ...]
+    warm: tuple[RequestRecord, ...]
+    warm_first: tuple[RequestRecord, ...]
+    keep_alive: bool
+    keep_alive_reason: str | None
+
+
+@dataclass(frozen=True)
+class QueueLevel:
+    clients: int
+    records: tuple[RequestRecord, ...]
+
+
+@dataclass(frozen=True)
+class DatabaseProbe:
+    shown_dsn: str  # never with a password
+    connect_ms: tuple[float, ...]
+    select1_ms: tuple[float, ...]
+    gss_attempted: bool
+    gss_disabled_connect_ms: tuple[float, ...]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RedirectHop:
+    url: str
+    status: int
+    location: str
+    ms: float
+
+
+@dataclass(frozen=True)
+class Hygiene:
+    redirects: tuple[RedirectHop, ...]
+    content_type: str | None
+    content_encoding: str | None
+    body_bytes: int
+    compressed_bytes: int | None  # gzip level 6 of the body, when it is text
+    receive_ms: float
+
+
+@dataclass(frozen=True)
+class Evidence:
+    url: str
+    loopback: bool
+    environment: Environment
+    resolution: Resolution | None = None
+    warmup: Warmup | None = None
+    coldwarm: ColdWarm | None = None
+    queue: tuple[QueueLevel, ...] = ()
+    direct: ColdWarm | None = None
+    database: DatabaseProbe | None = None
+    hygiene: Hygiene | None = None
+    proxy_server: str | None = None  # a Server / Via header naming a proxy
+
+
+# --- reading one request ------------------------------------------------------------------
+
+_COUNT = re.compile(r"(\d+)")
+
+
+def metric_ms(r: RequestRecord, name: str) -> float | None:
+    """The summed duration of a Server-Timing metric in one response, if present."""
+    total: float | None = None
+    for m in r.server_timing:
+        if m.name == name and m.dur_ms is not None:
+            total = (total or 0.0) + m.dur_ms
+    return total
+
+
+def metric_desc(r: RequestRecord, name: str) -> str | None:
+    for m in r.server_timing:
+        if m.name == name:
+            return m.desc if m.desc is not None else ""
+    return None
+
+
+def count_in_desc(desc: str | None) -> int | None:
+    """The leading count of a desc such as "3 queries" or "1 connect"."""
+    if not desc:
+        return None
+    m = _COUNT.match(desc.strip())
+    return int(m.group(1)) if m else None
+
+
+def app_ms(r: RequestRecord) -> float | None:
+    return r.app_ms()
+
+
+def own_app_ms(r: RequestRecord) -> float | None:
+    """The app's time without the database connects it made (those have their own rules)."""
+    app = r.app_ms()
+    if app is None:
+        return None
+    return max(0.0, app - (metric_ms(r, "dbconn") or 0.0))
+
+
+def outside_app_ms(r: RequestRecord) -> float | None:
+    """Time to first byte not spent in the app (nor in a proxy's reported queue)."""
+    app = r.app_ms()
+    if app is None:
+        return None
+    return r.wait_ms - app
+
+
+def shapes(r: RequestRecord) -> tuple[int, int] | None:
+    return parse_dbshapes(metric_desc(r, "dbshapes"))
+
+
+def summary_of(values: Iterable[float | None]) -> Summary | None:
+    got = [v for v in values if v is not None]
+    return summarize(got) if got else None
+
+
+def figure(name: str, s: Summary | None, unit: str = "ms") -> Figure:
+    """A median with its interval, as a report figure."""
+    if s is None:
+        return Figure(name, None, unit)
+    return Figure(name, round(s.p50_ms, 3), unit, round(s.ci_low_ms, 3), round(s.ci_high_ms, 3))
+
+
+def share(flags: Sequence[bool]) -> float:
+    return sum(flags) / len(flags) if flags else 0.0

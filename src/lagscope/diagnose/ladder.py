@@ -1,0 +1,749 @@
+"""The isolation ladder: the experiments diagnose runs against a live stack, in order.
+
+This is the diagnose module that does I/O, through the probe's measuring core
+(:class:`lagscope.probe.runner.Client` and :func:`run_probe`) with the ``network`` and
+``clock`` it is given. Every rung records its own figures; the evidence goes to the pure
+rules (:mod:`lagscope.diagnose.rules`) and the budget (:mod:`lagscope.diagnose.budget`).
+
+The order matters. The very first requests of the run are the ones a freshly started
+server answers first, so they are kept (never thrown away as warm-up) and sent before
+anything else touches the app: they are how per-worker warm-up is seen. One run deadline
+bounds every rung; when it runs out the report says what was not measured.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gzip
+import re
+import socket
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from urllib.parse import urljoin
+
+from lagscope import __version__
+from lagscope.diagnose.budget import budgets
+from lagscope.diagnose.environment import describe, gather
+from lagscope.diagnose.evidence import (
+    AddressProbe,
+    ColdWarm,
+    DatabaseProbe,
+    Evidence,
+    Hygiene,
+    QueueLevel,
+    RedirectHop,
+    Resolution,
+    Warmup,
+    figure,
+    metric_desc,
+    metric_ms,
+    outside_app_ms,
+    summary_of,
+)
+from lagscope.diagnose.model import SCHEMA, DiagnoseReport, Environment, Figure, Rung
+from lagscope.diagnose.rules import evaluate, fallback_cost_ms, setup_cost_ms
+from lagscope.diagnose.thresholds import DEFAULT_THRESHOLDS, Thresholds
+from lagscope.errors import ExitCode, LagscopeError
+from lagscope.probe.model import ProbeReport, RequestRecord
+from lagscope.probe.net import Clock, Network, SockAddr, SystemClock, SystemNetwork
+from lagscope.probe.options import DEFAULTS, ProbeOptions, is_loopback_host, parse_url
+from lagscope.probe.runner import Client, Connection, RunDeadline, make_record, run_probe
+
+__all__ = ["DiagnoseOptions", "Plan", "Progress", "diagnose"]
+
+# (rung name, message): "start" / "done …" lines for the terminal.
+Progress = Callable[[str, str], None]
+
+_MAX_REDIRECTS = 5
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many requests each rung sends, and its own time budget (seconds)."""
+
+    resolve_samples: int = 3
+    sequence: int = 10
+    burst_clients: int = 6
+    burst_requests: int = 2
+    cold: int = 15
+    warm: int = 25
+    coldwarm_s: float = 6.0
+    queue_levels: tuple[int, ...] = (1, 2, 4, 8)
+    queue_requests: int = 4
+    queue_level_s: float = 1.5
+    direct_cold: int = 8
+    direct_warm: int = 15
+    direct_s: float = 4.0
+    db_samples: int = 5
+
+
+QUICK = Plan(
+    resolve_samples=2,
+    sequence=6,
+    burst_clients=4,
+    burst_requests=1,
+    cold=8,
+    warm=10,
+    coldwarm_s=1.5,
+    queue_levels=(1, 4),
+    queue_requests=2,
+    queue_level_s=0.5,
+    direct_cold=6,
+    direct_warm=6,
+    direct_s=1.0,
+    db_samples=3,
+)
+
+
+@dataclass(frozen=True)
+class DiagnoseOptions:
+    probe: ProbeOptions  # the target, headers, pins, TLS, timeout and the run's max time
+    direct: ProbeOptions | None = None
+    database: str | None = None
+    allow_load: bool = False
+    quick: bool = False
+    thresholds: Thresholds = DEFAULT_THRESHOLDS
+    command: tuple[str, ...] = ()
+    plan: Plan = field(default_factory=Plan)
+
+    def __post_init__(self) -> None:
+        if self.quick and self.plan == Plan():
+            object.__setattr__(self, "plan", QUICK)
+
+
+class _Ladder:
+    def __init__(
+        self,
+        opts: DiagnoseOptions,
+        network: Network,
+        clock: Clock,
+        environ: Mapping[str, str],
+        platform_name: str,
+        progress: Progress | None,
+    ) -> None:
+        self.opts = opts
+        self.probe = opts.probe
+        self.network = network
+        self.clock = clock
+        self.environ = environ
+        self.platform_name = platform_name
+        self.progress = progress
+        self.run_start = clock.now_ns()
+        self.run_end = self.run_start + int(opts.probe.max_time_s * 1e9)
+        self.records: list[RequestRecord] = []
+        self.rungs: list[Rung] = []
+        self.warnings: list[str] = []
+        self.truncated = False
+        self._connections = 0
+        self.loopback = is_loopback_host(
+            self.probe.target.host, self.probe.pinned(self.probe.target.host)
+        )
+
+    # --- bookkeeping ------------------------------------------------------------------------
+
+    def _say(self, rung: str, message: str) -> None:
+        if self.progress is not None:
+            self.progress(rung, message)
+
+    def _left_s(self) -> float:
+        return (self.run_end - self.clock.now_ns()) / 1e9
+
+    def _client(self, probe: ProbeOptions | None = None) -> Client:
+        return Client(probe or self.probe, self.network, self.clock, run_end_ns=self.run_end)
+
+    def _keep(self, records: Sequence[RequestRecord], series: str | None = None) -> None:
+        """Adds a rung's records with run-wide connection ids."""
+        base = self._connections
+        top = base
+        for r in records:
+            conn = base + r.connection
+            top = max(top, conn + 1)
+            self.records.append(replace(r, connection=conn, series=series or r.series))
+        self._connections = top
+
+    def _rung(
+        self,
+        name: str,
+        title: str,
+        t0: int,
+        figures: Sequence[Figure] = (),
+        notes: Sequence[str] = (),
+        status: str = "ran",
+    ) -> None:
+        ms = (self.clock.now_ns() - t0) / 1e6
+        self.rungs.append(
+            Rung(name, title, status, round(ms, 3), tuple(figures), tuple(notes))  # type: ignore[arg-type]
+        )
+        self._say(name, f"{status} ({ms / 1000:.1f} s)")
+
+    def _skip(self, name: str, title: str, why: str) -> None:
+        self.rungs.append(Rung(name, title, "skipped", 0.0, (), (why,)))
+        self._say(name, f"skipped: {why}")
+
+    # --- rungs ---------------------------------------------------------------------------
+
+    def environment(self) -> Environment:
+        t0 = self.clock.now_ns()
+        self._say("environment", "start")
+        env = gather(self.probe.target.url, self.environ, self.platform_name)
+        self._rung(
+            "environment",
+            "Environment",
+            t0,
+            [
+                Figure("os", env.os),
+                Figure("python", env.python),
+                Figure("proxy_variables", ", ".join(k for k, _ in env.proxy_vars) or "none"),
+                Figure("proxy_applies", env.proxy_applies),
+                Figure("security_products", describe(env)),
+            ],
+        )
+        return env
+
+    def resolution(self) -> Resolution:
+        t0 = self.clock.now_ns()
+        self._say("resolution", "start")
+        client = self._client()
+        host = self.probe.target.host
+        resolve_ms: list[float] = []
+        candidates = []
+        for _ in range(self.opts.plan.resolve_samples):
+            r0 = self.clock.now_ns()
+            candidates = client.candidates()
+            resolve_ms.append((self.clock.now_ns() - r0) / 1e6)
+        if not candidates:
+            raise LagscopeError("resolve", f"no usable address for {host!r}", ExitCode.RESOLVE)
+        probes: list[AddressProbe] = []
+        for family, addr in candidates:
+            outcomes: list[str] = []
+            times: list[float] = []
+            for _ in range(self.opts.plan.resolve_samples):
+                phase = client.phase("connect")
+                stream, attempt = client.connect_one(family, addr, phase)
+                if stream is not None:
+                    stream.close()
+                outcomes.append(attempt.outcome)
+                times.append(attempt.ms)
+                if attempt.outcome == "timeout":
+                    break  # one timeout says enough; do not spend the run on it
+            probes.append(
+                AddressProbe(
+                    str(addr[0]),
+                    "ipv6" if ":" in str(addr[0]) else "ipv4",
+                    tuple(outcomes),
+                    tuple(times),
+                )
+            )
+        if not any(p.connects for p in probes):
+            tried = "; ".join(
+                f"{p.address}:{self.probe.target.port} {p.outcomes[0]}" for p in probes
+            )
+            code = (
+                ExitCode.TIMEOUT
+                if all(p.outcomes[0] == "timeout" for p in probes)
+                else ExitCode.CONNECT
+            )
+            raise LagscopeError("connect", tried, code)
+        hostname_ms: list[float] = []
+        for _ in range(self.opts.plan.resolve_samples):
+            c0 = self.clock.now_ns()
+            conn = client.open("resolution: a connect as a client makes it")
+            hostname_ms.append((self.clock.now_ns() - c0) / 1e6)
+            conn.close()
+        unlistened = self._other_loopback(client, candidates)
+        res = Resolution(
+            host=host,
+            is_name=_is_name(host),
+            source=client.state.resolve_source,
+            resolve_ms=tuple(resolve_ms),
+            addresses=tuple(probes),
+            hostname_connect_ms=tuple(hostname_ms),
+            unlistened=unlistened,
+        )
+        figures = [Figure("addresses", ", ".join(p.address for p in probes))]
+        for p in probes:
+            figures.append(
+                figure(f"connect_{p.address}_ms", summary_of(p.connect_ms))
+                if p.connects
+                else Figure(f"connect_{p.address}", "/".join(sorted(set(p.outcomes))))
+            )
+        figures.append(figure("hostname_connect_ms", summary_of(hostname_ms)))
+        figures.append(figure("resolve_ms", summary_of(resolve_ms)))
+        notes = [f"{a} refuses (nothing listens there)" for a in unlistened]
+        self._rung("resolution", "Name resolution", t0, figures, notes)
+        return res
+
+    def _other_loopback(
+        self, client: Client, candidates: Sequence[tuple[int, SockAddr]]
+    ) -> tuple[str, ...]:
+        """For names that resolve to loopback: the loopback address that refuses."""
+        if not _is_name(self.probe.target.host):
+            return ()
+        seen = {str(addr[0]) for _, addr in candidates}
+        if not seen <= {"127.0.0.1", "::1"}:
+            return ()
+        port = self.probe.target.port
+        others: list[tuple[int, SockAddr]] = [
+            (socket.AF_INET6, ("::1", port, 0, 0)),
+            (socket.AF_INET, ("127.0.0.1", port)),
+        ]
+        out: list[str] = []
+        for family, addr in others:
+            if str(addr[0]) in seen:
+                continue
+            try:
+                stream, attempt = client.connect_one(family, addr, client.phase("connect"))
+            except (TimeoutError, OSError):
+                continue
+            if stream is not None:
+                stream.close()
+            elif attempt.outcome == "refused":
+                out.append(str(addr[0]))
+        return tuple(out)
+
+    def first_and_redirects(self) -> tuple[RequestRecord, tuple[RedirectHop, ...]]:
+        """The run's first request, to the URL as given; redirects are followed from it."""
+        t0 = self.clock.now_ns()
+        self._say("first request", "start")
+        hops: list[RedirectHop] = []
+        first: RequestRecord | None = None
+        probe = self.probe
+        for _ in range(_MAX_REDIRECTS + 1):
+            client = self._client(probe)
+            start = self.clock.now_ns()
+            conn = client.open("the first request")
+            try:
+                ex = client.exchange(conn, "the first request")
+            finally:
+                conn.close()
+            record = make_record("first", 0, conn, True, ex, start, self.run_start)
+            self._keep([record])
+            if first is None:
+                first = record
+            location = dict(ex.headers).get("location")
+            if ex.status not in _REDIRECTS or not location:
+                break
+            target = urljoin(probe.target.url, location)
+            hops.append(RedirectHop(probe.target.url, ex.status, target, record.total_ms))
+            nxt = parse_url(target)
+            if not (nxt.host == probe.target.host or is_loopback_host(nxt.host)):
+                self.warnings.append(
+                    f"the URL redirects to another host ({nxt.host}); "
+                    "diagnosing the redirect itself"
+                )
+                break
+            probe = replace(probe, target=nxt)
+        assert first is not None
+        if probe is not self.probe:
+            self.probe = probe
+        figures = [
+            Figure("status", first.status),
+            Figure("total_ms", round(first.total_ms, 3), "ms"),
+        ]
+        figures += [Figure(f"redirect {h.status}", h.location) for h in hops]
+        self._rung("first request", "The run's first request", t0, figures)
+        return first, tuple(hops)
+
+    def warmup(self, first: RequestRecord) -> Warmup:
+        t0 = self.clock.now_ns()
+        self._say("warm-up", "start")
+        plan = self.opts.plan
+        client = self._client()
+        sequence: list[RequestRecord] = [first] if first.status not in _REDIRECTS else []
+        local: list[RequestRecord] = []
+        conn: Connection | None = None
+        interval_s = 0.0 if self.loopback else 1.0 / DEFAULTS.remote_rate_per_s
+        try:
+            for i in range(plan.sequence):
+                if interval_s and i:
+                    self.clock.sleep(interval_s)
+                start = self.clock.now_ns()
+                new = conn is None
+                if conn is None:
+                    conn = client.open("warm-up")
+                ex = client.exchange(conn, f"warm-up request {i + 1}")
+                local.append(make_record("warmup", i, conn, new, ex, start, self.run_start))
+                if not ex.keep_alive:
+                    conn.close()
+                    conn = None
+        finally:
+            if conn is not None:
+                conn.close()
+        self._keep(local)
+        sequence += self.records[-len(local) :] if local else []
+        burst: list[RequestRecord] = []
+        if self.loopback or self.opts.allow_load:
+            burst = self._concurrent(plan.burst_clients, plan.burst_requests, "burst", warmup=0)
+        else:
+            self.warnings.append("no concurrent burst: the host is not loopback (use --allow-load)")
+        slow = [r for r in sequence if r.total_ms > 2 * min(x.total_ms for x in sequence)]
+        threads = {metric_desc(r, "thread") for r in sequence + burst} - {None}
+        figures = [
+            Figure("sequence_totals_ms", ", ".join(f"{r.total_ms:.1f}" for r in sequence)),
+            Figure("burst_requests", len(burst)),
+            Figure("threads_seen", len(threads) or None),
+            Figure("slow_early_requests", len(slow)),
+        ]
+        self._rung("warm-up", "Per-worker warm-up (the run's first requests)", t0, figures)
+        return Warmup(tuple(sequence), tuple(burst))
+
+    def _concurrent(
+        self, clients: int, requests: int, series: str, warmup: int, budget_s: float | None = None
+    ) -> list[RequestRecord]:
+        """``clients`` threads, each on its own keep-alive connection, started together."""
+        stop_at = self.run_end
+        if budget_s is not None:
+            stop_at = min(stop_at, self.clock.now_ns() + int(budget_s * 1e9))
+        results: list[list[RequestRecord]] = [[] for _ in range(clients)]
+        errors: list[BaseException] = []
+        gate = threading.Barrier(clients)
+
+        def work(k: int) -> None:
+            client = Client(self.probe, self.network, self.clock, run_end_ns=self.run_end)
+            conn: Connection | None = None
+            try:
+                gate.wait(timeout=10)
+                for i in range(warmup + requests):
+                    if i >= warmup + 1 and self.clock.now_ns() >= stop_at:
+                        break
+                    start = self.clock.now_ns()
+                    new = conn is None
+                    if conn is None:
+                        conn = client.open(f"{series} client {k + 1}")
+                    ex = client.exchange(conn, f"{series} client {k + 1}")
+                    if i >= warmup:
+                        results[k].append(
+                            make_record(series, i - warmup, conn, new, ex, start, self.run_start)
+                        )
+                    if not ex.keep_alive:
+                        conn.close()
+                        conn = None
+            except (LagscopeError, RunDeadline, threading.BrokenBarrierError) as exc:
+                errors.append(exc)
+            finally:
+                if conn is not None:
+                    conn.close()
+
+        threads = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        out: list[RequestRecord] = []
+        for k, rs in enumerate(results):
+            # Each client's connections get their own ids within this rung.
+            out += [replace(r, connection=k) for r in rs]
+        lagscope_errors = [e for e in errors if isinstance(e, LagscopeError)]
+        if lagscope_errors and not out:
+            raise lagscope_errors[0]
+        if any(isinstance(e, RunDeadline) for e in errors):
+            self.truncated = True
+        self._keep(out)
+        return self.records[-len(out) :] if out else []
+
+    def coldwarm(
+        self, probe: ProbeOptions, name: str, title: str, cold: int, warm: int, budget_s: float
+    ) -> ColdWarm:
+        t0 = self.clock.now_ns()
+        self._say(name, "start")
+        left = self._left_s()
+        if left <= 0:
+            raise RunDeadline(name)
+        opts = replace(probe, cold=cold, warm=warm, max_time_s=max(0.001, min(budget_s, left)))
+        report = run_probe(opts, self.network, self.clock)
+        prefix = "" if name == "cold vs warm" else "direct-"
+        records = [r for s in report.series for r in s.requests]
+        records.sort(key=lambda r: r.start_ms)
+        offset = (t0 - self.run_start) / 1e6
+        self._keep(
+            [replace(r, start_ms=r.start_ms + offset, series=prefix + r.series) for r in records]
+        )
+        mine = self.records[-len(records) :]
+        cw = ColdWarm(
+            cold=tuple(r for r in mine if r.series == prefix + "cold"),
+            warm=tuple(r for r in mine if r.series == prefix + "warm"),
+            warm_first=tuple(r for r in mine if r.series == prefix + "warm_first"),
+            keep_alive=report.keep_alive.supported,
+            keep_alive_reason=report.keep_alive.reason,
+        )
+        if report.truncated:
+            self.warnings.append(f"{name}: its time budget ran out before all requests were made")
+        self._rung(name, title, t0, _coldwarm_figures(cw, report))
+        return cw
+
+    def queue(self) -> tuple[QueueLevel, ...]:
+        t0 = self.clock.now_ns()
+        self._say("queueing", "start")
+        plan = self.opts.plan
+        levels: list[QueueLevel] = []
+        for clients in plan.queue_levels:
+            if self._left_s() <= 0:
+                self.truncated = True
+                break
+            records = self._concurrent(
+                clients, plan.queue_requests, f"c{clients}", warmup=1, budget_s=plan.queue_level_s
+            )
+            levels.append(QueueLevel(clients, tuple(records)))
+        figures: list[Figure] = []
+        for lv in levels:
+            figures.append(
+                figure(f"clients_{lv.clients}_wait_ms", summary_of(r.wait_ms for r in lv.records))
+            )
+            out = summary_of(outside_app_ms(r) for r in lv.records)
+            if out is not None:
+                figures.append(figure(f"clients_{lv.clients}_outside_app_ms", out))
+                figures.append(
+                    figure(
+                        f"clients_{lv.clients}_app_ms", summary_of(r.app_ms() for r in lv.records)
+                    )
+                )
+        self._rung("queueing", "Concurrency ladder", t0, figures)
+        return tuple(levels)
+
+    def database(self, dsn: str) -> DatabaseProbe:
+        from lagscope.diagnose.database import probe_database
+
+        t0 = self.clock.now_ns()
+        self._say("database", "start")
+        db = probe_database(dsn, self.opts.plan.db_samples, self.probe.timeout_s, self.clock)
+        figures = [
+            Figure("dsn", db.shown_dsn),
+            figure("connect_ms", summary_of(db.connect_ms)),
+            figure("select_1_ms", summary_of(db.select1_ms)),
+            figure("connect_gssencmode_disable_ms", summary_of(db.gss_disabled_connect_ms)),
+        ]
+        app_dbconn = summary_of(metric_ms(r, "dbconn") for r in self.records)
+        figures.append(figure("app_dbconn_ms", app_dbconn))
+        self._rung(
+            "database", "The database directly", t0, figures, (db.error,) if db.error else ()
+        )
+        return db
+
+    def hygiene(self, hops: tuple[RedirectHop, ...]) -> Hygiene:
+        t0 = self.clock.now_ns()
+        self._say("http hygiene", "start")
+        probe = replace(
+            self.probe,
+            headers=(*self.probe.headers, ("Accept-Encoding", "gzip, deflate, br")),
+        )
+        client = self._client(probe)
+        start = self.clock.now_ns()
+        conn = client.open("http hygiene")
+        try:
+            ex = client.exchange(conn, "http hygiene", keep_body=True)
+        finally:
+            conn.close()
+        self._keep([make_record("hygiene", 0, conn, True, ex, start, self.run_start)])
+        headers = dict(ex.headers)
+        encoding = headers.get("content-encoding")
+        compressed = None
+        if not encoding and ex.body:
+            compressed = len(gzip.compress(ex.body, compresslevel=6))
+        hy = Hygiene(
+            redirects=hops,
+            content_type=headers.get("content-type"),
+            content_encoding=encoding,
+            body_bytes=ex.body_bytes,
+            compressed_bytes=compressed,
+            receive_ms=ex.receive_ms,
+        )
+        self._rung(
+            "http hygiene",
+            "HTTP hygiene",
+            t0,
+            [
+                Figure("redirects", len(hops)),
+                Figure("content_type", hy.content_type),
+                Figure("content_encoding", encoding or "none"),
+                Figure("body_bytes", ex.body_bytes, "B"),
+                Figure("gzip_bytes", compressed, "B"),
+            ],
+        )
+        return hy
+
+
+def _is_name(host: str) -> bool:
+    return not (re.fullmatch(r"[0-9.]+", host) or ":" in host)
+
+
+def _coldwarm_figures(cw: ColdWarm, report: ProbeReport) -> list[Figure]:
+    figures = [
+        figure("cold_total_ms", summary_of(r.total_ms for r in cw.cold)),
+        figure("warm_total_ms", summary_of(r.total_ms for r in cw.warm)),
+        figure("warm_first_total_ms", summary_of(r.total_ms for r in cw.warm_first)),
+        figure("cold_connect_ms", summary_of(r.connect_ms for r in cw.cold)),
+        figure("cold_wait_ms", summary_of(r.wait_ms for r in cw.cold)),
+        figure("warm_wait_ms", summary_of(r.wait_ms for r in cw.warm)),
+        figure("warm_receive_ms", summary_of(r.receive_ms for r in cw.warm)),
+        Figure("keep_alive", cw.keep_alive),
+    ]
+    if cw.keep_alive_reason:
+        figures.append(Figure("keep_alive_refused_because", cw.keep_alive_reason))
+    for c in report.comparisons:
+        if c.phase == "total":
+            figures.append(
+                Figure(
+                    "cold_minus_warm_ms",
+                    round(c.diff_ms, 3),
+                    "ms",
+                    round(c.diff_low_ms, 3),
+                    round(c.diff_high_ms, 3),
+                )
+            )
+            figures.append(Figure("beyond_noise", c.significant))
+    timed = [r for r in cw.warm if r.app_ms() is not None]
+    if timed:
+        figures.append(figure("warm_app_ms", summary_of(r.app_ms() for r in timed)))
+        figures.append(figure("warm_outside_app_ms", summary_of(outside_app_ms(r) for r in timed)))
+        for name in ("view", "tpl", "db", "dbconn", "queue"):
+            s = summary_of(metric_ms(r, name) for r in timed)
+            if s is not None:
+                figures.append(figure(f"warm_{name}_ms", s))
+        conns = [metric_desc(r, "conn") for r in cw.warm if r.reused]
+        seen = [c for c in conns if c]
+        if seen:
+            figures.append(
+                Figure(
+                    "server_saw_new_on_reused_share",
+                    round(sum(c == "new" for c in seen) / len(seen), 3),
+                )
+            )
+    return figures
+
+
+def diagnose(
+    opts: DiagnoseOptions,
+    network: Network | None = None,
+    clock: Clock | None = None,
+    environ: Mapping[str, str] | None = None,
+    platform_name: str = sys.platform,
+    progress: Progress | None = None,
+) -> DiagnoseReport:
+    """Run the ladder against ``opts.probe.target`` and return the report.
+
+    Raises LagscopeError (one line, an exit code) when the target cannot be measured.
+    """
+    import os
+
+    network = network or SystemNetwork()
+    clock = clock or SystemClock()
+    ladder = _Ladder(
+        opts, network, clock, os.environ if environ is None else environ, platform_name, progress
+    )
+    started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    env = ladder.environment()
+    ev = Evidence(url=opts.probe.target.url, loopback=ladder.loopback, environment=env)
+    plan = opts.plan
+    try:
+        ev = replace(ev, resolution=ladder.resolution())
+        first, hops = ladder.first_and_redirects()
+        ev = replace(ev, warmup=ladder.warmup(first))
+        ev = replace(
+            ev,
+            coldwarm=ladder.coldwarm(
+                ladder.probe,
+                "cold vs warm",
+                "New connections against one keep-alive connection",
+                plan.cold,
+                plan.warm,
+                plan.coldwarm_s,
+            ),
+        )
+        if ladder.loopback or opts.allow_load:
+            ev = replace(ev, queue=ladder.queue())
+        else:
+            ladder._skip(
+                "queueing", "Concurrency ladder", "the host is not loopback; use --allow-load"
+            )
+        if opts.direct is not None:
+            direct = replace(
+                opts.direct, max_time_s=opts.probe.max_time_s, timeout_s=opts.probe.timeout_s
+            )
+            ev = replace(
+                ev,
+                direct=ladder.coldwarm(
+                    direct,
+                    "direct",
+                    "The same experiments straight to the app",
+                    plan.direct_cold,
+                    plan.direct_warm,
+                    plan.direct_s,
+                ),
+            )
+        else:
+            ladder._skip("direct", "Proxy hop", "no --direct URL given")
+        if opts.database is not None:
+            ev = replace(ev, database=ladder.database(opts.database))
+        else:
+            ladder._skip("database", "The database directly", "no --database DSN given")
+        ev = replace(ev, hygiene=ladder.hygiene(hops))
+    except RunDeadline as stop:
+        ladder.truncated = True
+        ladder.warnings.append(
+            f"the run reached --max-time {opts.probe.max_time_s:g} s during {stop.phase}; "
+            "later rungs were not measured"
+        )
+        if ev.coldwarm is None and ev.warmup is None:
+            raise LagscopeError(
+                "run",
+                f"--max-time {opts.probe.max_time_s:g} s ran out before anything was measured",
+                ExitCode.TIMEOUT,
+            ) from None
+    ev = replace(ev, proxy_server=_proxy_server(ladder.records))
+    findings = evaluate(ev, opts.thresholds)
+    statuses = sorted({r.status for r in ladder.records if r.status >= 400})
+    if statuses:
+        ladder.warnings.append(f"the server answered with error statuses: {statuses}")
+    if (
+        ev.proxy_server
+        and ev.direct is None
+        and not any(metric_desc(r, "conn") for r in ladder.records)
+    ):
+        ladder.warnings.append(
+            f"a proxy answered ({ev.proxy_server}); rerun with --direct URL-of-the-app to "
+            "measure its hop"
+        )
+    setup = setup_cost_ms(ev)
+    return DiagnoseReport(
+        schema=SCHEMA,
+        tool_version=__version__,
+        url=opts.probe.target.url,
+        final_url=ladder.probe.target.url,
+        command=opts.command,
+        started_at=started_at,
+        duration_ms=round((clock.now_ns() - ladder.run_start) / 1e6, 3),
+        environment=env,
+        rungs=tuple(ladder.rungs),
+        findings=findings,
+        budgets=budgets(ev),
+        requests=tuple(ladder.records),
+        truncated=ladder.truncated,
+        warnings=tuple(ladder.warnings),
+        options=(
+            ("quick", opts.quick),
+            ("allow_load", opts.allow_load),
+            ("direct", opts.direct.target.url if opts.direct else None),
+            ("database", ev.database.shown_dsn if ev.database else None),
+            ("timeout_s", opts.probe.timeout_s),
+            ("max_time_s", opts.probe.max_time_s),
+            ("header_names", [name for name, _ in opts.probe.headers]),
+            ("resolve", {h: list(a) for h, a in opts.probe.resolve}),
+            ("setup_cost_ms", None if setup is None else round(setup[0], 3)),
+            ("fallback_cost_ms", round(fallback_cost_ms(ev), 3)),
+        ),
+    )
+
+
+def _proxy_server(records: Sequence[RequestRecord]) -> str | None:
+    for r in records:
+        via = r.header("via")
+        if via:
+            return f"Via: {via}"
+        server = (r.header("server") or "").lower()
+        for name in ("nginx", "apache", "caddy", "envoy", "haproxy", "traefik", "iis"):
+            if name in server:
+                return f"Server: {r.header('server')}"
+    return None

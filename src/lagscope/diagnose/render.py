@@ -1,0 +1,133 @@
+"""Renderers for a :class:`DiagnoseReport`: each is ``render(report) -> str``.
+
+The terminal renderer draws with rich into a string (findings worst first with cost and
+fix, then the budget, then each rung's figures); colour is the caller's choice. The JSON
+renderer writes the documented ``lagscope.report/1`` form; :func:`load_json` reads it back.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from lagscope.diagnose.model import Budget, DiagnoseReport, Figure, from_dict, to_dict
+
+__all__ = ["JsonRenderer", "TerminalRenderer", "load_json"]
+
+_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+class JsonRenderer:
+    def __init__(self, indent: int | None = 2) -> None:
+        self.indent = indent
+
+    def render(self, report: DiagnoseReport) -> str:
+        return json.dumps(to_dict(report), indent=self.indent, ensure_ascii=False) + "\n"
+
+
+def load_json(data: Any) -> DiagnoseReport:
+    """A report from its parsed JSON form. Raises ValueError with a readable reason."""
+    if not isinstance(data, dict):
+        raise ValueError("not a lagscope report (top level is not an object)")
+    try:
+        return from_dict(data)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"malformed lagscope.report/1 report: missing or bad {exc}") from None
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:.0f} ms"
+    if abs(value) >= 10:
+        return f"{value:.1f} ms"
+    return f"{value:.2f} ms"
+
+
+def _figure(f: Figure) -> str:
+    if isinstance(f.value, float) and f.unit == "ms":
+        text = _ms(f.value)
+        if f.low is not None and f.high is not None:
+            text += f" ({f.low:.4g}-{f.high:.4g})"
+        return text
+    if f.value is None:
+        return "-"
+    return f"{f.value}{(' ' + f.unit) if f.unit and f.unit != 'ms' else ''}"
+
+
+class TerminalRenderer:
+    def __init__(self, color: bool = False, width: int = 100) -> None:
+        self.color = color
+        self.width = width
+
+    def render(self, report: DiagnoseReport) -> str:
+        buf = io.StringIO()
+        console = Console(
+            file=buf,
+            width=self.width,
+            color_system="standard" if self.color else None,
+            force_terminal=self.color,
+            no_color=not self.color,
+            highlight=False,
+            emoji=False,
+        )
+        console.print(Text(f"lagscope diagnose {report.url}", style="bold"))
+        if report.final_url != report.url:
+            console.print(f"  (redirected to {report.final_url})")
+        problems = report.problems
+        if not report.findings:
+            console.print(
+                Text("No findings: nothing here costs time it should not.", style="green")
+            )
+        elif not problems:
+            console.print(Text("No warnings; notes below.", style="green"))
+        for n, f in enumerate(report.findings, 1):
+            head = Text(f"{n}. [{f.severity}] {f.id}", style=_STYLE[f.severity])
+            head.append(f"  {f.title}", style="bold" if f.severity != "info" else "")
+            console.print(head)
+            cost = "cost not measurable here" if f.cost_ms is None else f"costs {_ms(f.cost_ms)}"
+            console.print(f"   {cost}, {f.affects}")
+            if f.detail:
+                console.print(f"   {f.detail}")
+            for line in f.fix:
+                console.print(f"   fix: {line}")
+            console.print(f"   confirm: {f.confirm}")
+        for budget in report.budgets:
+            console.print(self._budget(budget))
+        rungs = Table(title="Rungs", title_justify="left", show_lines=False, expand=False)
+        rungs.add_column("rung")
+        rungs.add_column("status")
+        rungs.add_column("figures", overflow="fold")
+        for r in report.rungs:
+            figs = "; ".join(f"{f.name} {_figure(f)}" for f in r.figures)
+            if r.notes:
+                figs = (figs + "; " if figs else "") + "; ".join(r.notes)
+            rungs.add_row(r.name, f"{r.status} {r.duration_ms / 1000:.1f} s", figs)
+        console.print(rungs)
+        for w in report.warnings:
+            console.print(Text(f"note: {w}", style="yellow"))
+        console.print(
+            f"{len(report.requests)} requests in {report.duration_ms / 1000:.1f} s"
+            + (" (stopped early at --max-time)" if report.truncated else "")
+        )
+        return buf.getvalue()
+
+    def _budget(self, budget: Budget) -> Table:
+        table = Table(
+            title=f"Where the time goes: a typical {budget.kind} request, {_ms(budget.total_ms)}",
+            title_justify="left",
+        )
+        table.add_column("part")
+        table.add_column("ms", justify="right")
+        table.add_column("share", justify="right")
+        for item in budget.items:
+            name = f"  {item.name.split('.', 1)[1]}" if item.within else item.name
+            share = item.ms / budget.total_ms if budget.total_ms > 0 else 0.0
+            table.add_row(name, _ms(item.ms), f"{share:.0%}")
+        return table
