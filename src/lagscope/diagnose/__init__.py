@@ -44,23 +44,22 @@ def run(
     measured (exit codes as for ``lagscope probe``)."""
     family = socket.AF_INET if ipv4 else (socket.AF_INET6 if ipv6 else socket.AF_UNSPEC)
     pins = tuple(parse_resolve(r) for r in resolve)
-    common = {
-        "headers": tuple(parse_header(h) for h in headers),
-        "timeout_s": timeout_s,
-        "max_time_s": max_time_s,
-        "family": family,
-        "verify_tls": verify_tls,
-        "resolve": pins,
-    }
-    probe = ProbeOptions(target=parse_url(url), **common)  # type: ignore[arg-type]
-    direct_opts = (
-        ProbeOptions(target=parse_url(direct), **common)  # type: ignore[arg-type]
-        if direct
-        else None
-    )
+    parsed_headers = tuple(parse_header(h) for h in headers)
+
+    def probe_for(u: str) -> ProbeOptions:
+        return ProbeOptions(
+            target=parse_url(u),
+            headers=parsed_headers,
+            timeout_s=timeout_s,
+            max_time_s=max_time_s,
+            family=family,
+            verify_tls=verify_tls,
+            resolve=pins,
+        )
+
     opts = DiagnoseOptions(
-        probe=probe,
-        direct=direct_opts,
+        probe=probe_for(url),
+        direct=probe_for(direct) if direct else None,
         database=database,
         allow_load=allow_load,
         quick=quick,

@@ -1,0 +1,180 @@
+"""The ``lagscope diagnose`` command line: flags in, the ladder run, findings out.
+
+Translation only: flags become :class:`DiagnoseOptions`, progress goes to stderr (a
+terminal only), the report goes to a renderer, ``-o`` saves the JSON form atomically,
+``--load`` renders a saved report again, and the exit code says whether anything at
+warning or worse was found (or ``--budget`` was exceeded).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lagscope.diagnose.ladder import DiagnoseOptions, diagnose
+from lagscope.diagnose.model import DiagnoseReport
+from lagscope.diagnose.render import JsonRenderer, TerminalRenderer, load_json
+from lagscope.diagnose.settings import DiagnoseSettings
+from lagscope.errors import ExitCode, LagscopeError
+from lagscope.fileio import write_text_atomic
+from lagscope.probe.options import ProbeOptions, parse_header, parse_resolve, parse_url
+from lagscope.settings_table import build, click_options
+
+
+def _color_wanted() -> bool:
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _progress() -> Any:
+    if not sys.stderr.isatty():
+        return None
+
+    def say(rung: str, message: str) -> None:
+        click.echo(f"  {rung}: {message}", err=True)
+
+    return say
+
+
+def _load(path: Path) -> DiagnoseReport:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeError) as exc:
+        raise LagscopeError("load", f"cannot read {path}: {exc}", ExitCode.USAGE) from None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise LagscopeError("load", f"{path}: not JSON: {exc}", ExitCode.USAGE) from None
+    try:
+        return load_json(data)
+    except ValueError as exc:
+        raise LagscopeError("load", f"{path}: {exc}", ExitCode.USAGE) from None
+
+
+@click.command()
+@click.argument("url", required=False)
+@click.option("--direct", metavar="URL", help="The app itself, behind the proxy URL points at.")
+@click.option(
+    "--database",
+    metavar="DSN",
+    help="Also time connects and SELECT 1 straight to this PostgreSQL (never printed "
+    "with its password).",
+)
+@click.option(
+    "--resolve",
+    "resolves",
+    multiple=True,
+    metavar="HOST:ADDR[,ADDR...]",
+    help="Pin HOST to these addresses, tried in order (e.g. localhost:[::1],127.0.0.1).",
+)
+@click.option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'")
+@click.option("-4", "--ipv4", is_flag=True, help="Use IPv4 addresses only.")
+@click.option("-6", "--ipv6", is_flag=True, help="Use IPv6 addresses only.")
+@click.option("-k", "--insecure", is_flag=True, help="Skip TLS certificate verification.")
+@click_options(DiagnoseSettings)
+@click.option("--quick", is_flag=True, help="Fewer requests per rung (about 3 s on a healthy app).")
+@click.option(
+    "--allow-load",
+    is_flag=True,
+    help="Allow concurrent requests (the burst and the concurrency ladder) to a host that "
+    "is not loopback.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the lagscope.report/1 JSON.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also save the JSON report to this file.",
+)
+@click.option(
+    "--load",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Render a saved report instead of measuring.",
+)
+def diagnose_command(
+    url: str | None,
+    direct: str | None,
+    database: str | None,
+    resolves: tuple[str, ...],
+    headers: tuple[str, ...],
+    ipv4: bool,
+    ipv6: bool,
+    insecure: bool,
+    quick: bool,
+    allow_load: bool,
+    as_json: bool,
+    output: Path | None,
+    load: Path | None,
+    **table: Any,
+) -> None:
+    """Find where the time of URL goes: run the isolation ladder, name each ghost with its
+    cost per request and its fix.
+
+    Exit codes: 0 no warning, 1 a warning or worse (or over --budget), 2 bad input,
+    3 resolve, 4 connect, 5 timeout, 6 TLS, 7 bad HTTP, 8 local environment, 130 interrupted.
+    """
+    settings, _ = build(DiagnoseSettings, table)
+    if load is not None:
+        if url is not None:
+            raise LagscopeError("options", "give either URL or --load, not both", ExitCode.USAGE)
+        report = _load(load)
+    else:
+        if url is None:
+            raise LagscopeError("options", "missing URL (or --load FILE)", ExitCode.USAGE)
+        if ipv4 and ipv6:
+            raise LagscopeError("options", "-4 and -6 exclude each other", ExitCode.USAGE)
+        family = socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else socket.AF_UNSPEC
+        pins = tuple(parse_resolve(r) for r in resolves)
+        parsed_headers = tuple(parse_header(h) for h in headers)
+
+        def probe_for(u: str) -> ProbeOptions:
+            return ProbeOptions(
+                target=parse_url(u),
+                headers=parsed_headers,
+                timeout_s=settings.timeout_s,
+                max_time_s=settings.max_time_s,
+                family=family,
+                verify_tls=not insecure,
+                resolve=pins,
+            )
+
+        opts = DiagnoseOptions(
+            probe=probe_for(url),
+            direct=probe_for(direct) if direct else None,
+            database=database,
+            allow_load=allow_load,
+            quick=quick,
+            command=("lagscope", *sys.argv[1:]),
+        )
+        report = diagnose(opts, progress=_progress())
+    if output is not None:
+        write_text_atomic(output, JsonRenderer().render(report))
+    if as_json:
+        click.echo(JsonRenderer().render(report), nl=False)
+    else:
+        width = max(80, min(140, shutil.get_terminal_size((100, 24)).columns))
+        click.echo(
+            TerminalRenderer(color=_color_wanted(), width=width).render(report),
+            nl=False,
+            color=_color_wanted(),
+        )
+    over = False
+    if settings.budget_ms is not None:
+        warm = report.budget("warm")
+        if warm is None:
+            raise LagscopeError("budget", "no warm requests completed", ExitCode.GATE_FAILED)
+        over = warm.total_ms > settings.budget_ms
+        if over:
+            click.echo(
+                f"lagscope: budget: typical warm request {warm.total_ms:.1f} ms > "
+                f"{settings.budget_ms:g} ms",
+                err=True,
+            )
+    if report.problems or over:
+        sys.exit(int(ExitCode.GATE_FAILED))

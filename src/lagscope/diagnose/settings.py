@@ -1,0 +1,47 @@
+"""The diagnose settings table: the numbers a user can set on the command line.
+
+Declared with :mod:`lagscope.settings_table`, so validation (finite, in range), the click
+options and the docs table come from these rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lagscope.settings_table import setting, validate
+
+__all__ = ["DiagnoseSettings"]
+
+
+@dataclass(frozen=True)
+class DiagnoseSettings:
+    timeout_s: float = setting(
+        10.0,
+        help="Timeout of each phase of each request (connect, send, wait, receive).",
+        unit="s",
+        why="long enough for a 2 s Windows IPv6 fallback, short enough to report a dead server",
+        above=0,
+        maximum=3600,
+        flag="--timeout",
+    )
+    max_time_s: float = setting(
+        60.0,
+        help="Bound on the whole run; later rungs are skipped and the report says so.",
+        unit="s",
+        why="a taxed stack takes ~10 s; this leaves room for a very slow one",
+        above=0,
+        maximum=3600,
+        flag="--max-time",
+    )
+    budget_ms: float | None = setting(
+        None,
+        help="Exit 1 when the typical warm request's total exceeds this (a CI gate).",
+        unit="ms",
+        why="off unless asked for",
+        above=0,
+        maximum=3_600_000,
+        flag="--budget",
+    )
+
+    def __post_init__(self) -> None:
+        validate(self)
