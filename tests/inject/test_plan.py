@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -412,3 +414,71 @@ def test_the_documented_seed_example_loads(tmp_path: Path) -> None:
         ("127.0.0.1", 5432),
         (ConnectionTax(delay_ms=300),),
     )
+
+
+# -- one class per fault kind ---------------------------------------------------------------
+
+
+def test_every_fault_class_registers_its_kind() -> None:
+    from lagscope.inject.faults import FAULT_KINDS, Fault
+
+    assert list(FAULT_KINDS) == [
+        "tax",
+        "first",
+        "latency",
+        "bandwidth",
+        "reset",
+        "slow-close",
+        "blackhole",
+        "dial",
+    ]
+    for kind, cls in FAULT_KINDS.items():
+        assert issubclass(cls, Fault) and cls.kind == kind
+        assert cls.__name__ in inject_pkg.__all__
+
+
+def test_a_new_fault_is_one_class() -> None:
+    # A kind defined in one place parses, describes and plans itself with no other edit.
+    from lagscope.inject.faults import ALL, FAULT_KINDS, ConnectionDraft, Fault
+
+    @dataclass(frozen=True)
+    class Hiccup(Fault):
+        kind: ClassVar[str] = "hiccup-test"
+        bare: ClassVar[str | None] = "delay_ms"
+        delay_ms: float
+        select: Select = ALL
+
+        def plan(self, draft: ConnectionDraft) -> None:
+            draft.dial_delay_ms += self.delay_ms
+
+        def effect(self) -> str:
+            return f"hiccup {self.delay_ms:g} ms"
+
+    try:
+        fault = parse_fault("hiccup-test:7,first_n=2")
+        assert fault == Hiccup(delay_ms=7.0, select=Select(first=2))
+        assert describe_fault(fault) == "hiccup 7 ms [first 2]"
+        assert plan_connection([fault], 0).dial_delay_ms == 7.0
+        assert plan_connection([fault], 2).applied == ()
+    finally:
+        del FAULT_KINDS["hiccup-test"]
+
+
+def test_end_reasons_are_a_closed_documented_set() -> None:
+    from typing import get_args
+
+    from lagscope.inject.log import END_REASONS, EndReason
+
+    assert set(END_REASONS) == set(get_args(EndReason))
+    docs = (Path(__file__).parents[2] / "docs" / "inject.md").read_text(encoding="utf-8")
+    for reason in END_REASONS:
+        assert f"`{reason}`" in docs, reason
+    rec = ConnectionRecord(
+        id="r#0", route="r", index=0, client="c", upstream="u", faults=(), accepted_at=0.0,
+        upstream_connected_ms=None, closed_ms=1.0, tax_applied_ms=None,
+        dial_delay_applied_ms=None, c2u=FlowRecord(), u2c=FlowRecord(), end="closed",
+    )  # fmt: skip
+    bad = json.loads(record_to_json(rec))
+    bad["end"] = "vanished"
+    with pytest.raises(ValueError, match="unknown end reason"):
+        record_from_json(json.dumps(bad))

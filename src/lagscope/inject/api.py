@@ -28,7 +28,8 @@ from types import TracebackType
 from lagscope.inject.config import ProxySettings
 from lagscope.inject.log import ConnectionRecord, Counters, JsonlWriter
 from lagscope.inject.plan import Route
-from lagscope.inject.proxy import Clock, Dial, Proxy
+from lagscope.inject.proxy import Clock, Dial, Proxy, Sleep
+from lagscope.netutil import run_in_new_loop
 
 __all__ = ["Injector"]
 
@@ -50,6 +51,7 @@ class Injector:
         log_path: str | Path | None = None,
         clock: Clock = time.perf_counter,
         wall_clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
         dial: Dial | None = None,
     ) -> None:
         self.routes = list(routes)
@@ -63,6 +65,7 @@ class Injector:
         self._writer: JsonlWriter | None = None
         self._clock = clock
         self._wall_clock = wall_clock
+        self._sleep = sleep
         self._dial = dial
         self._proxy = self._new_proxy()
         self._thread: threading.Thread | None = None
@@ -79,6 +82,7 @@ class Injector:
             on_record=self._on_record,
             clock=self._clock,
             wall_clock=self._wall_clock,
+            sleep=self._sleep,
             dial=self._dial,
         )
 
@@ -164,7 +168,9 @@ class Injector:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._main())
+            # Our own loop, not the policy's: on Windows a Proactor loop even where the
+            # application installed the Selector policy (512-socket select() cap).
+            run_in_new_loop(self._main())
         except BaseException as exc:  # reported to start(); the thread must not die loudly
             self._error = exc
         finally:

@@ -35,6 +35,7 @@ from lagscope.inject.config import (
     parse_route,
 )
 from lagscope.inject.plan import Route
+from lagscope.inject.proxy import note_coarse_timer
 from lagscope.settings_table import build, click_options, setting, validate
 
 __all__ = ["counters_table", "inject"]
@@ -205,6 +206,9 @@ def inject(
                 "can reach this machine can use the proxy",
                 err=True,
             )
+    note = note_coarse_timer(routes)
+    if note is not None:
+        click.echo(f"lagscope: warning: {note}", err=True)
     injector = Injector(routes, settings=proxy_settings, log_path=log_path)
     try:
         injector.start()
@@ -239,10 +243,10 @@ def inject(
 
 
 def _run(injector: Injector, console: Console, duration_s: float | None) -> None:
-    deadline = None if duration_s is None else time.monotonic() + duration_s
+    deadline = None if duration_s is None else time.perf_counter() + duration_s
 
     def running() -> bool:
-        return deadline is None or time.monotonic() < deadline
+        return deadline is None or time.perf_counter() < deadline
 
     # time.sleep, not Event.wait: it is interruptible by Ctrl+C on Windows too.
     if console.is_terminal:

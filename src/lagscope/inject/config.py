@@ -9,8 +9,6 @@ the TOML file and resolving a listen host name.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,20 +18,8 @@ from typing import Any
 from lagscope.addresses import AddressError, parse_host_port
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.fileio import read_text
-from lagscope.inject.plan import (
-    Bandwidth,
-    BlackHole,
-    ConnectionTax,
-    DialDelay,
-    Direction,
-    Fault,
-    FirstChunkDelay,
-    Latency,
-    Reset,
-    Route,
-    Select,
-    SlowClose,
-)
+from lagscope.inject.faults import FAULT_KINDS, Fault, FaultSpecError
+from lagscope.inject.plan import Route
 from lagscope.settings_table import markdown, setting, validate
 
 if sys.version_info >= (3, 11):
@@ -128,46 +114,8 @@ def docs_table() -> str:
     return markdown(ProxySettings, columns)
 
 
-# Fault kinds by their CLI/TOML name: (class, the field a bare value sets).
-FAULT_KINDS: dict[str, tuple[type[Any], str | None]] = {
-    "tax": (ConnectionTax, "delay_ms"),
-    "first": (FirstChunkDelay, "delay_ms"),
-    "latency": (Latency, "delay_ms"),
-    "bandwidth": (Bandwidth, "bytes_per_s"),
-    "reset": (Reset, "after_bytes"),
-    "slow-close": (SlowClose, "delay_ms"),
-    "blackhole": (BlackHole, None),
-    "dial": (DialDelay, "delay_ms"),
-}
-
-_SELECT_KEYS = {"first_n": "first", "every": "every", "probability": "probability", "seed": "seed"}
-_INT_FIELDS = {"bytes_per_s", "after_bytes", "seed", "first", "every"}
-
-
 def _bad(message: str) -> LagscopeError:
     return LagscopeError("config", message, ExitCode.USAGE)
-
-
-def _convert(kind: str, key: str, value: Any) -> Any:
-    target = _SELECT_KEYS.get(key, key)
-    try:
-        if key == "direction":
-            return Direction(str(value))
-        if target in _INT_FIELDS:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            if isinstance(value, bool):
-                raise ValueError
-            return int(value)
-        if isinstance(value, bool):
-            raise ValueError
-        number = float(value)
-        if not math.isfinite(number):
-            # nan would silently apply nothing and inf would hold bytes forever.
-            raise ValueError
-        return number
-    except (ValueError, TypeError, OverflowError):
-        raise _bad(f"{kind}: bad value for {key}: {value!r}") from None
 
 
 def fault_from_mapping(kind: str, values: Mapping[str, Any]) -> Fault:
@@ -178,39 +126,10 @@ def fault_from_mapping(kind: str, values: Mapping[str, Any]) -> Fault:
     """
     if kind not in FAULT_KINDS:
         raise _bad(f"unknown fault {kind!r} (known: {', '.join(FAULT_KINDS)})")
-    cls, _main = FAULT_KINDS[kind]
-    own = {f.name for f in dataclasses.fields(cls)} - {"select"}
-    kwargs: dict[str, Any] = {}
-    select: dict[str, Any] = {}
-    for key, raw in values.items():
-        if key not in own and key not in _SELECT_KEYS:
-            allowed = sorted(own | set(_SELECT_KEYS))
-            raise _bad(f"{kind}: unknown key {key!r} (allowed: {', '.join(allowed)})")
-        value = _convert(kind, key, raw)
-        if key in _SELECT_KEYS:
-            select[_SELECT_KEYS[key]] = value
-            if key == "seed" and "seed" in own:
-                kwargs["seed"] = value
-        else:
-            kwargs[key] = value
-    missing = [
-        f.name
-        for f in dataclasses.fields(cls)
-        if f.name not in kwargs
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-        and f.name != "select"
-    ]
-    if missing:
-        example = f" (e.g. {kind}:300)" if missing[0] == FAULT_KINDS[kind][1] else ""
-        raise _bad(f"{kind}: needs a value for {', '.join(missing)}{example}")
     try:
-        fault: Fault = cls(**kwargs, select=Select(**select))
-    except TypeError as exc:
-        raise _bad(f"{kind}: {exc}") from None
-    except ValueError as exc:
-        raise _bad(f"{kind}: {exc}") from None
-    return fault
+        return FAULT_KINDS[kind].from_values(values)
+    except FaultSpecError as exc:
+        raise _bad(str(exc)) from None
 
 
 def parse_fault(spec: str) -> Fault:
@@ -220,7 +139,7 @@ def parse_fault(spec: str) -> Fault:
     kind = kind.strip()
     if kind not in FAULT_KINDS:
         raise _bad(f"unknown fault {kind!r} in {spec!r} (known: {', '.join(FAULT_KINDS)})")
-    main = FAULT_KINDS[kind][1]
+    main = FAULT_KINDS[kind].bare
     values: dict[str, str] = {}
     for i, part in enumerate(p.strip() for p in rest.split(",") if p.strip()):
         key, eq, value = part.partition("=")
@@ -313,23 +232,4 @@ def load_routes_toml(path: str | Path, *, allow_non_loopback: bool = False) -> l
 
 def describe_fault(fault: Fault) -> str:
     """A short human description, e.g. ``tax 300 ms (both)`` or ``reset after 1024 B (u2c)``."""
-    if isinstance(fault, ConnectionTax):
-        text = f"tax {fault.delay_ms:g} ms ({fault.direction.value})"
-    elif isinstance(fault, FirstChunkDelay):
-        text = f"first-chunk delay {fault.delay_ms:g} ms ({fault.direction.value})"
-    elif isinstance(fault, Latency):
-        jitter = f"±{fault.jitter_ms:g}" if fault.jitter_ms else ""
-        text = f"latency {fault.delay_ms:g}{jitter} ms/chunk ({fault.direction.value})"
-    elif isinstance(fault, Bandwidth):
-        text = f"bandwidth {fault.bytes_per_s} B/s ({fault.direction.value})"
-    elif isinstance(fault, Reset):
-        when = "at connect" if fault.after_bytes == 0 else f"after {fault.after_bytes} B"
-        text = f"reset {when} ({fault.direction.value})"
-    elif isinstance(fault, SlowClose):
-        text = f"slow close {fault.delay_ms:g} ms ({fault.direction.value})"
-    elif isinstance(fault, BlackHole):
-        text = f"black hole ({fault.direction.value})"
-    else:
-        text = f"dial delay {fault.delay_ms:g} ms"
-    selection = fault.select.describe()
-    return text if selection == "all" else f"{text} [{selection}]"
+    return fault.describe()

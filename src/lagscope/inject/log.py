@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 __all__ = [
     "END_REASONS",
     "ConnectionRecord",
     "Counters",
+    "EndReason",
     "FlowRecord",
     "JsonlWriter",
     "record_from_json",
@@ -26,7 +27,19 @@ __all__ = [
 ]
 
 # How a connection ended (the ``end`` field). Documented in docs/inject.md.
-END_REASONS: dict[str, str] = {
+EndReason = Literal[
+    "closed",
+    "client_reset",
+    "upstream_reset",
+    "upstream_refused",
+    "upstream_timeout",
+    "injected_reset",
+    "black_hole",
+    "shutdown",
+    "error",
+]
+
+END_REASONS: dict[EndReason, str] = {
     "closed": "both directions reached end-of-stream and were closed normally",
     "client_reset": "the client reset or broke the connection",
     "upstream_reset": "the upstream reset or broke the connection",
@@ -74,7 +87,7 @@ class ConnectionRecord:
     dial_delay_applied_ms: float | None
     c2u: FlowRecord
     u2c: FlowRecord
-    end: str
+    end: EndReason
     error: str | None = None
 
     @property
@@ -102,6 +115,8 @@ def record_to_json(record: ConnectionRecord) -> str:
 
 def record_from_json(line: str) -> ConnectionRecord:
     data = json.loads(line)
+    if data.get("end") not in END_REASONS:
+        raise ValueError(f"unknown end reason {data.get('end')!r}")
     data["faults"] = tuple(data["faults"])
     data["c2u"] = FlowRecord(**data["c2u"])
     data["u2c"] = FlowRecord(**data["u2c"])

@@ -1,108 +1,81 @@
-"""The asyncio pump: the only module of ``lagscope inject`` that touches sockets and the clock.
+"""The proxy shell of ``lagscope inject``: listen, accept, dial, and end each connection.
 
 :class:`Proxy` listens on every route, dials the upstream for each accepted connection
 (in that connection's own task, so a slow or dead upstream never stalls the acceptor),
-and runs one pump per direction. Each pump executes the connection's
-:class:`~lagscope.inject.plan.ConnectionPlan`: it asks the pure functions in
-``lagscope.inject.plan`` when a chunk may leave, waits, writes, and awaits ``drain()``.
-Memory is bounded per direction: one read of at most ``chunk_bytes``, the StreamReader's
-buffer (paused at about 2x ``reader_buffer_bytes``), the transport's write buffer (drain
-blocks above its high-water mark) and, under per-chunk latency only, ``flow_buffer_bytes``
-of chunks in flight.
-
-When a connection ends, one :class:`~lagscope.inject.log.ConnectionRecord` goes to the
-``on_record`` callback. The clock and the dialler are parameters.
+runs one :class:`~lagscope.inject.pump.Pump` per direction, and turns how the connection
+ended into one :class:`~lagscope.inject.log.ConnectionRecord` for the ``on_record``
+callback. The clock, the sleep and the dialler are parameters.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import struct
+import ipaddress
 import sys
 import time
-from collections import deque
+import warnings
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Literal
 
 from lagscope.addresses import resolves_to_loopback
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.inject.config import ProxySettings
-from lagscope.inject.log import ConnectionRecord, Counters, FlowRecord
-from lagscope.inject.plan import (
-    ConnectionPlan,
-    Flow,
-    FlowPlan,
-    Route,
-    chunk_release_s,
-    jitter_rng,
-    paced_start_s,
-    plan_connection,
+from lagscope.inject.log import ConnectionRecord, Counters, EndReason
+from lagscope.inject.plan import ConnectionPlan, Route, plan_connection
+from lagscope.inject.pump import (
+    Clock,
+    ConnState,
+    Counts,
+    InjectedReset,
+    PeerGone,
+    Pump,
+    Side,
+    Sleep,
+    coarse_timer_note,
+    hard_reset,
+    wait_until,
 )
+from lagscope.netutil import bind_listeners
 
-__all__ = ["Clock", "Dial", "Proxy", "hard_reset"]
+__all__ = ["Clock", "CoarseTimerWarning", "Dial", "Proxy", "Sleep", "hard_reset"]
 
-Clock = Callable[[], float]
 Dial = Callable[[str, int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
-Side = Literal["client", "upstream"]
 
-# SO_LINGER {on, 0 s}: close() then sends RST instead of FIN, on every platform. Windows
-# declares struct linger with two u_shorts, POSIX with two ints.
-_LINGER_RST = struct.pack("HH", 1, 0) if sys.platform == "win32" else struct.pack("ii", 1, 0)
+# Happy eyeballs (RFC 8305) for upstream host names: `localhost` resolves to ::1 first on
+# Windows, where a refused connect takes ~2 s; the next address is tried after this delay
+# instead. 0.1 s is the RFC's lower bound for its connection attempt delay.
+HAPPY_EYEBALLS_DELAY_S = 0.1
 
-
-def hard_reset(writer: asyncio.StreamWriter | None) -> None:
-    """Close the connection with a TCP RST (SO_LINGER 0 + abort)."""
-    if writer is None or writer.transport.is_closing():
-        return
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        # Already dead: then abort() below is all that is left to do.
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-    writer.transport.abort()
+_END_OF_PEER: dict[Side, EndReason] = {"client": "client_reset", "upstream": "upstream_reset"}
 
 
-class _InjectedReset(Exception):
-    pass
+class CoarseTimerWarning(RuntimeWarning):
+    """Faults below the timer tick of this platform are rounded up to whole ticks."""
 
 
-class _PeerGone(Exception):
-    def __init__(self, side: Side, exc: BaseException) -> None:
-        super().__init__(f"{side}: {exc!r}")
-        self.side = side
-        self.exc = exc
+_timer_noted = False
 
 
-class _Counts:
-    __slots__ = (
-        "accepted",
-        "active",
-        "bytes_c2u",
-        "bytes_u2c",
-        "closed",
-        "resets_injected",
-        "taxed",
-        "upstream_failures",
-    )
+def note_coarse_timer(
+    routes: Sequence[Route],
+    platform: str = sys.platform,
+    version: tuple[int, int] = (sys.version_info[0], sys.version_info[1]),
+) -> str | None:
+    """:func:`~lagscope.inject.pump.coarse_timer_note` for ``routes``, once per process:
+    later calls return None, so the CLI and the proxy do not both say it."""
+    global _timer_noted
+    if _timer_noted:
+        return None
+    note = coarse_timer_note((f for r in routes for f in r.faults), platform, version)
+    _timer_noted = note is not None
+    return note
 
-    def __init__(self) -> None:
-        self.accepted = self.active = self.closed = 0
-        self.bytes_c2u = self.bytes_u2c = 0
-        self.taxed = self.resets_injected = self.upstream_failures = 0
 
-    def snapshot(self) -> Counters:
-        return Counters(
-            accepted=self.accepted,
-            active=self.active,
-            closed=self.closed,
-            bytes_c2u=self.bytes_c2u,
-            bytes_u2c=self.bytes_u2c,
-            taxed=self.taxed,
-            resets_injected=self.resets_injected,
-            upstream_failures=self.upstream_failures,
-        )
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class _RouteState:
@@ -110,65 +83,21 @@ class _RouteState:
         self.route = route
         self.name = name
         self.next_index = 0
-        self.counts = _Counts()
-        self.server: asyncio.Server | None = None
+        self.counts = Counts()
+        self.servers: list[asyncio.Server] = []
         self.address: tuple[str, int] | None = None
 
 
-class _FlowState:
-    __slots__ = (
-        "bytes",
-        "chunks",
-        "dropped",
-        "eof_in",
-        "eof_out",
-        "first_in",
-        "first_out",
-        "held",
-        "link_free",
-    )
-
-    def __init__(self) -> None:
-        self.bytes = 0
-        self.dropped = 0
-        self.chunks = 0
-        self.first_in: float | None = None
-        self.first_out: float | None = None
-        self.eof_in: float | None = None
-        self.eof_out: float | None = None
-        self.held = 0.0
-        self.link_free = 0.0
-
-    def record(self, t0: float) -> FlowRecord:
-        def ms(t: float | None) -> float | None:
-            return None if t is None else (t - t0) * 1000.0
-
-        return FlowRecord(
-            bytes=self.bytes,
-            dropped_bytes=self.dropped,
-            first_in_ms=ms(self.first_in),
-            first_out_ms=ms(self.first_out),
-            held_ms=self.held * 1000.0,
-            eof_in_ms=ms(self.eof_in),
-            eof_out_ms=ms(self.eof_out),
-        )
-
-
-class _Conn:
+class _Conn(ConnState):
     def __init__(self, rs: _RouteState, plan: ConnectionPlan, t0: float, wall: float) -> None:
+        super().__init__(plan, rs.counts, t0)
         self.rs = rs
-        self.plan = plan
-        self.t0 = t0
         self.wall = wall
         self.client = ""
         self.cwriter: asyncio.StreamWriter | None = None
         self.uwriter: asyncio.StreamWriter | None = None
         self.upstream_connected: float | None = None
-        self.tax_started: float | None = None
-        self.tax_deadline: float | None = None
-        self.tax_applied: float | None = None
         self.dial_applied: float | None = None
-        self.flows: dict[Flow, _FlowState] = {"c2u": _FlowState(), "u2c": _FlowState()}
 
 
 class Proxy:
@@ -187,6 +116,7 @@ class Proxy:
         on_record: Callable[[ConnectionRecord], None] | None = None,
         clock: Clock = time.perf_counter,
         wall_clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
         dial: Dial | None = None,
     ) -> None:
         if not routes:
@@ -203,20 +133,40 @@ class Proxy:
         self._on_record = on_record
         self._clock = clock
         self._wall = wall_clock
+        self._sleep = sleep
         self._dial = dial or self._open
+        self._pump = Pump(
+            chunk_bytes=self.settings.chunk_bytes,
+            flow_buffer_bytes=self.settings.flow_buffer_bytes,
+            flush_timeout_s=self.settings.shutdown_timeout_s,
+            clock=clock,
+            sleep=sleep,
+        )
         self._conns: dict[asyncio.Task[None], _Conn] = {}
         self._closing = False
 
     async def _open(
         self, host: str, port: int
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.open_connection(host, port, limit=self.settings.reader_buffer_bytes)
+        if _is_ip_literal(host):
+            return await asyncio.open_connection(
+                host, port, limit=self.settings.reader_buffer_bytes
+            )
+        return await asyncio.open_connection(
+            host,
+            port,
+            limit=self.settings.reader_buffer_bytes,
+            happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY_S,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         if self._closing:
             raise RuntimeError("a closed Proxy cannot be started again; make a new one")
+        note = note_coarse_timer([rs.route for rs in self._routes])
+        if note is not None:
+            warnings.warn(note, CoarseTimerWarning, stacklevel=2)
         for rs in self._routes:
             host, port = rs.route.listen
             if not rs.route.allow_non_loopback and not resolves_to_loopback(host):
@@ -228,13 +178,16 @@ class Proxy:
                     ExitCode.USAGE,
                 )
             try:
-                server = await asyncio.start_server(
-                    self._make_handler(rs),
-                    host,
-                    port,
-                    limit=self.settings.reader_buffer_bytes,
-                    backlog=self.settings.backlog,
-                )
+                # Our own sockets, so the Windows exclusive-address option is set before bind.
+                for sock in bind_listeners(host, port):
+                    rs.servers.append(
+                        await asyncio.start_server(
+                            self._make_handler(rs),
+                            sock=sock,
+                            limit=self.settings.reader_buffer_bytes,
+                            backlog=self.settings.backlog,
+                        )
+                    )
             except OSError as exc:
                 await self.aclose()
                 raise LagscopeError(
@@ -242,8 +195,7 @@ class Proxy:
                     f"cannot listen on {host}:{port} ({rs.name}): {exc.strerror or exc}",
                     ExitCode.ENVIRONMENT,
                 ) from None
-            rs.server = server
-            sockname = server.sockets[0].getsockname()
+            sockname = rs.servers[0].sockets[0].getsockname()
             rs.address = (str(sockname[0]), int(sockname[1]))
 
     async def aclose(self) -> None:
@@ -251,8 +203,8 @@ class Proxy:
             return
         self._closing = True
         for rs in self._routes:
-            if rs.server is not None:
-                rs.server.close()
+            for server in rs.servers:
+                server.close()
         # Let handlers that were accepted but not yet started run far enough to see
         # _closing and close their socket themselves.
         for _ in range(3):
@@ -267,8 +219,8 @@ class Proxy:
         if tasks:
             await asyncio.wait(tasks, timeout=self.settings.shutdown_timeout_s)
         for rs in self._routes:
-            if rs.server is not None:
-                await rs.server.wait_closed()
+            for server in rs.servers:
+                await server.wait_closed()
 
     @property
     def closed(self) -> bool:
@@ -325,7 +277,8 @@ class Proxy:
         self._conns[task] = conn
         rs.counts.accepted += 1
         rs.counts.active += 1
-        end, error = "error", None
+        end: EndReason = "error"
+        error: str | None = None
         cancelled_in_close = False
         try:
             end, error = await self._serve(conn, creader)
@@ -366,7 +319,7 @@ class Proxy:
             w.transport.abort()
             raise
 
-    def _emit(self, conn: _Conn, index: int, end: str, error: str | None) -> None:
+    def _emit(self, conn: _Conn, index: int, end: EndReason, error: str | None) -> None:
         if self._on_record is None:
             return
         t0 = conn.t0
@@ -398,7 +351,9 @@ class Proxy:
             )
         )
 
-    async def _serve(self, conn: _Conn, creader: asyncio.StreamReader) -> tuple[str, str | None]:
+    async def _serve(
+        self, conn: _Conn, creader: asyncio.StreamReader
+    ) -> tuple[EndReason, str | None]:
         plan = conn.plan
         cwriter = conn.cwriter
         assert cwriter is not None
@@ -410,7 +365,7 @@ class Proxy:
             return "black_hole", None
         if plan.dial_delay_ms > 0:
             t = self._clock()
-            await asyncio.sleep(plan.dial_delay_ms / 1000.0)
+            await wait_until(t + plan.dial_delay_ms / 1000.0, self._clock, self._sleep)
             conn.dial_applied = self._clock() - t
         host, port = conn.rs.route.upstream
         try:
@@ -428,8 +383,8 @@ class Proxy:
         conn.uwriter = uwriter
         conn.upstream_connected = self._clock()
 
-        c2u = asyncio.create_task(self._pump(conn, "c2u", creader, uwriter))
-        u2c = asyncio.create_task(self._pump(conn, "u2c", ureader, cwriter))
+        c2u = asyncio.create_task(self._pump.run(conn, "c2u", creader, uwriter))
+        u2c = asyncio.create_task(self._pump.run(conn, "u2c", ureader, cwriter))
         try:
             pending: set[asyncio.Task[None]] = {c2u, u2c}
             while pending:
@@ -438,15 +393,15 @@ class Proxy:
                     failure = finished.exception()
                     if failure is not None:
                         raise failure
-        except _InjectedReset:
+        except InjectedReset:
             hard_reset(cwriter)
             hard_reset(uwriter)
             return "injected_reset", None
-        except _PeerGone as gone:
+        except PeerGone as gone:
             # Pass the failure on the way a TCP proxy can: reset the other side too.
             hard_reset(cwriter)
             hard_reset(uwriter)
-            return f"{gone.side}_reset", repr(gone.exc)
+            return _END_OF_PEER[gone.side], repr(gone.exc)
         finally:
             for pump in (c2u, u2c):
                 pump.cancel()
@@ -466,226 +421,3 @@ class Proxy:
             if st.first_in is None:
                 st.first_in = self._clock()
             st.dropped += len(data)
-
-    # -- one direction ---------------------------------------------------------------------
-
-    def _gate(self, conn: _Conn, fp: FlowPlan, st: _FlowState, now: float) -> float:
-        """Earliest departure of a chunk read at ``now`` under the tax and first-chunk delay."""
-        t = now
-        if st.chunks == 0:
-            if fp.tax:
-                if conn.tax_deadline is None:
-                    conn.tax_started = now
-                    conn.tax_deadline = now + conn.plan.tax_ms / 1000.0
-                t = max(t, conn.tax_deadline)
-            if fp.first_delay_ms:
-                t += fp.first_delay_ms / 1000.0
-        st.chunks += 1
-        return t
-
-    def _sent_first(self, conn: _Conn, fp: FlowPlan, st: _FlowState) -> None:
-        st.first_out = now = self._clock()
-        if fp.tax and conn.tax_applied is None and conn.tax_started is not None:
-            conn.tax_applied = now - conn.tax_started
-
-    async def _pump(
-        self,
-        conn: _Conn,
-        flow: Flow,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
-        fp = conn.plan.flow(flow)
-        st = conn.flows[flow]
-        near: Side = "client" if flow == "c2u" else "upstream"
-        far: Side = "upstream" if flow == "c2u" else "client"
-        if fp.per_chunk:
-            await self._pump_per_chunk(conn, flow, fp, st, reader, writer, near, far)
-        else:
-            await self._pump_inline(conn, flow, fp, st, reader, writer, near, far)
-        st.eof_in = self._clock()
-        if fp.slow_close_ms > 0:
-            t = self._clock()
-            await asyncio.sleep(fp.slow_close_ms / 1000.0)
-            st.held += self._clock() - t
-        try:
-            if not writer.transport.is_closing() and writer.can_write_eof():
-                writer.write_eof()
-        except OSError as exc:
-            raise _PeerGone(far, exc) from None
-        st.eof_out = self._clock()
-
-    def _read_size(self, fp: FlowPlan) -> int:
-        size = self.settings.chunk_bytes
-        if fp.bytes_per_s is not None:
-            # About 50 ms of data per chunk, so the cap is smooth rather than bursty.
-            size = max(1, min(size, fp.bytes_per_s // 20))
-        return size
-
-    async def _pump_inline(
-        self,
-        conn: _Conn,
-        flow: Flow,
-        fp: FlowPlan,
-        st: _FlowState,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        near: Side,
-        far: Side,
-    ) -> None:
-        counts = conn.rs.counts
-        clock = self._clock
-        size = self._read_size(fp)
-        passthrough = fp.passthrough
-        c2u = flow == "c2u"
-        while True:
-            try:
-                data = await reader.read(size)
-            except OSError as exc:
-                raise _PeerGone(near, exc) from None
-            if not data:
-                return
-            n = len(data)
-            if passthrough:
-                writer.write(data)
-                if st.first_out is None:
-                    st.first_in = st.first_out = clock()
-                    st.chunks += 1
-                reset = False
-            else:
-                now = clock()
-                if st.first_in is None:
-                    st.first_in = now
-                if fp.black_hole:
-                    st.dropped += n
-                    continue
-                release = self._gate(conn, fp, st, now)
-                if fp.bytes_per_s is not None:
-                    release, st.link_free = paced_start_s(release, n, fp.bytes_per_s, st.link_free)
-                if release > now:
-                    await asyncio.sleep(release - now)
-                    st.held += clock() - now
-                reset = False
-                if fp.reset_after_bytes is not None:
-                    remaining = fp.reset_after_bytes - st.bytes
-                    if n >= remaining:
-                        data, n, reset = data[:remaining], remaining, True
-                if n:
-                    writer.write(data)
-                    if st.first_out is None:
-                        self._sent_first(conn, fp, st)
-            st.bytes += n
-            if c2u:
-                counts.bytes_c2u += n
-            else:
-                counts.bytes_u2c += n
-            try:
-                await writer.drain()
-            except OSError as exc:
-                raise _PeerGone(far, exc) from None
-            if reset:
-                await self._flush(writer)
-                raise _InjectedReset
-
-    async def _flush(self, writer: asyncio.StreamWriter) -> None:
-        # drain() returns below the low-water mark; a reset must not cut bytes we promised
-        # to forward, so wait (bounded) until the transport buffer is empty.
-        deadline = self._clock() + self.settings.shutdown_timeout_s
-        while writer.transport.get_write_buffer_size() and self._clock() < deadline:
-            await asyncio.sleep(0.001)
-
-    async def _pump_per_chunk(
-        self,
-        conn: _Conn,
-        flow: Flow,
-        fp: FlowPlan,
-        st: _FlowState,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        near: Side,
-        far: Side,
-    ) -> None:
-        """Per-chunk latency: a reader task stamps and queues chunks (bounded by
-        ``flow_buffer_bytes``) while this task releases each at read time + delay."""
-        counts = conn.rs.counts
-        clock = self._clock
-        size = self._read_size(fp)
-        limit = self.settings.flow_buffer_bytes
-        queue: deque[tuple[float, float, bytes]] = deque()
-        buffered = 0
-        have = asyncio.Event()
-        space = asyncio.Event()
-        rng = jitter_rng(conn.plan.jitter_seed, conn.plan.index, flow)
-
-        async def produce() -> None:
-            nonlocal buffered
-            prev = 0.0
-            try:
-                while True:
-                    while buffered >= limit:
-                        space.clear()
-                        await space.wait()
-                    try:
-                        data = await reader.read(size)
-                    except OSError as exc:
-                        raise _PeerGone(near, exc) from None
-                    if not data:
-                        return
-                    now = clock()
-                    if st.first_in is None:
-                        st.first_in = now
-                    if fp.black_hole:
-                        st.dropped += len(data)
-                        continue
-                    gate = self._gate(conn, fp, st, now)
-                    prev = chunk_release_s(gate, fp, rng.random(), prev)
-                    queue.append((now, prev, data))
-                    buffered += len(data)
-                    have.set()
-            finally:
-                have.set()
-
-        producer = asyncio.create_task(produce())
-        try:
-            while True:
-                if not queue:
-                    if producer.done():
-                        producer.result()  # re-raises a _PeerGone from the reader
-                        return
-                    have.clear()
-                    await have.wait()
-                    continue
-                read_at, release, data = queue.popleft()
-                buffered -= len(data)
-                space.set()
-                n = len(data)
-                if fp.bytes_per_s is not None:
-                    release, st.link_free = paced_start_s(release, n, fp.bytes_per_s, st.link_free)
-                now = clock()
-                if release > now:
-                    await asyncio.sleep(release - now)
-                    st.held += clock() - read_at
-                reset = False
-                if fp.reset_after_bytes is not None:
-                    remaining = fp.reset_after_bytes - st.bytes
-                    if n >= remaining:
-                        data, n, reset = data[:remaining], remaining, True
-                if n:
-                    writer.write(data)
-                    if st.first_out is None:
-                        self._sent_first(conn, fp, st)
-                st.bytes += n
-                if flow == "c2u":
-                    counts.bytes_c2u += n
-                else:
-                    counts.bytes_u2c += n
-                try:
-                    await writer.drain()
-                except OSError as exc:
-                    raise _PeerGone(far, exc) from None
-                if reset:
-                    await self._flush(writer)
-                    raise _InjectedReset
-        finally:
-            producer.cancel()
-            await asyncio.wait({producer})

@@ -21,7 +21,6 @@ import json
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lagscope.errors import ExitCode, LagscopeError
+from lagscope.netutil import set_listen_options
 from lagscope.serve.app import (
     AppSpec,
     LoadedApp,
@@ -93,8 +93,7 @@ def open_listeners(hosts: tuple[str, ...], port: int, backlog: int) -> list[sock
                     if family == socket.AF_INET6 and len(hosts) > 1:
                         # The IPv4 address has its own socket on the same port.
                         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                    if not sys.platform.startswith("win"):
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    set_listen_options(sock)  # SO_EXCLUSIVEADDRUSE on Windows
                     sock.bind(addr)
                     sock.listen(backlog)
                 except OSError as exc:
