@@ -25,19 +25,19 @@ def enough_fds() -> Iterator[None]:
     # process. Test-side only: the product never touches limits.
     if sys.platform == "win32":
         yield
-        return
-    import resource
+    else:
+        import resource
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 8192 if hard == resource.RLIM_INFINITY else min(hard, 8192)
-    if soft < 4 * N_CONNECTIONS + 200:
-        if want < 4 * N_CONNECTIONS + 200:
-            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is too low")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 8192 if hard == resource.RLIM_INFINITY else min(hard, 8192)
+        if soft < 4 * N_CONNECTIONS + 200:
+            if want < 4 * N_CONNECTIONS + 200:
+                pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is too low")
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def _open_fds() -> int | None:

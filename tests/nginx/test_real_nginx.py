@@ -9,8 +9,8 @@ connection per request.
 from __future__ import annotations
 
 import http.client
-import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
@@ -22,6 +22,7 @@ import pytest
 from lagscope.instrument.request_start import parse_request_start
 from lagscope.nginx.config import Endpoint, NginxSettings
 from lagscope.nginx.render import NginxConfig, render
+from support.pg import running_as_root
 from support.wsgi import waitress_server
 
 pytestmark = pytest.mark.nginx
@@ -151,14 +152,12 @@ def test_without_keepalive_pieces_every_request_opens_a_connection(
 
 
 @pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("runuser") is None,
+    not running_as_root() or shutil.which("runuser") is None,
     reason="needs root and runuser to start nginx as an unprivileged user",
 )
 def test_prefix_config_runs_as_an_unprivileged_user(
     start_nginx: StartNginx, nginx_prefix: Path
 ) -> None:
-    import pwd
-
     app = RecordingApp()
     with (
         waitress_server(app) as (host, port),
@@ -167,6 +166,9 @@ def test_prefix_config_runs_as_an_unprivileged_user(
         _requests_through(nginx_port)
         # The master itself created its files, so they show who it ran as.
         owner_uid = (nginx_prefix / "access.log").stat().st_uid
-    assert owner_uid == pwd.getpwnam("nobody").pw_uid
+    if sys.platform != "win32":  # skipped there already; this tells mypy --platform win32
+        import pwd
+
+        assert owner_uid == pwd.getpwnam("nobody").pw_uid
     assert len(app.seen) == CLIENT_CONNECTIONS * REQUESTS_PER_CONNECTION
     assert len({r["REMOTE_PORT"] for r in app.seen}) == 1

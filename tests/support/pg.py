@@ -11,6 +11,7 @@ import glob
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,15 @@ def find_pg_bin() -> Path | None:
     return Path(candidates[-1]).parent if candidates else None
 
 
+def running_as_root() -> bool:
+    """True for root on POSIX (PostgreSQL refuses to run as root: use runuser); never on
+    Windows, which has no euid."""
+    if sys.platform == "win32":
+        return False
+    else:  # each branch is type-checked only on its own platform (mypy --platform)
+        return os.geteuid() == 0
+
+
 @dataclass
 class PgCluster:
     bindir: Path
@@ -36,7 +46,7 @@ class PgCluster:
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = list(args)
-        if os.geteuid() == 0:
+        if running_as_root():
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=120)
 
@@ -133,7 +143,7 @@ def make_cluster() -> PgCluster:
     sockdir = root / "sock"
     datadir.mkdir()
     sockdir.mkdir()
-    if os.geteuid() == 0:
+    if running_as_root():
         shutil.chown(root, "postgres", "postgres")
         for p in (datadir, sockdir):
             shutil.chown(p, "postgres", "postgres")
