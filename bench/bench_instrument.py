@@ -18,6 +18,13 @@ Configurations:
 * lagscope (disabled): LAGSCOPE = {"ENABLED": False}
 * OpenTelemetry: DjangoInstrumentor with the SDK TracerProvider and no exporter, where installed
 * django-server-timing: its ServerTiming middleware, where installed
+* the OTel bridge (lagscope.otel), with the SDK's TracerProvider set globally:
+  - DjangoInstrumentor + lagscope with OTEL "off" and with OTEL "auto" (enriching the
+    instrumentation's span): the difference is what the bridge adds to a traced request;
+  - lagscope alone with OTEL "auto" (its own span) against OTEL "off".
+
+Every lagscope row other than the bridge rows runs with OTEL "off", so that the global SDK
+provider set for the OpenTelemetry rows does not change them.
 """
 
 from __future__ import annotations
@@ -38,6 +45,13 @@ from django.conf import settings
 
 COMMON = "django.middleware.common.CommonMiddleware"
 LAGSCOPE_MW = "lagscope.django.middleware.ServerTimingMiddleware"
+
+
+LAGSCOPE_TRUSTED = "lagscope, trusted client (full header)"
+OTEL_ALONE = "OpenTelemetry DjangoInstrumentor (SDK, no exporter)"
+OTEL_LAGSCOPE_OFF = "DjangoInstrumentor + lagscope, OTEL off"
+OTEL_LAGSCOPE_BRIDGE = "DjangoInstrumentor + lagscope, OTEL bridge enriching its span"
+LAGSCOPE_OWN_SPAN = "lagscope alone, OTEL bridge with its own span"
 
 
 def _configure() -> None:
@@ -134,11 +148,12 @@ def main() -> None:
     urlpatterns.append(path("hello/", hello))
 
     configs: dict[str, Callable[[int], float]] = {}
+    off: dict[str, object] = {"OTEL": "off"}
     base, base_opts = _handler([COMMON])
     configs["baseline (CommonMiddleware only)"] = _runner(base, base_opts, "127.0.0.1")
-    h, o = _handler([LAGSCOPE_MW, COMMON])
-    configs["lagscope, trusted client (full header)"] = _runner(h, o, "127.0.0.1")
-    h, o = _handler([LAGSCOPE_MW, COMMON])
+    h, o = _handler([LAGSCOPE_MW, COMMON], off)
+    configs[LAGSCOPE_TRUSTED] = _runner(h, o, "127.0.0.1")
+    h, o = _handler([LAGSCOPE_MW, COMMON], off)
     configs["lagscope, untrusted client (no header)"] = _runner(h, o, "203.0.113.9")
     h, o = _handler([LAGSCOPE_MW, COMMON], {"ENABLED": False})
     configs["lagscope, ENABLED=False"] = _runner(h, o, "127.0.0.1")
@@ -156,16 +171,23 @@ def main() -> None:
         from opentelemetry.sdk.trace import TracerProvider
 
         trace.set_tracer_provider(TracerProvider())
-        settings.MIDDLEWARE = [COMMON]
-        DjangoInstrumentor().instrument()
-        from django.core.handlers.wsgi import WSGIHandler
 
-        otel = WSGIHandler()
-        otel.load_middleware()
-        DjangoInstrumentor().uninstrument()
-        configs["OpenTelemetry DjangoInstrumentor (SDK, no exporter)"] = _runner(
-            otel, {}, "127.0.0.1"
-        )
+        def instrumented(middleware: list[str], lagscope: dict[str, object]) -> Any:
+            from django.core.handlers.wsgi import WSGIHandler
+            from django.test import override_settings
+
+            with override_settings(MIDDLEWARE=middleware, LAGSCOPE=lagscope):
+                DjangoInstrumentor().instrument()
+                handler = WSGIHandler()
+                handler.load_middleware()
+                DjangoInstrumentor().uninstrument()
+            return _runner(handler, lagscope, "127.0.0.1")
+
+        configs[OTEL_ALONE] = instrumented([COMMON], {})
+        configs[OTEL_LAGSCOPE_OFF] = instrumented([LAGSCOPE_MW, COMMON], off)
+        configs[OTEL_LAGSCOPE_BRIDGE] = instrumented([LAGSCOPE_MW, COMMON], {"OTEL": "auto"})
+        h, o = _handler([LAGSCOPE_MW, COMMON], {"OTEL": "auto"})
+        configs[LAGSCOPE_OWN_SPAN] = _runner(h, o, "127.0.0.1")
     except ImportError:
         skipped.append("OpenTelemetry (not installed)")
 
@@ -201,6 +223,19 @@ def main() -> None:
             print(
                 f"| {n} | {statistics.median(us):.1f} | {statistics.median(diffs):+.1f} "
                 f"| {statistics.median(ratios) * 100:+.1f} % |"
+            )
+    pairs = [(OTEL_LAGSCOPE_BRIDGE, OTEL_LAGSCOPE_OFF), (LAGSCOPE_OWN_SPAN, LAGSCOPE_TRUSTED)]
+    pairs = [(a, b) for a, b in pairs if a in per_round and b in per_round]
+    if pairs:
+        print()
+        print("| the OTel bridge adds | µs/request (median paired) | ratio |")
+        print("|---|---|---|")
+        for a, b in pairs:
+            diffs = [(x - y) * 1e6 for x, y in zip(per_round[a], per_round[b], strict=True)]
+            ratios = [x / y for x, y in zip(per_round[a], per_round[b], strict=True)]
+            print(
+                f"| {a} over {b} | {statistics.median(diffs):+.1f} "
+                f"| {statistics.median(ratios):.3f}× |"
             )
     for s in skipped:
         print(f"skipped: {s}")

@@ -17,6 +17,8 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "lagscope.django",
+    # For LagscopePanel's tests; without its middleware and URLs the toolbar stays inert.
+    "debug_toolbar",
 ]
 
 MIDDLEWARE = [
@@ -49,5 +51,8 @@ TEMPLATES = [
         },
     }
 ]
+
+# The toolbar's panel list, read at start-up by its app (only lagscope's panel is tested).
+DEBUG_TOOLBAR_PANELS = ["lagscope.contrib.debug_toolbar.LagscopePanel"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -21,6 +21,7 @@ from lagscope.instrument.disclosure import Disclosure
 from lagscope.instrument.entry import FailureLog, begin_request
 from lagscope.instrument.options import options_from_mapping
 from lagscope.instrument.record import RequestTiming, build_header
+from lagscope.otel import OtelBridge, default_bridge
 
 __all__ = ["ServerTimingMiddleware"]
 
@@ -42,6 +43,8 @@ class ServerTimingMiddleware:
 
     ``internal_ips`` plays the part of Django's INTERNAL_IPS. ``clock`` (monotonic
     seconds) and ``wall_clock`` (epoch seconds, for X-Request-Start) are the clocks used.
+    ``otel_bridge`` (default: :func:`lagscope.otel.default_bridge`) adds the figures to
+    OpenTelemetry, as the ``otel`` option says.
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class ServerTimingMiddleware:
         internal_ips: Collection[str] = (),
         clock: Callable[[], float] = time.perf_counter,
         wall_clock: Callable[[], float] = time.time,
+        otel_bridge: OtelBridge | None = None,
         **options: object,
     ) -> None:
         self.app = app
@@ -63,15 +67,18 @@ class ServerTimingMiddleware:
             self.options.connection_table_size, self.options.connection_idle_s
         )
         self.failures = FailureLog()
+        bridge = otel_bridge if otel_bridge is not None else default_bridge()
+        self._otel = bridge if self.options.otel != "off" else None
 
     def __repr__(self) -> str:
         return f"<lagscope.wsgi.ServerTimingMiddleware app={self.app!r} {self.tracker!r}>"
 
-    def _begin(self, environ: dict[str, Any]) -> tuple[RequestTiming, Disclosure] | None:
+    def _begin(self, environ: dict[str, Any]) -> tuple[RequestTiming, Disclosure, bool] | None:
         options = self.options
         if not options.enabled:
             return None
-        return begin_request(
+        otel = self._otel is not None and self._otel.active()
+        started = begin_request(
             environ,
             options,
             self.tracker,
@@ -80,7 +87,9 @@ class ServerTimingMiddleware:
             wall_clock=self.wall_clock,
             debug=False,
             internal_ips=self.internal_ips if options.trust_internal_ips else None,
+            always=otel,
         )
+        return None if started is None else (*started, otel)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -90,7 +99,7 @@ class ServerTimingMiddleware:
             started = None
         if started is None:
             return self.app(environ, start_response)
-        timing, level = started
+        timing, level, otel = started
 
         def timed_start_response(
             status: str, headers: _Headers, exc_info: _ExcInfo | None = None, /
@@ -103,6 +112,13 @@ class ServerTimingMiddleware:
                     out_headers = [*headers, ("Server-Timing", header)]
             except Exception:
                 self.failures("adding the header")
+            if otel and self._otel is not None:
+                try:
+                    method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO")
+                    now_s = timing.end_s if timing.end_s is not None else self.clock()
+                    self._otel.record(timing, now_s, self.options.otel, method, path)
+                except Exception:
+                    self.failures("OpenTelemetry")
             if exc_info is None:
                 return start_response(status, out_headers)
             return start_response(status, out_headers, exc_info)

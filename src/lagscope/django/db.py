@@ -104,7 +104,7 @@ def _on_connection_created(sender: object, connection: BaseDatabaseWrapper, **kw
         if connection.vendor == "postgresql" and options.get("pool"):
             timing.add_checkout(duration_s, now_s)
         else:
-            timing.add_connect(duration_s, now_s)
+            timing.add_connect(duration_s, now_s, connection.alias, connection.vendor)
     except Exception:  # instrumentation must never break the connect
         logger.exception("lagscope: could not record a database connect")
 

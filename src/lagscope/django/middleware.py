@@ -27,10 +27,13 @@ from lagscope.instrument.disclosure import Disclosure
 from lagscope.instrument.entry import FailureLog, begin_request
 from lagscope.instrument.options import InstrumentOptions
 from lagscope.instrument.record import RequestTiming, build_header
+from lagscope.otel import OtelBridge, OtelMode, default_bridge
 
 __all__ = ["ServerTimingMiddleware"]
 
 _Token = contextvars.Token[RequestTiming | None]
+# (record, context token, disclosure, OpenTelemetry mode or None)
+_Started = tuple[RequestTiming, _Token, Disclosure, "OtelMode | None"]
 
 
 class ServerTimingMiddleware:
@@ -43,6 +46,9 @@ class ServerTimingMiddleware:
     # database hooks) and the wall clock for X-Request-Start.
     clock: Callable[[], float] = staticmethod(db.clock)
     wall_clock: Callable[[], float] = staticmethod(time.time)
+    # The OpenTelemetry bridge; None: lagscope.otel.default_bridge() (the global
+    # providers, or nothing when opentelemetry-api is not installed).
+    otel_bridge: OtelBridge | None = None
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
@@ -56,6 +62,7 @@ class ServerTimingMiddleware:
         self._tracker = ConnectionTracker()
         self._tracker_lock = threading.Lock()
         self.failures = FailureLog()
+        self._otel = self.otel_bridge if self.otel_bridge is not None else default_bridge()
 
     def __repr__(self) -> str:
         mode = "async" if self.is_async else "sync"
@@ -73,7 +80,7 @@ class ServerTimingMiddleware:
             if started is not None:
                 db.current.reset(started[1])
         if started is not None:
-            self._finish(response, started[0], started[2])
+            self._finish(request, response, started)
         return response
 
     async def __acall__(self, request: HttpRequest) -> Any:
@@ -84,7 +91,7 @@ class ServerTimingMiddleware:
             if started is not None:
                 db.current.reset(started[1])
         if started is not None:
-            self._finish(response, started[0], started[2])
+            self._finish(request, response, started)
         return response
 
     def _tracker_for(self, options: InstrumentOptions) -> ConnectionTracker:
@@ -99,11 +106,14 @@ class ServerTimingMiddleware:
                 )
         return tracker
 
-    def _begin(self, request: HttpRequest) -> tuple[RequestTiming, _Token, Disclosure] | None:
+    def _begin(self, request: HttpRequest) -> _Started | None:
         try:
             options = get_options()
             if not options.enabled:
                 return None
+            otel = self._otel
+            if otel is not None and (options.otel == "off" or not otel.active()):
+                otel = None
             started = begin_request(
                 request.META,
                 options,
@@ -113,6 +123,7 @@ class ServerTimingMiddleware:
                 wall_clock=self.wall_clock,
                 debug=options.trust_debug and bool(settings.DEBUG),
                 internal_ips=settings.INTERNAL_IPS if options.trust_internal_ips else None,
+                always=otel is not None,
             )
             if started is None:
                 return None
@@ -121,18 +132,24 @@ class ServerTimingMiddleware:
         except Exception:
             self.failures("request entry")
             return None
-        return timing, token, level
+        return timing, token, level, options.otel if otel is not None else None
 
-    def _finish(self, response: HttpResponseBase, timing: RequestTiming, level: Disclosure) -> None:
+    def _finish(self, request: HttpRequest, response: HttpResponseBase, started: _Started) -> None:
+        timing, _token, level, otel_mode = started
         try:
             timing.end_s = self.clock()
             header = build_header(timing, level)
-            if header is None:
-                return
-            existing = response.get("Server-Timing")
-            response["Server-Timing"] = f"{existing}, {header}" if existing else header
+            if header is not None:
+                existing = response.get("Server-Timing")
+                response["Server-Timing"] = f"{existing}, {header}" if existing else header
         except Exception:
             self.failures("adding the header")
+        if otel_mode is not None and self._otel is not None:
+            try:
+                now_s = timing.end_s if timing.end_s is not None else self.clock()
+                self._otel.record(timing, now_s, otel_mode, request.method, request.path)
+            except Exception:
+                self.failures("OpenTelemetry")
 
     # -- view and template hooks -----------------------------------------------------
 

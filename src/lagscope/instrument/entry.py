@@ -62,11 +62,14 @@ def begin_request(
     wall_clock: Callable[[], float],
     debug: bool,
     internal_ips: Collection[str] | None,
+    always: bool = False,
 ) -> tuple[RequestTiming, Disclosure] | None:
     """The request's timing record and disclosure level, or None when nothing may be shown.
 
     ``debug`` is "DEBUG is on and trusted"; ``internal_ips`` is None when those addresses
     are not trusted. ``wall_clock`` is read only when the request carries a queue header.
+    ``always``: time the request even when the client may see nothing (level
+    ``Disclosure.NONE``), because the figures also go to OpenTelemetry, the operator's.
     """
     # Every request goes through the tracker, trusted or not, or a trusted request later
     # on the same connection would look new.
@@ -87,7 +90,7 @@ def begin_request(
         presented_secret=presented,
         untrusted=_UNTRUSTED[options.untrusted],
     )
-    if level is Disclosure.NONE:
+    if level is Disclosure.NONE and not always:
         return None
     timing = RequestTiming(start_s)
     timing.first_on_connection = first

@@ -22,6 +22,7 @@ __all__ = [
     "UNTRUSTED_CHOICES",
     "InstrumentOptions",
     "OptionsError",
+    "Otel",
     "Untrusted",
     "options_from_mapping",
     "settings_rows",
@@ -31,6 +32,11 @@ __all__ = [
 # What clients that are not trusted receive.
 Untrusted = Literal["none", "total"]
 UNTRUSTED_CHOICES: tuple[str, ...] = get_args(Untrusted)
+
+# The OpenTelemetry bridge (lagscope.otel): "auto" adds the figures to the current
+# recording span, or starts lagscope's own span when none records; "enrich" only adds to
+# a recording span; "off" never touches OpenTelemetry.
+Otel = Literal["auto", "enrich", "off"]
 
 # The settings error of every table; the name stays for callers that catch it.
 OptionsError = SettingsError
@@ -92,6 +98,14 @@ class InstrumentOptions:
         help="An address idle this long (s) counts as new.",
         above=0,
         maximum=86400,
+    )
+
+    # Only acts when opentelemetry-api is installed; spans and metrics reach a backend
+    # only when an SDK is configured (docs/django.md).
+    otel: Otel = setting(
+        "auto",
+        help='OpenTelemetry: "auto" (enrich the current span, else start one), '
+        '"enrich" (only a recording span) or "off".',
     )
 
     def __post_init__(self) -> None:

@@ -72,6 +72,7 @@ class RequestTiming:
     """
 
     __slots__ = (
+        "connects",
         "db_count",
         "db_s",
         "dbconn_count",
@@ -105,6 +106,8 @@ class RequestTiming:
         self.dbconn_count = 0
         self.dbpool_s = 0.0
         self.dbpool_count = 0
+        # (end_s, duration_s, alias, vendor) per new connection, for the OTel bridge.
+        self.connects: list[tuple[float, float, str, str]] | None = None
         # Statement shape hash -> executions and seconds (lagscope.instrument.shapes).
         self.shape_counts: dict[int, int] = {}
         self.shape_s: dict[int, float] = {}
@@ -147,10 +150,16 @@ class RequestTiming:
         top = max(counts, key=lambda k: (counts[k], shape_s[k]))
         return len(counts), counts[top], shape_s[top]
 
-    def add_connect(self, duration_s: float, end_s: float) -> None:
-        self.dbconn_s += max(duration_s, 0.0)
+    def add_connect(
+        self, duration_s: float, end_s: float, alias: str = "", vendor: str = ""
+    ) -> None:
+        duration_s = max(duration_s, 0.0)
+        self.dbconn_s += duration_s
         self.dbconn_count += 1
         self.last_mark_s = end_s
+        if self.connects is None:
+            self.connects = []
+        self.connects.append((end_s, duration_s, alias, vendor))
 
     def add_checkout(self, duration_s: float, end_s: float) -> None:
         self.dbpool_s += max(duration_s, 0.0)
