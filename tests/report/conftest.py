@@ -1,4 +1,4 @@
-"""Runs to render: a probe of a taxed stack on loopback, measured once per module.
+"""Runs to render: a probe and a diagnosis of a taxed stack on loopback, measured once.
 
 The stack is waitress (4 threads) behind a lagscope.inject proxy that holds back the first
 bytes of every new connection by 100 ms, and the app sleeps 60 ms on the first request each
@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from lagscope.diagnose import DiagnoseReport
+from lagscope.diagnose import run as diagnose
 from lagscope.inject import ConnectionTax, Injector, Route
 from lagscope.probe.model import ProbeReport
 from lagscope.probe.options import ProbeOptions, parse_url
@@ -68,3 +70,19 @@ def taxed_probe() -> Iterator[ProbeReport]:
                 headers=(("Authorization", "Bearer top-secret"), ("Cookie", "sid=abc")),
             )
             yield run_probe(opts)
+
+
+@pytest.fixture(scope="package")
+def taxed_diagnosis() -> Iterator[DiagnoseReport]:
+    """``lagscope diagnose --quick`` of the same taxed stack, with the app's direct address."""
+    app = ServerTimingMiddleware(WarmingApp())
+    with waitress_server(app, threads=THREADS) as upstream:
+        route = Route(("127.0.0.1", 0), upstream, [ConnectionTax(delay_ms=TAX_MS)])
+        with Injector([route]) as inj:
+            host, port = inj.address()
+            yield diagnose(
+                f"http://{host}:{port}/api/items/",
+                direct=f"http://{upstream[0]}:{upstream[1]}/api/items/",
+                headers=["Authorization: Bearer top-secret"],
+                quick=True,
+            )

@@ -24,6 +24,7 @@ from lagscope.diagnose.render import JsonRenderer, TerminalRenderer, load_json
 from lagscope.diagnose.settings import DiagnoseSettings
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.fileio import write_text_atomic
+from lagscope.probe.model import redact_command_line
 from lagscope.probe.options import ProbeOptions, parse_header, parse_resolve, parse_url
 from lagscope.settings_table import build, click_options
 
@@ -93,6 +94,18 @@ def _load(path: Path) -> DiagnoseReport:
     help="Also save the JSON report to this file.",
 )
 @click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a self-contained HTML report to this file (needs lagscope[report]).",
+)
+@click.option(
+    "--har",
+    "har_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write every request as a HAR 1.2 file (credential headers redacted).",
+)
+@click.option(
     "--load",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Render a saved report instead of measuring.",
@@ -110,6 +123,8 @@ def diagnose_command(
     allow_load: bool,
     as_json: bool,
     output: Path | None,
+    html_path: Path | None,
+    har_path: Path | None,
     load: Path | None,
     **table: Any,
 ) -> None:
@@ -150,11 +165,18 @@ def diagnose_command(
             database=database,
             allow_load=allow_load,
             quick=quick,
-            command=("lagscope", *sys.argv[1:]),
+            command=redact_command_line(
+                click.get_current_context().find_root().meta.get("lagscope.argv")
+                or ("lagscope", *sys.argv[1:])
+            ),
         )
         report = diagnose(opts, progress=_progress())
     if output is not None:
         write_text_atomic(output, JsonRenderer().render(report))
+    if html_path is not None or har_path is not None:
+        from lagscope.report.cli import write_outputs
+
+        write_outputs(report, html_path, har_path)
     if as_json:
         click.echo(JsonRenderer().render(report), nl=False)
     else:

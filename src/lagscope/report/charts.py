@@ -9,7 +9,7 @@ a browser, and how it *looks* is CSS and template.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from lagscope.probe.model import RequestRecord
@@ -47,6 +47,22 @@ PLOT_W = WIDTH - LABEL_W - 70.0  # right margin for the value text
 class Tick:
     x: float  # position along the value axis
     label: str
+
+
+def part_classes(names: Sequence[str]) -> dict[str, str]:
+    """CSS classes for bar parts: a phase keeps its phase colour, other parts (budget
+    items such as "connection setup") take the part palette in order of appearance."""
+    out: dict[str, str] = {}
+    others = 0
+    for name in names:
+        if name in out:
+            continue
+        if name in BAR_PHASES:
+            out[name] = f"ph-{name}"
+        else:
+            out[name] = f"part{others % 8}"
+            others += 1
+    return out
 
 
 def fmt_ms(ms: float) -> str:
@@ -121,9 +137,11 @@ def bar_chart(
     rows: Sequence[tuple[str, Sequence[tuple[str, float]], str]],
     row_h: float = 28.0,
     classes: Sequence[str] = (),
+    name_classes: Mapping[str, str] | None = None,
 ) -> BarChart:
     """Stacked horizontal bars, one per (label, [(part, ms)...], note), on one shared scale.
-    ``classes`` gives each row's CSS class (default: one per part name)."""
+    A segment's CSS class is its row's from ``classes``, else its name's from
+    ``name_classes``, else ``ph-<name>``."""
     totals = [sum(max(ms, 0.0) for _, ms in parts) for _, parts, _ in rows]
     px, ticks, _ = _scale(max(totals, default=0.0), PLOT_W)
     bars = []
@@ -133,7 +151,8 @@ def bar_chart(
         segs = []
         for name, ms in parts:
             w = max(ms, 0.0) * px
-            segs.append(Segment(name=name, ms=ms, x=x, w=w, cls=classes[i] if classes else ""))
+            css = classes[i] if classes else (name_classes or {}).get(name, "")
+            segs.append(Segment(name=name, ms=ms, x=x, w=w, cls=css))
             x += w
             if name not in names:
                 names.append(name)

@@ -41,8 +41,8 @@ def write_outputs(report: AnyReport, html_path: Path | None, har_path: Path | No
     help="Write the requests as a HAR 1.2 file.",
 )
 def report(saved: Path, output: Path | None, har_path: Path | None) -> None:
-    """Render a saved run (lagscope.probe/1 JSON, from probe -o) as an HTML report
-    and/or a HAR 1.2 file.
+    """Render a saved run (lagscope.probe/1 from probe -o, or lagscope.report/1 from
+    diagnose -o) as an HTML report and/or a HAR 1.2 file.
 
     Exit codes: 0 ok, 2 bad input (unreadable file, unknown schema), 8 output not writable
     or the report extra missing.

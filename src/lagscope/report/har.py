@@ -7,7 +7,8 @@ The mapping (HAR 1.2 ``timings``): ``blocked`` is -1 (the probe never queues a r
 ``dns``, ``connect`` and ``ssl`` -1, and ``time`` is the sum of the values that are not -1
 (``ssl`` excluded, as it is already inside ``connect``). ``connection`` is a per-run TCP
 connection id, ``serverIPAddress`` the address connected to, and credential header values
-are redacted. lagscope's own fields go under ``_lagscope``: series, index, reused, and the
+are redacted. lagscope's own fields go under ``_lagscope``: series (for a diagnosis, the
+rung that made the request), index, reused, and the
 response's Server-Timing metrics. Pure: no I/O.
 """
 
@@ -20,9 +21,18 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from lagscope.diagnose.model import DiagnoseReport
 from lagscope.probe.model import ProbeReport, RequestRecord, redact_headers
 
-__all__ = ["HarRenderer", "RunRecords", "har_dict", "har_timings", "render"]
+__all__ = [
+    "HarRenderer",
+    "RunRecords",
+    "diagnose_runs",
+    "har_dict",
+    "har_timings",
+    "probe_runs",
+    "render",
+]
 
 # HAR timings are milliseconds; three decimals is a microsecond, what the probe resolves.
 _DECIMALS = 3
@@ -37,6 +47,15 @@ class RunRecords:
     method: str
     started_at: str  # ISO 8601
     records: Sequence[RequestRecord]
+    # (series prefix, URL) for requests sent somewhere else than ``url`` (a diagnosis's
+    # direct-to-app rung), first match wins.
+    series_urls: tuple[tuple[str, str], ...] = ()
+
+    def url_of(self, r: RequestRecord) -> str:
+        for prefix, url in self.series_urls:
+            if r.series.startswith(prefix):
+                return url
+        return self.url
 
 
 def _r(ms: float) -> float:
@@ -88,14 +107,15 @@ def _entry(run: RunRecords, r: RequestRecord) -> dict[str, Any]:
     timings = har_timings(r)
     http_version = f"HTTP/{r.http_version}"
     conn_id = str(r.connection) if run.label is None else f"{run.label}#{r.connection}"
-    query = urlsplit(run.url).query
+    url = run.url_of(r)
+    query = urlsplit(url).query
     request_body = _header(r.request_headers, "content-length")
     entry: dict[str, Any] = {
         "startedDateTime": _started(run.started_at, r.start_ms),
         "time": _time(timings),
         "request": {
             "method": run.method,
-            "url": run.url,
+            "url": url,
             "httpVersion": "HTTP/1.1",
             "cookies": [],
             "headers": _headers(r.request_headers),
@@ -166,13 +186,32 @@ def probe_runs(report: ProbeReport) -> list[RunRecords]:
     ]
 
 
+def diagnose_runs(report: DiagnoseReport) -> list[RunRecords]:
+    options = dict(report.options)
+    direct = options.get("direct")
+    return [
+        RunRecords(
+            label=None,
+            url=report.final_url or report.url,
+            method=str(options.get("method", "GET")),
+            started_at=report.started_at,
+            records=report.requests,
+            series_urls=(("direct-", str(direct)),) if direct else (),
+        )
+    ]
+
+
 class HarRenderer:
-    def render(self, report: ProbeReport) -> str:
-        runs = probe_runs(report)
-        doc = har_dict(runs, report.tool_version, comment=report.verdict)
+    def render(self, report: ProbeReport | DiagnoseReport) -> str:
+        if isinstance(report, DiagnoseReport):
+            worst = next((f for f in sorted(report.findings, key=lambda f: f.rank)), None)
+            comment = "" if worst is None else f"{worst.id}: {worst.title}"
+            doc = har_dict(diagnose_runs(report), report.tool_version, comment=comment)
+        else:
+            doc = har_dict(probe_runs(report), report.tool_version, comment=report.verdict)
         return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
 
 
-def render(report: ProbeReport) -> str:
+def render(report: ProbeReport | DiagnoseReport) -> str:
     """The HAR 1.2 JSON text of a report."""
     return HarRenderer().render(report)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
+from lagscope.diagnose.model import DiagnoseReport
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.probe.model import ProbeReport
 from lagscope.report import charts
-from lagscope.report.view import ReportView, probe_view
+from lagscope.report.view import ReportView, view_of
 
 if TYPE_CHECKING:
     import jinja2
@@ -61,7 +62,11 @@ def render_view(view: ReportView) -> str:
     """The page for an already built view (any report kind)."""
     tagged = view.tagged_records()
     seq_records = tagged[:SEQUENCE_LIMIT]
-    budget = charts.bar_chart([(label, parts, note) for label, parts, note in view.budget])
+    names = [name for _, parts, _ in view.budget for name, _ in parts]
+    classes = charts.part_classes(names)
+    budget = charts.bar_chart(
+        [(label, parts, note) for label, parts, note in view.budget], name_classes=classes
+    )
     cost = charts.cost_chart(
         [(c.label, c.ms, c.low_ms, c.high_ms, c.significant) for c in view.costs]
     )
@@ -75,7 +80,9 @@ def render_view(view: ReportView) -> str:
     context: dict[str, Any] = {
         "v": view,
         "phases": charts.BAR_PHASES,
+        "phase_legend": [(p, f"ph-{p}") for p in charts.BAR_PHASES],
         "budget_chart": budget,
+        "budget_legend": [(n, classes[n]) for n in budget.names],
         "cost_chart": cost,
         "wf": charts.waterfall(tagged, limit=WATERFALL_ROWS),
         "dist": charts.ecdf(view.distributions),
@@ -87,10 +94,10 @@ def render_view(view: ReportView) -> str:
 
 
 class HtmlRenderer:
-    def render(self, report: ProbeReport) -> str:
-        return render_view(probe_view(report))
+    def render(self, report: ProbeReport | DiagnoseReport) -> str:
+        return render_view(view_of(report))
 
 
-def render(report: ProbeReport) -> str:
+def render(report: ProbeReport | DiagnoseReport) -> str:
     """The self-contained HTML page of a report."""
     return HtmlRenderer().render(report)

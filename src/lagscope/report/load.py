@@ -1,7 +1,9 @@
 """Reading a saved report of any kind back: the schema field decides the model.
 
-``lagscope.probe/1`` files become a :class:`~lagscope.probe.model.ProbeReport`. Anything
-else is refused with one readable reason, so ``lagscope report`` can say it in one line.
+``lagscope.probe/1`` files become a :class:`~lagscope.probe.model.ProbeReport` and
+``lagscope.report/1`` files (``lagscope diagnose``) a
+:class:`~lagscope.diagnose.model.DiagnoseReport`. Anything else is refused with one
+readable reason, so ``lagscope report`` can say it in one line.
 """
 
 from __future__ import annotations
@@ -9,15 +11,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from lagscope.diagnose.model import SCHEMA as DIAGNOSE_SCHEMA
+from lagscope.diagnose.model import DiagnoseReport
+from lagscope.diagnose.render import load_json as load_diagnose
 from lagscope.probe.model import SCHEMA as PROBE_SCHEMA
 from lagscope.probe.model import ProbeReport
 from lagscope.probe.render import load_json as load_probe
 
 __all__ = ["KNOWN_SCHEMAS", "AnyReport", "load_report"]
 
-AnyReport = ProbeReport
+AnyReport = ProbeReport | DiagnoseReport
 
-KNOWN_SCHEMAS = (PROBE_SCHEMA,)
+KNOWN_SCHEMAS = (PROBE_SCHEMA, DIAGNOSE_SCHEMA)
 
 
 def load_report(text: str) -> AnyReport:
@@ -29,6 +34,8 @@ def load_report(text: str) -> AnyReport:
     schema = data.get("schema") if isinstance(data, dict) else None
     if schema == PROBE_SCHEMA:
         return load_probe(text)
+    if schema == DIAGNOSE_SCHEMA:
+        return load_diagnose(data)
     raise ValueError(
         f"unknown schema {schema!r}; expected one of {', '.join(KNOWN_SCHEMAS)}"
         if schema is not None

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lagscope.diagnose.model import DiagnoseReport, Figure
 from lagscope.probe.model import PHASES, MetricSummary, ProbeReport, RequestRecord
+from lagscope.probe.report import summarize_series
 from lagscope.probe.stats import Summary
 from lagscope.report.charts import BAR_PHASES
 
@@ -25,7 +27,9 @@ __all__ = [
     "ReportView",
     "RunView",
     "TableView",
+    "diagnose_view",
     "probe_view",
+    "view_of",
 ]
 
 
@@ -34,11 +38,12 @@ class FindingView:
     id: str
     title: str
     severity: str
-    cost_ms: float
+    cost_ms: float | None  # None: not measurable from where the run stood
     affects: str
     evidence: tuple[str, ...]
-    fix: str
+    fix: tuple[str, ...]
     confirm: str
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,7 @@ class ReportView:
     costs: tuple[CostRow, ...]
     budget: tuple[tuple[str, tuple[tuple[str, float], ...], str], ...]
     budget_note: str
+    budget_parts: tuple[TableView, ...]  # sub-items (parts of the app's time), as tables
     runs: tuple[RunView, ...]
     distributions: tuple[tuple[str, tuple[float, ...], Summary], ...]
     server_timing: tuple[tuple[str, tuple[MetricSummary, ...]], ...]
@@ -94,6 +100,10 @@ class ReportView:
     command_line: str
     version: str
     schema: str
+    # The worst finding's id, and the words around the headline cost.
+    headline_id: str = ""
+    headline_cost_before: str = "a new connection costs"
+    headline_cost_after: str = "more than a reused one (median total)"
 
     def tagged_records(self) -> list[tuple[str, RequestRecord]]:
         """Every request with its connection id, in the order the run made them."""
@@ -235,6 +245,7 @@ def probe_view(report: ProbeReport) -> ReportView:
         budget=tuple(budget),
         budget_note="Median of each phase; medians of parts do not add up exactly to the "
         "median total.",
+        budget_parts=(),
         runs=(RunView(label=None, records=tuple(r for s in report.series for r in s.requests)),),
         distributions=distributions,
         server_timing=tuple((s.name, s.server_timing) for s in report.series if s.server_timing),
@@ -248,3 +259,147 @@ def probe_view(report: ProbeReport) -> ReportView:
         version=report.tool_version,
         schema=report.schema,
     )
+
+
+# --- diagnose reports ------------------------------------------------------------------------
+
+
+def _value(value: object) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return str(value)
+
+
+def _figure_text(f: Figure) -> str:
+    text = f"{f.name}: {_value(f.value)}{' ' + f.unit if f.unit and f.value is not None else ''}"
+    if f.low is not None and f.high is not None:
+        text += f" (95 % interval {_fmt(f.low)} – {_fmt(f.high)})"
+    return text
+
+
+def _figure_row(f: Figure) -> tuple[str, ...]:
+    interval = "" if f.low is None or f.high is None else f"{_fmt(f.low)} – {_fmt(f.high)}"
+    return (f.name, _value(f.value), f.unit, interval)
+
+
+def _product(name: str, state: str, up_to_date: bool | None) -> str:
+    fresh = "" if up_to_date is None else (", up to date" if up_to_date else ", outdated")
+    return f"{name}: {state}{fresh}"
+
+
+def diagnose_view(report: DiagnoseReport) -> ReportView:
+    findings = tuple(
+        FindingView(
+            id=f.id,
+            title=f.title,
+            severity=f.severity,
+            cost_ms=f.cost_ms,
+            affects=f.affects,
+            evidence=tuple(_figure_text(e) for e in f.evidence),
+            fix=f.fix,
+            confirm=f.confirm,
+            detail=f.detail,
+        )
+        for f in sorted(report.findings, key=lambda f: f.rank)
+    )
+    budget = []
+    parts = []
+    for kind in ("cold", "warm"):
+        b = report.budget(kind)
+        if b is None:
+            continue
+        top = tuple((i.name, i.ms) for i in b.items if i.within is None)
+        budget.append((f"typical {kind} request", top, ""))
+        if all(i.within is None for i in b.items):
+            continue  # the budget table above already lists every item
+        parts.append(
+            TableView(
+                title=f"Budget of a typical {kind} request with its parts, ms",
+                columns=("item", "part of", "ms"),
+                rows=(
+                    *((i.name, i.within or "", _fmt(i.ms)) for i in b.items),
+                    ("total", "", _fmt(b.total_ms)),
+                ),
+            )
+        )
+    requests = report.requests
+    series = [
+        summarize_series(name, [r for r in requests if r.series == name])
+        for name in ("cold", "warm_first", "warm")
+        if any(r.series == name for r in requests)
+    ]
+    distributions = tuple(
+        (s.name, tuple(r.total_ms for r in s.requests), st)
+        for s in series
+        if s.name != "warm_first" and (st := s.stats("total")) is not None
+    )
+    rungs = tuple(
+        TableView(
+            title=f"{r.title} ({r.status}, {_fmt(r.duration_ms)} ms)",
+            columns=("figure", "value", "unit", "95 % interval"),
+            rows=tuple(_figure_row(f) for f in r.figures),
+            caption=" ".join(r.notes),
+        )
+        for r in report.rungs
+    )
+    e = report.environment
+    env: list[tuple[str, str]] = [
+        ("URL", report.url),
+        ("final URL", report.final_url),
+        ("started", report.started_at),
+        ("duration", f"{_fmt(report.duration_ms)} ms"),
+        ("OS", e.os),
+        ("Python", e.python),
+        ("proxy variables", ", ".join(f"{k}={v}" for k, v in e.proxy_vars) or "none"),
+        ("proxy applies to the URL", "yes" if e.proxy_applies else "no"),
+        (
+            f"security products ({e.security_source})",
+            ", ".join(_product(p.name, p.state, p.up_to_date) for p in e.security_products)
+            or "none reported",
+        ),
+        ("truncated", "yes (--max-time)" if report.truncated else "no"),
+    ]
+    env += [(f"option {k}", _option_text(v)) for k, v in report.options]
+    problems = [f for f in findings if f.severity != "info"]
+    headline = (
+        problems[0].title if problems else "No problem found: nothing here costs a request more "
+        "than the thresholds allow."
+    )
+    return ReportView(
+        kind="diagnose",
+        title=report.url,
+        started_at=report.started_at,
+        headline=headline,
+        headline_cost_ms=problems[0].cost_ms if problems else None,
+        headline_fix=problems[0].fix[0] if problems and problems[0].fix else "",
+        findings=findings,
+        costs_title="Findings",
+        costs=(),
+        budget=tuple(budget),
+        budget_note="Where the time of a typical request goes; the items add up to its total.",
+        budget_parts=tuple(parts),
+        runs=(RunView(label=None, records=requests),),
+        distributions=distributions,
+        server_timing=tuple((s.name, s.server_timing) for s in series if s.server_timing),
+        outside_app=tuple((s.name, s.outside_app) for s in series if s.outside_app is not None),
+        rungs=rungs,
+        environment=tuple(env),
+        warnings=report.warnings,
+        command_line=shlex.join(report.command),
+        version=report.tool_version,
+        schema=report.schema,
+        headline_id=problems[0].id if problems else "",
+        headline_cost_before="costs",
+        headline_cost_after=f"per request affected ({problems[0].affects})" if problems else "",
+    )
+
+
+def view_of(report: ProbeReport | DiagnoseReport) -> ReportView:
+    """The page's view of any report kind."""
+    if isinstance(report, DiagnoseReport):
+        return diagnose_view(report)
+    return probe_view(report)
