@@ -6,20 +6,34 @@ shares, so the flags behave the same on ``probe`` and ``report``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
+from lagscope.diagnose import model as diagnose_model
+from lagscope.diagnose.model import DiagnoseReport
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.fileio import read_text, write_text_atomic
+from lagscope.probe import model as probe_model
 from lagscope.report import har, html
 from lagscope.report.load import AnyReport, load_report
 
-__all__ = ["report", "write_outputs"]
+__all__ = ["as_saved", "report", "write_outputs"]
+
+
+def as_saved(report: AnyReport) -> AnyReport:
+    """The report as its saved JSON form reads back: the page and the HAR of a live run then
+    show exactly the JSON's (rounded) numbers, and equal what ``lagscope report`` gives."""
+    if isinstance(report, DiagnoseReport):
+        return diagnose_model.from_dict(json.loads(json.dumps(diagnose_model.to_dict(report))))
+    return probe_model.from_dict(json.loads(json.dumps(probe_model.to_dict(report))))
 
 
 def write_outputs(report: AnyReport, html_path: Path | None, har_path: Path | None) -> None:
     """Write the HTML page and/or the HAR file of ``report``; each atomically."""
+    if html_path is not None or har_path is not None:
+        report = as_saved(report)
     if html_path is not None:
         write_text_atomic(html_path, html.render(report))
     if har_path is not None:
