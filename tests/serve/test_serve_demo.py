@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -266,6 +267,58 @@ def test_a_duplicate_signal_is_the_same_stop_and_a_second_one_is_immediate(
     assert "second signal, stopped without waiting (1 request(s) abandoned)" in proc.output
     assert slow.result == "RemoteDisconnected"
     assert stopped_s < 2.0  # at once, not after the 8 s request or a thread-join timeout
+
+
+# Serves wsgi_apps:app through lagscope.serve.run with a stop-signal set given on the
+# command line, the way the Windows set (SIGINT, SIGBREAK) is passed there.
+_RUN_WITH_SIGNALS = """
+import signal, sys
+from lagscope.serve import AppSpec, Host, resolve, run
+config = resolve({"port": 0, "host": "127.0.0.1"}, Host.current())
+signals = tuple(getattr(signal, name) for name in sys.argv[1:])
+sys.exit(run(AppSpec("wsgi", "wsgi_apps:app"), config, stop_signals=signals))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGUSR1 stands in for SIGBREAK")
+def test_the_windows_signal_set_stops_gracefully_with_sigbreak_stood_in_by_sigusr1(
+    tmp_path: Path,
+) -> None:
+    # On Windows the set is (SIGINT, SIGBREAK) and SIGTERM is never delivered; here SIGUSR1
+    # plays SIGBREAK, the signal ServeProcess.stop() sends there as CTRL_BREAK_EVENT.
+    command = [sys.executable, "-c", _RUN_WITH_SIGNALS]
+    proc = ServeProcess(
+        ["SIGINT", "SIGUSR1"], env=_env(tmp_path), cwd=str(HERE), command=command
+    ).start()
+    try:
+        slow = SlowRequest(proc, 1500)
+        slow.wait_in_flight()
+        proc.signal(signal.SIGUSR1)
+        code = proc.wait(30)
+        slow.join()
+    finally:
+        proc.stop()
+    assert code == 0
+    assert "SIGUSR1, finishing in-flight requests" in proc.output
+    assert slow.result == (200, b"hello world", "11")
+    assert "stopped (1 request(s) were in flight, all finished)" in proc.output
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_signal_outside_the_set_is_not_a_graceful_stop(tmp_path: Path) -> None:
+    # The negative control: with SIGTERM left out of the set (as on Windows), SIGTERM keeps
+    # its default action and kills the process without a drain.
+    command = [sys.executable, "-c", _RUN_WITH_SIGNALS]
+    proc = ServeProcess(
+        ["SIGINT", "SIGUSR1"], env=_env(tmp_path), cwd=str(HERE), command=command
+    ).start()
+    try:
+        proc.signal(signal.SIGTERM)
+        code = proc.wait(30)
+    finally:
+        proc.stop()
+    assert code == -signal.SIGTERM
+    assert "finishing in-flight requests" not in proc.output
 
 
 def test_a_database_that_accepts_and_never_answers_fails_start_up_in_bounded_time(

@@ -4,17 +4,16 @@ This module owns only the command-line shell: it turns flags into routes and set
 (through ``lagscope.inject.config``), runs an :class:`~lagscope.inject.api.Injector`, prints
 one readiness line per route, shows live counters while it runs (rich, on a terminal) and a
 summary when it stops. The proxy runs on its own thread; the main thread only sleeps in
-short steps, so Ctrl+C (and SIGTERM, where the OS delivers it) interrupts it on every
-platform without ``loop.add_signal_handler``.
+short steps and watches for a stop request from :mod:`lagscope.stopping` (SIGINT/SIGTERM on
+POSIX; Ctrl+C, Ctrl+Break and console close on Windows), without
+``loop.add_signal_handler``.
 """
 
 from __future__ import annotations
 
-import signal
 import sys
+import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from lagscope.inject.config import (
 from lagscope.inject.plan import Route
 from lagscope.inject.proxy import note_coarse_timer
 from lagscope.settings_table import build, click_options, setting, validate
+from lagscope.stopping import graceful_signals, handle_stop_signals
 
 __all__ = ["counters_table", "inject"]
 
@@ -113,24 +113,6 @@ def _collect_routes(
             ExitCode.USAGE,
         )
     return routes
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    # SIGTERM ends the run like Ctrl+C, through the same clean shutdown. signal.signal is
-    # portable (Windows included); only the main thread may install handlers.
-    def raise_interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    except ValueError:  # not the main thread (e.g. CliRunner in a worker thread)
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -215,6 +197,8 @@ def inject(
     except OSError as exc:
         raise LagscopeError("log", f"cannot open {log_path}: {exc}", ExitCode.ENVIRONMENT) from None
     console = Console(stderr=False)
+    stop_requested = threading.Event()
+    stopped = threading.Event()
     try:
         for i, (route, name) in enumerate(zip(routes, injector.route_names, strict=True)):
             host, port = injector.address(i)
@@ -225,8 +209,12 @@ def inject(
                 f"{route.upstream[0]}:{route.upstream[1]} ({shown})"
             )
         sys.stdout.flush()
-        with _sigterm_as_interrupt():
-            _run(injector, console, limits.duration_s)
+        # SIGINT/SIGTERM (Windows: Ctrl+C, Ctrl+Break, console close) end the run through
+        # the same clean shutdown; a second, different signal interrupts at once.
+        with handle_stop_signals(
+            lambda _signum: stop_requested.set(), graceful_signals(), wait_stopped=stopped.wait
+        ):
+            _run(injector, console, limits.duration_s, stop_requested)
     finally:
         injector.stop()
         c = injector.counters()
@@ -238,17 +226,25 @@ def inject(
         )
         if injector.log_error is not None:
             click.echo(f"inject: the log stopped early: {injector.log_error}", err=True)
+        stopped.set()
     if injector.log_error is not None:
         raise LagscopeError("log", injector.log_error, ExitCode.ENVIRONMENT)
 
 
-def _run(injector: Injector, console: Console, duration_s: float | None) -> None:
+def _run(
+    injector: Injector, console: Console, duration_s: float | None, stop: threading.Event
+) -> None:
+    """Show counters until ``duration_s`` passes; a stop request ends the run as Ctrl+C
+    does (exit 130)."""
     deadline = None if duration_s is None else time.perf_counter() + duration_s
 
     def running() -> bool:
+        if stop.is_set():
+            raise KeyboardInterrupt
         return deadline is None or time.perf_counter() < deadline
 
-    # time.sleep, not Event.wait: it is interruptible by Ctrl+C on Windows too.
+    # time.sleep, not Event.wait: a second signal's KeyboardInterrupt interrupts it on
+    # Windows too.
     if console.is_terminal:
         with Live(counters_table(injector), console=console, auto_refresh=False) as live:
             while running():

@@ -2,8 +2,11 @@
 
 For tests and benchmarks: :class:`ServeProcess` starts ``python -m lagscope serve ...``,
 reads its output in a thread, and returns once the ``listening on`` line appears (or
-raises with the output if the process exits first). :meth:`ServeProcess.stop` sends
-SIGTERM (graceful) and waits for the exit code.
+raises with the output if the process exits first). :meth:`ServeProcess.stop` asks for a
+graceful stop the way the platform allows and waits for the exit code: SIGTERM on POSIX;
+on Windows, where SIGTERM from another process is ``TerminateProcess``, the child runs in
+its own process group (``CREATE_NEW_PROCESS_GROUP``) and gets ``CTRL_BREAK_EVENT``
+(SIGBREAK in the child). A child that outlives the timeout is terminated.
 """
 
 from __future__ import annotations
@@ -19,7 +22,15 @@ from urllib.parse import urlsplit
 
 from lagscope.serve.launcher import LISTENING_PREFIX
 
-__all__ = ["ServeProcess", "serve_command"]
+__all__ = ["ServeProcess", "graceful_stop_signal", "serve_command"]
+
+
+def graceful_stop_signal() -> int:
+    """What :meth:`ServeProcess.stop` sends: SIGTERM, or CTRL_BREAK_EVENT on Windows."""
+    if sys.platform == "win32":
+        return int(signal.CTRL_BREAK_EVENT)
+    else:
+        return int(signal.SIGTERM)
 
 
 def serve_command(args: Sequence[str]) -> list[str]:
@@ -65,6 +76,10 @@ class ServeProcess:
 
     def start(self) -> ServeProcess:
         self.env.setdefault("PYTHONUNBUFFERED", "1")
+        flags = 0
+        if sys.platform == "win32":
+            # Its own group, so CTRL_BREAK_EVENT reaches the child only, not our console.
+            flags = subprocess.CREATE_NEW_PROCESS_GROUP
         self._proc = subprocess.Popen(
             serve_command(self.args) if self.command is None else [*self.command, *self.args],
             stdout=subprocess.PIPE,
@@ -73,6 +88,7 @@ class ServeProcess:
             text=True,
             env=self.env,
             cwd=self.cwd,
+            creationflags=flags,
         )
         self._reader = threading.Thread(target=self._read, name="serve-output", daemon=True)
         self._reader.start()
@@ -104,20 +120,22 @@ class ServeProcess:
         return code
 
     def stop(self, timeout_s: float = 30.0) -> int:
-        """SIGTERM (a hard terminate on Windows), then wait; kill if it does not exit."""
+        """Graceful stop (SIGTERM; CTRL_BREAK_EVENT on Windows), then wait; terminate if it
+        does not exit within ``timeout_s``."""
         proc = self._proc
         if proc is None:
             return 0
         if proc.poll() is None:
-            if sys.platform.startswith("win"):
-                proc.terminate()
-            else:
-                proc.send_signal(signal.SIGTERM)
+            proc.send_signal(graceful_stop_signal())
         try:
             code = self.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            code = self.wait(10)
+            proc.terminate()  # SIGTERM again on POSIX: a second signal stops at once
+            try:
+                code = self.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = self.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
         return code
