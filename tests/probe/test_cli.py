@@ -18,7 +18,7 @@ from support.net import free_port
 from support.wsgi import waitress_server
 
 SCHEMA = json.loads(
-    (Path(__file__).parents[2] / "docs" / "schemas" / "probe-1.schema.json").read_text()
+    (Path(__file__).parents[2] / "src" / "lagscope" / "schemas" / "probe-1.schema.json").read_text()
 )
 
 
@@ -132,6 +132,35 @@ def test_load_rejects_a_file_that_is_not_a_report(tmp_path: Path) -> None:
     bad.write_text("not json")
     code, _, err = _run("probe", "--load", str(bad))
     assert code == 2 and "not JSON" in err
+
+
+def test_load_of_hostile_files_is_one_line_with_exit_2(url: str, tmp_path: Path) -> None:
+    saved = tmp_path / "run.json"
+    code, _, err = _run("probe", url, "--cold", "1", "--warm", "2", "-o", str(saved))
+    assert code == 0, err
+    good = json.loads(saved.read_text())
+    bad_total = json.loads(saved.read_text())
+    bad_total["series"][0]["requests"][0]["total_ms"] = "abc"
+    unknown_series = json.loads(saved.read_text())
+    unknown_series["series"][0]["name"] = "lukewarm"
+    cases = {
+        "deep.json": ("[" * 100_000 + "]" * 100_000, "nested deeper than 64"),
+        "abc.json": (json.dumps(bad_total), "$.series[0].requests[0].total_ms: 'abc' is not of"),
+        "nan.json": (
+            saved.read_text().replace(
+                f'"duration_ms": {good["duration_ms"]}', '"duration_ms": NaN'
+            ),
+            "NaN is not a number JSON allows",
+        ),
+        "series.json": (json.dumps(unknown_series), "$.series[0].name: 'lukewarm' is not one of"),
+    }
+    for name, (text, words) in cases.items():
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        code, out, err = _run("probe", "--load", str(path))
+        assert code == 2, (name, err)
+        assert err.startswith(f"lagscope: load: {path}: ") and words in err, (name, err)
+        assert err.count("\n") == 1 and "Traceback" not in err and out == ""
 
 
 def test_unwritable_output_keeps_measurements_out_of_a_half_written_file(

@@ -67,7 +67,7 @@ def test_report_renders_a_saved_probe_run(taxed_probe: ProbeReport, tmp_path: Pa
         ('{"x": 1}', 'no "schema" field'),
         ("[1, 2]", 'no "schema" field'),
         ("not json", "not JSON"),
-        ('{"schema": "lagscope.probe/1"}', "malformed lagscope.probe/1 report"),
+        ('{"schema": "lagscope.probe/1"}', "$: 'tool_version' is a required property"),
     ],
 )
 def test_report_refuses_what_it_cannot_read_in_one_line(

@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.fileio import read_text, write_text_atomic
+from lagscope.fileio import write_text_atomic
 from lagscope.probe.model import ProbeReport, redact_command_line
 from lagscope.probe.options import DEFAULTS, LIMITS, ProbeOptions, parse_header, parse_resolve
 from lagscope.probe.options import parse_url as _parse_url
-from lagscope.probe.render import JsonRenderer, TerminalRenderer, load_json
+from lagscope.probe.render import SCHEMA_FILE, JsonRenderer, TerminalRenderer, report_from_saved
 from lagscope.probe.runner import run_probe
 
 
@@ -206,12 +206,11 @@ def probe(
     if load is not None:
         if url is not None:
             raise LagscopeError("options", "give either URL or --load, not both", ExitCode.USAGE)
+        from lagscope.saved import load_saved_json
+
+        saved = load_saved_json(load, SCHEMA_FILE)
         try:
-            report = load_json(read_text(load))
-        except OSError as exc:
-            raise LagscopeError(
-                "load", f"cannot read {load}: {exc.strerror or exc}", ExitCode.USAGE
-            ) from None
+            report = report_from_saved(saved)
         except ValueError as exc:
             raise LagscopeError("load", f"{load}: {exc}", ExitCode.USAGE) from None
     else:

@@ -4,7 +4,7 @@ This is the boundary between measuring and output. The runner produces
 :class:`RequestRecord` values; :func:`lagscope.probe.report.build_report` turns them into a
 :class:`ProbeReport`; renderers read only the report. :func:`to_dict` / :func:`from_dict`
 give the versioned JSON form (``schema: "lagscope.probe/1"``, documented in
-docs/probe-json.md and docs/schemas/probe-1.schema.json), so a saved run can be rendered
+docs/probe.md and lagscope/schemas/probe-1.schema.json), so a saved run can be rendered
 again.
 """
 

@@ -19,7 +19,17 @@ from rich.text import Text
 from lagscope.probe.model import PHASES, ProbeReport, RequestRecord, from_dict, to_dict
 from lagscope.probe.stats import Summary
 
-__all__ = ["JsonRenderer", "Renderer", "TerminalRenderer", "load_json"]
+__all__ = [
+    "SCHEMA_FILE",
+    "JsonRenderer",
+    "Renderer",
+    "TerminalRenderer",
+    "load_json",
+    "report_from_saved",
+]
+
+# The published schema of the JSON form, in lagscope/schemas/.
+SCHEMA_FILE = "probe-1.schema.json"
 
 
 class Renderer(Protocol):
@@ -35,16 +45,22 @@ class JsonRenderer:
 
 
 def load_json(text: str) -> ProbeReport:
-    """Parse a saved ``lagscope.probe/1`` run. Raises ValueError with a readable reason."""
+    """Parse a saved ``lagscope.probe/1`` run, validated against its published schema.
+    Raises ValueError with a one-line reason."""
+    from lagscope.saved import SavedFileError, parse_saved_json
+
     try:
-        data: Any = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError("not a lagscope probe report (top level is not an object)")
+        return report_from_saved(parse_saved_json(text, "report", SCHEMA_FILE))
+    except SavedFileError as exc:
+        raise ValueError(exc.reason) from None
+
+
+def report_from_saved(data: dict[str, Any]) -> ProbeReport:
+    """The report model from a dict that matches the schema (see lagscope.saved)."""
     try:
         return from_dict(data)
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        # The schema admits it but the model does not: say which part, in one line.
         raise ValueError(f"malformed lagscope.probe/1 report: missing or bad {exc}") from None
 
 

@@ -8,15 +8,13 @@ readable reason, so ``lagscope report`` can say it in one line.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from lagscope.diagnose.model import SCHEMA as DIAGNOSE_SCHEMA
 from lagscope.diagnose.model import DiagnoseReport
 from lagscope.diagnose.render import load_json as load_diagnose
 from lagscope.probe.model import SCHEMA as PROBE_SCHEMA
 from lagscope.probe.model import ProbeReport
-from lagscope.probe.render import load_json as load_probe
+from lagscope.probe.render import report_from_saved
+from lagscope.saved import SavedFileError, parse_saved_json
 
 __all__ = ["KNOWN_SCHEMAS", "AnyReport", "load_report"]
 
@@ -26,18 +24,12 @@ KNOWN_SCHEMAS = (PROBE_SCHEMA, DIAGNOSE_SCHEMA)
 
 
 def load_report(text: str) -> AnyReport:
-    """Parse a saved report. Raises ValueError with a one-line reason."""
+    """Parse a saved report, validated against the published schema its ``"schema"`` field
+    names (lagscope.saved). Raises ValueError with a one-line reason."""
     try:
-        data: Any = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    schema = data.get("schema") if isinstance(data, dict) else None
-    if schema == PROBE_SCHEMA:
-        return load_probe(text)
-    if schema == DIAGNOSE_SCHEMA:
+        data = parse_saved_json(text, "report")
+    except SavedFileError as exc:
+        raise ValueError(exc.reason) from None
+    if data["schema"] == DIAGNOSE_SCHEMA:
         return load_diagnose(data)
-    raise ValueError(
-        f"unknown schema {schema!r}; expected one of {', '.join(KNOWN_SCHEMAS)}"
-        if schema is not None
-        else f'no "schema" field: not a lagscope report (expected {", ".join(KNOWN_SCHEMAS)})'
-    )
+    return report_from_saved(data)

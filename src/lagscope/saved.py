@@ -1,0 +1,156 @@
+"""Loading saved JSON files back: one way for every command that reads a report it wrote.
+
+The steps, each failure one ``lagscope: load: <file>: <reason>`` line with exit 2:
+
+1. read the bytes as text (:func:`lagscope.fileio.read_text`: UTF-8 with or without a
+   byte-order mark, UTF-16 with one);
+2. parse strict JSON: no ``NaN`` or ``Infinity``, no number that overflows to infinity,
+   nesting at most :data:`MAX_DEPTH` deep (Python's parser would raise RecursionError on a
+   file nested 100 000 deep, and the validator recurses too);
+3. validate against the published JSON Schema shipped in ``lagscope/schemas/``, naming the
+   JSON path of the first error (``$.series[0].requests[3].total_ms``).
+
+The caller gets a plain dict that matches the schema and turns it into its own model. The
+schema validator (jsonschema) is imported here only, so commands that never load a file do
+not pay for it at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from lagscope.errors import ExitCode, LagscopeError
+from lagscope.fileio import read_text
+
+__all__ = ["MAX_DEPTH", "SCHEMA_FILES", "SavedFileError", "load_saved_json", "parse_saved_json"]
+
+# Saved files are a few levels deep (report → series → request → attempt → field); 64 leaves
+# room for any future format and stays far below Python's recursion limit.
+MAX_DEPTH = 64
+
+# The "schema" field of each kind of saved file, and its schema in lagscope/schemas/.
+SCHEMA_FILES: Mapping[str, str] = {
+    "lagscope.probe/1": "probe-1.schema.json",
+}
+
+# Long values inside a validator message (a whole request object, say) are cut to this.
+_MESSAGE_CHARS = 160
+
+
+class SavedFileError(LagscopeError, ValueError):
+    """A saved file that cannot be loaded: exit 2 at the CLI, a ValueError to Python callers.
+    ``reason`` is the message without the file's name."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__("load", f"{where}: {reason}", ExitCode.USAGE)
+        self.reason = reason
+
+
+def _error(where: str, reason: str) -> SavedFileError:
+    return SavedFileError(where, reason)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _depth_over(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests deeper than ``limit`` containers (iterative, no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limit:
+                return True
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _json_path(parts: Any) -> str:
+    out = "$"
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _schema(name: str) -> Any:
+    return json.loads(resources.files("lagscope.schemas").joinpath(name).read_text("utf-8"))
+
+
+def _first_schema_error(data: dict[str, Any], schema_file: str) -> str | None:
+    import jsonschema.exceptions
+    import jsonschema.validators
+
+    schema = _schema(schema_file)
+    expected = schema.get("properties", {}).get("schema", {}).get("const")
+    if expected is not None and data.get("schema") != expected:
+        # Said first and plainly: a file of another kind fails every other rule too.
+        found = data.get("schema")
+        what = 'no "schema" field' if found is None else f"unsupported schema {found!r}"[:120]
+        return f"{what}; expected {expected}"
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is None:
+        return None
+    message = " ".join(error.message.split())
+    if len(message) > _MESSAGE_CHARS:
+        message = message[: _MESSAGE_CHARS - 1] + "…"
+    return f"{_json_path(error.absolute_path)}: {message}"
+
+
+def parse_saved_json(text: str, where: str, schema_file: str | None = None) -> dict[str, Any]:
+    """Parse and validate a saved file's text (``where`` names it in errors).
+
+    ``schema_file`` is a file name in ``lagscope/schemas/``; None picks it from the
+    document's own ``"schema"`` field through :data:`SCHEMA_FILES`.
+    """
+    try:
+        data: Any = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise _error(where, f"not a saved report (JSON nested deeper than {MAX_DEPTH})") from None
+    except json.JSONDecodeError as exc:
+        raise _error(where, f"not JSON: {exc}") from None
+    except ValueError as exc:  # our NaN/Infinity/overflow checks, or an over-long integer
+        raise _error(where, f"not JSON this tool accepts: {exc}") from None
+    if _depth_over(data, MAX_DEPTH):
+        raise _error(where, f"not a saved report (JSON nested deeper than {MAX_DEPTH})")
+    if not isinstance(data, dict):
+        raise _error(where, 'no "schema" field: the top level is not an object')
+    if schema_file is None:
+        kind = data.get("schema")
+        if not isinstance(kind, str) or kind not in SCHEMA_FILES:
+            known = ", ".join(SCHEMA_FILES)
+            found = 'no "schema" field' if kind is None else f"unknown schema {kind!r}"[:120]
+            raise _error(where, f"{found}; expected one of {known}")
+        schema_file = SCHEMA_FILES[kind]
+    failure = _first_schema_error(data, schema_file)
+    if failure is not None:
+        raise _error(where, failure)
+    return data
+
+
+def load_saved_json(path: Path, schema_file: str | None = None) -> dict[str, Any]:
+    """Read, parse and validate a saved file (see the module docstring); raises a one-line
+    LagscopeError (phase ``load``, exit 2; a :class:`SavedFileError` once the file is read)."""
+    try:
+        text = read_text(path)
+    except OSError as exc:
+        raise LagscopeError(
+            "load", f"cannot read {path}: {exc.strerror or exc}", ExitCode.USAGE
+        ) from None
+    except ValueError as exc:
+        raise _error(str(path), str(exc)) from None
+    return parse_saved_json(text, str(path), schema_file)
