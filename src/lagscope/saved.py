@@ -36,6 +36,7 @@ MAX_DEPTH = 64
 # The "schema" field of each kind of saved file, and its schema in lagscope/schemas/.
 SCHEMA_FILES: Mapping[str, str] = {
     "lagscope.probe/1": "probe-1.schema.json",
+    "lagscope.report/1": "report-1.schema.json",
 }
 
 # Long values inside a validator message (a whole request object, say) are cut to this.

@@ -8,7 +8,6 @@ warning or worse was found (or ``--budget`` was exceeded).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -44,14 +43,9 @@ def _progress() -> Any:
 
 
 def _load(path: Path) -> DiagnoseReport:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeError) as exc:
-        raise LagscopeError("load", f"cannot read {path}: {exc}", ExitCode.USAGE) from None
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise LagscopeError("load", f"{path}: not JSON: {exc}", ExitCode.USAGE) from None
+    from lagscope.saved import load_saved_json
+
+    data = load_saved_json(path, "report-1.schema.json")
     try:
         return load_json(data)
     except ValueError as exc:

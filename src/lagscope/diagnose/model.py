@@ -3,7 +3,7 @@
 This is the boundary between measuring and output for ``lagscope diagnose``. The ladder
 produces a :class:`DiagnoseReport`; renderers read only it. :func:`to_dict` /
 :func:`from_dict` give the versioned JSON form (``schema: "lagscope.report/1"``, published
-as docs/schemas/report-1.schema.json), so a saved report can be rendered again.
+as lagscope/schemas/report-1.schema.json), so a saved report can be rendered again.
 """
 
 from __future__ import annotations
