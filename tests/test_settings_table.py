@@ -40,6 +40,7 @@ GENERATED_TABLES: tuple[tuple[str, str], ...] = (
     ("serve.md", "lagscope.serve.settings:docs_table"),
     ("nginx.md", "lagscope.nginx.config:docs_table"),
     ("inject.md", "lagscope.inject.config:docs_table"),
+    ("probe.md", "lagscope.probe.options:docs_table"),
     ("server-timing.md", "lagscope.instrument.options:settings_table_markdown"),
 )
 
@@ -186,8 +187,8 @@ def test_click_options_and_help_come_from_the_rows() -> None:
     assert ok.exit_code == 0, ok.output
     assert ok.output == "4 fast ['mode', 'verbose']\n"
     helped = runner.invoke(cmd, ["--help"])
-    assert "[default: CPUs, ≤ budget]" in helped.output
-    assert "[default: 2 s]" in helped.output
+    assert "[default: CPUs, ≤ budget; 1–2147483647]" in helped.output
+    assert "[default: 2 s; > 0, ≤ 60]" in helped.output
     assert "--verbose / --no-verbose" in helped.output
     flags = [opt for param in cmd.params for opt in param.opts]
     assert flags == ["--mode", "--budget", "--workers", "--timeout-s", "--rate", "--verbose"]

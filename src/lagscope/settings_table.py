@@ -46,6 +46,7 @@ __all__ = [
     "SettingsError",
     "Sofar",
     "build",
+    "check_values",
     "click_options",
     "derived",
     "markdown",
@@ -461,6 +462,17 @@ def build(
     return instance, Built(values=values, why=why, given=frozenset(chosen))
 
 
+def check_values(
+    cls: type, given: Mapping[str, object], *, style: Label = "flag", phase: str = "config"
+) -> None:
+    """Check the given rows of ``cls`` (None = not given) without building it: for values
+    a mode of a command ignores (``probe --load``) but that must still make sense."""
+    for row in rows(cls):
+        value = given.get(row.name)
+        if value is not None:
+            row.check(value, style, phase)
+
+
 def click_options(cls: type, *, exclude: Iterable[str] = ()) -> Callable[[F], F]:
     """One click option per row (default ``None``: "not given", so :func:`build` can tell
     a chosen value from a default), in table order in ``--help``."""
@@ -473,7 +485,8 @@ def click_options(cls: type, *, exclude: Iterable[str] = ()) -> Callable[[F], F]
         for row in reversed(rows(cls)):
             if not row.spec.cli or row.name in skip:
                 continue
-            help_text = f"{row.spec.help} [default: {row.shown_default}]"
+            bounds = f"; {row.range}" if row.kind in ("int", "float") else ""
+            help_text = f"{row.spec.help} [default: {row.shown_default}{bounds}]"
             if row.kind == "bool":
                 decl = f"{row.flag}/--no-{row.flag[2:]}"
                 func = click.option(decl, row.name, default=None, help=help_text)(func)

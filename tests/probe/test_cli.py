@@ -114,6 +114,14 @@ def test_budget_gate(url: str) -> None:
         (["probe", "--load", "/nonexistent/run.json"], 2, "lagscope: load: cannot read"),
         (["probe", "http://127.0.0.1/", "-6"], 3, "lagscope: resolve:"),
         (["probe", "http://127.0.0.1:{closed}/"], 4, "lagscope: connect: 127.0.0.1:"),
+        # Numbers: finite and inside the documented range, refused before any socket.
+        (["probe", "http://127.0.0.1:{closed}/", "--rate", "nan"], 2, "lagscope: options: --rate"),
+        (["probe", "http://127.0.0.1:{closed}/", "--rate", "1e-300"], 2, "lagscope: options:"),
+        (["probe", "http://127.0.0.1:{closed}/", "--budget", "nan"], 2, "lagscope: options:"),
+        (["probe", "http://127.0.0.1:{closed}/", "--max-body", "-1"], 2, "lagscope: options:"),
+        (["probe", "http://127.0.0.1:{closed}/", "--timeout", "inf"], 2, "lagscope: options:"),
+        (["probe", "--load", "/nonexistent/run.json", "--budget", "nan"], 2, "lagscope: options:"),
+        (["probe", "--load", "/nonexistent/run.json", "--rate", "nan"], 2, "lagscope: options:"),
     ],
 )
 def test_errors_are_one_line_with_documented_codes(args: list[str], code: int, start: str) -> None:

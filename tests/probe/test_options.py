@@ -83,3 +83,28 @@ def test_bounds_are_enforced() -> None:
         with pytest.raises(LagscopeError) as err:
             ProbeOptions(target=t, **kwargs)  # type: ignore[arg-type]
         assert err.value.exit_code == ExitCode.USAGE
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"max_body_bytes": -1}, "--max-body must be at least 0"),
+        ({"rate_per_s": float("nan")}, "--rate must be a finite number"),
+        ({"rate_per_s": 1e-300}, "--rate must be at least 0.001"),
+        ({"timeout_s": float("inf")}, "--timeout must be a finite number"),
+        ({"cold": True}, "--cold must be int"),
+        ({"method": "get"}, "invalid method 'get'"),
+        ({"method": "CONNECT"}, "CONNECT is not supported"),
+        ({"headers": (("Bad Name", "x"),)}, "invalid header name"),
+        ({"headers": (("X-A", "line\nbreak"),)}, "printable ASCII"),
+        ({"headers": (("Content-Length", "3"),)}, "set by the probe"),
+        ({"family": 99}, "family must be"),
+    ],
+)
+def test_the_python_api_refuses_what_the_cli_refuses(
+    kwargs: dict[str, object], needle: str
+) -> None:
+    with pytest.raises(LagscopeError) as err:
+        ProbeOptions(target=parse_url("http://127.0.0.1/"), **kwargs)  # type: ignore[arg-type]
+    assert err.value.exit_code == ExitCode.USAGE
+    assert needle in err.value.one_line()

@@ -21,10 +21,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.fileio import write_text_atomic
 from lagscope.probe.model import ProbeReport, redact_command_line
-from lagscope.probe.options import DEFAULTS, LIMITS, ProbeOptions, parse_header, parse_resolve
+from lagscope.probe.options import Gate, ProbeOptions, parse_header, parse_resolve
 from lagscope.probe.options import parse_url as _parse_url
 from lagscope.probe.render import SCHEMA_FILE, JsonRenderer, TerminalRenderer, report_from_saved
 from lagscope.probe.runner import run_probe
+from lagscope.settings_table import build, check_values, click_options
 
 
 def _read_body(data: str | None) -> bytes:
@@ -68,21 +69,7 @@ def _measure(opts: ProbeOptions) -> ProbeReport:
 
 @click.command()
 @click.argument("url", required=False)
-@click.option(
-    "--cold",
-    type=int,
-    default=DEFAULTS.cold,
-    show_default=True,
-    help=f"Requests each on a new TCP connection (max {LIMITS.max_cold}).",
-)
-@click.option(
-    "--warm",
-    type=int,
-    default=DEFAULTS.warm,
-    show_default=True,
-    help="Requests on one keep-alive connection, after its own first request "
-    f"(max {LIMITS.max_warm}).",
-)
+@click_options(ProbeOptions)
 @click.option("-X", "--method", default="GET", show_default=True, help="HTTP method.")
 @click.option(
     "-H",
@@ -93,30 +80,6 @@ def _measure(opts: ProbeOptions) -> ProbeReport:
     help="Extra request header (repeatable).",
 )
 @click.option("-d", "--data", metavar="TEXT|@FILE", help="Request body, or @file to read it.")
-@click.option(
-    "--timeout",
-    "timeout_s",
-    type=float,
-    default=DEFAULTS.timeout_s,
-    show_default=True,
-    help="Timeout per phase, seconds.",
-)
-@click.option(
-    "--max-time",
-    "max_time_s",
-    type=float,
-    default=DEFAULTS.max_time_s,
-    show_default=True,
-    help="Bound on the whole run, seconds; stops early and says so.",
-)
-@click.option(
-    "--max-body",
-    "max_body_bytes",
-    type=int,
-    default=DEFAULTS.max_body_bytes,
-    show_default=True,
-    help="Largest response body accepted, bytes.",
-)
 @click.option("-4", "--ipv4", "ipv4", is_flag=True, help="Use IPv4 addresses only.")
 @click.option("-6", "--ipv6", "ipv6", is_flag=True, help="Use IPv6 addresses only.")
 @click.option("-k", "--insecure", is_flag=True, help="Skip TLS certificate verification.")
@@ -133,14 +96,6 @@ def _measure(opts: ProbeOptions) -> ProbeReport:
     metavar="HOST:ADDR[,ADDR...]",
     help="Pin HOST to these addresses, tried in order (curl's HOST:PORT:ADDR works "
     "too; bracket IPv6 there). Repeatable.",
-)
-@click.option(
-    "--rate",
-    "rate_per_s",
-    type=float,
-    default=None,
-    help=f"Requests per second (default: unpaced on loopback, "
-    f"{DEFAULTS.remote_rate_per_s:g}/s elsewhere).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the lagscope.probe/1 JSON report.")
 @click.option(
@@ -166,36 +121,23 @@ def _measure(opts: ProbeOptions) -> ProbeReport:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Render a saved JSON report instead of measuring.",
 )
-@click.option(
-    "--budget",
-    "budget_ms",
-    type=float,
-    default=None,
-    metavar="MS",
-    help="Exit 1 when the warm p50 total exceeds MS (a CI gate).",
-)
+@click_options(Gate)
 def probe(
     url: str | None,
-    cold: int,
-    warm: int,
     method: str,
     headers: tuple[str, ...],
     data: str | None,
-    timeout_s: float,
-    max_time_s: float,
-    max_body_bytes: int,
     ipv4: bool,
     ipv6: bool,
     insecure: bool,
     cacert: str | None,
     resolves: tuple[str, ...],
-    rate_per_s: float | None,
     as_json: bool,
     output: Path | None,
     html_path: Path | None,
     har_path: Path | None,
     load: Path | None,
-    budget_ms: float | None,
+    **table: object,
 ) -> None:
     """Measure URL cold (each request on a new connection) and warm (one keep-alive
     connection), phase by phase: resolve, connect, tls, send, wait, receive.
@@ -203,9 +145,12 @@ def probe(
     Exit codes: 0 ok, 1 budget exceeded, 2 bad input, 3 resolve, 4 connect, 5 timeout,
     6 TLS, 7 bad HTTP from the server, 8 local environment, 130 interrupted.
     """
+    gate, _ = build(Gate, {"budget_ms": table.pop("budget_ms")}, phase="options")
     if load is not None:
         if url is not None:
             raise LagscopeError("options", "give either URL or --load, not both", ExitCode.USAGE)
+        # Ignored when rendering a saved run, but nonsense is still refused.
+        check_values(ProbeOptions, table, phase="options")
         from lagscope.saved import load_saved_json
 
         saved = load_saved_json(load, SCHEMA_FILE)
@@ -218,33 +163,23 @@ def probe(
             raise LagscopeError("options", "missing URL (or --load FILE)", ExitCode.USAGE)
         if ipv4 and ipv6:
             raise LagscopeError("options", "-4 and -6 exclude each other", ExitCode.USAGE)
-        if not (method.isascii() and method.isalpha() and method.isupper()):
-            raise LagscopeError("options", f"invalid method {method!r}", ExitCode.USAGE)
-        if method == "CONNECT":
-            # CONNECT turns the connection into a tunnel: there is no response body to time.
-            raise LagscopeError("options", "CONNECT is not supported", ExitCode.USAGE)
-        if budget_ms is not None and warm == 0:
-            raise LagscopeError(
-                "options", "--budget needs a warm series (--warm > 0)", ExitCode.USAGE
-            )
-        if max_body_bytes < 0:
-            raise LagscopeError("options", "--max-body must be ≥ 0", ExitCode.USAGE)
-        opts = ProbeOptions(
+        opts, _ = build(
+            ProbeOptions,
+            table,
+            phase="options",
             target=_parse_url(url),
-            cold=cold,
-            warm=warm,
             method=method,
             headers=tuple(parse_header(h) for h in headers),
             body=_read_body(data),
-            timeout_s=timeout_s,
-            max_time_s=max_time_s,
-            max_body_bytes=max_body_bytes,
             family=socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else socket.AF_UNSPEC,
             verify_tls=not insecure,
             cafile=cacert,
             resolve=tuple(parse_resolve(r) for r in resolves),
-            rate_per_s=rate_per_s,
         )
+        if gate.budget_ms is not None and opts.warm == 0:
+            raise LagscopeError(
+                "options", "--budget needs a warm series (--warm > 0)", ExitCode.USAGE
+            )
         report = _measure(opts)
         argv = click.get_current_context().find_root().meta.get("lagscope.argv")
         if argv:
@@ -264,6 +199,7 @@ def probe(
             nl=False,
             color=_color_wanted(),
         )
+    budget_ms = gate.budget_ms
     if budget_ms is not None:
         warm_series = report.get_series("warm")
         total = warm_series.stats("total") if warm_series else None

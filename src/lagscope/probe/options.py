@@ -13,13 +13,19 @@ import socket
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
+from lagscope.addresses import is_localhost_name, is_loopback_literal
 from lagscope.errors import ExitCode, LagscopeError
+from lagscope.settings_table import SettingsError, markdown, setting, validate
 
 __all__ = [
     "DEFAULTS",
     "LIMITS",
+    "Gate",
     "ProbeOptions",
     "Target",
+    "check_header",
+    "check_method",
+    "docs_table",
     "is_loopback_host",
     "parse_header",
     "parse_resolve",
@@ -73,17 +79,63 @@ class Target:
         return host if self.port == default else f"{host}:{self.port}"
 
 
+_PHASE = "options"
+
+
 @dataclass(frozen=True)
 class ProbeOptions:
+    """A probe run, validated whole here, so the Python API refuses what the CLI refuses.
+
+    The numeric rows are the probe's settings table (:mod:`lagscope.settings_table`: the
+    CLI flags, their bounds and the table in docs/probe.md come from them).
+    """
+
     target: Target
-    cold: int = DEFAULTS.cold
-    warm: int = DEFAULTS.warm
+    cold: int = setting(
+        DEFAULTS.cold,
+        help="Requests each on a new TCP connection.",
+        why="enough for a median interval at 95 % (needs ≥ 6) with room",
+        minimum=0,
+        maximum=LIMITS.max_cold,
+    )
+    warm: int = setting(
+        DEFAULTS.warm,
+        help="Requests on one keep-alive connection, after its own first request.",
+        why="reused-connection requests; the connection's first request is its own series",
+        minimum=0,
+        maximum=LIMITS.max_warm,
+    )
     method: str = "GET"
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
-    timeout_s: float = DEFAULTS.timeout_s
-    max_time_s: float = DEFAULTS.max_time_s
-    max_body_bytes: int = DEFAULTS.max_body_bytes
+    timeout_s: float = setting(
+        DEFAULTS.timeout_s,
+        flag="--timeout",
+        unit="s",
+        help="Timeout per phase, seconds.",
+        why="long enough for a 2 s Windows IPv6 fallback, short enough that a dead server "
+        "is reported while the user still watches",
+        above=0,
+        maximum=LIMITS.max_time_s,
+    )
+    max_time_s: float = setting(
+        DEFAULTS.max_time_s,
+        flag="--max-time",
+        unit="s",
+        help="Bound on the whole run, seconds; stops early and says so.",
+        why="every run is bounded in time, whatever the server does",
+        above=0,
+        maximum=LIMITS.max_time_s,
+    )
+    max_body_bytes: int = setting(
+        DEFAULTS.max_body_bytes,
+        flag="--max-body",
+        unit="bytes",
+        shown="16 MiB",
+        help="Largest response body accepted, bytes.",
+        why="a probe measures latency, it does not download files",
+        minimum=0,
+    )
     # socket.AF_UNSPEC, AF_INET or AF_INET6.
     family: int = socket.AF_UNSPEC
     verify_tls: bool = True
@@ -91,32 +143,62 @@ class ProbeOptions:
     cafile: str | None = None
     # host (lower-case) -> addresses tried in this order, like curl --resolve.
     resolve: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
-    # Requests per second; None means unpaced. Set from DEFAULTS for non-loopback targets.
-    rate_per_s: float | None = None
+    # None means unpaced on loopback and DEFAULTS.remote_rate_per_s elsewhere.
+    rate_per_s: float | None = setting(
+        None,
+        flag="--rate",
+        unit="/s",
+        shown=f"unpaced on loopback, {DEFAULTS.remote_rate_per_s:g}/s elsewhere",
+        help="Requests per second.",
+        why="politeness towards hosts that are not this machine; 0.001/s is one request "
+        "per 1000 s, and slower pacing could not fit even a short run in --max-time",
+        minimum=0.001,
+    )
 
     def __post_init__(self) -> None:
-        if not 0 <= self.cold <= LIMITS.max_cold:
-            raise LagscopeError("options", f"--cold must be 0..{LIMITS.max_cold}", ExitCode.USAGE)
-        if not 0 <= self.warm <= LIMITS.max_warm:
-            raise LagscopeError("options", f"--warm must be 0..{LIMITS.max_warm}", ExitCode.USAGE)
+        validate(self, phase=_PHASE)
         if self.cold == 0 and self.warm == 0:
-            raise LagscopeError(
-                "options", "nothing to measure: --cold and --warm are both 0", ExitCode.USAGE
-            )
-        if not 0 < self.timeout_s <= LIMITS.max_time_s:
-            raise LagscopeError("options", "--timeout must be > 0 s", ExitCode.USAGE)
-        if not 0 < self.max_time_s <= LIMITS.max_time_s:
-            raise LagscopeError(
-                "options", f"--max-time must be 0..{LIMITS.max_time_s:g} s", ExitCode.USAGE
-            )
-        if self.rate_per_s is not None and self.rate_per_s <= 0:
-            raise LagscopeError("options", "--rate must be > 0", ExitCode.USAGE)
+            raise SettingsError("nothing to measure: --cold and --warm are both 0", _PHASE)
+        check_method(self.method)
+        for name, value in self.headers:
+            check_header(name, value)
+        if self.family not in (socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6):
+            raise SettingsError("family must be AF_UNSPEC, AF_INET or AF_INET6", _PHASE)
 
     def pinned(self, host: str) -> tuple[str, ...] | None:
         for name, addresses in self.resolve:
             if name == host.lower():
                 return addresses
         return None
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What turns a report into an exit code (``--budget``); applies to ``--load`` too."""
+
+    budget_ms: float | None = setting(
+        None,
+        flag="--budget",
+        unit="ms",
+        help="Exit 1 when the warm p50 total exceeds this many ms (a CI gate).",
+        why="a CI gate on the warm median, the figure that noise moves least",
+        minimum=0,
+    )
+
+    def __post_init__(self) -> None:
+        validate(self, phase=_PHASE)
+
+
+def docs_table() -> str:
+    """The settings table of docs/probe.md."""
+    columns = [
+        ("flag", "flag"),
+        ("default", "default"),
+        ("range", "range"),
+        ("what", "help"),
+        ("why", "why"),
+    ]
+    return markdown(ProbeOptions, columns) + "\n" + markdown(Gate, columns).split("\n", 2)[2]
 
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -149,6 +231,26 @@ def parse_url(url: str) -> Target:
     return Target(scheme=scheme, host=host, port=port, target=target, url=url)
 
 
+def check_method(method: str) -> None:
+    if not (method.isascii() and method.isalpha() and method.isupper()):
+        raise SettingsError(f"invalid method {method!r}", _PHASE)
+    if method == "CONNECT":
+        # CONNECT turns the connection into a tunnel: there is no response body to time.
+        raise SettingsError("CONNECT is not supported", _PHASE)
+
+
+def check_header(name: str, value: str) -> None:
+    if not _TOKEN.match(name):
+        raise SettingsError(f"invalid header name {name!r}", _PHASE)
+    if not value.isascii() or any((c < " " and c != "\t") or c == "\x7f" for c in value):
+        raise SettingsError(
+            f"header {name!r}: value must be printable ASCII (encode it first)", _PHASE
+        )
+    if name.lower() in ("content-length", "transfer-encoding"):
+        # The probe frames the body itself; a user-set length could only be wrong.
+        raise SettingsError(f"header {name!r} is set by the probe from the body", _PHASE)
+
+
 def parse_header(raw: str) -> tuple[str, str]:
     name, sep, value = raw.partition(":")
     name = name.strip()
@@ -157,17 +259,7 @@ def parse_header(raw: str) -> tuple[str, str]:
             "options", f"invalid header {raw!r} (expected 'Name: value')", ExitCode.USAGE
         )
     value = value.strip()
-    if not value.isascii() or any((c < " " and c != "\t") or c == "\x7f" for c in value):
-        raise LagscopeError(
-            "options",
-            f"header {name!r}: value must be printable ASCII (encode it first)",
-            ExitCode.USAGE,
-        )
-    if name.lower() in ("content-length", "transfer-encoding"):
-        # The probe frames the body itself; a user-set length could only be wrong.
-        raise LagscopeError(
-            "options", f"header {name!r} is set by the probe from the body", ExitCode.USAGE
-        )
+    check_header(name, value)
     return name, value
 
 
@@ -204,16 +296,11 @@ def parse_resolve(raw: str) -> tuple[str, tuple[str, ...]]:
 
 
 def is_loopback_host(host: str, pinned: tuple[str, ...] | None = None) -> bool:
-    """True when every address the probe could reach for ``host`` is loopback.
+    """True when every address the probe could reach for ``host`` is loopback. No DNS.
 
-    Only literal addresses, pins and the name ``localhost`` count; any other name could
+    Only literal addresses, pins and ``localhost`` names count; any other name could
     resolve anywhere, so it is treated as remote (and paced).
     """
     if pinned:
-        return all(ipaddress.ip_address(a).is_loopback for a in pinned)
-    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        return all(is_loopback_literal(a) for a in pinned)
+    return is_localhost_name(host) or is_loopback_literal(host)
