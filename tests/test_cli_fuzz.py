@@ -8,10 +8,11 @@ conversion, the settings tables, the command's own parsing), but always in a har
 * ``nginx-config`` prints to stdout;
 * ``inject`` runs at most 0.3 s on loopback port 0 with no client;
 * ``probe`` targets a closed loopback port, so a run that gets past its options fails to
-  connect (exit 4) at once.
+  connect (exit 4) at once;
+* ``report`` writes its HAR into a temporary directory.
 
-Options that write files (``-o``, ``--prefix``, ``--log``) are left out; path options get
-relative paths inside a temporary directory.
+Options that name files to write (``-o``, ``--prefix``, ``--log``, ``--html``, ``--har``)
+are left out; path options get relative paths inside a temporary directory.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from lagscope.cli import _COMMANDS, main
 from lagscope.errors import ExitCode
 from support.net import free_port
 
-WRITERS = {"output", "prefix", "log_path"}
+WRITERS = {"output", "prefix", "log_path", "html_path", "har_path"}
 
 # Numbers users type that broke commands before: NaN, tiny, huge, overflowing.
 SPECIALS = [
@@ -129,7 +130,8 @@ def _check(result: Result, allowed: set[int], what: str) -> None:
 
 
 def test_every_command_is_fuzzed() -> None:
-    assert set(_COMMANDS) == {"inject", "nginx-config", "probe", "serve"}
+    # A new command needs a harmless way to run here (see _invoke).
+    assert set(_COMMANDS) == {"inject", "nginx-config", "probe", "report", "serve"}
     for name in _COMMANDS:
         assert _fuzzable(name), name
 
@@ -205,6 +207,7 @@ ALLOWED = {
     "nginx-config": {0, int(ExitCode.USAGE)},
     "inject": {0, int(ExitCode.USAGE), int(ExitCode.ENVIRONMENT)},
     "probe": {0, int(ExitCode.USAGE), int(ExitCode.CONNECT), int(ExitCode.TIMEOUT)},
+    "report": {0, int(ExitCode.USAGE)},
 }
 
 
@@ -213,6 +216,8 @@ def _invoke(name: str, param: click.Parameter, value: str, closed_port: int) -> 
         base = ["--print-config"]
     elif name == "nginx-config":
         base = ["--upstream", "127.0.0.1:8000"]
+    elif name == "report":
+        base = ["--har", "out.har"]  # inside the temporary directory
     elif name == "inject":
         base = ["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--duration-s", "0.05"]
     else:
