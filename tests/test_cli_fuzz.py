@@ -7,8 +7,8 @@ conversion, the settings tables, the command's own parsing), but always in a har
 * ``serve --print-config`` validates everything and starts nothing;
 * ``nginx-config`` prints to stdout;
 * ``inject`` runs at most 0.3 s on loopback port 0 with no client;
-* ``probe`` targets a closed loopback port, so a run that gets past its options fails to
-  connect (exit 4) at once;
+* ``probe`` and ``diagnose`` target a closed loopback port, so a run that gets past its
+  options fails to connect (exit 4) at once;
 * ``report`` writes its HAR into a temporary directory.
 
 Options that name files to write (``-o``, ``--prefix``, ``--log``, ``--html``, ``--har``)
@@ -131,7 +131,7 @@ def _check(result: Result, allowed: set[int], what: str) -> None:
 
 def test_every_command_is_fuzzed() -> None:
     # A new command needs a harmless way to run here (see _invoke).
-    assert set(_COMMANDS) == {"inject", "nginx-config", "probe", "report", "serve"}
+    assert set(_COMMANDS) == {"diagnose", "inject", "nginx-config", "probe", "report", "serve"}
     for name in _COMMANDS:
         assert _fuzzable(name), name
 
@@ -191,12 +191,15 @@ def _harmless(name: str, param: click.Parameter, value: str) -> bool:
         if param.name == "route_specs":
             words = value.split()
             return _resolves_nothing(words[0].rpartition("=")[2] if words else "")
-    if name == "probe":
+    if name in ("probe", "diagnose"):
         if param.name == "resolves":
             # Never pin the target to an address that is not loopback.
             return not value.strip().lower().startswith("127.0.0.1")
-        if param.name == "url":
+        if param.name in ("url", "direct"):
             return _loopback_url(value)
+        if param.name == "database":
+            # No host of its own: libpq stays on this machine (a URL or host= could not).
+            return "=" not in value and "://" not in value and "@" not in value
     return True
 
 
@@ -208,6 +211,7 @@ ALLOWED = {
     "inject": {0, int(ExitCode.USAGE), int(ExitCode.ENVIRONMENT)},
     "probe": {0, int(ExitCode.USAGE), int(ExitCode.CONNECT), int(ExitCode.TIMEOUT)},
     "report": {0, int(ExitCode.USAGE)},
+    "diagnose": {0, int(ExitCode.USAGE), int(ExitCode.CONNECT), int(ExitCode.TIMEOUT)},
 }
 
 
@@ -220,6 +224,10 @@ def _invoke(name: str, param: click.Parameter, value: str, closed_port: int) -> 
         base = ["--har", "out.har"]  # inside the temporary directory
     elif name == "inject":
         base = ["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--duration-s", "0.05"]
+    elif name == "diagnose":
+        base = ["--quick", "--timeout", "2"]
+        if param.name != "url":
+            base.insert(0, f"http://127.0.0.1:{closed_port}/")
     else:
         base = ["--cold", "0", "--warm", "1", "--timeout", "2"]
         if param.name != "url":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -27,6 +26,7 @@ from lagscope.errors import ExitCode, LagscopeError
 from lagscope.inject.api import Injector
 from lagscope.inject.config import (
     ProxySettings,
+    RunLimits,
     describe_fault,
     load_routes_toml,
     parse_address,
@@ -35,28 +35,12 @@ from lagscope.inject.config import (
 )
 from lagscope.inject.plan import Route
 from lagscope.inject.proxy import note_coarse_timer
-from lagscope.settings_table import build, click_options, setting, validate
+from lagscope.settings_table import build, click_options
 from lagscope.stopping import graceful_signals, handle_stop_signals
 
 __all__ = ["counters_table", "inject"]
 
 _REFRESH_S = 0.25
-
-
-@dataclass(frozen=True)
-class RunLimits:
-    """How long the command runs (the proxy's own settings are :class:`ProxySettings`)."""
-
-    duration_s: float | None = setting(
-        None,
-        unit="s",
-        help="Stop after this many seconds.",
-        shown="run until Ctrl+C",
-        above=0,
-    )
-
-    def __post_init__(self) -> None:
-        validate(self)
 
 
 def counters_table(injector: Injector) -> Table:

@@ -30,6 +30,7 @@ else:  # pragma: no cover
 __all__ = [
     "FAULT_KINDS",
     "ProxySettings",
+    "RunLimits",
     "describe_fault",
     "docs_table",
     "fault_from_mapping",
@@ -102,6 +103,23 @@ class ProxySettings:
         validate(self)
 
 
+@dataclass(frozen=True)
+class RunLimits:
+    """How long the command runs (the proxy's own settings are :class:`ProxySettings`)."""
+
+    duration_s: float | None = setting(
+        None,
+        unit="s",
+        help="Stop after this many seconds.",
+        why="for scripts and benchmarks; Ctrl+C or SIGTERM stop it as cleanly",
+        shown="run until Ctrl+C",
+        above=0,
+    )
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
 def docs_table() -> str:
     """The settings table of docs/inject.md."""
     columns = [
@@ -111,7 +129,8 @@ def docs_table() -> str:
         ("what", "help"),
         ("why", "why"),
     ]
-    return markdown(ProxySettings, columns)
+    limits = markdown(RunLimits, columns).split("\n", 2)[2]
+    return markdown(ProxySettings, columns) + "\n" + limits
 
 
 def _bad(message: str) -> LagscopeError:

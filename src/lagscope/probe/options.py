@@ -136,8 +136,8 @@ class ProbeOptions:
         why="a probe measures latency, it does not download files",
         minimum=0,
     )
-    # socket.AF_UNSPEC, AF_INET or AF_INET6.
-    family: int = socket.AF_UNSPEC
+    # AF_UNSPEC (both), AF_INET (-4) or AF_INET6 (-6).
+    family: socket.AddressFamily = socket.AF_UNSPEC
     verify_tls: bool = True
     # Extra CA bundle (PEM) to trust, for internal CAs and self-signed test servers.
     cafile: str | None = None
