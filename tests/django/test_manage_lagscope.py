@@ -14,7 +14,10 @@ from typing import Any
 import pytest
 
 from lagscope.dbcheck.model import AliasResult, AliasSettings, Samples
-from lagscope.dbcheck.rules import THRESHOLDS, findings_for
+from lagscope.dbcheck.rules import findings_for
+from lagscope.diagnose.model import SEVERITIES
+from lagscope.diagnose.rules import DB_KEEP_CONNECTIONS_FIX
+from lagscope.diagnose.thresholds import DEFAULT_THRESHOLDS
 from lagscope.serve.process import ServeProcess
 from lagscope.servertiming import parse_headers
 from support.net import free_port
@@ -130,7 +133,7 @@ def test_db_measures_every_alias_and_never_prints_the_password(
     assert len(pg["connect"]["values_ms"]) == 3 and pg["connect"]["p50_ms"] > 0
     assert pg["connect_gss_disabled"] is not None  # gssencmode left at libpq's "prefer"
     assert pg["settings"]["gssencmode"] == "prefer"
-    ids = {(f["id"], f["alias"]) for f in report["findings"]}
+    ids = {(f["finding"]["id"], f["alias"]) for f in report["findings"]}
     assert ("db-connect-per-request", "pg") in ids
     assert ("db-connect-per-request", "default") not in ids  # SQLite has no network connect
     for run in (text, result):
@@ -270,38 +273,50 @@ def _result(
     settings = AliasSettings(
         "default", vendor, host, "5432", "app", conn_max_age, False, pool, "prefer"
     )
-    samples = Samples((p50_ms, p50_ms, p50_ms))
     return AliasResult(
         settings,
-        connect=samples,
+        connect=Samples((p50_ms, p50_ms, p50_ms)),
         select1=Samples((0.1,)),
         connect_gss_disabled=Samples((no_gss_ms,) * 3) if no_gss_ms is not None else None,
     )
 
 
+def _ids(results: tuple[AliasResult, ...]) -> set[tuple[str, str]]:
+    return {(f.finding.id, f.finding.severity) for f in findings_for(results)}
+
+
 @pytest.mark.parametrize(
     ("p50_ms", "expected"),
     [
-        (1.0, {("db-connect-per-request", "info")}),
         (5.0, {("db-connect-per-request", "warning")}),
-        (25.0, {("db-connect-per-request", "critical"), ("db-connect-slow", "warning")}),
-        (111.0, {("db-connect-per-request", "critical"), ("db-connect-slow", "critical")}),
+        # Slow, but its cost is already counted in db-connect-per-request: info, as in diagnose.
+        (
+            DEFAULT_THRESHOLDS.db_connect_slow_ms + 10,
+            {("db-connect-per-request", "warning"), ("db-connect-slow", "info")},
+        ),
+        (
+            DEFAULT_THRESHOLDS.critical_ms + 11,
+            {("db-connect-per-request", "critical"), ("db-connect-slow", "info")},
+        ),
     ],
 )
 def test_rules_by_connect_time(p50_ms: float, expected: set[tuple[str, str]]) -> None:
-    assert {(f.id, f.severity) for f in findings_for((_result(p50_ms),))} == expected
+    assert _ids((_result(p50_ms),)) == expected
 
 
 def test_persistent_or_pooled_connections_only_report_a_slow_connect() -> None:
     assert findings_for((_result(5.0, conn_max_age=None),)) == ()
     assert findings_for((_result(5.0, pool=True),)) == ()
     assert findings_for((_result(0.5, vendor="sqlite"),)) == ()
-    (slow,) = findings_for((_result(150.0, conn_max_age=600, host="localhost", no_gss_ms=3.2),))
-    assert slow.id == "db-connect-slow" and slow.severity == "critical"
-    assert "gssencmode=disable p50 3.2 ms" in slow.evidence
-    assert '"gssencmode": "disable"' in slow.fix and "127.0.0.1" in slow.fix
+    (slow,) = findings_for((_result(150.0, conn_max_age=600, no_gss_ms=3.2),))
+    assert slow.alias == "default"
+    assert slow.finding.id == "db-connect-slow" and slow.finding.severity == "critical"
+    assert slow.finding.confirm == "python manage.py lagscope db"
+    assert any("gssencmode" in fix for fix in slow.finding.fix)
 
 
-def test_thresholds_are_ordered() -> None:
-    for t in THRESHOLDS.values():
-        assert 0 < t.warning_ms < t.critical_ms
+def test_the_findings_are_diagnoses() -> None:
+    # Same ids, severities and fix text as lagscope diagnose.
+    (per_request,) = findings_for((_result(5.0),))
+    assert per_request.finding.fix == DB_KEEP_CONNECTIONS_FIX
+    assert per_request.finding.severity in SEVERITIES

@@ -2,23 +2,22 @@
 measured with the project's own settings and driver, and what to do about it.
 
 * :mod:`.model`: the report model (frozen dataclasses) and its JSON form;
-* :mod:`.rules`: the findings (``db-connect-slow``, ``db-connect-per-request``) and their
-  thresholds, pure;
+* :mod:`.rules`: the findings (``db-connect-slow``, ``db-connect-per-request``) with the
+  rules and thresholds of ``lagscope diagnose``, pure;
 * :mod:`.measure`: the Django shell that opens connections and times them;
 * :mod:`.render`: ``render(report) -> str``.
 """
 
 from __future__ import annotations
 
-from lagscope.dbcheck.model import AliasResult, AliasSettings, DbReport, Finding, Samples
-from lagscope.dbcheck.rules import THRESHOLDS, findings_for
+from lagscope.dbcheck.model import AliasFinding, AliasResult, AliasSettings, DbReport, Samples
+from lagscope.dbcheck.rules import findings_for
 
 __all__ = [
-    "THRESHOLDS",
+    "AliasFinding",
     "AliasResult",
     "AliasSettings",
     "DbReport",
-    "Finding",
     "Samples",
     "findings_for",
 ]

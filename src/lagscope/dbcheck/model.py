@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
-__all__ = ["AliasResult", "AliasSettings", "DbReport", "Finding", "Samples", "Severity"]
+from lagscope.diagnose.model import Finding
 
-Severity = Literal["critical", "warning", "info"]
+__all__ = ["AliasFinding", "AliasResult", "AliasSettings", "DbReport", "Samples"]
 
 
 @dataclass(frozen=True)
@@ -73,21 +73,17 @@ class AliasResult:
 
 
 @dataclass(frozen=True)
-class Finding:
-    """One diagnosis. ``id`` and ``severity`` use the vocabulary of ``lagscope diagnose``."""
+class AliasFinding:
+    """A ``lagscope diagnose`` finding (same ids, severities and fixes) for one alias."""
 
-    id: str
-    severity: Severity
     alias: str
-    summary: str
-    evidence: str
-    fix: str
+    finding: Finding
 
 
 @dataclass(frozen=True)
 class DbReport:
     aliases: tuple[AliasResult, ...]
-    findings: tuple[Finding, ...]
+    findings: tuple[AliasFinding, ...]
     samples: int
 
     @property

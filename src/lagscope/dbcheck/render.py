@@ -51,10 +51,18 @@ def render_text(report: DbReport, verbosity: int = 1) -> str:
         lines.append("")
     if report.findings:
         lines.append("findings:")
-        for f in report.findings:
-            lines.append(f"  [{f.severity}] {f.id} ({f.alias}): {f.summary}")
-            lines.append(f"      evidence: {f.evidence}")
-            lines.append(f"      fix: {f.fix}")
+        for af in report.findings:
+            f = af.finding
+            cost = (
+                ""
+                if f.cost_ms is None
+                else f", {f.cost_ms:.1f} ms per {f.affects.removeprefix('every ')}"
+            )
+            lines.append(f"  [{f.severity}] {f.id} ({af.alias}): {f.title}{cost}")
+            if f.detail:
+                lines.append(f"      {f.detail}")
+            for fix in f.fix:
+                lines.append(f"      fix: {fix}")
     elif not report.unreachable:
         lines.append("findings: none")
     return "\n".join(lines) + "\n"

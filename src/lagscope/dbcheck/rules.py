@@ -1,136 +1,87 @@
-"""The findings of ``lagscope db``, one small pure function each, thresholds in one table.
+"""The findings of ``manage.py lagscope db``: the rules and thresholds of ``lagscope
+diagnose``, applied to each alias. Pure.
 
-Ids and severities are the vocabulary of ``lagscope diagnose``:
-
-* ``db-connect-slow``: one connect costs more than a request should wait for. The
-  baseline here is 4.5–12 ms for PostgreSQL on loopback (trust / scram); 100 ms and more
-  is the signature of GSSAPI negotiation (psycopg2 #1049: 111 ms against 3.2 ms with
-  ``gssencmode=disable``), of a name that resolves to ::1 first, or of security software.
-* ``db-connect-per-request``: ``CONN_MAX_AGE=0`` on a network database without a pool,
-  so every request pays the connect (measured: the 500-row JSON view went from ~14 to
-  ~28 ms p50).
+* ``db-connect-slow`` is diagnose's own rule (:func:`lagscope.diagnose.rules.db_connect_slow`)
+  over this alias's connect samples and ``gssencmode=disable`` A/B, with diagnose's
+  thresholds (``db_connect_slow_ms``, ``gss_saving_ms``, ``critical_ms``).
+* ``db-connect-per-request`` is read from the settings here, where diagnose sees it in the
+  responses: ``CONN_MAX_AGE=0`` on a network database without a pool means every request
+  pays the measured connect. Its cost is the connect p50, so its severity follows
+  diagnose's ``critical_ms`` like every diagnose finding; its fix is diagnose's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 
-from lagscope.dbcheck.model import AliasResult, Finding, Severity
+from lagscope.dbcheck.model import AliasFinding, AliasResult
+from lagscope.diagnose.evidence import DatabaseProbe, Evidence
+from lagscope.diagnose.model import Environment, Figure, Finding
+from lagscope.diagnose.rules import DB_KEEP_CONNECTIONS_FIX, db_connect_slow
+from lagscope.diagnose.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
-__all__ = ["THRESHOLDS", "Threshold", "findings_for", "severity_of"]
+__all__ = ["CONFIRM", "connect_per_request", "connect_slow", "findings_for"]
 
-
-@dataclass(frozen=True)
-class Threshold:
-    """p50 connect time at or above which a finding has this severity, in ms."""
-
-    warning_ms: float
-    critical_ms: float
-
-
-THRESHOLDS: dict[str, Threshold] = {
-    "db-connect-slow": Threshold(warning_ms=20.0, critical_ms=100.0),
-    # Below warning_ms the per-request connect is still reported, as info.
-    "db-connect-per-request": Threshold(warning_ms=2.0, critical_ms=20.0),
-}
-
-# The GSS A/B counts when disabling GSS saves this much per connect, and this share.
-GSS_SAVING_MS = 10.0
-GSS_SAVING_RATIO = 0.5
+CONFIRM = "python manage.py lagscope db"
+_NO_ENVIRONMENT = Environment(
+    os="", python="", proxy_vars=(), proxy_applies=False, security_source="", security_products=()
+)
 
 
-def severity_of(rule: str, value_ms: float) -> Severity | None:
-    """The severity of ``rule`` for ``value_ms``; None below the lowest threshold."""
-    t = THRESHOLDS[rule]
-    if value_ms >= t.critical_ms:
-        return "critical"
-    if value_ms >= t.warning_ms:
-        return "warning"
-    return None
-
-
-def _gss_saving_ms(result: AliasResult) -> float | None:
-    if result.connect is None or result.connect_gss_disabled is None:
-        return None
-    saving = result.connect.p50_ms - result.connect_gss_disabled.p50_ms
-    if saving >= GSS_SAVING_MS and saving >= GSS_SAVING_RATIO * result.connect.p50_ms:
-        return saving
-    return None
-
-
-def _connect_fix(result: AliasResult) -> str:
-    s = result.settings
-    fixes = []
-    if _gss_saving_ms(result) is not None:
-        fixes.append("""add "gssencmode": "disable" to OPTIONS""")
-    if s.host == "localhost":
-        fixes.append("use HOST '127.0.0.1' (or '::1') instead of 'localhost'")
-    fixes.append(
-        "keep connections open so that no request pays the connect: a pool "
-        """(OPTIONS={"pool": {...}}, PostgreSQL) or CONN_MAX_AGE > 0 with CONN_HEALTH_CHECKS"""
-        if not s.persistent and not s.pool
-        else "exclude security software from scanning the database connection"
-    )
-    return "; ".join(fixes)
-
-
-def connect_slow(result: AliasResult) -> Finding | None:
-    if result.connect is None:
-        return None
-    p50 = result.connect.p50_ms
-    severity = severity_of("db-connect-slow", p50)
-    if severity is None:
-        return None
-    evidence = f"connect p50 {p50:.1f} ms, max {result.connect.max_ms:.1f} ms"
-    saving = _gss_saving_ms(result)
-    if saving is not None and result.connect_gss_disabled is not None:
-        evidence += (
-            f"; with gssencmode=disable p50 {result.connect_gss_disabled.p50_ms:.1f} ms "
-            f"({saving:.1f} ms less)"
-        )
-    return Finding(
-        "db-connect-slow",
-        severity,
-        result.settings.alias,
-        f"a connect to {result.settings.where()} takes {p50:.0f} ms",
-        evidence,
-        _connect_fix(result),
-    )
-
-
-def connect_per_request(result: AliasResult) -> Finding | None:
+def connect_per_request(result: AliasResult, t: Thresholds) -> Finding | None:
     s = result.settings
     if s.persistent or s.pool or not s.network:
         return None
     p50 = result.connect.p50_ms if result.connect is not None else None
-    severity: Severity = (
-        "warning" if p50 is None else (severity_of("db-connect-per-request", p50) or "info")
-    )
-    cost = "" if p50 is None else f" ({p50:.1f} ms p50)"
+    cost = "" if p50 is None else f" ({p50:.1f} ms each, p50 of direct connects)"
     return Finding(
-        "db-connect-per-request",
-        severity,
-        s.alias,
-        f"CONN_MAX_AGE=0 without a pool: every request opens a new connection{cost}",
-        f"CONN_MAX_AGE={s.conn_max_age:g}, no pool"
-        + ("" if p50 is None else f"; connect p50 {p50:.1f} ms"),
-        "PostgreSQL with psycopg 3: OPTIONS={'pool': {'min_size': <threads>}} "
-        "(or lagscope serve, which prewarms it); otherwise CONN_MAX_AGE=600 with "
-        "CONN_HEALTH_CHECKS=True",
+        id="db-connect-per-request",
+        title="Every request opens a new database connection",
+        severity="critical" if p50 is not None and p50 >= t.critical_ms else "warning",
+        cost_ms=None if p50 is None else round(p50, 3),
+        affects="every request",
+        evidence=(
+            Figure("conn_max_age_s", s.conn_max_age, "s"),
+            Figure("pool", s.pool),
+            Figure("connect_p50_ms", None if p50 is None else round(p50, 3), "ms"),
+        ),
+        fix=DB_KEEP_CONNECTIONS_FIX,
+        confirm=CONFIRM,
+        detail=f"DATABASES[{s.alias!r}] has CONN_MAX_AGE=0 and no pool: every request "
+        f"connects{cost}.",
     )
 
 
-RULES = (connect_slow, connect_per_request)
+def connect_slow(result: AliasResult, t: Thresholds, found: tuple[Finding, ...]) -> Finding | None:
+    if result.connect is None:
+        return None
+    probe = DatabaseProbe(
+        shown_dsn=result.settings.where(),
+        connect_ms=result.connect.values_ms,
+        select1_ms=result.select1.values_ms if result.select1 else (),
+        gss_attempted=result.connect_gss_disabled is not None,
+        gss_disabled_connect_ms=(
+            result.connect_gss_disabled.values_ms if result.connect_gss_disabled else ()
+        ),
+    )
+    evidence = Evidence(url=CONFIRM, loopback=True, environment=_NO_ENVIRONMENT, database=probe)
+    finding = db_connect_slow(evidence, t, found)
+    return None if finding is None else dataclasses.replace(finding, confirm=CONFIRM)
 
 
-def findings_for(results: tuple[AliasResult, ...]) -> tuple[Finding, ...]:
-    """Every finding for every reachable alias, critical first, in alias order."""
-    order = {"critical": 0, "warning": 1, "info": 2}
-    found = [
-        f
-        for result in results
-        if result.error is None
-        for rule in RULES
-        if (f := rule(result)) is not None
-    ]
-    return tuple(sorted(found, key=lambda f: order[f.severity]))
+def findings_for(
+    results: tuple[AliasResult, ...], t: Thresholds = DEFAULT_THRESHOLDS
+) -> tuple[AliasFinding, ...]:
+    """Every finding for every reachable alias, most severe and costly first."""
+    out: list[AliasFinding] = []
+    for result in results:
+        if result.error is not None:
+            continue
+        found: tuple[Finding, ...] = ()
+        per_request = connect_per_request(result, t)
+        if per_request is not None:
+            found = (per_request,)
+        slow = connect_slow(result, t, found)
+        for finding in (*found, *((slow,) if slow else ())):
+            out.append(AliasFinding(result.settings.alias, finding))
+    return tuple(sorted(out, key=lambda f: f.finding.rank))

@@ -28,7 +28,15 @@ from lagscope.diagnose.thresholds import Thresholds
 from lagscope.probe.model import RequestRecord
 from lagscope.probe.stats import compare
 
-__all__ = ["RULES", "Rule", "evaluate", "fallback_cost_ms", "setup_cost_ms"]
+__all__ = [
+    "DB_KEEP_CONNECTIONS_FIX",
+    "RULES",
+    "Rule",
+    "db_connect_slow",
+    "evaluate",
+    "fallback_cost_ms",
+    "setup_cost_ms",
+]
 
 Rule = Callable[[Evidence, Thresholds, Sequence[Finding]], Finding | None]
 
@@ -459,15 +467,18 @@ def _direct_hop(ev: Evidence) -> tuple[float, bool] | None:
 
 # --- database -----------------------------------------------------------------------------------
 
+# Also the fix of ``manage.py lagscope db``'s settings-based db-connect-per-request.
+DB_KEEP_CONNECTIONS_FIX = (
+    "Keep connections: DATABASES['default']['CONN_MAX_AGE'] = None (or 600) with "
+    "CONN_HEALTH_CHECKS = True; or Django >= 5.1 with psycopg 3: "
+    "OPTIONS = {'pool': {'min_size': 2}}.",
+    "`lagscope serve` does either for you and opens them before the first request.",
+)
+
 
 def db_connect_per_request(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | None:
     steady = [r for r in _steady(ev) if r.server_timing]
-    fix = [
-        "Keep connections: DATABASES['default']['CONN_MAX_AGE'] = None (or 600) with "
-        "CONN_HEALTH_CHECKS = True; or Django >= 5.1 with psycopg 3: "
-        "OPTIONS = {'pool': {'min_size': 2}}.",
-        "`lagscope serve` does either for you and opens them before the first request.",
-    ]
+    fix = list(DB_KEEP_CONNECTIONS_FIX)
     if len(steady) >= 3:
         flags = [metric_ms(r, "dbconn") is not None for r in steady]
         if share(flags) >= t.db_per_request_share:

@@ -366,8 +366,9 @@ def diagnose_view(report: DiagnoseReport) -> ReportView:
     env += [(f"option {k}", _option_text(v)) for k, v in report.options]
     problems = [f for f in findings if f.severity != "info"]
     headline = (
-        problems[0].title if problems else "No problem found: nothing here costs a request more "
-        "than the thresholds allow."
+        problems[0].title
+        if problems
+        else "No problem found: nothing here costs a request more than the thresholds allow."
     )
     return ReportView(
         kind="diagnose",

@@ -165,7 +165,7 @@ class Command(BaseCommand):
             )
         fail_on = options["fail_on"]
         if fail_on is not None and any(
-            _SEVERITY_RANK[f.severity] <= _SEVERITY_RANK[fail_on] for f in report.findings
+            _SEVERITY_RANK[f.finding.severity] <= _SEVERITY_RANK[fail_on] for f in report.findings
         ):
             raise CommandError(
                 f"lagscope: db: a finding is {fail_on} or worse",
