@@ -320,3 +320,49 @@ def test_the_findings_are_diagnoses() -> None:
     (per_request,) = findings_for((_result(5.0),))
     assert per_request.finding.fix == DB_KEEP_CONNECTIONS_FIX
     assert per_request.finding.severity in SEVERITIES
+
+
+# -- diagnose ----------------------------------------------------------------------------
+
+
+def test_diagnose_help_lists_the_diagnose_flags(project: Path) -> None:
+    result = manage(project, {"default": _sqlite(project)}, "diagnose", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--quick" in result.stdout and "--direct" in result.stdout
+
+
+def test_diagnose_unknown_alias_is_a_usage_error(project: Path) -> None:
+    result = manage(
+        project, {"default": _sqlite(project)}, "diagnose", "http://127.0.0.1:9/", "--alias", "nope"
+    )
+    assert result.returncode == 2
+    assert "no DATABASES alias 'nope'" in result.stderr
+
+
+@pytest.mark.postgres
+def test_diagnose_adds_the_database_rung_from_the_settings(
+    project: Path, pg_cluster: PgCluster
+) -> None:
+    databases = {"default": _pg(pg_cluster, OPTIONS={"gssencmode": "disable"})}
+    command = [sys.executable, "manage.py", "lagscope", "serve"]
+    with ServeProcess(
+        ["--port", "0", "--threads", "2"], env=_env(databases), cwd=str(project), command=command
+    ) as served:
+        url = f"http://127.0.0.1:{served.port}/"
+        result = manage(project, databases, "diagnose", url, "--quick", "--json")
+        sqlite = manage(
+            project, {"default": _sqlite(project)}, "diagnose", url, "--quick", "--json"
+        )
+    assert result.returncode in (0, 1), result.stderr
+    report = json.loads(result.stdout)
+    rungs = {r["name"]: r for r in report["rungs"]}
+    assert rungs["database"]["status"] != "skipped", rungs["database"]
+    figures = {f["name"] for f in rungs["database"]["figures"]}
+    assert any("connect" in name for name in figures), figures
+    assert PASSWORD not in result.stdout + result.stderr
+    # A project on SQLite gets the ladder without the database rung, and says why.
+    assert sqlite.returncode in (0, 1), sqlite.stderr
+    assert "the database rung needs PostgreSQL" in sqlite.stderr
+    assert {r["name"]: r for r in json.loads(sqlite.stdout)["rungs"]}["database"][
+        "status"
+    ] == "skipped"

@@ -20,6 +20,9 @@ from lagscope.errors import ExitCode, LagscopeError
 __all__ = ["Command"]
 
 _SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+_DELEGATED = ("serve", "diagnose")
+# Django's connection parameters that are not libpq's (or not text).
+_NOT_LIBPQ = frozenset({"cursor_factory", "context", "client_encoding"})
 
 
 def _bounded_int(low: int, high: int) -> Any:
@@ -56,20 +59,20 @@ class Command(BaseCommand):
     # to start over a system check.
     requires_system_checks: list[str] = []  # noqa: RUF012  (the base class declares it)
 
-    # What follows "serve" on the command line, verbatim: argparse's REMAINDER stops at
-    # the first option-looking word, and every serve flag looks like one.
-    _serve_tail: list[str] | None = None
+    # What follows "serve" or "diagnose" on the command line, verbatim: argparse's
+    # REMAINDER stops at the first option-looking word, and their flags all look like one.
+    _tail: list[str] | None = None
 
     def run_from_argv(self, argv: list[str]) -> None:
         rest = argv[2:]
         first = next((i for i, word in enumerate(rest) if not word.startswith("-")), None)
-        if first is not None and rest[first] == "serve":
-            self._serve_tail = rest[first + 1 :]
+        if first is not None and rest[first] in _DELEGATED:
+            self._tail = rest[first + 1 :]
             argv = argv[: 2 + first + 1]
         super().run_from_argv(argv)
 
     def add_arguments(self, parser: CommandParser) -> None:
-        sub = parser.add_subparsers(dest="subcommand", required=True, metavar="{db,serve}")
+        sub = parser.add_subparsers(dest="subcommand", required=True, metavar="{db,serve,diagnose}")
         db = sub.add_parser(
             "db",
             help="Connect time and SELECT 1 round trip per DATABASES alias, with findings.",
@@ -111,14 +114,25 @@ class Command(BaseCommand):
             "applies (manage.py lagscope serve --help lists them).",
         )
         serve.add_argument("serve_args", nargs=argparse.REMAINDER)
+        diagnose = sub.add_parser(
+            "diagnose",
+            add_help=False,
+            help="lagscope diagnose URL, with the database rung from this project's "
+            "DATABASES (--alias ALIAS, default 'default'; PostgreSQL); every diagnose flag "
+            "applies (manage.py lagscope diagnose --help lists them).",
+        )
+        diagnose.add_argument("diagnose_args", nargs=argparse.REMAINDER)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             if options["subcommand"] == "db":
                 self._db(options)
             elif options["subcommand"] == "serve":
-                tail = self._serve_tail
+                tail = self._tail
                 self._serve(tail if tail is not None else options["serve_args"])
+            elif options["subcommand"] == "diagnose":
+                tail = self._tail
+                self._diagnose(tail if tail is not None else options["diagnose_args"])
         except LagscopeError as exc:
             raise CommandError(
                 f"lagscope: {exc.one_line()}", returncode=int(exc.exit_code)
@@ -179,6 +193,44 @@ class Command(BaseCommand):
             return str(self.style.WARNING(line))
         return line
 
+    # -- diagnose ------------------------------------------------------------------
+
+    def _diagnose(self, args: list[str]) -> None:
+        from lagscope.diagnose.cli import diagnose_command
+
+        args, alias = _take_option(args, "--alias", "default")
+        given = any(a == "--database" or a.startswith("--database=") for a in args)
+        if not given and not {"--load", "--help", "-h"} & set(args):
+            dsn = self._project_dsn(alias)
+            if dsn is not None:
+                args = [*args, "--database", dsn]
+        _run_click(diagnose_command, args, "manage.py lagscope diagnose", "diagnose")
+
+    def _project_dsn(self, alias: str) -> str | None:
+        """libpq parameters of ``alias`` as Django would connect, or None (with a note)."""
+        from django.db import connections
+
+        if alias not in connections.settings:
+            have = ", ".join(connections.settings)
+            raise LagscopeError(
+                "diagnose", f"no DATABASES alias {alias!r} (have: {have})", ExitCode.USAGE
+            )
+        wrapper = connections.create_connection(alias)
+        if wrapper.vendor != "postgresql":
+            self.stderr.write(
+                f"lagscope: diagnose: DATABASES[{alias!r}] is {wrapper.vendor}; the database "
+                "rung needs PostgreSQL, so it is skipped"
+            )
+            return None
+        from psycopg.conninfo import make_conninfo
+
+        params = {
+            k: v
+            for k, v in wrapper.get_connection_params().items()
+            if k not in _NOT_LIBPQ and isinstance(v, (str, int)) and not isinstance(v, bool)
+        }
+        return make_conninfo("", **params)
+
     # -- serve ---------------------------------------------------------------------
 
     def _serve(self, serve_args: list[str]) -> None:
@@ -193,17 +245,40 @@ class Command(BaseCommand):
             raise LagscopeError(
                 "serve", "--django-settings is this project's; leave it out", ExitCode.USAGE
             )
-        # standalone_mode=False: serve's own errors come back here as exceptions.
-        import click
+        _run_click(
+            serve, ["--django-settings", module, *serve_args], "manage.py lagscope serve", "serve"
+        )
 
-        try:
-            serve.main(
-                args=["--django-settings", module, *serve_args],
-                prog_name="manage.py lagscope serve",
-                standalone_mode=False,
-            )
-        except click.exceptions.Exit as exc:  # --help, --print-config
-            if exc.exit_code:
-                raise SystemExit(exc.exit_code) from None
-        except click.ClickException as exc:
-            raise LagscopeError("serve", exc.format_message(), ExitCode.USAGE) from None
+
+def _take_option(args: list[str], name: str, default: str) -> tuple[list[str], str]:
+    """``args`` without ``name VALUE`` / ``name=VALUE``, and the value (the last given)."""
+    out: list[str] = []
+    value = default
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == name:
+            if i + 1 >= len(args):
+                raise LagscopeError("options", f"{name} needs a value", ExitCode.USAGE)
+            value = args[i + 1]
+            i += 2
+            continue
+        if word.startswith(name + "="):
+            value = word[len(name) + 1 :]
+        else:
+            out.append(word)
+        i += 1
+    return out, value
+
+
+def _run_click(command: Any, args: list[str], prog_name: str, phase: str) -> None:
+    import click
+
+    # standalone_mode=False: the command's own errors come back here as exceptions.
+    try:
+        command.main(args=args, prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.Exit as exc:  # --help, --print-config
+        if exc.exit_code:
+            raise SystemExit(exc.exit_code) from None
+    except click.ClickException as exc:
+        raise LagscopeError(phase, exc.format_message(), ExitCode.USAGE) from None
