@@ -20,6 +20,7 @@ from lagscope.errors import ExitCode, LagscopeError
 # name -> "module:attribute". Commands are imported only when used (or listed by --help),
 # so one command whose optional extra is missing never breaks the others.
 _COMMANDS = {
+    "demo": "lagscope.story.cli:demo",
     "diagnose": "lagscope.diagnose.cli:diagnose_command",
     "inject": "lagscope.inject.cli:inject",
     "nginx-config": "lagscope.nginx.cli:nginx_config",

@@ -1,0 +1,15 @@
+"""``lagscope demo``: the whole story in one command, measured on this machine.
+
+Three versions of the reference app (``lagscope.demo``) run as child processes behind the
+same injected connection tax (``lagscope.inject``) on the HTTP and database side: "before"
+(Django and waitress defaults), "hand-tuned" (the fix from the story) and "lagscope"
+(``lagscope serve``). Each gets a browser-like fresh visit and a diagnose run; the report
+(:class:`DemoReport`, ``lagscope.demo/1``) puts them side by side.
+"""
+
+from __future__ import annotations
+
+from lagscope.story.model import SCHEMA, DemoReport, Finding, Sample, VersionResult
+from lagscope.story.runner import DemoOptions, run_demo
+
+__all__ = ["SCHEMA", "DemoOptions", "DemoReport", "Finding", "Sample", "VersionResult", "run_demo"]

@@ -1,0 +1,144 @@
+"""``lagscope demo``: flags → :class:`~lagscope.story.runner.DemoOptions`, progress on stderr,
+the report on stdout or into ``-o FILE``, ``--load`` to render a saved run again."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import threading
+from pathlib import Path
+
+import click
+
+from lagscope.errors import ExitCode, LagscopeError
+from lagscope.fileio import write_text_atomic
+from lagscope.story.diag import default_diagnose
+from lagscope.story.model import DemoReport
+from lagscope.story.render import JsonRenderer, TextRenderer, load_json
+from lagscope.story.runner import TAX_MAX_MS, DemoOptions, run_demo
+
+__all__ = ["demo"]
+
+
+def _progress(line: str) -> None:
+    click.echo(f"lagscope demo: {line}", err=True)
+
+
+def _hold(report: DemoReport, text: str) -> None:
+    click.echo(text, nl=False)
+    click.echo("")
+    for v in report.versions:
+        click.echo(f"  {v.name:<11} {v.url}/items/   {v.url}/api/items/")
+    click.echo("running; open them in a browser (DevTools shows Server-Timing). Ctrl+C stops all.")
+    stop = threading.Event()
+    try:
+        # Short waits so Ctrl+C is seen promptly on Windows too.
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        _progress("stopping every version")
+
+
+@click.command("demo")
+@click.option(
+    "--tax",
+    "tax_ms",
+    type=float,
+    default=300.0,
+    show_default=True,
+    metavar="MS",
+    help=f"Delay on every new connection, app and database side (0..{TAX_MAX_MS:g}; 0 = control).",
+)
+@click.option("--quick", is_flag=True, help="Fewer warm requests and a shorter diagnose.")
+@click.option(
+    "--database",
+    metavar="DSN",
+    help="postgresql://user[:pw]@host:port/db to use, or 'sqlite'. Default: a throwaway "
+    "PostgreSQL cluster when the server binaries are found, else SQLite.",
+)
+@click.option("--nginx", is_flag=True, help="Put nginx in front of each version.")
+@click.option("--keep", is_flag=True, help="Leave the versions running; Ctrl+C stops them.")
+@click.option(
+    "--port-base",
+    type=int,
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Serve before/hand-tuned/lagscope on ports N, N+1, N+2 (0: free ports).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the lagscope.demo/1 JSON instead.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write an HTML report.",
+)
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append the fault proxies' per-connection ground truth (JSON lines).",
+)
+@click.option("--no-diagnose", is_flag=True, help="Measure only; skip diagnose.")
+@click.option(
+    "--load",
+    "load_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Render a saved --json run.",
+)
+def demo(
+    tax_ms: float,
+    quick: bool,
+    database: str | None,
+    nginx: bool,
+    keep: bool,
+    port_base: int,
+    as_json: bool,
+    output: Path | None,
+    html_path: Path | None,
+    log_path: Path | None,
+    no_diagnose: bool,
+    load_path: Path | None,
+) -> None:
+    """The whole story on loopback: the slow stack, diagnose naming the ghost, the
+    hand-tuned fix and its warm-up, lagscope's fix without one. Every figure is measured.
+    """
+    if not math.isfinite(tax_ms):
+        raise LagscopeError("config", "--tax must be a finite number of ms", ExitCode.USAGE)
+    if html_path is not None and importlib.util.find_spec("lagscope.report") is None:
+        raise LagscopeError(
+            "html", "the HTML report is not available in this version", ExitCode.USAGE
+        )
+    if load_path is not None:
+        try:
+            report = load_json(load_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise LagscopeError("load", f"cannot read {load_path}: {exc}", ExitCode.USAGE) from None
+    else:
+        options = DemoOptions(
+            tax_ms=tax_ms,
+            quick=quick,
+            database=database,
+            nginx=nginx,
+            keep=keep,
+            port_base=port_base,
+            log_path=log_path,
+            diagnose=not no_diagnose,
+        )
+        diagnose = None if no_diagnose else default_diagnose(quick)
+        renderer = JsonRenderer() if as_json else TextRenderer()
+        report = run_demo(
+            options,
+            _progress,
+            diagnose,
+            hold=(lambda r: _hold(r, renderer.render(r))) if keep else None,
+        )
+        if keep:
+            return
+    text = (JsonRenderer() if as_json else TextRenderer()).render(report)
+    if output is not None:
+        write_text_atomic(output, text)
+        _progress(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)

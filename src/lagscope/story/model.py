@@ -1,0 +1,181 @@
+"""The report model of ``lagscope demo`` and its ``lagscope.demo/1`` JSON form. Pure.
+
+A :class:`DemoReport` holds one :class:`VersionResult` per version of the reference app
+(before, hand-tuned, lagscope). Each result keeps its raw request samples and the figures
+computed from them (:func:`summarize`), the ground truth from the fault proxy and from
+PostgreSQL, and the version's diagnose report as diagnose's own JSON (so a reader can
+render it with diagnose's renderers). ``to_dict`` / ``from_dict`` round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from lagscope.probe.stats import percentile
+
+__all__ = [
+    "FIRST_REQUESTS",
+    "SCHEMA",
+    "DemoReport",
+    "Finding",
+    "Sample",
+    "VersionResult",
+    "report_from_dict",
+    "report_to_dict",
+    "summarize",
+]
+
+SCHEMA = "lagscope.demo/1"
+
+# "The first 10 requests": what a person feels on a fresh visit.
+FIRST_REQUESTS = 10
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One request as the demo's browser-like client saw it."""
+
+    index: int  # 1-based, in the order the requests were sent
+    path: str
+    connection: int  # the client's connection number (1-based)
+    new_connection: bool  # the request opened its connection (connect included in ms)
+    elapsed_ms: float  # connect (if new) + send + wait + body read
+    status: int
+    app_ms: float | None = None  # Server-Timing total
+    db_connects: int = 0  # Server-Timing dbconn: connections the app opened for it
+    phase: str = "visit"  # "visit" (the first requests) or "warm"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One diagnose finding, reduced to what the demo's table and story need."""
+
+    id: str
+    severity: str
+    cost_ms: float | None
+    affects: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class VersionResult:
+    name: str  # before / hand-tuned / lagscope
+    title: str  # one line: what this version runs
+    settings: tuple[tuple[str, str], ...]
+    url: str  # what a browser opens (behind the tax)
+    startup_ms: float
+    samples: tuple[Sample, ...]
+    # Figures from the samples (see summarize()).
+    first_request_ms: float = 0.0
+    first10_total_ms: float = 0.0
+    first10_max_ms: float = 0.0
+    warm_p50_ms: float = 0.0
+    warm_p90_ms: float = 0.0
+    requests_with_db_connect: int = 0
+    # Ground truth from the fault proxy, counted from the moment the version was ready
+    # until the visit ended (diagnose's own traffic is not in these).
+    http_connections: int = 0
+    http_taxed: int = 0
+    db_connects_after_start: int | None = None  # None: no database hop (SQLite)
+    db_tax_paid_ms: float = 0.0
+    # PostgreSQL's own view after the visit (pg_stat_activity, this version's
+    # application_name): open backends, and those of them opened during the visit (the
+    # connections kept for reuse; one closed after each request is not among them).
+    pg_backends: int | None = None
+    pg_backends_after_start: int | None = None
+    # Wall-clock Unix seconds: the version was ready; the visit ended (the window of the
+    # ground-truth figures above).
+    ready_at: float = 0.0
+    visit_end_at: float = 0.0
+    findings: tuple[Finding, ...] = ()
+    diagnose: Mapping[str, Any] | None = None
+    diagnose_error: str | None = None
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    tax_ms: float
+    database: str  # "postgresql" or "sqlite"
+    database_source: str  # "throwaway cluster", "--database", "sqlite"
+    nginx: bool
+    quick: bool
+    machine: str
+    versions: tuple[VersionResult, ...]
+    wall_s: float = 0.0
+    notes: tuple[str, ...] = ()
+    schema: str = field(default=SCHEMA)
+
+    def version(self, name: str) -> VersionResult:
+        for v in self.versions:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+
+def _finite(value: float) -> float:
+    return round(value, 3) if math.isfinite(value) else 0.0
+
+
+def summarize(result: VersionResult, first: int = FIRST_REQUESTS) -> VersionResult:
+    """Fill the figures from the samples: first request, the first ``first`` requests
+    (total and worst), warm p50/p90 (the "warm" samples), requests that opened a DB
+    connection."""
+    samples = sorted(result.samples, key=lambda s: s.index)
+    head = samples[:first]
+    warm = sorted(s.elapsed_ms for s in samples if s.phase == "warm")
+    return replace(
+        result,
+        first_request_ms=_finite(head[0].elapsed_ms) if head else 0.0,
+        first10_total_ms=_finite(sum(s.elapsed_ms for s in head)),
+        first10_max_ms=_finite(max((s.elapsed_ms for s in head), default=0.0)),
+        warm_p50_ms=_finite(percentile(warm, 0.5)) if warm else 0.0,
+        warm_p90_ms=_finite(percentile(warm, 0.9)) if warm else 0.0,
+        requests_with_db_connect=sum(1 for s in samples if s.db_connects > 0),
+    )
+
+
+# -- JSON ----------------------------------------------------------------------------------
+
+
+def report_to_dict(report: DemoReport) -> dict[str, Any]:
+    data = asdict(report)
+    # asdict turns the diagnose mappings into dicts already; tuples become lists in JSON.
+    return {"schema": data.pop("schema"), **data}
+
+
+def _sample(d: Mapping[str, Any]) -> Sample:
+    return Sample(**d)
+
+
+def _finding(d: Mapping[str, Any]) -> Finding:
+    return Finding(**d)
+
+
+def _version(d: Mapping[str, Any]) -> VersionResult:
+    data = dict(d)
+    data["settings"] = tuple((str(k), str(v)) for k, v in data["settings"])
+    data["samples"] = tuple(_sample(s) for s in data["samples"])
+    data["findings"] = tuple(_finding(f) for f in data["findings"])
+    return VersionResult(**data)
+
+
+def report_from_dict(data: Mapping[str, Any]) -> DemoReport:
+    """The inverse of :func:`report_to_dict`. Raises ValueError on another schema."""
+    if data.get("schema") != SCHEMA:
+        raise ValueError(f"not a {SCHEMA} report (schema {data.get('schema')!r})")
+    fields = dict(data)
+    fields["versions"] = tuple(_version(v) for v in fields["versions"])
+    fields["notes"] = tuple(fields.get("notes", ()))
+    return DemoReport(**fields)
+
+
+def ratio(value: float, baseline: float) -> float | None:
+    """value / baseline, or None when the baseline is zero."""
+    return value / baseline if baseline > 0 else None
+
+
+def versions_by_name(versions: Sequence[VersionResult]) -> dict[str, VersionResult]:
+    return {v.name: v for v in versions}

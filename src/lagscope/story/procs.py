@@ -1,0 +1,123 @@
+"""Child processes of the demo: start one, wait for its readiness line, stop it for sure.
+
+:class:`Child` runs an argv with its output read on a thread; ``start`` returns once a
+line starting with the readiness prefix appears (the rest of the line is the URL) or
+raises :class:`ChildFailed` with the last output lines if the process exits first or the
+timeout passes. ``stop`` asks politely (SIGTERM; a hard terminate on Windows), then kills.
+Nothing here needs fork.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+
+__all__ = ["Child", "ChildFailed"]
+
+
+class ChildFailed(Exception):
+    """The child exited or stayed silent before it was ready; ``output`` is its tail."""
+
+    def __init__(self, message: str, output: str) -> None:
+        super().__init__(message)
+        self.output = output
+
+
+class Child:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        ready_prefix: str,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.ready_prefix = ready_prefix
+        self.env = dict(os.environ if env is None else env)
+        self.env.setdefault("PYTHONUNBUFFERED", "1")
+        self.cwd = cwd
+        self.lines: list[str] = []
+        self.url = ""
+        self._ready = threading.Event()
+        self._proc: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        pid = self._proc.pid if self._proc is not None else None
+        return f"<Child {self.name} pid={pid} url={self.url or '-'}>"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def tail(self, lines: int = 3) -> str:
+        return " | ".join(line.strip() for line in self.lines[-lines:] if line.strip())
+
+    def start(self, timeout_s: float) -> str:
+        """Start and wait for readiness; returns the URL from the readiness line."""
+        self._proc = subprocess.Popen(
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=self.env,
+            cwd=self.cwd,
+        )
+        self._reader = threading.Thread(target=self._read, name=f"{self.name}-out", daemon=True)
+        self._reader.start()
+        ready = self._ready.wait(timeout_s)
+        if not self.url:
+            self.stop(5.0)
+            why = "did not become ready in time" if not ready else "exited before it was ready"
+            raise ChildFailed(f"{self.name} {why}", self.tail())
+        return self.url
+
+    def _read(self) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            self.lines.append(line)
+            if not self.url and line.startswith(self.ready_prefix):
+                self.url = line[len(self.ready_prefix) :].split()[0]
+                self._ready.set()
+        self._ready.set()
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self, timeout_s: float = 15.0) -> int | None:
+        """Stop (graceful first), wait, kill if needed. Idempotent; returns the exit code."""
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            if sys.platform.startswith("win"):
+                proc.terminate()
+            else:
+                proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait(10)
+        except KeyboardInterrupt:
+            # A second Ctrl+C while stopping: stop now, but stop.
+            proc.kill()
+            code = proc.wait(10)
+            raise
+        finally:
+            if self._reader is not None:
+                self._reader.join(5)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        return code

@@ -1,0 +1,161 @@
+"""Renderers of the demo report: ``render(report) -> str``. Pure.
+
+:class:`TextRenderer` prints the closing table (before / hand-tuned / lagscope side by side,
+each figure with its ratio to "before"), the findings each version still has, and the
+story in a few sentences built from the measured values (:func:`story`).
+:class:`JsonRenderer` writes the ``lagscope.demo/1`` form; :func:`load_json` reads it back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from lagscope.story.model import (
+    FIRST_REQUESTS,
+    DemoReport,
+    VersionResult,
+    report_from_dict,
+    report_to_dict,
+)
+
+__all__ = ["JsonRenderer", "TextRenderer", "load_json", "story"]
+
+_Row = tuple[str, Callable[[VersionResult], "float | int | None"], str]
+
+_ROWS: tuple[_Row, ...] = (
+    ("first request", lambda v: v.first_request_ms, "ms"),
+    (f"first {FIRST_REQUESTS} requests, total", lambda v: v.first10_total_ms, "ms"),
+    (f"slowest of first {FIRST_REQUESTS}", lambda v: v.first10_max_ms, "ms"),
+    ("warm p50", lambda v: v.warm_p50_ms, "ms"),
+    ("warm p90", lambda v: v.warm_p90_ms, "ms"),
+    ("requests that opened a DB conn.", lambda v: v.requests_with_db_connect, ""),
+    ("DB connects after start-up", lambda v: v.db_connects_after_start, ""),
+    ("  kept open (pg_stat_activity)", lambda v: v.pg_backends_after_start, ""),
+    ("new browser connections", lambda v: v.http_connections, ""),
+    ("start-up", lambda v: v.startup_ms, "ms"),
+)
+
+
+def _cell(value: float | int | None, unit: str, base: float | int | None) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.0f}" if isinstance(value, float) else str(value)
+    if unit:
+        text += f" {unit}"
+    if base is not None and unit == "ms":
+        text += f" ({value / base:.2f}x)" if base > 0 else ""
+    return text
+
+
+def _table(report: DemoReport) -> list[str]:
+    versions = report.versions
+    if not versions:
+        return []
+    label_w = max(len(r[0]) for r in _ROWS) + 2
+    col_w = 20
+    lines = [" " * label_w + "".join(f"{v.name:>{col_w}}" for v in versions)]
+    base = versions[0]
+    for label, get, unit in _ROWS:
+        cells = []
+        for i, v in enumerate(versions):
+            ref = get(base) if i > 0 else None
+            cells.append(f"{_cell(get(v), unit, ref):>{col_w}}")
+        lines.append(f"{label:<{label_w}}" + "".join(cells))
+    return lines
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f} ms"
+
+
+def story(report: DemoReport) -> list[str]:
+    """A few sentences telling what happened, each number taken from the report."""
+    by = {v.name: v for v in report.versions}
+    before, tuned, ours = by.get("before"), by.get("hand-tuned"), by.get("lagscope")
+    lines: list[str] = []
+    tax = report.tax_ms
+    hops = "browser->app and app->database" if report.database == "postgresql" else "browser->app"
+    if before is not None:
+        if tax > 0:
+            lines.append(
+                f'Every new connection paid {tax:g} ms ({hops}): on "before" the first '
+                f"request took {_ms(before.first_request_ms)} and the first {FIRST_REQUESTS} "
+                f"{_ms(before.first10_total_ms)}; warm requests still took "
+                f"{_ms(before.warm_p50_ms)} at p50."
+            )
+        else:
+            lines.append(
+                f'No tax (control run): on "before" the first request took '
+                f"{_ms(before.first_request_ms)}, warm p50 {_ms(before.warm_p50_ms)}."
+            )
+        if before.db_connects_after_start:
+            lines.append(
+                f'"before" opened {before.db_connects_after_start} database connections for '
+                f"{len(before.samples)} requests: one per request (CONN_MAX_AGE=0)."
+            )
+    if tuned is not None and before is not None:
+        slow = tuned.requests_with_db_connect
+        per_thread = " (one per waitress thread that served a request)" if slow else ""
+        lines.append(
+            f"Hand-tuning brought the first {FIRST_REQUESTS} to {_ms(tuned.first10_total_ms)} "
+            f"({_ratio(tuned.first10_total_ms, before.first10_total_ms)} of before) and warm "
+            f"p50 to {_ms(tuned.warm_p50_ms)}, but {slow} request(s) still opened a database "
+            f"connection after start-up{per_thread}."
+        )
+    if ours is not None and before is not None:
+        lines.append(
+            f"lagscope serve: first {FIRST_REQUESTS} in {_ms(ours.first10_total_ms)} "
+            f"({_ratio(ours.first10_total_ms, before.first10_total_ms)} of before), warm p50 "
+            f"{_ms(ours.warm_p50_ms)}, {ours.requests_with_db_connect} request(s) opened a "
+            "database connection after start-up."
+        )
+        if tax > 0 and ours.http_connections:
+            lines.append(
+                f"What remains is the tax on the {ours.http_connections} connection(s) the "
+                "browser opened itself: only fewer new connections (or no tax) remove it."
+            )
+    return lines
+
+
+def _ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}x" if base > 0 else "n/a"
+
+
+class TextRenderer:
+    def render(self, report: DemoReport) -> str:
+        out: list[str] = []
+        where = f"{report.database} ({report.database_source})"
+        out.append(
+            f"lagscope demo: tax {report.tax_ms:g} ms per new connection, database {where}, "
+            f"{report.wall_s:.1f} s"
+        )
+        out.append(f"machine: {report.machine}")
+        out.extend(f"note: {n}" for n in report.notes)
+        out.append("")
+        out.extend(_table(report))
+        out.append("")
+        out.append("findings each version still has:")
+        for v in report.versions:
+            if v.diagnose_error:
+                out.append(f"  {v.name}: diagnose failed: {v.diagnose_error}")
+            elif v.diagnose is None:
+                out.append(f"  {v.name}: (no diagnose run)")
+            elif not v.findings:
+                out.append(f"  {v.name}: none")
+            else:
+                for f in v.findings:
+                    cost = f", ~{f.cost_ms:.0f} ms" if f.cost_ms is not None else ""
+                    out.append(f"  {v.name}: {f.id} ({f.severity}{cost}): {f.fix}")
+        out.append("")
+        out.extend(story(report))
+        return "\n".join(out) + "\n"
+
+
+class JsonRenderer:
+    def render(self, report: DemoReport) -> str:
+        return json.dumps(report_to_dict(report), indent=2) + "\n"
+
+
+def load_json(text: str) -> DemoReport:
+    return report_from_dict(json.loads(text))

@@ -1,0 +1,519 @@
+"""The demo's I/O shell: a database, three versions behind the tax, a visit each, cleanup.
+
+:func:`run_demo` owns the order of steps and their cleanup. Everything it starts (a
+throwaway PostgreSQL cluster, fault proxies, app servers as child processes, a temp dir)
+is registered on one :class:`contextlib.ExitStack` the moment it exists, so an error or a
+Ctrl+C at any step unwinds all of it: children stopped, proxies closed, the cluster stopped
+and its directory deleted. Progress goes through a callback, one line per step. Diagnose
+and the clocks are ordinary parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import math
+import os
+import platform
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from lagscope.errors import ExitCode, LagscopeError
+from lagscope.inject import ConnectionRecord, ConnectionTax, Injector, Route
+from lagscope.pgcluster import PgCluster, PgUnavailable
+from lagscope.story.child import READY_PREFIX, child_command
+from lagscope.story.diag import DiagnoseFn
+from lagscope.story.model import DemoReport, Sample, VersionResult, summarize
+from lagscope.story.procs import Child, ChildFailed
+from lagscope.story.versions import VERSIONS, VersionSpec
+from lagscope.story.visit import run_visit, visit_plan
+
+__all__ = ["DemoOptions", "Progress", "redact", "run_demo"]
+
+Progress = Callable[[str], None]
+Clock = Callable[[], float]
+
+TAX_MAX_MS = 10_000.0
+# Warm requests per version after the first ten, and the browser's parallel connections.
+WARM_REQUESTS = 30
+WARM_REQUESTS_QUICK = 9
+PARALLEL_CONNECTIONS = 3
+# A version that is not serving within this time is broken, not slow.
+READY_TIMEOUT_S = 60.0
+REQUEST_TIMEOUT_S = 30.0
+APP_NAME_PREFIX = "lagscope-demo-"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    tax_ms: float = 300.0
+    quick: bool = False
+    # A postgresql:// DSN, "sqlite", or None (a throwaway cluster if possible, else SQLite).
+    database: str | None = None
+    nginx: bool = False
+    keep: bool = False
+    port_base: int = 0
+    # Append the fault proxies' per-connection ground truth here (JSON lines).
+    log_path: Path | None = None
+    diagnose: bool = True
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.tax_ms) or not 0 <= self.tax_ms <= TAX_MAX_MS:
+            raise LagscopeError(
+                "config", f"--tax must be 0..{TAX_MAX_MS:g} ms, got {self.tax_ms}", ExitCode.USAGE
+            )
+        if self.port_base and not 1024 <= self.port_base <= 65535 - len(VERSIONS):
+            raise LagscopeError(
+                "config",
+                f"--port-base must be 0 (free ports) or 1024..{65535 - len(VERSIONS)}",
+                ExitCode.USAGE,
+            )
+
+    @property
+    def warm_requests(self) -> int:
+        return WARM_REQUESTS_QUICK if self.quick else WARM_REQUESTS
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced by ``***`` (for messages)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if _port_or_none(url) else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _port_or_none(url: str) -> int | None:
+    try:
+        return urlsplit(url).port
+    except ValueError:
+        return None
+
+
+@dataclass
+class _Database:
+    kind: str  # "postgresql" or "sqlite"
+    source: str
+    url: str = ""  # without password
+    password: str | None = None
+    host: str = ""
+    port: int = 0
+    note: str | None = None
+    monitor: Any = None  # a psycopg connection to read pg_stat_activity
+
+    def url_for(self, host: str, port: int, app_name: str) -> str:
+        """This database's URL through ``host:port``, tagged with ``app_name``."""
+        parts = urlsplit(self.url)
+        user = quote(unquote(parts.username or ""), safe="")
+        netloc = f"{user}@{host}:{port}" if user else f"{host}:{port}"
+        query = "&".join(
+            q for q in (parts.query, f"application_name={app_name}", "connect_timeout=10") if q
+        )
+        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _check_ports(options: DemoOptions) -> None:
+    if not options.port_base:
+        return
+    for i in range(len(VERSIONS)):
+        port = options.port_base + i
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError as exc:
+                raise LagscopeError(
+                    "listen",
+                    f"127.0.0.1:{port} is not free ({exc.strerror or exc}); choose another "
+                    "--port-base",
+                    ExitCode.ENVIRONMENT,
+                ) from None
+
+
+def _connect_monitor(url: str, password: str | None) -> Any:
+    import psycopg
+
+    return psycopg.connect(
+        url,
+        password=password,
+        autocommit=True,
+        connect_timeout=10,
+        application_name=f"{APP_NAME_PREFIX}monitor",
+    )
+
+
+def _user_database(dsn: str) -> _Database:
+    parts = urlsplit(dsn)
+    if parts.scheme.lower() not in ("postgres", "postgresql"):
+        raise LagscopeError(
+            "database",
+            f"--database must be a postgresql:// URL or 'sqlite', got {redact(dsn)!r}",
+            ExitCode.USAGE,
+        )
+    port = _port_or_none(dsn)
+    if port is None and ":" in (parts.netloc.rsplit("@", 1)[-1].rsplit("]", 1)[-1]):
+        raise LagscopeError("database", f"bad port in {redact(dsn)}", ExitCode.USAGE)
+    if not parts.path.lstrip("/"):
+        raise LagscopeError(
+            "database", f"no database name in {redact(dsn)} (…/NAME)", ExitCode.USAGE
+        )
+    password = unquote(parts.password) if parts.password is not None else None
+    user = quote(unquote(parts.username or ""), safe="")
+    host = parts.hostname or "127.0.0.1"
+    netloc_host = f"[{host}]" if ":" in host else host
+    netloc = (f"{user}@" if user else "") + f"{netloc_host}:{port or 5432}"
+    url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    db = _Database("postgresql", "--database", url, password, host, port or 5432)
+    try:
+        db.monitor = _connect_monitor(url, password)
+    except Exception as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        if password:
+            message = message.replace(password, "***")
+        raise LagscopeError(
+            "database", f"cannot connect to {redact(dsn)}: {message}", ExitCode.CONNECT
+        ) from None
+    return db
+
+
+def _sqlite(workdir: Path, note: str | None) -> _Database:
+    path = (workdir / "demo.sqlite3").resolve()
+    return _Database("sqlite", "sqlite", "sqlite:///" + path.as_posix(), note=note)
+
+
+def _open_database(
+    options: DemoOptions, workdir: Path, stack: contextlib.ExitStack, progress: Progress
+) -> _Database:
+    if options.database and options.database.lower() != "sqlite":
+        progress(f"database: connecting to {redact(options.database)}")
+        db = _user_database(options.database)
+    elif options.database:
+        return _sqlite(workdir, None)
+    else:
+        progress("database: starting a throwaway PostgreSQL cluster")
+        try:
+            cluster = PgCluster.create()
+        except PgUnavailable as exc:
+            return _sqlite(
+                workdir, f"{exc}; using SQLite (the database half of the story needs PostgreSQL)"
+            )
+        stack.callback(cluster.remove)
+        db = _Database(
+            "postgresql", "throwaway cluster", cluster.dsn, None, "127.0.0.1", cluster.port
+        )
+        db.monitor = _connect_monitor(cluster.dsn, None)
+    stack.callback(db.monitor.close)
+    return db
+
+
+def _pg_backends(db: _Database, result: VersionResult) -> VersionResult:
+    """PostgreSQL's view: this version's backends, and those opened during the visit that
+    are still open. Read after diagnose, so that backends closed at the end of the visit's
+    last requests (CONN_MAX_AGE=0) have gone; diagnose's own are after the window."""
+    if db.monitor is None:
+        return result
+    row = db.monitor.execute(
+        "SELECT count(*), count(*) FILTER (WHERE backend_start BETWEEN to_timestamp(%s) "
+        "AND to_timestamp(%s)) FROM pg_stat_activity WHERE application_name = %s",
+        (result.ready_at, result.visit_end_at, APP_NAME_PREFIX + result.name),
+    ).fetchone()
+    return replace(result, pg_backends=int(row[0]), pg_backends_after_start=int(row[1]))
+
+
+@contextlib.contextmanager
+def _injector(routes: list[Route], log_path: Path | None) -> Iterator[Injector]:
+    inj = Injector(routes, log_path=log_path)
+    try:
+        inj.start()
+    except OSError as exc:
+        port = routes[0].listen[1]
+        raise LagscopeError(
+            "listen",
+            f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc})",
+            ExitCode.ENVIRONMENT,
+        ) from None
+    try:
+        yield inj
+    finally:
+        inj.stop()
+
+
+def _faults(tax_ms: float) -> list[ConnectionTax]:
+    return [ConnectionTax(tax_ms)] if tax_ms > 0 else []
+
+
+def _in_window(records: list[ConnectionRecord], start: float, end: float) -> list[ConnectionRecord]:
+    return [r for r in records if start <= r.accepted_at <= end]
+
+
+@dataclass
+class _Running:
+    spec: VersionSpec
+    child: Child
+    http: Injector
+    db: Injector | None
+    url: str
+    ready_at: float
+    startup_ms: float
+    db_accepted_at_ready: int = 0
+    http_accepted_at_ready: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _start_version(
+    index: int,
+    spec: VersionSpec,
+    db: _Database,
+    options: DemoOptions,
+    workdir: Path,
+    stack: contextlib.ExitStack,
+    progress: Progress,
+    clock: Clock,
+    wall_clock: Clock,
+) -> _Running:
+    progress(f"{spec.name}: starting ({spec.title})")
+    start = clock()
+    app_name = APP_NAME_PREFIX + spec.name
+    db_inj: Injector | None = None
+    if db.kind == "postgresql":
+        db_inj = stack.enter_context(
+            _injector(
+                [
+                    Route(
+                        ("127.0.0.1", 0),
+                        (db.host, db.port),
+                        _faults(options.tax_ms),
+                        f"{spec.name}-db",
+                    )
+                ],
+                options.log_path,
+            )
+        )
+        host, port = db_inj.address(0)
+        app_db_url = db.url_for(host, port, app_name)
+    else:
+        app_db_url = db.url
+    env = dict(os.environ)
+    env["LAGSCOPE_DATA_DIR"] = str(workdir)
+    env["LAGSCOPE_DEMO_DATABASE"] = app_db_url
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    if db.password is not None:
+        env["PGPASSWORD"] = db.password
+    if spec.server == "lagscope":
+        from lagscope.serve.launcher import LISTENING_PREFIX
+        from lagscope.serve.process import serve_command
+
+        argv = serve_command(
+            ["--demo", "--database", app_db_url, "--host", "127.0.0.1", "--port", "0"]
+        )
+        child = Child(spec.name, argv, LISTENING_PREFIX, env=env, cwd=str(workdir))
+    else:
+        argv = child_command(0, spec.conn_max_age, spec.waitress)
+        child = Child(spec.name, argv, READY_PREFIX, env=env, cwd=str(workdir))
+    stack.callback(child.stop)
+    try:
+        app_url = child.start(READY_TIMEOUT_S)
+    except ChildFailed as exc:
+        raise LagscopeError(
+            "start", f"{spec.name}: {exc} ({exc.output or 'no output'})", ExitCode.ENVIRONMENT
+        ) from None
+    app = urlsplit(app_url)
+    listen_port = options.port_base + index if options.port_base else 0
+    http_inj = stack.enter_context(
+        _injector(
+            [
+                Route(
+                    ("127.0.0.1", listen_port),
+                    (app.hostname or "127.0.0.1", int(app.port or 0)),
+                    _faults(options.tax_ms),
+                    f"{spec.name}-http",
+                )
+            ],
+            options.log_path,
+        )
+    )
+    host, port = http_inj.address(0)
+    startup_ms = (clock() - start) * 1000
+    running = _Running(
+        spec,
+        child,
+        http_inj,
+        db_inj,
+        f"http://{host}:{port}",
+        wall_clock(),
+        startup_ms,
+        db_accepted_at_ready=db_inj.counters().accepted if db_inj else 0,
+        http_accepted_at_ready=http_inj.counters().accepted,
+    )
+    progress(f"{spec.name}: ready in {startup_ms:.0f} ms at {running.url}/items/")
+    return running
+
+
+def _measure(
+    running: _Running,
+    db: _Database,
+    options: DemoOptions,
+    progress: Progress,
+    clock: Clock,
+    wall_clock: Clock,
+) -> VersionResult:
+    spec = running.spec
+    progress(f"{spec.name}: visiting like a browser (1 page, {PARALLEL_CONNECTIONS} connections)")
+    parts = urlsplit(running.url)
+    samples: list[Sample] = run_visit(
+        parts.hostname or "127.0.0.1",
+        int(parts.port or 0),
+        visit_plan(PARALLEL_CONNECTIONS, options.warm_requests),
+        timeout_s=REQUEST_TIMEOUT_S,
+        clock=clock,
+    )
+    visit_end = wall_clock()
+    http_c = running.http.counters()
+    db_c = running.db.counters() if running.db else None
+    result = summarize(
+        VersionResult(
+            name=spec.name,
+            title=spec.title,
+            settings=spec.settings(),
+            url=running.url,
+            startup_ms=round(running.startup_ms, 1),
+            samples=tuple(samples),
+            http_connections=http_c.accepted - running.http_accepted_at_ready,
+            db_connects_after_start=(
+                db_c.accepted - running.db_accepted_at_ready if db_c is not None else None
+            ),
+            ready_at=round(running.ready_at, 6),
+            visit_end_at=round(visit_end, 6),
+        )
+    )
+    progress(
+        f"{spec.name}: first request {result.first_request_ms:.0f} ms, first 10 "
+        f"{result.first10_total_ms:.0f} ms, warm p50 {result.warm_p50_ms:.0f} ms"
+    )
+    return result
+
+
+def _ground_truth(running: _Running, result: VersionResult) -> VersionResult:
+    """Taxes actually applied, from the proxies' records of the visit's window."""
+    start, end = result.ready_at, result.visit_end_at
+    http = _in_window(running.http.records(), start, end)
+    db = _in_window(running.db.records(), start, end) if running.db else []
+    return replace(
+        result,
+        http_taxed=sum(1 for r in http if r.tax_applied_ms),
+        db_tax_paid_ms=round(sum(r.tax_applied_ms or 0.0 for r in db), 3),
+    )
+
+
+def _wait_closed(inj: Injector | None) -> None:
+    if inj is not None:
+        with contextlib.suppress(TimeoutError):
+            inj.wait_records(inj.counters().accepted, timeout_s=5.0)
+
+
+def _machine() -> str:
+    return (
+        f"{platform.system()} {platform.release()} {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}"
+    )
+
+
+def _check_extras() -> None:
+    missing = [m for m in ("django", "waitress") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise LagscopeError(
+            "demo",
+            f"{', '.join(missing)} not installed (pip install 'lagscope[serve]')",
+            ExitCode.ENVIRONMENT,
+        )
+
+
+def run_demo(
+    options: DemoOptions,
+    progress: Progress,
+    diagnose: DiagnoseFn | None,
+    *,
+    hold: Callable[[DemoReport], None] | None = None,
+    clock: Clock = time.perf_counter,
+    wall_clock: Clock = time.time,
+) -> DemoReport:
+    """Run the whole demo; everything started is stopped and removed before it returns.
+
+    ``hold`` (with ``keep``) is called with the finished report while the three versions
+    still run; cleanup starts when it returns or raises (Ctrl+C).
+    """
+    _check_extras()
+    _check_ports(options)
+    if options.nginx:
+        from lagscope.nginx.cli import find_nginx
+
+        if find_nginx() is None:
+            raise LagscopeError(
+                "nginx",
+                "nginx not found on PATH (install it or drop --nginx)",
+                ExitCode.ENVIRONMENT,
+            )
+        raise LagscopeError("nginx", "--nginx is not available in this version yet", ExitCode.USAGE)
+    started = clock()
+    notes: list[str] = []
+    with contextlib.ExitStack() as stack:
+        workdir = Path(
+            stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="lagscope-demo-", ignore_cleanup_errors=True)
+            )
+        )
+        db = _open_database(options, workdir, stack, progress)
+        if db.note:
+            notes.append(db.note)
+            progress(db.note)
+        if diagnose is None and options.diagnose:
+            notes.append("diagnose is not available in this installation: no findings")
+        results: list[VersionResult] = []
+        for index, spec in enumerate(VERSIONS):
+            with contextlib.ExitStack() as version_stack:
+                # Kept versions live until the outer stack unwinds.
+                owner = stack if options.keep else version_stack
+                running = _start_version(
+                    index, spec, db, options, workdir, owner, progress, clock, wall_clock
+                )
+                result = _measure(running, db, options, progress, clock, wall_clock)
+                if diagnose is not None and options.diagnose:
+                    progress(f"{spec.name}: diagnose {running.url}/api/items/")
+                    try:
+                        outcome = diagnose(running.url + "/api/items/")
+                        result = replace(result, findings=outcome.findings, diagnose=outcome.report)
+                    except LagscopeError as exc:
+                        result = replace(result, diagnose_error=exc.one_line())
+                    except Exception as exc:  # a diagnose bug must not cost the measurements
+                        result = replace(result, diagnose_error=f"{type(exc).__name__}: {exc}")
+                result = _pg_backends(db, result)
+                if not options.keep:
+                    progress(f"{spec.name}: stopping")
+                    running.http.stop()
+                    running.child.stop()
+                    _wait_closed(running.db)
+                result = _ground_truth(running, result)
+                results.append(result)
+        report = DemoReport(
+            tax_ms=options.tax_ms,
+            database=db.kind,
+            database_source=db.source,
+            nginx=options.nginx,
+            quick=options.quick,
+            machine=_machine(),
+            versions=tuple(results),
+            wall_s=round(clock() - started, 2),
+            notes=tuple(notes),
+        )
+        if options.keep and hold is not None:
+            hold(report)
+    return report
