@@ -26,7 +26,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.inject import ConnectionRecord, ConnectionTax, Injector, Route
-from lagscope.pgcluster import PgCluster, PgUnavailable
+from lagscope.pgcluster import PgCluster, PgUnavailable, find_pg_bin
 from lagscope.story.child import READY_PREFIX, child_command
 from lagscope.story.diag import DiagnoseFn
 from lagscope.story.model import DemoReport, Sample, VersionResult, summarize
@@ -185,6 +185,20 @@ def _user_database(dsn: str) -> _Database:
     return db
 
 
+PG_BIN_ENV = "LAGSCOPE_PG_BIN"
+
+
+def _pg_bin_from_env() -> Path | None:
+    """``LAGSCOPE_PG_BIN``: the folder with initdb/pg_ctl to use (default: searched)."""
+    value = os.environ.get(PG_BIN_ENV)
+    if not value:
+        return None
+    bindir = Path(value)
+    if find_pg_bin(path=str(bindir), globs=()) is None:
+        raise PgUnavailable(f"no initdb/pg_ctl in {PG_BIN_ENV}={value}")
+    return bindir
+
+
 def _sqlite(workdir: Path, note: str | None) -> _Database:
     path = (workdir / "demo.sqlite3").resolve()
     return _Database("sqlite", "sqlite", "sqlite:///" + path.as_posix(), note=note)
@@ -201,7 +215,7 @@ def _open_database(
     else:
         progress("database: starting a throwaway PostgreSQL cluster")
         try:
-            cluster = PgCluster.create()
+            cluster = PgCluster.create(bindir=_pg_bin_from_env())
         except PgUnavailable as exc:
             return _sqlite(
                 workdir, f"{exc}; using SQLite (the database half of the story needs PostgreSQL)"

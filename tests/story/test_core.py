@@ -1,0 +1,229 @@
+"""The demo's pure parts: the visit plan, figures from samples, JSON round trip, the table
+and the story (every number in it comes from the report), options bounds, redaction."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from lagscope.errors import LagscopeError
+from lagscope.story.diag import findings_from_dict
+from lagscope.story.model import (
+    SCHEMA,
+    DemoReport,
+    Finding,
+    Sample,
+    VersionResult,
+    report_from_dict,
+    report_to_dict,
+    summarize,
+)
+from lagscope.story.render import JsonRenderer, TextRenderer, load_json, story
+from lagscope.story.runner import DemoOptions, redact
+from lagscope.story.versions import VERSIONS
+from lagscope.story.visit import FETCH, PAGE, visit_plan
+
+SCHEMA_FILE = Path(__file__).parents[2] / "docs" / "schemas" / "demo-1.schema.json"
+
+
+def test_visit_plan_page_first_then_parallel_rounds() -> None:
+    rounds = visit_plan(parallel=3, warm=5)
+    assert [len(r) for r in rounds] == [1, 3, 3, 3, 3, 2]
+    assert rounds[0][0].path == PAGE and rounds[0][0].connection == 1
+    assert all(r.path == FETCH for rnd in rounds[1:] for r in rnd)
+    phases = [r.phase for rnd in rounds for r in rnd]
+    assert phases == ["visit"] * 10 + ["warm"] * 5
+    # Each round uses each connection at most once: they run in parallel.
+    for rnd in rounds:
+        assert len({r.connection for r in rnd}) == len(rnd)
+
+
+def test_visit_plan_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="parallel"):
+        visit_plan(parallel=0, warm=1)
+    with pytest.raises(ValueError, match="warm"):
+        visit_plan(parallel=1, warm=-1)
+
+
+def _samples(visit_ms: list[float], warm_ms: list[float], db: int = 0) -> tuple[Sample, ...]:
+    out = []
+    for i, ms in enumerate(visit_ms + warm_ms, start=1):
+        out.append(
+            Sample(
+                index=i,
+                path=FETCH,
+                connection=1,
+                new_connection=i == 1,
+                elapsed_ms=ms,
+                status=200,
+                db_connects=1 if i <= db else 0,
+                phase="visit" if i <= len(visit_ms) else "warm",
+            )
+        )
+    return tuple(out)
+
+
+def _version(
+    name: str, visit: list[float], warm: list[float], db: int, **kw: object
+) -> VersionResult:
+    v = VersionResult(
+        name=name,
+        title=name,
+        settings=(("k", "v"),),
+        url="http://127.0.0.1:1",
+        startup_ms=100.0,
+        samples=_samples(visit, warm, db),
+        **kw,  # type: ignore[arg-type]
+    )
+    return summarize(v)
+
+
+def _report(tax: float = 300.0) -> DemoReport:
+    before = _version(
+        "before",
+        [700.0] + [400.0] * 11,
+        [330.0, 340.0, 350.0],
+        15,
+        db_connects_after_start=15,
+        http_connections=3,
+    )
+    tuned = _version(
+        "hand-tuned",
+        [650.0, 320.0, 320.0, 320.0] + [12.0] * 8,
+        [11.0, 13.0],
+        4,
+        db_connects_after_start=4,
+        http_connections=3,
+        pg_backends_after_start=4,
+    )
+    ours = _version(
+        "lagscope",
+        [330.0] + [12.0] * 11,
+        [10.0, 12.0, 30.0],
+        0,
+        db_connects_after_start=0,
+        http_connections=3,
+        pg_backends_after_start=0,
+    )
+    ours = dataclasses.replace(
+        ours,
+        findings=(Finding("connection-setup-tax", "warn", 300.0, "new connections", "reuse"),),
+        diagnose={"schema": "x", "findings": []},
+    )
+    return DemoReport(
+        tax_ms=tax,
+        database="postgresql",
+        database_source="throwaway cluster",
+        nginx=False,
+        quick=True,
+        machine="test box",
+        versions=(before, tuned, ours),
+        wall_s=12.5,
+    )
+
+
+def test_summarize_takes_first_ten_and_warm_percentiles() -> None:
+    v = _version("x", [100.0] + [10.0] * 11, [5.0, 6.0, 7.0, 8.0, 100.0], 2)
+    assert v.first_request_ms == 100.0
+    assert v.first10_total_ms == 190.0  # only the first ten of the twelve visit requests
+    assert v.first10_max_ms == 100.0
+    assert v.warm_p50_ms == 7.0
+    assert v.warm_p90_ms > 8.0
+    assert v.requests_with_db_connect == 2
+
+
+def test_json_round_trip_and_schema() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    report = _report()
+    text = JsonRenderer().render(report)
+    data = json.loads(text)
+    assert data["schema"] == SCHEMA
+    jsonschema.validate(data, json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+    assert load_json(text) == report
+    assert report_from_dict(report_to_dict(report)) == report
+    with pytest.raises(ValueError, match=r"lagscope\.demo/1"):
+        report_from_dict({**data, "schema": "lagscope.probe/1"})
+
+
+def test_table_has_each_version_and_ratios_to_before() -> None:
+    text = TextRenderer().render(_report())
+    header = next(line for line in text.splitlines() if "hand-tuned" in line and "before" in line)
+    assert header.index("before") < header.index("hand-tuned") < header.index("lagscope")
+    first = next(line for line in text.splitlines() if line.startswith("first request"))
+    assert "700 ms" in first and "(0.93x)" in first and "(0.47x)" in first
+    assert "lagscope: connection-setup-tax (warn, ~300 ms): reuse" in text
+    assert "before: (no diagnose run)" in text
+
+
+def test_story_numbers_come_from_the_report() -> None:
+    report = _report()
+    text = " ".join(story(report))
+    before = report.version("before")
+    assert f"{before.first_request_ms:.0f} ms" in text
+    assert "300 ms" in text
+    assert "4 request(s) still opened a database connection" in text
+    # Change a measured value: the story changes with it.
+    slower = dataclasses.replace(
+        report,
+        tax_ms=123.0,
+        versions=(dataclasses.replace(before, first_request_ms=4321.0), *report.versions[1:]),
+    )
+    text2 = " ".join(story(slower))
+    assert "4321 ms" in text2 and "paid 123 ms" in text2 and "paid 300 ms" not in text2
+    control = " ".join(story(dataclasses.replace(report, tax_ms=0.0)))
+    assert "No tax" in control
+
+
+@pytest.mark.parametrize("tax", [-1.0, math.nan, math.inf, -1e-300, 99999999999.0])
+def test_tax_out_of_range_is_a_usage_error(tax: float) -> None:
+    with pytest.raises(LagscopeError, match="--tax"):
+        DemoOptions(tax_ms=tax)
+
+
+def test_tax_bounds_and_port_base() -> None:
+    assert DemoOptions(tax_ms=0.0).tax_ms == 0.0
+    assert DemoOptions(tax_ms=1e-300).tax_ms == 1e-300
+    assert DemoOptions(tax_ms=10_000).tax_ms == 10_000
+    assert DemoOptions(quick=True).warm_requests < DemoOptions().warm_requests
+    for bad in (80, 65534, 99999999999):
+        with pytest.raises(LagscopeError, match="--port-base"):
+            DemoOptions(port_base=bad)
+
+
+def test_redact_hides_passwords() -> None:
+    assert redact("postgresql://u:s3cret@h:5/db") == "postgresql://u:***@h:5/db"
+    assert "s3cret" not in redact("postgresql://u:s3cret@[::1]:5/db?x=1")
+    assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+def test_versions_table_holds_the_story_settings() -> None:
+    names = [v.name for v in VERSIONS]
+    assert names == ["before", "hand-tuned", "lagscope"]
+    tuned = dict(VERSIONS[1].waitress)
+    assert tuned == {
+        "threads": "4",
+        "connection_limit": "200",
+        "channel_timeout": "3600",
+        "cleanup_interval": "30",
+        "backlog": "2048",
+    }
+    assert VERSIONS[0].conn_max_age == 0 and VERSIONS[0].waitress == ()
+    assert VERSIONS[1].conn_max_age is None
+    assert not VERSIONS[0].nginx_keepalive
+
+
+def test_findings_from_diagnose_json() -> None:
+    found = findings_from_dict(
+        {
+            "findings": [
+                {"id": "a", "severity": "high", "cost_ms": 300, "affects": ["x", "y"], "fix": "f"},
+                {"id": "b", "severity": "low", "cost_ms": True, "affects": "z", "fix": ""},
+            ]
+        }
+    )
+    assert found[0] == Finding("a", "high", 300.0, "x, y", "f")
+    assert found[1].cost_ms is None

@@ -1,0 +1,372 @@
+"""``lagscope demo`` end to end, as a user runs it: a subprocess on a throwaway PostgreSQL
+cluster and on SQLite, checked against the fault proxies' ground-truth log and against
+PostgreSQL's pg_stat_activity; Ctrl+C at each step leaves no process and no file; bad
+input is one line.
+
+Each run gets its own TMPDIR (world-traversable, so the cluster's unprivileged account can
+reach it) and a marker in its environment: afterwards the TMPDIR must be empty and no
+process may carry the marker.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lagscope.inject.log import ConnectionRecord, record_from_json
+from lagscope.pgcluster import find_pg_bin
+from lagscope.story.model import DemoReport, VersionResult
+from lagscope.story.render import load_json
+
+TAX_MS = 200.0
+MARK = "LAGSCOPE_DEMO_TEST_MARK"
+HAS_DIAGNOSE = importlib.util.find_spec("lagscope.diagnose") is not None
+needs_pg = pytest.mark.skipif(find_pg_bin() is None, reason="PostgreSQL server binaries missing")
+needs_diagnose = pytest.mark.skipif(not HAS_DIAGNOSE, reason="lagscope.diagnose not installed")
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+    tmpdir: Path
+    marker: str
+    log: Path
+
+    @property
+    def report(self) -> DemoReport:
+        return load_json(self.stdout)
+
+    def records(self, route: str) -> list[ConnectionRecord]:
+        lines = self.log.read_text(encoding="utf-8").splitlines() if self.log.exists() else []
+        return [r for r in map(record_from_json, lines) if r.route == route]
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Path]:
+    # Under /tmp and 0755: the cluster's account (postgres/nobody under root) must reach it.
+    root = Path(tempfile.mkdtemp(prefix="lagscope-demo-test-"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _env(tmpdir: Path, marker: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["TMPDIR"] = str(tmpdir)
+    env[MARK] = marker
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("LAGSCOPE_PG_BIN", None)
+    env.update(extra)
+    return env
+
+
+def _argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lagscope", "demo", *args]
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Processes whose environment carries the marker (children, servers, PostgreSQL)."""
+    found = []
+    needle = f"{MARK}={marker}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _assert_clean(tmpdir: Path, marker: str) -> None:
+    left = sorted(p.name for p in tmpdir.iterdir() if p.name != "ground-truth.jsonl")
+    assert left == [], f"left on disk: {left}"
+    if Path("/proc/self/environ").exists():
+        assert _processes_with(marker) == [], "processes left running"
+
+
+def _run(sandbox: Path, *args: str, **env: str) -> Run:
+    tmpdir = sandbox / "tmp"
+    tmpdir.mkdir(exist_ok=True)
+    tmpdir.chmod(0o755)
+    log = sandbox / "truth.jsonl"
+    marker = uuid.uuid4().hex
+    proc = subprocess.run(
+        _argv(*args, "--log", str(log)),
+        env=_env(tmpdir, marker, **env),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    run = Run(proc.returncode, proc.stdout, proc.stderr, tmpdir, marker, log)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    _assert_clean(tmpdir, marker)
+    return run
+
+
+def _window(records: list[ConnectionRecord], v: VersionResult) -> list[ConnectionRecord]:
+    return [r for r in records if v.ready_at <= r.accepted_at <= v.visit_end_at]
+
+
+def _check_against_ground_truth(run: Run) -> None:
+    report = run.report
+    for v in report.versions:
+        http = _window(run.records(f"{v.name}-http"), v)
+        # The browser-like visit opens 3 connections, each taxed exactly once.
+        assert v.http_connections == len(http) == 3, (v.name, v.http_connections, len(http))
+        assert v.http_taxed == 3
+        for r in http:
+            assert r.tax_applied_ms is not None
+            assert TAX_MS - 5 <= r.tax_applied_ms < TAX_MS + 100
+        new_conn = [s for s in v.samples if s.new_connection]
+        assert len(new_conn) == 3
+        # A request on a new connection waited at least the tax it was charged.
+        assert all(s.elapsed_ms >= TAX_MS - 5 for s in new_conn)
+        assert all(s.status == 200 for s in v.samples)
+
+
+@pytest.fixture(scope="module")
+def pg_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    if find_pg_bin() is None:
+        pytest.skip("PostgreSQL server binaries missing")
+    root = Path(tempfile.mkdtemp(prefix="lagscope-demo-test-"))
+    root.chmod(0o755)
+    try:
+        yield _run(root, "--quick", "--json", "--tax", str(TAX_MS))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@needs_pg
+def test_pg_run_tells_the_story_in_order(pg_run: Run) -> None:
+    assert pg_run.code == 0, pg_run.stderr
+    report = pg_run.report
+    assert report.database == "postgresql" and report.database_source == "throwaway cluster"
+    before, tuned, ours = report.versions
+    assert before.first10_total_ms > tuned.first10_total_ms > ours.first10_total_ms
+    # The first request pays the browser->app tax and, on "before", the database tax too.
+    assert before.first_request_ms >= 2 * TAX_MS - 5
+    assert ours.first_request_ms < 2 * TAX_MS
+    assert before.warm_p50_ms >= TAX_MS - 5  # every request connects to the database
+    assert ours.warm_p50_ms < TAX_MS / 2
+    # One progress line per step, on stderr.
+    steps = [line for line in pg_run.stderr.splitlines() if line.startswith("lagscope demo: ")]
+    assert any("lagscope: stopping" in s for s in steps)
+
+
+@needs_pg
+def test_pg_run_agrees_with_the_proxy_log_and_pg_stat_activity(pg_run: Run) -> None:
+    _check_against_ground_truth(pg_run)
+    before, tuned, ours = pg_run.report.versions
+    for v in (before, tuned, ours):
+        db = _window(pg_run.records(f"{v.name}-db"), v)
+        assert v.db_connects_after_start == len(db), v.name
+        # Every database connect the proxy saw, the app reported in Server-Timing.
+        assert v.db_connects_after_start == sum(s.db_connects for s in v.samples), v.name
+    # CONN_MAX_AGE=0: one connect per request, none kept.
+    assert before.db_connects_after_start == len(before.samples)
+    assert before.pg_backends_after_start == 0
+    # Persistent connections: each one opened during the visit is still open in PostgreSQL,
+    # at most one per waitress thread.
+    assert tuned.pg_backends_after_start == tuned.db_connects_after_start
+    assert 1 <= tuned.db_connects_after_start <= 4
+    # lagscope serve opened its connections before it was ready.
+    assert ours.db_connects_after_start == 0 == ours.pg_backends_after_start
+    assert ours.pg_backends is not None and ours.pg_backends >= 1
+    assert before.db_tax_paid_ms >= before.db_connects_after_start * (TAX_MS - 5)
+
+
+@needs_pg
+@needs_diagnose
+def test_pg_run_diagnose_names_the_ghosts_on_before(pg_run: Run) -> None:
+    before = pg_run.report.versions[0]
+    ids = {f.id for f in before.findings}
+    assert {"connection-setup-tax", "db-connect-per-request"} <= ids, before.findings
+    assert before.diagnose is not None
+
+
+def test_sqlite_fallback_when_postgres_is_missing(sandbox: Path) -> None:
+    empty = sandbox / "no-pg"
+    empty.mkdir()
+    run = _run(
+        sandbox,
+        "--quick",
+        "--json",
+        "--no-diagnose",
+        "--tax",
+        str(TAX_MS),
+        LAGSCOPE_PG_BIN=str(empty),
+    )
+    assert run.code == 0, run.stderr
+    report = run.report
+    assert report.database == "sqlite"
+    notes = [line for line in run.stderr.splitlines() if "database half" in line]
+    assert len(notes) == 1 and "LAGSCOPE_PG_BIN" in notes[0]
+    assert report.notes and "needs PostgreSQL" in report.notes[0]
+    _check_against_ground_truth(run)
+    for v in report.versions:
+        assert v.db_connects_after_start is None and v.pg_backends is None
+        assert run.records(f"{v.name}-db") == []
+    before, _tuned, ours = report.versions
+    # Without the database tax, only the browser's new connections are slow.
+    assert before.warm_p50_ms < TAX_MS / 2
+    assert ours.first10_total_ms <= before.first10_total_ms + TAX_MS
+
+
+@needs_diagnose
+def test_no_tax_gives_no_tax_finding(sandbox: Path) -> None:
+    run = _run(sandbox, "--quick", "--json", "--database", "sqlite", "--tax", "0")
+    assert run.code == 0, run.stderr
+    for v in run.report.versions:
+        assert v.diagnose is not None, v.diagnose_error
+        assert "connection-setup-tax" not in {f.id for f in v.findings}, v.name
+        assert v.http_taxed == 0
+
+
+# -- Ctrl+C at each step ---------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
+@pytest.mark.parametrize(
+    ("step", "database"),
+    [
+        pytest.param("database: starting", None, marks=needs_pg, id="cluster"),
+        pytest.param("before: starting", "sqlite", id="start"),
+        pytest.param("before: visiting", None, marks=needs_pg, id="visit-pg"),
+        pytest.param("hand-tuned: ready", "sqlite", id="ready"),
+        pytest.param("lagscope: stopping", "sqlite", id="stop"),
+    ],
+)
+def test_ctrl_c_at_each_step_leaves_nothing(sandbox: Path, step: str, database: str | None) -> None:
+    tmpdir = sandbox / "tmp"
+    tmpdir.mkdir()
+    tmpdir.chmod(0o755)
+    marker = uuid.uuid4().hex
+    args = ["--quick", "--no-diagnose", "--tax", "100"]
+    if database:
+        args += ["--database", database]
+    # Its own process group, so the SIGINT reaches the demo and its children together, as
+    # a terminal's Ctrl+C does.
+    proc = subprocess.Popen(
+        _argv(*args),
+        env=_env(tmpdir, marker),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    seen = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            seen.append(line)
+            if f"lagscope demo: {step}" in line:
+                os.killpg(proc.pid, signal.SIGINT)
+                break
+        rest = proc.stderr.read()
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert any(step in line for line in seen), "".join(seen)
+    assert code == 130, "".join(seen) + rest
+    assert "Traceback" not in rest, rest
+    assert rest.strip().splitlines()[-1] == "lagscope: interrupted"
+    _assert_clean(tmpdir, marker)
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+def _one_line(sandbox: Path, *args: str, **env: str) -> tuple[int, str]:
+    tmpdir = sandbox / "tmp"
+    tmpdir.mkdir(exist_ok=True)
+    proc = subprocess.run(
+        _argv(*args),
+        env=_env(tmpdir, uuid.uuid4().hex, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    lines = proc.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("lagscope: ")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout == ""
+    return proc.returncode, errors[0]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_bad_dsn_is_one_line_without_the_password(sandbox: Path) -> None:
+    port = _closed_port()
+    code, line = _one_line(
+        sandbox, "--database", f"postgresql://app:hunter2@127.0.0.1:{port}/items"
+    )
+    assert code == 4
+    assert line.startswith("lagscope: database: cannot connect to postgresql://app:***@")
+    assert "hunter2" not in line
+    code, line = _one_line(sandbox, "--database", "mysql://app:hunter2@127.0.0.1/items")
+    assert code == 2 and "hunter2" not in line and "postgresql://" in line
+    code, line = _one_line(sandbox, "--database", "postgresql://app:hunter2@127.0.0.1:99999/x")
+    assert code == 2 and "hunter2" not in line
+
+
+def test_port_in_use_is_one_line(sandbox: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        if port > 65532:
+            pytest.skip("ephemeral port at the top of the range")
+        code, line = _one_line(sandbox, "--port-base", str(port), "--database", "sqlite")
+    assert code == 8
+    assert line.startswith("lagscope: listen: ") and f"127.0.0.1:{port}" in line
+
+
+def test_bad_numbers_are_usage_errors(sandbox: Path) -> None:
+    for args in (
+        ["--tax", "nan"],
+        ["--tax", "-5"],
+        ["--tax", "99999999999"],
+        ["--port-base", "80"],
+    ):
+        code, line = _one_line(sandbox, *args)
+        assert code == 2, (args, line)
+
+
+def test_load_renders_a_saved_run_again(pg_run: Run, tmp_path: Path) -> None:
+    saved = tmp_path / "demo.json"
+    saved.write_text(pg_run.stdout, encoding="utf-8")
+    proc = subprocess.run(
+        _argv("--load", str(saved)), capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "findings each version still has" in proc.stdout
+    assert json.loads(pg_run.stdout)["schema"] == "lagscope.demo/1"
