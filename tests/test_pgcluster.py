@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from lagscope.pgcluster import (
 )
 
 
-def _accounts(**known: int) -> object:
+def _accounts(**known: int) -> Callable[[str], RunAs | None]:
     def lookup(name: str) -> RunAs | None:
         return RunAs(name, known[name], known[name]) if name in known else None
 
@@ -26,23 +27,23 @@ def _accounts(**known: int) -> object:
 
 
 def test_not_root_runs_as_itself() -> None:
-    assert choose_account(1000, _accounts(postgres=101)) is None  # type: ignore[arg-type]
-    assert choose_account(None, _accounts()) is None  # type: ignore[arg-type]
+    assert choose_account(1000, _accounts(postgres=101)) is None
+    assert choose_account(None, _accounts()) is None
 
 
 def test_root_prefers_postgres_then_nobody() -> None:
     both = _accounts(postgres=101, nobody=65534)
-    assert choose_account(0, both).name == "postgres"  # type: ignore[arg-type, union-attr]
+    assert choose_account(0, both) == RunAs("postgres", 101, 101)
     only_nobody = _accounts(nobody=65534)
-    assert choose_account(0, only_nobody).name == "nobody"  # type: ignore[arg-type, union-attr]
+    assert choose_account(0, only_nobody) == RunAs("nobody", 65534, 65534)
 
 
 def test_root_without_an_unprivileged_account_is_unavailable() -> None:
     with pytest.raises(PgUnavailable, match="refuses to run as root"):
-        choose_account(0, _accounts())  # type: ignore[arg-type]
+        choose_account(0, _accounts())
     # An account that is root in disguise does not count.
     with pytest.raises(PgUnavailable):
-        choose_account(0, _accounts(postgres=0))  # type: ignore[arg-type]
+        choose_account(0, _accounts(postgres=0))
 
 
 def _fake_bindir(root: Path, version: str) -> Path:

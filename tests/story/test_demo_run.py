@@ -187,6 +187,7 @@ def test_pg_run_agrees_with_the_proxy_log_and_pg_stat_activity(pg_run: Run) -> N
     assert before.pg_backends_after_start == 0
     # Persistent connections: each one opened during the visit is still open in PostgreSQL,
     # at most one per waitress thread.
+    assert tuned.db_connects_after_start is not None
     assert tuned.pg_backends_after_start == tuned.db_connects_after_start
     assert 1 <= tuned.db_connects_after_start <= 4
     # lagscope serve opened its connections before it was ready.
