@@ -227,10 +227,11 @@ def test_sqlite_fallback_when_postgres_is_missing(sandbox: Path) -> None:
     for v in report.versions:
         assert v.db_connects_after_start is None and v.pg_backends is None
         assert run.records(f"{v.name}-db") == []
-    before, _tuned, ours = report.versions
-    # Without the database tax, only the browser's new connections are slow.
-    assert before.warm_p50_ms < TAX_MS / 2
-    assert ours.first10_total_ms <= before.first10_total_ms + TAX_MS
+    # Without the database tax only the browser's new connections pay it: warm requests
+    # on reused connections do not, whatever the version.
+    for v in report.versions:
+        assert v.warm_p50_ms < TAX_MS / 2, v.name
+        assert v.first10_total_ms >= 3 * (TAX_MS - 5), v.name
 
 
 @needs_diagnose
