@@ -111,7 +111,7 @@ def _report(tax: float = 300.0) -> DemoReport:
     )
     ours = dataclasses.replace(
         ours,
-        findings=(Finding("connection-setup-tax", "warn", 300.0, "new connections", "reuse"),),
+        findings=(Finding("connection-setup-tax", "warning", 300.0, "new connections", "reuse"),),
         diagnose={"schema": "x", "findings": []},
     )
     return DemoReport(
@@ -155,7 +155,8 @@ def test_table_has_each_version_and_ratios_to_before() -> None:
     assert header.index("before") < header.index("hand-tuned") < header.index("lagscope")
     first = next(line for line in text.splitlines() if line.startswith("first request"))
     assert "700 ms" in first and "(0.93x)" in first and "(0.47x)" in first
-    assert "lagscope: connection-setup-tax (warn, ~300 ms): reuse" in text
+    assert "lagscope: connection-setup-tax (warning, 300 ms, new connections)" in text
+    assert "diagnose on lagscope: still connection-setup-tax (300 ms" in text
     assert "before: (no diagnose run)" in text
 
 

@@ -126,7 +126,7 @@ def demo(
             log_path=log_path,
             diagnose=not no_diagnose,
         )
-        diagnose = None if no_diagnose else default_diagnose(quick)
+        diagnose = None if no_diagnose else default_diagnose(quick, tax_ms)
         renderer = JsonRenderer() if as_json else TextRenderer()
         report = run_demo(
             options,

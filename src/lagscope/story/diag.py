@@ -1,13 +1,12 @@
 """The demo's narrow view of ``lagscope diagnose``: URL in, findings and its JSON out.
 
 The runner takes a :data:`DiagnoseFn` as an ordinary parameter; :func:`default_diagnose`
-adapts :func:`lagscope.diagnose.run` to it, or returns None when diagnose cannot be
-loaded (the demo then says so in one line and still measures).
+adapts diagnose's ladder to it, with request counts and budgets sized for the demo's tax
+(:func:`plan_for`).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,38 +31,68 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _text(value: Any, sep: str) -> str:
+    if isinstance(value, (list, tuple)):
+        return sep.join(str(v) for v in value)
+    return str(value)
+
+
 def findings_from_dict(report: Mapping[str, Any]) -> tuple[Finding, ...]:
     """The findings of a diagnose report in its JSON form."""
     found = []
     for item in report.get("findings") or ():
-        affects = item.get("affects", "")
-        if isinstance(affects, (list, tuple)):
-            affects = ", ".join(str(a) for a in affects)
+        affects = _text(item.get("affects", ""), ", ")
         found.append(
             Finding(
                 id=str(item.get("id", "")),
                 severity=str(item.get("severity", "")),
                 cost_ms=_number(item.get("cost_ms")),
-                affects=str(affects),
-                fix=str(item.get("fix", "")),
+                affects=affects,
+                fix=_text(item.get("fix", ""), " "),
             )
         )
     return tuple(found)
 
 
-def default_diagnose(quick: bool) -> DiagnoseFn | None:
-    """``lagscope.diagnose.run`` behind the demo's interface, or None if it is missing."""
-    try:
-        module = importlib.import_module("lagscope.diagnose")
-    except ImportError:
-        return None
-    run = getattr(module, "run", None)
-    if run is None:
-        return None
+def plan_for(tax_ms: float, quick: bool) -> dict[str, Any]:
+    """Diagnose's per-rung request counts and time budgets for a stack behind ``tax_ms``.
+
+    The demo's own visit already shows the warm-up, so that rung gets a few requests
+    only; cold vs warm gets enough of each (6 cold: the smallest series whose median has a
+    95 % interval) and a budget that fits them even when every request also pays the
+    database tax ("before": two taxes per cold request, one per warm one).
+    """
+    cold, warm = 6, (6 if quick else 10)
+    cold_s = (2 * tax_ms + 80) / 1000
+    warm_s = (tax_ms + 80) / 1000
+    return {
+        "resolve_samples": 1,
+        "sequence": 2,
+        "burst_clients": 2,
+        "burst_requests": 1,
+        "cold": cold,
+        "warm": warm,
+        "coldwarm_s": cold * cold_s + warm * warm_s + 1.0,
+        # No queueing rung: the three diagnoses run side by side, so concurrency figures
+        # would measure each other; the story is about connections.
+        "queue_levels": (),
+        "db_samples": 3,
+    }
+
+
+def default_diagnose(quick: bool, tax_ms: float) -> DiagnoseFn:
+    """``lagscope diagnose`` behind the demo's interface, with :func:`plan_for`'s plan."""
+    from lagscope.diagnose import DiagnoseOptions, Plan
+    from lagscope.diagnose.ladder import diagnose as run_ladder
+    from lagscope.diagnose.model import to_dict
+    from lagscope.probe.options import ProbeOptions, parse_url
+
+    plan = Plan(**plan_for(tax_ms, quick))
 
     def diagnose(url: str) -> DiagnoseOutcome:
-        report = run(url, quick=quick) if quick else run(url)
-        data: Mapping[str, Any] = report.to_dict()
+        probe = ProbeOptions(target=parse_url(url), timeout_s=30.0, max_time_s=60.0)
+        opts = DiagnoseOptions(probe=probe, quick=quick, plan=plan, command=("lagscope", "demo"))
+        data = to_dict(run_ladder(opts))
         return DiagnoseOutcome(findings_from_dict(data), data)
 
     return diagnose

@@ -61,6 +61,11 @@ class Child:
 
     def start(self, timeout_s: float) -> str:
         """Start and wait for readiness; returns the URL from the readiness line."""
+        self.launch()
+        return self.wait_ready(timeout_s)
+
+    def launch(self) -> None:
+        """Start the process without waiting (see :meth:`wait_ready`)."""
         self._proc = subprocess.Popen(
             self.argv,
             stdout=subprocess.PIPE,
@@ -74,6 +79,9 @@ class Child:
         )
         self._reader = threading.Thread(target=self._read, name=f"{self.name}-out", daemon=True)
         self._reader.start()
+
+    def wait_ready(self, timeout_s: float) -> str:
+        """Wait for the readiness line; raise ChildFailed (process stopped) without it."""
         ready = self._ready.wait(timeout_s)
         if not self.url:
             self.stop(5.0)

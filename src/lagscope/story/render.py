@@ -14,6 +14,7 @@ from collections.abc import Callable
 from lagscope.story.model import (
     FIRST_REQUESTS,
     DemoReport,
+    Finding,
     VersionResult,
     report_from_dict,
     report_to_dict,
@@ -115,7 +116,25 @@ def story(report: DemoReport) -> list[str]:
                 f"What remains is the tax on the {ours.http_connections} connection(s) the "
                 "browser opened itself: only fewer new connections (or no tax) remove it."
             )
+        if ours.diagnose is not None:
+            left = _problems(ours)
+            lines.append(
+                "diagnose on lagscope: "
+                + (f"still {_named(left)}." if left else "nothing left to fix.")
+            )
     return lines
+
+
+def _problems(v: VersionResult) -> list[Finding]:
+    return [f for f in v.findings if f.severity != "info"]
+
+
+def _named(findings: list[Finding]) -> str:
+    parts = []
+    for f in findings:
+        cost = f" ({f.cost_ms:.0f} ms, {f.affects})" if f.cost_ms is not None else ""
+        parts.append(f"{f.id}{cost}")
+    return ", ".join(parts)
 
 
 def _ratio(value: float, base: float) -> str:
@@ -141,12 +160,16 @@ class TextRenderer:
                 out.append(f"  {v.name}: diagnose failed: {v.diagnose_error}")
             elif v.diagnose is None:
                 out.append(f"  {v.name}: (no diagnose run)")
-            elif not v.findings:
-                out.append(f"  {v.name}: none")
             else:
-                for f in v.findings:
-                    cost = f", ~{f.cost_ms:.0f} ms" if f.cost_ms is not None else ""
-                    out.append(f"  {v.name}: {f.id} ({f.severity}{cost}): {f.fix}")
+                problems = _problems(v)
+                info = len(v.findings) - len(problems)
+                more = f" (+{info} info)" if info else ""
+                if not problems:
+                    out.append(f"  {v.name}: none{more}")
+                for i, f in enumerate(problems):
+                    cost = f", {f.cost_ms:.0f} ms" if f.cost_ms is not None else ""
+                    tail = more if i == len(problems) - 1 else ""
+                    out.append(f"  {v.name}: {f.id} ({f.severity}{cost}, {f.affects}){tail}")
         out.append("")
         out.extend(story(report))
         return "\n".join(out) + "\n"

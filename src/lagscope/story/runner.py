@@ -17,6 +17,7 @@ import os
 import platform
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -42,11 +43,13 @@ Clock = Callable[[], float]
 TAX_MAX_MS = 10_000.0
 # Warm requests per version after the first ten, and the browser's parallel connections.
 WARM_REQUESTS = 30
-WARM_REQUESTS_QUICK = 9
+WARM_REQUESTS_QUICK = 6
 PARALLEL_CONNECTIONS = 3
 # A version that is not serving within this time is broken, not slow.
 READY_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 30.0
+# Diagnose bounds its own run at 60 s; this only guards against a hung thread.
+DIAGNOSE_TIMEOUT_S = 90.0
 APP_NAME_PREFIX = "lagscope-demo-"
 
 
@@ -283,7 +286,16 @@ class _Running:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _start_version(
+@dataclass
+class _Launched:
+    index: int
+    spec: VersionSpec
+    child: Child
+    db: Injector | None
+    started: float
+
+
+def _launch_version(
     index: int,
     spec: VersionSpec,
     db: _Database,
@@ -292,26 +304,17 @@ def _start_version(
     stack: contextlib.ExitStack,
     progress: Progress,
     clock: Clock,
-    wall_clock: Clock,
-) -> _Running:
+) -> _Launched:
+    """Start the version's database tax proxy and its server process (not waiting)."""
     progress(f"{spec.name}: starting ({spec.title})")
     start = clock()
     app_name = APP_NAME_PREFIX + spec.name
     db_inj: Injector | None = None
     if db.kind == "postgresql":
-        db_inj = stack.enter_context(
-            _injector(
-                [
-                    Route(
-                        ("127.0.0.1", 0),
-                        (db.host, db.port),
-                        _faults(options.tax_ms),
-                        f"{spec.name}-db",
-                    )
-                ],
-                options.log_path,
-            )
+        db_route = Route(
+            ("127.0.0.1", 0), (db.host, db.port), _faults(options.tax_ms), f"{spec.name}-db"
         )
+        db_inj = stack.enter_context(_injector([db_route], options.log_path))
         host, port = db_inj.address(0)
         app_db_url = db.url_for(host, port, app_name)
     else:
@@ -334,38 +337,46 @@ def _start_version(
         argv = child_command(0, spec.conn_max_age, spec.waitress)
         child = Child(spec.name, argv, READY_PREFIX, env=env, cwd=str(workdir))
     stack.callback(child.stop)
+    child.launch()
+    return _Launched(index, spec, child, db_inj, start)
+
+
+def _wait_version(
+    launched: _Launched,
+    options: DemoOptions,
+    stack: contextlib.ExitStack,
+    progress: Progress,
+    clock: Clock,
+    wall_clock: Clock,
+) -> _Running:
+    """Wait for the server's readiness line, then put the HTTP tax proxy in front."""
+    spec, child = launched.spec, launched.child
     try:
-        app_url = child.start(READY_TIMEOUT_S)
+        app_url = child.wait_ready(READY_TIMEOUT_S)
     except ChildFailed as exc:
         raise LagscopeError(
             "start", f"{spec.name}: {exc} ({exc.output or 'no output'})", ExitCode.ENVIRONMENT
         ) from None
     app = urlsplit(app_url)
-    listen_port = options.port_base + index if options.port_base else 0
-    http_inj = stack.enter_context(
-        _injector(
-            [
-                Route(
-                    ("127.0.0.1", listen_port),
-                    (app.hostname or "127.0.0.1", int(app.port or 0)),
-                    _faults(options.tax_ms),
-                    f"{spec.name}-http",
-                )
-            ],
-            options.log_path,
-        )
+    listen_port = options.port_base + launched.index if options.port_base else 0
+    http_route = Route(
+        ("127.0.0.1", listen_port),
+        (app.hostname or "127.0.0.1", int(app.port or 0)),
+        _faults(options.tax_ms),
+        f"{spec.name}-http",
     )
+    http_inj = stack.enter_context(_injector([http_route], options.log_path))
     host, port = http_inj.address(0)
-    startup_ms = (clock() - start) * 1000
+    startup_ms = (clock() - launched.started) * 1000
     running = _Running(
         spec,
         child,
         http_inj,
-        db_inj,
+        launched.db,
         f"http://{host}:{port}",
         wall_clock(),
         startup_ms,
-        db_accepted_at_ready=db_inj.counters().accepted if db_inj else 0,
+        db_accepted_at_ready=launched.db.counters().accepted if launched.db else 0,
         http_accepted_at_ready=http_inj.counters().accepted,
     )
     progress(f"{spec.name}: ready in {startup_ms:.0f} ms at {running.url}/items/")
@@ -434,6 +445,53 @@ def _wait_closed(inj: Injector | None) -> None:
             inj.wait_records(inj.counters().accepted, timeout_s=5.0)
 
 
+def _diagnose_one(diagnose: DiagnoseFn, url: str) -> tuple[Any, str | None]:
+    try:
+        outcome = diagnose(url)
+    except LagscopeError as exc:
+        return None, exc.one_line()
+    except Exception as exc:  # a diagnose bug must not cost the measurements
+        return None, f"{type(exc).__name__}: {exc}"
+    return outcome, None
+
+
+def _diagnose_all(
+    diagnose: DiagnoseFn,
+    running: list[_Running],
+    results: list[VersionResult],
+    progress: Progress,
+) -> list[VersionResult]:
+    """Diagnose every version at once, each from its own thread.
+
+    Diagnose mostly waits out the tax, so three runs side by side cost the time of the
+    slowest ("before") instead of the sum; the compared figures were measured before,
+    alone.
+    """
+    names = ", ".join(r.spec.name for r in running)
+    progress(f"diagnose: {names} (side by side)")
+    outcomes: dict[int, tuple[Any, str | None]] = {}
+
+    def work(i: int) -> None:
+        outcomes[i] = _diagnose_one(diagnose, running[i].url + "/api/items/")
+
+    threads = [
+        threading.Thread(target=work, args=(i,), name=f"diagnose-{r.spec.name}", daemon=True)
+        for i, r in enumerate(running)
+    ]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + DIAGNOSE_TIMEOUT_S
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    out = []
+    for i, result in enumerate(results):
+        outcome, error = outcomes.get(i, (None, f"no result within {DIAGNOSE_TIMEOUT_S:g} s"))
+        if outcome is not None:
+            result = replace(result, findings=outcome.findings, diagnose=outcome.report)
+        out.append(replace(result, diagnose_error=error))
+    return out
+
+
 def _machine() -> str:
     return (
         f"{platform.system()} {platform.release()} {platform.machine()}, "
@@ -489,34 +547,39 @@ def run_demo(
         if db.note:
             notes.append(db.note)
             progress(db.note)
-        if diagnose is None and options.diagnose:
-            notes.append("diagnose is not available in this installation: no findings")
-        results: list[VersionResult] = []
-        for index, spec in enumerate(VERSIONS):
-            with contextlib.ExitStack() as version_stack:
-                # Kept versions live until the outer stack unwinds.
-                owner = stack if options.keep else version_stack
-                running = _start_version(
-                    index, spec, db, options, workdir, owner, progress, clock, wall_clock
-                )
-                result = _measure(running, db, options, progress, clock, wall_clock)
-                if diagnose is not None and options.diagnose:
-                    progress(f"{spec.name}: diagnose {running.url}/api/items/")
-                    try:
-                        outcome = diagnose(running.url + "/api/items/")
-                        result = replace(result, findings=outcome.findings, diagnose=outcome.report)
-                    except LagscopeError as exc:
-                        result = replace(result, diagnose_error=exc.one_line())
-                    except Exception as exc:  # a diagnose bug must not cost the measurements
-                        result = replace(result, diagnose_error=f"{type(exc).__name__}: {exc}")
-                result = _pg_backends(db, result)
-                if not options.keep:
-                    progress(f"{spec.name}: stopping")
-                    running.http.stop()
-                    running.child.stop()
-                    _wait_closed(running.db)
-                result = _ground_truth(running, result)
-                results.append(result)
+        # One stack per version, inside the run's stack: a version is stopped as soon as
+        # it is measured, and anything still running unwinds with the run.
+        stacks = [stack.enter_context(contextlib.ExitStack()) for _ in VERSIONS]
+
+        def launch(i: int) -> _Launched:
+            return _launch_version(i, VERSIONS[i], db, options, workdir, stacks[i], progress, clock)
+
+        def wait(launched: _Launched) -> _Running:
+            return _wait_version(
+                launched, options, stacks[launched.index], progress, clock, wall_clock
+            )
+
+        # The first version creates and seeds the database; the others then start
+        # together (start-up is not what is compared, and it halves the waiting).
+        running = [wait(launch(0))]
+        rest = [launch(i) for i in range(1, len(VERSIONS))]
+        running += [wait(launched) for launched in rest]
+        # The visits, one version at a time: these are the figures compared, so nothing
+        # else runs meanwhile.
+        results = [_measure(run, db, options, progress, clock, wall_clock) for run in running]
+        # PostgreSQL's view once every visit is over, so the per-request connections of
+        # "before" have exited; diagnose's own connections fall after each window.
+        results = [_pg_backends(db, r) for r in results]
+        if diagnose is not None and options.diagnose:
+            results = _diagnose_all(diagnose, running, results, progress)
+        for i, run in enumerate(running):
+            if not options.keep:
+                progress(f"{run.spec.name}: stopping")
+                run.http.stop()
+                run.child.stop()
+                _wait_closed(run.db)
+                stacks[i].close()
+        results = [_ground_truth(run, r) for run, r in zip(running, results, strict=True)]
         report = DemoReport(
             tax_ms=options.tax_ms,
             database=db.kind,
