@@ -97,15 +97,16 @@ def find_pg_bin(path: str | None = None, globs: Iterable[str] = PG_BIN_GLOBS) ->
 def lookup_account(name: str) -> RunAs | None:
     """The account ``name`` from the system's user database, or None (always None on
     Windows, which has no root problem)."""
-    try:
+    if sys.platform == "win32":
+        return None
+    else:  # each branch is type-checked only on its own platform (mypy --platform)
         import pwd
-    except ImportError:
-        return None
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        return None
-    return RunAs(name, entry.pw_uid, entry.pw_gid)
+
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            return None
+        return RunAs(name, entry.pw_uid, entry.pw_gid)
 
 
 def choose_account(
@@ -131,8 +132,15 @@ def choose_account(
 
 
 def _current_euid() -> int | None:
-    geteuid = getattr(os, "geteuid", None)
-    return None if geteuid is None else int(geteuid())
+    if sys.platform == "win32":
+        return None
+    else:
+        return os.geteuid()
+
+
+def _give(path: Path, account: RunAs) -> None:
+    if sys.platform != "win32":  # accounts are only chosen on POSIX (root)
+        os.chown(path, account.uid, account.gid)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -196,7 +204,7 @@ class PgCluster:
             cluster.sockdir.mkdir()
             if account is not None:
                 for p in (root, cluster.datadir, cluster.sockdir):
-                    os.chown(p, account.uid, account.gid)
+                    _give(p, account)
             cluster.init()
             cluster.start()
         except BaseException:
@@ -217,7 +225,7 @@ class PgCluster:
         ):
             if self.run_as is not None:
                 for p in (out_path, err_path):
-                    os.chown(p, self.run_as.uid, self.run_as.gid)
+                    _give(p, self.run_as)
             proc = subprocess.Popen(
                 list(args),
                 stdin=subprocess.DEVNULL,
