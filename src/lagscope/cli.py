@@ -3,7 +3,8 @@
 Each command lives in its own subpackage and is named in `_COMMANDS` here, imported only
 when used. This module owns one rule:
 a :class:`~lagscope.errors.LagscopeError` becomes one line on stderr and its exit code,
-and Ctrl+C becomes exit 130, with no traceback.
+Ctrl+C becomes exit 130, and a console that cannot show the output becomes exit 8, with no
+traceback (stdout and stderr first get ASCII stand-ins, see :mod:`lagscope.console`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import click
 
 from lagscope import __version__
+from lagscope.console import fitted_streams
 from lagscope.errors import ExitCode, LagscopeError
 
 # name -> "module:attribute". Commands are imported only when used (or listed by --help),
@@ -56,12 +58,28 @@ class _Group(click.Group):
         ctx.meta["lagscope.argv"] = ("lagscope", *args)
         return super().parse_args(ctx, args)
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        # Around everything click prints, usage errors included: a console whose encoding
+        # lacks a character gets an ASCII stand-in for it, not a UnicodeEncodeError.
+        with fitted_streams():
+            return super().main(*args, **kwargs)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except LagscopeError as exc:
             click.echo(f"lagscope: {exc.one_line()}", err=True)
             ctx.exit(int(exc.exit_code))
+        except UnicodeEncodeError as exc:
+            # Only a stream that could not be given stand-ins (see lagscope.console) gets here.
+            encoding = getattr(sys.stdout, "encoding", None) or exc.encoding
+            click.echo(
+                f"lagscope: output: the console's encoding ({encoding}) cannot show"
+                f" {exc.object[exc.start : exc.end]!a}; set PYTHONIOENCODING=utf-8 or"
+                " save the report with -o FILE",
+                err=True,
+            )
+            ctx.exit(int(ExitCode.ENVIRONMENT))
         except KeyboardInterrupt:
             click.echo("lagscope: interrupted", err=True)
             ctx.exit(int(ExitCode.INTERRUPTED))

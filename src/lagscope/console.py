@@ -1,0 +1,123 @@
+"""Text for consoles that cannot show every character: ASCII stand-ins instead of a crash.
+
+On Windows, output redirected to a file or a pipe (``> out.txt``, ``| findstr``) is encoded
+with the ANSI code page, cp1252 in the West, which has no ``→``, ``−`` or box-drawing
+characters; Python's default is then a UnicodeEncodeError in the middle of a report. While
+a command runs, :func:`fitted_streams` gives stdout and stderr an error handler that writes
+a readable ASCII stand-in (``->``, ``-``, ``u``, ``|``) for each character the stream's
+encoding lacks, so every renderer stays correct without knowing the console. UTF-8 streams
+are left alone: nothing is replaced where nothing needs to be.
+"""
+
+from __future__ import annotations
+
+import codecs
+import sys
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import TextIO
+
+__all__ = ["ERROR_HANDLER", "ascii_stand_in", "fitted_streams"]
+
+ERROR_HANDLER = "lagscope.ascii_stand_in"
+
+_STAND_INS = {
+    "→": "->",
+    "←": "<-",
+    "↔": "<->",
+    "⇒": "=>",
+    "−": "-",
+    "–": "-",
+    "—": "--",
+    "µ": "u",
+    "μ": "u",
+    "…": "...",
+    "±": "+/-",
+    "≤": "<=",
+    "≥": ">=",
+    "≠": "!=",
+    "≈": "~",
+    "×": "x",
+    "÷": "/",
+    "·": ".",
+    "•": "*",
+    "✓": "ok",
+    "✔": "ok",
+    "✗": "x",
+    "✘": "x",
+    "‘": "'",
+    "’": "'",
+    "“": '"',
+    "”": '"',
+    "²": "2",
+    "³": "3",
+    "½": "1/2",
+    "°": "deg",
+    "\u00a0": " ",
+    "\u202f": " ",
+    "\u2009": " ",
+}
+
+
+def _box(char: str) -> str | None:
+    code = ord(char)
+    if 0x2500 <= code <= 0x257F:  # box drawing: rich's table rules and borders
+        name = unicodedata.name(char, "")
+        if "HORIZONTAL" in name and "VERTICAL" not in name:
+            return "-"
+        if "VERTICAL" in name and "HORIZONTAL" not in name:
+            return "|"
+        return "+"
+    if 0x2580 <= code <= 0x259F:  # block elements: bars
+        return "#"
+    return None
+
+
+def ascii_stand_in(char: str) -> str:
+    """A short ASCII text that reads like ``char``: a table entry, the letter without its
+    accents (é → e), or ``?``."""
+    found = _STAND_INS.get(char) or _box(char)
+    if found is not None:
+        return found
+    stripped = "".join(
+        c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c)
+    )
+    return stripped if stripped and stripped.isascii() and stripped.isprintable() else "?"
+
+
+def _handler(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    return "".join(ascii_stand_in(c) for c in exc.object[exc.start : exc.end]), exc.end
+
+
+codecs.register_error(ERROR_HANDLER, _handler)
+
+
+def _needs_fitting(stream: TextIO) -> bool:
+    encoding = (getattr(stream, "encoding", None) or "").lower().replace("_", "-")
+    return bool(encoding) and not encoding.startswith(("utf-8", "utf8", "utf-16", "utf-32"))
+
+
+@contextmanager
+def fitted_streams() -> Iterator[None]:
+    """While inside, sys.stdout and sys.stderr write ASCII stand-ins for what their encoding
+    lacks (only streams that are not UTF and can be reconfigured; restored on exit)."""
+    restore: list[tuple[TextIO, str | None]] = []
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if stream is None or reconfigure is None or not _needs_fitting(stream):
+            continue
+        try:
+            previous = stream.errors
+            reconfigure(errors=ERROR_HANDLER)
+        except (AttributeError, ValueError, OSError):
+            continue  # a stream that cannot change: the CLI's boundary reports it
+        restore.append((stream, previous))
+    try:
+        yield
+    finally:
+        for stream, previous in restore:
+            with suppress(AttributeError, ValueError, OSError):
+                stream.reconfigure(errors=previous)  # type: ignore[attr-defined]
