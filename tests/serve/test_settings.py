@@ -1,4 +1,4 @@
-"""The settings table: defaults per host, overrides, validation, --print-config, DB plans."""
+"""The settings table: defaults per host, overrides, validation, --print-config."""
 
 from __future__ import annotations
 
@@ -11,10 +11,7 @@ from lagscope.errors import ExitCode, LagscopeError
 from lagscope.serve.cli import serve
 from lagscope.serve.settings import (
     SETTINGS,
-    DbPlan,
     Host,
-    apply_database_plan,
-    plan_database,
     render_config,
     resolve,
     select_limit,
@@ -118,65 +115,6 @@ def test_cli_print_config_and_usage_errors() -> None:
     bad = runner.invoke(main, ["serve", "no_such_module_xyz:app", "--port", "0"])
     assert bad.exit_code == ExitCode.USAGE
     assert "cannot import 'no_such_module_xyz'" in bad.output
-
-
-PG: dict[str, object] = {"ENGINE": "django.db.backends.postgresql", "NAME": "x"}
-LITE = {"ENGINE": "django.db.backends.sqlite3", "NAME": "x.sqlite3"}
-
-
-def _plan(entry: dict[str, object], **kw: object) -> DbPlan:
-    args: dict[str, object] = {
-        "django_version": (5, 2),
-        "psycopg3": True,
-        "psycopg_pool": True,
-        "threads": 4,
-        "db_connections": 16,
-        "prewarm": True,
-    }
-    args.update(kw)
-    return plan_database("default", entry, **args)  # type: ignore[arg-type]
-
-
-def test_plan_native_pool_on_django_5_1_with_psycopg3() -> None:
-    plan = _plan(PG)
-    assert (plan.mode, plan.min_size, plan.max_size) == ("pool", 4, 4)
-    entry: dict[str, object] = {**PG, "CONN_MAX_AGE": 600, "OPTIONS": {}}
-    apply_database_plan(entry, plan, health_checks=True)
-    assert entry["CONN_MAX_AGE"] == 0  # Django refuses a pool with persistent connections
-    assert entry["CONN_HEALTH_CHECKS"] is True  # makes Django pass check_connection
-    assert entry["OPTIONS"] == {"pool": {"min_size": 4, "max_size": 4, "timeout": 10.0}}
-
-
-def test_plan_keeps_the_users_pool_options() -> None:
-    entry: dict[str, object] = {**PG, "OPTIONS": {"pool": {"max_size": 9}}}
-    apply_database_plan(entry, _plan(PG), health_checks=True)
-    assert entry["OPTIONS"] == {"pool": {"min_size": 4, "max_size": 9, "timeout": 10.0}}
-
-
-@pytest.mark.parametrize(
-    ("entry", "kw", "needle"),
-    [
-        (PG, {"django_version": (4, 2)}, "Django 4.2 has no native pool"),
-        (PG, {"psycopg3": False}, "psycopg 3 not installed"),
-        (PG, {"psycopg_pool": False}, "psycopg_pool not installed"),
-        (LITE, {}, "sqlite3 has no pool"),
-        (PG, {"allow_pool": False}, "--no-db-pool"),
-    ],
-)
-def test_plan_falls_back_to_persistent_connections(
-    entry: dict[str, object], kw: dict[str, object], needle: str
-) -> None:
-    plan = _plan(entry, **kw)
-    assert plan.mode == "persistent"
-    assert needle in plan.why
-    target = dict(entry)
-    apply_database_plan(target, plan, health_checks=True)
-    assert target["CONN_MAX_AGE"] is None
-    assert target["CONN_HEALTH_CHECKS"] is True
-
-
-def test_plan_none_when_prewarm_is_off() -> None:
-    assert _plan(PG, prewarm=False).mode == "none"
 
 
 def test_docs_cover_every_setting() -> None:

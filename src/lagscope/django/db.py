@@ -32,7 +32,7 @@ from django.db.backends.signals import connection_created
 from lagscope.instrument.record import RequestTiming
 from lagscope.instrument.shapes import statement_shape
 
-__all__ = ["current", "install", "uninstall"]
+__all__ = ["current", "install"]
 
 logger = logging.getLogger("lagscope")
 
@@ -126,7 +126,3 @@ def install() -> None:
     for conn in connections.all(initialized_only=True):
         if conn.connection is not None:
             _attach(conn)
-
-
-def uninstall() -> None:
-    connection_created.disconnect(dispatch_uid="lagscope.db.connect")

@@ -1,9 +1,10 @@
 """``lagscope serve``: the tuned serving stack, and its Python API.
 
 Owns the settings table (:mod:`lagscope.serve.settings`), response sizing
-(:mod:`lagscope.serve.sizing`), app loading and database prewarm
-(:mod:`lagscope.serve.app`), the waitress/granian launcher (:mod:`lagscope.serve.launcher`)
-and a subprocess helper for tests and benchmarks (:mod:`lagscope.serve.process`).
+(:mod:`lagscope.serve.sizing`), app loading (:mod:`lagscope.serve.app`), the database plan,
+prewarm and recovery (:mod:`lagscope.serve.database`), the waitress/granian launcher
+(:mod:`lagscope.serve.launcher`) and a subprocess helper for tests and benchmarks
+(:mod:`lagscope.serve.process`).
 
 In-process use (e.g. a benchmark)::
 
@@ -22,15 +23,14 @@ As a subprocess (what the tests do)::
 
 from __future__ import annotations
 
-from lagscope.serve.app import AppSpec, LoadedApp, PrewarmResult, load_app
+from lagscope.serve.app import AppSpec, LoadedApp, load_app
+from lagscope.serve.database import DbPlan, PrewarmResult, plan_database
 from lagscope.serve.launcher import LISTENING_PREFIX, WaitressServer, run, start_waitress
 from lagscope.serve.process import ServeProcess, serve_command
 from lagscope.serve.settings import (
     SETTINGS,
-    DbPlan,
     Host,
     ServeConfig,
-    plan_database,
     render_config,
     resolve,
 )

@@ -14,7 +14,7 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from lagscope.serve.app import AppSpec, WSGIApp, load_app, prewarm_pools
+from lagscope.serve.app import AppSpec, WSGIApp, load_app
 from lagscope.serve.launcher import LISTENING_PREFIX, SPEC_ENV, URL_ENV
 from lagscope.serve.settings import Host, resolve
 
@@ -28,9 +28,11 @@ def create_app() -> WSGIApp:
     loaded = load_app(spec, config)
     for note in loaded.notes:
         print(f"lagscope serve: {note}", flush=True)
-    if config.prewarm:
-        for r in prewarm_pools(loaded, config.prewarm_timeout):
+    if loaded.databases is not None and config.prewarm:
+        # granian's blocking threads cannot run a task before serving: pools only.
+        for r in loaded.databases.prewarm(add_task=None):
             print(f"lagscope serve: prewarmed {r.what} in {r.elapsed_ms:.1f} ms", flush=True)
+        loaded.databases.start_guard()
         if any(p.mode == "persistent" for p in loaded.plans):
             # granian's blocking threads cannot be reached before serving, so persistent
             # connections open on first use (docs/serve.md, known gaps).

@@ -29,17 +29,8 @@ from typing import Any
 
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.netutil import set_listen_options
-from lagscope.serve.app import (
-    AppSpec,
-    LoadedApp,
-    PoolGuard,
-    PrewarmResult,
-    ThreadPrewarm,
-    load_app,
-    native_pools,
-    prewarm_pools,
-    shutdown_databases,
-)
+from lagscope.serve.app import AppSpec, LoadedApp, load_app
+from lagscope.serve.database import PrewarmResult
 from lagscope.serve.settings import ServeConfig
 from lagscope.stopping import graceful_signals, handle_stop_signals
 
@@ -140,7 +131,6 @@ class WaitressServer:
     aborted: bool = False
     _wake: Any = None
     _tracked: set[Any] = field(default_factory=set)
-    _guard: PoolGuard | None = None
 
     def __post_init__(self) -> None:
         from waitress.server import BaseWSGIServer
@@ -170,8 +160,6 @@ class WaitressServer:
         finally:
             # Wait for the worker threads only when none is stuck in an abandoned request.
             self._stop_dispatcher(0.0 if (self.aborted or self.abandoned) else 5.0)
-            if self._guard is not None:
-                self._guard.stop()
             self._stopped.set()
 
     def stop(self) -> None:
@@ -304,8 +292,14 @@ def start_waitress(loaded: LoadedApp, config: ServeConfig) -> WaitressServer:
         raise LagscopeError(
             "config", "waitress is not installed (pip install 'lagscope[serve]')", ExitCode.USAGE
         ) from exc
-    pools = prewarm_pools(loaded, config.prewarm_timeout) if config.prewarm else []
     socks = open_listeners(config.listen_hosts, config.port, config.backlog)
+    return serve_on(loaded, config, socks, create_server)
+
+
+def serve_on(
+    loaded: LoadedApp, config: ServeConfig, socks: list[socket.socket], create_server: Any
+) -> WaitressServer:
+    """The waitress server on listening ``socks`` (closed on failure), prewarmed."""
     port = int(socks[0].getsockname()[1])
     try:
         server = create_server(loaded.app, sockets=socks, **config.waitress_adjustments())
@@ -317,38 +311,17 @@ def start_waitress(loaded: LoadedApp, config: ServeConfig) -> WaitressServer:
         # Per-server Adjustments instance; waitress reads it for each accepted socket.
         server.adj.socket_options = []
     urls = [_url(s.getsockname()[0], port) for s in socks]
-    ws = WaitressServer(server, urls, port, list(pools), shutdown_timeout_s=config.shutdown_timeout)
-    persistent = [p for p in loaded.plans if p.mode == "persistent"]
-    if persistent:
-        threads = config.threads
-        start = time.perf_counter()
-        barrier = threading.Barrier(threads + 1, timeout=config.prewarm_timeout)
-        tasks = [ThreadPrewarm(loaded, barrier) for _ in range(threads)]
-        for task in tasks:
-            # Duck-typed task (defer/service/cancel), as waitress's own tasks are.
-            server.task_dispatcher.add_task(task)  # type: ignore[arg-type]
-        with contextlib.suppress(threading.BrokenBarrierError):
-            barrier.wait()
-        errors = [t.error for t in tasks if t.error is not None]
-        if errors or barrier.broken:
+    ws = WaitressServer(server, urls, port, shutdown_timeout_s=config.shutdown_timeout)
+    if loaded.databases is not None:
+        try:
+            # Per-thread connections open in waitress's own worker threads, through its
+            # task queue (duck-typed tasks, as waitress's own are).
+            ws.prewarmed = loaded.databases.prewarm(server.task_dispatcher.add_task)
+        except LagscopeError:
             ws.abort()
             ws._stop_dispatcher(5.0)
-            reason = f"{type(errors[0]).__name__}: {errors[0]}" if errors else "timed out"
-            raise LagscopeError(
-                "prewarm",
-                f"could not open a database connection in every worker thread ({reason})",
-                ExitCode.CONNECT,
-            )
-        opened = sum(t.opened for t in tasks)
-        aliases = ", ".join(p.alias for p in persistent)
-        ws.prewarmed.append(
-            PrewarmResult(
-                f"{aliases}: persistent, one connection in each of {threads} worker threads",
-                opened,
-                (time.perf_counter() - start) * 1000,
-            )
-        )
-    ws._guard = PoolGuard(native_pools(loaded)).start()
+            raise
+        loaded.databases.start_guard()
     return ws
 
 
@@ -428,8 +401,8 @@ def run(
     finally:
         # After an immediate stop a worker thread may still be inside the app: leave the
         # pools to the process exit rather than wait on them.
-        if loaded.uses_django and not aborted:
-            shutdown_databases()
+        if loaded.databases is not None and not aborted:
+            loaded.databases.shutdown()
 
 
 def _signal_name(signum: int) -> str:

@@ -6,10 +6,6 @@ A default is either a constant or a function of the :class:`Host` facts (CPU cou
 platform), so it can be tested for any machine. :func:`resolve` merges user overrides over
 the defaults into a frozen :class:`ServeConfig` that remembers, for each value, whether it
 was chosen or given and why.
-
-The database half (:func:`plan_database`, :func:`apply_database_plan`) decides how Django
-keeps its connections warm: the native psycopg pool on Django >= 5.1 with psycopg 3, else
-persistent connections with health checks.
 """
 
 from __future__ import annotations
@@ -34,12 +30,9 @@ from lagscope.settings_table import (
 
 __all__ = [
     "SETTINGS",
-    "DbPlan",
     "Host",
     "ServeConfig",
-    "apply_database_plan",
     "docs_table",
-    "plan_database",
     "render_config",
     "resolve",
     "select_limit",
@@ -327,86 +320,3 @@ def docs_table() -> str:
 
 # Every row, in table order (the generators' view of :class:`ServeConfig`).
 SETTINGS: tuple[Row, ...] = rows(ServeConfig)
-
-
-# --------------------------------------------------------------------------- database plan
-
-
-@dataclass(frozen=True)
-class DbPlan:
-    """How one database alias is kept warm.
-
-    ``pool``: Django's native psycopg pool (Django >= 5.1, psycopg 3), CONN_MAX_AGE=0,
-    ``min_size`` connections opened before serving. ``persistent``: CONN_MAX_AGE=None and
-    one connection opened in every worker thread before serving. ``none``: prewarm off.
-    """
-
-    alias: str
-    mode: Literal["pool", "persistent", "none"]
-    min_size: int
-    max_size: int
-    why: str
-
-
-def plan_database(
-    alias: str,
-    settings_dict: Mapping[str, Any],
-    *,
-    django_version: tuple[int, int],
-    psycopg3: bool,
-    psycopg_pool: bool,
-    threads: int,
-    db_connections: int,
-    prewarm: bool,
-    allow_pool: bool = True,
-) -> DbPlan:
-    engine = str(settings_dict.get("ENGINE", ""))
-    if not prewarm:
-        return DbPlan(alias, "none", 0, 0, "prewarm is off")
-    is_pg = engine.endswith("postgresql") or engine.endswith("postgis")
-    if is_pg and allow_pool and django_version >= (5, 1) and psycopg3 and psycopg_pool:
-        size = min(threads, db_connections)
-        return DbPlan(
-            alias,
-            "pool",
-            size,
-            size,
-            f"Django {django_version[0]}.{django_version[1]} + psycopg 3: native pool, "
-            f"min_size=max_size={size} (one per thread, never shrinks), opened before serving",
-        )
-    missing = []
-    if is_pg and not allow_pool:
-        missing.append("--no-db-pool")
-    elif is_pg and django_version < (5, 1):
-        missing.append(f"Django {django_version[0]}.{django_version[1]} has no native pool")
-    if is_pg and allow_pool and not psycopg3:
-        missing.append("psycopg 3 not installed")
-    if is_pg and allow_pool and psycopg3 and not psycopg_pool:
-        missing.append("psycopg_pool not installed")
-    reason = "; ".join(missing) if missing else f"{engine.rsplit('.', 1)[-1]} has no pool"
-    return DbPlan(
-        alias,
-        "persistent",
-        threads,
-        threads,
-        f"{reason}: CONN_MAX_AGE=None with health checks, one connection per worker thread",
-    )
-
-
-def apply_database_plan(settings_dict: dict[str, Any], plan: DbPlan, health_checks: bool) -> None:
-    """Edit one ``DATABASES`` entry in place (before Django opens any connection)."""
-    settings_dict["CONN_HEALTH_CHECKS"] = health_checks
-    if plan.mode == "pool":
-        options = settings_dict.setdefault("OPTIONS", {})
-        pool = options.get("pool")
-        pool = dict(pool) if isinstance(pool, dict) else {}
-        pool.setdefault("min_size", plan.min_size)
-        pool.setdefault("max_size", plan.max_size)
-        # A request waits at most this long for a free connection (e.g. while PostgreSQL
-        # restarts) before failing.
-        pool.setdefault("timeout", 10.0)
-        options["pool"] = pool
-        # The pool owns connection lifetime; Django refuses a pool with persistent conns.
-        settings_dict["CONN_MAX_AGE"] = 0
-    elif plan.mode == "persistent":
-        settings_dict["CONN_MAX_AGE"] = None
