@@ -10,27 +10,12 @@ from typing import Any
 
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
-from django.db import connections
 
+from support.djangodb import database_alias
 from support.pg import PgCluster
 from support.wsgi import waitress_server
 
 PG_DB = "lagscope_instrument"
-
-
-@contextmanager
-def database_alias(alias: str, settings_dict: dict[str, Any]) -> Iterator[str]:
-    """Make ``alias`` usable through ``connections[alias]`` for the duration."""
-    configured = connections.configure_settings(
-        {"default": connections.settings["default"], alias: settings_dict}
-    )
-    connections.settings[alias] = configured[alias]
-    try:
-        yield alias
-    finally:
-        connections[alias].close()
-        del connections[alias]
-        del connections.settings[alias]
 
 
 @pytest.fixture(scope="session")

@@ -592,8 +592,9 @@ def worker_warmup(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding 
 
         def slow(r: RequestRecord) -> bool:
             gap = excess(r)
-            if metric_ms(r, "dbconn") is not None and steady_conn_share < 0.2:
-                return gap > 0.5 * (metric_ms(r, "dbconn") or 0.0)
+            connect = metric_ms(r, "dbconn")
+            if connect is not None and steady_conn_share < 0.2:
+                return gap >= t.warmup_connect_ms and gap > 0.5 * connect
             return gap >= max(t.warmup_excess_ms, 5 * spread)
     else:
         cold_base = _median(_totals(cw.cold)) if cw.cold else _median(_totals(cw.warm))

@@ -69,6 +69,13 @@ class Thresholds:
         "an early request slower than the steady state by this much (and by 5x the "
         "steady state's spread) is a warm-up request",
     )
+    warmup_connect_ms: float = _t(
+        3.0,
+        "an early request that opened a database connection (when later ones do not) is "
+        "warm-up when it cost at least this: a local PostgreSQL connect is 4.5-12 ms, an "
+        "SQLite open ~1 ms",
+        "baseline.md",
+    )
     warmup_min_requests: int = _t(
         2,
         "slow early requests needed, each on a different worker when the server names "
