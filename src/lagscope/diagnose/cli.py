@@ -32,6 +32,17 @@ def _color_wanted() -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
+def _ascii_console() -> bool:
+    """True when stdout's encoding cannot show box drawing (cp1252 and cp437 consoles,
+    output redirected on Windows)."""
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "┏━→–".encode(encoding)
+    except (UnicodeError, LookupError):
+        return True
+    return False
+
+
 def _progress() -> Any:
     if not sys.stderr.isatty():
         return None
@@ -176,7 +187,9 @@ def diagnose_command(
     else:
         width = max(80, min(140, shutil.get_terminal_size((100, 24)).columns))
         click.echo(
-            TerminalRenderer(color=_color_wanted(), width=width).render(report),
+            TerminalRenderer(
+                color=_color_wanted(), width=width, ascii_only=_ascii_console()
+            ).render(report),
             nl=False,
             color=_color_wanted(),
         )

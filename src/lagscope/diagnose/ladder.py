@@ -17,6 +17,7 @@ import datetime as _dt
 import gzip
 import re
 import socket
+import statistics
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -57,6 +58,8 @@ __all__ = ["DiagnoseOptions", "Plan", "Progress", "diagnose"]
 Progress = Callable[[str, str], None]
 
 _MAX_REDIRECTS = 5
+# The fewest samples per series that give a 95 % interval for the median.
+_MIN_SAMPLES = 6
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
@@ -452,7 +455,8 @@ class _Ladder:
         left = self._left_s()
         if left <= 0:
             raise RunDeadline(name)
-        opts = replace(probe, cold=cold, warm=warm, max_time_s=max(0.001, min(budget_s, left)))
+        cold, warm = self._fit(cold, warm, budget_s)
+        opts = replace(probe, cold=cold, warm=warm, max_time_s=max(0.001, left))
         report = run_probe(opts, self.network, self.clock)
         prefix = "" if name == "cold vs warm" else "direct-"
         records = [r for s in report.series for r in s.requests]
@@ -473,6 +477,19 @@ class _Ladder:
             self.warnings.append(f"{name}: its time budget ran out before all requests were made")
         self._rung(name, title, t0, _coldwarm_figures(cw, report))
         return cw
+
+    def _fit(self, cold: int, warm: int, budget_s: float) -> tuple[int, int]:
+        """Counts that fit the rung's time budget at the speed seen so far, never below what
+        a 95 % median interval needs (6 each): a slow stack takes longer, not less evidence."""
+        new = [r.total_ms for r in self.records if not r.reused]
+        reused = [r.total_ms for r in self.records if r.reused]
+        if not new:
+            return cold, warm
+        cold_ms = statistics.median(new)
+        warm_ms = statistics.median(reused) if reused else cold_ms
+        affordable = budget_s * 1000 / max(0.05, cold_ms + warm_ms)
+        pairs = max(_MIN_SAMPLES, int(affordable))
+        return min(cold, pairs), min(warm, max(_MIN_SAMPLES + 2, pairs))
 
     def queue(self) -> tuple[QueueLevel, ...]:
         t0 = self.clock.now_ns()

@@ -11,6 +11,7 @@ import io
 import json
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -61,10 +62,20 @@ def _figure(f: Figure) -> str:
     return f"{f.value}{(' ' + f.unit) if f.unit and f.unit != 'ms' else ''}"
 
 
+_ASCII = str.maketrans(
+    {"–": "-", "—": "-", "−": "-", "→": "->", "≥": ">=", "≤": "<=", "µ": "u", "…": "..."}
+)
+
+
 class TerminalRenderer:
-    def __init__(self, color: bool = False, width: int = 100) -> None:
+    """``ascii_only`` draws with ASCII alone, for consoles whose encoding (cp1252, cp437)
+    cannot show box drawing or arrows."""
+
+    def __init__(self, color: bool = False, width: int = 100, ascii_only: bool = False) -> None:
         self.color = color
         self.width = width
+        self.ascii_only = ascii_only
+        self._box = box.ASCII if ascii_only else box.HEAVY_HEAD
 
     def render(self, report: DiagnoseReport) -> str:
         buf = io.StringIO()
@@ -100,7 +111,7 @@ class TerminalRenderer:
             console.print(f"   confirm: {f.confirm}")
         for budget in report.budgets:
             console.print(self._budget(budget))
-        rungs = Table(title="Rungs", title_justify="left", show_lines=False, expand=False)
+        rungs = Table(title="Rungs", title_justify="left", box=self._box, expand=False)
         rungs.add_column("rung")
         rungs.add_column("status")
         rungs.add_column("figures", overflow="fold")
@@ -116,12 +127,16 @@ class TerminalRenderer:
             f"{len(report.requests)} requests in {report.duration_ms / 1000:.1f} s"
             + (" (stopped early at --max-time)" if report.truncated else "")
         )
-        return buf.getvalue()
+        text = buf.getvalue()
+        if self.ascii_only:
+            text = text.translate(_ASCII).encode("ascii", "replace").decode("ascii")
+        return text
 
     def _budget(self, budget: Budget) -> Table:
         table = Table(
             title=f"Where the time goes: a typical {budget.kind} request, {_ms(budget.total_ms)}",
             title_justify="left",
+            box=self._box,
         )
         table.add_column("part")
         table.add_column("ms", justify="right")

@@ -95,19 +95,14 @@ def _totals(records: Sequence[RequestRecord]) -> list[float]:
 
 
 def fallback_cost_ms(ev: Evidence) -> float:
-    """What failed addresses before the answering one cost each new connection."""
+    """What the addresses that failed before the answering one cost each new connection:
+    the time of those failed attempts, as a client that tries them in order pays it."""
     res = ev.resolution
     if res is None or not res.addresses:
         return 0.0
     first_ok = next((i for i, a in enumerate(res.addresses) if a.connects), None)
     if not first_ok:
         return 0.0
-    ok = res.addresses[first_ok]
-    literal = _median(
-        [ms for ms, o in zip(ok.connect_ms, ok.outcomes, strict=True) if o == "connected"]
-    )
-    if res.hostname_connect_ms:
-        return max(0.0, _median(res.hostname_connect_ms) - literal)
     return sum(_median(a.connect_ms) for a in res.addresses[:first_ok])
 
 
@@ -209,9 +204,7 @@ def localhost_fallback(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Fin
             f"Every new connection first tries {failed[0].address}, which fails, then falls "
             f"back. Here that costs {cost:.1f} ms; Chrome waits {t.chrome_fallback_ms:g} ms "
             f"before falling back and sequential clients on Windows ~{t.windows_refused_ms:g} ms.",
-            severity=_severity(max(cost, t.chrome_fallback_ms), t)
-            if cost >= t.fallback_ms
-            else "warning",
+            severity=_severity(cost, t),
         )
     if res.unlistened and res.is_name:
         return _finding(
@@ -576,49 +569,79 @@ def db_connect_slow(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> Fi
 
 
 def worker_warmup(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | None:
+    """The first request each worker serves is slow, and that worker is fast afterwards.
+
+    With Server-Timing the app's own time is compared (a queue or a connection tax does
+    not count) and a database connect seen only early is the strongest sign; without it,
+    the total is compared with the steady state of the same kind (new or reused
+    connection). Either way the slow requests must be the first ones: noise is not a prefix.
+    """
     wu, cw = ev.warmup, ev.coldwarm
     if wu is None or cw is None or not cw.warm:
         return None
+    steady = _steady(ev)
     timed = _has_timing(wu.sequence) and _has_timing(cw.warm)
     early = list(wu.sequence) + (list(wu.burst) if timed else [])
     if timed:
-        steady_app = [r.app_ms() or 0.0 for r in _steady(ev)]
+        steady_app = [r.app_ms() or 0.0 for r in steady]
         base = _median(steady_app)
-        spread = _spread(steady_app)
-        steady_conn_share = share([metric_ms(r, "dbconn") is not None for r in _steady(ev)])
+        floor = max(t.warmup_excess_ms, 5 * _spread(steady_app), 0.5 * base)
+        steady_connects = share([metric_ms(r, "dbconn") is not None for r in steady])
 
         def excess(r: RequestRecord) -> float:
             return (r.app_ms() or 0.0) - base
 
         def slow(r: RequestRecord) -> bool:
-            gap = excess(r)
             connect = metric_ms(r, "dbconn")
-            if connect is not None and steady_conn_share < 0.2:
-                return gap >= t.warmup_connect_ms and gap > 0.5 * connect
-            return gap >= max(t.warmup_excess_ms, 5 * spread)
+            if connect is not None and steady_connects < 0.2:
+                return connect >= t.warmup_connect_ms and excess(r) >= t.warmup_connect_ms
+            return excess(r) >= floor
     else:
         cold_base = _median(_totals(cw.cold)) if cw.cold else _median(_totals(cw.warm))
         warm_base = _median(_totals(cw.warm))
         spread = _spread(_totals(cw.warm))
 
         def excess(r: RequestRecord) -> float:
-            return r.total_ms - (warm_base if r.reused else cold_base)
+            base = warm_base if r.reused else cold_base
+            return r.total_ms - base
 
         def slow(r: RequestRecord) -> bool:
-            return excess(r) >= max(t.warmup_excess_ms, 5 * spread)
+            base = warm_base if r.reused else cold_base
+            return excess(r) >= max(t.warmup_excess_ms, 5 * spread, 0.5 * base)
 
-    slow_ones = [r for r in early if slow(r)]
-    threads = [metric_desc(r, "thread") for r in slow_ones]
-    named = [x for x in threads if x]
-    workers = len(set(named)) if named else len(slow_ones)
+    flags = [slow(r) for r in early]
+    slow_ones = [r for r, f in zip(early, flags, strict=True) if f]
+    threads = [metric_desc(r, "thread") for r in early]
+    if all(threads) and slow_ones:
+        # Per thread only its first request can be warm-up; slow later ones are noise, and
+        # when noise is as common as the pattern there is no pattern.
+        seen: set[str | None] = set()
+        firsts: list[RequestRecord] = []
+        later = 0
+        for r, f, name in zip(early, flags, threads, strict=True):
+            if f:
+                if name in seen:
+                    later += 1
+                else:
+                    firsts.append(r)
+            seen.add(name)
+        if later * 2 > len(firsts):
+            return None
+        slow_ones = firsts
+        workers = len({metric_desc(r, "thread") for r in slow_ones})
+    else:
+        # Without thread names the slow ones must lead the sequence.
+        seq_flags = [slow(r) for r in wu.sequence]
+        if any(seq_flags[sum(seq_flags) + 1 :]):
+            return None
+        workers = len(slow_ones)
     if workers < t.warmup_min_requests:
         return None
-    # Steady state must be free of it, or it is not warm-up.
-    steady = _steady(ev)
     if sum(1 for r in steady if slow(r)) > max(1, len(steady) // 10):
         return None
     cost = _median([excess(r) for r in slow_ones])
     dbconn = summary_of(metric_ms(r, "dbconn") for r in slow_ones)
+    named = all(threads)
     detail = (
         f"{len(slow_ones)} of the first {len(early)} requests were slow by {cost:.0f} ms "
         f"(p50), one per worker{f' ({workers} threads)' if named else ''}; later ones were not."
@@ -636,7 +659,12 @@ def worker_warmup(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding 
             Figure("slow_early_requests", len(slow_ones)),
             Figure("early_requests", len(early)),
             Figure("workers", workers),
-            Figure("threads", ", ".join(sorted(set(named))) or None),
+            Figure(
+                "threads",
+                ", ".join(sorted({str(metric_desc(r, "thread")) for r in slow_ones}))
+                if named
+                else None,
+            ),
             figure("dbconn_ms", dbconn),
         ],
         [

@@ -20,7 +20,7 @@ class DiagnoseSettings:
         help="Timeout of each phase of each request (connect, send, wait, receive).",
         unit="s",
         why="long enough for a 2 s Windows IPv6 fallback, short enough to report a dead server",
-        above=0,
+        minimum=0.001,
         maximum=3600,
         flag="--timeout",
     )
@@ -29,7 +29,7 @@ class DiagnoseSettings:
         help="Bound on the whole run; later rungs are skipped and the report says so.",
         unit="s",
         why="a taxed stack takes ~10 s; this leaves room for a very slow one",
-        above=0,
+        minimum=0.01,
         maximum=3600,
         flag="--max-time",
     )
@@ -38,7 +38,7 @@ class DiagnoseSettings:
         help="Exit 1 when the typical warm request's total exceeds this (a CI gate).",
         unit="ms",
         why="off unless asked for",
-        above=0,
+        minimum=0.001,
         maximum=3_600_000,
         flag="--budget",
     )
