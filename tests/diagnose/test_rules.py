@@ -256,3 +256,12 @@ def test_rules_hold_at_the_largest_run() -> None:
     warm = [rec(1.0 + (i % 7) * 0.01) for i in range(10_000)]
     cold = [rec(1.2, reused=False, series="cold") for _ in range(1000)]
     assert ids(ev(coldwarm=coldwarm(cold, warm))) == {}
+
+
+def test_the_docs_thresholds_table_is_generated_from_the_table() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "diagnose.md").read_text(encoding="utf-8")
+    start = text.index("<!-- thresholds:start -->\n") + len("<!-- thresholds:start -->\n")
+    end = text.index("<!-- thresholds:end -->")
+    assert text[start:end] == docs_table()
