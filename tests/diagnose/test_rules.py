@@ -147,7 +147,7 @@ def test_small_write_stall_clusters_at_the_delayed_ack_timer() -> None:
     warm = [rec(41.0, receive=40.2 + 0.1 * i) for i in range(8)]
     found = {f.id: f for f in evaluate(ev(coldwarm=coldwarm(cold, warm)), T)}
     assert set(found) == {"small-write-stall"}
-    assert found["small-write-stall"].cost_ms == pytest.approx(40.5, abs=0.5)
+    assert found["small-write-stall"].cost_ms == pytest.approx(40.2, abs=0.2)
 
 
 def test_keepalive_refused_and_a_tax_seen_outside_the_app() -> None:

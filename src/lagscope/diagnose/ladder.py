@@ -58,6 +58,7 @@ __all__ = ["DiagnoseOptions", "Plan", "Progress", "diagnose"]
 Progress = Callable[[str, str], None]
 
 _MAX_REDIRECTS = 5
+_RESOLUTION_TIMEOUT_S = 3.0
 # The fewest samples per series that give a 95 % interval for the median.
 _MIN_SAMPLES = 6
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -209,7 +210,11 @@ class _Ladder:
     def resolution(self) -> Resolution:
         t0 = self.clock.now_ns()
         self._say("resolution", "start")
-        client = self._client()
+        # A connect that hangs (a dropped SYN) says what it needs to in a few seconds; a
+        # Windows refused-loopback connect takes ~2 s.
+        client = self._client(
+            replace(self.probe, timeout_s=min(self.probe.timeout_s, _RESOLUTION_TIMEOUT_S))
+        )
         host = self.probe.target.host
         resolve_ms: list[float] = []
         candidates = []
@@ -251,7 +256,8 @@ class _Ladder:
             )
             raise LagscopeError("connect", tried, code)
         hostname_ms: list[float] = []
-        for _ in range(self.opts.plan.resolve_samples):
+        hangs = any("timeout" in p.outcomes for p in probes)
+        for _ in range(1 if hangs else self.opts.plan.resolve_samples):
             c0 = self.clock.now_ns()
             conn = client.open("resolution: a connect as a client makes it")
             hostname_ms.append((self.clock.now_ns() - c0) / 1e6)
@@ -276,6 +282,13 @@ class _Ladder:
         figures.append(figure("hostname_connect_ms", summary_of(hostname_ms)))
         figures.append(figure("resolve_ms", summary_of(resolve_ms)))
         notes = [f"{a} refuses (nothing listens there)" for a in unlistened]
+        first_ok = next(p for p in probes if p.connects)
+        if probes[0] is not first_ok:
+            # The rest of the ladder connects where the host answers, as a client with
+            # happy eyeballs would; the fallback's price is this rung's finding.
+            pins = tuple((h, a) for h, a in self.probe.resolve if h != host.lower())
+            self.probe = replace(self.probe, resolve=(*pins, (host.lower(), (first_ok.address,))))
+            notes.append(f"later rungs connect to {first_ok.address} directly")
         self._rung("resolution", "Name resolution", t0, figures, notes)
         return res
 

@@ -609,42 +609,45 @@ def worker_warmup(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding 
             base = warm_base if r.reused else cold_base
             return excess(r) >= max(t.warmup_excess_ms, 5 * spread, 0.5 * base)
 
-    flags = [slow(r) for r in early]
-    slow_ones = [r for r, f in zip(early, flags, strict=True) if f]
     threads = [metric_desc(r, "thread") for r in early]
-    if all(threads) and slow_ones:
-        # Per thread only its first request can be warm-up; slow later ones are noise, and
-        # when noise is as common as the pattern there is no pattern.
+    named = timed and all(threads)
+    if named:
+        # Per thread only its first request of the whole run can be warm-up (a worker the
+        # first requests missed warms up later); slow later ones are noise, and when noise
+        # is as common as the pattern there is no pattern.
+        run = sorted(list(early) + list(steady), key=lambda r: r.start_ms)
         seen: set[str | None] = set()
-        firsts: list[RequestRecord] = []
+        slow_ones = []
         later = 0
-        for r, f, name in zip(early, flags, threads, strict=True):
-            if f:
+        for r in run:
+            name = metric_desc(r, "thread")
+            if slow(r):
                 if name in seen:
                     later += 1
                 else:
-                    firsts.append(r)
+                    slow_ones.append(r)
             seen.add(name)
-        if later * 2 > len(firsts):
+        if later * 2 > len(slow_ones):
             return None
-        slow_ones = firsts
         workers = len({metric_desc(r, "thread") for r in slow_ones})
     else:
-        # Without thread names the slow ones must lead the sequence.
+        # Without worker names the slow ones must lead the sequence, and the steady state
+        # must be free of them.
         seq_flags = [slow(r) for r in wu.sequence]
         if any(seq_flags[sum(seq_flags) + 1 :]):
             return None
+        slow_ones = [r for r in early if slow(r)]
         workers = len(slow_ones)
+        if sum(1 for r in steady if slow(r)) > max(1, len(steady) // 10):
+            return None
     if workers < t.warmup_min_requests:
-        return None
-    if sum(1 for r in steady if slow(r)) > max(1, len(steady) // 10):
         return None
     cost = _median([excess(r) for r in slow_ones])
     dbconn = summary_of(metric_ms(r, "dbconn") for r in slow_ones)
-    named = all(threads)
     detail = (
-        f"{len(slow_ones)} of the first {len(early)} requests were slow by {cost:.0f} ms "
-        f"(p50), one per worker{f' ({workers} threads)' if named else ''}; later ones were not."
+        f"{len(slow_ones)} requests, each the first on its worker"
+        f"{f' ({workers} threads)' if named else ''}, were slow by {cost:.0f} ms (p50); "
+        "later requests on the same workers were not."
     )
     if dbconn is not None:
         detail += f" Each opened a database connection ({dbconn.p50_ms:.0f} ms)."
@@ -714,7 +717,10 @@ def small_write_stall(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Find
                 if share([low <= v <= high for v in outside]) < t.stall_share:
                     continue
             cold_values = [r.receive_ms if phase == "receive" else 0.0 for r in cw.cold]
-            cost = _median([v for v in values if low <= v <= high]) - (
+            # Load only ever adds to a timer's delay, so the lower quartile of the stalls is
+            # the timer's price, the median the timer plus this machine's noise.
+            stalls = sorted(v for v in values if low <= v <= high)
+            cost = stalls[len(stalls) // 4] - (
                 _median(cold_values) if phase == "receive" and cold_values else 0.0
             )
             gaps = summary_of(r.receive_ms - (r.head_ms or 0.0) for r in warm)
