@@ -22,7 +22,9 @@ from support.pg import PgCluster
 from support.wsgi import waitress_server
 
 SCHEMA = json.loads(
-    (Path(__file__).parents[2] / "docs" / "schemas" / "report-1.schema.json").read_text()
+    (
+        Path(__file__).parents[2] / "src" / "lagscope" / "schemas" / "report-1.schema.json"
+    ).read_text()
 )
 
 
@@ -157,7 +159,9 @@ def test_narrow_console_encoding(tmp_path: Path) -> None:
 
 def test_the_report_schema_shares_the_probe_schemas_request_record() -> None:
     probe = json.loads(
-        (Path(__file__).parents[2] / "docs" / "schemas" / "probe-1.schema.json").read_text()
+        (
+            Path(__file__).parents[2] / "src" / "lagscope" / "schemas" / "probe-1.schema.json"
+        ).read_text()
     )
     mine = dict(SCHEMA["$defs"]["request"]["properties"])
     theirs = dict(probe["$defs"]["request"]["properties"])
