@@ -309,3 +309,23 @@ def test_a_server_that_dies_mid_run_is_one_clear_error() -> None:
     thread.join(10)
     assert err.value.exit_code in (4, 5, 7)
     assert "\n" not in err.value.one_line()
+
+
+@pytest.mark.postgres
+def test_connect_per_request_seen_by_postgresql_itself_without_server_timing(
+    pg_cluster: PgCluster,
+) -> None:
+    dsn = f"postgresql://{pg_cluster.user}@127.0.0.1:{pg_cluster.port}/postgres?gssencmode=disable"
+
+    def connects(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        with psycopg.connect(dsn) as conn:
+            conn.execute("SELECT 1").fetchone()
+        return hello(environ, start_response)
+
+    with waitress_server(connects) as app:
+        report = run(_url(app), quick=True, database=dsn)
+    check(report, {"db-connect-per-request": None})
+    finding = report.finding("db-connect-per-request")
+    assert finding is not None
+    sessions = {f.name: f.value for f in finding.evidence}["sessions_per_request"]
+    assert isinstance(sessions, float) and 0.8 <= sessions <= 1.3

@@ -7,6 +7,7 @@ returns is masked before it reaches a message.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -14,7 +15,7 @@ from lagscope.diagnose.evidence import DatabaseProbe
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.probe.net import Clock
 
-__all__ = ["mask", "probe_database", "shown_dsn"]
+__all__ = ["SessionCounter", "mask", "probe_database", "shown_dsn"]
 
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
@@ -90,3 +91,50 @@ def probe_database(dsn: str, samples: int, timeout_s: float, clock: Clock) -> Da
         gss_attempted=gss_attempted,
         gss_disabled_connect_ms=tuple(gss_off),
     )
+
+
+class SessionCounter:
+    """Counts the sessions PostgreSQL itself records (``pg_stat_database.sessions``,
+    PostgreSQL 14+) while the app is measured: ground truth for how often the app
+    connects, whether or not it sends Server-Timing. Best effort: ``None`` when the
+    server cannot say."""
+
+    _SQL = "SELECT coalesce(sum(sessions), 0) FROM pg_stat_database"
+
+    def __init__(self, dsn: str, timeout_s: float) -> None:
+        self._conn: Any = None
+        try:
+            import psycopg
+        except ImportError:
+            return
+        self._errors: tuple[type[BaseException], ...] = (psycopg.Error, OSError, ValueError)
+        try:
+            self._conn = psycopg.connect(
+                dsn, connect_timeout=max(1, round(timeout_s)), autocommit=True
+            )
+        except self._errors:
+            # Best effort: the database rung itself reports what is wrong with the DSN.
+            self.close()
+
+        if self._conn is not None:
+            # PostgreSQL < 15 has no such setting; the snapshot is cleared per read anyway.
+            with contextlib.suppress(*self._errors):
+                self._conn.execute("SET stats_fetch_consistency = none")
+
+    def read(self) -> int | None:
+        if self._conn is None:
+            return None
+        try:
+            self._conn.execute("SELECT pg_stat_clear_snapshot()")
+            row = self._conn.execute(self._SQL).fetchone()
+        except self._errors:
+            self.close()
+            return None
+        return int(row[0]) if row else None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None

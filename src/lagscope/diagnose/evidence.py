@@ -96,6 +96,8 @@ class DatabaseProbe:
     gss_attempted: bool
     gss_disabled_connect_ms: tuple[float, ...]
     error: str | None = None
+    # New sessions PostgreSQL counted per request of the cold/warm rung (None: unknown).
+    sessions_per_request: float | None = None
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from urllib.parse import urljoin
 
 from lagscope import __version__
 from lagscope.diagnose.budget import budgets
+from lagscope.diagnose.database import SessionCounter
 from lagscope.diagnose.environment import describe, gather
 from lagscope.diagnose.evidence import (
     AddressProbe,
@@ -533,18 +534,20 @@ class _Ladder:
         self._rung("queueing", "Concurrency ladder", t0, figures)
         return tuple(levels)
 
-    def database(self, dsn: str) -> DatabaseProbe:
+    def database(self, dsn: str, sessions_per_request: float | None) -> DatabaseProbe:
         from lagscope.diagnose.database import probe_database
 
         t0 = self.clock.now_ns()
         self._say("database", "start")
         db = probe_database(dsn, self.opts.plan.db_samples, self.probe.timeout_s, self.clock)
+        db = replace(db, sessions_per_request=sessions_per_request)
         figures = [
             Figure("dsn", db.shown_dsn),
             figure("connect_ms", summary_of(db.connect_ms)),
             figure("select_1_ms", summary_of(db.select1_ms)),
             figure("connect_gssencmode_disable_ms", summary_of(db.gss_disabled_connect_ms)),
         ]
+        figures.append(Figure("sessions_per_request", sessions_per_request))
         app_dbconn = summary_of(metric_ms(r, "dbconn") for r in self.records)
         figures.append(figure("app_dbconn_ms", app_dbconn))
         self._rung(
@@ -667,21 +670,30 @@ def diagnose(
     env = ladder.environment()
     ev = Evidence(url=opts.probe.target.url, loopback=ladder.loopback, environment=env)
     plan = opts.plan
+    sessions_per_request: float | None = None
     try:
         ev = replace(ev, resolution=ladder.resolution())
         first, hops = ladder.first_and_redirects()
         ev = replace(ev, warmup=ladder.warmup(first))
-        ev = replace(
-            ev,
-            coldwarm=ladder.coldwarm(
+        counter = _session_counter(opts)
+        before = counter.read() if counter else None
+        try:
+            coldwarm = ladder.coldwarm(
                 ladder.probe,
                 "cold vs warm",
                 "New connections against one keep-alive connection",
                 plan.cold,
                 plan.warm,
                 plan.coldwarm_s,
-            ),
-        )
+            )
+            after = counter.read() if counter else None
+        finally:
+            if counter:
+                counter.close()
+        ev = replace(ev, coldwarm=coldwarm)
+        requests = len(coldwarm.cold) + len(coldwarm.warm) + len(coldwarm.warm_first)
+        if before is not None and after is not None and requests:
+            sessions_per_request = round((after - before) / requests, 3)
         if ladder.loopback or opts.allow_load:
             ev = replace(ev, queue=ladder.queue())
         else:
@@ -706,7 +718,7 @@ def diagnose(
         else:
             ladder._skip("direct", "Proxy hop", "no --direct URL given")
         if opts.database is not None:
-            ev = replace(ev, database=ladder.database(opts.database))
+            ev = replace(ev, database=ladder.database(opts.database, sessions_per_request))
         else:
             ladder._skip("database", "The database directly", "no --database DSN given")
         ev = replace(ev, hygiene=ladder.hygiene(hops))
@@ -765,6 +777,12 @@ def diagnose(
             ("fallback_cost_ms", round(fallback_cost_ms(ev), 3)),
         ),
     )
+
+
+def _session_counter(opts: DiagnoseOptions) -> SessionCounter | None:
+    if opts.database is None:
+        return None
+    return SessionCounter(opts.database, opts.probe.timeout_s)
 
 
 def _proxy_server(records: Sequence[RequestRecord]) -> str | None:

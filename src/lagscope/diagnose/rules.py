@@ -492,9 +492,23 @@ def db_connect_per_request(ev: Evidence, t: Thresholds, _: Sequence[Finding]) ->
                 f"{share(flags):.0%} of requests opened a database connection "
                 f"({dbconn.p50_ms:.1f} ms each, p50): CONN_MAX_AGE=0 or no pool.",
             )
+    # Without the app's own account, PostgreSQL's session count says it.
     db = ev.database
-    if db is not None and db.error is None and ev.coldwarm is not None:
-        return None
+    per_request = db.sessions_per_request if db is not None else None
+    if db is not None and per_request is not None and per_request >= t.db_per_request_share:
+        connect = summary_of(db.connect_ms)
+        return _finding(
+            ev,
+            t,
+            "db-connect-per-request",
+            "Every request opens a new database connection",
+            connect.p50_ms if connect else None,
+            "every request",
+            [Figure("sessions_per_request", per_request), figure("connect_ms", connect)],
+            fix,
+            f"PostgreSQL counted {per_request:.2f} new sessions per request while the app "
+            "was measured; each costs a connect (timed here straight through psycopg).",
+        )
     return None
 
 
