@@ -329,3 +329,21 @@ def test_connect_per_request_seen_by_postgresql_itself_without_server_timing(
     assert finding is not None
     sessions = {f.name: f.value for f in finding.evidence}["sessions_per_request"]
     assert isinstance(sessions, float) and 0.8 <= sessions <= 1.3
+
+
+@pytest.mark.nginx
+def test_nginx_without_upstream_keepalive_seen_through_direct_without_server_timing(
+    start_nginx: Any,
+) -> None:
+    with waitress_server(hello) as app, taxed(app) as proxy:
+        upstream = Endpoint(proxy[0], proxy[1])
+        with start_nginx(upstream, transform=_without_keepalive) as nginx_port:
+            report = run(f"http://127.0.0.1:{nginx_port}/", quick=True, direct=_url(proxy))
+    check(report, {"upstream-no-keepalive": TAX_MS})
+
+
+@pytest.mark.nginx
+def test_nginx_with_lagscopes_config_is_healthy_through_direct(start_nginx: Any) -> None:
+    with waitress_server(hello) as app, start_nginx(Endpoint(app[0], app[1])) as nginx_port:
+        report = run(f"http://127.0.0.1:{nginx_port}/", quick=True, direct=_url(app))
+    check(report, {})
