@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from lagscope.instrument.disclosure import Disclosure
 from lagscope.instrument.record import RequestTiming, build_metrics, parse_dbshapes
-from lagscope.instrument.shapes import normalize, statement_shape
+from lagscope.instrument.shapes import MAX_SHAPE_CHARS, normalize, statement_shape
 
 
 @pytest.mark.parametrize(
@@ -84,3 +86,32 @@ def test_ties_pick_the_slower_shape_and_no_queries_no_metric() -> None:
 )
 def test_parse_dbshapes_rejects_other_text(desc: str | None) -> None:
     assert parse_dbshapes(desc) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/*" * 50_000,  # unterminated comments: one match, not one rescan per "/*"
+        "'" * 100_000,
+        "(?, " * 30_000,
+        "1 " * 60_000,
+        "INSERT INTO t (a) VALUES " + ", ".join(["(%s)"] * 100_000),
+    ],
+)
+def test_huge_and_hostile_statements_are_bounded(text: str) -> None:
+    start = time.perf_counter()
+    for _ in range(3):
+        statement_shape(text + str(time.perf_counter()))  # new texts: no cache hits
+    # 3 × MAX_SHAPE_CHARS of normalizing: well under a second even on a loaded VM.
+    assert time.perf_counter() - start < 1.0
+    assert normalize("SELECT 1 /* never closed") == "SELECT ?"
+
+
+def test_a_long_statement_is_shaped_by_its_start() -> None:
+    def insert(rows: int) -> str:
+        return "INSERT INTO t (a, b) VALUES " + ", ".join(["(%s, %s)"] * rows)
+
+    assert len(insert(5000)) > MAX_SHAPE_CHARS
+    # Bulk inserts of any size past the limit are one shape, and not another table's.
+    assert statement_shape(insert(5000)) == statement_shape(insert(6000))
+    assert statement_shape(insert(5000)) != statement_shape(insert(5000).replace(" t ", " u "))
