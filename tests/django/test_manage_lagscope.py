@@ -366,3 +366,21 @@ def test_diagnose_adds_the_database_rung_from_the_settings(
     assert {r["name"]: r for r in json.loads(sqlite.stdout)["rungs"]}["database"][
         "status"
     ] == "skipped"
+
+
+def test_a_cp1252_console_gets_escapes_not_a_traceback(project: Path) -> None:
+    # A Windows pipe in cp1252 and a database path it cannot encode.
+    databases = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(project / "db→.sqlite3")}
+    }
+    env = {**_env(databases), "PYTHONIOENCODING": "cp1252"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "lagscope", "db", "--samples", "1"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr.decode("cp1252", "replace")
+    assert b"db\\u2192.sqlite3" in result.stdout
+    assert b"Traceback" not in result.stderr

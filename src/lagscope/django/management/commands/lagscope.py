@@ -9,6 +9,7 @@ line and an exit code from :class:`lagscope.errors.ExitCode`.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any
 
@@ -124,6 +125,7 @@ class Command(BaseCommand):
         diagnose.add_argument("diagnose_args", nargs=argparse.REMAINDER)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        _tolerant_streams()
         try:
             if options["subcommand"] == "db":
                 self._db(options)
@@ -248,6 +250,15 @@ class Command(BaseCommand):
         _run_click(
             serve, ["--django-settings", module, *serve_args], "manage.py lagscope serve", "serve"
         )
+
+
+def _tolerant_streams() -> None:
+    # A Windows console or pipe in cp1252 cannot encode every alias, path or driver
+    # message: escape what it cannot show rather than fail with a traceback.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and (getattr(stream, "errors", "") or "") == "strict":
+            reconfigure(errors="backslashreplace")
 
 
 def _take_option(args: list[str], name: str, default: str) -> tuple[list[str], str]:
