@@ -121,8 +121,13 @@ def test_unreachable_database_never_shows_the_password() -> None:
 
 
 @pytest.mark.postgres
-def test_database_rung_measures_and_hides_the_password(pg_cluster: PgCluster) -> None:
-    dsn = f"postgresql://{pg_cluster.user}:hunter2@127.0.0.1:{pg_cluster.port}/postgres"
+@pytest.mark.parametrize("form", ["url", "keywords"])
+def test_database_rung_measures_and_hides_the_password(pg_cluster: PgCluster, form: str) -> None:
+    dsn = (
+        f"postgresql://{pg_cluster.user}:hunter2@127.0.0.1:{pg_cluster.port}/postgres"
+        if form == "url"
+        else f"host=127.0.0.1 port={pg_cluster.port} user={pg_cluster.user} password=hunter2"
+    )
     with waitress_server(hello) as (host, port):
         result = invoke(f"http://{host}:{port}/", "--quick", "--json", "--database", dsn)
     assert result.exit_code == 0, result.output
@@ -167,3 +172,11 @@ def test_the_report_schema_shares_the_probe_schemas_request_record() -> None:
     theirs = dict(probe["$defs"]["request"]["properties"])
     del mine["series"], theirs["series"]
     assert mine == theirs
+
+
+def test_a_keyword_dsn_password_never_reaches_the_report() -> None:
+    dsn = f"host=127.0.0.1 port={free_port()} user=app password=hunter2 dbname=items"
+    with waitress_server(hello) as (host, port):
+        result = invoke(f"http://{host}:{port}/", "--quick", "--database", dsn)
+    assert result.exit_code == 4, result.output
+    assert "hunter2" not in result.output

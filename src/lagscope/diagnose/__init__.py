@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import socket
-import sys
 from collections.abc import Mapping, Sequence
 
 from lagscope.diagnose.ladder import DiagnoseOptions, Plan, Progress, diagnose
@@ -64,6 +63,6 @@ def run(
         allow_load=allow_load,
         quick=quick,
         thresholds=thresholds,
-        command=tuple(sys.argv),
+        command=(),
     )
     return diagnose(opts, network=network, clock=clock, environ=environ, progress=progress)

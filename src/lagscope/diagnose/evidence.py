@@ -131,6 +131,8 @@ class Evidence:
     database: DatabaseProbe | None = None
     hygiene: Hygiene | None = None
     proxy_server: str | None = None  # a Server / Via header naming a proxy
+    # The command that reruns this diagnosis (each finding's "confirm").
+    command: str = ""
 
 
 # --- reading one request ------------------------------------------------------------------

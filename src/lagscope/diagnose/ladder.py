@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import gzip
 import re
+import shlex
 import socket
 import statistics
 import sys
@@ -26,7 +27,7 @@ from urllib.parse import urljoin
 
 from lagscope import __version__
 from lagscope.diagnose.budget import budgets
-from lagscope.diagnose.database import SessionCounter
+from lagscope.diagnose.database import SessionCounter, mask
 from lagscope.diagnose.environment import describe, gather
 from lagscope.diagnose.evidence import (
     AddressProbe,
@@ -668,7 +669,12 @@ def diagnose(
     )
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     env = ladder.environment()
-    ev = Evidence(url=opts.probe.target.url, loopback=ladder.loopback, environment=env)
+    ev = Evidence(
+        url=opts.probe.target.url,
+        loopback=ladder.loopback,
+        environment=env,
+        command=mask(shlex.join(opts.command)) if opts.command else "",
+    )
     plan = opts.plan
     sessions_per_request: float | None = None
     try:
@@ -754,7 +760,7 @@ def diagnose(
         tool_version=__version__,
         url=opts.probe.target.url,
         final_url=ladder.probe.target.url,
-        command=opts.command,
+        command=tuple(mask(arg) for arg in opts.command),
         started_at=started_at,
         duration_ms=round((clock.now_ns() - ladder.run_start) / 1e6, 3),
         environment=env,

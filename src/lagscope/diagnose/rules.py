@@ -68,7 +68,7 @@ def _finding(
         affects=affects,
         evidence=tuple(evidence),
         fix=tuple(fix),
-        confirm=confirm or f"lagscope diagnose {ev.url}",
+        confirm=confirm or ev.command or f"lagscope diagnose {ev.url}",
         detail=detail,
     )
 
