@@ -8,6 +8,7 @@ warning or worse was found (or ``--budget`` was exceeded).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -18,7 +19,7 @@ from typing import Any
 import click
 
 from lagscope.diagnose.ladder import DiagnoseOptions, diagnose
-from lagscope.diagnose.model import DiagnoseReport
+from lagscope.diagnose.model import DiagnoseReport, from_dict
 from lagscope.diagnose.render import JsonRenderer, TerminalRenderer, load_json
 from lagscope.diagnose.settings import DiagnoseSettings
 from lagscope.errors import ExitCode, LagscopeError
@@ -175,7 +176,10 @@ def diagnose_command(
                 or ("lagscope", *sys.argv[1:])
             ),
         )
-        report = diagnose(opts, progress=_progress())
+        measured = diagnose(opts, progress=_progress())
+        # Everything below shows the report as its JSON reads back, so the terminal, the
+        # saved file, --load, the HTML page and the HAR all carry the same numbers.
+        report = from_dict(json.loads(JsonRenderer().render(measured)))
     if output is not None:
         write_text_atomic(output, JsonRenderer().render(report))
     if html_path is not None or har_path is not None:
