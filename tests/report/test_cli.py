@@ -94,3 +94,30 @@ def test_unwritable_output_is_exit_8(taxed_probe: ProbeReport, tmp_path: Path) -
     saved.write_text(JsonRenderer().render(taxed_probe))
     code, _, err = _run("report", str(saved), "-o", str(tmp_path / "no" / "such" / "x.html"))
     assert code == 8 and err.startswith("lagscope: output: cannot write")
+
+
+def test_missing_report_extra_is_one_line_exit_8(taxed_probe: ProbeReport, tmp_path: Path) -> None:
+    # A separate interpreter where Jinja2 cannot be imported, as without lagscope[report].
+    import subprocess
+    import sys
+
+    saved = tmp_path / "run.json"
+    saved.write_text(JsonRenderer().render(taxed_probe))
+    code = (
+        "import sys; sys.modules['jinja2'] = None; from lagscope.cli import main; "
+        f"main(['report', {str(saved)!r}, '-o', {str(tmp_path / 'x.html')!r}])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 8
+    assert done.stderr == (
+        "lagscope: html: HTML reports need Jinja2: pip install 'lagscope[report]'\n"
+    )
+    assert not (tmp_path / "x.html").exists()
+    # HAR needs no extra.
+    code = code.replace("'-o'", "'--har'").replace("x.html", "x.har")
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
