@@ -208,6 +208,15 @@ def test_markdown_shows_defaults_ranges_and_reasons() -> None:
     assert len(lines) == 2 + 6
 
 
+def test_derivations_read_typed_values() -> None:
+    sofar = Sofar({"n": 3, "flag": True, "name": "x"})
+    assert (sofar.int("n"), sofar.bool("flag"), sofar.str("name")) == (3, True, "x")
+    with pytest.raises(TypeError, match="not an int"):
+        sofar.int("flag")  # a bool is not a count
+    with pytest.raises(TypeError, match="not a str"):
+        sofar.str("n")
+
+
 def test_a_host_describes_this_machine() -> None:
     host = Host.current()
     assert host.cpu_count >= 1

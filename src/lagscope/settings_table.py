@@ -30,7 +30,6 @@ import sys
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from lagscope.errors import ExitCode, LagscopeError
@@ -79,6 +78,10 @@ class SettingsError(LagscopeError, ValueError):
 
 
 def _version(dist: str) -> tuple[int, int] | None:
+    # Imported here: importlib.metadata costs ~20 ms to import, and only Host.current()
+    # (serve's machine-dependent defaults) needs it.
+    from importlib import metadata
+
     try:
         text = metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -122,25 +125,22 @@ class Sofar:
     def __init__(self, values: Mapping[str, Value]) -> None:
         self._values = values
 
-    def _get(self, name: str, kind: type) -> Value:
-        value = self._values[name]
-        if not isinstance(value, kind):
-            raise TypeError(f"{name} is {value!r}, not {kind.__name__}")
-        return value
-
     def int(self, name: str) -> int:
-        value = self._get(name, int)
-        assert isinstance(value, int)
+        value = self._values[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} is {value!r}, not an int")
         return value
 
     def bool(self, name: str) -> bool:
-        value = self._get(name, bool)
-        assert isinstance(value, bool)
+        value = self._values[name]
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} is {value!r}, not a bool")
         return value
 
     def str(self, name: str) -> str:
-        value = self._get(name, str)
-        assert isinstance(value, str)
+        value = self._values[name]
+        if not isinstance(value, str):
+            raise TypeError(f"{name} is {value!r}, not a str")
         return value
 
 
@@ -454,7 +454,8 @@ def build(
             value = row.parse(raw, style, phase) if parse_strings else row.check(raw, style, phase)
             values[row.name], why[row.name] = value, "given"
         elif row.spec.derive is not None:
-            value, reason = row.spec.derive(Sofar(values), host or Host.current())
+            host = host or Host.current()
+            value, reason = row.spec.derive(Sofar(values), host)
             values[row.name], why[row.name] = row.check(value, style, phase), reason
         else:
             values[row.name], why[row.name] = row.default, row.spec.why
