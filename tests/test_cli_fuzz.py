@@ -9,7 +9,8 @@ conversion, the settings tables, the command's own parsing), but always in a har
 * ``inject`` runs at most 0.3 s on loopback port 0 with no client;
 * ``probe`` and ``diagnose`` target a closed loopback port, so a run that gets past its
   options fails to connect (exit 4) at once;
-* ``report`` writes its HAR into a temporary directory.
+* ``report`` writes its HAR into a temporary directory;
+* ``demo`` renders a saved run (``--load``) that is not there.
 
 Options that name files to write (``-o``, ``--prefix``, ``--log``, ``--html``, ``--har``)
 are left out; path options get relative paths inside a temporary directory.
@@ -131,7 +132,15 @@ def _check(result: Result, allowed: set[int], what: str) -> None:
 
 def test_every_command_is_fuzzed() -> None:
     # A new command needs a harmless way to run here (see _invoke).
-    assert set(_COMMANDS) == {"diagnose", "inject", "nginx-config", "probe", "report", "serve"}
+    assert set(_COMMANDS) == {
+        "demo",
+        "diagnose",
+        "inject",
+        "nginx-config",
+        "probe",
+        "report",
+        "serve",
+    }
     for name in _COMMANDS:
         assert _fuzzable(name), name
 
@@ -211,6 +220,7 @@ ALLOWED = {
     "inject": {0, int(ExitCode.USAGE), int(ExitCode.ENVIRONMENT)},
     "probe": {0, int(ExitCode.USAGE), int(ExitCode.CONNECT), int(ExitCode.TIMEOUT)},
     "report": {0, int(ExitCode.USAGE)},
+    "demo": {0, int(ExitCode.USAGE)},
     "diagnose": {0, int(ExitCode.USAGE), int(ExitCode.CONNECT), int(ExitCode.TIMEOUT)},
 }
 
@@ -220,6 +230,9 @@ def _invoke(name: str, param: click.Parameter, value: str, closed_port: int) -> 
         base = ["--print-config"]
     elif name == "nginx-config":
         base = ["--upstream", "127.0.0.1:8000"]
+    elif name == "demo":
+        # --load of a file that is not there: options are read and checked, nothing starts.
+        base = [] if param.name == "load_path" else ["--load", "missing.json"]
     elif name == "report":
         base = ["--har", "out.har"]  # inside the temporary directory
     elif name == "inject":
