@@ -69,3 +69,38 @@ def test_async_views_and_connection_identity_under_uvicorn(make_alias: Any, tmp_
     assert second["db"].desc == "3 queries"
     assert second["dbconn"].desc == "1 connect"
     assert {"total", "view", "tpl"} <= set(sync_view)
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_async_path_feeds_the_otel_bridge(
+    make_alias: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from lagscope.django.middleware import ServerTimingMiddleware
+    from lagscope.otel import CONNECT_SPAN, OtelBridge
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(ServerTimingMiddleware, "otel_bridge", OtelBridge(provider))
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "o.sqlite3")}
+    with make_alias("instr", {**sqlite, "CONN_MAX_AGE": 0}), uvicorn_server() as (host, port):
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        try:
+            header = metrics(conn, "/async-db/instr/")
+        finally:
+            conn.close()
+    provider.shutdown()
+    spans = exporter.get_finished_spans()
+    (server,) = [s for s in spans if s.name == "GET"]
+    assert server.attributes is not None
+    assert server.attributes["lagscope.db.query_count"] == 3
+    assert server.attributes["lagscope.total_ms"] == pytest.approx(header["total"].dur_ms, abs=1e-3)
+    connects = [s for s in spans if s.name == CONNECT_SPAN]
+    assert header["dbconn"].desc == "1 connect" and len(connects) == 1
+    assert connects[0].start_time is not None and connects[0].end_time is not None
+    connect_ms = (connects[0].end_time - connects[0].start_time) / 1e6
+    assert connect_ms == pytest.approx(header["dbconn"].dur_ms, abs=0.1)
