@@ -10,6 +10,7 @@ process may carry the marker.
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
 import json
 import os
@@ -23,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -373,3 +375,48 @@ def test_load_renders_a_saved_run_again(pg_run: Run, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "findings each version still has" in proc.stdout
     assert json.loads(pg_run.stdout)["schema"] == "lagscope.demo/1"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+def test_keep_leaves_the_versions_serving_until_ctrl_c(sandbox: Path) -> None:
+    tmpdir = sandbox / "tmp"
+    tmpdir.mkdir()
+    marker = uuid.uuid4().hex
+    proc = subprocess.Popen(
+        _argv("--keep", "--quick", "--no-diagnose", "--database", "sqlite", "--tax", "50"),
+        env=_env(tmpdir, marker),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    urls: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("  ") and "/items/" in line:
+                urls.append(line.split()[1])
+            if line.startswith("running;"):
+                break
+        assert len(urls) == 3, urls
+        # Still serving after the report: each version answers through its tax proxy.
+        for url in urls:
+            parts = urlsplit(url)
+            conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+            try:
+                conn.request("GET", "/api/items/")
+                resp = conn.getresponse()
+                assert resp.status == 200 and json.loads(resp.read())["count"] == 500
+            finally:
+                conn.close()
+        if sys.platform != "win32":
+            os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert code == 0
+    _assert_clean(tmpdir, marker)
