@@ -32,6 +32,7 @@ from lagscope.inject.log import ConnectionRecord, record_from_json
 from lagscope.pgcluster import find_pg_bin
 from lagscope.story.model import DemoReport, VersionResult
 from lagscope.story.render import load_json
+from support.chromium import CHROMIUM, open_page
 
 TAX_MS = 200.0
 MARK = "LAGSCOPE_DEMO_TEST_MARK"
@@ -420,3 +421,31 @@ def test_keep_leaves_the_versions_serving_until_ctrl_c(sandbox: Path) -> None:
             proc.stdout.close()
     assert code == 0
     _assert_clean(tmpdir, marker)
+
+
+def test_html_page_holds_each_version_and_loads_nothing(pg_run: Run, tmp_path: Path) -> None:
+    saved = tmp_path / "demo.json"
+    saved.write_text(pg_run.stdout, encoding="utf-8")
+    page_path = tmp_path / "demo.html"
+    proc = subprocess.run(
+        _argv("--load", str(saved), "--html", str(page_path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = page_path.read_text(encoding="utf-8")
+    assert "first 10 requests, total" in text
+    assert "<script" not in text
+    report = pg_run.report
+    frames = text.count("<iframe ")
+    assert frames == sum(1 for v in report.versions if v.diagnose is not None)
+    if CHROMIUM is None:
+        return
+    with open_page(page_path) as page:
+        assert page.requested_urls() == [page_path.resolve().as_uri()]
+        assert page.console_errors() == []
+        body = page.evaluate("document.body.innerText")
+        assert "hand-tuned" in body and "lagscope" in body
+        assert page.evaluate("document.querySelectorAll('iframe').length") == frames

@@ -24,8 +24,21 @@ def _progress(line: str) -> None:
     click.echo(f"lagscope demo: {line}", err=True)
 
 
-def _hold(report: DemoReport, text: str) -> None:
-    click.echo(text, nl=False)
+def _emit(report: DemoReport, as_json: bool, output: Path | None, html_path: Path | None) -> None:
+    text = (JsonRenderer() if as_json else TextRenderer()).render(report)
+    if html_path is not None:
+        from lagscope.story.html import render as render_html
+
+        write_text_atomic(html_path, render_html(report))
+        _progress(f"wrote {html_path}")
+    if output is not None:
+        write_text_atomic(output, text)
+        _progress(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+def _hold(report: DemoReport) -> None:
     click.echo("")
     for v in report.versions:
         click.echo(f"  {v.name:<11} {v.url}/items/   {v.url}/api/items/")
@@ -106,9 +119,9 @@ def demo(
     """
     if not math.isfinite(tax_ms):
         raise LagscopeError("config", "--tax must be a finite number of ms", ExitCode.USAGE)
-    if html_path is not None and importlib.util.find_spec("lagscope.report") is None:
+    if html_path is not None and importlib.util.find_spec("jinja2") is None:
         raise LagscopeError(
-            "html", "the HTML report is not available in this version", ExitCode.USAGE
+            "html", "the HTML report needs jinja2 (pip install 'lagscope[report]')", ExitCode.USAGE
         )
     if load_path is not None:
         try:
@@ -127,18 +140,12 @@ def demo(
             diagnose=not no_diagnose,
         )
         diagnose = None if no_diagnose else default_diagnose(quick, tax_ms)
-        renderer = JsonRenderer() if as_json else TextRenderer()
-        report = run_demo(
-            options,
-            _progress,
-            diagnose,
-            hold=(lambda r: _hold(r, renderer.render(r))) if keep else None,
-        )
+
+        def hold(r: DemoReport) -> None:
+            _emit(r, as_json, output, html_path)
+            _hold(r)
+
+        report = run_demo(options, _progress, diagnose, hold=hold if keep else None)
         if keep:
             return
-    text = (JsonRenderer() if as_json else TextRenderer()).render(report)
-    if output is not None:
-        write_text_atomic(output, text)
-        _progress(f"wrote {output}")
-    else:
-        click.echo(text, nl=False)
+    _emit(report, as_json, output, html_path)
