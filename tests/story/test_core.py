@@ -109,6 +109,15 @@ def _report(tax: float = 300.0) -> DemoReport:
         http_connections=3,
         pg_backends_after_start=0,
     )
+    tuned = dataclasses.replace(tuned, settings=(("waitress", "threads=4, backlog=2048"),))
+    before = dataclasses.replace(
+        before,
+        findings=(
+            Finding("db-connect-per-request", "critical", 312.0, "every request", "keep"),
+            Finding("uncompressed-text", "info", 0.2, "every request", "gzip"),
+        ),
+        diagnose={"schema": "x", "findings": []},
+    )
     ours = dataclasses.replace(
         ours,
         findings=(Finding("connection-setup-tax", "warning", 300.0, "new connections", "reuse"),),
@@ -157,7 +166,8 @@ def test_table_has_each_version_and_ratios_to_before() -> None:
     assert "700 ms" in first and "(0.93x)" in first and "(0.47x)" in first
     assert "lagscope: connection-setup-tax (warning, 300 ms, new connections)" in text
     assert "diagnose on lagscope: still connection-setup-tax (300 ms" in text
-    assert "before: (no diagnose run)" in text
+    assert "before: db-connect-per-request (critical, 312 ms, every request) (+1 info)" in text
+    assert "hand-tuned: (no diagnose run)" in text
 
 
 def test_story_numbers_come_from_the_report() -> None:
@@ -167,6 +177,8 @@ def test_story_numbers_come_from_the_report() -> None:
     assert f"{before.first_request_ms:.0f} ms" in text
     assert "300 ms" in text
     assert "4 request(s) still opened a database connection" in text
+    assert "(one per waitress thread: it runs 4)" in text
+    assert 'diagnose named it on "before": db-connect-per-request (312 ms, every request).' in text
     # Change a measured value: the story changes with it.
     slower = dataclasses.replace(
         report,

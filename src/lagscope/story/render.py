@@ -95,9 +95,16 @@ def story(report: DemoReport) -> list[str]:
                 f'"before" opened {before.db_connects_after_start} database connections for '
                 f"{len(before.samples)} requests: one per request (CONN_MAX_AGE=0)."
             )
+        if _problems(before):
+            lines.append(f'diagnose named it on "before": {_named(_problems(before))}.')
     if tuned is not None and before is not None:
         slow = tuned.requests_with_db_connect
-        per_thread = " (one per waitress thread that served a request)" if slow else ""
+        threads = _threads(tuned)
+        per_thread = (
+            f" (one per waitress thread: it runs {threads})"
+            if slow and threads is not None and slow <= threads
+            else ""
+        )
         lines.append(
             f"Hand-tuning brought the first {FIRST_REQUESTS} to {_ms(tuned.first10_total_ms)} "
             f"({_ratio(tuned.first10_total_ms, before.first10_total_ms)} of before) and warm "
@@ -123,6 +130,16 @@ def story(report: DemoReport) -> list[str]:
                 + (f"still {_named(left)}." if left else "nothing left to fix.")
             )
     return lines
+
+
+def _threads(v: VersionResult) -> int | None:
+    for key, value in v.settings:
+        if key == "waitress":
+            for item in value.split(","):
+                name, _, number = item.strip().partition("=")
+                if name == "threads" and number.isdigit():
+                    return int(number)
+    return None
 
 
 def _problems(v: VersionResult) -> list[Finding]:
