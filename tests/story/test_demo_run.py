@@ -449,3 +449,56 @@ def test_html_page_holds_each_version_and_loads_nothing(pg_run: Run, tmp_path: P
         body = page.evaluate("document.body.innerText")
         assert "hand-tuned" in body and "lagscope" in body
         assert page.evaluate("document.querySelectorAll('iframe').length") == frames
+
+
+@pytest.mark.nginx
+@pytest.mark.skipif(
+    shutil.which("nginx") is None and not Path("/usr/sbin/nginx").is_file(),
+    reason="nginx not installed",
+)
+def test_nginx_before_opens_an_app_connection_per_request(sandbox: Path) -> None:
+    run = _run(
+        sandbox,
+        "--nginx",
+        "--quick",
+        "--json",
+        "--no-diagnose",
+        "--database",
+        "sqlite",
+        "--tax",
+        str(TAX_MS),
+    )
+    assert run.code == 0, run.stderr
+    before, tuned, ours = run.report.versions
+    for v in (before, tuned, ours):
+        upstream = _window(run.records(f"{v.name}-upstream"), v)
+        assert v.upstream_connections == len(upstream), v.name
+        assert all(s.status == 200 for s in v.samples)
+    # The tutorial config: nginx opens a new connection to the app for every request, and
+    # every one of them pays the tax.
+    assert before.upstream_connections == len(before.samples)
+    assert before.warm_p50_ms >= TAX_MS - 5
+    # lagscope nginx-config: the upstream pool keeps them (at most one per parallel request).
+    for v in (tuned, ours):
+        assert v.upstream_connections is not None and v.upstream_connections <= 3, v.name
+        assert v.warm_p50_ms < TAX_MS / 2, v.name
+    assert (
+        "nginx->app connections"
+        in subprocess.run(
+            _argv("--load", str(_saved(run, sandbox))), capture_output=True, text=True, check=True
+        ).stdout
+    )
+
+
+def _saved(run: Run, sandbox: Path) -> Path:
+    path = sandbox / "saved.json"
+    path.write_text(run.stdout, encoding="utf-8")
+    return path
+
+
+def test_nginx_missing_is_one_line(sandbox: Path) -> None:
+    code, line = _one_line(
+        sandbox, "--nginx", "--nginx-bin", str(sandbox / "no-nginx"), "--database", "sqlite"
+    )
+    assert code == 8
+    assert line.startswith("lagscope: nginx: nginx not found at ")

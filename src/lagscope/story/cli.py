@@ -69,7 +69,17 @@ def _hold(report: DemoReport) -> None:
     help="postgresql://user[:pw]@host:port/db to use, or 'sqlite'. Default: a throwaway "
     "PostgreSQL cluster when the server binaries are found, else SQLite.",
 )
-@click.option("--nginx", is_flag=True, help="Put nginx in front of each version.")
+@click.option(
+    "--nginx",
+    is_flag=True,
+    help="Put nginx in front of each version (before: a tutorial config without upstream "
+    "keep-alive; the others: lagscope nginx-config's).",
+)
+@click.option(
+    "--nginx-bin",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The nginx binary for --nginx (default: PATH, /usr/sbin/nginx).",
+)
 @click.option("--keep", is_flag=True, help="Leave the versions running; Ctrl+C stops them.")
 @click.option(
     "--port-base",
@@ -105,6 +115,7 @@ def demo(
     quick: bool,
     database: str | None,
     nginx: bool,
+    nginx_bin: Path | None,
     keep: bool,
     port_base: int,
     as_json: bool,
@@ -138,6 +149,7 @@ def demo(
             port_base=port_base,
             log_path=log_path,
             diagnose=not no_diagnose,
+            nginx_bin=nginx_bin,
         )
         diagnose = None if no_diagnose else default_diagnose(quick, tax_ms)
 

@@ -67,7 +67,7 @@ def plan_for(tax_ms: float, quick: bool) -> dict[str, Any]:
     warm_s = (tax_ms + 80) / 1000
     return {
         "resolve_samples": 1,
-        "sequence": 2,
+        "sequence": 1 if quick else 2,
         "burst_clients": 2,
         "burst_requests": 1,
         "cold": cold,

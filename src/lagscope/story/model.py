@@ -81,6 +81,8 @@ class VersionResult:
     http_taxed: int = 0
     db_connects_after_start: int | None = None  # None: no database hop (SQLite)
     db_tax_paid_ms: float = 0.0
+    # With --nginx: connections nginx opened to the app during the visit (None: no nginx).
+    upstream_connections: int | None = None
     # PostgreSQL's own view after the visit (pg_stat_activity, this version's
     # application_name): open backends, and those of them opened during the visit (the
     # connections kept for reuse; one closed after each request is not among them).

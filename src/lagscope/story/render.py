@@ -34,6 +34,7 @@ _ROWS: tuple[_Row, ...] = (
     ("DB connects after start-up", lambda v: v.db_connects_after_start, ""),
     ("  kept open (pg_stat_activity)", lambda v: v.pg_backends_after_start, ""),
     ("new browser connections", lambda v: v.http_connections, ""),
+    ("nginx->app connections", lambda v: v.upstream_connections, ""),
     ("start-up", lambda v: v.startup_ms, "ms"),
 )
 
@@ -58,6 +59,8 @@ def _table(report: DemoReport) -> list[str]:
     lines = [" " * label_w + "".join(f"{v.name:>{col_w}}" for v in versions)]
     base = versions[0]
     for label, get, unit in _ROWS:
+        if all(get(v) is None for v in versions) and label.startswith("nginx"):
+            continue
         cells = []
         for i, v in enumerate(versions):
             ref = get(base) if i > 0 else None
@@ -76,7 +79,12 @@ def story(report: DemoReport) -> list[str]:
     before, tuned, ours = by.get("before"), by.get("hand-tuned"), by.get("lagscope")
     lines: list[str] = []
     tax = report.tax_ms
-    hops = "browser->app and app->database" if report.database == "postgresql" else "browser->app"
+    hops_list = ["browser->nginx", "nginx->app"] if report.nginx else ["browser->app"]
+    if report.database == "postgresql":
+        hops_list.append("app->database")
+    hops = (
+        ", ".join(hops_list[:-1]) + " and " + hops_list[-1] if len(hops_list) > 1 else hops_list[0]
+    )
     if before is not None:
         if tax > 0:
             lines.append(
@@ -94,6 +102,16 @@ def story(report: DemoReport) -> list[str]:
             lines.append(
                 f'"before" opened {before.db_connects_after_start} database connections for '
                 f"{len(before.samples)} requests: one per request (CONN_MAX_AGE=0)."
+            )
+        if before.upstream_connections:
+            lines.append(
+                f"The tutorial nginx config opened {before.upstream_connections} connections to "
+                f"the app for {len(before.samples)} requests (no upstream keep-alive); "
+                + (
+                    f"lagscope nginx-config's pool opened {ours.upstream_connections}."
+                    if ours is not None and ours.upstream_connections is not None
+                    else ""
+                )
             )
         if _problems(before):
             lines.append(f'diagnose named it on "before": {_named(_problems(before))}.')

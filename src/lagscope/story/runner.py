@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -31,6 +31,7 @@ from lagscope.pgcluster import PgCluster, PgUnavailable, find_pg_bin
 from lagscope.story.child import READY_PREFIX, child_command
 from lagscope.story.diag import DiagnoseFn
 from lagscope.story.model import DemoReport, Sample, VersionResult, summarize
+from lagscope.story.nginx import NginxProcess
 from lagscope.story.procs import Child, ChildFailed
 from lagscope.story.versions import VERSIONS, VersionSpec
 from lagscope.story.visit import run_visit, visit_plan
@@ -65,6 +66,8 @@ class DemoOptions:
     # Append the fault proxies' per-connection ground truth here (JSON lines).
     log_path: Path | None = None
     diagnose: bool = True
+    # The nginx binary for --nginx (None: PATH, then the usual places).
+    nginx_bin: Path | None = None
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.tax_ms) or not 0 <= self.tax_ms <= TAX_MAX_MS:
@@ -283,7 +286,8 @@ class _Running:
     startup_ms: float
     db_accepted_at_ready: int = 0
     http_accepted_at_ready: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    upstream: Injector | None = None  # the tax between nginx and the app (--nginx)
+    upstream_accepted_at_ready: int = 0
 
 
 @dataclass
@@ -344,6 +348,8 @@ def _launch_version(
 def _wait_version(
     launched: _Launched,
     options: DemoOptions,
+    nginx: Path | None,
+    workdir: Path,
     stack: contextlib.ExitStack,
     progress: Progress,
     clock: Clock,
@@ -358,12 +364,20 @@ def _wait_version(
             "start", f"{spec.name}: {exc} ({exc.output or 'no output'})", ExitCode.ENVIRONMENT
         ) from None
     app = urlsplit(app_url)
+    target = (app.hostname or "127.0.0.1", int(app.port or 0))
+    upstream_inj: Injector | None = None
+    if nginx is not None:
+        # browser -> tax -> nginx -> tax -> app: the antivirus taxes every hop.
+        up_route = Route(("127.0.0.1", 0), target, _faults(options.tax_ms), f"{spec.name}-upstream")
+        upstream_inj = stack.enter_context(_injector([up_route], options.log_path))
+        proc = NginxProcess(
+            nginx, workdir / f"nginx-{spec.name}", spec.nginx_keepalive, upstream_inj.address(0)
+        )
+        stack.callback(proc.stop)
+        target = ("127.0.0.1", proc.start())
     listen_port = options.port_base + launched.index if options.port_base else 0
     http_route = Route(
-        ("127.0.0.1", listen_port),
-        (app.hostname or "127.0.0.1", int(app.port or 0)),
-        _faults(options.tax_ms),
-        f"{spec.name}-http",
+        ("127.0.0.1", listen_port), target, _faults(options.tax_ms), f"{spec.name}-http"
     )
     http_inj = stack.enter_context(_injector([http_route], options.log_path))
     host, port = http_inj.address(0)
@@ -378,6 +392,8 @@ def _wait_version(
         startup_ms,
         db_accepted_at_ready=launched.db.counters().accepted if launched.db else 0,
         http_accepted_at_ready=http_inj.counters().accepted,
+        upstream=upstream_inj,
+        upstream_accepted_at_ready=upstream_inj.counters().accepted if upstream_inj else 0,
     )
     progress(f"{spec.name}: ready in {startup_ms:.0f} ms at {running.url}/items/")
     return running
@@ -415,6 +431,11 @@ def _measure(
             http_connections=http_c.accepted - running.http_accepted_at_ready,
             db_connects_after_start=(
                 db_c.accepted - running.db_accepted_at_ready if db_c is not None else None
+            ),
+            upstream_connections=(
+                running.upstream.counters().accepted - running.upstream_accepted_at_ready
+                if running.upstream is not None
+                else None
             ),
             ready_at=round(running.ready_at, 6),
             visit_end_at=round(visit_end, 6),
@@ -525,16 +546,18 @@ def run_demo(
     """
     _check_extras()
     _check_ports(options)
+    nginx: Path | None = None
     if options.nginx:
         from lagscope.nginx.cli import find_nginx
 
-        if find_nginx() is None:
+        nginx = find_nginx(str(options.nginx_bin) if options.nginx_bin else None)
+        if nginx is None:
+            where = f"at {options.nginx_bin}" if options.nginx_bin else "on PATH"
             raise LagscopeError(
                 "nginx",
-                "nginx not found on PATH (install it or drop --nginx)",
+                f"nginx not found {where} (install it, give --nginx-bin, or drop --nginx)",
                 ExitCode.ENVIRONMENT,
             )
-        raise LagscopeError("nginx", "--nginx is not available in this version yet", ExitCode.USAGE)
     started = clock()
     notes: list[str] = []
     with contextlib.ExitStack() as stack:
@@ -543,6 +566,9 @@ def run_demo(
                 tempfile.TemporaryDirectory(prefix="lagscope-demo-", ignore_cleanup_errors=True)
             )
         )
+        if nginx is not None:
+            # nginx's workers run as nobody under root and must reach their prefix in here.
+            workdir.chmod(0o711)
         db = _open_database(options, workdir, stack, progress)
         if db.note:
             notes.append(db.note)
@@ -556,7 +582,14 @@ def run_demo(
 
         def wait(launched: _Launched) -> _Running:
             return _wait_version(
-                launched, options, stacks[launched.index], progress, clock, wall_clock
+                launched,
+                options,
+                nginx,
+                workdir,
+                stacks[launched.index],
+                progress,
+                clock,
+                wall_clock,
             )
 
         # The first version creates and seeds the database; the others then start

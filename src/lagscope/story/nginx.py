@@ -1,0 +1,159 @@
+"""nginx in front of a demo version (``--nginx``): its config (pure) and its process.
+
+"before" gets the config most tutorials show: ``proxy_pass`` straight to the app address,
+no ``upstream`` block, so nginx opens a new connection to the app for every request (and
+pays the tax on it). "hand-tuned" and "lagscope" get ``lagscope nginx-config``'s config
+(:func:`lagscope.nginx.render.render`), whose upstream pool keeps connections open. Both
+are self-contained under a prefix directory, so nginx runs without touching /etc.
+
+nginx cannot report a port it chose, so the port is picked free beforehand; readiness is a
+successful TCP connect (polled, bounded) or nginx exiting, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from lagscope.errors import ExitCode, LagscopeError
+from lagscope.nginx.config import Endpoint
+from lagscope.nginx.render import NginxConfig, render
+
+__all__ = ["NginxProcess", "nginx_config", "tutorial_config"]
+
+_TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+READY_TIMEOUT_S = 15.0
+
+
+def _q(path: Path) -> str:
+    return '"' + path.as_posix().replace('"', '\\"') + '"'
+
+
+def tutorial_config(listen_port: int, upstream: tuple[str, int], prefix: Path) -> str:
+    """The usual tutorial config: a new upstream connection per request."""
+    host, port = upstream
+    temp = "\n".join(
+        f"    {name}_temp_path {_q(prefix / (name + '_temp'))};" for name in _TEMP_PATHS
+    )
+    return f"""# The config most tutorials show: proxy_pass to the app's address, no upstream block.
+# nginx speaks HTTP/1.0 with "Connection: close" to the app (before 1.29.7), and keeps no
+# upstream connection in any version without an upstream {{ keepalive }} block: one new
+# connection to the app per request.
+worker_processes 1;
+pid {_q(prefix / "nginx.pid")};
+error_log {_q(prefix / "error.log")} warn;
+
+events {{
+    worker_connections 1024;
+}}
+
+http {{
+{temp}
+    access_log off;
+
+    server {{
+        listen 127.0.0.1:{listen_port};
+
+        location / {{
+            proxy_pass http://{host}:{port};
+            proxy_set_header Host $host;
+            proxy_set_header X-Real-IP $remote_addr;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_config(keepalive: bool, listen_port: int, upstream: tuple[str, int], prefix: Path) -> str:
+    """The config of one version: ``lagscope nginx-config``'s, or the tutorial one."""
+    if not keepalive:
+        return tutorial_config(listen_port, upstream, prefix)
+    return render(
+        NginxConfig(
+            upstream=Endpoint(*upstream),
+            listen=(Endpoint("127.0.0.1", listen_port),),
+            prefix=prefix,
+        )
+    )
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class NginxProcess:
+    """``nginx -p PREFIX -c nginx.conf -g 'daemon off;'`` as a child; ``port`` once ready."""
+
+    def __init__(self, binary: Path, prefix: Path, keepalive: bool, upstream: tuple[str, int]):
+        self.binary = binary
+        self.prefix = prefix
+        self.keepalive = keepalive
+        self.upstream = upstream
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> int:
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        # Under root nginx's workers run as nobody and must reach the temp paths.
+        self.prefix.chmod(0o755)
+        last = ""
+        for _ in range(3):  # a free port can be taken before nginx binds it
+            port = _free_port()
+            conf = self.prefix / "nginx.conf"
+            conf.write_text(
+                nginx_config(self.keepalive, port, self.upstream, self.prefix), encoding="utf-8"
+            )
+            self._proc = subprocess.Popen(
+                [str(self.binary), "-p", str(self.prefix), "-c", str(conf), "-g", "daemon off;"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            if self._wait_ready(port):
+                self.port = port
+                return port
+            self.stop()
+            last = _last_line(self.prefix / "error.log")
+        raise LagscopeError(
+            "nginx", f"nginx did not start: {last or 'no error log'}", ExitCode.ENVIRONMENT
+        )
+
+    def _wait_ready(self, port: int) -> bool:
+        proc = self._proc
+        assert proc is not None
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return True
+            except OSError:
+                time.sleep(0.01)  # poll interval between connect attempts
+        return False
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()  # SIGTERM: nginx's fast shutdown (TerminateProcess on Windows)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
