@@ -10,7 +10,8 @@ conversion, the settings tables, the command's own parsing), but always in a har
 * ``probe`` and ``diagnose`` target a closed loopback port, so a run that gets past its
   options fails to connect (exit 4) at once;
 * ``report`` writes its HAR into a temporary directory;
-* ``demo`` renders a saved run (``--load``) that is not there.
+* ``demo`` is given ``--nginx`` with an nginx binary that does not exist, so a run whose
+  options (tax, ports, database URL) pass stops there (exit 8) before starting anything.
 
 Options that name files to write (``-o``, ``--prefix``, ``--log``, ``--html``, ``--har``)
 are left out; path options get relative paths inside a temporary directory.
@@ -220,8 +221,8 @@ ALLOWED = {
     "inject": {0, int(ExitCode.USAGE), int(ExitCode.ENVIRONMENT)},
     "probe": {0, int(ExitCode.USAGE), int(ExitCode.CONNECT), int(ExitCode.TIMEOUT)},
     "report": {0, int(ExitCode.USAGE)},
-    "demo": {0, int(ExitCode.USAGE)},
     "diagnose": {0, int(ExitCode.USAGE), int(ExitCode.CONNECT), int(ExitCode.TIMEOUT)},
+    "demo": {0, int(ExitCode.USAGE), int(ExitCode.ENVIRONMENT)},
 }
 
 
@@ -230,13 +231,14 @@ def _invoke(name: str, param: click.Parameter, value: str, closed_port: int) -> 
         base = ["--print-config"]
     elif name == "nginx-config":
         base = ["--upstream", "127.0.0.1:8000"]
-    elif name == "demo":
-        # --load of a file that is not there: options are read and checked, nothing starts.
-        base = [] if param.name == "load_path" else ["--load", "missing.json"]
     elif name == "report":
         base = ["--har", "out.har"]  # inside the temporary directory
     elif name == "inject":
         base = ["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--duration-s", "0.05"]
+    elif name == "demo":
+        base = ["--no-diagnose", "--nginx"]
+        if param.name != "nginx_bin":
+            base += ["--nginx-bin", "no-such-nginx"]  # inside the temporary directory
     elif name == "diagnose":
         base = ["--quick", "--timeout", "2"]
         if param.name != "url":

@@ -23,7 +23,7 @@ from lagscope.story.model import (
     summarize,
 )
 from lagscope.story.render import JsonRenderer, TextRenderer, load_json, story
-from lagscope.story.runner import DemoOptions, redact
+from lagscope.story.runner import DemoOptions, parse_dsn, redact
 from lagscope.story.versions import VERSIONS
 from lagscope.story.visit import FETCH, PAGE, visit_plan
 
@@ -240,3 +240,29 @@ def test_findings_from_diagnose_json() -> None:
     )
     assert found[0] == Finding("a", "high", 300.0, "x, y", "f")
     assert found[1].cost_ms is None
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "mysql://app:pw@127.0.0.1/items",
+        "postgresql://[::1",
+        "postgresql://app:pw@127.0.0.1:99999/items",
+        "postgresql://app:pw@127.0.0.1:5432/",
+        "postgresql://app:pw@127.0.0.1/items\nx",
+        "",
+    ],
+)
+def test_bad_database_urls_fail_before_anything_starts(dsn: str) -> None:
+    with pytest.raises(LagscopeError) as info:
+        DemoOptions(database=dsn)
+    assert info.value.exit_code == 2
+    assert ":pw@" not in info.value.one_line()
+
+
+def test_parse_dsn_splits_the_password_off() -> None:
+    parsed = parse_dsn("postgresql://app:s%40cret@db.local:6543/items?sslmode=disable")
+    assert parsed.password == "s@cret"
+    assert parsed.url == "postgresql://app@db.local:6543/items?sslmode=disable"
+    assert (parsed.host, parsed.port) == ("db.local", 6543)
+    assert parse_dsn("postgresql://app@[::1]/items").url == "postgresql://app@[::1]:5432/items"

@@ -36,7 +36,7 @@ from lagscope.story.procs import Child, ChildFailed
 from lagscope.story.versions import VERSIONS, VersionSpec
 from lagscope.story.visit import run_visit, visit_plan
 
-__all__ = ["DemoOptions", "Progress", "redact", "run_demo"]
+__all__ = ["DemoOptions", "Progress", "parse_dsn", "redact", "run_demo"]
 
 Progress = Callable[[str], None]
 Clock = Callable[[], float]
@@ -80,6 +80,8 @@ class DemoOptions:
                 f"--port-base must be 0 (free ports) or 1024..{65535 - len(VERSIONS)}",
                 ExitCode.USAGE,
             )
+        if self.database is not None and self.database.lower() != "sqlite":
+            parse_dsn(self.database)  # bad input fails here, before anything starts
 
     @property
     def warm_requests(self) -> int:
@@ -88,8 +90,12 @@ class DemoOptions:
 
 def redact(url: str) -> str:
     """The URL with its password replaced by ``***`` (for messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparsable URL>"
+    if password is None:
         return url
     user = parts.username or ""
     host = parts.hostname or ""
@@ -157,28 +163,44 @@ def _connect_monitor(url: str, password: str | None) -> Any:
     )
 
 
-def _user_database(dsn: str) -> _Database:
-    parts = urlsplit(dsn)
+@dataclass(frozen=True)
+class _Dsn:
+    url: str  # without the password
+    password: str | None
+    host: str
+    port: int
+
+
+def parse_dsn(dsn: str) -> _Dsn:
+    """Check a ``--database`` URL without connecting; the password is split off."""
+
+    def bad(why: str) -> LagscopeError:
+        return LagscopeError("database", why, ExitCode.USAGE)
+
+    try:
+        parts = urlsplit(dsn)
+        port = parts.port
+        username, password, hostname = parts.username, parts.password, parts.hostname
+    except ValueError as exc:
+        raise bad(f"--database is not a URL ({exc})") from None
     if parts.scheme.lower() not in ("postgres", "postgresql"):
-        raise LagscopeError(
-            "database",
-            f"--database must be a postgresql:// URL or 'sqlite', got {redact(dsn)!r}",
-            ExitCode.USAGE,
-        )
-    port = _port_or_none(dsn)
-    if port is None and ":" in (parts.netloc.rsplit("@", 1)[-1].rsplit("]", 1)[-1]):
-        raise LagscopeError("database", f"bad port in {redact(dsn)}", ExitCode.USAGE)
+        raise bad(f"--database must be a postgresql:// URL or 'sqlite', got {redact(dsn)!r}")
     if not parts.path.lstrip("/"):
-        raise LagscopeError(
-            "database", f"no database name in {redact(dsn)} (…/NAME)", ExitCode.USAGE
-        )
-    password = unquote(parts.password) if parts.password is not None else None
-    user = quote(unquote(parts.username or ""), safe="")
-    host = parts.hostname or "127.0.0.1"
+        raise bad(f"no database name in {redact(dsn)} (…/NAME)")
+    if any(ch in dsn for ch in "\x00\r\n"):
+        raise bad("--database contains control characters")
+    user = quote(unquote(username or ""), safe="")
+    host = hostname or "127.0.0.1"
     netloc_host = f"[{host}]" if ":" in host else host
     netloc = (f"{user}@" if user else "") + f"{netloc_host}:{port or 5432}"
     url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
-    db = _Database("postgresql", "--database", url, password, host, port or 5432)
+    return _Dsn(url, unquote(password) if password is not None else None, host, port or 5432)
+
+
+def _user_database(dsn: str) -> _Database:
+    parsed = parse_dsn(dsn)
+    url, password = parsed.url, parsed.password
+    db = _Database("postgresql", "--database", url, password, parsed.host, parsed.port)
     try:
         db.monitor = _connect_monitor(url, password)
     except Exception as exc:
