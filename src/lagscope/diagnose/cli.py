@@ -11,21 +11,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from lagscope.diagnose.ladder import DiagnoseOptions, diagnose
+from lagscope.diagnose import make_options
+from lagscope.diagnose.ladder import diagnose
 from lagscope.diagnose.model import DiagnoseReport, from_dict
 from lagscope.diagnose.render import JsonRenderer, TerminalRenderer, load_json
 from lagscope.diagnose.settings import DiagnoseSettings
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.fileio import write_text_atomic
 from lagscope.probe.model import redact_command_line
-from lagscope.probe.options import ProbeOptions, parse_header, parse_resolve, parse_url
 from lagscope.settings_table import build, click_options
 
 
@@ -148,29 +147,19 @@ def diagnose_command(
     else:
         if url is None:
             raise LagscopeError("options", "missing URL (or --load FILE)", ExitCode.USAGE)
-        if ipv4 and ipv6:
-            raise LagscopeError("options", "-4 and -6 exclude each other", ExitCode.USAGE)
-        family = socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else socket.AF_UNSPEC
-        pins = tuple(parse_resolve(r) for r in resolves)
-        parsed_headers = tuple(parse_header(h) for h in headers)
-
-        def probe_for(u: str) -> ProbeOptions:
-            return ProbeOptions(
-                target=parse_url(u),
-                headers=parsed_headers,
-                timeout_s=settings.timeout_s,
-                max_time_s=settings.max_time_s,
-                family=family,
-                verify_tls=not insecure,
-                resolve=pins,
-            )
-
-        opts = DiagnoseOptions(
-            probe=probe_for(url),
-            direct=probe_for(direct) if direct else None,
+        opts = make_options(
+            url,
+            direct=direct,
             database=database,
-            allow_load=allow_load,
+            resolve=resolves,
+            headers=headers,
+            ipv4=ipv4,
+            ipv6=ipv6,
+            timeout_s=settings.timeout_s,
+            max_time_s=settings.max_time_s,
             quick=quick,
+            allow_load=allow_load,
+            verify_tls=not insecure,
             command=redact_command_line(
                 click.get_current_context().find_root().meta.get("lagscope.argv")
                 or ("lagscope", *sys.argv[1:])
