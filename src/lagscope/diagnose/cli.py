@@ -23,7 +23,7 @@ from lagscope.diagnose.model import DiagnoseReport, from_dict
 from lagscope.diagnose.render import JsonRenderer, TerminalRenderer, load_json
 from lagscope.diagnose.settings import DiagnoseSettings
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.fileio import write_text_atomic
+from lagscope.outputs import output_options, write_requested
 from lagscope.probe.model import redact_command_line
 from lagscope.settings_table import build, click_options
 
@@ -91,30 +91,7 @@ def _load(path: Path) -> DiagnoseReport:
     help="Allow concurrent requests (the burst and the concurrency ladder) to a host that "
     "is not loopback.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the lagscope.report/1 JSON.")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also save the JSON report to this file.",
-)
-@click.option(
-    "--html",
-    "html_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write a self-contained HTML report to this file (needs lagscope[report]).",
-)
-@click.option(
-    "--har",
-    "har_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write every request as a HAR 1.2 file (credential headers redacted).",
-)
-@click.option(
-    "--load",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Render a saved report instead of measuring.",
-)
+@output_options("lagscope.report/1")
 def diagnose_command(
     url: str | None,
     direct: str | None,
@@ -169,12 +146,7 @@ def diagnose_command(
         # Everything below shows the report as its JSON reads back, so the terminal, the
         # saved file, --load, the HTML page and the HAR all carry the same numbers.
         report = from_dict(json.loads(JsonRenderer().render(measured)))
-    if output is not None:
-        write_text_atomic(output, JsonRenderer().render(report))
-    if html_path is not None or har_path is not None:
-        from lagscope.report.cli import write_outputs
-
-        write_outputs(report, html_path, har_path)
+    write_requested(report, JsonRenderer().render(report), output, html_path, har_path)
     if as_json:
         click.echo(JsonRenderer().render(report), nl=False)
     else:

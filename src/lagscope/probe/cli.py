@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.fileio import write_text_atomic
+from lagscope.outputs import output_options, write_requested
 from lagscope.probe.model import ProbeReport, redact_command_line
 from lagscope.probe.options import Gate, ProbeOptions, parse_header, parse_resolve
 from lagscope.probe.options import parse_url as _parse_url
@@ -97,30 +97,7 @@ def _measure(opts: ProbeOptions) -> ProbeReport:
     help="Pin HOST to these addresses, tried in order (curl's HOST:PORT:ADDR works "
     "too; bracket IPv6 there). Repeatable.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the lagscope.probe/1 JSON report.")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also save the JSON report to this file (written atomically).",
-)
-@click.option(
-    "--html",
-    "html_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write a self-contained HTML report to this file (needs lagscope[report]).",
-)
-@click.option(
-    "--har",
-    "har_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write every request as a HAR 1.2 file (credential headers redacted).",
-)
-@click.option(
-    "--load",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Render a saved JSON report instead of measuring.",
-)
+@output_options("lagscope.probe/1")
 @click_options(Gate)
 def probe(
     url: str | None,
@@ -184,12 +161,7 @@ def probe(
         argv = click.get_current_context().find_root().meta.get("lagscope.argv")
         if argv:
             report = dataclasses.replace(report, command_line=redact_command_line(argv))
-    if output is not None:
-        write_text_atomic(output, JsonRenderer().render(report))
-    if html_path is not None or har_path is not None:
-        from lagscope.report.cli import write_outputs
-
-        write_outputs(report, html_path, har_path)
+    write_requested(report, JsonRenderer().render(report), output, html_path, har_path)
     if as_json:
         click.echo(JsonRenderer().render(report), nl=False)
     else:
