@@ -4,7 +4,6 @@ the report on stdout or into ``-o FILE``, ``--load`` to render a saved run again
 from __future__ import annotations
 
 import importlib.util
-import math
 import threading
 from pathlib import Path
 
@@ -12,10 +11,11 @@ import click
 
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.fileio import write_text_atomic
+from lagscope.settings_table import build, check_values, click_options
 from lagscope.story.diag import default_diagnose
 from lagscope.story.model import DemoReport
 from lagscope.story.render import JsonRenderer, TextRenderer, load_json
-from lagscope.story.runner import TAX_MAX_MS, DemoOptions, run_demo
+from lagscope.story.runner import DemoOptions, run_demo
 
 __all__ = ["demo"]
 
@@ -53,15 +53,7 @@ def _hold(report: DemoReport) -> None:
 
 
 @click.command("demo")
-@click.option(
-    "--tax",
-    "tax_ms",
-    type=float,
-    default=300.0,
-    show_default=True,
-    metavar="MS",
-    help=f"Delay on every new connection, app and database side (0..{TAX_MAX_MS:g}; 0 = control).",
-)
+@click_options(DemoOptions)
 @click.option("--quick", is_flag=True, help="Fewer warm requests and a shorter diagnose.")
 @click.option(
     "--database",
@@ -81,14 +73,6 @@ def _hold(report: DemoReport) -> None:
     help="The nginx binary for --nginx (default: PATH, /usr/sbin/nginx).",
 )
 @click.option("--keep", is_flag=True, help="Leave the versions running; Ctrl+C stops them.")
-@click.option(
-    "--port-base",
-    type=int,
-    default=0,
-    show_default=True,
-    metavar="N",
-    help="Serve before/hand-tuned/lagscope on ports N, N+1, N+2 (0: free ports).",
-)
 @click.option("--json", "as_json", is_flag=True, help="Print the lagscope.demo/1 JSON instead.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here.")
 @click.option(
@@ -111,25 +95,24 @@ def _hold(report: DemoReport) -> None:
     help="Render a saved --json run.",
 )
 def demo(
-    tax_ms: float,
     quick: bool,
     database: str | None,
     nginx: bool,
     nginx_bin: Path | None,
     keep: bool,
-    port_base: int,
     as_json: bool,
     output: Path | None,
     html_path: Path | None,
     log_path: Path | None,
     no_diagnose: bool,
     load_path: Path | None,
+    **table: object,
 ) -> None:
     """The whole story on loopback: the slow stack, diagnose naming the ghost, the
     hand-tuned fix and its warm-up, lagscope's fix without one. Every figure is measured.
     """
-    if not math.isfinite(tax_ms):
-        raise LagscopeError("config", "--tax must be a finite number of ms", ExitCode.USAGE)
+    # Checked in --load mode too, where they are not used.
+    check_values(DemoOptions, table)
     if html_path is not None and importlib.util.find_spec("jinja2") is None:
         raise LagscopeError(
             "html", "the HTML report needs jinja2 (pip install 'lagscope[report]')", ExitCode.USAGE
@@ -140,18 +123,18 @@ def demo(
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise LagscopeError("load", f"cannot read {load_path}: {exc}", ExitCode.USAGE) from None
     else:
-        options = DemoOptions(
-            tax_ms=tax_ms,
+        options, _ = build(
+            DemoOptions,
+            table,
             quick=quick,
             database=database,
             nginx=nginx,
             keep=keep,
-            port_base=port_base,
             log_path=log_path,
             diagnose=not no_diagnose,
             nginx_bin=nginx_bin,
         )
-        diagnose = None if no_diagnose else default_diagnose(quick, tax_ms)
+        diagnose = None if no_diagnose else default_diagnose(quick, options.tax_ms)
 
         def hold(r: DemoReport) -> None:
             _emit(r, as_json, output, html_path)

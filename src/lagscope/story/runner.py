@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import math
 import os
 import platform
 import socket
@@ -28,6 +27,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.inject import ConnectionRecord, ConnectionTax, Injector, Route
 from lagscope.pgcluster import PgCluster, PgUnavailable, find_pg_bin
+from lagscope.settings_table import SettingsError, setting, validate
 from lagscope.story.child import READY_PREFIX, child_command
 from lagscope.story.diag import DiagnoseFn
 from lagscope.story.model import DemoReport, Sample, VersionResult, summarize
@@ -56,13 +56,27 @@ APP_NAME_PREFIX = "lagscope-demo-"
 
 @dataclass(frozen=True)
 class DemoOptions:
-    tax_ms: float = 300.0
+    tax_ms: float = setting(
+        300.0,
+        flag="--tax",
+        unit="ms",
+        help="Delay on every new connection, app and database side (0 = control).",
+        why="the size reported for security software taxing each connection (300-400 ms)",
+        minimum=0,
+        maximum=TAX_MAX_MS,
+    )
     quick: bool = False
     # A postgresql:// DSN, "sqlite", or None (a throwaway cluster if possible, else SQLite).
     database: str | None = None
     nginx: bool = False
     keep: bool = False
-    port_base: int = 0
+    port_base: int = setting(
+        0,
+        help="Serve before/hand-tuned/lagscope on ports N, N+1, N+2 (0: free ports).",
+        why="free ports never collide; a fixed base gives URLs to open in a browser",
+        minimum=0,
+        maximum=65535 - len(VERSIONS),
+    )
     # Append the fault proxies' per-connection ground truth here (JSON lines).
     log_path: Path | None = None
     diagnose: bool = True
@@ -70,15 +84,10 @@ class DemoOptions:
     nginx_bin: Path | None = None
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.tax_ms) or not 0 <= self.tax_ms <= TAX_MAX_MS:
-            raise LagscopeError(
-                "config", f"--tax must be 0..{TAX_MAX_MS:g} ms, got {self.tax_ms}", ExitCode.USAGE
-            )
-        if self.port_base and not 1024 <= self.port_base <= 65535 - len(VERSIONS):
-            raise LagscopeError(
-                "config",
-                f"--port-base must be 0 (free ports) or 1024..{65535 - len(VERSIONS)}",
-                ExitCode.USAGE,
+        validate(self)
+        if self.port_base and self.port_base < 1024:
+            raise SettingsError(
+                f"--port-base must be 0 (free ports) or 1024..{65535 - len(VERSIONS)}"
             )
         if self.database is not None and self.database.lower() != "sqlite":
             parse_dsn(self.database)  # bad input fails here, before anything starts
