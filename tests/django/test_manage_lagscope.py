@@ -3,6 +3,7 @@ process, SQLite and a real PostgreSQL cluster."""
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import subprocess
@@ -13,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from lagscope.dbcheck.model import AliasResult, AliasSettings, Samples
+from lagscope.dbcheck.model import AliasResult, AliasSettings, DbReport, Samples
+from lagscope.dbcheck.render import render_json, render_text
 from lagscope.dbcheck.rules import findings_for
 from lagscope.diagnose.model import SEVERITIES
 from lagscope.diagnose.rules import DB_KEEP_CONNECTIONS_FIX
@@ -384,3 +386,49 @@ def test_a_cp1252_console_gets_escapes_not_a_traceback(project: Path) -> None:
     assert result.returncode == 0, result.stderr.decode("cp1252", "replace")
     assert b"db\\u2192.sqlite3" in result.stdout
     assert b"Traceback" not in result.stderr
+
+
+# -- saved reports -----------------------------------------------------------------------
+
+
+def test_report_json_round_trips() -> None:
+    results = (
+        _result(150.0, conn_max_age=600, no_gss_ms=3.2),
+        _result(5.0),
+        dataclasses.replace(_result(1.0, vendor="sqlite"), connect=None, select1=None, error="x"),
+    )
+    report = DbReport(results, findings_for(results), 3)
+    again = DbReport.from_json(json.loads(render_json(report)))
+    assert again == report
+    assert render_text(again) == render_text(report)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("not json", "Expecting value"),
+        ("[" * 100_000, "recursion"),
+        ('{"schema": "lagscope.probe/1"}', "$.schema"),
+        ('{"schema": "lagscope.db/1", "samples": 3, "aliases": "x", "findings": []}', "$.aliases"),
+        ('{"schema": "lagscope.db/1", "samples": NaN, "aliases": [], "findings": []}', "$.samples"),
+    ],
+)
+def test_bad_saved_reports_are_one_line_usage_errors(project: Path, text: str, needle: str) -> None:
+    saved = project / "saved.json"
+    saved.write_text(text, encoding="utf-8")
+    result = manage(project, {"default": _sqlite(project)}, "db", "--load", str(saved))
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and needle in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_load_renders_what_json_saved(project: Path) -> None:
+    databases = {"default": _sqlite(project)}
+    saved = manage(project, databases, "db", "--samples", "2", "--json")
+    assert saved.returncode == 0, saved.stderr
+    path = project / "db.json"
+    path.write_text(saved.stdout, encoding="utf-8")
+    loaded = manage(project, databases, "db", "--load", str(path))
+    assert loaded.returncode == 0, loaded.stderr
+    report = DbReport.from_json(json.loads(saved.stdout))
+    assert loaded.stdout == render_text(report)

@@ -9,6 +9,7 @@ line and an exit code from :class:`lagscope.errors.ExitCode`.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from typing import Any
@@ -16,12 +17,14 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from lagscope.dbcheck.model import DbReport
 from lagscope.errors import ExitCode, LagscopeError
 
 __all__ = ["Command"]
 
 _SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 _DELEGATED = ("serve", "diagnose")
+_MAX_LOAD_BYTES = 16 * 1024 * 1024
 # Django's connection parameters that are not libpq's (or not text).
 _NOT_LIBPQ = frozenset({"cursor_factory", "context", "client_encoding"})
 
@@ -104,6 +107,11 @@ class Command(BaseCommand):
         _django_options(db)
         db.add_argument("--json", action="store_true", help="Print the report as JSON.")
         db.add_argument(
+            "--load",
+            metavar="FILE",
+            help="Render a report saved with --json instead of measuring.",
+        )
+        db.add_argument(
             "--fail-on",
             choices=("critical", "warning"),
             help="Exit 1 when a finding is at least this severe.",
@@ -143,10 +151,16 @@ class Command(BaseCommand):
     # -- db ------------------------------------------------------------------------
 
     def _db(self, options: dict[str, Any]) -> None:
+        if options["load"] is not None:
+            report = _load_report(options["load"])
+        else:
+            report = self._measure(options)
+        self._report(report, options)
+
+    def _measure(self, options: dict[str, Any]) -> DbReport:
         from django.db import connections
 
         from lagscope.dbcheck.measure import measure
-        from lagscope.dbcheck.render import render_json, render_text
 
         known = list(connections.settings)
         aliases = options["aliases"] or known
@@ -157,13 +171,17 @@ class Command(BaseCommand):
                 f"no DATABASES alias {unknown[0]!r} (have: {', '.join(known)})",
                 ExitCode.USAGE,
             )
-        report = measure(
+        return measure(
             connections.settings,
             aliases,
             samples=options["samples"],
             clock=time.perf_counter,
             connect_timeout_s=options["timeout"],
         )
+
+    def _report(self, report: DbReport, options: dict[str, Any]) -> None:
+        from lagscope.dbcheck.render import render_json, render_text
+
         down = report.unreachable
         if options["json"]:
             self.stdout.write(render_json(report), ending="")
@@ -250,6 +268,21 @@ class Command(BaseCommand):
         _run_click(
             serve, ["--django-settings", module, *serve_args], "manage.py lagscope serve", "serve"
         )
+
+
+def _load_report(path: str) -> DbReport:
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            text = f.read(_MAX_LOAD_BYTES + 1)
+    except (OSError, UnicodeError) as exc:
+        raise LagscopeError("load", f"cannot read {path}: {exc}", ExitCode.USAGE) from None
+    if len(text) > _MAX_LOAD_BYTES:
+        raise LagscopeError("load", f"{path}: larger than 16 MiB", ExitCode.USAGE)
+    try:
+        data = json.loads(text)
+        return DbReport.from_json(data)
+    except (ValueError, RecursionError) as exc:
+        raise LagscopeError("load", f"{path}: {exc}", ExitCode.USAGE) from None
 
 
 def _tolerant_streams() -> None:
