@@ -23,7 +23,6 @@ from __future__ import annotations
 import codecs
 import contextlib
 import os
-import secrets
 import stat
 import tempfile
 import time
@@ -136,7 +135,9 @@ def _replace_regular(
     mode: int | None,
 ) -> None:
     directory = target.parent if str(target.parent) else Path(".")
-    tmp = directory / f".{target.name}.{secrets.token_hex(6)}.tmp"
+    # os.urandom, not secrets: the name only has to be unlikely to exist (O_EXCL checks),
+    # and secrets' import (hmac, hashlib) is ~10 ms of every command's start-up.
+    tmp = directory / f".{target.name}.{os.urandom(6).hex()}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     try:
         # 0o666 through os.open lets the umask decide, as for any file the user creates;

@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.outputs import output_options, write_requested
@@ -48,9 +46,19 @@ def _color_wanted() -> bool:
 
 
 def _measure(opts: ProbeOptions) -> ProbeReport:
-    err = Console(stderr=True)
-    if not err.is_terminal:
+    if not sys.stderr.isatty():
         return run_probe(opts)
+    # rich only for a progress bar on a terminal: scripts and CI do not pay for its import.
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    err = Console(stderr=True)
     with Progress(
         TextColumn("probing {task.description}"),
         BarColumn(),

@@ -1,20 +1,16 @@
 """Renderers for a :class:`ProbeReport`: each is ``render(report) -> str``.
 
-The terminal renderer draws with rich into a string, so the same text can go to a terminal,
-a file or a test assertion; colour is a constructor choice made by the CLI (NO_COLOR,
-non-tty). The JSON renderer is the documented ``lagscope.probe/1`` form, and
+The terminal renderer lays out plain text (ANSI styles only when asked), so the same text can
+go to a terminal, a file or a test assertion; colour is a constructor choice made by the CLI
+(NO_COLOR, non-tty). The JSON renderer is the documented ``lagscope.probe/1`` form, and
 :func:`load_json` reads it back so a saved run can be rendered again.
 """
 
 from __future__ import annotations
 
-import io
 import json
+import textwrap
 from typing import Any, Protocol
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from lagscope.probe.model import PHASES, ProbeReport, RequestRecord, from_dict, to_dict
 from lagscope.probe.stats import Summary
@@ -88,113 +84,177 @@ def _attempts_line(r: RequestRecord) -> str:
     return " → ".join(parts)
 
 
+# ANSI styles for a colour terminal (SGR codes: bold, dim, yellow).
+_BOLD, _DIM, _YELLOW, _RESET = "\x1b[1m", "\x1b[2m", "\x1b[33m", "\x1b[0m"
+
+Cell = tuple[str, str]  # (text, style: "" or an SGR code)
+
+
+class _Page:
+    """Lines of text at a fixed width, styled only when colour is on."""
+
+    def __init__(self, color: bool, width: int) -> None:
+        self.color = color
+        self.width = width
+        self.lines: list[str] = []
+
+    def styled(self, text: str, style: str) -> str:
+        return f"{style}{text}{_RESET}" if self.color and style and text else text
+
+    def text(self, *parts: Cell) -> None:
+        """One paragraph, wrapped at the width; each part keeps its style."""
+        plain = "".join(t for t, _ in parts)
+        wrapped = textwrap.wrap(
+            plain, self.width, break_long_words=False, break_on_hyphens=False
+        ) or [""]
+        if not self.color:
+            self.lines.extend(wrapped)
+            return
+        # Re-apply styles over the wrapped text: walk the parts' characters in order.
+        styles = [style for t, style in parts for _ in t]
+        pos = 0
+        for line in wrapped:
+            pos = plain.index(line, pos)
+            out, current, run = [], None, ""
+            for i, ch in enumerate(line):
+                style = styles[pos + i]
+                if style != current and run:
+                    out.append(self.styled(run, current or ""))
+                    run = ""
+                current = style
+                run += ch
+            out.append(self.styled(run, current or ""))
+            self.lines.append("".join(out))
+            pos += len(line)
+
+    def table(self, header: list[str], rows: list[list[Cell]], first_style: str = _BOLD) -> None:
+        """Columns two spaces apart: the first left-aligned and styled, the rest right-aligned."""
+        widths = [len(h) for h in header]
+        for row in rows:
+            for i, (t, _) in enumerate(row):
+                widths[i] = max(widths[i], len(t))
+
+        def fit(i: int, t: str) -> str:
+            return t.ljust(widths[i]) if i == 0 else t.rjust(widths[i])
+
+        self.lines.append(
+            "  ".join(self.styled(fit(i, h), _BOLD) for i, h in enumerate(header)).rstrip()
+        )
+        for row in rows:
+            cells = [
+                self.styled(fit(i, t), first_style if i == 0 else style)
+                for i, (t, style) in enumerate(row)
+            ]
+            self.lines.append("  ".join(cells).rstrip())
+
+    def render(self) -> str:
+        return "".join(line + "\n" for line in self.lines)
+
+
 class TerminalRenderer:
+    """The human view: header, address attempts, the phase table, the verdict, Server-Timing
+    metrics and warnings. Plain text, with ANSI styles when ``color`` (no rich, so printing a
+    report does not pay for importing it)."""
+
     def __init__(self, color: bool = False, width: int = 100) -> None:
         self.color = color
         self.width = width
 
     def render(self, report: ProbeReport) -> str:
-        buf = io.StringIO()
-        console = Console(
-            file=buf,
-            force_terminal=self.color,
-            no_color=not self.color,
-            width=self.width,
-            highlight=False,
-            emoji=False,
-        )
+        page = _Page(self.color, self.width)
         cold = report.get_series("cold")
         warm = report.get_series("warm")
         first = report.get_series("warm_first")
-        console.print(
-            Text.assemble(
-                ("lagscope probe ", "bold"),
-                f"{report.method} {report.url}",
-                (f"  {report.started_at}, {report.duration_ms / 1000:.1f} s", "dim"),
-            )
+        page.text(
+            ("lagscope probe ", _BOLD),
+            (f"{report.method} {report.url}", ""),
+            (f"  {report.started_at}, {report.duration_ms / 1000:.1f} s", _DIM),
         )
         opened = next((r for s in report.series for r in s.requests if r.attempts), None)
         source = "pinned by --resolve" if report.resolve_source == "pinned" else "DNS"
         addresses = ", ".join(report.addresses) or "-"
-        console.print(f"resolve {report.host} ({source}): {addresses}")
+        page.text((f"resolve {report.host} ({source}): {addresses}", ""))
         if opened is not None:
-            console.print(f"  connect attempts: {_attempts_line(opened)}")
+            page.lines.append(f"  connect attempts: {_attempts_line(opened)}")
 
-        table = Table(title=None, show_edge=False, pad_edge=False, box=None, padding=(0, 1))
-        table.add_column("phase (ms)", style="bold")
+        header = ["phase (ms)"]
         ns = []
         for s in (cold, warm):
             if s is not None:
                 ns.append(s)
-                table.add_column(f"{s.name} p50 (95% CI)", justify="right")
-                table.add_column("p90", justify="right")
-                table.add_column("p99", justify="right")
-                table.add_column("max", justify="right")
-        if cold is not None and warm is not None:
-            table.add_column("cold−warm", justify="right")
+                header += [f"{s.name} p50 (95% CI)", "p90", "p99", "max"]
+        both = cold is not None and warm is not None
+        if both:
+            header.append("cold−warm")
         comps = {c.phase: c for c in report.comparisons}
+        rows: list[list[Cell]] = []
         for phase in PHASES:
             if all(s.stats(phase) is None for s in ns):
                 continue
-            row: list[str | Text] = [phase]
+            row: list[Cell] = [(phase, "")]
             for s in ns:
                 st = s.stats(phase)
                 row += [
-                    _p50_cell(st),
-                    _fmt(st.p90_ms if st else None),
-                    _fmt(st.p99_ms if st else None),
-                    _fmt(st.max_ms if st else None),
+                    (_p50_cell(st), ""),
+                    (_fmt(st.p90_ms if st else None), ""),
+                    (_fmt(st.p99_ms if st else None), ""),
+                    (_fmt(st.max_ms if st else None), ""),
                 ]
-            if cold is not None and warm is not None:
+            if both:
                 c = comps.get(phase)
                 if c is None:
-                    row.append("")
+                    row.append(("", ""))
                 elif c.significant:
-                    row.append(f"{c.diff_ms:+.2f}")
+                    row.append((f"{c.diff_ms:+.2f}", ""))
                 else:
-                    row.append(Text(f"{c.diff_ms:+.2f} noise", style="dim"))
-            table.add_row(*row)
+                    row.append((f"{c.diff_ms:+.2f} noise", _DIM))
+            rows.append(row)
         counts = ", ".join(f"{s.name} n={len(s.requests)}" for s in ns)
-        console.print()
-        console.print(Text(f"Phases ({counts})", style="bold"))
-        console.print(table)
+        page.lines.append("")
+        page.text((f"Phases ({counts})", _BOLD))
+        page.table(header, rows)
         if first is not None and first.requests:
             r = first.requests[0]
-            console.print(
-                f"warm connection's first request (not in warm stats): total {_fmt(r.total_ms)} ms,"
-                f" wait {_fmt(r.wait_ms)} ms"
+            page.text(
+                (
+                    f"warm connection's first request (not in warm stats): total"
+                    f" {_fmt(r.total_ms)} ms, wait {_fmt(r.wait_ms)} ms",
+                    "",
+                )
             )
-        console.print()
-        console.print(Text("Verdict: ", style="bold") + Text(report.verdict))
+        page.lines.append("")
+        page.text(("Verdict: ", _BOLD), (report.verdict, ""))
         for s in (cold, warm):
             if s is None or not s.server_timing:
                 continue
-            mt = Table(show_edge=False, box=None, padding=(0, 1))
-            mt.add_column(f"Server-Timing ({s.name})", style="bold")
-            mt.add_column("n", justify="right")
-            mt.add_column("p50 ms", justify="right")
-            mt.add_column("p90 ms", justify="right")
-            mt.add_column("desc")
-            for m in s.server_timing:
-                mt.add_row(
-                    m.name,
-                    str(m.count),
-                    _fmt(m.dur.p50_ms if m.dur else None),
-                    _fmt(m.dur.p90_ms if m.dur else None),
-                    m.desc or "",
-                )
-            console.print()
-            console.print(mt)
+            metric_rows: list[list[Cell]] = [
+                [
+                    (m.name, ""),
+                    (str(m.count), ""),
+                    (_fmt(m.dur.p50_ms if m.dur else None), ""),
+                    (_fmt(m.dur.p90_ms if m.dur else None), ""),
+                    (m.desc or "", ""),
+                ]
+                for m in s.server_timing
+            ]
+            page.lines.append("")
+            page.table([f"Server-Timing ({s.name})", "n", "p50 ms", "p90 ms", "desc"], metric_rows)
             if s.outside_app is not None:
-                console.print(
-                    f"outside-app time ({s.name}: time to first byte − app total): "
-                    f"p50 {_p50_cell(s.outside_app)} ms"
+                page.text(
+                    (
+                        f"outside-app time ({s.name}: time to first byte − app total): "
+                        f"p50 {_p50_cell(s.outside_app)} ms",
+                        "",
+                    )
                 )
         if report.keep_alive.reconnects:
-            console.print(
-                f"reconnects: the server dropped the idle warm connection "
-                f"{report.keep_alive.reconnects} time(s)"
+            page.text(
+                (
+                    "reconnects: the server dropped the idle warm connection "
+                    f"{report.keep_alive.reconnects} time(s)",
+                    "",
+                )
             )
         for w in report.warnings:
-            console.print(Text("warning: ", style="yellow") + Text(w))
-        return buf.getvalue()
+            page.text(("warning: ", _YELLOW), (w, ""))
+        return page.render()

@@ -1,0 +1,63 @@
+"""Start-up: ``lagscope probe`` imports only what it uses. rich comes in only for a progress bar
+on a terminal, jsonschema only for --load, and never Django or psycopg."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from support.wsgi import waitress_server
+
+HEAVY = ("rich", "django", "psycopg", "psycopg_pool", "waitress", "jsonschema", "jinja2")
+
+# Runs the CLI in a fresh interpreter and prints which heavy packages ended up imported.
+_PROBE = """
+import json, sys
+from lagscope.cli import main
+try:
+    main.main(sys.argv[1:], "lagscope")
+except SystemExit:
+    pass
+loaded = sorted({m.split(".")[0] for m in sys.modules} & set(json.loads(sys.stdin.read())))
+sys.stderr.write("LOADED " + json.dumps(loaded) + "\\n")
+"""
+
+
+def _loaded(*args: str) -> list[str]:
+    res = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args],
+        input=json.dumps(HEAVY),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    line = [ln for ln in res.stderr.splitlines() if ln.startswith("LOADED ")]
+    assert line, res.stderr
+    loaded: list[str] = json.loads(line[-1][len("LOADED ") :])
+    return loaded
+
+
+def _app(environ: dict[str, object], start_response: object) -> list[bytes]:
+    start_response("200 OK", [("Content-Length", "2")])  # type: ignore[operator]
+    return [b"ok"]
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    with waitress_server(_app) as (host, port):
+        yield f"http://{host}:{port}/"
+
+
+def test_help_imports_nothing_heavy() -> None:
+    assert _loaded("probe", "--help") == []
+    assert _loaded("--version") == []
+
+
+def test_a_run_into_a_pipe_imports_nothing_heavy(url: str) -> None:
+    # stdout and stderr are pipes here, as in scripts and CI: no progress bar, no rich.
+    assert _loaded("probe", url, "--cold", "2", "--warm", "2") == []
+    assert _loaded("probe", url, "--cold", "1", "--warm", "1", "--json") == []
