@@ -164,3 +164,29 @@ def test_invalid_settings_are_an_error() -> None:
 
 def test_suite_settings_are_clean() -> None:
     assert "lagscope." not in run_check_command()
+
+
+@pytest.mark.parametrize("check", [checks.check_localhost, checks.check_gssencmode])
+def test_an_empty_host_is_localhost_over_tcp_on_windows(
+    check: Callable[..., list[CheckMessage]],
+) -> None:
+    # libpq on Windows has no Unix sockets: HOST '' connects to TCP localhost (::1 first).
+    with databases(main=pg(HOST="")):
+        on_windows = check(None, platform="win32")
+        on_linux = check(None, platform="linux")
+    assert len(on_windows) == 1 and "'main'" in on_windows[0].msg
+    assert on_linux == []
+
+
+def test_the_empty_host_warning_says_what_empty_means() -> None:
+    with databases(main=pg(HOST="", OPTIONS={"gssencmode": "disable"})):
+        (message,) = checks.check_localhost(None, platform="win32")
+        assert checks.check_gssencmode(None, platform="win32") == []
+    assert message.id == "lagscope.W004"
+    assert "empty (on Windows: TCP to 'localhost')" in message.msg
+
+
+def test_the_empty_host_rule_is_for_postgresql_only() -> None:
+    mysql = {"ENGINE": "django.db.backends.mysql", "NAME": "app", "HOST": ""}
+    with databases(main=mysql):
+        assert checks.check_localhost(None, platform="win32") == []

@@ -8,8 +8,12 @@ Every check reads only settings (no database access), so it runs under plain
 * W001 CONN_MAX_AGE=0 on a network database without a pool
 * W002 persistent connections without CONN_HEALTH_CHECKS
 * E003 a pool together with CONN_MAX_AGE != 0
-* W004 database HOST 'localhost'
-* W005 PostgreSQL on loopback without gssencmode=disable
+* W004 database HOST 'localhost' (or empty, for PostgreSQL on Windows)
+* W005 PostgreSQL on loopback without gssencmode=disable (an empty HOST is loopback TCP
+  on Windows)
+
+The platform is a keyword parameter of the checks that depend on it (``sys.platform`` by
+default), so the Windows rules are tested anywhere.
 * W006 the lagscope middleware is not first
 * W007 CommonMiddleware missing
 * W008 the app is installed but its middleware is not
@@ -17,6 +21,7 @@ Every check reads only settings (no database access), so it runs under plain
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -144,13 +149,32 @@ def check_pool_with_max_age(app_configs: object = None, **kwargs: object) -> lis
     return out
 
 
-def check_localhost(app_configs: object = None, **kwargs: object) -> list[CheckMessage]:
+def _effective_host(db: Mapping[str, Any], platform: str) -> str:
+    """The host the driver connects to, as far as settings say.
+
+    An empty HOST means PostgreSQL's Unix socket on POSIX, but libpq on Windows has no Unix
+    sockets: there it connects over TCP to ``localhost``, with the same ::1-first lookup.
+    """
+    host = str(db.get("HOST") or "").strip()
+    if not host and platform == "win32" and _is_postgresql(db):
+        return "localhost"
+    return host
+
+
+def _host_shown(db: Mapping[str, Any]) -> str:
+    host = str(db.get("HOST") or "").strip()
+    return repr(host) if host else "empty (on Windows: TCP to 'localhost')"
+
+
+def check_localhost(
+    app_configs: object = None, *, platform: str = sys.platform, **kwargs: object
+) -> list[CheckMessage]:
     out: list[CheckMessage] = []
     for alias, db in _network_databases():
-        if str(db.get("HOST", "")).strip().lower() == "localhost":
+        if _effective_host(db, platform).lower() == "localhost":
             out.append(
                 Warning(
-                    f"DATABASES[{alias!r}]['HOST'] is 'localhost'.",
+                    f"DATABASES[{alias!r}]['HOST'] is {_host_shown(db)}.",
                     hint=(
                         "Use '127.0.0.1'. 'localhost' costs a name lookup per connect and, "
                         "where it resolves to ::1 first and the server listens on IPv4 only, "
@@ -168,10 +192,13 @@ def _is_loopback_without_dns(host: str) -> bool:
     return is_localhost_name(host) or is_loopback_literal(host)
 
 
-def check_gssencmode(app_configs: object = None, **kwargs: object) -> list[CheckMessage]:
+def check_gssencmode(
+    app_configs: object = None, *, platform: str = sys.platform, **kwargs: object
+) -> list[CheckMessage]:
     out: list[CheckMessage] = []
     for alias, db in _network_databases():
-        if not _is_postgresql(db) or not _is_loopback_without_dns(str(db.get("HOST", ""))):
+        host = _effective_host(db, platform)
+        if not _is_postgresql(db) or not _is_loopback_without_dns(host):
             continue
         options = db.get("OPTIONS") or {}
         if options.get("gssencmode") != "disable":
