@@ -33,19 +33,38 @@ from lagscope.nginx.config import (
 from lagscope.nginx.render import NginxConfig, render
 from lagscope.settings_table import build, click_options
 
-__all__ = ["find_nginx", "nginx_check", "nginx_config"]
+__all__ = ["find_nginx", "nginx_check", "nginx_config", "nginx_locations"]
 
 _NGINX_CHECK_TIMEOUT_S = 30
 
 
+def nginx_locations(platform: str = sys.platform, drive: str = "C:\\") -> list[Path]:
+    """Where nginx usually sits when it is not on PATH.
+
+    Windows: nginx.org ships a zip that people unpack at the root of a drive, as
+    ``C:\\nginx`` or as the versioned ``C:\\nginx-1.27.3`` (newest version first).
+    """
+    if platform == "win32":
+        root = Path(drive)
+        unpacked = sorted(root.glob("nginx-*/nginx.exe"), key=_version_key, reverse=True)
+        return [root / "nginx" / "nginx.exe", *unpacked]
+    return [Path("/usr/sbin/nginx"), Path("/usr/local/sbin/nginx")]
+
+
+def _version_key(path: Path) -> tuple[int, ...]:
+    numbers = path.parent.name.removeprefix("nginx-").split(".")
+    return tuple(int(n) if n.isdigit() else -1 for n in numbers)
+
+
 def find_nginx(explicit: str | None = None) -> Path | None:
-    """The nginx binary: ``explicit``, else on PATH, else the Debian location."""
+    """The nginx binary: ``explicit``, else on PATH, else the usual places
+    (:func:`nginx_locations`)."""
     if explicit:
         return Path(explicit) if Path(explicit).is_file() else None
     found = shutil.which("nginx")
     if found:
         return Path(found)
-    for candidate in (Path("/usr/sbin/nginx"), Path("/usr/local/sbin/nginx")):
+    for candidate in nginx_locations():
         if candidate.is_file():
             return candidate
     return None
