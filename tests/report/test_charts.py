@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -14,7 +15,7 @@ from lagscope.probe.model import (
     redact_headers,
 )
 from lagscope.probe.report import RunFacts, build_report
-from lagscope.report import charts, html
+from lagscope.report import charts, har, html
 from lagscope.servertiming import Metric
 
 
@@ -151,3 +152,23 @@ def test_a_default_sized_run_is_well_under_a_megabyte() -> None:
     recs += [_record(20 + i, "warm", 99, True, 5.0, f"w{i % 4}") for i in range(51)]
     page = html.render(build_report(recs, _facts()))
     assert len(page.encode()) < 300_000
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        [],
+        [_record(0, "cold", 0, False, 5.0, "t")],
+        [_record(0, "warm_first", 0, False, 5.0, "t")]
+        + [_record(i, "warm", 0, True, 0.0, "t") for i in range(1, 4)],
+        [_record(i, "cold", i, False, 0.0, "t") for i in range(3)],
+    ],
+    ids=["no-request", "one-cold", "warm-only-zero", "all-zero"],
+)
+def test_degenerate_runs_still_render(records: list[RequestRecord]) -> None:
+    report = build_report(records, _facts())
+    page = html.render(report)
+    assert page.rstrip().endswith("</html>")
+    if not records:
+        assert "No request completed." in page
+    assert len(json.loads(har.render(report))["log"]["entries"]) == len(records)

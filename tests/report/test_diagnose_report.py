@@ -182,3 +182,34 @@ def test_diagnose_cli_writes_html_and_har_with_a_redacted_command_line(tmp_path:
     assert "Authorization: [redacted]" in text and "hunter2" not in text
     assert "hunter2" not in har_file.read_text()
     assert json.loads(har_file.read_text())["log"]["entries"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["no-findings", "no-budgets", "no-requests", "nothing", "costs-unknown", "info-only"],
+)
+def test_sparse_diagnoses_still_render(taxed_diagnosis: DiagnoseReport, change: str) -> None:
+    from lagscope.diagnose.model import from_dict
+
+    data = json.loads(json.dumps(to_dict(taxed_diagnosis)))
+    if change in ("no-findings", "nothing"):
+        data["findings"] = []
+    if change in ("no-budgets", "nothing"):
+        data["budgets"] = []
+    if change in ("no-requests", "nothing"):
+        data["requests"] = []
+    if change == "nothing":
+        data["rungs"] = []
+    for f in data["findings"]:
+        if change == "costs-unknown":
+            f["cost_ms"] = None
+        if change == "info-only":
+            f["severity"] = "info"
+    report = from_dict(data)
+    page = html.render(report)
+    assert page.rstrip().endswith("</html>")
+    if change == "costs-unknown":
+        assert "cost not measurable from here" in page
+    if change in ("info-only", "no-findings", "nothing"):
+        assert "No problem found" in page
+    assert json.loads(har.render(report))["log"]["version"] == "1.2"
