@@ -266,3 +266,10 @@ def test_parse_dsn_splits_the_password_off() -> None:
     assert parsed.url == "postgresql://app@db.local:6543/items?sslmode=disable"
     assert (parsed.host, parsed.port) == ("db.local", 6543)
     assert parse_dsn("postgresql://app@[::1]/items").url == "postgresql://app@[::1]:5432/items"
+
+
+def test_text_output_survives_a_cp1252_console() -> None:
+    # A Windows console in cp1252 cannot print what it cannot encode; the table, findings
+    # and story stay within it.
+    text = TextRenderer().render(_report())
+    assert text.encode("cp1252").decode("cp1252") == text

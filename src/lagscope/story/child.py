@@ -5,8 +5,8 @@ serves the reference app on plain waitress exactly as a developer would without 
 ``waitress.create_server`` with the given adjustments (none: waitress's defaults) and
 Django's ``CONN_MAX_AGE`` as given, nothing prewarmed. The database URL comes from
 ``LAGSCOPE_DEMO_DATABASE`` (never argv, where other local users could read a password).
-Start-up migrates and seeds idempotently, then prints :data:`READY_PREFIX` + URL. SIGINT
-and SIGTERM end it quietly.
+Start-up migrates and seeds idempotently, then prints :data:`READY_PREFIX` + URL. The
+graceful stop signals (SIGINT and SIGTERM; SIGINT and SIGBREAK on Windows) end it quietly.
 """
 
 from __future__ import annotations
@@ -58,8 +58,10 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    from lagscope.stopping import graceful_signals
+
+    for signum in graceful_signals():  # SIGINT/SIGTERM; SIGINT/SIGBREAK on Windows
+        signal.signal(signum, _stop)
     adjustments: dict[str, Any] = {}
     for item in args.waitress:
         name, _, value = str(item).partition("=")

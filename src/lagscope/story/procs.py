@@ -3,7 +3,8 @@
 :class:`Child` runs an argv with its output read on a thread; ``start`` returns once a
 line starting with the readiness prefix appears (the rest of the line is the URL) or
 raises :class:`ChildFailed` with the last output lines if the process exits first or the
-timeout passes. ``stop`` asks politely (SIGTERM; a hard terminate on Windows), then kills.
+timeout passes. ``stop`` asks politely (SIGTERM; CTRL_BREAK_EVENT to the child's own
+process group on Windows), then kills.
 Nothing here needs fork.
 """
 
@@ -17,6 +18,20 @@ import threading
 from collections.abc import Mapping, Sequence
 
 __all__ = ["Child", "ChildFailed"]
+
+
+if sys.platform == "win32":
+    _NEW_GROUP = subprocess.CREATE_NEW_PROCESS_GROUP
+else:
+    _NEW_GROUP = 0
+
+
+def _ask_to_stop(proc: subprocess.Popen[str]) -> None:
+    """The graceful stop: SIGTERM, or CTRL_BREAK_EVENT to its process group on Windows."""
+    if sys.platform == "win32":
+        proc.send_signal(signal.CTRL_BREAK_EVENT)
+    else:  # each branch is type-checked only on its own platform (mypy --platform)
+        proc.send_signal(signal.SIGTERM)
 
 
 class ChildFailed(Exception):
@@ -66,8 +81,12 @@ class Child:
 
     def launch(self) -> None:
         """Start the process without waiting (see :meth:`wait_ready`)."""
+        # Windows: its own process group, so that CTRL_BREAK_EVENT (the graceful stop) can
+        # reach it alone and the console's Ctrl+C reaches only us, who stop it.
+        flags = _NEW_GROUP
         self._proc = subprocess.Popen(
             self.argv,
+            creationflags=flags,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -109,10 +128,7 @@ class Child:
         if proc is None:
             return None
         if proc.poll() is None:
-            if sys.platform.startswith("win"):
-                proc.terminate()
-            else:
-                proc.send_signal(signal.SIGTERM)
+            _ask_to_stop(proc)
         try:
             code = proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
