@@ -170,7 +170,7 @@ def test_pg_run_tells_the_story_in_order(pg_run: Run) -> None:
     assert before.first_request_ms >= 2 * TAX_MS - 5
     assert ours.first_request_ms < 2 * TAX_MS
     assert before.warm_p50_ms >= TAX_MS - 5  # every request connects to the database
-    assert ours.warm_p50_ms < TAX_MS / 2
+    assert ours.warm_p50_ms < TAX_MS - 5  # below any request that paid a tax
     # One progress line per step, on stderr.
     steps = [line for line in pg_run.stderr.splitlines() if line.startswith("lagscope demo: ")]
     assert any("lagscope: stopping" in s for s in steps)
@@ -233,7 +233,7 @@ def test_sqlite_fallback_when_postgres_is_missing(sandbox: Path) -> None:
     # Without the database tax only the browser's new connections pay it: warm requests
     # on reused connections do not, whatever the version.
     for v in report.versions:
-        assert v.warm_p50_ms < TAX_MS / 2, v.name
+        assert v.warm_p50_ms < TAX_MS - 5, v.name  # below any request that paid a tax
         assert v.first10_total_ms >= 3 * (TAX_MS - 5), v.name
 
 
@@ -481,7 +481,7 @@ def test_nginx_before_opens_an_app_connection_per_request(sandbox: Path) -> None
     # lagscope nginx-config: the upstream pool keeps them (at most one per parallel request).
     for v in (tuned, ours):
         assert v.upstream_connections is not None and v.upstream_connections <= 3, v.name
-        assert v.warm_p50_ms < TAX_MS / 2, v.name
+        assert v.warm_p50_ms < TAX_MS - 5, v.name  # below any request that paid a tax
     assert (
         "nginx->app connections"
         in subprocess.run(

@@ -1,12 +1,14 @@
 """The app server of the demo's "before" and "hand-tuned" versions, as a child process.
 
-``python -m lagscope.story.child --port 0 --conn-max-age 0 [--waitress NAME=VALUE ...]``
+``python -m lagscope.story.child --port 0 --conn-max-age 0 [--waitress NAME=VALUE ...]
+[--no-migrate]``
 serves the reference app on plain waitress exactly as a developer would without lagscope:
 ``waitress.create_server`` with the given adjustments (none: waitress's defaults) and
 Django's ``CONN_MAX_AGE`` as given, nothing prewarmed. The database URL comes from
 ``LAGSCOPE_DEMO_DATABASE`` (never argv, where other local users could read a password).
-Start-up migrates and seeds idempotently, then prints :data:`READY_PREFIX` + URL. The
-graceful stop signals (SIGINT and SIGTERM; SIGINT and SIGBREAK on Windows) end it quietly.
+Start-up migrates and seeds idempotently (unless ``--no-migrate``), then prints
+:data:`READY_PREFIX` + URL. The graceful stop signals (SIGINT and SIGTERM; SIGINT and
+SIGBREAK on Windows) end it quietly.
 """
 
 from __future__ import annotations
@@ -34,10 +36,15 @@ WAITRESS_KEYS: dict[str, type[int] | type[float]] = {
 
 
 def child_command(
-    port: int, conn_max_age: int | None, waitress: Sequence[tuple[str, str]]
+    port: int,
+    conn_max_age: int | None,
+    waitress: Sequence[tuple[str, str]],
+    migrate: bool = True,
 ) -> list[str]:
     """The argv that runs this module with this interpreter."""
     argv = [sys.executable, "-m", "lagscope.story.child", "--port", str(port)]
+    if not migrate:
+        argv.append("--no-migrate")
     argv += ["--conn-max-age", "none" if conn_max_age is None else str(conn_max_age)]
     for name, value in waitress:
         argv += ["--waitress", f"{name}={value}"]
@@ -49,6 +56,9 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--conn-max-age", default="0")
     parser.add_argument("--waitress", action="append", default=[])
+    # The database is created and seeded by another version; this one starts without
+    # touching it (its first request is its first connect, as for any CONN_MAX_AGE app).
+    parser.add_argument("--no-migrate", action="store_true")
     return parser.parse_args(list(argv))
 
 
@@ -83,8 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from lagscope.demo.seed import ensure_database
 
-    ensure_database(ITEM_COUNT)
-    connections.close_all()
+    if not args.no_migrate:
+        ensure_database(ITEM_COUNT)
+        connections.close_all()
     app = get_wsgi_application()
 
     from waitress.server import create_server
