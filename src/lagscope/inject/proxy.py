@@ -99,6 +99,32 @@ class _Conn(ConnState):
         self.upstream_connected: float | None = None
         self.dial_applied: float | None = None
 
+    def record(self, index: int, end: EndReason, error: str | None, now: float) -> ConnectionRecord:
+        """The ground-truth record of this connection, closed at ``now``."""
+        t0 = self.t0
+
+        def ms(t: float | None) -> float | None:
+            return None if t is None else (t - t0) * 1000.0
+
+        host, port = self.rs.route.upstream
+        return ConnectionRecord(
+            id=f"{self.rs.name}#{index}",
+            route=self.rs.name,
+            index=index,
+            client=self.client,
+            upstream=f"{host}:{port}",
+            faults=self.plan.applied,
+            accepted_at=self.wall,
+            upstream_connected_ms=ms(self.upstream_connected),
+            closed_ms=(now - t0) * 1000.0,
+            tax_applied_ms=None if self.tax_applied is None else self.tax_applied * 1000.0,
+            dial_delay_applied_ms=None if self.dial_applied is None else self.dial_applied * 1000.0,
+            c2u=self.flows["c2u"].record(t0),
+            u2c=self.flows["u2c"].record(t0),
+            end=end,
+            error=error,
+        )
+
 
 class Proxy:
     """Fault-injecting TCP proxy for several routes on the running event loop.
@@ -320,36 +346,8 @@ class Proxy:
             raise
 
     def _emit(self, conn: _Conn, index: int, end: EndReason, error: str | None) -> None:
-        if self._on_record is None:
-            return
-        t0 = conn.t0
-        rs = conn.rs
-
-        def ms(t: float | None) -> float | None:
-            return None if t is None else (t - t0) * 1000.0
-
-        host, port = rs.route.upstream
-        self._on_record(
-            ConnectionRecord(
-                id=f"{rs.name}#{index}",
-                route=rs.name,
-                index=index,
-                client=conn.client,
-                upstream=f"{host}:{port}",
-                faults=conn.plan.applied,
-                accepted_at=conn.wall,
-                upstream_connected_ms=ms(conn.upstream_connected),
-                closed_ms=(self._clock() - t0) * 1000.0,
-                tax_applied_ms=None if conn.tax_applied is None else conn.tax_applied * 1000.0,
-                dial_delay_applied_ms=(
-                    None if conn.dial_applied is None else conn.dial_applied * 1000.0
-                ),
-                c2u=conn.flows["c2u"].record(t0),
-                u2c=conn.flows["u2c"].record(t0),
-                end=end,
-                error=error,
-            )
-        )
+        if self._on_record is not None:
+            self._on_record(conn.record(index, end, error, self._clock()))
 
     async def _serve(
         self, conn: _Conn, creader: asyncio.StreamReader
@@ -361,7 +359,7 @@ class Proxy:
             hard_reset(cwriter)
             return "injected_reset", None
         if plan.black_hole:
-            await self._swallow(conn, creader)
+            await self._pump.swallow(conn, creader)
             return "black_hole", None
         if plan.dial_delay_ms > 0:
             t = self._clock()
@@ -407,17 +405,3 @@ class Proxy:
                 pump.cancel()
             await asyncio.wait({c2u, u2c})
         return "closed", None
-
-    async def _swallow(self, conn: _Conn, reader: asyncio.StreamReader) -> None:
-        st = conn.flows["c2u"]
-        while True:
-            try:
-                data = await reader.read(self.settings.chunk_bytes)
-            except OSError:
-                return
-            if not data:
-                st.eof_in = self._clock()
-                return
-            if st.first_in is None:
-                st.first_in = self._clock()
-            st.dropped += len(data)

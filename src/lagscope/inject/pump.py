@@ -271,6 +271,22 @@ class Pump:
             raise PeerGone(far, exc) from None
         st.eof_out = self.clock()
 
+    async def swallow(self, conn: ConnState, reader: asyncio.StreamReader) -> None:
+        """Black hole in both directions: read the client's bytes and drop them until it
+        closes (no upstream exists)."""
+        st = conn.flows["c2u"]
+        while True:
+            try:
+                data = await reader.read(self.chunk_bytes)
+            except OSError:
+                return
+            if not data:
+                st.eof_in = self.clock()
+                return
+            if st.first_in is None:
+                st.first_in = self.clock()
+            st.dropped += len(data)
+
     def _read_size(self, fp: FlowPlan) -> int:
         size = self.chunk_bytes
         if fp.bytes_per_s is not None:
