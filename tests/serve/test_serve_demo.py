@@ -187,6 +187,7 @@ def _wsgi_app(tmp_path: Path, *extra: str) -> ServeProcess:
     return ServeProcess(args, env=_env(tmp_path), cwd=str(HERE)).start()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is TerminateProcess on Windows")
 def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path: Path) -> None:
     proc = _wsgi_app(tmp_path)
     try:
@@ -206,6 +207,7 @@ def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path: Path) -> Non
     assert "stopped (1 request(s) were in flight, all finished)" in proc.output
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is TerminateProcess on Windows")
 def test_a_request_longer_than_the_shutdown_timeout_is_reported_abandoned(
     tmp_path: Path,
 ) -> None:
@@ -230,6 +232,7 @@ def test_a_request_longer_than_the_shutdown_timeout_is_reported_abandoned(
     assert stopped_s < 4.0  # the timeout plus exit, not the 8 s request
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is TerminateProcess on Windows")
 def test_a_duplicate_signal_is_the_same_stop_and_a_second_one_is_immediate(
     tmp_path: Path,
 ) -> None:
