@@ -258,6 +258,7 @@ def test_no_tax_gives_no_tax_finding(sandbox: Path) -> None:
         pytest.param("before: starting", "sqlite", id="start"),
         pytest.param("before: visiting", None, marks=needs_pg, id="visit-pg"),
         pytest.param("hand-tuned: ready", "sqlite", id="ready"),
+        pytest.param("diagnose: ", "sqlite", id="diagnose"),
         pytest.param("lagscope: stopping", "sqlite", id="stop"),
     ],
 )
@@ -266,7 +267,9 @@ def test_ctrl_c_at_each_step_leaves_nothing(sandbox: Path, step: str, database: 
     tmpdir.mkdir()
     tmpdir.chmod(0o755)
     marker = uuid.uuid4().hex
-    args = ["--quick", "--no-diagnose", "--tax", "100"]
+    args = ["--quick", "--tax", "100"]
+    if not step.startswith("diagnose"):
+        args.append("--no-diagnose")
     if database:
         args += ["--database", database]
     # Its own process group, so the SIGINT reaches the demo and its children together, as
