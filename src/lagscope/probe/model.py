@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 from lagscope.probe.stats import Comparison, Summary
 from lagscope.servertiming import Metric
@@ -23,8 +23,10 @@ __all__ = [
     "SCHEMA",
     "SENSITIVE_HEADERS",
     "AddressAttempt",
+    "Family",
     "KeepAlive",
     "MetricSummary",
+    "Outcome",
     "ProbeReport",
     "RequestRecord",
     "Series",
@@ -98,14 +100,18 @@ def redact_command_line(argv: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+Family = Literal["ipv4", "ipv6"]
+Outcome = Literal["connected", "refused", "timeout", "unreachable", "error"]
+
+
 @dataclass(frozen=True)
 class AddressAttempt:
     """One address tried while opening a connection, in the order tried."""
 
     address: str
     port: int
-    family: str  # "ipv4" | "ipv6"
-    outcome: str  # "connected" | "refused" | "timeout" | "unreachable" | "error"
+    family: Family
+    outcome: Outcome
     ms: float
     error: str | None = None
 

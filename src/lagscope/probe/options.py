@@ -11,6 +11,7 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import quote, urlsplit
 
 from lagscope.addresses import is_localhost_name, is_loopback_literal
@@ -66,7 +67,7 @@ LIMITS = _Limits()
 class Target:
     """A parsed URL."""
 
-    scheme: str
+    scheme: Literal["http", "https"]
     host: str
     port: int
     target: str  # path + query, as sent on the request line
@@ -228,7 +229,13 @@ def parse_url(url: str) -> Target:
         target += "?" + quote(parts.query, safe="/?%:@!$&'()*+,;=-._~")
     if port is None:
         port = 443 if scheme == "https" else 80
-    return Target(scheme=scheme, host=host, port=port, target=target, url=url)
+    return Target(
+        scheme="https" if scheme == "https" else "http",
+        host=host,
+        port=port,
+        target=target,
+        url=url,
+    )
 
 
 def check_method(method: str) -> None:

@@ -30,7 +30,9 @@ from lagscope import __version__
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.probe.model import (
     AddressAttempt,
+    Family,
     KeepAlive,
+    Outcome,
     ProbeReport,
     RequestRecord,
     redact_headers,
@@ -65,11 +67,11 @@ def _ms(start_ns: int, end_ns: int) -> float:
     return (end_ns - start_ns) / _NS_PER_MS
 
 
-def _family_name(family: int) -> str:
+def _family_name(family: int) -> Family:
     return "ipv6" if family == socket.AF_INET6 else "ipv4"
 
 
-def _outcome(exc: BaseException) -> str:
+def _outcome(exc: BaseException) -> Outcome:
     if isinstance(exc, ConnectionRefusedError):
         return "refused"
     if isinstance(exc, TimeoutError):
