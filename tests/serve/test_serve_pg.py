@@ -189,3 +189,25 @@ def test_requests_succeed_within_1_s_of_postgresql_coming_back_after_a_long_outa
     assert len(after) >= 20
     assert [r for r in after if r.status != 200] == [], summary
     assert max(r.ended_s - r.started_s for r in after) < 1.0, summary
+
+
+def test_two_workers_hold_exactly_the_planned_connections_and_open_none_under_load(
+    pg_cluster: PgCluster,
+) -> None:
+    proc = _serve(pg_cluster, "serve_workers", "--workers", "2", "--threads", "2").start()
+    try:
+        assert proc.output.count("prewarmed default: native pool, 2 connections") == 2
+        planned = _backends(pg_cluster, "serve_workers")
+        assert len(planned) == 4  # 2 workers x a pool of 2, all open before the readiness line
+        pool = hammer("127.0.0.1", proc.port, clients=8, duration_s=3.0)
+        results = [r for c in pool for r in c.results]
+        assert len(results) > 20
+        assert {r.status for r in results} == {200}
+        # Fresh connections too: the kernel spreads them over both workers.
+        for _ in range(20):
+            client = KeepAliveClient("127.0.0.1", proc.port)
+            assert client.get("/api/items/").status == 200
+            client.close()
+        assert _backends(pg_cluster, "serve_workers") == planned  # 0 new under load
+    finally:
+        assert proc.stop() == 0

@@ -43,8 +43,26 @@ def test_threads_are_capped_by_cpus_and_by_the_connection_budget() -> None:
     assert resolve({}, BIG).threads == 8
     limited = resolve({"db_connections": 3}, BIG)
     assert limited.threads == 3
-    assert "db_connections=3" in limited.why["threads"]
+    assert "db_connections / workers = 3" in limited.why["threads"]
     assert resolve({}, Host(cpu_count=1, platform="linux")).threads == 2
+    # With workers the budget is shared: 16 connections over 4 workers leaves 4 threads each.
+    shared = resolve({"workers": 4}, BIG)
+    assert (shared.threads, shared.connections_per_alias) == (4, 16)
+
+
+def test_trusted_proxy_sets_waitress_to_honour_only_that_address() -> None:
+    plain = resolve({}, LINUX2).waitress_adjustments()
+    assert "trusted_proxy" not in plain
+    assert plain["clear_untrusted_proxy_headers"] is True
+    adj = resolve({"trusted_proxy": "127.0.0.2"}, LINUX2).waitress_adjustments()
+    assert adj["trusted_proxy"] == "127.0.0.2"
+    assert adj["trusted_proxy_count"] == 1
+    assert adj["trusted_proxy_headers"] == {
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+    }
 
 
 def test_overrides_win_and_are_marked_given() -> None:

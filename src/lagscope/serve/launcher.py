@@ -18,6 +18,7 @@ import contextlib
 import errno
 import functools
 import json
+import logging
 import os
 import signal
 import socket
@@ -32,6 +33,7 @@ from lagscope.netutil import set_listen_options
 from lagscope.serve.app import AppSpec, LoadedApp, load_app
 from lagscope.serve.database import PrewarmResult
 from lagscope.serve.settings import ServeConfig
+from lagscope.serve.workers import StartMethod, WorkerPool, default_start_method
 from lagscope.stopping import graceful_signals, handle_stop_signals
 
 __all__ = ["LISTENING_PREFIX", "WaitressServer", "open_listeners", "run", "start_waitress"]
@@ -313,6 +315,10 @@ def serve_on(
     urls = [_url(s.getsockname()[0], port) for s in socks]
     ws = WaitressServer(server, urls, port, shutdown_timeout_s=config.shutdown_timeout)
     if loaded.databases is not None:
+        # The prewarm tasks queue up on purpose: waitress's "Task queue depth" warning
+        # would be noise here.
+        queue_log = logging.getLogger("waitress.queue")
+        was_disabled, queue_log.disabled = queue_log.disabled, True
         try:
             # Per-thread connections open in waitress's own worker threads, through its
             # task queue (duck-typed tasks, as waitress's own are).
@@ -321,12 +327,18 @@ def serve_on(
             ws.abort()
             ws._stop_dispatcher(5.0)
             raise
+        finally:
+            queue_log.disabled = was_disabled
         loaded.databases.start_guard()
     return ws
 
 
 def _report_startup(loaded: LoadedApp, config: ServeConfig, echo: Echo) -> None:
-    echo(f"lagscope serve: {loaded.spec.describe()} on {config.server}, {config.threads} threads")
+    processes = f"{config.workers} workers x " if config.workers > 1 else ""
+    echo(
+        f"lagscope serve: {loaded.spec.describe()} on {config.server}, "
+        f"{processes}{config.threads} threads"
+    )
     for note in loaded.notes:
         echo(f"lagscope serve: {note}")
     for plan in loaded.plans:
@@ -340,19 +352,18 @@ def _report_prewarm(results: list[PrewarmResult], config: ServeConfig, echo: Ech
         echo(f"lagscope serve: prewarmed {r.what} in {r.elapsed_ms:.1f} ms")
 
 
-def _report_stop(ws: WaitressServer, echo: Echo) -> None:
-    if ws.in_flight_at_stop == 0:
+def _report_stop(
+    in_flight: int, finished: int, abandoned: int, shutdown_timeout_s: float, echo: Echo
+) -> None:
+    if in_flight == 0:
         echo("lagscope serve: stopped (no request was in flight)")
-    elif ws.abandoned == 0:
-        echo(
-            f"lagscope serve: stopped ({ws.in_flight_at_stop} request(s) were in flight, "
-            "all finished)"
-        )
+    elif abandoned == 0:
+        echo(f"lagscope serve: stopped ({in_flight} request(s) were in flight, all finished)")
     else:
         echo(
-            f"lagscope serve: stopped ({ws.in_flight_at_stop} request(s) were in flight: "
-            f"{ws.finished} finished, {ws.abandoned} abandoned after --shutdown-timeout "
-            f"{ws.shutdown_timeout_s:g} s, their connections closed without a complete response)"
+            f"lagscope serve: stopped ({in_flight} request(s) were in flight: "
+            f"{finished} finished, {abandoned} abandoned after --shutdown-timeout "
+            f"{shutdown_timeout_s:g} s, their connections closed without a complete response)"
         )
 
 
@@ -361,14 +372,18 @@ def run(
     config: ServeConfig,
     echo: Echo = _echo_stdout,
     stop_signals: tuple[int, ...] | None = None,
+    start_method: StartMethod | None = None,
 ) -> int:
     """Serve until a stop signal; returns the exit code (0 after a graceful stop).
 
     ``stop_signals`` defaults to :func:`lagscope.stopping.graceful_signals` (SIGINT and
-    SIGTERM on POSIX, SIGINT and SIGBREAK on Windows)."""
+    SIGTERM on POSIX, SIGINT and SIGBREAK on Windows). ``start_method`` picks how
+    ``--workers`` > 1 start (default: fork on POSIX, spawn on Windows)."""
     if config.server == "granian":
         return _run_granian(spec, config, echo)
     signals = graceful_signals() if stop_signals is None else stop_signals
+    if config.workers > 1:
+        return _run_workers(spec, config, echo, signals, start_method or default_start_method())
     loaded = load_app(spec, config)
     _report_startup(loaded, config, echo)
     aborted = False
@@ -396,13 +411,74 @@ def run(
                     f"({ws.abandoned} request(s) abandoned)"
                 )
                 return int(ExitCode.INTERRUPTED)
-        _report_stop(ws, echo)
+        _report_stop(ws.in_flight_at_stop, ws.finished, ws.abandoned, ws.shutdown_timeout_s, echo)
         return 0
     finally:
         # After an immediate stop a worker thread may still be inside the app: leave the
         # pools to the process exit rather than wait on them.
         if loaded.databases is not None and not aborted:
             loaded.databases.shutdown()
+
+
+def _run_workers(
+    spec: AppSpec,
+    config: ServeConfig,
+    echo: Echo,
+    signals: tuple[int, ...],
+    start_method: StartMethod,
+) -> int:
+    """The parent of ``--workers N``: load once, listen once, start and watch the workers."""
+    loaded = load_app(spec, config)
+    _report_startup(loaded, config, echo)
+    socks = open_listeners(config.listen_hosts, config.port, config.backlog)
+    port = int(socks[0].getsockname()[1])
+    urls = [_url(s.getsockname()[0], port) for s in socks]
+    pool = WorkerPool(spec, config, loaded, socks, echo, start_method)
+    stopping = threading.Event()
+    stopped = threading.Event()
+    try:
+        # Each worker prewarms its own connections; the app import and the migrate already
+        # happened here, so this covers the prewarm (plus a spawned worker's imports).
+        pool.start_all(timeout_s=config.prewarm_timeout + 60)
+        for worker in sorted(pool.workers.values(), key=lambda w: w.index):
+            done = (
+                "; ".join(f"{r.what} in {r.elapsed_ms:.1f} ms" for r in worker.prewarmed)
+                or "nothing to prewarm"
+            )
+            echo(f"lagscope serve: worker {worker.index} (pid {worker.pid}) prewarmed {done}")
+        if not config.prewarm:
+            echo("lagscope serve: prewarm off: the first request on each thread pays a connect")
+        echo(LISTENING_PREFIX + " ".join(urls))
+
+        def graceful(signum: int) -> None:
+            echo(
+                f"lagscope serve: {_signal_name(signum)}, finishing in-flight requests in "
+                f"{len(pool.workers)} workers"
+            )
+            stopping.set()
+
+        def duplicate(signum: int) -> None:
+            echo(f"lagscope serve: {_signal_name(signum)} again within 1 s, taken as the same stop")
+
+        with handle_stop_signals(
+            graceful, signals, wait_stopped=stopped.wait, on_duplicate=duplicate
+        ):
+            try:
+                pool.watch(stopping)
+                in_flight, finished, abandoned = pool.stop_all(config.shutdown_timeout + 10)
+            except KeyboardInterrupt:
+                pool.kill_all()
+                echo("lagscope serve: second signal, workers killed without waiting")
+                return int(ExitCode.INTERRUPTED)
+        _report_stop(in_flight, finished, abandoned, config.shutdown_timeout, echo)
+        return 0
+    except BaseException:
+        pool.kill_all()  # never leave workers behind a parent that failed
+        raise
+    finally:
+        stopped.set()
+        for s in socks:
+            s.close()
 
 
 def _signal_name(signum: int) -> str:
@@ -449,13 +525,17 @@ def _run_granian(spec: AppSpec, config: ServeConfig, echo: Echo) -> int:
         }
     )
     os.environ[URL_ENV] = _url(host, port)
-    echo(f"lagscope serve: {spec.describe()} on granian, {config.threads} blocking threads")
+    processes = f"{config.workers} workers x " if config.workers > 1 else ""
+    echo(
+        f"lagscope serve: {spec.describe()} on granian, {processes}{config.threads} "
+        "blocking threads"
+    )
     server = Granian(
         "lagscope.serve.granian_entry:create_app",
         address=host,
         port=port,
         interface=Interfaces.WSGI,
-        workers=1,
+        workers=config.workers,
         blocking_threads=config.threads,
         backlog=config.backlog,
         factory=True,

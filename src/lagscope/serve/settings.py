@@ -51,7 +51,8 @@ def select_limit(platform: str) -> int:
 
 def _threads(p: Sofar, h: Host) -> tuple[int, str]:
     by_cpu = min(max(h.cpu_count, 2), 8)
-    budget = p.int("db_connections")
+    workers = p.int("workers")
+    budget = max(1, p.int("db_connections") // workers)
     value = min(by_cpu, budget)
     why = (
         f"{h.cpu_count} CPU(s) -> {by_cpu}: a CPU-bound Django view holds the GIL, so threads "
@@ -59,7 +60,9 @@ def _threads(p: Sofar, h: Host) -> tuple[int, str]:
         "2 vCPU), while at least 2 keeps one slow request from blocking everyone; capped at 8"
     )
     if value < by_cpu:
-        why += f"; cut to db_connections={budget}, since each thread holds one connection"
+        why += (
+            f"; cut to db_connections / workers = {budget}, since each thread holds one connection"
+        )
     return value, why
 
 
@@ -87,6 +90,14 @@ def _connection_limit(p: Sofar, h: Host) -> tuple[int, str]:
 
 
 _WAITRESS = {"only": "waitress"}
+
+# The X-Forwarded-* headers honoured from --trusted-proxy; nginx-config sends these.
+TRUSTED_PROXY_HEADERS = (
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,10 +128,31 @@ class ServeConfig:
         why="`localhost` resolves to ::1 first on Windows; a server on 127.0.0.1 only makes "
         "Chrome wait 300 ms and Python clients ~2 s per new connection",
     )
+    workers: int = setting(
+        1,
+        unit="processes",
+        help="Server processes sharing the listening sockets, each with its own threads and "
+        "database connections (prewarmed before the readiness line). A dead one is restarted.",
+        why="one process is what runs everywhere with the least memory; the GIL caps it at one "
+        "core, so give --workers N (up to the CPU count) for a CPU-bound app: "
+        "docs/performance.md has the measured gain",
+        minimum=1,
+        maximum=64,
+    )
+    trusted_proxy: str = setting(
+        "",
+        help="Honour X-Forwarded-For/-Proto/-Host/-Port only from this address (the nginx in "
+        "front); from any other peer they are removed. Empty: never honoured.",
+        why="a forwarded header is a claim any client can make; only the proxy's own "
+        "address may make it",
+        shown="none",
+        extra=_WAITRESS,
+    )
     db_connections: int = setting(
         16,
         unit="connections",
-        help="Database connection budget of this server (per alias); threads never exceed it.",
+        help="Database connection budget of this server (per alias, all workers together); "
+        "workers x threads never exceed it.",
         why="PostgreSQL's default max_connections is 100; 16 leaves room for several "
         "servers, migrations and admin sessions",
         minimum=1,
@@ -237,9 +269,13 @@ class ServeConfig:
                 f"--connection-limit {self.connection_limit} is above what select() can "
                 f"watch on this platform ({cap})"
             )
-        if self.threads > self.db_connections:
+        if self.workers * self.threads > self.db_connections:
             raise SettingsError(
-                f"--threads {self.threads} exceeds --db-connections "
+                f"--workers {self.workers} x --threads {self.threads} = "
+                f"{self.workers * self.threads} exceeds --db-connections "
+                f"{self.db_connections}: each thread may hold a database connection"
+                if self.workers > 1
+                else f"--threads {self.threads} exceeds --db-connections "
                 f"{self.db_connections}: each thread may hold a database connection"
             )
 
@@ -260,7 +296,7 @@ class ServeConfig:
         TCP_NODELAY is not an argument there: waitress sets it on every accepted socket
         through ``Adjustments.socket_options``; the launcher clears that for --no-tcp-nodelay.
         """
-        return {
+        adjustments: dict[str, Any] = {
             "threads": self.threads,
             "connection_limit": self.connection_limit,
             "channel_timeout": self.channel_timeout,
@@ -269,7 +305,21 @@ class ServeConfig:
             "ident": "lagscope",
             # The shutdown drain and Ctrl+C on Windows both wait for the loop to wake up.
             "asyncore_loop_timeout": 1,
+            # Forwarded headers from anyone but the trusted proxy are dropped, not trusted.
+            "clear_untrusted_proxy_headers": True,
         }
+        if self.trusted_proxy:
+            adjustments.update(
+                trusted_proxy=self.trusted_proxy,
+                trusted_proxy_count=1,
+                trusted_proxy_headers=set(TRUSTED_PROXY_HEADERS),
+            )
+        return adjustments
+
+    @property
+    def connections_per_alias(self) -> int:
+        """Database connections per alias when every thread of every worker holds one."""
+        return self.workers * self.threads
 
 
 def resolve(overrides: Mapping[str, object], host: Host) -> ServeConfig:
@@ -292,7 +342,11 @@ def render_config(config: ServeConfig) -> str:
     """``--print-config``: every setting, its value, and where it came from."""
     lines = [
         f"# lagscope serve settings ({config.host_facts.cpu_count} CPU(s), "
-        f"{config.host_facts.platform})"
+        f"{config.host_facts.platform})",
+        f"# database connections per alias: {config.workers} worker(s) x {config.threads} "
+        f"thread(s) = {config.connections_per_alias} (pool max_size {config.threads} per "
+        f"worker), within --db-connections {config.db_connections}; PostgreSQL's "
+        "max_connections must cover it plus every other client",
     ]
     for row in rows(ServeConfig):
         value = getattr(config, row.name)
