@@ -17,7 +17,6 @@ import pytest
 
 from lagscope.serve import ServeProcess
 from lagscope.serve.workers import default_start_method, restart_delay_s
-from serve.clients import KeepAliveClient
 
 HERE = Path(__file__).parent
 
