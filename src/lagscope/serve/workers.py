@@ -304,12 +304,23 @@ class WorkerPool:
             worker.process.join(max(0.0, deadline - self.clock()))
             self._poll(worker)
         totals = [0, 0, 0]
-        for worker in self.workers.values():
+        for index, worker in sorted(self.workers.items()):
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join(5)
+                self.echo(f"lagscope serve: worker {index} did not stop in time; killed")
+            self._poll(worker)
             if worker.stopped is not None:
                 totals = [a + b for a, b in zip(totals, worker.stopped, strict=True)]
+                self.echo(
+                    f"lagscope serve: worker {index} stopped: {worker.stopped[0]} in flight, "
+                    f"{worker.stopped[1]} finished, {worker.stopped[2]} abandoned"
+                )
+            else:
+                self.echo(
+                    f"lagscope serve: worker {index} exited with code "
+                    f"{worker.process.exitcode} without a report"
+                )
             worker.conn.close()
         return totals[0], totals[1], totals[2]
 
