@@ -362,6 +362,16 @@ def test_diagnose_adds_the_database_rung_from_the_settings(
     figures = {f["name"] for f in rungs["database"]["figures"]}
     assert any("connect" in name for name in figures), figures
     assert PASSWORD not in result.stdout + result.stderr
+    # The report records the user's command line, not the DSN added from the settings.
+    assert report["command"] == [
+        "python",
+        "manage.py",
+        "lagscope",
+        "diagnose",
+        url,
+        "--quick",
+        "--json",
+    ]
     # A project on SQLite gets the ladder without the database rung, and says why.
     assert sqlite.returncode in (0, 1), sqlite.stderr
     assert "the database rung needs PostgreSQL" in sqlite.stderr

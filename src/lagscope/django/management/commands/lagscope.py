@@ -218,13 +218,15 @@ class Command(BaseCommand):
     def _diagnose(self, args: list[str]) -> None:
         from lagscope.diagnose.cli import diagnose_command
 
+        # The command line the report records: the user's, never the DSN added here.
+        shown = ("python", "manage.py", "lagscope", "diagnose", *args)
         args, alias = _take_option(args, "--alias", "default")
         given = any(a == "--database" or a.startswith("--database=") for a in args)
         if not given and not {"--load", "--help", "-h"} & set(args):
             dsn = self._project_dsn(alias)
             if dsn is not None:
                 args = [*args, "--database", dsn]
-        _run_click(diagnose_command, args, "manage.py lagscope diagnose", "diagnose")
+        _run_click(diagnose_command, args, "manage.py lagscope diagnose", "diagnose", shown)
 
     def _project_dsn(self, alias: str) -> str | None:
         """libpq parameters of ``alias`` as Django would connect, or None (with a note)."""
@@ -315,12 +317,19 @@ def _take_option(args: list[str], name: str, default: str) -> tuple[list[str], s
     return out, value
 
 
-def _run_click(command: Any, args: list[str], prog_name: str, phase: str) -> None:
+def _run_click(
+    command: Any, args: list[str], prog_name: str, phase: str, shown: tuple[str, ...] = ()
+) -> None:
     import click
 
-    # standalone_mode=False: the command's own errors come back here as exceptions.
+    # As click's standalone mode runs a command, but its errors come back here as
+    # exceptions, and the command line it may record is ``shown`` (lagscope's root
+    # group puts it in the same place).
     try:
-        command.main(args=args, prog_name=prog_name, standalone_mode=False)
+        with command.make_context(prog_name, list(args)) as ctx:
+            if shown:
+                ctx.meta["lagscope.argv"] = shown
+            command.invoke(ctx)
     except click.exceptions.Exit as exc:  # --help, --print-config
         if exc.exit_code:
             raise SystemExit(exc.exit_code) from None
