@@ -19,17 +19,22 @@ __all__ = [
     "BAR_PHASES",
     "Bar",
     "BarChart",
+    "CostBar",
+    "CostChart",
     "Ecdf",
     "EcdfSeries",
     "Point",
     "Segment",
-    "Sequence_",
+    "SequencePlot",
     "Tick",
     "Waterfall",
     "WaterfallRow",
     "bar_chart",
+    "cost_chart",
     "ecdf",
+    "fmt_ms",
     "nice_ticks",
+    "part_classes",
     "sequence",
     "thread_of",
     "waterfall",
@@ -315,7 +320,7 @@ class Point:
 
 
 @dataclass(frozen=True)
-class Sequence_:
+class SequencePlot:
     points: tuple[Point, ...]
     x_ticks: tuple[Tick, ...]
     y_ticks: tuple[Tick, ...]  # Tick.x is the vertical position here
@@ -328,7 +333,7 @@ def sequence(
     records: Sequence[tuple[str, RequestRecord]],
     width: float = WIDTH - 80.0,
     height: float = 220.0,
-) -> Sequence_:
+) -> SequencePlot:
     """Each request's total latency against its position in the run, so warm-up shows as
     the first points of each worker and new connections stand apart from reused ones."""
     ordered = sorted(records, key=lambda pr: pr[1].start_ms)
@@ -356,7 +361,7 @@ def sequence(
             )
         )
     xt = nice_ticks(float(n))
-    return Sequence_(
+    return SequencePlot(
         points=tuple(points),
         x_ticks=tuple(Tick(x=v * step, label=_tick_label(v)) for v in xt if v <= n),
         y_ticks=tuple(Tick(x=height - t.x, label=t.label) for t in yt),
