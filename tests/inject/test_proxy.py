@@ -232,7 +232,9 @@ def test_latency_does_not_accumulate() -> None:
     assert len(first) + len(rest) == 500
     assert first_ms >= 190
     assert 340 <= total_ms < 600
-    assert rec.u2c.held_ms >= 5 * 190  # each chunk was held about 200 ms
+    # Each chunk read is held about 200 ms; under CPU load the 5 sends can arrive as fewer
+    # reads, so only the first hold is certain.
+    assert rec.u2c.held_ms >= 190
 
 
 def test_first_chunk_delay_only_delays_the_first_response(echo_server: EchoServer) -> None:
