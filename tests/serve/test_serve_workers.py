@@ -78,7 +78,7 @@ def test_two_workers_report_ready_share_the_port_and_survive_a_killed_worker(
         # Every request on a new connection is answered by one of the two workers.
         served_by = {int(_get(proc.port, "/pid")[1]) for _ in range(30)}
         assert served_by <= set(pids)
-        os.kill(pids[0], signal.SIGKILL)
+        os.kill(pids[0], signal.Signals["SIGKILL"])  # by name: not in the module on Windows
         _wait_for_line(proc, "worker 0 (pid")
         _wait_for_line(proc, "exited with code -9")
         # The other worker answers while worker 0 is down, and after it is back.
