@@ -4,6 +4,7 @@ the coarse-timer warning, and resets that must not send a FIN first."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 import sys
@@ -20,7 +21,10 @@ from lagscope.inject import (
     Route,
     SlowClose,
 )
+from lagscope.inject.config import ProxySettings
 from lagscope.inject.faults import Bandwidth, FirstChunkDelay
+from lagscope.inject.log import ConnectionRecord
+from lagscope.inject.proxy import Proxy
 from lagscope.inject.pump import COARSE_TIMER_MS, coarse_timer_note, hard_reset, wait_until
 from support.inject_servers import EchoServer, recv_all, scripted_server
 
@@ -172,3 +176,100 @@ def test_a_shutdown_before_the_linger_close_is_seen_as_end_of_stream() -> None:
         conn.shutdown(socket.SHUT_RDWR)
         conn.close()
         assert client.recv(10) == b""
+
+
+# -- upstream names: happy eyeballs ----------------------------------------------------------
+
+
+class _TwoAddressLoop(asyncio.SelectorEventLoop):
+    """A loop whose resolver gives ``twoaddr.test`` two addresses, the first one silent:
+    the shape of Windows' `localhost` when nothing listens on ::1 (a refused connect there
+    takes ~2 s to report)."""
+
+    def __init__(self, addresses: list[tuple[str, int]]) -> None:
+        super().__init__()
+        self.addresses = addresses
+
+    async def getaddrinfo(  # type: ignore[override]
+        self,
+        host: bytes | str | None,
+        port: bytes | str | int | None,
+        *,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> list[tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[str, int]]]:
+        if host == "twoaddr.test":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", a) for a in self.addresses]
+        return await super().getaddrinfo(  # type: ignore[return-value]
+            host, port, family=family, type=type, proto=proto, flags=flags
+        )
+
+
+def _silent_listener() -> tuple[socket.socket, list[socket.socket]]:
+    """A loopback port whose accept queue is full: a new connect gets no answer (Linux drops
+    the SYN; elsewhere it may be refused, which happy eyeballs handles too)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(4):
+        s = socket.socket()
+        s.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            s.connect(listener.getsockname())
+        fillers.append(s)
+    return listener, fillers
+
+
+def test_an_upstream_name_whose_first_address_is_silent_connects_by_the_next() -> None:
+    records: list[ConnectionRecord] = []
+    listener, fillers = _silent_listener()
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.read(100))
+        await writer.drain()
+        writer.close()
+
+    async def main() -> bytes:
+        recorded = asyncio.Event()
+
+        def on_record(record: ConnectionRecord) -> None:
+            records.append(record)
+            recorded.set()
+
+        upstream = await asyncio.start_server(echo, "127.0.0.1", 0)
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, _TwoAddressLoop)
+        loop.addresses = [listener.getsockname(), upstream.sockets[0].getsockname()]
+        proxy = Proxy(
+            [Route(("127.0.0.1", 0), ("twoaddr.test", 1))],
+            settings=ProxySettings(connect_timeout_s=5.0),
+            on_record=on_record,
+        )
+        await proxy.start()
+        try:
+            reader, writer = await asyncio.open_connection(*proxy.addresses[0])
+            writer.write(b"ping")
+            data = await asyncio.wait_for(reader.read(100), 10)
+            writer.close()
+            await writer.wait_closed()
+            await asyncio.wait_for(recorded.wait(), 10)
+        finally:
+            await proxy.aclose()
+            upstream.close()
+            await upstream.wait_closed()
+        return data
+
+    loop = _TwoAddressLoop([])
+    try:
+        assert loop.run_until_complete(main()) == b"ping"
+    finally:
+        loop.close()
+        for s in (listener, *fillers):
+            s.close()
+    (rec,) = records
+    assert rec.end == "closed"
+    # Sequential attempts would wait out the silent address (here: connect_timeout_s).
+    assert rec.upstream_connected_ms is not None and rec.upstream_connected_ms < 1000
