@@ -24,7 +24,6 @@ import codecs
 import contextlib
 import os
 import stat
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -186,6 +185,8 @@ def _discard(tmp: Path) -> None:
 def _write_in_place(target: Path, data: bytes, check: Callable[[Path], None] | None) -> None:
     if check is not None:
         # The check needs a file to read; a device or FIFO can only be written once.
+        import tempfile
+
         with tempfile.TemporaryDirectory(prefix="lagscope-check-") as tmp_dir:
             staged = Path(tmp_dir) / target.name
             staged.write_bytes(data)

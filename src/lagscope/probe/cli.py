@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import socket
 import sys
 from pathlib import Path
@@ -38,6 +37,21 @@ def _read_body(data: str | None) -> bytes:
                 "options", f"cannot read body file {path}: {exc.strerror or exc}", ExitCode.USAGE
             ) from None
     return data.encode("utf-8")
+
+
+def _terminal_columns() -> int:
+    """shutil.get_terminal_size's rule (COLUMNS, then the terminal, then 100) without
+    importing shutil and its compression modules on every run."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 100
 
 
 def _color_wanted() -> bool:
@@ -173,7 +187,7 @@ def probe(
     if as_json:
         click.echo(JsonRenderer().render(report), nl=False)
     else:
-        width = max(80, min(140, shutil.get_terminal_size((100, 24)).columns))
+        width = max(80, min(140, _terminal_columns()))
         click.echo(
             TerminalRenderer(color=_color_wanted(), width=width).render(report),
             nl=False,

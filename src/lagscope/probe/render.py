@@ -8,7 +8,6 @@ go to a terminal, a file or a test assertion; colour is a constructor choice mad
 
 from __future__ import annotations
 
-import json
 import textwrap
 from typing import Any, Protocol
 
@@ -37,6 +36,8 @@ class JsonRenderer:
         self.indent = indent
 
     def render(self, report: ProbeReport) -> str:
+        import json  # here: a run printed for people does not need it
+
         return json.dumps(to_dict(report), indent=self.indent, ensure_ascii=False) + "\n"
 
 
