@@ -227,14 +227,10 @@ class Row:
     choices: tuple[str, ...]
     default: Value
     spec: _Spec
-
-    @property
-    def flag(self) -> str:
-        return self.spec.flag or "--" + self.name.replace("_", "-")
-
-    @property
-    def key(self) -> str:
-        return self.name.upper()
+    # The CLI flag (``--name-with-dashes`` unless the row names one) and the Django-style
+    # key (``NAME``); fixed when the rows are read, since checks name them.
+    flag: str
+    key: str
 
     def label(self, style: Label) -> str:
         return self.flag if style == "flag" else self.key
@@ -272,10 +268,9 @@ class Row:
 
     def check(self, value: object, style: Label = "flag", phase: str = "config") -> Value:
         """``value`` validated against the row (an int given for a float becomes float)."""
-        label = self.label(style)
 
         def bad(why: str) -> SettingsError:
-            return SettingsError(f"{label} {why}", phase)
+            return SettingsError(f"{self.label(style)} {why}", phase)
 
         if value is None:
             if self.optional:
@@ -394,7 +389,8 @@ def _read_rows(cls: type) -> tuple[Row, ...]:
             default = None
         if not (default is None or isinstance(default, (bool, int, float, str))):
             raise TypeError(f"setting {f.name}: unsupported default {default!r}")
-        found.append(Row(f.name, kind, optional, choices, default, spec))
+        flag = spec.flag or "--" + f.name.replace("_", "-")
+        found.append(Row(f.name, kind, optional, choices, default, spec, flag, f.name.upper()))
     return tuple(found)
 
 
@@ -420,6 +416,20 @@ class Built:
     given: frozenset[str]
 
 
+_BY_KEY: dict[tuple[type, Label], dict[str, str]] = {}
+
+
+def _names_by_key(cls: type, style: Label) -> dict[str, str]:
+    # Django-style tables take LAGSCOPE = {"UNTRUSTED": ...} and the lower-case names alike.
+    found = _BY_KEY.get((cls, style))
+    if found is None:
+        found = {r.name: r.name for r in rows(cls)}
+        if style == "key":
+            found.update({r.key: r.name for r in rows(cls)})
+        _BY_KEY[(cls, style)] = found
+    return found
+
+
 def build(
     cls: type[T],
     given: Mapping[str, object],
@@ -434,10 +444,7 @@ def build(
     """``cls`` with ``given`` over the defaults. ``None`` in ``given`` means "not given";
     names that are not rows are refused; ``fixed`` are the class's other fields."""
     table = rows(cls)
-    # Django-style tables take LAGSCOPE = {"UNTRUSTED": ...} and the lower-case names alike.
-    by_key = {r.name: r.name for r in table}
-    if style == "key":
-        by_key.update({r.key: r.name for r in table})
+    by_key = _names_by_key(cls, style)
     values: dict[str, Value] = {}
     why: dict[str, str] = {}
     chosen: dict[str, object] = {}
