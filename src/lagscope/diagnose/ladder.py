@@ -397,13 +397,12 @@ class _Ladder:
             burst = self._concurrent(plan.burst_clients, plan.burst_requests, "burst", warmup=0)
         else:
             self.warnings.append("no concurrent burst: the host is not loopback (use --allow-load)")
-        slow = [r for r in sequence if r.total_ms > 2 * min(x.total_ms for x in sequence)]
         threads = {metric_desc(r, "thread") for r in sequence + burst} - {None}
         figures = [
             Figure("sequence_totals_ms", ", ".join(f"{r.total_ms:.1f}" for r in sequence)),
             Figure("burst_requests", len(burst)),
             Figure("threads_seen", len(threads) or None),
-            Figure("slow_early_requests", len(slow)),
+            figure("burst_total_ms", summary_of(r.total_ms for r in burst)),
         ]
         self._rung("warm-up", "Per-worker warm-up (the run's first requests)", t0, figures)
         return Warmup(tuple(sequence), tuple(burst))
