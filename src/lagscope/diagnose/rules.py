@@ -605,10 +605,21 @@ def worker_warmup(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding 
         def excess(r: RequestRecord) -> float:
             return (r.app_ms() or 0.0) - base
 
+        # When early requests open database connections and the steady state does not,
+        # those connects are the evidence and nothing else counts (a loaded machine makes
+        # other requests slow at random; it does not make them connect).
+        connect_mode = steady_connects < 0.5 and any(
+            metric_ms(r, "dbconn") is not None for r in early
+        )
+
         def slow(r: RequestRecord) -> bool:
             connect = metric_ms(r, "dbconn")
-            if connect is not None and steady_connects < 0.2:
-                return connect >= t.warmup_connect_ms and excess(r) >= t.warmup_connect_ms
+            if connect_mode:
+                return (
+                    connect is not None
+                    and connect >= t.warmup_connect_ms
+                    and excess(r) >= t.warmup_connect_ms
+                )
             return excess(r) >= floor
     else:
         cold_base = _median(_totals(cw.cold)) if cw.cold else _median(_totals(cw.warm))
@@ -790,6 +801,9 @@ def server_queueing(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Findin
         return _median([r.app_ms() or 0.0 for r in lv_records]) if timed else 0.0
 
     base_out, base_app = outside(levels[0].records), app(levels[0].records)
+    # Waiting is judged against the time already spent outside the app with one client:
+    # 40 ms more is a queue when that time was 1 ms, and noise when it was a 200 ms tax.
+    floor = max(t.queue_ms, 0.5 * base_out)
     figures = [
         Figure(
             f"clients_{lv.clients}_outside_app_ms" if timed else f"clients_{lv.clients}_wait_ms",
@@ -806,7 +820,7 @@ def server_queueing(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Findin
             continue
         waited = outside(lv.records) - base_out
         grew = app(lv.records) - base_app
-        if waited >= t.queue_ms and grew < 0.5 * waited:
+        if waited >= floor and grew < 0.5 * waited:
             return _finding(
                 ev,
                 t,
