@@ -41,6 +41,7 @@ GENERATED_TABLES: tuple[tuple[str, str], ...] = (
     ("nginx.md", "lagscope.nginx.config:docs_table"),
     ("inject.md", "lagscope.inject.config:docs_table"),
     ("probe.md", "lagscope.probe.options:docs_table"),
+    ("diagnose.md", "lagscope.diagnose.settings:docs_table"),
     ("server-timing.md", "lagscope.instrument.options:settings_table_markdown"),
 )
 

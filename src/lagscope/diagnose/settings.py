@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lagscope.settings_table import setting, validate
+from lagscope.settings_table import markdown, setting, validate
 
-__all__ = ["DiagnoseSettings"]
+__all__ = ["DiagnoseSettings", "docs_table"]
 
 
 @dataclass(frozen=True)
@@ -45,3 +45,17 @@ class DiagnoseSettings:
 
     def __post_init__(self) -> None:
         validate(self)
+
+
+def docs_table() -> str:
+    """The settings table of docs/diagnose.md."""
+    return markdown(
+        DiagnoseSettings,
+        [
+            ("flag", "flag"),
+            ("default", "default"),
+            ("range", "range"),
+            ("what", "help"),
+            ("why", "why"),
+        ],
+    )
