@@ -172,3 +172,13 @@ def test_degenerate_runs_still_render(records: list[RequestRecord]) -> None:
     if not records:
         assert "No request completed." in page
     assert len(json.loads(har.render(report))["log"]["entries"]) == len(records)
+
+
+def test_backticked_spans_become_code_and_everything_else_is_escaped() -> None:
+    from lagscope.report.html import _code_spans
+
+    out = str(_code_spans("run `lagscope serve` then <b>`a<b>`</b> & ` lone"))
+    assert out == (
+        "run <code>lagscope serve</code> then &lt;b&gt;<code>a&lt;b&gt;</code>&lt;/b&gt; "
+        "&amp; ` lone"
+    )

@@ -11,6 +11,7 @@ and are never trusted as markup). Jinja2 is the ``report`` extra.
 from __future__ import annotations
 
 import functools
+import re
 from typing import TYPE_CHECKING, Any
 
 from lagscope.diagnose.model import DiagnoseReport
@@ -21,6 +22,7 @@ from lagscope.report.view import ReportView, view_of
 
 if TYPE_CHECKING:
     import jinja2
+    from markupsafe import Markup
 
 __all__ = ["SEQUENCE_LIMIT", "WATERFALL_ROWS", "HtmlRenderer", "render", "render_view"]
 
@@ -50,7 +52,19 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["ms"] = charts.fmt_ms
     env.filters["px"] = _px
+    env.filters["code"] = _code_spans
     return env
+
+
+_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+
+
+def _code_spans(text: str) -> Markup:
+    """Escape ``text``, then show its `backticked` spans as <code> (finding and fix texts
+    quote commands and settings that way)."""
+    from markupsafe import Markup, escape
+
+    return Markup(_CODE_SPAN.sub(r"<code>\1</code>", str(escape(text))))
 
 
 def _px(value: float) -> str:
