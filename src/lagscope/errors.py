@@ -3,7 +3,7 @@
 Every failure a user can cause or meet (bad input, unreachable target, misbehaving server)
 is raised as :class:`LagscopeError` with an :class:`ExitCode`. The CLI prints
 ``lagscope: <phase>: <message>`` on one line and exits with the code; it never shows a
-traceback for these. Codes are part of the documented interface (README, docs/cli.md):
+traceback for these. Codes are part of the documented interface (README's exit-code table):
 never renumber them.
 """
 

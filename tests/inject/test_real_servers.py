@@ -107,7 +107,7 @@ def test_tax_once_per_postgres_connection(pg_cluster: PgCluster) -> None:
 
 @pytest.mark.postgres
 def test_seed_scenario_two_hops_app_and_database(pg_cluster: PgCluster) -> None:
-    # The seed's stack in miniature: a tax on the app hop and on the database hop, and an
+    # The slow stack in miniature: a tax on the app hop and on the database hop, and an
     # app that opens a new database connection per request (CONN_MAX_AGE=0). A new client
     # connection pays both taxes; a reused one still pays the database hop every time.
     psycopg = pytest.importorskip("psycopg")

@@ -1,4 +1,4 @@
-"""The reference app: the seed's Django project, shipped inside the package.
+"""The reference app: a small Django project, shipped inside the package.
 
 ``lagscope.demo`` owns a small Django project: an ``Item`` model with 500 rows,
 ``/api/items/`` (JSON) and ``/items/`` (HTML table), with the lagscope middleware installed.

@@ -27,7 +27,7 @@ __all__ = [
 DATABASE_ENV = "LAGSCOPE_DEMO_DATABASE"
 DATA_DIR_ENV = "LAGSCOPE_DATA_DIR"
 
-# The seed's table size: 500 rows, ~94 KB of JSON.
+# The reference table's size: 500 rows, ~94 KB of JSON.
 ITEM_COUNT = 500
 
 

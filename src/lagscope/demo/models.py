@@ -1,4 +1,4 @@
-"""The reference app's one model: an inventory item (the seed's 500-row table)."""
+"""The reference app's one model: an inventory item (a 500-row table)."""
 
 from __future__ import annotations
 

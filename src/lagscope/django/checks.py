@@ -1,5 +1,5 @@
 """System checks ``lagscope.*``: settings that cost latency, each backed by a measured or
-cited fact (docs/server-timing.md and /work/shared/notes are the sources).
+cited fact (docs/server-timing.md and docs/diagnose.md give the sources).
 
 Every check reads only settings (no database access), so it runs under plain
 ``manage.py check``. Ids are stable:

@@ -267,7 +267,8 @@ def expand_listen(endpoint: Endpoint) -> tuple[Endpoint, ...]:
     """``localhost`` means both loopbacks: a client that tries ::1 first must find a listener.
 
     On Windows a refused ::1 connect costs ~2 s and Chrome waits 300 ms before falling back
-    to IPv4 (docs/ghosts, entry 2), so nginx listens on 127.0.0.1 and ::1 alike.
+    to IPv4 (docs/diagnose.md, `localhost-fallback`), so nginx listens on 127.0.0.1 and ::1
+    alike.
     """
     if endpoint.host.lower() == "localhost":
         return (Endpoint("127.0.0.1", endpoint.port), Endpoint("::1", endpoint.port))
