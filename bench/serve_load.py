@@ -1,0 +1,141 @@
+"""The load phase of bench_serve.py: req/s and p50/p99 with ``hey`` (a real load generator,
+Debian package ``hey``) against every multi-core option, side by side in one run.
+
+Servers: ``lagscope serve --workers 1`` and ``--workers 2``, granian 2 workers (``serve
+--server granian --workers 2``), gunicorn gthread 2 workers x 2 threads (persistent,
+health-checked connections), and waitress with the hand-tuned settings of the original
+report (threads=4, connection_limit=200, channel_timeout=3600). Each runs the reference
+app on the same PostgreSQL (or SQLite) database. For each concurrency (``-c 1``, ``-c 8``)
+every server gets ``hey -z SLICE`` once per rotation, servers in shuffled order per
+rotation, so the CPU's speed swings fall on all of them alike. hey shares the 2 vCPUs with
+the servers, so req/s is a comparison, not a capacity.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+from serve_children import PATH
+from serve_harness import Processes, Stack, concurrent, start_stack, stop_stack
+
+__all__ = ["HeyResult", "parse_hey", "phase_load"]
+
+LOAD_SERVERS: tuple[tuple[str, str], ...] = (
+    ("serve --workers 1", "serve-w1"),
+    ("serve --workers 2", "serve-w2"),
+    ("granian --workers 2", "granian-w2"),
+    ("gunicorn gthread 2x2", "gunicorn"),
+    ("waitress hand-tuned", "seed"),
+)
+
+
+@dataclass(frozen=True)
+class HeyResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def parse_hey(text: str) -> HeyResult:
+    """The summary of ``hey``'s default text output."""
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    p50 = float(re.search(r"50% in ([\d.]+) secs", text).group(1))  # type: ignore[union-attr]
+    p99 = float(re.search(r"99% in ([\d.]+) secs", text).group(1))  # type: ignore[union-attr]
+    statuses = re.findall(r"\[(\d{3})\]\s+(\d+) responses", text)
+    errors = sum(int(n) for code, n in statuses if code != "200")
+    if "Error distribution" in text:
+        errors += sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]\s+Get", text, re.MULTILINE))
+    return HeyResult(rps, p50 * 1000, p99 * 1000, errors)
+
+
+def run_hey(port: int, concurrency: int, slice_s: float) -> HeyResult:
+    out = subprocess.run(
+        ["hey", "-z", f"{slice_s:g}s", "-c", str(concurrency), f"http://127.0.0.1:{port}{PATH}"],
+        capture_output=True,
+        text=True,
+        timeout=slice_s + 60,
+        check=True,
+    )
+    return parse_hey(out.stdout)
+
+
+@dataclass
+class _Runs:
+    results: dict[int, list[HeyResult]] = field(default_factory=dict)
+
+
+def phase_load(
+    procs: Processes, pg_port: int, slice_s: float, rotations: int, out: list[str]
+) -> None:
+    if shutil.which("hey") is None:
+        out.append("### Load (hey)\n\n`hey` is not installed (apt install hey): skipped.\n")
+        return
+    servers = list(LOAD_SERVERS)
+    notes: list[str] = []
+    if not sys.platform.startswith("linux") or importlib.util.find_spec("gunicorn") is None:
+        servers = [s for s in servers if s[1] != "gunicorn"]
+        notes.append("gunicorn not available here (`uv sync --group bench`, Linux): skipped.")
+    stacks: dict[str, Stack] = {}
+    runs: dict[str, _Runs] = {}
+    try:
+        for label, kind in servers:
+            try:
+                stacks[label] = start_stack(procs, kind, kind, pg_port, None, None)
+            except RuntimeError as exc:
+                notes.append(f"{label}: did not start ({str(exc).splitlines()[0]})")
+                continue
+            runs[label] = _Runs()
+        for stack in stacks.values():
+            concurrent(stack.port, clients=8, per_client=3)  # every thread connected, warm
+        rng = random.Random(13)
+        for concurrency in (1, 8):
+            for _ in range(rotations):
+                names = list(stacks)
+                rng.shuffle(names)
+                for name in names:
+                    result = run_hey(stacks[name].port, concurrency, slice_s)
+                    runs[name].results.setdefault(concurrency, []).append(result)
+                    print(
+                        f"  load c={concurrency} {name}: {result.rps:.0f} req/s, "
+                        f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms",
+                        file=sys.stderr,
+                    )
+    finally:
+        for stack in stacks.values():
+            stop_stack(procs, stack)
+    base = "gunicorn gthread 2x2" if "gunicorn gthread 2x2" in runs else next(iter(runs))
+    out.append("### Load: req/s and p50/p99 with hey, every multi-core option side by side\n")
+    out.append(
+        f"`hey -z {slice_s:g}s -c C` per server, {rotations} rotation(s) per concurrency in "
+        "shuffled order; medians over rotations. hey runs on the same 2 vCPUs. Ratios are "
+        f"against {base}.\n"
+    )
+    out.append(
+        "| server | c=1 req/s | c=1 p50 / p99 ms | c=8 req/s | c=8 p50 / p99 ms | "
+        "c=8 req/s vs base | c=8 p99 vs base | non-200 |"
+    )
+    out.append("|---|---|---|---|---|---|---|---|")
+
+    def med(name: str, c: int, what: str) -> float:
+        return float(statistics.median(float(getattr(r, what)) for r in runs[name].results[c]))
+
+    for name in runs:
+        errors = sum(r.errors for rs in runs[name].results.values() for r in rs)
+        out.append(
+            f"| {name} | {med(name, 1, 'rps'):.0f} | {med(name, 1, 'p50_ms'):.1f} / "
+            f"{med(name, 1, 'p99_ms'):.1f} | {med(name, 8, 'rps'):.0f} | "
+            f"{med(name, 8, 'p50_ms'):.1f} / {med(name, 8, 'p99_ms'):.1f} | "
+            f"{med(name, 8, 'rps') / med(base, 8, 'rps'):.2f}x | "
+            f"{med(name, 8, 'p99_ms') / med(base, 8, 'p99_ms'):.2f}x | {errors} |"
+        )
+    for note in notes:
+        out.append(f"\n{note}")
+    out.append("")
