@@ -1,4 +1,4 @@
-"""The child processes bench_serve.py starts: the seed's waitress stack, the tax proxy, the
+"""The child processes bench_serve.py starts: the hand-tuned waitress stack, the tax proxy, the
 in-process timing client, database preparation, and the gunicorn WSGI factory.
 
 Run as ``python bench/bench_serve.py _MODE ARGS`` (see :func:`run_child`); gunicorn imports
@@ -64,7 +64,7 @@ def _child_prepare(database_url: str) -> None:
 
 
 def _child_seed(database_url: str) -> None:
-    """The seed: waitress with its settings, CONN_MAX_AGE=None, no pool, no prewarm."""
+    """The hand-tuned waitress: its settings, CONN_MAX_AGE=None, no pool, no prewarm."""
     _configure_django(database_url, None, False)
     from django.core.wsgi import get_wsgi_application
     from django.db import connections
