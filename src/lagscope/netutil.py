@@ -9,12 +9,14 @@ the Windows branches are exercised on any OS.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import socket
 import sys
 from collections.abc import Coroutine
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "SO_EXCLUSIVEADDRUSE",
@@ -87,6 +89,9 @@ def new_event_loop(platform: str = sys.platform) -> asyncio.AbstractEventLoop:
     mode asks users to install the Selector policy, whose select() stops at 512 sockets.
     Elsewhere the policy's loop (uvloop users keep uvloop).
     """
+    # Imported here: the probe, which imports this module, never needs asyncio.
+    import asyncio
+
     if platform == "win32":
         proactor: type[asyncio.AbstractEventLoop] = getattr(asyncio, "ProactorEventLoop")  # noqa: B009
         return proactor()
@@ -95,6 +100,8 @@ def new_event_loop(platform: str = sys.platform) -> asyncio.AbstractEventLoop:
 
 def run_in_new_loop(main: Coroutine[Any, Any, _T], platform: str = sys.platform) -> _T:
     """``asyncio.run(main)`` on a loop from :func:`new_event_loop` instead of the policy's."""
+    import asyncio
+
     loop = new_event_loop(platform)
     try:
         return loop.run_until_complete(main)

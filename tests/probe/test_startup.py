@@ -12,7 +12,16 @@ import pytest
 
 from support.wsgi import waitress_server
 
-HEAVY = ("rich", "django", "psycopg", "psycopg_pool", "waitress", "jsonschema", "jinja2")
+HEAVY = (
+    "rich",
+    "django",
+    "psycopg",
+    "psycopg_pool",
+    "waitress",
+    "jsonschema",
+    "jinja2",
+    "asyncio",
+)
 
 # Runs the CLI in a fresh interpreter and prints which heavy packages ended up imported.
 _PROBE = """

@@ -28,6 +28,7 @@ import h11
 
 from lagscope import __version__
 from lagscope.errors import ExitCode, LagscopeError
+from lagscope.netutil import classify_oserror
 from lagscope.probe.model import (
     AddressAttempt,
     Family,
@@ -72,17 +73,9 @@ def _family_name(family: int) -> Family:
 
 
 def _outcome(exc: BaseException) -> Outcome:
-    if isinstance(exc, ConnectionRefusedError):
-        return "refused"
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    if (
-        isinstance(exc, OSError)
-        and exc.errno is not None
-        and "unreach" in (exc.strerror or "").lower()
-    ):
-        return "unreachable"
-    return "error"
+    # By errno / winerror, never by message text (Windows localises it).
+    kind = classify_oserror(exc)
+    return kind if kind in ("refused", "timeout", "unreachable") else "error"
 
 
 class _StaleConnection(Exception):
