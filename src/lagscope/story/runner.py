@@ -268,8 +268,9 @@ def _open_database(
 
 def _pg_backends(db: _Database, result: VersionResult) -> VersionResult:
     """PostgreSQL's view: this version's backends, and those opened during the visit that
-    are still open. Read after diagnose, so that backends closed at the end of the visit's
-    last requests (CONN_MAX_AGE=0) have gone; diagnose's own are after the window."""
+    are still open. Read once every visit is over (the last version visited keeps its
+    connections), so that backends closed at the end of "before"'s last requests
+    (CONN_MAX_AGE=0) have gone; diagnose's own start after the window."""
     if db.monitor is None:
         return result
     row = db.monitor.execute(
