@@ -1,0 +1,799 @@
+"""Benchmark ``lagscope diagnose``: wall time on healthy local apps, and accuracy on ghost stacks.
+
+Run on demand (never in CI), loopback only, in about five minutes::
+
+    uv run --all-extras python bench/bench_diagnose.py
+
+It prints a Markdown section for docs/performance.md ("## diagnose").
+
+1. **Wall time** of a default and a ``--quick`` run against two healthy apps: a WSGI hello
+   world on waitress, and the reference app served by ``lagscope serve --demo`` on SQLite
+   (``/api/items/``). Both as a whole process (``python -m lagscope diagnose URL``, imports
+   included) and in process (``lagscope.diagnose.run``), the four kinds interleaved round by
+   round. Targets: default <= 10 s, ``--quick`` <= 3 s.
+2. **Accuracy**: one ghost stack per scenario, each diagnosed ``--runs`` times by default and
+   by ``--quick`` runs (interleaved). For every expected finding: the truth, the reported
+   ``cost_ms``, the error, and any warning-or-worse finding that was not expected.
+
+Every server runs in a child process (``_stack SCENARIO`` mode), never in this one, so the
+diagnosing client does not share a GIL with the stack it measures. The child speaks a line
+protocol on stdin/stdout: ``next`` prepares a run and answers its URL, ``truth`` answers the
+truth for the run just made; end of stdin tears the stack down.
+
+Truths: a connection tax is the tax inject actually applied on that run's connections (its
+own per-connection records, ``tax_applied_ms``); a database connect is the median of three
+psycopg connects through the taxed hop, timed by the child just before the run (what the
+scenario tests use); a sleep is the sleep; the small-write stall is the median response
+time of requests 2-9 on one keep-alive connection to the same server, read with a plain
+socket by the child just before the run (the scenario tests take Linux's 40 ms delayed-ACK
+minimum); a localhost fallback costs the refused connects to ``::1``, timed by
+the child. The stacks are the ones tests/diagnose/test_scenarios.py builds, from the same
+parts: waitress, the suite's Django app (tests/django_settings.py), ``lagscope inject``'s
+ConnectionTax, real PostgreSQL (tests/support/pg.py), real nginx, the suite's
+misbehaving server (tests/support/badservers.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import platform
+import queue
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# tests/ holds the helpers the suite uses too (waitress in a thread, the PostgreSQL cluster,
+# the misbehaving servers, free ports) and the suite's Django app.
+sys.path.insert(0, str(ROOT / "tests"))
+
+PROTOCOL_PREFIX = "@@ "
+CHILD_TIMEOUT_S = 120.0
+SUBPROCESS_TIMEOUT_S = 120.0
+# The scenario tests' tolerance: within 15 % of the truth, or 5 ms for small truths.
+TOLERANCE_REL = 0.15
+TOLERANCE_MS = 5.0
+PG_USER = "postgres"
+
+WsgiApp = Callable[..., Iterable[bytes]]
+
+
+# --------------------------------------------------------------------------- WSGI apps
+
+
+def hello(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    body = b'{"ok": true}'
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+def sleepy_100ms(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    time.sleep(0.1)
+    return hello(environ, start_response)
+
+
+# --------------------------------------------------------------------------- child: the stacks
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(PROTOCOL_PREFIX + json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _url(address: tuple[str, int], path: str = "/") -> str:
+    return f"http://{address[0]}:{address[1]}{path}"
+
+
+@dataclass
+class Built:
+    """A running stack: how to diagnose it and how to know the truth of one run."""
+
+    url: str
+    # finding id -> how its truth is known: "tax" (inject records), "db" (taxed psycopg
+    # connects), "refused" (connects to ::1), or a fixed number of ms (a sleep, a timer).
+    expected: dict[str, str | float]
+    resolve: list[str] = field(default_factory=list)
+    injector: Any = None  # lagscope.inject.Injector whose records give the tax truth
+    db_port: int = 0
+    refused_port: int = 0
+    stall_port: int = 0
+    next_url: Callable[[int], str] | None = None
+    _mark: int = 0
+    _db_truth: float | None = None
+    _refused_truth: float | None = None
+    _stall_truth: float | None = None
+    _run: int = 0
+
+    def prepare(self) -> dict[str, Any]:
+        if self.injector is not None:
+            self._mark = len(self.injector.records())
+        if "db" in self.expected.values():
+            self._db_truth = statistics.median(_pg_connect_ms(self.db_port, 3))
+            if self.injector is not None:
+                self._mark = len(self.injector.records())
+        if "refused" in self.expected.values():
+            self._refused_truth = statistics.median(_refused_ms(self.refused_port, 5))
+        if "stall" in self.expected.values():
+            self._stall_truth = statistics.median(_reused_request_ms(self.stall_port, 8))
+        url = self.next_url(self._run) if self.next_url is not None else self.url
+        self._run += 1
+        return {"url": url, "resolve": self.resolve}
+
+    def truth(self) -> dict[str, Any]:
+        applied: list[float] = []
+        if self.injector is not None:
+            # Records are written when a connection ends; the run's client connections
+            # have been closed, the proxy may still be finishing the last ones.
+            deadline = time.monotonic() + 2.0
+            seen = -1
+            while time.monotonic() < deadline:
+                records = self.injector.records()[self._mark :]
+                if len(records) == seen:
+                    break
+                seen = len(records)
+                time.sleep(0.1)  # settle interval between record counts, not a readiness wait
+            applied = [r.tax_applied_ms for r in records if r.tax_applied_ms is not None]
+        truths: dict[str, float | None] = {}
+        for finding_id, source in self.expected.items():
+            if source == "tax":
+                truths[finding_id] = statistics.median(applied) if applied else None
+            elif source == "db":
+                truths[finding_id] = self._db_truth
+            elif source == "refused":
+                truths[finding_id] = self._refused_truth
+            elif source == "stall":
+                truths[finding_id] = self._stall_truth
+            else:
+                truths[finding_id] = float(source)
+        return {"truths": truths, "taxed_connections": len(applied)}
+
+
+def _pg_connect_ms(port: int, samples: int) -> list[float]:
+    import psycopg
+
+    times = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        conn = psycopg.connect(
+            host="127.0.0.1", port=port, user=PG_USER, dbname="postgres", gssencmode="disable"
+        )
+        times.append((time.perf_counter() - t0) * 1e3)
+        conn.close()
+    return times
+
+
+def _refused_ms(port: int, samples: int) -> list[float]:
+    times = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            with contextlib.suppress(OSError):
+                s.connect(("::1", port))
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def _reused_request_ms(port: int, samples: int) -> list[float]:
+    """Whole-response times of requests 2.. on one keep-alive connection, read with a plain
+    socket: against a server that does no work, the time is the small-write stall."""
+    import h11
+
+    times = []
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        conn = h11.Connection(h11.CLIENT)
+        for k in range(samples + 1):
+            t0 = time.perf_counter()
+            head = conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+            sock.sendall((head or b"") + (conn.send(h11.EndOfMessage()) or b""))
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    conn.receive_data(sock.recv(65536))
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+            if k:  # the first request rides the connection's quick-ACK start
+                times.append((time.perf_counter() - t0) * 1e3)
+            conn.start_next_cycle()
+    return times
+
+
+@contextlib.contextmanager
+def _taxed(upstream: tuple[str, int], tax_ms: float) -> Iterator[Any]:
+    from lagscope.inject import ConnectionTax, Injector, Route
+
+    with Injector([Route(("127.0.0.1", 0), upstream, [ConnectionTax(tax_ms)])]) as inj:
+        yield inj
+
+
+def _address(injector: Any) -> tuple[str, int]:
+    host, port = injector.address(0)[:2]
+    return str(host), int(port)
+
+
+def _django(databases: dict[str, dict[str, Any]]) -> WsgiApp:
+    """The suite's Django app (tests/django_settings.py) with extra database aliases."""
+    import django
+    from django.conf import settings
+    from django.core.handlers.wsgi import WSGIHandler
+
+    import django_settings
+
+    values = {k: getattr(django_settings, k) for k in dir(django_settings) if k.isupper()}
+    values["DATABASES"] = {**django_settings.DATABASES, **databases}
+    settings.configure(**values)
+    django.setup()
+    return WSGIHandler()
+
+
+def _pg_alias(port: int, conn_max_age: int | None) -> dict[str, Any]:
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "postgres",
+        "USER": PG_USER,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "CONN_MAX_AGE": conn_max_age,
+        "OPTIONS": {"gssencmode": "disable"},
+    }
+
+
+_KEEPALIVE_PIECES = ("keepalive 16;", "proxy_http_version 1.1;", 'proxy_set_header Connection "";')
+
+
+@contextlib.contextmanager
+def _nginx_without_upstream_keepalive(upstream: tuple[str, int]) -> Iterator[int]:
+    """nginx with ``lagscope nginx-config``'s config minus its three upstream keep-alive
+    lines; yields its port. Readiness: a TCP connect to the port, polled and bounded."""
+    from lagscope.nginx.cli import find_nginx
+    from lagscope.nginx.config import Endpoint
+    from lagscope.nginx.render import NginxConfig, render
+    from support.net import free_port
+
+    nginx = find_nginx()
+    if nginx is None:
+        raise RuntimeError("nginx not installed")
+    prefix = Path(tempfile.mkdtemp(prefix="lagscope-bench-nginx-"))
+    prefix.chmod(0o755)  # under root the worker runs as nobody and must reach the prefix
+    try:
+        for _ in range(3):  # a free port can be taken between the check and nginx's bind
+            port = free_port()
+            text = render(
+                NginxConfig(
+                    upstream=Endpoint(*upstream),
+                    listen=(Endpoint("127.0.0.1", port),),
+                    prefix=prefix,
+                )
+            )
+            for piece in _KEEPALIVE_PIECES:
+                text = text.replace(piece, "")
+            (prefix / "nginx.conf").write_text(text, encoding="utf-8")
+            proc = subprocess.Popen(
+                [
+                    str(nginx),
+                    "-p",
+                    str(prefix),
+                    "-c",
+                    str(prefix / "nginx.conf"),
+                    "-g",
+                    "daemon off;",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                if _wait_connect(port, proc):
+                    yield port
+                    return
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+        raise RuntimeError("nginx did not start")
+    finally:
+        shutil.rmtree(prefix, ignore_errors=True)
+
+
+def _wait_connect(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.01)  # poll interval between connect attempts, not a readiness wait
+    return False
+
+
+def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int, runs: int) -> Built:
+    from support import badservers
+    from support.wsgi import waitress_server
+
+    if name == "hello":
+        return Built(_url(stack.enter_context(waitress_server(hello))), {})
+    if name.startswith("tax"):
+        tax_ms = float(name[3:])
+        app = stack.enter_context(waitress_server(hello))
+        inj = stack.enter_context(_taxed(app, tax_ms))
+        return Built(_url(_address(inj)), {"connection-setup-tax": "tax"}, injector=inj)
+    if name == "localhost":
+        _, port = stack.enter_context(waitress_server(hello))
+        return Built(
+            f"http://localhost:{port}/",
+            {"localhost-fallback": "refused"},
+            resolve=["localhost:[::1],127.0.0.1"],
+            refused_port=port,
+        )
+    if name == "nagle":
+        port = stack.enter_context(badservers.serve(badservers.nagle_split))
+        return Built(f"http://127.0.0.1:{port}/", {"small-write-stall": "stall"}, stall_port=port)
+    if name == "queueing":
+        app = stack.enter_context(waitress_server(sleepy_100ms, threads=1))
+        return Built(_url(app), {"server-queueing": 100.0, "slow-app": 100.0})
+    if name == "slowview":
+        app = stack.enter_context(waitress_server(_django({})))
+        return Built(_url(app, "/sleep/?s=0.2"), {"slow-app": 200.0})
+    if name == "nginx":
+        app = stack.enter_context(waitress_server(_django({})))
+        inj = stack.enter_context(_taxed(app, 200.0))
+        port = stack.enter_context(_nginx_without_upstream_keepalive(_address(inj)))
+        return Built(
+            f"http://127.0.0.1:{port}/plain/", {"upstream-no-keepalive": "tax"}, injector=inj
+        )
+    if name == "cma0":
+        inj = stack.enter_context(_taxed(("127.0.0.1", pg_port), 200.0))
+        _, db_port = _address(inj)
+        app = stack.enter_context(waitress_server(_django({"perreq": _pg_alias(db_port, 0)})))
+        return Built(
+            _url(app, "/db/perreq/?n=2"),
+            {"db-connect-per-request": "db"},
+            injector=inj,
+            db_port=db_port,
+        )
+    if name == "warmup":
+        inj = stack.enter_context(_taxed(("127.0.0.1", pg_port), 200.0))
+        _, db_port = _address(inj)
+        # One alias per run: persistent connections live in waitress's threads, so a fresh
+        # alias gives every run cold workers without restarting the server.
+        aliases = {f"persist{k}": _pg_alias(db_port, None) for k in range(runs)}
+        app = stack.enter_context(waitress_server(_django(aliases), threads=4))
+        return Built(
+            _url(app),
+            {"worker-warmup": "db"},
+            injector=inj,
+            db_port=db_port,
+            next_url=lambda k: _url(app, f"/db/persist{k}/?n=2"),
+        )
+    raise SystemExit(f"unknown scenario {name!r}")
+
+
+def child_stack(name: str, pg_port: int, runs: int) -> None:
+    # waitress logs every queued task at WARNING ("Task queue depth"); the queueing
+    # scenario and the concurrency ladder make many of them.
+    logging.getLogger("waitress").setLevel(logging.ERROR)
+    with contextlib.ExitStack() as stack:
+        built = build_stack(name, stack, pg_port, runs)
+        _emit({"ready": True})
+        for line in sys.stdin:
+            command = line.strip()
+            if command == "next":
+                _emit(built.prepare())
+            elif command == "truth":
+                _emit(built.truth())
+            else:
+                _emit({"error": f"unknown command {command!r}"})
+
+
+# --------------------------------------------------------------------------- parent side
+
+
+class StackChild:
+    """A ``_stack`` child process: the line protocol, every wait bounded."""
+
+    def __init__(self, name: str, pg_port: int, runs: int) -> None:
+        self.name = name
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self._proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "_stack",
+                name,
+                "--pg-port",
+                str(pg_port),
+                "--runs",
+                str(runs),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._answer()  # the ready line
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            if line.startswith(PROTOCOL_PREFIX):
+                self._lines.put(line[len(PROTOCOL_PREFIX) :])
+        self._lines.put(None)
+
+    def _answer(self) -> dict[str, Any]:
+        try:
+            line = self._lines.get(timeout=CHILD_TIMEOUT_S)
+        except queue.Empty:
+            raise RuntimeError(f"stack {self.name}: no answer in {CHILD_TIMEOUT_S} s") from None
+        if line is None:
+            raise RuntimeError(f"stack {self.name}: the child exited ({self._proc.wait(10)})")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def ask(self, command: str) -> dict[str, Any]:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(command + "\n")
+        self._proc.stdin.flush()
+        return self._answer()
+
+    def close(self) -> None:
+        if self._proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+        try:
+            self._proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(10)
+        self._reader.join(10)
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+    def __enter__(self) -> StackChild:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class Scenario:
+    name: str
+    title: str
+    needs: str = ""  # "postgres" or "nginx": skipped when missing
+
+
+SCENARIOS = [
+    Scenario("tax100", "connection tax 100 ms in front of waitress"),
+    Scenario("tax200", "connection tax 200 ms in front of waitress"),
+    Scenario("tax300", "connection tax 300 ms in front of waitress"),
+    Scenario("nginx", "nginx without upstream keep-alive, 200 ms tax on the app hop", "nginx"),
+    Scenario("cma0", "Django CONN_MAX_AGE=0 on PostgreSQL, 200 ms tax on the DB hop", "postgres"),
+    Scenario(
+        "warmup",
+        "Django persistent connections, no prewarm, 200 ms DB tax, 4 threads",
+        "postgres",
+    ),
+    Scenario("slowview", "Django view sleeping 200 ms"),
+    Scenario("nagle", "headers and body in two writes, Nagle on"),
+    Scenario("queueing", "waitress threads=1, 100 ms view"),
+    Scenario("localhost", "localhost resolving to ::1 first (--resolve), 127.0.0.1 only"),
+]
+
+
+@dataclass
+class AccuracyRun:
+    mode: str
+    truths: dict[str, float | None]
+    costs: dict[str, float | None]
+    unexpected: list[str]
+    duration_s: float
+    taxed_connections: int
+
+
+def _within(cost: float | None, truth: float | None) -> bool:
+    if cost is None or truth is None:
+        return False
+    return abs(cost - truth) <= max(TOLERANCE_MS, TOLERANCE_REL * truth)
+
+
+def accuracy(scenario: Scenario, pg_port: int, runs: int) -> list[AccuracyRun]:
+    from lagscope.diagnose import run
+
+    results: list[AccuracyRun] = []
+    with StackChild(scenario.name, pg_port, 2 * runs) as child:
+        for k in range(2 * runs):
+            # Pairs of runs, quick first in one pair and default first in the next.
+            quick = (k % 2 == 0) != ((k // 2) % 2 == 1)
+            plan = child.ask("next")
+            t0 = time.perf_counter()
+            report = run(plan["url"], resolve=plan["resolve"], quick=quick)
+            duration_s = time.perf_counter() - t0
+            truth = child.ask("truth")
+            truths: dict[str, float | None] = truth["truths"]
+            problems = {f.id: f for f in report.problems}
+            costs = {fid: (f.cost_ms if (f := problems.get(fid)) else None) for fid in truths}
+            results.append(
+                AccuracyRun(
+                    mode="quick" if quick else "default",
+                    truths=truths,
+                    costs=costs,
+                    unexpected=sorted(set(problems) - set(truths)),
+                    duration_s=duration_s,
+                    taxed_connections=int(truth["taxed_connections"]),
+                )
+            )
+            print(
+                f"  {scenario.name} {results[-1].mode}: {duration_s:.1f} s, "
+                f"costs {costs}, truths {truths}",
+                file=sys.stderr,
+            )
+            _log_problems([problems[u] for u in results[-1].unexpected])
+    return results
+
+
+def _log_problems(findings: Iterable[Any]) -> None:
+    """Unexpected findings with their evidence, on stderr, for whoever reads the run."""
+    for f in findings:
+        figures = ", ".join(f"{e.name}={e.value}" for e in f.evidence)
+        print(f"    unexpected {f.id} ({f.severity}, {f.cost_ms} ms): {figures}", file=sys.stderr)
+        print(f"      {f.detail}", file=sys.stderr)
+
+
+@dataclass
+class WallRun:
+    app: str
+    kind: str  # "process" or "in process"
+    mode: str  # "default" or "quick"
+    seconds: float
+    problems: list[str]
+    exit_code: int | None = None
+
+
+def _wall_once(app: str, url: str, kind: str, quick: bool) -> WallRun:
+    from lagscope.diagnose import run
+
+    mode = "quick" if quick else "default"
+    if kind == "process":
+        cmd = [sys.executable, "-m", "lagscope", "diagnose", url] + (["--quick"] if quick else [])
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False
+        )
+        seconds = time.perf_counter() - t0
+        # Exit code 1: a warning-or-worse finding (or over budget); 0: none.
+        problems = [] if done.returncode == 0 else [f"exit {done.returncode}"]
+        return WallRun(app, kind, mode, seconds, problems, done.returncode)
+    t0 = time.perf_counter()
+    report = run(url, quick=quick)
+    seconds = time.perf_counter() - t0
+    _log_problems(report.problems)
+    return WallRun(app, kind, mode, seconds, [f.id for f in report.problems])
+
+
+def wall_times(app: str, url: str, reps: int) -> list[WallRun]:
+    kinds = [(k, q) for k in ("process", "in process") for q in (False, True)]
+    results = []
+    for rep in range(reps):
+        # Rotate the order every round: this VM's CPU speed changes every few seconds.
+        order = kinds[rep % len(kinds) :] + kinds[: rep % len(kinds)]
+        for kind, quick in order:
+            results.append(_wall_once(app, url, kind, quick))
+            r = results[-1]
+            print(f"  {app} {kind} {r.mode}: {r.seconds:.2f} s {r.problems}", file=sys.stderr)
+    return results
+
+
+@contextlib.contextmanager
+def demo_app() -> Iterator[str]:
+    from lagscope.serve.process import ServeProcess
+
+    with tempfile.TemporaryDirectory(prefix="lagscope-bench-demo-") as tmp:
+        db = Path(tmp) / "demo.sqlite3"
+        with ServeProcess(["--demo", "--port", "0", "--database", f"sqlite:///{db}"]) as proc:
+            yield proc.url.rstrip("/") + "/api/items/"
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def _err(cost: float | None, truth: float | None) -> str:
+    if cost is None or truth is None:
+        return "—"
+    if truth < 2 * TOLERANCE_MS:  # a near-zero truth: the error in ms says more than %
+        return f"{cost - truth:+.1f} ms"
+    return f"{100 * (cost - truth) / truth:+.0f} %"
+
+
+def render_wall(results: list[WallRun], reps: int) -> list[str]:
+    out = [
+        f"Wall time, seconds, {reps} repetitions each, the four kinds interleaved "
+        "(min / median / max). Targets: default <= 10 s, --quick <= 3 s.\n",
+        "| app | how | mode | min | median | max | target met | warning-or-worse findings |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    keys: list[tuple[str, str, str]] = []
+    for r in results:
+        if (r.app, r.kind, r.mode) not in keys:
+            keys.append((r.app, r.kind, r.mode))
+    for app, kind, mode in keys:
+        rows = [r for r in results if (r.app, r.kind, r.mode) == (app, kind, mode)]
+        secs = [r.seconds for r in rows]
+        target = 3.0 if mode == "quick" else 10.0
+        flagged = sorted({p for r in rows for p in r.problems})
+        how = "`python -m lagscope diagnose`" if kind == "process" else "`run()`"
+        out.append(
+            f"| {app} | {how} | {mode} | {min(secs):.2f} | {statistics.median(secs):.2f} "
+            f"| {max(secs):.2f} | {'yes' if max(secs) <= target else 'NO'} "
+            f"| {', '.join(flagged) or 'none'} |"
+        )
+    return out
+
+
+def render_accuracy(table: list[tuple[Scenario, list[AccuracyRun]]], runs: int) -> list[str]:
+    out = [
+        f"Accuracy, {runs} runs per mode (default and --quick interleaved, in run order). "
+        "Truth: the tax inject applied on the run's connections (median of its records), "
+        "psycopg connects through the taxed hop (median of 3, just before the run), the "
+        "sleep, reused-connection responses of the Nagle server timed with a plain socket "
+        "(median of 8), or refused connects to ::1. "
+        f"Pass: within ±{TOLERANCE_REL:.0%} or ±{TOLERANCE_MS:g} ms.\n",
+        "| scenario | mode | expected finding | truth ms | reported cost_ms | error "
+        "| pass | other warning-or-worse | run s (median) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for scenario, results in table:
+        for mode in ("default", "quick"):
+            rows = [r for r in results if r.mode == mode]
+            if not rows:
+                continue
+            duration = statistics.median(r.duration_s for r in rows)
+            unexpected = sorted({u for r in rows for u in r.unexpected})
+            for finding_id in rows[0].truths:
+                truths = [r.truths.get(finding_id) for r in rows]
+                costs = [r.costs.get(finding_id) for r in rows]
+                passed = sum(_within(c, t) for c, t in zip(costs, truths, strict=True))
+                out.append(
+                    f"| {scenario.title} | {mode} | `{finding_id}` "
+                    f"| {' / '.join(_fmt(t) for t in truths)} "
+                    f"| {' / '.join(_fmt(c) if c is not None else 'missing' for c in costs)} "
+                    f"| {' / '.join(_err(c, t) for c, t in zip(costs, truths, strict=True))} "
+                    f"| {passed}/{len(rows)} "
+                    f"| {', '.join(f'`{u}`' for u in unexpected) or 'none'} | {duration:.1f} |"
+                )
+    return out
+
+
+def _machine() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs (nproc), {model}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _available(needs: str) -> bool:
+    if needs == "nginx":
+        from lagscope.nginx.cli import find_nginx
+
+        return find_nginx() is not None
+    if needs == "postgres":
+        from support.pg import find_pg_bin
+
+        return find_pg_bin() is not None
+    return True
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3, help="accuracy runs per scenario and mode")
+    ap.add_argument("--wall-reps", type=int, default=3, help="wall-time repetitions")
+    ap.add_argument("--only", default="", help="comma-separated scenario names (or 'wall')")
+    args = ap.parse_args()
+    if not 1 <= args.runs <= 20 or not 1 <= args.wall_reps <= 50:
+        raise SystemExit("--runs must be 1..20 and --wall-reps 1..50")
+    only = {s for s in args.only.split(",") if s}
+    chosen = [s for s in SCENARIOS if not only or s.name in only]
+    started = time.perf_counter()
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+
+    wall: list[WallRun] = []
+    if not only or "wall" in only:
+        with StackChild("hello", 0, 1) as child:
+            url = child.ask("next")["url"]
+            wall += wall_times("WSGI hello on waitress", url, args.wall_reps)
+        with demo_app() as url:
+            wall += wall_times("`lagscope serve --demo` (SQLite), /api/items/", url, args.wall_reps)
+
+    table: list[tuple[Scenario, list[AccuracyRun]]] = []
+    skipped: list[str] = []
+    cluster = None
+    try:
+        for scenario in chosen:
+            if not _available(scenario.needs):
+                skipped.append(f"{scenario.title} ({scenario.needs} not installed)")
+                continue
+            if scenario.needs == "postgres" and cluster is None:
+                from support.pg import make_cluster
+
+                cluster = make_cluster()
+            pg_port = cluster.port if cluster is not None else 0
+            table.append((scenario, accuracy(scenario, pg_port, args.runs)))
+    finally:
+        if cluster is not None:
+            from support.pg import destroy_cluster
+
+            destroy_cluster(cluster)
+
+    elapsed_s = time.perf_counter() - started
+    flags = []
+    if args.runs != 3:
+        flags.append(f"--runs {args.runs}")
+    if args.wall_reps != 3:
+        flags.append(f"--wall-reps {args.wall_reps}")
+    if args.only:
+        flags.append(f"--only {args.only}")
+    out = [
+        "## diagnose\n",
+        "Command: `uv run --all-extras python bench/bench_diagnose.py"
+        + "".join(" " + f for f in flags)
+        + f"` ({elapsed_s:.0f} s in all)  ",
+        f"Machine: {_machine()}, {time.strftime('%Y-%m-%d')}"
+        + (f"; load average before the run {load_before[0]:.1f}" if load_before is not None else "")
+        + "\n",
+    ]
+    if wall:
+        out += [*render_wall(wall, args.wall_reps), ""]
+    if table:
+        out += [*render_accuracy(table, args.runs), ""]
+    for s in skipped:
+        out.append(f"Skipped: {s}.  ")
+    print("\n".join(out))
+
+
+def _child_main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode")
+    ap.add_argument("scenario")
+    ap.add_argument("--pg-port", type=int, default=0)
+    ap.add_argument("--runs", type=int, default=1)
+    args = ap.parse_args(argv)
+    child_stack(args.scenario, args.pg_port, args.runs)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_stack":
+        _child_main(sys.argv[1:])
+    else:
+        main()
