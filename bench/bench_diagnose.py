@@ -21,7 +21,7 @@ protocol on stdin/stdout: ``next`` prepares a run and answers its URL, ``truth``
 truth for the run just made; end of stdin tears the stack down.
 
 Truths: a connection tax is the tax inject actually applied on that run's connections (its
-own per-connection records, ``tax_applied_ms``); a database connect is the median of three
+own per-connection records, ``tax_applied_ms``); a database connect is the median of five
 psycopg connects through the taxed hop, timed by the child just before the run (what the
 scenario tests use); a sleep is the sleep; the small-write stall is the median response
 time of requests 2-9 on one keep-alive connection to the same server, read with a plain
@@ -123,7 +123,7 @@ class Built:
         if self.injector is not None:
             self._mark = len(self.injector.records())
         if "db" in self.expected.values():
-            self._db_truth = statistics.median(_pg_connect_ms(self.db_port, 3))
+            self._db_truth = statistics.median(_pg_connect_ms(self.db_port, 5))
             if self.injector is not None:
                 self._mark = len(self.injector.records())
         if "refused" in self.expected.values():
@@ -574,14 +574,25 @@ def _wall_once(app: str, url: str, kind: str, quick: bool) -> WallRun:
 
     mode = "quick" if quick else "default"
     if kind == "process":
-        cmd = [sys.executable, "-m", "lagscope", "diagnose", url] + (["--quick"] if quick else [])
-        t0 = time.perf_counter()
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False
-        )
-        seconds = time.perf_counter() - t0
-        # Exit code 1: a warning-or-worse finding (or over budget); 0: none.
-        problems = [] if done.returncode == 0 else [f"exit {done.returncode}"]
+        with tempfile.TemporaryDirectory(prefix="lagscope-bench-diagnose-") as tmp:
+            saved = Path(tmp) / "report.json"
+            cmd = [sys.executable, "-m", "lagscope", "diagnose", url, "-o", str(saved)]
+            t0 = time.perf_counter()
+            done = subprocess.run(
+                [*cmd, *(["--quick"] if quick else [])],
+                capture_output=True,
+                text=True,
+                timeout=SUBPROCESS_TIMEOUT_S,
+                check=False,
+            )
+            seconds = time.perf_counter() - t0
+            findings = json.loads(saved.read_text(encoding="utf-8"))["findings"]
+        problems = [f["id"] for f in findings if f["severity"] != "info"]
+        if done.returncode not in (0, 1) or (done.returncode == 1) != bool(problems):
+            problems.append(f"exit {done.returncode}")
+        for f in findings:
+            if f["severity"] != "info":
+                print(f"    unexpected {f['id']}: {f.get('detail', '')}", file=sys.stderr)
         return WallRun(app, kind, mode, seconds, problems, done.returncode)
     t0 = time.perf_counter()
     report = run(url, quick=quick)
@@ -644,7 +655,7 @@ def render_wall(results: list[WallRun], reps: int) -> list[str]:
         secs = [r.seconds for r in rows]
         target = 3.0 if mode == "quick" else 10.0
         flagged = sorted({p for r in rows for p in r.problems})
-        how = "`python -m lagscope diagnose`" if kind == "process" else "`run()`"
+        how = "`python -m lagscope diagnose URL -o F`" if kind == "process" else "`run()`"
         out.append(
             f"| {app} | {how} | {mode} | {min(secs):.2f} | {statistics.median(secs):.2f} "
             f"| {max(secs):.2f} | {'yes' if max(secs) <= target else 'NO'} "
@@ -657,7 +668,7 @@ def render_accuracy(table: list[tuple[Scenario, list[AccuracyRun]]], runs: int) 
     out = [
         f"Accuracy, {runs} runs per mode (default and --quick interleaved, in run order). "
         "Truth: the tax inject applied on the run's connections (median of its records), "
-        "psycopg connects through the taxed hop (median of 3, just before the run), the "
+        "psycopg connects through the taxed hop (median of 5, just before the run), the "
         "sleep, reused-connection responses of the Nagle server timed with a plain socket "
         "(median of 8), or refused connects to ::1. "
         f"Pass: within ±{TOLERANCE_REL:.0%} or ±{TOLERANCE_MS:g} ms.\n",
