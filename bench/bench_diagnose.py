@@ -15,7 +15,7 @@ It prints a Markdown section for docs/performance.md ("## diagnose").
    by ``--quick`` runs (interleaved). For every expected finding: the truth, the reported
    ``cost_ms``, the error, and any warning-or-worse finding that was not expected.
 
-Every server runs in a child process (``_stack SCENARIO`` mode), never in this one, so the
+Every server runs in a child process (``_stack SCENARIO PG_PORT`` mode), never in this one, so the
 diagnosing client does not share a GIL with the stack it measures. The child speaks a line
 protocol on stdin/stdout: ``next`` prepares a run and answers its URL, ``truth`` answers the
 truth for the run just made; end of stdin tears the stack down.
@@ -323,7 +323,7 @@ def _wait_connect(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 1
     return False
 
 
-def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int, runs: int) -> Built:
+def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int) -> Built:
     from support import badservers
     from support.wsgi import waitress_server
 
@@ -371,26 +371,29 @@ def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int, runs: int)
     if name == "warmup":
         inj = stack.enter_context(_taxed(("127.0.0.1", pg_port), 200.0))
         _, db_port = _address(inj)
-        # One alias per run: persistent connections live in waitress's threads, so a fresh
-        # alias gives every run cold workers without restarting the server.
-        aliases = {f"persist{k}": _pg_alias(db_port, None) for k in range(runs)}
-        app = stack.enter_context(waitress_server(_django(aliases), threads=4))
+        django_app = _django({"persist": _pg_alias(db_port, None)})
+        server = contextlib.ExitStack()
+        stack.callback(server.close)
+
+        def fresh_server(_: int) -> str:
+            # Persistent connections live in waitress's threads: every run gets a freshly
+            # started server (new threads, no connection yet), as after a deploy.
+            server.close()
+            app = server.enter_context(waitress_server(django_app, threads=4))
+            return _url(app, "/db/persist/?n=2")
+
         return Built(
-            _url(app),
-            {"worker-warmup": "db"},
-            injector=inj,
-            db_port=db_port,
-            next_url=lambda k: _url(app, f"/db/persist{k}/?n=2"),
+            "", {"worker-warmup": "db"}, injector=inj, db_port=db_port, next_url=fresh_server
         )
     raise SystemExit(f"unknown scenario {name!r}")
 
 
-def child_stack(name: str, pg_port: int, runs: int) -> None:
+def child_stack(name: str, pg_port: int) -> None:
     # waitress logs every queued task at WARNING ("Task queue depth"); the queueing
     # scenario and the concurrency ladder make many of them.
     logging.getLogger("waitress").setLevel(logging.ERROR)
     with contextlib.ExitStack() as stack:
-        built = build_stack(name, stack, pg_port, runs)
+        built = build_stack(name, stack, pg_port)
         _emit({"ready": True})
         for line in sys.stdin:
             command = line.strip()
@@ -408,21 +411,13 @@ def child_stack(name: str, pg_port: int, runs: int) -> None:
 class StackChild:
     """A ``_stack`` child process: the line protocol, every wait bounded."""
 
-    def __init__(self, name: str, pg_port: int, runs: int) -> None:
+    def __init__(self, name: str, pg_port: int) -> None:
         self.name = name
         self._lines: queue.Queue[str | None] = queue.Queue()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        argv = [sys.executable, str(Path(__file__).resolve()), "_stack", name, str(pg_port)]
         self._proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "_stack",
-                name,
-                "--pg-port",
-                str(pg_port),
-                "--runs",
-                str(runs),
-            ],
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -520,7 +515,7 @@ def accuracy(scenario: Scenario, pg_port: int, runs: int) -> list[AccuracyRun]:
     from lagscope.diagnose import run
 
     results: list[AccuracyRun] = []
-    with StackChild(scenario.name, pg_port, 2 * runs) as child:
+    with StackChild(scenario.name, pg_port) as child:
         for k in range(2 * runs):
             # Pairs of runs, quick first in one pair and default first in the next.
             quick = (k % 2 == 0) != ((k // 2) % 2 == 1)
@@ -741,7 +736,7 @@ def main() -> None:
 
     wall: list[WallRun] = []
     if not only or "wall" in only:
-        with StackChild("hello", 0, 1) as child:
+        with StackChild("hello", 0) as child:
             url = child.ask("next")["url"]
             wall += wall_times("WSGI hello on waitress", url, args.wall_reps)
         with demo_app() as url:
@@ -793,18 +788,8 @@ def main() -> None:
     print("\n".join(out))
 
 
-def _child_main(argv: list[str]) -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("mode")
-    ap.add_argument("scenario")
-    ap.add_argument("--pg-port", type=int, default=0)
-    ap.add_argument("--runs", type=int, default=1)
-    args = ap.parse_args(argv)
-    child_stack(args.scenario, args.pg_port, args.runs)
-
-
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "_stack":
-        _child_main(sys.argv[1:])
+    if len(sys.argv) == 4 and sys.argv[1] == "_stack":  # _stack SCENARIO PG_PORT
+        child_stack(sys.argv[2], int(sys.argv[3]))
     else:
         main()
