@@ -42,6 +42,7 @@ import logging
 import os
 import platform
 import queue
+import re
 import shutil
 import socket
 import statistics
@@ -108,7 +109,7 @@ class Built:
     # connects), "refused" (connects to ::1), or a fixed number of ms (a sleep, a timer).
     expected: dict[str, str | float]
     resolve: list[str] = field(default_factory=list)
-    injector: Any = None  # lagscope.inject.Injector whose records give the tax truth
+    proxy: TaxProxy | None = None  # the taxed hop whose records give the tax truth
     db_port: int = 0
     refused_port: int = 0
     stall_port: int = 0
@@ -120,12 +121,12 @@ class Built:
     _run: int = 0
 
     def prepare(self) -> dict[str, Any]:
-        if self.injector is not None:
-            self._mark = len(self.injector.records())
+        if self.proxy is not None:
+            self._mark = len(self.proxy.records())
         if "db" in self.expected.values():
             self._db_truth = statistics.median(_pg_connect_ms(self.db_port, 5))
-            if self.injector is not None:
-                self._mark = len(self.injector.records())
+            if self.proxy is not None:
+                self._mark = len(self.proxy.records())
         if "refused" in self.expected.values():
             self._refused_truth = statistics.median(_refused_ms(self.refused_port, 5))
         if "stall" in self.expected.values():
@@ -136,13 +137,13 @@ class Built:
 
     def truth(self) -> dict[str, Any]:
         applied: list[float] = []
-        if self.injector is not None:
+        if self.proxy is not None:
             # Records are written when a connection ends; the run's client connections
             # have been closed, the proxy may still be finishing the last ones.
             deadline = time.monotonic() + 2.0
             seen = -1
             while time.monotonic() < deadline:
-                records = self.injector.records()[self._mark :]
+                records = self.proxy.records()[self._mark :]
                 if len(records) == seen:
                     break
                 seen = len(records)
@@ -213,17 +214,61 @@ def _reused_request_ms(port: int, samples: int) -> list[float]:
     return times
 
 
+@dataclass
+class TaxProxy:
+    """A ``lagscope inject`` process with a connection tax; its ``--log`` is the truth."""
+
+    address: tuple[str, int]
+    log: Path
+
+    def records(self) -> list[Any]:
+        from lagscope.inject import ConnectionRecord
+        from lagscope.inject.log import record_from_json
+
+        lines = self.log.read_text(encoding="utf-8").splitlines() if self.log.exists() else []
+        # The last line may be half-written while the proxy appends it.
+        out: list[ConnectionRecord] = []
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                out.append(record_from_json(line))
+        return out
+
+
 @contextlib.contextmanager
-def _taxed(upstream: tuple[str, int], tax_ms: float) -> Iterator[Any]:
-    from lagscope.inject import ConnectionTax, Injector, Route
-
-    with Injector([Route(("127.0.0.1", 0), upstream, [ConnectionTax(tax_ms)])]) as inj:
-        yield inj
-
-
-def _address(injector: Any) -> tuple[str, int]:
-    host, port = injector.address(0)[:2]
-    return str(host), int(port)
+def _taxed(upstream: tuple[str, int], tax_ms: float) -> Iterator[TaxProxy]:
+    """``lagscope inject --fault tax:MS`` in its own process, as in bench_serve: a user-space
+    proxy in the app's process would compete with the app for its GIL. Readiness: the
+    ``listening on HOST:PORT`` line."""
+    with tempfile.TemporaryDirectory(prefix="lagscope-bench-inject-") as tmp:
+        log = Path(tmp) / "truth.jsonl"
+        upstream_arg = f"{upstream[0]}:{upstream[1]}"
+        argv = [sys.executable, "-m", "lagscope", "inject", "--listen", "127.0.0.1:0"]
+        argv += ["--upstream", upstream_arg, "--fault", f"tax:{tax_ms:g}", "--log", str(log)]
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            ready = proc.stdout.readline()
+            match = re.search(r"listening on (\S+):(\d+) ->", ready)
+            if match is None:
+                raise RuntimeError(f"lagscope inject did not start: {ready!r}")
+            # Keep reading its output so a full pipe never blocks it.
+            drain = threading.Thread(target=proc.stdout.read, daemon=True)
+            drain.start()
+            yield TaxProxy((match.group(1), int(match.group(2))), log)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 def _django(databases: dict[str, dict[str, Any]]) -> WsgiApp:
@@ -256,71 +301,31 @@ def _pg_alias(port: int, conn_max_age: int | None) -> dict[str, Any]:
 _KEEPALIVE_PIECES = ("keepalive 16;", "proxy_http_version 1.1;", 'proxy_set_header Connection "";')
 
 
+def _without_keepalive(text: str) -> str:
+    for piece in _KEEPALIVE_PIECES:
+        text = text.replace(piece, "")
+    return text
+
+
 @contextlib.contextmanager
 def _nginx_without_upstream_keepalive(upstream: tuple[str, int]) -> Iterator[int]:
     """nginx with ``lagscope nginx-config``'s config minus its three upstream keep-alive
-    lines; yields its port. Readiness: a TCP connect to the port, polled and bounded."""
-    from lagscope.nginx.cli import find_nginx
+    lines (the suite's launcher, tests/support/nginx.py); yields its port."""
     from lagscope.nginx.config import Endpoint
-    from lagscope.nginx.render import NginxConfig, render
-    from support.net import free_port
+    from support.nginx import nginx_bin, running_nginx
 
-    nginx = find_nginx()
+    nginx = nginx_bin()
     if nginx is None:
         raise RuntimeError("nginx not installed")
     prefix = Path(tempfile.mkdtemp(prefix="lagscope-bench-nginx-"))
     prefix.chmod(0o755)  # under root the worker runs as nobody and must reach the prefix
     try:
-        for _ in range(3):  # a free port can be taken between the check and nginx's bind
-            port = free_port()
-            text = render(
-                NginxConfig(
-                    upstream=Endpoint(*upstream),
-                    listen=(Endpoint("127.0.0.1", port),),
-                    prefix=prefix,
-                )
-            )
-            for piece in _KEEPALIVE_PIECES:
-                text = text.replace(piece, "")
-            (prefix / "nginx.conf").write_text(text, encoding="utf-8")
-            proc = subprocess.Popen(
-                [
-                    str(nginx),
-                    "-p",
-                    str(prefix),
-                    "-c",
-                    str(prefix / "nginx.conf"),
-                    "-g",
-                    "daemon off;",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                if _wait_connect(port, proc):
-                    yield port
-                    return
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
-        raise RuntimeError("nginx did not start")
+        with running_nginx(
+            nginx, prefix, Endpoint(*upstream), transform=_without_keepalive
+        ) as port:
+            yield port
     finally:
         shutil.rmtree(prefix, ignore_errors=True)
-
-
-def _wait_connect(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.01)  # poll interval between connect attempts, not a readiness wait
-    return False
 
 
 def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int) -> Built:
@@ -333,7 +338,7 @@ def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int) -> Built:
         tax_ms = float(name[3:])
         app = stack.enter_context(waitress_server(hello))
         inj = stack.enter_context(_taxed(app, tax_ms))
-        return Built(_url(_address(inj)), {"connection-setup-tax": "tax"}, injector=inj)
+        return Built(_url(inj.address), {"connection-setup-tax": "tax"}, proxy=inj)
     if name == "localhost":
         _, port = stack.enter_context(waitress_server(hello))
         return Built(
@@ -354,23 +359,21 @@ def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int) -> Built:
     if name == "nginx":
         app = stack.enter_context(waitress_server(_django({})))
         inj = stack.enter_context(_taxed(app, 200.0))
-        port = stack.enter_context(_nginx_without_upstream_keepalive(_address(inj)))
-        return Built(
-            f"http://127.0.0.1:{port}/plain/", {"upstream-no-keepalive": "tax"}, injector=inj
-        )
+        port = stack.enter_context(_nginx_without_upstream_keepalive(inj.address))
+        return Built(f"http://127.0.0.1:{port}/plain/", {"upstream-no-keepalive": "tax"}, proxy=inj)
     if name == "cma0":
         inj = stack.enter_context(_taxed(("127.0.0.1", pg_port), 200.0))
-        _, db_port = _address(inj)
+        _, db_port = inj.address
         app = stack.enter_context(waitress_server(_django({"perreq": _pg_alias(db_port, 0)})))
         return Built(
             _url(app, "/db/perreq/?n=2"),
             {"db-connect-per-request": "db"},
-            injector=inj,
+            proxy=inj,
             db_port=db_port,
         )
     if name == "warmup":
         inj = stack.enter_context(_taxed(("127.0.0.1", pg_port), 200.0))
-        _, db_port = _address(inj)
+        _, db_port = inj.address
         django_app = _django({"persist": _pg_alias(db_port, None)})
         server = contextlib.ExitStack()
         stack.callback(server.close)
@@ -382,9 +385,7 @@ def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int) -> Built:
             app = server.enter_context(waitress_server(django_app, threads=4))
             return _url(app, "/db/persist/?n=2")
 
-        return Built(
-            "", {"worker-warmup": "db"}, injector=inj, db_port=db_port, next_url=fresh_server
-        )
+        return Built("", {"worker-warmup": "db"}, proxy=inj, db_port=db_port, next_url=fresh_server)
     raise SystemExit(f"unknown scenario {name!r}")
 
 
@@ -711,9 +712,9 @@ def _machine() -> str:
 
 def _available(needs: str) -> bool:
     if needs == "nginx":
-        from lagscope.nginx.cli import find_nginx
+        from support.nginx import nginx_bin
 
-        return find_nginx() is not None
+        return nginx_bin() is not None
     if needs == "postgres":
         from support.pg import find_pg_bin
 
