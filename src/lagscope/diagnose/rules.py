@@ -815,12 +815,18 @@ def server_queueing(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Findin
         figures += [
             Figure(f"clients_{lv.clients}_app_ms", round(app(lv.records), 3)) for lv in levels
         ]
+    # One client's service time: what a request ahead in a worker's queue costs.
+    service = base_app if timed else base_out
     for lv in levels[1:]:
         if lv.clients > t.queue_max_clients or not lv.records:
             continue
         waited = outside(lv.records) - base_out
         grew = app(lv.records) - base_app
-        if waited >= floor and grew < 0.5 * waited:
+        # Waiting for a worker cannot exceed the service time of every other client ahead
+        # (one worker, all of them queued); more than that is this machine's CPU starved
+        # (other processes, the GIL), not a worker shortage.
+        ceiling = t.queue_ceiling * (lv.clients - 1) * service
+        if floor <= waited <= ceiling and grew < 0.5 * waited:
             return _finding(
                 ev,
                 t,

@@ -65,7 +65,7 @@ class Thresholds:
     )
     # --- warm-up ---------------------------------------------------------------------------
     warmup_excess_ms: float = _t(
-        15.0,
+        25.0,
         "an early request slower than the steady state by this much (and by 5x the "
         "steady state's spread) is a warm-up request",
     )
@@ -96,6 +96,11 @@ class Thresholds:
         40.0,
         "time waiting for a worker, at a concurrency a browser reaches (<= 4 clients), "
         "above which requests queue",
+    )
+    queue_ceiling: float = _t(
+        1.5,
+        "a wait longer than this many times (clients - 1) service times is not a queue for "
+        "a worker (even one worker serves every other client first) but a starved CPU",
     )
     queue_max_clients: int = _t(
         4, "queueing is judged up to this many concurrent clients (a browser opens 6)"
