@@ -273,3 +273,26 @@ def test_text_output_survives_a_cp1252_console() -> None:
     # and story stay within it.
     text = TextRenderer().render(_report())
     assert text.encode("cp1252").decode("cp1252") == text
+
+
+def test_public_api_names_exist() -> None:
+    import importlib
+
+    for module_name in (
+        "lagscope.story",
+        "lagscope.story.model",
+        "lagscope.story.render",
+        "lagscope.story.html",
+        "lagscope.story.runner",
+        "lagscope.story.visit",
+        "lagscope.story.diag",
+        "lagscope.story.versions",
+        "lagscope.story.procs",
+        "lagscope.story.nginx",
+        "lagscope.story.child",
+        "lagscope.pgcluster",
+    ):
+        module = importlib.import_module(module_name)
+        assert module.__doc__, module_name
+        for name in module.__all__:
+            assert hasattr(module, name), (module_name, name)
