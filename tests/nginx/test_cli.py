@@ -6,13 +6,14 @@ import os
 import stat
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from lagscope.cli import main
-from lagscope.errors import ExitCode
+from lagscope.errors import ExitCode, LagscopeError
 
 
 def _run(*args: str) -> tuple[int, str, str]:
@@ -209,3 +210,31 @@ def test_nginx_is_looked_for_where_the_windows_zip_is_unpacked(tmp_path: Path) -
         tmp_path / "nginx-1.9.0" / "nginx.exe",
     ]
     assert nginx_locations("linux")[0] == Path("/usr/sbin/nginx")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell script stands in for nginx")
+def test_a_check_that_hangs_is_killed_with_its_children(tmp_path: Path) -> None:
+    from lagscope.nginx.cli import nginx_check
+
+    pid_file = tmp_path / "child.pid"
+    fake = tmp_path / "nginx"
+    # A wrapper that starts a child of its own and then hangs, as a stuck `nginx -t` would.
+    fake.write_text(f"#!/bin/sh\nsleep 300 &\necho $! > {pid_file}\nwait\n", encoding="utf-8")
+    fake.chmod(0o755)
+    with pytest.raises(LagscopeError) as err:
+        nginx_check(fake, tmp_path / "nginx.conf", tmp_path, timeout_s=1.0)
+    assert (err.value.phase, err.value.exit_code) == ("check", ExitCode.TIMEOUT)
+    child = int(pid_file.read_text())
+    # The grandchild is gone (or a zombie reaped by init, which signal 0 also fails on soon).
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        status = Path(f"/proc/{child}/stat")
+        if status.exists() and status.read_text().split()[2] == "Z":
+            break
+        time.sleep(0.05)  # polling the process table, bounded by the deadline
+    else:
+        pytest.fail(f"the check's child {child} outlived it")

@@ -12,7 +12,10 @@ Exit codes: 0 written (and checked); 2 bad input (HOST:PORT, inconsistent timeou
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -70,22 +73,42 @@ def find_nginx(explicit: str | None = None) -> Path | None:
     return None
 
 
-def nginx_check(nginx: Path, conf: Path, prefix: Path) -> None:
-    """Run ``nginx -t`` on ``conf``; raise GATE_FAILED with nginx's own complaint."""
+def nginx_check(
+    nginx: Path, conf: Path, prefix: Path, timeout_s: float = _NGINX_CHECK_TIMEOUT_S
+) -> None:
+    """Run ``nginx -t`` on ``conf``; raise GATE_FAILED with nginx's own complaint.
+
+    nginx runs in a process group of its own, and a check that outlives ``timeout_s`` has
+    the whole group killed: a wrapper script's children never outlive it.
+    """
+    argv = [str(nginx), "-t", "-q", "-p", str(prefix), "-c", str(conf)]
     try:
-        res = subprocess.run(
-            [str(nginx), "-t", "-q", "-p", str(prefix), "-c", str(conf)],
-            capture_output=True,
-            text=True,
-            timeout=_NGINX_CHECK_TIMEOUT_S,
-            check=False,
-        )
+        if sys.platform == "win32":
+            proc = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                creationflags=subprocess.CREATE_NEW_PROCESS_GROUP,
+            )
+        else:
+            proc = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
     except OSError as exc:
         raise LagscopeError("check", f"cannot run {nginx}: {exc}", ExitCode.ENVIRONMENT) from None
+    try:
+        _, stderr = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
+        _kill_group(proc)
         raise LagscopeError(
-            "check", f"{nginx} -t took over {_NGINX_CHECK_TIMEOUT_S} s", ExitCode.TIMEOUT
+            "check", f"{nginx} -t took over {timeout_s:g} s", ExitCode.TIMEOUT
         ) from None
+    res = subprocess.CompletedProcess(argv, proc.returncode, "", stderr)
     if res.returncode != 0:
         complaint = next(
             (ln for ln in res.stderr.splitlines() if "[emerg]" in ln or "[alert]" in ln),
@@ -97,6 +120,20 @@ def nginx_check(nginx: Path, conf: Path, prefix: Path) -> None:
         raise LagscopeError(
             "check", f"nginx -t rejected the config: {complaint}", ExitCode.GATE_FAILED
         )
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """Kill ``proc`` and everything it started, then reap it."""
+    if sys.platform == "win32":
+        # taskkill /T walks the child tree; there is no process-group kill on Windows.
+        subprocess.run(
+            ["taskkill", "/F", "/T", "/PID", str(proc.pid)], capture_output=True, check=False
+        )
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.kill()
+    proc.communicate()
 
 
 def _check_snippet(nginx: Path, snippet_file: Path) -> None:
