@@ -197,6 +197,11 @@ def test_two_workers_hold_exactly_the_planned_connections_and_open_none_under_lo
     proc = _serve(pg_cluster, "serve_workers", "--workers", "2", "--threads", "2").start()
     try:
         assert proc.output.count("prewarmed default: native pool, 2 connections") == 2
+        # Sized against the server: max_connections=300 less 3 reserved for superusers.
+        assert (
+            "database default: 4 connections planned (2 worker(s) x 2); PostgreSQL allows 297"
+            in (proc.output)
+        )
         planned = _backends(pg_cluster, "serve_workers")
         assert len(planned) == 4  # 2 workers x a pool of 2, all open before the readiness line
         pool = hammer("127.0.0.1", proc.port, clients=8, duration_s=3.0)
@@ -211,3 +216,25 @@ def test_two_workers_hold_exactly_the_planned_connections_and_open_none_under_lo
         assert _backends(pg_cluster, "serve_workers") == planned  # 0 new under load
     finally:
         assert proc.stop() == 0
+
+
+def test_a_plan_larger_than_max_connections_stops_start_up_with_the_numbers(
+    pg_cluster: PgCluster,
+) -> None:
+    import subprocess
+
+    from lagscope.errors import ExitCode
+    from lagscope.serve import serve_command
+
+    pg_cluster.psql("DROP DATABASE IF EXISTS serve_capacity")
+    pg_cluster.psql("CREATE DATABASE serve_capacity")
+    env = dict(os.environ)
+    env.pop("LAGSCOPE_DEMO_DATABASE", None)
+    args = ["--demo", "--database", pg_cluster.dsn_for("serve_capacity"), "--port", "0"]
+    args += ["--workers", "2", "--threads", "150", "--db-connections", "400"]
+    res = subprocess.run(serve_command(args), env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == ExitCode.ENVIRONMENT, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert "2 worker(s) x 150 = 300 connections planned for 'default'" in lines[0]
+    assert "PostgreSQL allows 297" in lines[0]

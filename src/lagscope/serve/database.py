@@ -379,6 +379,54 @@ class Databases:
             (time.perf_counter() - start) * 1000,
         )
 
+    def check_capacity(self, workers: int) -> list[str]:
+        """Planned connections per PostgreSQL alias (``workers`` x the plan's size) against
+        what the server allows (``max_connections`` less the superuser reserve and the
+        connections other clients hold now), on one short connection per alias.
+
+        Returns one note per alias; raises (exit 8) when the plan cannot fit, so start-up
+        fails with the numbers instead of a prewarm that hits "too many clients"."""
+        if not self.settings.prewarm or importlib.util.find_spec("psycopg") is None:
+            return []
+        import psycopg
+        from django.db import connections
+
+        notes = []
+        for plan in self.plans:
+            wrapper = connections[plan.alias]
+            if plan.mode == "none" or not _is_postgresql(wrapper.settings_dict):
+                continue
+            where = describe_database(wrapper.settings_dict)
+            planned = workers * plan.max_size
+            try:
+                params = wrapper.get_connection_params()
+                with psycopg.connect(**params, autocommit=True) as conn:
+                    row = conn.execute(
+                        "SELECT current_setting('max_connections')::int, "
+                        "current_setting('superuser_reserved_connections')::int, "
+                        "(SELECT count(*) FROM pg_stat_activity "
+                        "WHERE backend_type = 'client backend')::int - 1"
+                    ).fetchone()
+            except psycopg.Error as exc:
+                detail = " ".join(str(exc).split()) or type(exc).__name__
+                raise LagscopeError("database", f"{where}: {detail}", ExitCode.CONNECT) from exc
+            assert row is not None
+            allowed, others = int(row[0]) - int(row[1]), int(row[2])
+            if planned > allowed - others:
+                raise LagscopeError(
+                    "database",
+                    f"{where}: {workers} worker(s) x {plan.max_size} = {planned} connections "
+                    f"planned for {plan.alias!r}, but PostgreSQL allows {allowed} "
+                    f"(max_connections less the superuser reserve) and {others} are in use "
+                    "by other clients; lower --workers / --threads or raise max_connections",
+                    ExitCode.ENVIRONMENT,
+                )
+            notes.append(
+                f"database {plan.alias}: {planned} connections planned ({workers} worker(s) "
+                f"x {plan.max_size}); PostgreSQL allows {allowed}, {others} in use by others"
+            )
+        return notes
+
     def start_guard(self) -> None:
         self._guard = PoolGuard([pool for _, pool in self._pools()]).start()
 

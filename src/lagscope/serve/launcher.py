@@ -345,6 +345,12 @@ def _report_startup(loaded: LoadedApp, config: ServeConfig, echo: Echo) -> None:
         echo(f"lagscope serve: connections {plan.alias}: {plan.mode} ({plan.why})")
 
 
+def _check_capacity(loaded: LoadedApp, config: ServeConfig, echo: Echo) -> None:
+    if loaded.databases is not None:
+        for note in loaded.databases.check_capacity(config.workers):
+            echo(f"lagscope serve: {note}")
+
+
 def _report_prewarm(results: list[PrewarmResult], config: ServeConfig, echo: Echo) -> None:
     if not config.prewarm:
         echo("lagscope serve: prewarm off: the first request on each thread pays a connect")
@@ -386,6 +392,7 @@ def run(
         return _run_workers(spec, config, echo, signals, start_method or default_start_method())
     loaded = load_app(spec, config)
     _report_startup(loaded, config, echo)
+    _check_capacity(loaded, config, echo)
     aborted = False
     try:
         ws = start_waitress(loaded, config)
@@ -430,6 +437,7 @@ def _run_workers(
     """The parent of ``--workers N``: load once, listen once, start and watch the workers."""
     loaded = load_app(spec, config)
     _report_startup(loaded, config, echo)
+    _check_capacity(loaded, config, echo)
     socks = open_listeners(config.listen_hosts, config.port, config.backlog)
     port = int(socks[0].getsockname()[1])
     urls = [_url(s.getsockname()[0], port) for s in socks]
