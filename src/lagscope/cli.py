@@ -10,6 +10,7 @@ traceback (stdout and stderr first get ASCII stand-ins, see :mod:`lagscope.conso
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -32,14 +33,14 @@ _COMMANDS = {
 }
 
 
-class _Group(click.Group):
+class LagscopeGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = _COMMANDS.get(cmd_name)
         if target is None:
-            return None
+            return super().get_command(ctx, cmd_name)
         module_name, attr = target.split(":")
         try:
             module = importlib.import_module(module_name)
@@ -83,9 +84,21 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("lagscope: interrupted", err=True)
             ctx.exit(int(ExitCode.INTERRUPTED))
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            # A bug: still one line, and the traceback only when asked for.
+            if os.environ.get("LAGSCOPE_TRACEBACK"):
+                raise
+            click.echo(
+                f"lagscope: internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+                " (a bug in lagscope; LAGSCOPE_TRACEBACK=1 shows where)",
+                err=True,
+            )
+            ctx.exit(int(ExitCode.INTERNAL))
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LagscopeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lagscope")
 def main() -> None:
     """Find where every millisecond of a slow web response goes."""

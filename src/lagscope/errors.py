@@ -32,6 +32,8 @@ class ExitCode(enum.IntEnum):
     PROTOCOL = 7
     # A local resource problem: port in use, file not writable, missing binary.
     ENVIRONMENT = 8
+    # Something lagscope did not expect: a bug, reported in one line (sysexits' EX_SOFTWARE).
+    INTERNAL = 70
     # Interrupted by the user (Ctrl+C / SIGTERM); 130 follows the shell convention.
     INTERRUPTED = 130
 
