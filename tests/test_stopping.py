@@ -77,3 +77,31 @@ def test_ctrl_c_and_break_go_to_the_signal_handlers(event: int) -> None:
     handled = on_console_event(event, lambda: calls.append("stop"), lambda _s: calls.append("w"))
     assert handled is False  # the C runtime turns them into SIGINT / SIGBREAK
     assert calls == []
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="POSIX stand-in signals")
+def test_handle_stop_signals_with_stand_ins_for_sigint_and_sigbreak() -> None:
+    # The Windows set is (SIGINT, SIGBREAK); SIGUSR1 and SIGUSR2 stand in for them here, in
+    # the mechanism serve and inject both use. A fake clock makes the 1 s window exact.
+    import os
+
+    from lagscope.stopping import handle_stop_signals
+
+    now = [100.0]
+    graceful: list[int] = []
+    duplicates: list[int] = []
+    stand_ins = (signal.SIGUSR1, signal.SIGUSR2)
+    before = {s: signal.getsignal(s) for s in stand_ins}
+    with handle_stop_signals(
+        graceful.append, stand_ins, clock=lambda: now[0], on_duplicate=duplicates.append
+    ):
+        os.kill(os.getpid(), signal.SIGUSR2)  # "SIGBREAK": the graceful stop
+        assert graceful == [signal.SIGUSR2]
+        now[0] += 0.5
+        os.kill(os.getpid(), signal.SIGUSR2)  # its copy within 1 s
+        assert duplicates == [signal.SIGUSR2]
+        now[0] += 0.1
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGUSR1)  # "SIGINT" after it: stop at once
+    assert graceful == [signal.SIGUSR2]
+    assert {s: signal.getsignal(s) for s in stand_ins} == before  # handlers restored
