@@ -81,9 +81,9 @@ class ColdResult:
 def phase_cold(
     procs: Processes, pg_port: int, rounds: int, out: list[str]
 ) -> dict[str, ColdResult]:
-    results = {"seed": ColdResult(), "serve": ColdResult()}
+    results = {"handtuned": ColdResult(), "serve": ColdResult()}
     for r in range(rounds):
-        order = ["seed", "serve"] if r % 2 == 0 else ["serve", "seed"]
+        order = ["handtuned", "serve"] if r % 2 == 0 else ["serve", "handtuned"]
         for kind in order:
             stack = start_stack(procs, f"cold-{kind}", kind, pg_port, TAX_MS, TAX_MS)
             res = results[kind]
@@ -109,7 +109,7 @@ def phase_cold(
     out.append(
         f"{rounds} fresh starts per stack, alternating. After readiness: one request on a "
         "new connection (first-request latency), then 8 new keep-alive clients x 6 "
-        f"requests at once ({results['seed'].burst_requests} requests). Database connects "
+        f"requests at once ({results['handtuned'].burst_requests} requests). Database connects "
         "after start-up are counted at the database tax proxy, which every database "
         "connection passes through (ground truth, not inferred from latency): each one is "
         "a 300 ms connect that a request waited for or, with a pool, a refill.\n"
@@ -117,7 +117,7 @@ def phase_cold(
     out.append("| stack | first request, ms (each start) | DB connects after start-up |")
     out.append("|---|---|---|")
     for kind, label in (
-        ("seed", "hand-tuned waitress (CONN_MAX_AGE=None)"),
+        ("handtuned", "hand-tuned waitress (CONN_MAX_AGE=None)"),
         ("serve", "lagscope serve"),
     ):
         res = results[kind]
@@ -126,9 +126,9 @@ def phase_cold(
             f"{', '.join(map(str, res.db_connects_after_start))} |"
         )
     s_first = statistics.median(results["serve"].first_ms)
-    d_first = statistics.median(results["seed"].first_ms)
+    d_first = statistics.median(results["handtuned"].first_ms)
     out.append(
-        f"\nFirst request, median: seed {fmt(d_first)} ms, serve {fmt(s_first)} ms; "
+        f"\nFirst request, median: hand-tuned {fmt(d_first)} ms, serve {fmt(s_first)} ms; "
         f"the HTTP tax alone is {TAX_MS:.0f} ms (no server can avoid it on a new "
         "client connection).\n"
     )
@@ -137,8 +137,8 @@ def phase_cold(
 
 def phase_warm(procs: Processes, pg_port: int, rounds: int, out: list[str]) -> None:
     specs = [
-        ("seed-taxed", "seed", TAX_MS, TAX_MS),
-        ("seed-direct", "seed", None, None),
+        ("handtuned-taxed", "handtuned", TAX_MS, TAX_MS),
+        ("handtuned-direct", "handtuned", None, None),
         ("serve-taxed", "serve", TAX_MS, TAX_MS),
         ("serve-proxy0", "serve", 0.0, 0.0),
         ("serve-direct", "serve", None, None),
@@ -173,9 +173,10 @@ def phase_warm(procs: Processes, pg_port: int, rounds: int, out: list[str]) -> N
         f"- serve, taxed / 0 ms proxy (the tax alone): "
         f"{med['serve-taxed'] / med['serve-proxy0']:.3f}x"
     )
-    out.append(f"- seed, taxed / direct: {med['seed-taxed'] / med['seed-direct']:.3f}x")
+    hand_taxed, hand_direct = med["handtuned-taxed"], med["handtuned-direct"]
+    out.append(f"- hand-tuned, taxed / direct: {hand_taxed / hand_direct:.3f}x")
     out.append(
-        f"- warm p50, serve / seed (direct): {med['serve-direct'] / med['seed-direct']:.3f}x\n"
+        f"- warm p50, serve / hand-tuned (direct): {med['serve-direct'] / hand_direct:.3f}x\n"
     )
 
 
@@ -188,7 +189,7 @@ def phase_side_by_side(
     out: list[str],
 ) -> None:
     specs: list[tuple[str, str]] = [
-        ("waitress, seed settings", "seed"),
+        ("waitress, hand-tuned settings", "handtuned"),
         ("waitress, lagscope defaults (serve)", "serve"),
         ("granian (serve --server granian)", "granian"),
     ]
@@ -231,7 +232,10 @@ def phase_side_by_side(
         f"keep-alive clients for {slice_s:g} s slices, {rotations} rotations over the "
         "servers in shuffled order (the client runs on the same 2 vCPUs).\n"
     )
-    out.append("| server | p50 ms | p90 ms | p50 vs seed | req/s | req/s vs seed | reconnects |")
+    out.append(
+        "| server | p50 ms | p90 ms | p50 vs hand-tuned | req/s | req/s vs hand-tuned "
+        "| reconnects |"
+    )
     out.append("|---|---|---|---|---|---|---|")
     for name, v in samples.items():
         out.append(

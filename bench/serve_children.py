@@ -63,7 +63,7 @@ def _child_prepare(database_url: str) -> None:
     connections.close_all()
 
 
-def _child_seed(database_url: str) -> None:
+def _child_handtuned(database_url: str) -> None:
     """The hand-tuned waitress: its settings, CONN_MAX_AGE=None, no pool, no prewarm."""
     _configure_django(database_url, None, False)
     from django.core.wsgi import get_wsgi_application
@@ -73,7 +73,7 @@ def _child_seed(database_url: str) -> None:
     app = get_wsgi_application()
     connections.close_all()
     server = create_server(app, host="127.0.0.1", port=0, **SEED_WAITRESS)
-    print(f"seed: listening on http://127.0.0.1:{server.effective_port}", flush=True)  # type: ignore[union-attr]
+    print(f"hand-tuned: listening on http://127.0.0.1:{server.effective_port}", flush=True)  # type: ignore[union-attr]
     server.run()
 
 
@@ -115,7 +115,7 @@ def _child_proxy(target: str, delay_ms: float) -> None:
 def run_child(mode: str, args: list[str]) -> None:
     children: dict[str, Callable[..., None]] = {
         "_proxy": lambda t, d: _child_proxy(t, float(d)),
-        "_seed": _child_seed,
+        "_handtuned": _child_handtuned,
         "_inproc": _child_inproc,
         "_prepare": _child_prepare,
     }

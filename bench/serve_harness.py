@@ -191,11 +191,11 @@ def _serve_argv(db_url: str, *extra: str) -> list[str]:
 
 
 def _server_argv(kind: str, db_url: str) -> tuple[list[str], dict[str, str], Path | None]:
-    """Server kinds: ``seed`` (the hand-tuned waitress), ``serve`` (lagscope serve with
+    """Server kinds: ``handtuned`` (the hand-tuned waitress), ``serve`` (lagscope serve with
     --serve-arg extras), ``serve-w1`` / ``serve-w2`` (--workers 1 / 2), ``granian`` /
     ``granian-w2``, ``gunicorn`` (gthread, 2 workers x 2 threads)."""
-    if kind == "seed":
-        return _me("_seed", db_url), {}, None
+    if kind == "handtuned":
+        return _me("_handtuned", db_url), {}, None
     if kind == "serve":
         return _serve_argv(db_url, *SERVE_EXTRA_ARGS), {}, None
     if kind in ("serve-w1", "serve-w2"):

@@ -32,7 +32,7 @@ LOAD_SERVERS: tuple[tuple[str, str], ...] = (
     ("serve --workers 2", "serve-w2"),
     ("granian --workers 2", "granian-w2"),
     ("gunicorn gthread 2x2", "gunicorn"),
-    ("waitress hand-tuned", "seed"),
+    ("waitress hand-tuned", "handtuned"),
 )
 
 
