@@ -45,7 +45,14 @@ from lagscope.diagnose.evidence import (
     outside_app_ms,
     summary_of,
 )
-from lagscope.diagnose.model import SCHEMA, DiagnoseReport, Environment, Figure, Rung
+from lagscope.diagnose.model import (
+    SCHEMA,
+    DiagnoseReport,
+    Environment,
+    Figure,
+    Rung,
+    RungStatus,
+)
 from lagscope.diagnose.rules import evaluate, fallback_cost_ms, setup_cost_ms
 from lagscope.diagnose.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from lagscope.errors import ExitCode, LagscopeError
@@ -177,12 +184,10 @@ class _Ladder:
         t0: int,
         figures: Sequence[Figure] = (),
         notes: Sequence[str] = (),
-        status: str = "ran",
+        status: RungStatus = "ran",
     ) -> None:
         ms = (self.clock.now_ns() - t0) / 1e6
-        self.rungs.append(
-            Rung(name, title, status, round(ms, 3), tuple(figures), tuple(notes))  # type: ignore[arg-type]
-        )
+        self.rungs.append(Rung(name, title, status, round(ms, 3), tuple(figures), tuple(notes)))
         self._say(name, f"{status} ({ms / 1000:.1f} s)")
 
     def _skip(self, name: str, title: str, why: str) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "Figure",
     "Finding",
     "Rung",
+    "RungStatus",
     "SecurityProduct",
     "Severity",
     "from_dict",

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from lagscope.diagnose.evidence import (
     ColdWarm,
     Evidence,
+    count_in_desc,
     figure,
     metric_desc,
     metric_ms,
@@ -518,8 +519,7 @@ def _per_connect_ms(records: Sequence[RequestRecord]) -> list[float]:
         ms = metric_ms(r, "dbconn")
         if ms is None:
             continue
-        desc = metric_desc(r, "dbconn") or ""
-        n = int(desc.split()[0]) if desc.split() and desc.split()[0].isdigit() else 1
+        n = count_in_desc(metric_desc(r, "dbconn")) or 1
         out.append(ms / max(1, n))
     return out
 
@@ -906,7 +906,7 @@ def many_queries(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding |
     steady = [r for r in _steady(ev) if metric_desc(r, "db") is not None]
     if len(steady) < 3:
         return None
-    counts = [_count(metric_desc(r, "db")) for r in steady]
+    counts = [count_in_desc(metric_desc(r, "db")) for r in steady]
     got = [s for s in (shapes(r) for r in steady) if s is not None]
     repeats = _median([float(s[1]) for s in got]) if got else None
     n_shapes = _median([float(s[0]) for s in got]) if got else None
@@ -948,13 +948,6 @@ def many_queries(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding |
             severity="info",
         )
     return None
-
-
-def _count(desc: str | None) -> int | None:
-    if not desc:
-        return None
-    head = desc.split()[0] if desc.split() else ""
-    return int(head) if head.isdigit() else None
 
 
 # --- HTTP hygiene ---------------------------------------------------------------------------------
