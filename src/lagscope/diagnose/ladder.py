@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import gzip
+import os
 import re
 import shlex
 import socket
@@ -664,8 +665,6 @@ def diagnose(
 
     Raises LagscopeError (one line, an exit code) when the target cannot be measured.
     """
-    import os
-
     network = network or SystemNetwork()
     clock = clock or SystemClock()
     ladder = _Ladder(

@@ -351,6 +351,30 @@ class Pump:
             await self._flush(writer)
             raise InjectedReset
 
+    async def _read(
+        self,
+        reader: asyncio.StreamReader,
+        size: int,
+        fp: FlowPlan,
+        st: FlowState,
+        near: Side,
+    ) -> tuple[bytes, float] | None:
+        """One chunk and when it was read; None at end of stream. A black hole's chunk is
+        counted as dropped and comes back empty."""
+        try:
+            data = await reader.read(size)
+        except OSError as exc:
+            raise PeerGone(near, exc) from None
+        if not data:
+            return None
+        now = self.clock()
+        if st.first_in is None:
+            st.first_in = now
+        if fp.black_hole:
+            st.dropped += len(data)
+            return b"", now
+        return data, now
+
     async def _flush(self, writer: asyncio.StreamWriter) -> None:
         # drain() returns below the low-water mark; a reset must not cut bytes we promised
         # to forward, so wait (bounded) until the transport buffer is empty.
@@ -369,21 +393,14 @@ class Pump:
         near: Side,
         far: Side,
     ) -> None:
-        clock = self.clock
         size = self._read_size(fp)
         while True:
-            try:
-                data = await reader.read(size)
-            except OSError as exc:
-                raise PeerGone(near, exc) from None
-            if not data:
+            got = await self._read(reader, size, fp, st, near)
+            if got is None:
                 return
-            now = clock()
-            if st.first_in is None:
-                st.first_in = now
-            if fp.black_hole:
-                st.dropped += len(data)
-                continue
+            data, now = got
+            if not data:
+                continue  # dropped by a black hole
             release = self._gate(conn, fp, st, now)
             if fp.bytes_per_s is not None:
                 release, st.link_free = paced_start_s(
@@ -404,7 +421,6 @@ class Pump:
     ) -> None:
         """Per-chunk latency: a reader task stamps and queues chunks (bounded by
         ``flow_buffer_bytes``) while this task releases each at read time + delay."""
-        clock = self.clock
         size = self._read_size(fp)
         limit = self.flow_buffer_bytes
         queue: deque[tuple[float, float, bytes]] = deque()
@@ -421,18 +437,12 @@ class Pump:
                     while buffered >= limit:
                         space.clear()
                         await space.wait()
-                    try:
-                        data = await reader.read(size)
-                    except OSError as exc:
-                        raise PeerGone(near, exc) from None
-                    if not data:
+                    got = await self._read(reader, size, fp, st, near)
+                    if got is None:
                         return
-                    now = clock()
-                    if st.first_in is None:
-                        st.first_in = now
-                    if fp.black_hole:
-                        st.dropped += len(data)
-                        continue
+                    data, now = got
+                    if not data:
+                        continue  # dropped by a black hole
                     gate = self._gate(conn, fp, st, now)
                     prev = chunk_release_s(gate, fp, rng.random(), prev)
                     queue.append((now, prev, data))
