@@ -23,6 +23,7 @@ __all__ = [
     "ALL",
     "FAULT_KINDS",
     "FLOWS",
+    "PASSTHROUGH",
     "Bandwidth",
     "BlackHole",
     "ConnectionDraft",
@@ -33,7 +34,7 @@ __all__ = [
     "FaultSpecError",
     "FirstChunkDelay",
     "Flow",
-    "FlowDraft",
+    "FlowPlan",
     "Latency",
     "Reset",
     "Select",
@@ -113,9 +114,13 @@ def selects(select: Select, index: int) -> bool:
 # -- what a fault writes into while one connection's plan is resolved -----------------------
 
 
-@dataclass
-class FlowDraft:
-    """One direction's plan while it is being resolved; frozen into a FlowPlan at the end."""
+@dataclass(frozen=True)
+class FlowPlan:
+    """What happens to one direction of one connection (all faults resolved).
+
+    A fault's :meth:`_Directional.plan_flow` returns a changed copy, so the one field list
+    serves both the plan being resolved and the resolved plan.
+    """
 
     tax: bool = False
     first_delay_ms: float = 0.0
@@ -126,9 +131,22 @@ class FlowDraft:
     slow_close_ms: float = 0.0
     black_hole: bool = False
 
+    @property
+    def per_chunk(self) -> bool:
+        """Chunks wait independently, so reading must run ahead of writing."""
+        return self.latency_ms > 0 or self.jitter_ms > 0
 
-def _flow_drafts() -> dict[Flow, FlowDraft]:
-    return {"c2u": FlowDraft(), "u2c": FlowDraft()}
+    @property
+    def passthrough(self) -> bool:
+        return self == PASSTHROUGH
+
+
+# A direction no fault touches.
+PASSTHROUGH = FlowPlan()
+
+
+def _passthrough_flows() -> dict[Flow, FlowPlan]:
+    return {"c2u": PASSTHROUGH, "u2c": PASSTHROUGH}
 
 
 @dataclass
@@ -139,7 +157,7 @@ class ConnectionDraft:
     dial_delay_ms: float = 0.0
     reset_at_connect: bool = False
     jitter_seed: int = 0
-    flows: dict[Flow, FlowDraft] = field(default_factory=_flow_drafts)
+    flows: dict[Flow, FlowPlan] = field(default_factory=_passthrough_flows)
 
 
 # -- the fault classes ----------------------------------------------------------------------
@@ -197,6 +215,10 @@ class Fault:
 
     def effect(self) -> str:
         """What the fault does, in a few words (without the selection)."""
+        return self.action()
+
+    def action(self) -> str:
+        """The effect without the direction (a directional fault adds it to this)."""
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -276,14 +298,39 @@ class _Directional(Fault):
     def plan(self, draft: ConnectionDraft) -> None:
         for flow in FLOWS:
             if self.direction.covers(flow):
-                self.plan_flow(draft.flows[flow])
+                draft.flows[flow] = self.plan_flow(draft.flows[flow])
 
-    def plan_flow(self, flow: FlowDraft) -> None:
+    def plan_flow(self, flow: FlowPlan) -> FlowPlan:
+        """One covered direction's plan with this fault added."""
         raise NotImplementedError
+
+    def effect(self) -> str:
+        return f"{self.action()} ({self.direction.value})"
 
 
 @dataclass(frozen=True)
-class ConnectionTax(_Directional):
+class _Delay(Fault):
+    """A fault that waits ``delay_ms`` (a bare value sets it): validation, the line that
+    describes it and the wait it asks of the timer, once for every waiting kind."""
+
+    bare: ClassVar[str | None] = "delay_ms"
+    # How the description names the wait: "tax", "slow close".
+    label: ClassVar[str]
+
+    delay_ms: float
+
+    def __post_init__(self) -> None:
+        _non_negative("delay_ms", self.delay_ms)
+
+    def action(self) -> str:
+        return f"{self.label} {self.delay_ms:g} ms"
+
+    def waits_ms(self) -> tuple[float, ...]:
+        return (self.delay_ms,)
+
+
+@dataclass(frozen=True)
+class ConnectionTax(_Directional, _Delay):
     """Hold a new connection's first bytes for ``delay_ms``, once per connection.
 
     The clock starts when the first chunk of the connection is read (in any covered
@@ -294,55 +341,35 @@ class ConnectionTax(_Directional):
     """
 
     kind: ClassVar[str] = "tax"
-    bare: ClassVar[str | None] = "delay_ms"
+    label: ClassVar[str] = "tax"
 
-    delay_ms: float
     direction: Direction = Direction.BOTH
     select: Select = ALL
-
-    def __post_init__(self) -> None:
-        _non_negative("delay_ms", self.delay_ms)
 
     def plan(self, draft: ConnectionDraft) -> None:
         draft.tax_ms += self.delay_ms
         super().plan(draft)
 
-    def plan_flow(self, flow: FlowDraft) -> None:
-        flow.tax = True
-
-    def effect(self) -> str:
-        return f"tax {self.delay_ms:g} ms ({self.direction.value})"
-
-    def waits_ms(self) -> tuple[float, ...]:
-        return (self.delay_ms,)
+    def plan_flow(self, flow: FlowPlan) -> FlowPlan:
+        return dataclasses.replace(flow, tax=True)
 
 
 @dataclass(frozen=True)
-class FirstChunkDelay(_Directional):
+class FirstChunkDelay(_Directional, _Delay):
     """Delay only the first chunk of each covered direction by ``delay_ms`` after it was read."""
 
     kind: ClassVar[str] = "first"
-    bare: ClassVar[str | None] = "delay_ms"
+    label: ClassVar[str] = "first-chunk delay"
 
-    delay_ms: float
     direction: Direction = Direction.U2C
     select: Select = ALL
 
-    def __post_init__(self) -> None:
-        _non_negative("delay_ms", self.delay_ms)
-
-    def plan_flow(self, flow: FlowDraft) -> None:
-        flow.first_delay_ms += self.delay_ms
-
-    def effect(self) -> str:
-        return f"first-chunk delay {self.delay_ms:g} ms ({self.direction.value})"
-
-    def waits_ms(self) -> tuple[float, ...]:
-        return (self.delay_ms,)
+    def plan_flow(self, flow: FlowPlan) -> FlowPlan:
+        return dataclasses.replace(flow, first_delay_ms=flow.first_delay_ms + self.delay_ms)
 
 
 @dataclass(frozen=True)
-class Latency(_Directional):
+class Latency(_Directional, _Delay):
     """Forward every chunk ``delay_ms`` ± ``jitter_ms`` after it was read.
 
     Delays do not accumulate: each chunk's clock starts when that chunk was read, and later
@@ -352,29 +379,31 @@ class Latency(_Directional):
     """
 
     kind: ClassVar[str] = "latency"
-    bare: ClassVar[str | None] = "delay_ms"
+    label: ClassVar[str] = "latency"
 
-    delay_ms: float
     jitter_ms: float = 0.0
     direction: Direction = Direction.BOTH
     select: Select = ALL
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _non_negative("delay_ms", self.delay_ms)
+        super().__post_init__()
         _non_negative("jitter_ms", self.jitter_ms)
 
     def plan(self, draft: ConnectionDraft) -> None:
         draft.jitter_seed = self.seed
         super().plan(draft)
 
-    def plan_flow(self, flow: FlowDraft) -> None:
-        flow.latency_ms += self.delay_ms
-        flow.jitter_ms += self.jitter_ms
+    def plan_flow(self, flow: FlowPlan) -> FlowPlan:
+        return dataclasses.replace(
+            flow,
+            latency_ms=flow.latency_ms + self.delay_ms,
+            jitter_ms=flow.jitter_ms + self.jitter_ms,
+        )
 
-    def effect(self) -> str:
+    def action(self) -> str:
         jitter = f"±{self.jitter_ms:g}" if self.jitter_ms else ""
-        return f"latency {self.delay_ms:g}{jitter} ms/chunk ({self.direction.value})"
+        return f"latency {self.delay_ms:g}{jitter} ms/chunk"
 
     def waits_ms(self) -> tuple[float, ...]:
         return (self.delay_ms, self.jitter_ms)
@@ -395,12 +424,13 @@ class Bandwidth(_Directional):
         if self.bytes_per_s < 1:
             raise ValueError(f"bytes_per_s must be >= 1, got {self.bytes_per_s}")
 
-    def plan_flow(self, flow: FlowDraft) -> None:
+    def plan_flow(self, flow: FlowPlan) -> FlowPlan:
         old = flow.bytes_per_s
-        flow.bytes_per_s = self.bytes_per_s if old is None else min(old, self.bytes_per_s)
+        cap = self.bytes_per_s if old is None else min(old, self.bytes_per_s)
+        return dataclasses.replace(flow, bytes_per_s=cap)
 
-    def effect(self) -> str:
-        return f"bandwidth {self.bytes_per_s} B/s ({self.direction.value})"
+    def action(self) -> str:
+        return f"bandwidth {self.bytes_per_s} B/s"
 
 
 @dataclass(frozen=True)
@@ -424,37 +454,27 @@ class Reset(_Directional):
         else:
             super().plan(draft)
 
-    def plan_flow(self, flow: FlowDraft) -> None:
+    def plan_flow(self, flow: FlowPlan) -> FlowPlan:
         old = flow.reset_after_bytes
-        flow.reset_after_bytes = self.after_bytes if old is None else min(old, self.after_bytes)
+        after = self.after_bytes if old is None else min(old, self.after_bytes)
+        return dataclasses.replace(flow, reset_after_bytes=after)
 
-    def effect(self) -> str:
-        when = "at connect" if self.after_bytes == 0 else f"after {self.after_bytes} B"
-        return f"reset {when} ({self.direction.value})"
+    def action(self) -> str:
+        return "reset " + ("at connect" if self.after_bytes == 0 else f"after {self.after_bytes} B")
 
 
 @dataclass(frozen=True)
-class SlowClose(_Directional):
+class SlowClose(_Directional, _Delay):
     """Hold a direction's end-of-stream (FIN) for ``delay_ms`` before passing it on."""
 
     kind: ClassVar[str] = "slow-close"
-    bare: ClassVar[str | None] = "delay_ms"
+    label: ClassVar[str] = "slow close"
 
-    delay_ms: float
     direction: Direction = Direction.BOTH
     select: Select = ALL
 
-    def __post_init__(self) -> None:
-        _non_negative("delay_ms", self.delay_ms)
-
-    def plan_flow(self, flow: FlowDraft) -> None:
-        flow.slow_close_ms += self.delay_ms
-
-    def effect(self) -> str:
-        return f"slow close {self.delay_ms:g} ms ({self.direction.value})"
-
-    def waits_ms(self) -> tuple[float, ...]:
-        return (self.delay_ms,)
+    def plan_flow(self, flow: FlowPlan) -> FlowPlan:
+        return dataclasses.replace(flow, slow_close_ms=flow.slow_close_ms + self.delay_ms)
 
 
 @dataclass(frozen=True)
@@ -469,31 +489,21 @@ class BlackHole(_Directional):
     direction: Direction = Direction.BOTH
     select: Select = ALL
 
-    def plan_flow(self, flow: FlowDraft) -> None:
-        flow.black_hole = True
+    def plan_flow(self, flow: FlowPlan) -> FlowPlan:
+        return dataclasses.replace(flow, black_hole=True)
 
-    def effect(self) -> str:
-        return f"black hole ({self.direction.value})"
+    def action(self) -> str:
+        return "black hole"
 
 
 @dataclass(frozen=True)
-class DialDelay(Fault):
+class DialDelay(_Delay):
     """Wait ``delay_ms`` before dialling the upstream (off the accept path)."""
 
     kind: ClassVar[str] = "dial"
-    bare: ClassVar[str | None] = "delay_ms"
+    label: ClassVar[str] = "dial delay"
 
-    delay_ms: float
     select: Select = ALL
-
-    def __post_init__(self) -> None:
-        _non_negative("delay_ms", self.delay_ms)
 
     def plan(self, draft: ConnectionDraft) -> None:
         draft.dial_delay_ms += self.delay_ms
-
-    def effect(self) -> str:
-        return f"dial delay {self.delay_ms:g} ms"
-
-    def waits_ms(self) -> tuple[float, ...]:
-        return (self.delay_ms,)

@@ -3,19 +3,20 @@
 This module owns routes, the resolution of a route's faults into one
 :class:`ConnectionPlan` per accepted connection, and the arithmetic that turns "a chunk was
 read at t" into "forward it at t'". The fault classes themselves live in
-``lagscope.inject.faults`` (re-exported here). The pump (``lagscope.inject.pump``) only
+``lagscope.inject.faults`` (re-exported here), as does :class:`FlowPlan`, which the faults
+change while a plan is resolved. The pump (``lagscope.inject.pump``) only
 executes what these functions return.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lagscope.inject.faults import (
     ALL,
+    PASSTHROUGH,
     Bandwidth,
     BlackHole,
     ConnectionDraft,
@@ -25,6 +26,7 @@ from lagscope.inject.faults import (
     Fault,
     FirstChunkDelay,
     Flow,
+    FlowPlan,
     Latency,
     Reset,
     Select,
@@ -84,39 +86,13 @@ class Route:
 
 
 @dataclass(frozen=True)
-class FlowPlan:
-    """What happens to one direction of one connection (all faults resolved)."""
-
-    tax: bool = False
-    first_delay_ms: float = 0.0
-    latency_ms: float = 0.0
-    jitter_ms: float = 0.0
-    bytes_per_s: int | None = None
-    reset_after_bytes: int | None = None
-    slow_close_ms: float = 0.0
-    black_hole: bool = False
-
-    @property
-    def per_chunk(self) -> bool:
-        """Chunks wait independently, so reading must run ahead of writing."""
-        return self.latency_ms > 0 or self.jitter_ms > 0
-
-    @property
-    def passthrough(self) -> bool:
-        return self == _PASSTHROUGH
-
-
-_PASSTHROUGH = FlowPlan()
-
-
-@dataclass(frozen=True)
 class ConnectionPlan:
     index: int
     tax_ms: float = 0.0
     dial_delay_ms: float = 0.0
     reset_at_connect: bool = False
-    c2u: FlowPlan = _PASSTHROUGH
-    u2c: FlowPlan = _PASSTHROUGH
+    c2u: FlowPlan = PASSTHROUGH
+    u2c: FlowPlan = PASSTHROUGH
     jitter_seed: int = 0
     applied: tuple[str, ...] = field(default=())
 
@@ -146,8 +122,8 @@ def plan_connection(faults: Sequence[Fault], index: int) -> ConnectionPlan:
         tax_ms=draft.tax_ms,
         dial_delay_ms=draft.dial_delay_ms,
         reset_at_connect=draft.reset_at_connect,
-        c2u=FlowPlan(**dataclasses.asdict(draft.flows["c2u"])),
-        u2c=FlowPlan(**dataclasses.asdict(draft.flows["u2c"])),
+        c2u=draft.flows["c2u"],
+        u2c=draft.flows["u2c"],
         jitter_seed=draft.jitter_seed,
         applied=tuple(applied),
     )
