@@ -1,5 +1,5 @@
 """The stop rules shared by serve and inject: signal sets per platform, duplicates, console
-close (its logic; the ctypes installation runs on Windows only)."""
+close (its logic; the ctypes installation runs on Windows only), the ``with`` form."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from lagscope.stopping import (
     CONSOLE_CLOSE_BUDGET_S,
     SignalRule,
+    StartStop,
     graceful_signal_names,
     graceful_signals,
     on_console_event,
@@ -108,3 +109,27 @@ def test_handle_stop_signals_with_stand_ins_for_sigint_and_sigbreak() -> None:
             os.kill(os.getpid(), usr1)  # "SIGINT" after it: stop at once
     assert graceful == [usr2]
     assert {s: signal.getsignal(s) for s in stand_ins} == before  # handlers restored
+
+
+class _Recorder(StartStop):
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def start(self) -> _Recorder:
+        self.calls.append("start")
+        return self
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+
+def test_with_starts_and_stops_even_when_the_block_raises() -> None:
+    thing = _Recorder()
+    with thing as entered:
+        assert entered is thing and thing.calls == ["start"]
+    assert thing.calls == ["start", "stop"]
+
+    failing = _Recorder()
+    with pytest.raises(ZeroDivisionError), failing:
+        _ = 1 / 0
+    assert failing.calls == ["start", "stop"]

@@ -1,6 +1,6 @@
 """How long-running commands (``serve``, ``inject``) are asked to stop, on every platform.
 
-Owns three things:
+Owns four things:
 
 - which signals mean "stop gracefully" per platform (:func:`graceful_signals`): SIGINT and
   SIGTERM on POSIX; SIGINT (Ctrl+C) and SIGBREAK (Ctrl+Break, and what the C runtime turns
@@ -13,7 +13,9 @@ Owns three things:
 - console close on Windows (``CTRL_CLOSE_EVENT``, logoff, shutdown): Windows ends the
   process as soon as the console handler returns, so the handler installed through
   ``SetConsoleCtrlHandler`` (ctypes) starts the graceful stop and *waits* for it, up to
-  :data:`CONSOLE_CLOSE_BUDGET_S` (Windows kills a process that takes more than 5 s).
+  :data:`CONSOLE_CLOSE_BUDGET_S` (Windows kills a process that takes more than 5 s);
+- the ``with`` form of what Python callers start and stop (:class:`StartStop`: the
+  ``Injector``, ``ServeProcess``): entering starts, leaving stops, however the block ended.
 
 Pure apart from :func:`handle_stop_signals`, which installs the handlers (main thread only).
 """
@@ -26,12 +28,13 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from types import FrameType
-from typing import Literal
+from types import FrameType, TracebackType
+from typing import Literal, TypeVar
 
 __all__ = [
     "CONSOLE_CLOSE_BUDGET_S",
     "SignalRule",
+    "StartStop",
     "graceful_signal_names",
     "graceful_signals",
     "handle_stop_signals",
@@ -177,3 +180,28 @@ def handle_stop_signals(
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+_S = TypeVar("_S", bound="StartStop")
+
+
+class StartStop:
+    """``with thing:`` starts ``thing`` and stops it when the block ends, by an exception
+    or not. Subclasses define :meth:`start` (returning themselves) and :meth:`stop`."""
+
+    def start(self: _S) -> _S:
+        raise NotImplementedError
+
+    def stop(self) -> object:
+        raise NotImplementedError
+
+    def __enter__(self: _S) -> _S:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

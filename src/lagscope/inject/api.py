@@ -30,11 +30,12 @@ from lagscope.inject.log import ConnectionRecord, Counters, JsonlWriter
 from lagscope.inject.plan import Route
 from lagscope.inject.proxy import Clock, Dial, Proxy, Sleep
 from lagscope.netutil import run_in_new_loop
+from lagscope.stopping import StartStop
 
 __all__ = ["Injector"]
 
 
-class Injector:
+class Injector(StartStop):
     """A running fault proxy for one or more routes.
 
     Use as ``with Injector(routes) as inj:`` (own loop in a daemon thread; ``start()`` /
@@ -203,17 +204,6 @@ class Injector:
         self.ready.clear()
         self._settled.clear()
         self._close_log()
-
-    def __enter__(self) -> Injector:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- asyncio lifecycle (caller's loop) ---------------------------------------------------
 

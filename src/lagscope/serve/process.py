@@ -17,10 +17,10 @@ import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from urllib.parse import urlsplit
 
 from lagscope.serve.launcher import LISTENING_PREFIX
+from lagscope.stopping import StartStop
 
 __all__ = ["ServeProcess", "graceful_stop_signal", "serve_command"]
 
@@ -38,7 +38,7 @@ def serve_command(args: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "lagscope", "serve", *args]
 
 
-class ServeProcess:
+class ServeProcess(StartStop):
     """``with ServeProcess(["--demo", "--port", "0"]) as p: p.url``."""
 
     def __init__(
@@ -139,14 +139,3 @@ class ServeProcess:
         if proc.stdout is not None:
             proc.stdout.close()
         return code
-
-    def __enter__(self) -> ServeProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
