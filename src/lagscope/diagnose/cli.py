@@ -146,7 +146,7 @@ def diagnose_command(
         # Everything below shows the report as its JSON reads back, so the terminal, the
         # saved file, --load, the HTML page and the HAR all carry the same numbers.
         report = from_dict(json.loads(JsonRenderer().render(measured)))
-    write_requested(report, JsonRenderer().render(report), output, html_path, har_path)
+    write_requested(report, lambda: JsonRenderer().render(report), output, html_path, har_path)
     if as_json:
         click.echo(JsonRenderer().render(report), nl=False)
     else:

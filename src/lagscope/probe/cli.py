@@ -183,7 +183,7 @@ def probe(
         argv = click.get_current_context().find_root().meta.get("lagscope.argv")
         if argv:
             report = dataclasses.replace(report, command_line=redact_command_line(argv))
-    write_requested(report, JsonRenderer().render(report), output, html_path, har_path)
+    write_requested(report, lambda: JsonRenderer().render(report), output, html_path, har_path)
     if as_json:
         click.echo(JsonRenderer().render(report), nl=False)
     else:

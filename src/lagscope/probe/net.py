@@ -9,9 +9,12 @@ network, not hidden inside connect, so every address tried is visible to the cal
 from __future__ import annotations
 
 import socket
-import ssl
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    # Only https runs load ssl (~5 ms of a short run's start-up); see Client in runner.
+    import ssl
 
 __all__ = ["Clock", "Network", "Stream", "SystemClock", "SystemNetwork"]
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 import datetime as _dt
 import ipaddress
 import socket
-import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import h11
 
@@ -43,6 +43,9 @@ from lagscope.probe.options import ProbeOptions, is_loopback_host
 from lagscope.probe.report import RunFacts, build_report
 from lagscope.servertiming import Metric, parse_headers
 
+if TYPE_CHECKING:
+    import ssl
+
 __all__ = [
     "Client",
     "Connection",
@@ -61,6 +64,7 @@ _RECV_BYTES = 65536
 # server closes after every response (silently), not that an idle timeout expired.
 SILENT_CLOSE_IDLE_S = 1.0
 _NS_PER_MS = 1_000_000
+_END_OF_MESSAGE = h11.EndOfMessage()  # events are immutable: one serves every request
 _FAMILY_NAMES: dict[int, str] = {int(socket.AF_INET): "ipv4", int(socket.AF_INET6): "ipv6"}
 
 
@@ -195,7 +199,12 @@ class Client:
         self.state = _RunState()
         self._tls_context: ssl.SSLContext | None = None
         self._sent_headers: tuple[tuple[str, str], ...] = ()
+        self._request_event: h11.Request | None = None
         if opts.target.scheme == "https":
+            # Here, not at the top: a plain-http run (the common loopback case) never pays
+            # for loading ssl.
+            import ssl
+
             try:
                 ctx = ssl.create_default_context(cafile=opts.cafile)
             except (OSError, ssl.SSLError) as exc:
@@ -333,7 +342,7 @@ class Client:
                     f"handshake with {t.host} timed out after {self.opts.timeout_s:g} s ({where})",
                     ExitCode.TIMEOUT,
                 ) from None
-            except (ssl.SSLError, OSError) as exc:
+            except OSError as exc:  # ssl.SSLError included: it is an OSError
                 stream.close()
                 reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or exc
                 raise LagscopeError(
@@ -356,25 +365,33 @@ class Client:
 
     # --- one request --------------------------------------------------------------------
 
+    def _request(self) -> h11.Request:
+        # Built once per run: every request of a run is the same, and h11 validates the
+        # headers each time a Request is made.
+        if self._request_event is None:
+            o = self.opts
+            headers = [
+                ("Host", o.target.host_header),
+                ("User-Agent", f"lagscope/{__version__}"),
+                ("Accept", "*/*"),
+            ]
+            given = {name.lower() for name, _ in o.headers}
+            headers = [h for h in headers if h[0].lower() not in given] + list(o.headers)
+            if o.body and "content-length" not in given:
+                headers.append(("Content-Length", str(len(o.body))))
+            self._request_event = h11.Request(
+                method=o.method, target=o.target.target, headers=headers
+            )
+            self._sent_headers = redact_headers(headers)
+        return self._request_event
+
     def _request_bytes(self, conn: Connection) -> bytes:
         o = self.opts
-        headers = [
-            ("Host", o.target.host_header),
-            ("User-Agent", f"lagscope/{__version__}"),
-            ("Accept", "*/*"),
-        ]
-        given = {name.lower() for name, _ in o.headers}
-        headers = [h for h in headers if h[0].lower() not in given] + list(o.headers)
-        if o.body and "content-length" not in given:
-            headers.append(("Content-Length", str(len(o.body))))
-        self._sent_headers = redact_headers(headers)
         try:
-            out = conn.h11.send(
-                h11.Request(method=o.method, target=o.target.target, headers=headers)
-            )
+            out = conn.h11.send(self._request())
             if o.body:
                 out = (out or b"") + (conn.h11.send(h11.Data(data=o.body)) or b"")
-            return (out or b"") + (conn.h11.send(h11.EndOfMessage()) or b"")
+            return (out or b"") + (conn.h11.send(_END_OF_MESSAGE) or b"")
         except (h11.LocalProtocolError, UnicodeError) as exc:
             # Options are validated up front; this is the backstop for what h11 refuses.
             raise LagscopeError(
