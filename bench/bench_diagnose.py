@@ -38,7 +38,9 @@ The stacks are the ones tests/diagnose/test_scenarios.py builds, from the same p
 waitress, the suite's Django app (tests/django_settings.py), ``lagscope inject``'s
 connection tax, real PostgreSQL (tests/support/pg.py), real nginx (tests/support/nginx.py),
 the suite's misbehaving server (tests/support/badservers.py). Each tax proxy is its own
-process, as in bench_serve.
+process, as in bench_serve. Those helpers import as the tests import them (``support``,
+``django_settings``): the project's editable install puts tests/ on ``sys.path``
+(``dev-mode-dirs`` in pyproject.toml, the root pytest's ``pythonpath`` names too).
 """
 
 from __future__ import annotations
@@ -63,11 +65,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-ROOT = Path(__file__).resolve().parent.parent
-# tests/ holds the helpers the suite uses too (waitress in a thread, the PostgreSQL cluster,
-# the misbehaving servers, free ports) and the suite's Django app.
-sys.path.insert(0, str(ROOT / "tests"))
 
 PROTOCOL_PREFIX = "@@ "
 CHILD_TIMEOUT_S = 120.0
