@@ -19,15 +19,24 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.fileio import read_text
 
-__all__ = ["MAX_DEPTH", "SCHEMA_FILES", "SavedFileError", "load_saved_json", "parse_saved_json"]
+__all__ = [
+    "MAX_DEPTH",
+    "SCHEMA_FILES",
+    "SavedFileError",
+    "load_saved",
+    "load_saved_json",
+    "parse_saved_json",
+]
+
+T = TypeVar("T")
 
 # Saved files are a few levels deep (report → series → request → attempt → field); 64 leaves
 # room for any future format and stays far below Python's recursion limit.
@@ -155,3 +164,13 @@ def load_saved_json(path: Path, schema_file: str | None = None) -> dict[str, Any
     except ValueError as exc:
         raise _error(str(path), str(exc)) from None
     return parse_saved_json(text, str(path), schema_file)
+
+
+def load_saved(path: Path, schema_file: str | None, model: Callable[[dict[str, Any]], T]) -> T:
+    """:func:`load_saved_json`, then ``model`` turns the dict into the command's report; a
+    ValueError from ``model`` becomes the same one-line ``load`` error, naming ``path``."""
+    data = load_saved_json(path, schema_file)
+    try:
+        return model(data)
+    except ValueError as exc:
+        raise _error(str(path), str(exc)) from None

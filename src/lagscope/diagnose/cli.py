@@ -9,8 +9,6 @@ warning or worse was found (or ``--budget`` was exceeded).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,13 +21,9 @@ from lagscope.diagnose.model import DiagnoseReport, from_dict
 from lagscope.diagnose.render import JsonRenderer, TerminalRenderer, load_json
 from lagscope.diagnose.settings import DiagnoseSettings
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.outputs import output_options, write_requested
+from lagscope.outputs import Outputs, output_options, show
 from lagscope.probe.model import redact_command_line
 from lagscope.settings_table import build, click_options
-
-
-def _color_wanted() -> bool:
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 def _ascii_console() -> bool:
@@ -54,13 +48,9 @@ def _progress() -> Any:
 
 
 def _load(path: Path) -> DiagnoseReport:
-    from lagscope.saved import load_saved_json
+    from lagscope.saved import load_saved
 
-    data = load_saved_json(path, "report-1.schema.json")
-    try:
-        return load_json(data)
-    except ValueError as exc:
-        raise LagscopeError("load", f"{path}: {exc}", ExitCode.USAGE) from None
+    return load_saved(path, "report-1.schema.json", load_json)
 
 
 @click.command()
@@ -103,11 +93,7 @@ def diagnose_command(
     insecure: bool,
     quick: bool,
     allow_load: bool,
-    as_json: bool,
-    output: Path | None,
-    html_path: Path | None,
-    har_path: Path | None,
-    load: Path | None,
+    outputs: Outputs,
     **table: Any,
 ) -> None:
     """Find where the time of URL goes: run the isolation ladder, name each ghost with its
@@ -117,13 +103,11 @@ def diagnose_command(
     3 resolve, 4 connect, 5 timeout, 6 TLS, 7 bad HTTP, 8 local environment, 130 interrupted.
     """
     settings, _ = build(DiagnoseSettings, table)
-    if load is not None:
-        if url is not None:
-            raise LagscopeError("options", "give either URL or --load, not both", ExitCode.USAGE)
-        report = _load(load)
+    outputs.check_source(url)
+    if outputs.load is not None:
+        report = _load(outputs.load)
     else:
-        if url is None:
-            raise LagscopeError("options", "missing URL (or --load FILE)", ExitCode.USAGE)
+        assert url is not None  # check_source
         opts = make_options(
             url,
             direct=direct,
@@ -146,18 +130,14 @@ def diagnose_command(
         # Everything below shows the report as its JSON reads back, so the terminal, the
         # saved file, --load, the HTML page and the HAR all carry the same numbers.
         report = from_dict(json.loads(JsonRenderer().render(measured)))
-    write_requested(report, lambda: JsonRenderer().render(report), output, html_path, har_path)
-    if as_json:
-        click.echo(JsonRenderer().render(report), nl=False)
-    else:
-        width = max(80, min(140, shutil.get_terminal_size((100, 24)).columns))
-        click.echo(
-            TerminalRenderer(
-                color=_color_wanted(), width=width, ascii_only=_ascii_console()
-            ).render(report),
-            nl=False,
-            color=_color_wanted(),
-        )
+    show(
+        report,
+        lambda: JsonRenderer().render(report),
+        outputs,
+        lambda color, width: TerminalRenderer(
+            color=color, width=width, ascii_only=_ascii_console()
+        ).render(report),
+    )
     over = False
     if settings.budget_ms is not None:
         warm = report.budget("warm")

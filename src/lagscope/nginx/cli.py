@@ -34,6 +34,7 @@ from lagscope.nginx.config import (
     parse_endpoint,
 )
 from lagscope.nginx.render import NginxConfig, render
+from lagscope.outputs import FILE_PATH
 from lagscope.settings_table import build, click_options
 
 __all__ = ["find_nginx", "nginx_check", "nginx_config", "nginx_locations"]
@@ -176,7 +177,7 @@ def _check_snippet(nginx: Path, snippet_file: Path) -> None:
 @click.option(
     "--output",
     "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE_PATH,
     help="Write the config to this file (atomically) instead of stdout.",
 )
 @click.option(

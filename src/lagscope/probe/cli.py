@@ -8,7 +8,6 @@ run again, and ``--budget`` turns the warm p50 into an exit code.
 from __future__ import annotations
 
 import dataclasses
-import os
 import socket
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import click
 
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.outputs import output_options, write_requested
+from lagscope.outputs import Outputs, output_options, show
 from lagscope.probe.model import ProbeReport, redact_command_line
 from lagscope.probe.options import Gate, ProbeOptions, parse_header, parse_resolve
 from lagscope.probe.options import parse_url as _parse_url
@@ -37,26 +36,6 @@ def _read_body(data: str | None) -> bytes:
                 "options", f"cannot read body file {path}: {exc.strerror or exc}", ExitCode.USAGE
             ) from None
     return data.encode("utf-8")
-
-
-def _terminal_columns() -> int:
-    """shutil.get_terminal_size's rule (COLUMNS, then the terminal, then 100) without
-    importing shutil and its compression modules on every run."""
-    try:
-        columns = int(os.environ.get("COLUMNS", "0"))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns if columns > 0 else 100
-
-
-def _color_wanted() -> bool:
-    # https://no-color.org: any non-empty NO_COLOR disables colour.
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 def _measure(opts: ProbeOptions) -> ProbeReport:
@@ -131,11 +110,7 @@ def probe(
     insecure: bool,
     cacert: str | None,
     resolves: tuple[str, ...],
-    as_json: bool,
-    output: Path | None,
-    html_path: Path | None,
-    har_path: Path | None,
-    load: Path | None,
+    outputs: Outputs,
     **table: object,
 ) -> None:
     """Measure URL cold (each request on a new connection) and warm (one keep-alive
@@ -145,21 +120,15 @@ def probe(
     6 TLS, 7 bad HTTP from the server, 8 local environment, 130 interrupted.
     """
     gate, _ = build(Gate, {"budget_ms": table.pop("budget_ms")}, phase="options")
-    if load is not None:
-        if url is not None:
-            raise LagscopeError("options", "give either URL or --load, not both", ExitCode.USAGE)
+    outputs.check_source(url)
+    if outputs.load is not None:
         # Ignored when rendering a saved run, but nonsense is still refused.
         check_values(ProbeOptions, table, phase="options")
-        from lagscope.saved import load_saved_json
+        from lagscope.saved import load_saved
 
-        saved = load_saved_json(load, SCHEMA_FILE)
-        try:
-            report = report_from_saved(saved)
-        except ValueError as exc:
-            raise LagscopeError("load", f"{load}: {exc}", ExitCode.USAGE) from None
+        report = load_saved(outputs.load, SCHEMA_FILE, report_from_saved)
     else:
-        if url is None:
-            raise LagscopeError("options", "missing URL (or --load FILE)", ExitCode.USAGE)
+        assert url is not None  # check_source
         if ipv4 and ipv6:
             raise LagscopeError("options", "-4 and -6 exclude each other", ExitCode.USAGE)
         opts, _ = build(
@@ -183,16 +152,12 @@ def probe(
         argv = click.get_current_context().find_root().meta.get("lagscope.argv")
         if argv:
             report = dataclasses.replace(report, command_line=redact_command_line(argv))
-    write_requested(report, lambda: JsonRenderer().render(report), output, html_path, har_path)
-    if as_json:
-        click.echo(JsonRenderer().render(report), nl=False)
-    else:
-        width = max(80, min(140, _terminal_columns()))
-        click.echo(
-            TerminalRenderer(color=_color_wanted(), width=width).render(report),
-            nl=False,
-            color=_color_wanted(),
-        )
+    show(
+        report,
+        lambda: JsonRenderer().render(report),
+        outputs,
+        lambda color, width: TerminalRenderer(color=color, width=width).render(report),
+    )
     budget_ms = gate.budget_ms
     if budget_ms is not None:
         warm_series = report.get_series("warm")

@@ -14,10 +14,11 @@ import click
 from lagscope.diagnose import model as diagnose_model
 from lagscope.diagnose.model import DiagnoseReport
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.fileio import read_text, write_text_atomic
+from lagscope.fileio import write_text_atomic
+from lagscope.outputs import FILE_PATH
 from lagscope.probe import model as probe_model
 from lagscope.report import har, html
-from lagscope.report.load import AnyReport, load_report
+from lagscope.report.load import AnyReport, read_report
 
 __all__ = ["as_saved", "report", "write_outputs"]
 
@@ -41,19 +42,11 @@ def write_outputs(report: AnyReport, html_path: Path | None, har_path: Path | No
 
 
 @click.command()
-@click.argument("saved", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("saved", type=FILE_PATH)
 @click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the self-contained HTML report to this file.",
+    "-o", "--output", type=FILE_PATH, help="Write the self-contained HTML report to this file."
 )
-@click.option(
-    "--har",
-    "har_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the requests as a HAR 1.2 file.",
-)
+@click.option("--har", "har_path", type=FILE_PATH, help="Write the requests as a HAR 1.2 file.")
 def report(saved: Path, output: Path | None, har_path: Path | None) -> None:
     """Render a saved run (lagscope.probe/1 from probe -o, or lagscope.report/1 from
     diagnose -o) as an HTML report and/or a HAR 1.2 file.
@@ -63,16 +56,4 @@ def report(saved: Path, output: Path | None, har_path: Path | None) -> None:
     """
     if output is None and har_path is None:
         raise LagscopeError("options", "give -o FILE.html and/or --har FILE.har", ExitCode.USAGE)
-    try:
-        text = read_text(saved)
-    except OSError as exc:
-        raise LagscopeError(
-            "load", f"cannot read {saved}: {exc.strerror or exc}", ExitCode.USAGE
-        ) from None
-    except ValueError as exc:
-        raise LagscopeError("load", f"{saved}: {exc}", ExitCode.USAGE) from None
-    try:
-        loaded = load_report(text)
-    except ValueError as exc:
-        raise LagscopeError("load", f"{saved}: {exc}", ExitCode.USAGE) from None
-    write_outputs(loaded, output, har_path)
+    write_outputs(read_report(saved), output, har_path)

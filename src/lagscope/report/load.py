@@ -8,15 +8,18 @@ readable reason, so ``lagscope report`` can say it in one line.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from lagscope.diagnose.model import SCHEMA as DIAGNOSE_SCHEMA
 from lagscope.diagnose.model import DiagnoseReport
 from lagscope.diagnose.render import load_json as load_diagnose
 from lagscope.probe.model import SCHEMA as PROBE_SCHEMA
 from lagscope.probe.model import ProbeReport
 from lagscope.probe.render import report_from_saved
-from lagscope.saved import SavedFileError, parse_saved_json
+from lagscope.saved import SavedFileError, load_saved, parse_saved_json
 
-__all__ = ["KNOWN_SCHEMAS", "AnyReport", "load_report"]
+__all__ = ["KNOWN_SCHEMAS", "AnyReport", "load_report", "read_report"]
 
 AnyReport = ProbeReport | DiagnoseReport
 
@@ -30,6 +33,17 @@ def load_report(text: str) -> AnyReport:
         data = parse_saved_json(text, "report")
     except SavedFileError as exc:
         raise ValueError(exc.reason) from None
+    return _model(data)
+
+
+def read_report(path: Path) -> AnyReport:
+    """Read, parse and validate the saved report at ``path``; every failure is one
+    ``load: <path>: <reason>`` LagscopeError with exit code 2
+    (:func:`lagscope.saved.load_saved`)."""
+    return load_saved(path, None, _model)
+
+
+def _model(data: dict[str, Any]) -> AnyReport:
     if data["schema"] == DIAGNOSE_SCHEMA:
         return load_diagnose(data)
     return report_from_saved(data)

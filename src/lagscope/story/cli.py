@@ -11,6 +11,7 @@ import click
 
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.fileio import write_text_atomic
+from lagscope.outputs import FILE_PATH
 from lagscope.settings_table import build, check_values, click_options
 from lagscope.story.diag import default_diagnose
 from lagscope.story.model import DemoReport
@@ -69,31 +70,21 @@ def _hold(report: DemoReport) -> None:
 )
 @click.option(
     "--nginx-bin",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE_PATH,
     help="The nginx binary for --nginx (default: PATH, /usr/sbin/nginx).",
 )
 @click.option("--keep", is_flag=True, help="Leave the versions running; Ctrl+C stops them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the lagscope.demo/1 JSON instead.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here.")
-@click.option(
-    "--html",
-    "html_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write an HTML report.",
-)
+@click.option("-o", "--output", type=FILE_PATH, help="Write here.")
+@click.option("--html", "html_path", type=FILE_PATH, help="Also write an HTML report.")
 @click.option(
     "--log",
     "log_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE_PATH,
     help="Append the fault proxies' per-connection ground truth (JSON lines).",
 )
 @click.option("--no-diagnose", is_flag=True, help="Measure only; skip diagnose.")
-@click.option(
-    "--load",
-    "load_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Render a saved --json run.",
-)
+@click.option("--load", "load_path", type=FILE_PATH, help="Render a saved --json run.")
 def demo(
     quick: bool,
     database: str | None,
