@@ -13,20 +13,8 @@ under ``lagscope serve --demo``, granian workers and a plain ``DJANGO_SETTINGS_M
 
 from __future__ import annotations
 
-from lagscope.demo.config import (
-    DATA_DIR_ENV,
-    DATABASE_ENV,
-    ITEM_COUNT,
-    build_settings,
-    default_data_dir,
-    parse_database_url,
-)
+# The package's public names are config's: one list, in config.__all__.
+from lagscope.demo import config
+from lagscope.demo.config import *  # noqa: F403
 
-__all__ = [
-    "DATABASE_ENV",
-    "DATA_DIR_ENV",
-    "ITEM_COUNT",
-    "build_settings",
-    "default_data_dir",
-    "parse_database_url",
-]
+__all__ = config.__all__

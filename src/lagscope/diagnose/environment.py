@@ -150,32 +150,27 @@ def _linux_process_names(proc: Path = Path("/proc")) -> list[str]:
     return names
 
 
+def _command_output(argv: list[str], timeout_s: float) -> str | None:
+    """stdout of ``argv``, None when it fails (a missing tool raises OSError instead)."""
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+    return done.stdout if done.returncode == 0 else None
+
+
 def _security(platform_name: str, timeout_s: float) -> tuple[str, tuple[SecurityProduct, ...]]:
     try:
         if platform_name == "win32":
-            done = subprocess.run(
-                ["powershell", "-NoProfile", "-NonInteractive", "-Command", _PS_QUERY],
-                capture_output=True,
-                text=True,
-                timeout=timeout_s,
-                check=False,
-            )
-            if done.returncode != 0:
+            argv = ["powershell", "-NoProfile", "-NonInteractive", "-Command", _PS_QUERY]
+            out = _command_output(argv, timeout_s)
+            if out is None:
                 return "unknown", ()
-            return "SecurityCenter2", parse_security_center(done.stdout)
+            return "SecurityCenter2", parse_security_center(out)
         if platform_name.startswith("linux"):
             return "process list", products_from_process_names(_linux_process_names())
         if platform_name == "darwin":
-            done = subprocess.run(
-                ["ps", "-axco", "command"],
-                capture_output=True,
-                text=True,
-                timeout=timeout_s,
-                check=False,
-            )
-            if done.returncode != 0:
+            out = _command_output(["ps", "-axco", "command"], timeout_s)
+            if out is None:
                 return "unknown", ()
-            return "process list", products_from_process_names(done.stdout.splitlines()[1:])
+            return "process list", products_from_process_names(out.splitlines()[1:])
     except (OSError, subprocess.SubprocessError, ValueError):
         return "unknown", ()
     return "unknown", ()
