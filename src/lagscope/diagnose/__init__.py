@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, TypedDict
 
 from lagscope.diagnose.ladder import DiagnoseOptions, Plan, Progress, diagnose
 from lagscope.diagnose.model import DiagnoseReport, Finding
@@ -17,7 +18,12 @@ from lagscope.errors import ExitCode, LagscopeError
 from lagscope.probe.net import Clock, Network
 from lagscope.probe.options import ProbeOptions, parse_header, parse_resolve, parse_url
 
+if TYPE_CHECKING:
+    # typing.Unpack is Python 3.11+; only the type checker reads it.
+    from typing_extensions import Unpack
+
 __all__ = [
+    "Choices",
     "DiagnoseOptions",
     "DiagnoseReport",
     "Finding",
@@ -28,88 +34,74 @@ __all__ = [
 ]
 
 
-def make_options(
-    url: str,
-    *,
-    direct: str | None = None,
-    database: str | None = None,
-    resolve: Sequence[str] = (),
-    headers: Sequence[str] = (),
-    ipv4: bool = False,
-    ipv6: bool = False,
-    timeout_s: float = 10.0,
-    max_time_s: float = 60.0,
-    quick: bool = False,
-    allow_load: bool = False,
-    verify_tls: bool = True,
-    thresholds: Thresholds = DEFAULT_THRESHOLDS,
-    command: Sequence[str] = (),
-) -> DiagnoseOptions:
+class Choices(TypedDict, total=False):
+    """What a user may choose for a run: the keyword arguments of :func:`make_options` and
+    :func:`run`, each optional (its default is in :func:`make_options`)."""
+
+    direct: str | None  # the app itself, behind the proxy ``url`` points at
+    database: str | None  # a PostgreSQL DSN to time connects and SELECT 1 against
+    resolve: Sequence[str]  # HOST:ADDR[,ADDR...] pins
+    headers: Sequence[str]  # "NAME: VALUE"
+    ipv4: bool
+    ipv6: bool
+    timeout_s: float
+    max_time_s: float
+    quick: bool
+    allow_load: bool
+    verify_tls: bool
+    thresholds: Thresholds
+    command: Sequence[str]  # the command line the report shows
+
+
+def make_options(url: str, **choices: Unpack[Choices]) -> DiagnoseOptions:
     """Validated options from the values a user gives (the CLI and :func:`run` both use it);
     every rejection is a one-line LagscopeError with exit code 2."""
+    for name in choices:
+        if name not in Choices.__annotations__:
+            # What Python says for an explicit parameter list, so a misspelt keyword is
+            # never silently ignored.
+            raise TypeError(f"make_options() got an unexpected keyword argument {name!r}")
+    ipv4, ipv6 = choices.get("ipv4", False), choices.get("ipv6", False)
     if ipv4 and ipv6:
         raise LagscopeError("options", "-4 and -6 exclude each other", ExitCode.USAGE)
     family = socket.AF_INET if ipv4 else (socket.AF_INET6 if ipv6 else socket.AF_UNSPEC)
-    pins = tuple(parse_resolve(r) for r in resolve)
-    parsed_headers = tuple(parse_header(h) for h in headers)
+    pins = tuple(parse_resolve(r) for r in choices.get("resolve", ()))
+    parsed_headers = tuple(parse_header(h) for h in choices.get("headers", ()))
 
     def probe_for(u: str) -> ProbeOptions:
         return ProbeOptions(
             target=parse_url(u),
             headers=parsed_headers,
-            timeout_s=timeout_s,
-            max_time_s=max_time_s,
+            timeout_s=choices.get("timeout_s", 10.0),
+            max_time_s=choices.get("max_time_s", 60.0),
             family=family,
-            verify_tls=verify_tls,
+            verify_tls=choices.get("verify_tls", True),
             resolve=pins,
         )
 
+    direct = choices.get("direct")
     return DiagnoseOptions(
         probe=probe_for(url),
         direct=probe_for(direct) if direct else None,
-        database=database,
-        allow_load=allow_load,
-        quick=quick,
-        thresholds=thresholds,
-        command=tuple(command),
+        database=choices.get("database"),
+        allow_load=choices.get("allow_load", False),
+        quick=choices.get("quick", False),
+        thresholds=choices.get("thresholds", DEFAULT_THRESHOLDS),
+        command=tuple(choices.get("command", ())),
     )
 
 
 def run(
     url: str,
     *,
-    direct: str | None = None,
-    database: str | None = None,
-    resolve: Sequence[str] = (),
-    headers: Sequence[str] = (),
-    ipv4: bool = False,
-    ipv6: bool = False,
-    timeout_s: float = 10.0,
-    max_time_s: float = 60.0,
-    quick: bool = False,
-    allow_load: bool = False,
-    verify_tls: bool = True,
-    thresholds: Thresholds = DEFAULT_THRESHOLDS,
     network: Network | None = None,
     clock: Clock | None = None,
     environ: Mapping[str, str] | None = None,
     progress: Progress | None = None,
+    **choices: Unpack[Choices],
 ) -> DiagnoseReport:
-    """Diagnose ``url``. Raises :class:`lagscope.errors.LagscopeError` when it cannot be
-    measured (exit codes as for ``lagscope probe``)."""
-    opts = make_options(
-        url,
-        direct=direct,
-        database=database,
-        resolve=resolve,
-        headers=headers,
-        ipv4=ipv4,
-        ipv6=ipv6,
-        timeout_s=timeout_s,
-        max_time_s=max_time_s,
-        quick=quick,
-        allow_load=allow_load,
-        verify_tls=verify_tls,
-        thresholds=thresholds,
-    )
+    """Diagnose ``url`` (``choices``: see :class:`Choices`). Raises
+    :class:`lagscope.errors.LagscopeError` when it cannot be measured (exit codes as for
+    ``lagscope probe``)."""
+    opts = make_options(url, **choices)
     return diagnose(opts, network=network, clock=clock, environ=environ, progress=progress)
