@@ -1,8 +1,8 @@
-"""Entry point for ``python -m lagscope``."""
+"""Entry point for ``python -m lagscope``: the same process entry as the console script."""
 
 from __future__ import annotations
 
-from lagscope.cli import main
+from lagscope.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

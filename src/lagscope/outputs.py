@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 import click
 
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.fileio import write_text_atomic
 
 __all__ = [
     "FILE_PATH",
@@ -106,6 +105,8 @@ def write_requested(report: Any, json_text: Callable[[], str], outputs: Outputs)
     ``json_text`` is called only when ``-o`` asks for the file: a run printed for people
     does not pay for laying out its JSON (~4 ms at 70 requests)."""
     if outputs.output is not None:
+        from lagscope.fileio import write_text_atomic  # only runs that save load it
+
         write_text_atomic(outputs.output, json_text())
     if outputs.html_path is not None or outputs.har_path is not None:
         from lagscope.report.cli import write_outputs

@@ -34,7 +34,7 @@ try:
     main.main(sys.argv[1:], "lagscope")
 except SystemExit:
     pass
-loaded = sorted({m.split(".")[0] for m in sys.modules} & watched)
+loaded = sorted(w for w in watched if any(m == w or m.startswith(w + ".") for m in sys.modules))
 sys.stderr.write("LOADED " + ",".join(loaded) + "\\n")
 """
 
@@ -75,8 +75,27 @@ def test_a_run_into_a_pipe_imports_nothing_heavy(url: str) -> None:
 
 
 def test_a_run_printed_for_people_does_not_lay_out_json(url: str) -> None:
-    # The JSON form is built only for --json, -o, --html or --har.
-    assert _loaded("probe", url, "--cold", "1", "--warm", "1", watch=("json",)) == []
+    # The JSON form is built only for --json, -o, --html or --har, and the atomic file
+    # writer loads only for a file to write.
+    watch = ("json", "lagscope.fileio")
+    assert _loaded("probe", url, "--cold", "1", "--warm", "1", watch=watch) == []
     assert _loaded("probe", url, "--cold", "1", "--warm", "1", "--json", watch=("json",)) == [
         "json"
     ]
+
+
+def test_the_process_entry_keeps_output_and_exit_codes() -> None:
+    # The console script and python -m go through cli.run (it freezes the heap at exit).
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "lagscope"]
+    assert script.value == "lagscope.cli:run"
+    ok = subprocess.run(
+        [sys.executable, "-m", "lagscope", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert (ok.returncode, ok.stdout.startswith("lagscope, version "), ok.stderr) == (0, True, "")
+    bad = subprocess.run(
+        [sys.executable, "-m", "lagscope", "probe"], capture_output=True, text=True, timeout=60
+    )
+    assert (bad.returncode, bad.stdout) == (2, "")
+    assert bad.stderr == "lagscope: options: missing URL (or --load FILE)\n"
