@@ -197,7 +197,8 @@ def test_click_options_and_help_come_from_the_rows() -> None:
 
 def test_markdown_shows_defaults_ranges_and_reasons() -> None:
     table = markdown(
-        Sample, [("flag", "flag"), ("default", "default"), ("range", "range"), ("why", "why")]
+        Sample,
+        columns=[("flag", "flag"), ("default", "default"), ("range", "range"), ("why", "why")],
     )
     lines = table.splitlines()
     assert lines[0] == "| flag | default | range | why |"
@@ -207,6 +208,27 @@ def test_markdown_shows_defaults_ranges_and_reasons() -> None:
     assert "| `--rate` | none | 0.001–1000000 |  |" in lines
     assert "| `--verbose` | off |  |  |" in lines
     assert len(lines) == 2 + 6
+
+
+@dataclass(frozen=True)
+class Limits:
+    duration_s: float | None = setting(None, unit="s", help="Stop after this long.", above=0)
+
+
+def test_markdown_puts_several_tables_under_one_header_in_order() -> None:
+    lines = markdown(Sample, Limits).splitlines()
+    assert lines[0] == "| flag | default | range | what | why |"
+    assert lines[1] == "|---|---|---|---|---|"
+    assert [line.split(" | ")[0] for line in lines[2:]] == [
+        "| `--mode`",
+        "| `--budget`",
+        "| `--workers`",
+        "| `--timeout-s`",
+        "| `--rate`",
+        "| `--verbose`",
+        "| `--duration-s`",
+    ]
+    assert lines[-1] == "| `--duration-s` | none | > 0, ≤ 1000000 | Stop after this long. |  |"
 
 
 def test_derivations_read_typed_values() -> None:

@@ -9,7 +9,8 @@ a ``Literal`` of strings, any of them ``| None``). From that one declaration com
 * validation (:func:`validate`, called in each table's ``__post_init__``, so the Python API
   refuses what the CLI refuses);
 * the click options (:func:`click_options`);
-* the docs tables (:func:`markdown`; a test checks that docs/*.md contain them);
+* the docs tables (:func:`markdown`, one or several tables under one header; a test
+  checks that docs/*.md contain them);
 * merging user values over the defaults (:func:`build`).
 
 One rule for every number, so a new option cannot miss it: a float must be finite and is
@@ -35,6 +36,7 @@ from typing import Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 from lagscope.errors import ExitCode, LagscopeError
 
 __all__ = [
+    "FLAG_COLUMNS",
     "FLOAT_MAX",
     "INT_MAX",
     "JUST_ABOVE_BROWSER_IDLE_S",
@@ -513,11 +515,24 @@ Column = Literal[
 ]
 
 
+# The columns of a command's settings table in docs/*.md.
+FLAG_COLUMNS: tuple[tuple[str, Column], ...] = (
+    ("flag", "flag"),
+    ("default", "default"),
+    ("range", "range"),
+    ("what", "help"),
+    ("why", "why"),
+)
+
+
 def markdown(
-    cls: type, columns: Sequence[tuple[str, Column | str]], *, only_cli: bool = False
+    *tables: type,
+    columns: Sequence[tuple[str, Column | str]] = FLAG_COLUMNS,
+    only_cli: bool = False,
 ) -> str:
-    """The table as docs/*.md show it: ``columns`` are (header, what) pairs, where what is
-    a :data:`Column` or the name of an ``extra`` entry of the rows."""
+    """The rows of ``tables``, in order, as one table as docs/*.md show it: ``columns`` are
+    (header, what) pairs, where what is a :data:`Column` or the name of an ``extra`` entry
+    of the rows."""
 
     def cell(row: Row, what: str) -> str:
         spec = row.spec
@@ -548,8 +563,9 @@ def markdown(
         "| " + " | ".join(header for header, _ in columns) + " |",
         "|" + "---|" * len(columns),
     ]
-    for row in rows(cls):
-        if only_cli and not row.spec.cli:
-            continue
-        lines.append("| " + " | ".join(cell(row, what) for _, what in columns) + " |")
+    for cls in tables:
+        for row in rows(cls):
+            if only_cli and not row.spec.cli:
+                continue
+            lines.append("| " + " | ".join(cell(row, what) for _, what in columns) + " |")
     return "\n".join(lines)

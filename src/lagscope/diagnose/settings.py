@@ -49,13 +49,4 @@ class DiagnoseSettings:
 
 def docs_table() -> str:
     """The settings table of docs/diagnose.md."""
-    return markdown(
-        DiagnoseSettings,
-        [
-            ("flag", "flag"),
-            ("default", "default"),
-            ("range", "range"),
-            ("what", "help"),
-            ("why", "why"),
-        ],
-    )
+    return markdown(DiagnoseSettings)

@@ -122,15 +122,7 @@ class RunLimits:
 
 def docs_table() -> str:
     """The settings table of docs/inject.md."""
-    columns = [
-        ("flag", "flag"),
-        ("default", "default"),
-        ("range", "range"),
-        ("what", "help"),
-        ("why", "why"),
-    ]
-    limits = markdown(RunLimits, columns).split("\n", 2)[2]
-    return markdown(ProxySettings, columns) + "\n" + limits
+    return markdown(ProxySettings, RunLimits)
 
 
 def _bad(message: str) -> LagscopeError:

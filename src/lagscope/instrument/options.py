@@ -125,7 +125,7 @@ def settings_table_markdown() -> str:
         ("range", "range"),
         ("meaning", "help"),
     ]
-    return markdown(InstrumentOptions, columns)
+    return markdown(InstrumentOptions, columns=columns)
 
 
 def options_from_mapping(raw: object) -> InstrumentOptions:

@@ -211,7 +211,7 @@ def docs_table() -> str:
         ("nginx directive", "directive"),
         ("why", "why"),
     ]
-    return markdown(NginxSettings, columns)
+    return markdown(NginxSettings, columns=columns)
 
 
 def check_consistency(settings: NginxSettings, server_idle_timeout_s: int) -> None:

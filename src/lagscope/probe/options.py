@@ -192,14 +192,7 @@ class Gate:
 
 def docs_table() -> str:
     """The settings table of docs/probe.md."""
-    columns = [
-        ("flag", "flag"),
-        ("default", "default"),
-        ("range", "range"),
-        ("what", "help"),
-        ("why", "why"),
-    ]
-    return markdown(ProbeOptions, columns) + "\n" + markdown(Gate, columns).split("\n", 2)[2]
+    return markdown(ProbeOptions, Gate)
 
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")

@@ -362,14 +362,7 @@ def render_config(config: ServeConfig) -> str:
 
 def docs_table() -> str:
     """The settings table of docs/serve.md."""
-    columns = [
-        ("flag", "flag"),
-        ("default", "default"),
-        ("range", "range"),
-        ("what", "help"),
-        ("why", "why"),
-    ]
-    return markdown(ServeConfig, columns)
+    return markdown(ServeConfig)
 
 
 # Every row, in table order (the generators' view of :class:`ServeConfig`).
