@@ -26,6 +26,7 @@ from lagscope.inject.pump import (
     ConnState,
     Counts,
     InjectedReset,
+    Leg,
     PeerGone,
     Pump,
     Side,
@@ -381,8 +382,8 @@ class Proxy:
         conn.uwriter = uwriter
         conn.upstream_connected = self._clock()
 
-        c2u = asyncio.create_task(self._pump.run(conn, "c2u", creader, uwriter))
-        u2c = asyncio.create_task(self._pump.run(conn, "u2c", ureader, cwriter))
+        c2u = asyncio.create_task(self._pump.run(Leg(conn, "c2u", creader, uwriter)))
+        u2c = asyncio.create_task(self._pump.run(Leg(conn, "u2c", ureader, cwriter)))
         try:
             pending: set[asyncio.Task[None]] = {c2u, u2c}
             while pending:

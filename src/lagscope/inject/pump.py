@@ -1,15 +1,15 @@
 """One direction of a proxied connection: read, wait out the plan, write, drain.
 
 This module owns the forwarding loop of ``lagscope inject``. :class:`Pump` executes one
-direction of a connection's :class:`~lagscope.inject.plan.ConnectionPlan`: it asks the pure
-functions in ``lagscope.inject.plan`` when a chunk may leave, waits until then on the clock
-it was given, and hands the chunk to :meth:`Pump.forward`, the one routine that cuts an
-injected reset, writes, counts and drains for both paths (inline, and per-chunk latency
-with a reader running ahead). Memory is bounded per direction: one read of at most
-``chunk_bytes``, the StreamReader's buffer, the transport's write buffer (drain blocks
-above its high-water mark) and, under per-chunk latency only, ``flow_buffer_bytes`` of
-chunks in flight. It also owns the TCP reset (:func:`hard_reset`) and the per-connection
-mutable state the pump and the proxy share.
+direction (a :class:`Leg`) of a connection's :class:`~lagscope.inject.plan.ConnectionPlan`:
+it asks the pure functions in ``lagscope.inject.plan`` when a chunk may leave, waits until
+then on the clock it was given, and hands the chunk to :meth:`Pump.forward`, the one
+routine that paces a bandwidth cap, cuts an injected reset, writes, counts and drains for
+both paths (inline, and per-chunk latency with a reader running ahead). Memory is bounded
+per direction: one read of at most ``chunk_bytes``, the StreamReader's buffer, the
+transport's write buffer (drain blocks above its high-water mark) and, under per-chunk
+latency only, ``flow_buffer_bytes`` of chunks in flight. It also owns the TCP reset
+(:func:`hard_reset`) and the per-connection mutable state the pump and the proxy share.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ __all__ = [
     "Counts",
     "FlowState",
     "InjectedReset",
+    "Leg",
     "PeerGone",
     "Pump",
     "Side",
@@ -217,6 +218,29 @@ class ConnState:
         self.flows: dict[Flow, FlowState] = {"c2u": FlowState(), "u2c": FlowState()}
 
 
+class Leg:
+    """One direction of one connection while it is pumped: its plan and state, the socket
+    it reads and the one it writes, and which side each of them is."""
+
+    __slots__ = ("conn", "far", "flow", "near", "plan", "reader", "state", "writer")
+
+    def __init__(
+        self,
+        conn: ConnState,
+        flow: Flow,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.conn = conn
+        self.flow = flow
+        self.plan = conn.plan.flow(flow)
+        self.state = conn.flows[flow]
+        self.reader = reader
+        self.writer = writer
+        self.near: Side = "client" if flow == "c2u" else "upstream"
+        self.far: Side = "upstream" if flow == "c2u" else "client"
+
+
 class Pump:
     """Forwards one direction of connections, as their plans say.
 
@@ -239,26 +263,17 @@ class Pump:
         self.clock = clock
         self.sleep = sleep
 
-    async def run(
-        self,
-        conn: ConnState,
-        flow: Flow,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
-        """Forward ``flow`` until end-of-stream, then pass the half-close on.
+    async def run(self, leg: Leg) -> None:
+        """Forward one direction until end-of-stream, then pass the half-close on.
 
         Raises :class:`PeerGone` when a side breaks the connection and
         :class:`InjectedReset` when the plan resets it.
         """
-        fp = conn.plan.flow(flow)
-        st = conn.flows[flow]
-        near: Side = "client" if flow == "c2u" else "upstream"
-        far: Side = "upstream" if flow == "c2u" else "client"
+        fp, st, writer = leg.plan, leg.state, leg.writer
         if fp.per_chunk:
-            await self._per_chunk(conn, flow, fp, st, reader, writer, near, far)
+            await self._per_chunk(leg)
         else:
-            await self._inline(conn, flow, fp, st, reader, writer, near, far)
+            await self._inline(leg)
         st.eof_in = self.clock()
         if fp.slow_close_ms > 0:
             t = self.clock()
@@ -268,7 +283,7 @@ class Pump:
             if not writer.transport.is_closing() and writer.can_write_eof():
                 writer.write_eof()
         except OSError as exc:
-            raise PeerGone(far, exc) from None
+            raise PeerGone(leg.far, exc) from None
         st.eof_out = self.clock()
 
     async def swallow(self, conn: ConnState, reader: asyncio.StreamReader) -> None:
@@ -294,8 +309,9 @@ class Pump:
             size = max(1, min(size, fp.bytes_per_s // 20))
         return size
 
-    def _gate(self, conn: ConnState, fp: FlowPlan, st: FlowState, now: float) -> float:
+    def _gate(self, leg: Leg, now: float) -> float:
         """Earliest departure of a chunk read at ``now`` under the tax and first-chunk delay."""
+        conn, fp, st = leg.conn, leg.plan, leg.state
         t = now
         if st.chunks == 0:
             if fp.tax:
@@ -308,25 +324,18 @@ class Pump:
         st.chunks += 1
         return t
 
-    async def forward(
-        self,
-        conn: ConnState,
-        flow: Flow,
-        fp: FlowPlan,
-        writer: asyncio.StreamWriter,
-        data: bytes,
-        release: float,
-        read_at: float,
-        far: Side,
-    ) -> None:
-        """Send one chunk no earlier than ``release``: wait, cut at a planned reset, write,
-        count and drain. The one ending of both pump paths."""
-        st = conn.flows[flow]
+    async def forward(self, leg: Leg, data: bytes, release: float, read_at: float) -> None:
+        """Send one chunk no earlier than ``release`` and, under a bandwidth cap, once the
+        link is free: wait, cut at a planned reset, write, count and drain. The one ending
+        of both pump paths."""
+        conn, fp, st, writer = leg.conn, leg.plan, leg.state, leg.writer
         clock = self.clock
+        n = len(data)
+        if fp.bytes_per_s is not None:
+            release, st.link_free = paced_start_s(release, n, fp.bytes_per_s, st.link_free)
         if release > clock():
             await wait_until(release, clock, self.sleep)
             st.held += clock() - read_at
-        n = len(data)
         reset = False
         if fp.reset_after_bytes is not None:
             remaining = fp.reset_after_bytes - st.bytes
@@ -339,38 +348,32 @@ class Pump:
                 if fp.tax and conn.tax_applied is None and conn.tax_started is not None:
                     conn.tax_applied = now - conn.tax_started
         st.bytes += n
-        if flow == "c2u":
+        if leg.flow == "c2u":
             conn.counts.bytes_c2u += n
         else:
             conn.counts.bytes_u2c += n
         try:
             await writer.drain()
         except OSError as exc:
-            raise PeerGone(far, exc) from None
+            raise PeerGone(leg.far, exc) from None
         if reset:
             await self._flush(writer)
             raise InjectedReset
 
-    async def _read(
-        self,
-        reader: asyncio.StreamReader,
-        size: int,
-        fp: FlowPlan,
-        st: FlowState,
-        near: Side,
-    ) -> tuple[bytes, float] | None:
+    async def _read(self, leg: Leg, size: int) -> tuple[bytes, float] | None:
         """One chunk and when it was read; None at end of stream. A black hole's chunk is
         counted as dropped and comes back empty."""
         try:
-            data = await reader.read(size)
+            data = await leg.reader.read(size)
         except OSError as exc:
-            raise PeerGone(near, exc) from None
+            raise PeerGone(leg.near, exc) from None
         if not data:
             return None
         now = self.clock()
+        st = leg.state
         if st.first_in is None:
             st.first_in = now
-        if fp.black_hole:
+        if leg.plan.black_hole:
             st.dropped += len(data)
             return b"", now
         return data, now
@@ -382,52 +385,24 @@ class Pump:
         while writer.transport.get_write_buffer_size() and self.clock() < deadline:
             await asyncio.sleep(0.001)
 
-    async def _inline(
-        self,
-        conn: ConnState,
-        flow: Flow,
-        fp: FlowPlan,
-        st: FlowState,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        near: Side,
-        far: Side,
-    ) -> None:
-        size = self._read_size(fp)
-        while True:
-            got = await self._read(reader, size, fp, st, near)
-            if got is None:
-                return
+    async def _inline(self, leg: Leg) -> None:
+        size = self._read_size(leg.plan)
+        while (got := await self._read(leg, size)) is not None:
             data, now = got
-            if not data:
-                continue  # dropped by a black hole
-            release = self._gate(conn, fp, st, now)
-            if fp.bytes_per_s is not None:
-                release, st.link_free = paced_start_s(
-                    release, len(data), fp.bytes_per_s, st.link_free
-                )
-            await self.forward(conn, flow, fp, writer, data, release, now, far)
+            if data:  # empty: dropped by a black hole
+                await self.forward(leg, data, self._gate(leg, now), now)
 
-    async def _per_chunk(
-        self,
-        conn: ConnState,
-        flow: Flow,
-        fp: FlowPlan,
-        st: FlowState,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        near: Side,
-        far: Side,
-    ) -> None:
+    async def _per_chunk(self, leg: Leg) -> None:
         """Per-chunk latency: a reader task stamps and queues chunks (bounded by
         ``flow_buffer_bytes``) while this task releases each at read time + delay."""
+        fp = leg.plan
         size = self._read_size(fp)
         limit = self.flow_buffer_bytes
         queue: deque[tuple[float, float, bytes]] = deque()
         buffered = 0
         have = asyncio.Event()
         space = asyncio.Event()
-        rng = jitter_rng(conn.plan.jitter_seed, conn.plan.index, flow)
+        rng = jitter_rng(leg.conn.plan.jitter_seed, leg.conn.plan.index, leg.flow)
 
         async def produce() -> None:
             nonlocal buffered
@@ -437,14 +412,13 @@ class Pump:
                     while buffered >= limit:
                         space.clear()
                         await space.wait()
-                    got = await self._read(reader, size, fp, st, near)
+                    got = await self._read(leg, size)
                     if got is None:
                         return
                     data, now = got
                     if not data:
                         continue  # dropped by a black hole
-                    gate = self._gate(conn, fp, st, now)
-                    prev = chunk_release_s(gate, fp, rng.random(), prev)
+                    prev = chunk_release_s(self._gate(leg, now), fp, rng.random(), prev)
                     queue.append((now, prev, data))
                     buffered += len(data)
                     have.set()
@@ -464,11 +438,7 @@ class Pump:
                 read_at, release, data = queue.popleft()
                 buffered -= len(data)
                 space.set()
-                if fp.bytes_per_s is not None:
-                    release, st.link_free = paced_start_s(
-                        release, len(data), fp.bytes_per_s, st.link_free
-                    )
-                await self.forward(conn, flow, fp, writer, data, release, read_at, far)
+                await self.forward(leg, data, release, read_at)
         finally:
             producer.cancel()
             await asyncio.wait({producer})
