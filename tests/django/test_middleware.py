@@ -162,6 +162,11 @@ def test_repr_and_modes() -> None:
     asynchronous = ServerTimingMiddleware(endpoint)
     assert "sync" in repr(sync) and "async" in repr(asynchronous)
     assert asyncio.iscoroutinefunction(asynchronous.process_view)
+    assert asyncio.iscoroutinefunction(asynchronous.process_template_response)
+    assert not asyncio.iscoroutinefunction(sync.process_view)
+    # Django names a hook's class through __self__ when it complains about a hook's result.
+    for hook in (asynchronous.process_view, asynchronous.process_template_response):
+        assert getattr(hook, "__self__", None) is asynchronous
 
 
 # -- the async path ------------------------------------------------------------------

@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+import types
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
@@ -34,6 +35,8 @@ __all__ = ["ServerTimingMiddleware"]
 _Token = contextvars.Token[RequestTiming | None]
 # (record, context token, disclosure, OpenTelemetry mode or None)
 _Started = tuple[RequestTiming, _Token, Disclosure, "OtelMode | None"]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class ServerTimingMiddleware:
@@ -55,10 +58,11 @@ class ServerTimingMiddleware:
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
-            # Django calls these in the handler's mode; async versions avoid a thread hop.
-            self.process_view = self._process_view_async  # type: ignore[method-assign,assignment]
-            tpl_hook = self._process_template_response_async
-            self.process_template_response = tpl_hook  # type: ignore[method-assign,assignment]
+            # Django calls these in the handler's mode; coroutine versions avoid a thread hop.
+            self.process_view = _as_coroutine(self, self.process_view)  # type: ignore[method-assign,assignment]
+            self.process_template_response = _as_coroutine(  # type: ignore[method-assign,assignment]
+                self, self.process_template_response
+            )
         self._tracker = ConnectionTracker()
         self._tracker_lock = threading.Lock()
         self.failures = FailureLog()
@@ -77,22 +81,16 @@ class ServerTimingMiddleware:
         try:
             response = self.get_response(request)
         finally:
-            if started is not None:
-                db.current.reset(started[1])
-        if started is not None:
-            self._finish(request, response, started)
-        return response
+            self._leave(started)
+        return self._finish(request, response, started)
 
     async def __acall__(self, request: HttpRequest) -> Any:
         started = self._begin(request)
         try:
             response = await self.get_response(request)
         finally:
-            if started is not None:
-                db.current.reset(started[1])
-        if started is not None:
-            self._finish(request, response, started)
-        return response
+            self._leave(started)
+        return self._finish(request, response, started)
 
     def _tracker_for(self, options: InstrumentOptions) -> ConnectionTracker:
         tracker = self._tracker
@@ -134,7 +132,18 @@ class ServerTimingMiddleware:
             return None
         return timing, token, level, options.otel if otel is not None else None
 
-    def _finish(self, request: HttpRequest, response: HttpResponseBase, started: _Started) -> None:
+    @staticmethod
+    def _leave(started: _Started | None) -> None:
+        # The view's code is done: later code on this thread or task sees no request.
+        if started is not None:
+            db.current.reset(started[1])
+
+    def _finish(
+        self, request: HttpRequest, response: HttpResponseBase, started: _Started | None
+    ) -> HttpResponseBase:
+        """The response, with the header added when the request was timed."""
+        if started is None:
+            return response
         timing, _token, level, otel_mode = started
         try:
             timing.end_s = self.clock()
@@ -150,6 +159,7 @@ class ServerTimingMiddleware:
                 self._otel.record(timing, now_s, otel_mode, request.method, request.path)
             except Exception:
                 self.failures("OpenTelemetry")
+        return response
 
     # -- view and template hooks -----------------------------------------------------
 
@@ -160,9 +170,6 @@ class ServerTimingMiddleware:
         view_args: tuple[Any, ...],
         view_kwargs: dict[str, Any],
     ) -> None:
-        self._view_started()
-
-    def _view_started(self) -> None:
         timing = db.current.get()
         if timing is not None:
             try:
@@ -170,23 +177,10 @@ class ServerTimingMiddleware:
             except Exception:
                 self.failures("view timing")
 
-    async def _process_view_async(
-        self,
-        request: HttpRequest,
-        view_func: Callable[..., Any],
-        view_args: tuple[Any, ...],
-        view_kwargs: dict[str, Any],
-    ) -> None:
-        # Not self.process_view: in async mode that attribute is this coroutine function.
-        self._view_started()
-
     def process_template_response(
         self, request: HttpRequest, response: SimpleTemplateResponse
     ) -> SimpleTemplateResponse:
         # Ours runs last of the template-response hooks, right before Django renders.
-        return self._template_started(response)
-
-    def _template_started(self, response: SimpleTemplateResponse) -> SimpleTemplateResponse:
         timing = db.current.get()
         if timing is not None:
             try:
@@ -197,11 +191,6 @@ class ServerTimingMiddleware:
                 self.failures("template timing")
         return response
 
-    async def _process_template_response_async(
-        self, request: HttpRequest, response: SimpleTemplateResponse
-    ) -> SimpleTemplateResponse:
-        return self._template_started(response)
-
     def _rendered_callback(self, timing: RequestTiming) -> Callable[[HttpResponseBase], None]:
         def rendered(response: HttpResponseBase) -> None:
             # Must return None: a post-render callback's return value replaces the response.
@@ -211,3 +200,13 @@ class ServerTimingMiddleware:
                 self.failures("template timing")
 
         return rendered
+
+
+def _as_coroutine(owner: object, hook: Callable[_P, _R]) -> Callable[_P, Awaitable[_R]]:
+    """``hook`` (a method of ``owner``) as a coroutine method that does the same quick,
+    non-blocking work. Bound to ``owner``: Django names a hook's class by ``__self__``."""
+
+    async def run(_owner: object, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return hook(*args, **kwargs)
+
+    return types.MethodType(run, owner)
