@@ -11,12 +11,13 @@ Every check reads only settings (no database access), so it runs under plain
 * W004 database HOST 'localhost' (or empty, for PostgreSQL on Windows)
 * W005 PostgreSQL on loopback without gssencmode=disable (an empty HOST is loopback TCP
   on Windows)
-
-The platform is a keyword parameter of the checks that depend on it (``sys.platform`` by
-default), so the Windows rules are tested anywhere.
 * W006 the lagscope middleware is not first
 * W007 CommonMiddleware missing
 * W008 the app is installed but its middleware is not
+
+The database checks are rules over one database each, made into checks by
+``_each_database``; the platform is a keyword parameter of those checks (``sys.platform``
+by default), so the Windows rules are tested anywhere.
 """
 
 from __future__ import annotations
@@ -89,64 +90,79 @@ def check_settings(app_configs: object = None, **kwargs: object) -> list[CheckMe
     return []
 
 
-def check_conn_max_age(app_configs: object = None, **kwargs: object) -> list[CheckMessage]:
-    out: list[CheckMessage] = []
-    for alias, db in _network_databases():
-        if _conn_max_age(db) == 0 and not _has_pool(db):
-            out.append(
-                Warning(
-                    f"DATABASES[{alias!r}] opens a new database connection for every request "
-                    "(CONN_MAX_AGE=0 and no pool).",
-                    hint=(
-                        "Set CONN_MAX_AGE=None (or a number of seconds) with "
-                        "CONN_HEALTH_CHECKS=True, or use a pool (PostgreSQL, Django 5.1+: "
-                        'OPTIONS={"pool": True}). Measured: +13-15 ms per request with '
-                        "PostgreSQL on loopback, far more where security software taxes "
-                        "each new connection."
-                    ),
-                    id="lagscope.W001",
-                )
-            )
-    return out
+_Rule = Callable[[str, Mapping[str, Any], str], "CheckMessage | None"]
 
 
-def check_conn_health_checks(app_configs: object = None, **kwargs: object) -> list[CheckMessage]:
-    out: list[CheckMessage] = []
-    for alias, db in _network_databases():
-        if _conn_max_age(db) != 0 and not db.get("CONN_HEALTH_CHECKS", False):
-            out.append(
-                Warning(
-                    f"DATABASES[{alias!r}] keeps connections open (CONN_MAX_AGE="
-                    f"{_conn_max_age(db)!r}) without CONN_HEALTH_CHECKS.",
-                    hint=(
-                        "Set CONN_HEALTH_CHECKS=True. Without it a connection the server or a "
-                        "firewall dropped is found broken by the next request, which fails "
-                        "with HTTP 500 (measured: 3 of 8 requests failed after PostgreSQL "
-                        "ended idle sessions)."
-                    ),
-                    id="lagscope.W002",
-                )
-            )
-    return out
+def _each_database(rule: _Rule) -> _Check:
+    """A system check from a rule over one network database: ``rule(alias, settings,
+    platform)`` returns its message or None. ``platform`` is ``sys.platform`` unless the
+    caller passes one."""
+
+    def check(
+        app_configs: object = None, *, platform: str = sys.platform, **kwargs: object
+    ) -> list[CheckMessage]:
+        found = (rule(alias, db, platform) for alias, db in _network_databases())
+        return [message for message in found if message is not None]
+
+    # Named like the rule, but not functools.wraps: Django reads the check's own signature
+    # (it must take **kwargs), and wraps would point it at the rule's.
+    check.__name__, check.__qualname__ = rule.__name__, rule.__qualname__
+    check.__doc__ = rule.__doc__
+    return check
 
 
-def check_pool_with_max_age(app_configs: object = None, **kwargs: object) -> list[CheckMessage]:
-    out: list[CheckMessage] = []
-    for alias, db in _network_databases():
-        if _has_pool(db) and _conn_max_age(db) != 0:
-            out.append(
-                Error(
-                    f"DATABASES[{alias!r}] configures a pool together with CONN_MAX_AGE="
-                    f"{_conn_max_age(db)!r}.",
-                    hint=(
-                        "Django refuses this combination at the first connect "
-                        '("Pooling doesn\'t support persistent connections"). Set '
-                        "CONN_MAX_AGE=0: the pool keeps the connections."
-                    ),
-                    id="lagscope.E003",
-                )
-            )
-    return out
+@_each_database
+def check_conn_max_age(alias: str, db: Mapping[str, Any], platform: str) -> CheckMessage | None:
+    if _conn_max_age(db) != 0 or _has_pool(db):
+        return None
+    return Warning(
+        f"DATABASES[{alias!r}] opens a new database connection for every request "
+        "(CONN_MAX_AGE=0 and no pool).",
+        hint=(
+            "Set CONN_MAX_AGE=None (or a number of seconds) with "
+            "CONN_HEALTH_CHECKS=True, or use a pool (PostgreSQL, Django 5.1+: "
+            'OPTIONS={"pool": True}). Measured: +13-15 ms per request with '
+            "PostgreSQL on loopback, far more where security software taxes "
+            "each new connection."
+        ),
+        id="lagscope.W001",
+    )
+
+
+@_each_database
+def check_conn_health_checks(
+    alias: str, db: Mapping[str, Any], platform: str
+) -> CheckMessage | None:
+    if _conn_max_age(db) == 0 or db.get("CONN_HEALTH_CHECKS", False):
+        return None
+    return Warning(
+        f"DATABASES[{alias!r}] keeps connections open (CONN_MAX_AGE="
+        f"{_conn_max_age(db)!r}) without CONN_HEALTH_CHECKS.",
+        hint=(
+            "Set CONN_HEALTH_CHECKS=True. Without it a connection the server or a "
+            "firewall dropped is found broken by the next request, which fails "
+            "with HTTP 500 (measured: 3 of 8 requests failed after PostgreSQL "
+            "ended idle sessions)."
+        ),
+        id="lagscope.W002",
+    )
+
+
+@_each_database
+def check_pool_with_max_age(
+    alias: str, db: Mapping[str, Any], platform: str
+) -> CheckMessage | None:
+    if not _has_pool(db) or _conn_max_age(db) == 0:
+        return None
+    return Error(
+        f"DATABASES[{alias!r}] configures a pool together with CONN_MAX_AGE={_conn_max_age(db)!r}.",
+        hint=(
+            "Django refuses this combination at the first connect "
+            '("Pooling doesn\'t support persistent connections"). Set '
+            "CONN_MAX_AGE=0: the pool keeps the connections."
+        ),
+        id="lagscope.E003",
+    )
 
 
 def _effective_host(db: Mapping[str, Any], platform: str) -> str:
@@ -166,25 +182,20 @@ def _host_shown(db: Mapping[str, Any]) -> str:
     return repr(host) if host else "empty (on Windows: TCP to 'localhost')"
 
 
-def check_localhost(
-    app_configs: object = None, *, platform: str = sys.platform, **kwargs: object
-) -> list[CheckMessage]:
-    out: list[CheckMessage] = []
-    for alias, db in _network_databases():
-        if _effective_host(db, platform).lower() == "localhost":
-            out.append(
-                Warning(
-                    f"DATABASES[{alias!r}]['HOST'] is {_host_shown(db)}.",
-                    hint=(
-                        "Use '127.0.0.1'. 'localhost' costs a name lookup per connect and, "
-                        "where it resolves to ::1 first and the server listens on IPv4 only, "
-                        "a fallback: about 1 s per connect on Windows (python-arango #18, "
-                        "PyMySQL #309)."
-                    ),
-                    id="lagscope.W004",
-                )
-            )
-    return out
+@_each_database
+def check_localhost(alias: str, db: Mapping[str, Any], platform: str) -> CheckMessage | None:
+    if _effective_host(db, platform).lower() != "localhost":
+        return None
+    return Warning(
+        f"DATABASES[{alias!r}]['HOST'] is {_host_shown(db)}.",
+        hint=(
+            "Use '127.0.0.1'. 'localhost' costs a name lookup per connect and, "
+            "where it resolves to ::1 first and the server listens on IPv4 only, "
+            "a fallback: about 1 s per connect on Windows (python-arango #18, "
+            "PyMySQL #309)."
+        ),
+        id="lagscope.W004",
+    )
 
 
 def _is_loopback_without_dns(host: str) -> bool:
@@ -192,29 +203,23 @@ def _is_loopback_without_dns(host: str) -> bool:
     return is_localhost_name(host) or is_loopback_literal(host)
 
 
-def check_gssencmode(
-    app_configs: object = None, *, platform: str = sys.platform, **kwargs: object
-) -> list[CheckMessage]:
-    out: list[CheckMessage] = []
-    for alias, db in _network_databases():
-        host = _effective_host(db, platform)
-        if not _is_postgresql(db) or not _is_loopback_without_dns(host):
-            continue
-        options = db.get("OPTIONS") or {}
-        if options.get("gssencmode") != "disable":
-            out.append(
-                Warning(
-                    f"DATABASES[{alias!r}] connects to PostgreSQL on loopback without "
-                    "gssencmode=disable.",
-                    hint=(
-                        'Add OPTIONS={"gssencmode": "disable"}. Where Kerberos is configured '
-                        "libpq first tries GSSAPI encryption, about 100 ms per connect "
-                        "(111 ms vs 3.2 ms, psycopg2 #1049); loopback gains nothing from it."
-                    ),
-                    id="lagscope.W005",
-                )
-            )
-    return out
+@_each_database
+def check_gssencmode(alias: str, db: Mapping[str, Any], platform: str) -> CheckMessage | None:
+    host = _effective_host(db, platform)
+    if not _is_postgresql(db) or not _is_loopback_without_dns(host):
+        return None
+    options = db.get("OPTIONS") or {}
+    if options.get("gssencmode") == "disable":
+        return None
+    return Warning(
+        f"DATABASES[{alias!r}] connects to PostgreSQL on loopback without gssencmode=disable.",
+        hint=(
+            'Add OPTIONS={"gssencmode": "disable"}. Where Kerberos is configured '
+            "libpq first tries GSSAPI encryption, about 100 ms per connect "
+            "(111 ms vs 3.2 ms, psycopg2 #1049); loopback gains nothing from it."
+        ),
+        id="lagscope.W005",
+    )
 
 
 def _middleware() -> Sequence[str]:
