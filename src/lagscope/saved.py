@@ -1,4 +1,8 @@
-"""Loading saved JSON files back: one way for every command that reads a report it wrote.
+"""Saved JSON reports: their text, and loading them back, one way for every command that
+reads a report it wrote (probe's ``lagscope.probe/1``, diagnose's ``lagscope.report/1``).
+
+:func:`saved_text` lays a report's dict out as the file holds it; :func:`model_from_saved`
+turns a schema-valid dict into a command's model with one-line reasons.
 
 The steps, each failure one ``lagscope: load: <file>: <reason>`` line with exit 2:
 
@@ -20,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,7 +36,9 @@ __all__ = [
     "SavedFileError",
     "load_saved",
     "load_saved_json",
+    "model_from_saved",
     "parse_saved_json",
+    "saved_text",
 ]
 
 T = TypeVar("T")
@@ -96,7 +101,27 @@ def _json_path(parts: Any) -> str:
     return out
 
 
+def saved_text(data: Mapping[str, Any], indent: int | None = 2) -> str:
+    """A report's JSON form as saved files and ``--json`` hold it: non-ASCII characters as
+    they are, one trailing newline."""
+    return json.dumps(data, indent=indent, ensure_ascii=False) + "\n"
+
+
+def model_from_saved(data: Any, from_dict: Callable[[dict[str, Any]], T], schema: str) -> T:
+    """``from_dict(data)``; a dict the model cannot take becomes a ValueError with a one-line
+    reason naming ``schema`` (the file's kind) and the part that is missing or bad."""
+    if not isinstance(data, dict):
+        raise ValueError("not a lagscope report (top level is not an object)")
+    try:
+        return from_dict(data)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"malformed {schema} report: missing or bad {exc}") from None
+
+
 def _schema(name: str) -> Any:
+    # Here, not at the top: only validation needs importlib.resources (~10 ms to import).
+    from importlib import resources
+
     return json.loads(resources.files("lagscope.schemas").joinpath(name).read_text("utf-8"))
 
 

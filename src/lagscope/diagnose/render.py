@@ -8,7 +8,6 @@ renderer writes the documented ``lagscope.report/1`` form; :func:`load_json` rea
 from __future__ import annotations
 
 import io
-import json
 from typing import Any
 
 from rich import box
@@ -17,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lagscope.diagnose.model import Budget, DiagnoseReport, Figure, from_dict, to_dict
+from lagscope.saved import model_from_saved, saved_text
 
 __all__ = ["JsonRenderer", "TerminalRenderer", "load_json"]
 
@@ -28,17 +28,12 @@ class JsonRenderer:
         self.indent = indent
 
     def render(self, report: DiagnoseReport) -> str:
-        return json.dumps(to_dict(report), indent=self.indent, ensure_ascii=False) + "\n"
+        return saved_text(to_dict(report), self.indent)
 
 
 def load_json(data: Any) -> DiagnoseReport:
     """A report from its parsed JSON form. Raises ValueError with a readable reason."""
-    if not isinstance(data, dict):
-        raise ValueError("not a lagscope report (top level is not an object)")
-    try:
-        return from_dict(data)
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise ValueError(f"malformed lagscope.report/1 report: missing or bad {exc}") from None
+    return model_from_saved(data, from_dict, "lagscope.report/1")
 
 
 def _ms(value: float | None) -> str:

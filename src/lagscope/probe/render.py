@@ -36,9 +36,9 @@ class JsonRenderer:
         self.indent = indent
 
     def render(self, report: ProbeReport) -> str:
-        import json  # here: a run printed for people does not need it
+        from lagscope.saved import saved_text  # here: a run printed for people needs no JSON
 
-        return json.dumps(to_dict(report), indent=self.indent, ensure_ascii=False) + "\n"
+        return saved_text(to_dict(report), self.indent)
 
 
 def load_json(text: str) -> ProbeReport:
@@ -53,12 +53,11 @@ def load_json(text: str) -> ProbeReport:
 
 
 def report_from_saved(data: dict[str, Any]) -> ProbeReport:
-    """The report model from a dict that matches the schema (see lagscope.saved)."""
-    try:
-        return from_dict(data)
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        # The schema admits it but the model does not: say which part, in one line.
-        raise ValueError(f"malformed lagscope.probe/1 report: missing or bad {exc}") from None
+    """The report model from a dict that matches the schema (see lagscope.saved); the schema
+    admits what the model does not: a ValueError says which part, in one line."""
+    from lagscope.saved import model_from_saved
+
+    return model_from_saved(data, from_dict, "lagscope.probe/1")
 
 
 def _fmt(ms: float | None) -> str:
