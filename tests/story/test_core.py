@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
+import click
 import pytest
 
 from lagscope.errors import LagscopeError
@@ -296,3 +298,30 @@ def test_public_api_names_exist() -> None:
         assert module.__doc__, module_name
         for name in module.__all__:
             assert hasattr(module, name), (module_name, name)
+
+
+def test_docs_option_table_names_every_other_flag_of_the_command() -> None:
+    # The numbers are generated (tests/test_settings_table.py); the switches and files are
+    # written by hand, so their rows are checked against the command itself.
+    from lagscope.settings_table import rows
+    from lagscope.story.cli import demo
+
+    text = (Path(__file__).parents[2] / "docs" / "demo.md").read_text(encoding="utf-8")
+    section = text.split("## Options", 1)[1].split("\n## ", 1)[0]
+    documented = {
+        flag
+        for line in section.splitlines()
+        if line.startswith("| `-")
+        for flag in re.findall(r"`(-[-\w]+)", line.split(" | ")[0])
+    }
+    table_flags = {r.flag for r in rows(DemoOptions)}
+    command_flags = {
+        max(p.opts, key=len) for p in demo.params if isinstance(p, click.Option) and p.opts
+    }
+    assert table_flags <= documented
+    # -o is written short in the table; the command knows it as --output too.
+    documented = {"--output" if f == "-o" else f for f in documented}
+    assert documented == command_flags, (
+        f"missing from docs/demo.md: {sorted(command_flags - documented)}; "
+        f"not flags of lagscope demo: {sorted(documented - command_flags)}"
+    )

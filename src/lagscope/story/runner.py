@@ -27,7 +27,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.inject import ConnectionRecord, ConnectionTax, Injector, Route
 from lagscope.pgcluster import PgCluster, PgUnavailable, find_pg_bin
-from lagscope.settings_table import SettingsError, setting, validate
+from lagscope.settings_table import SettingsError, markdown, setting, validate
 from lagscope.story.child import READY_PREFIX, child_command
 from lagscope.story.diag import DiagnoseFn
 from lagscope.story.model import DemoReport, Sample, VersionResult, summarize
@@ -36,7 +36,7 @@ from lagscope.story.procs import Child, ChildFailed
 from lagscope.story.versions import VERSIONS, VersionSpec
 from lagscope.story.visit import run_visit, visit_plan
 
-__all__ = ["DemoOptions", "Progress", "parse_dsn", "redact", "run_demo"]
+__all__ = ["DemoOptions", "Progress", "docs_table", "parse_dsn", "redact", "run_demo"]
 
 Progress = Callable[[str], None]
 Clock = Callable[[], float]
@@ -95,6 +95,18 @@ class DemoOptions:
     @property
     def warm_requests(self) -> int:
         return WARM_REQUESTS_QUICK if self.quick else WARM_REQUESTS
+
+
+def docs_table() -> str:
+    """The settings table of docs/demo.md (its rows are :class:`DemoOptions`' numbers)."""
+    columns = [
+        ("flag", "flag"),
+        ("default", "default"),
+        ("range", "range"),
+        ("what", "help"),
+        ("why", "why"),
+    ]
+    return markdown(DemoOptions, columns=columns)
 
 
 def redact(url: str) -> str:
