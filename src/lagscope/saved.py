@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.fileio import read_text
 
 __all__ = [
     "MAX_DEPTH",
@@ -180,6 +179,9 @@ def parse_saved_json(text: str, where: str, schema_file: str | None = None) -> d
 def load_saved_json(path: Path, schema_file: str | None = None) -> dict[str, Any]:
     """Read, parse and validate a saved file (see the module docstring); raises a one-line
     LagscopeError (phase ``load``, exit 2; a :class:`SavedFileError` once the file is read)."""
+    # Here, not at the top: --json output uses this module without reading any file.
+    from lagscope.fileio import read_text
+
     try:
         text = read_text(path)
     except OSError as exc:
