@@ -403,11 +403,8 @@ def run(
             echo(f"lagscope serve: {_signal_name(signum)}, finishing in-flight requests")
             ws.stop()
 
-        def duplicate(signum: int) -> None:
-            echo(f"lagscope serve: {_signal_name(signum)} again within 1 s, taken as the same stop")
-
         with handle_stop_signals(
-            graceful, signals, wait_stopped=ws.wait_stopped, on_duplicate=duplicate
+            graceful, signals, wait_stopped=ws.wait_stopped, on_duplicate=_said_again(echo)
         ):
             try:
                 ws.serve()
@@ -465,11 +462,8 @@ def _run_workers(
             )
             stopping.set()
 
-        def duplicate(signum: int) -> None:
-            echo(f"lagscope serve: {_signal_name(signum)} again within 1 s, taken as the same stop")
-
         with handle_stop_signals(
-            graceful, signals, wait_stopped=stopped.wait, on_duplicate=duplicate
+            graceful, signals, wait_stopped=stopped.wait, on_duplicate=_said_again(echo)
         ):
             try:
                 pool.watch(stopping)
@@ -487,6 +481,15 @@ def _run_workers(
         stopped.set()
         for s in socks:
             s.close()
+
+
+def _said_again(echo: Echo) -> Callable[[int], None]:
+    """What serve prints for a copy of the first stop signal (the same stop, not a second)."""
+
+    def duplicate(signum: int) -> None:
+        echo(f"lagscope serve: {_signal_name(signum)} again within 1 s, taken as the same stop")
+
+    return duplicate
 
 
 def _signal_name(signum: int) -> str:
