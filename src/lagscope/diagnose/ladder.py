@@ -59,7 +59,7 @@ from lagscope.diagnose.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.probe.model import ProbeReport, RequestRecord
 from lagscope.probe.net import Clock, Network, SockAddr, SystemClock, SystemNetwork
-from lagscope.probe.options import DEFAULTS, ProbeOptions, is_loopback_host, parse_url
+from lagscope.probe.options import REMOTE_RATE_PER_S, ProbeOptions, is_loopback_host, parse_url
 from lagscope.probe.runner import Client, Connection, RunDeadline, make_record, run_probe
 
 __all__ = ["DiagnoseOptions", "Plan", "Progress", "diagnose"]
@@ -379,7 +379,7 @@ class _Ladder:
         sequence: list[RequestRecord] = [first] if first.status not in _REDIRECTS else []
         local: list[RequestRecord] = []
         conn: Connection | None = None
-        interval_s = 0.0 if self.loopback else 1.0 / DEFAULTS.remote_rate_per_s
+        interval_s = 0.0 if self.loopback else 1.0 / REMOTE_RATE_PER_S
         try:
             for i in range(plan.sequence):
                 if interval_s and i:

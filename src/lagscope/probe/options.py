@@ -19,8 +19,7 @@ from lagscope.errors import ExitCode, LagscopeError
 from lagscope.settings_table import SettingsError, markdown, setting, validate
 
 __all__ = [
-    "DEFAULTS",
-    "LIMITS",
+    "REMOTE_RATE_PER_S",
     "Gate",
     "ProbeOptions",
     "Target",
@@ -34,33 +33,9 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class _Defaults:
-    # New-connection requests: enough for a median interval at 95 % (needs ≥ 6) with room.
-    cold: int = 20
-    # Reused-connection requests, after the connection's own first request.
-    warm: int = 50
-    # Per-phase timeout, seconds: long enough for a 2 s Windows IPv6 fallback, short
-    # enough that a dead server is reported while the user still watches.
-    timeout_s: float = 10.0
-    # Wall-clock bound for the whole run, seconds; the run stops and says so when reached.
-    max_time_s: float = 120.0
-    # Body cap, bytes: a probe measures latency, it does not download files.
-    max_body_bytes: int = 16 * 1024 * 1024
-    # Requests per second to hosts that are not loopback (politeness); loopback is unpaced.
-    remote_rate_per_s: float = 5.0
-
-
-@dataclass(frozen=True)
-class _Limits:
-    # Upper bounds on what a user can ask for, so every run is bounded in count.
-    max_cold: int = 1000
-    max_warm: int = 10000
-    max_time_s: float = 3600.0
-
-
-DEFAULTS = _Defaults()
-LIMITS = _Limits()
+# Requests per second to hosts that are not loopback (politeness); loopback is unpaced.
+# The default of --rate where it applies (ProbeOptions.rate_per_s is None).
+REMOTE_RATE_PER_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -93,43 +68,43 @@ class ProbeOptions:
 
     target: Target
     cold: int = setting(
-        DEFAULTS.cold,
+        20,
         help="Requests each on a new TCP connection.",
         why="enough for a median interval at 95 % (needs ≥ 6) with room",
         minimum=0,
-        maximum=LIMITS.max_cold,
+        maximum=1000,
     )
     warm: int = setting(
-        DEFAULTS.warm,
+        50,
         help="Requests on one keep-alive connection, after its own first request.",
         why="reused-connection requests; the connection's first request is its own series",
         minimum=0,
-        maximum=LIMITS.max_warm,
+        maximum=10000,
     )
     method: str = "GET"
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
     timeout_s: float = setting(
-        DEFAULTS.timeout_s,
+        10.0,
         flag="--timeout",
         unit="s",
         help="Timeout per phase, seconds.",
         why="long enough for a 2 s Windows IPv6 fallback, short enough that a dead server "
         "is reported while the user still watches",
         above=0,
-        maximum=LIMITS.max_time_s,
+        maximum=3600,
     )
     max_time_s: float = setting(
-        DEFAULTS.max_time_s,
+        120.0,
         flag="--max-time",
         unit="s",
         help="Bound on the whole run, seconds; stops early and says so.",
         why="every run is bounded in time, whatever the server does",
         above=0,
-        maximum=LIMITS.max_time_s,
+        maximum=3600,
     )
     max_body_bytes: int = setting(
-        DEFAULTS.max_body_bytes,
+        16 * 1024 * 1024,
         flag="--max-body",
         unit="bytes",
         shown="16 MiB",
@@ -144,12 +119,12 @@ class ProbeOptions:
     cafile: str | None = None
     # host (lower-case) -> addresses tried in this order, like curl --resolve.
     resolve: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
-    # None means unpaced on loopback and DEFAULTS.remote_rate_per_s elsewhere.
+    # None means unpaced on loopback and REMOTE_RATE_PER_S elsewhere.
     rate_per_s: float | None = setting(
         None,
         flag="--rate",
         unit="/s",
-        shown=f"unpaced on loopback, {DEFAULTS.remote_rate_per_s:g}/s elsewhere",
+        shown=f"unpaced on loopback, {REMOTE_RATE_PER_S:g}/s elsewhere",
         help="Requests per second.",
         why="politeness towards hosts that are not this machine; 0.001/s is one request "
         "per 1000 s, and slower pacing could not fit even a short run in --max-time",

@@ -675,9 +675,9 @@ def run_probe(
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     rate = opts.rate_per_s
     if rate is None and not is_loopback_host(opts.target.host, opts.pinned(opts.target.host)):
-        from lagscope.probe.options import DEFAULTS
+        from lagscope.probe.options import REMOTE_RATE_PER_S
 
-        rate = DEFAULTS.remote_rate_per_s
+        rate = REMOTE_RATE_PER_S
     interval_ns = int(1e9 / rate) if rate else 0
     plan = _plan(opts.cold, opts.warm)
     totals = {"cold": opts.cold, "warm": opts.warm, "warm_first": 1 if opts.warm else 0}
