@@ -99,14 +99,7 @@ class DemoOptions:
 
 def docs_table() -> str:
     """The settings table of docs/demo.md (its rows are :class:`DemoOptions`' numbers)."""
-    columns = [
-        ("flag", "flag"),
-        ("default", "default"),
-        ("range", "range"),
-        ("what", "help"),
-        ("why", "why"),
-    ]
-    return markdown(DemoOptions, columns=columns)
+    return markdown(DemoOptions)
 
 
 def redact(url: str) -> str:
