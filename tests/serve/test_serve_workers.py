@@ -11,6 +11,7 @@ import socket
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,27 @@ def _get(port: int, path: str) -> tuple[int, bytes]:
         conn.close()
 
 
+def _split_of_keep_alive_connections(port: int, count: int) -> Counter[int]:
+    """Open ``count`` keep-alive connections one after another (all kept open), ask each
+    which worker serves it: the workers' own answer, not an inference."""
+    conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(count)]
+    pids: Counter[int] = Counter()
+    try:
+        for conn in conns:
+            conn.request("GET", "/pid")
+            resp = conn.getresponse()
+            pids[int(resp.read())] += 1
+            assert not resp.will_close
+        # Every connection is still served by the same worker on its next request.
+        for conn in conns:
+            conn.request("GET", "/pid")
+            pids[int(conn.getresponse().read())] += 1
+    finally:
+        for conn in conns:
+            conn.close()
+    return pids
+
+
 def test_restart_backoff_is_bounded() -> None:
     assert [restart_delay_s(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
     assert restart_delay_s(50) == 30.0
@@ -93,6 +115,20 @@ def test_two_workers_report_ready_share_the_port_and_survive_a_killed_worker(
         code = proc.stop()
     assert code == 0
     assert "restarting in 0.5 s" in proc.output
+
+
+def test_keep_alive_connections_are_spread_evenly_over_the_workers(tmp_path: Path) -> None:
+    proc = _workers(tmp_path)
+    try:
+        pids = _worker_pids(proc)
+        split = _split_of_keep_alive_connections(proc.port, 8)
+        # After they close, the next 8 spread evenly again (counts went back to 0 each).
+        again = _split_of_keep_alive_connections(proc.port, 8)
+    finally:
+        code = proc.stop()
+    assert code == 0
+    assert split == {pids[0]: 8, pids[1]: 8}, split  # 4 connections x 2 requests each
+    assert again == split
 
 
 def test_graceful_stop_of_all_workers_with_requests_in_flight(tmp_path: Path) -> None:
@@ -142,9 +178,12 @@ def test_spawned_workers_get_the_listening_socket_through_the_pipe(tmp_path: Pat
         assert len(pids) == 2
         served_by = {int(_get(proc.port, "/pid")[1]) for _ in range(20)}
         assert served_by <= set(pids)
+        # The balance table reached the spawned workers too.
+        split = _split_of_keep_alive_connections(proc.port, 8)
     finally:
         code = proc.stop()
     assert code == 0
+    assert split == {pids[0]: 8, pids[1]: 8}, split  # 4 connections x 2 requests each
 
 
 def test_a_forged_x_forwarded_for_from_an_untrusted_peer_is_ignored(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.netutil import set_listen_options
 from lagscope.serve.app import AppSpec, LoadedApp, load_app
+from lagscope.serve.balance import RECHECK_S, Balance
 from lagscope.serve.database import PrewarmResult
 from lagscope.serve.settings import ServeConfig
 from lagscope.serve.workers import StartMethod, WorkerPool, default_start_method
@@ -125,12 +126,19 @@ class WaitressServer:
     port: int
     prewarmed: list[PrewarmResult] = field(default_factory=list)
     shutdown_timeout_s: float = 30.0
+    # One of several workers: accept only while among the least loaded (see balance.py).
+    balance: Balance | None = None
+    # The loop's select() timeout while accepting: the drain and Ctrl+C on Windows wait
+    # for the loop to wake up.
+    idle_wake_s: float = 1.0
     _stopping: threading.Event = field(default_factory=threading.Event)
     _stopped: threading.Event = field(default_factory=threading.Event)
     in_flight_at_stop: int = 0
     finished: int = 0
     abandoned: int = 0
     aborted: bool = False
+    # Loop iterations so far (each one a select() and a pass over every connection).
+    iterations: int = 0
     _wake: Any = None
     _tracked: set[Any] = field(default_factory=set)
 
@@ -154,8 +162,11 @@ class WaitressServer:
         once and is re-raised."""
         from waitress import wasyncore
 
+        socket_map = self._map()
         try:
-            wasyncore.loop(timeout=1.0, map=self._map(), use_poll=False)
+            while socket_map:
+                wasyncore.poll(self._wake_after_s(), socket_map)
+                self.iterations += 1
         except KeyboardInterrupt:
             self.abort()
             raise
@@ -163,6 +174,13 @@ class WaitressServer:
             # Wait for the worker threads only when none is stuck in an abandoned request.
             self._stop_dispatcher(0.0 if (self.aborted or self.abandoned) else 5.0)
             self._stopped.set()
+
+    def _wake_after_s(self) -> float:
+        """A worker that is not accepting does not watch the listeners: it must look again
+        soon, or a new connection could wait for its loop's next wake-up."""
+        if self.balance is not None and not self.balance.accepting:
+            return RECHECK_S
+        return self.idle_wake_s
 
     def stop(self) -> None:
         """Graceful stop: stop accepting, close idle connections, let in-flight requests
@@ -218,6 +236,8 @@ class WaitressServer:
         from waitress import wasyncore
         from waitress.server import BaseWSGIServer
 
+        if self.balance is not None:
+            self.balance.leave()
         for obj in list(self._map().values()):
             if isinstance(obj, BaseWSGIServer) and obj.accepting:
                 obj.accepting = False
@@ -289,22 +309,29 @@ class WaitressServer:
 def start_waitress(loaded: LoadedApp, config: ServeConfig) -> WaitressServer:
     """Listen, create the waitress server, and prewarm; the loop is not running yet."""
     try:
-        from waitress.server import create_server
+        import waitress  # noqa: F401
     except ImportError as exc:
         raise LagscopeError(
             "config", "waitress is not installed (pip install 'lagscope[serve]')", ExitCode.USAGE
         ) from exc
     socks = open_listeners(config.listen_hosts, config.port, config.backlog)
-    return serve_on(loaded, config, socks, create_server)
+    return serve_on(loaded, config, socks)
 
 
 def serve_on(
-    loaded: LoadedApp, config: ServeConfig, socks: list[socket.socket], create_server: Any
+    loaded: LoadedApp,
+    config: ServeConfig,
+    socks: list[socket.socket],
+    balance: Balance | None = None,
 ) -> WaitressServer:
-    """The waitress server on listening ``socks`` (closed on failure), prewarmed."""
+    """The waitress server on listening ``socks`` (closed on failure), prewarmed.
+
+    ``balance``: this process is one of several workers on the same sockets."""
+    from lagscope.serve.accept import build_server
+
     port = int(socks[0].getsockname()[1])
     try:
-        server = create_server(loaded.app, sockets=socks, **config.waitress_adjustments())
+        server = build_server(loaded.app, socks, config.waitress_adjustments(), balance)
     except Exception:
         for s in socks:
             s.close()
@@ -313,7 +340,14 @@ def serve_on(
         # Per-server Adjustments instance; waitress reads it for each accepted socket.
         server.adj.socket_options = []
     urls = [_url(s.getsockname()[0], port) for s in socks]
-    ws = WaitressServer(server, urls, port, shutdown_timeout_s=config.shutdown_timeout)
+    ws = WaitressServer(
+        server,
+        urls,
+        port,
+        shutdown_timeout_s=config.shutdown_timeout,
+        balance=balance,
+        idle_wake_s=float(server.adj.asyncore_loop_timeout),
+    )
     if loaded.databases is not None:
         # The prewarm tasks queue up on purpose: waitress's "Task queue depth" warning
         # would be noise here.

@@ -4,8 +4,9 @@ The parent loads the app once (imports, the reference app's migrate + seed, the 
 plan; no connection left open), opens the listeners (dual-stack ``localhost`` included)
 and starts the workers. Each worker builds its own waitress server on the shared sockets,
 prewarms its *own* database connections and reports ready; the parent prints the one
-readiness line only when every worker is ready. The kernel hands each new connection to
-whichever worker accepts first.
+readiness line only when every worker is ready. Connections are spread evenly: a worker accepts
+only while it holds no more open connections than the least-loaded one
+(:mod:`lagscope.serve.balance`, a small table in shared memory that the parent creates).
 
 How the listening sockets reach a worker (:class:`Handoff`):
 
@@ -37,6 +38,7 @@ from typing import Any, Literal
 
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.serve.app import AppSpec, LoadedApp, load_app
+from lagscope.serve.balance import Balance, LoadTable
 from lagscope.serve.database import PrewarmResult
 from lagscope.serve.settings import ServeConfig
 
@@ -109,10 +111,8 @@ _FORKED_APP: LoadedApp | None = None
 _FORKED_SOCKS: list[socket.socket] = []
 
 
-def _worker_main(args: _WorkerArgs, conn: Any, forked: bool) -> None:
+def _worker_main(args: _WorkerArgs, conn: Any, forked: bool, table: LoadTable) -> None:
     """A worker process: serve on the shared sockets until told to stop."""
-    from waitress.server import create_server
-
     from lagscope.serve.launcher import serve_on
     from lagscope.serve.settings import Host, resolve
     from lagscope.stopping import graceful_signals, handle_stop_signals
@@ -125,7 +125,7 @@ def _worker_main(args: _WorkerArgs, conn: Any, forked: bool) -> None:
         else:
             socks = Handoff.receive(conn)
             loaded = load_app(args.spec, config, migrate=False)
-        ws = serve_on(loaded, config, socks, create_server)
+        ws = serve_on(loaded, config, socks, Balance(table, args.index))
     except LagscopeError as exc:
         conn.send(("error", exc.one_line(), int(exc.exit_code)))
         return
@@ -185,6 +185,7 @@ class WorkerPool:
     restarts: int = 0
     _quick_deaths: dict[int, int] = field(default_factory=dict)
     _restart_at: dict[int, float] = field(default_factory=dict)
+    table: LoadTable | None = None
 
     def _overrides(self) -> dict[str, object]:
         return {name: self.config.values[name] for name in self.config.given}
@@ -192,6 +193,9 @@ class WorkerPool:
     def start_worker(self, index: int) -> _Worker:
         global _FORKED_APP, _FORKED_SOCKS
         ctx: Any = multiprocessing.get_context(self.start_method)
+        if self.table is None:
+            self.table = LoadTable(self.config.workers, ctx)
+        self.table.clear(index)  # counts again once the new worker's loop runs
         parent_end, child_end = ctx.Pipe(duplex=True)
         forked = self.start_method == "fork"
         args = _WorkerArgs(index, self.spec, self._overrides())
@@ -199,7 +203,7 @@ class WorkerPool:
             _FORKED_APP, _FORKED_SOCKS = self.loaded, self.socks
         process = ctx.Process(
             target=_worker_main,
-            args=(args, child_end, forked),
+            args=(args, child_end, forked, self.table),
             name=f"lagscope-serve-worker-{index}",
             daemon=False,
         )
@@ -287,6 +291,8 @@ class WorkerPool:
                     f"{delay_s:g} s"
                 )
                 worker.conn.close()
+                if self.table is not None:
+                    self.table.clear(index)  # the others stop waiting for its count
                 self._restart_at[index] = now + delay_s
             for index, at in list(self._restart_at.items()):
                 if now >= at and not stopping.is_set():
