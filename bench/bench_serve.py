@@ -21,7 +21,8 @@ CPU speed swings by about +-30 % every few seconds:
    connection.
 6. **load** (``serve_load.py``): req/s and p50/p99 at ``hey -c 1`` and ``-c 8`` for
    ``serve --workers 1`` and ``2``, granian 2 workers, gunicorn gthread 2x2 and the
-   hand-tuned waitress.
+   hand-tuned waitress, on PostgreSQL and on SQLite (``--load-databases``), with hey's
+   connections per server process.
 
 The tax is ``lagscope inject``'s ``ConnectionTax``, one proxy process per hop. Shared
 helpers live in ``serve_harness.py``, the child processes in ``serve_children.py``.
@@ -404,6 +405,11 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="keep the lagscope Server-Timing middleware in the demo app",
     )
+    ap.add_argument(
+        "--load-databases",
+        default="postgresql,sqlite",
+        help="databases of the load phase: postgresql, sqlite or both (comma-separated)",
+    )
     ns = ap.parse_args(argv)
     phases = set(ns.phases.split(","))
     unknown = phases - set(PHASES)
@@ -441,7 +447,18 @@ def main(argv: list[str]) -> int:
             if "nginx" in phases:
                 phase_nginx(procs, cluster.port, nginx_rounds, out)
             if "load" in phases:
-                phase_load(procs, cluster.port, load_slice_s, load_rotations, out)
+                databases: list[tuple[str, str | None]] = [("PostgreSQL", None)]
+                if "sqlite" in ns.load_databases:
+                    sqlite_url = (
+                        f"sqlite:///{Path(tempfile.mkdtemp(prefix='lagscope-bench-'))}/demo.sqlite3"
+                    )
+                    prep = procs.spawn("prepare-sqlite", _me("_prepare", sqlite_url))
+                    prep.proc.wait(300)
+                    procs.stop(prep)
+                    databases.append(("SQLite", sqlite_url))
+                if "postgresql" not in ns.load_databases:
+                    databases = databases[1:]
+                phase_load(procs, cluster.port, load_slice_s, load_rotations, out, databases)
         finally:
             procs.stop_all()
     cmd = (
@@ -450,6 +467,11 @@ def main(argv: list[str]) -> int:
         + (" --servertiming" if ns.servertiming else "")
         + (f" --phases {ns.phases}" if phases != set(PHASES) else "")
         + "".join(f" --serve-arg={a}" for a in ns.serve_arg)
+        + (
+            f" --load-databases {ns.load_databases}"
+            if ns.load_databases != "postgresql,sqlite"
+            else ""
+        )
     )
     header = [
         f"Command: `{cmd}` ({time.monotonic() - started:.0f} s). ",

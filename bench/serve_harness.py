@@ -238,13 +238,16 @@ def start_stack(
     pg_port: int,
     http_tax_ms: float | None,
     db_tax_ms: float | None,
+    db_url: str | None = None,
 ) -> Stack:
+    """``db_url`` (e.g. a SQLite file) replaces the cluster on ``pg_port`` (no database tax
+    then)."""
     db_proxy = None
     db_port = pg_port
     if db_tax_ms is not None:
         db_proxy = start_proxy(procs, f"{name}-dbproxy", pg_port, db_tax_ms)
         db_port = db_proxy.port
-    argv, env, cwd = _server_argv(kind, _db_url(db_port))
+    argv, env, cwd = _server_argv(kind, db_url or _db_url(db_port))
     server = procs.spawn(name, argv, env=env, cwd=cwd)
     server_port = int(server.wait_line(URL_RE).group(1))
     _wait_connect(server_port)

@@ -5,14 +5,19 @@ Servers: ``lagscope serve --workers 1`` and ``--workers 2``, granian 2 workers (
 --server granian --workers 2``), gunicorn gthread 2 workers x 2 threads (persistent,
 health-checked connections), and waitress with the hand-tuned settings of the original
 report (threads=4, connection_limit=200, channel_timeout=3600). Each runs the reference
-app on the same PostgreSQL (or SQLite) database. For each concurrency (``-c 1``, ``-c 8``)
-every server gets ``hey -z SLICE`` once per rotation, servers in shuffled order per
-rotation, so the CPU's speed swings fall on all of them alike. hey shares the 2 vCPUs with
-the servers, so req/s is a comparison, not a capacity.
+app on the same database, once on PostgreSQL and once on SQLite. For each concurrency
+(``-c 1``, ``-c 8``) every server gets ``hey -z SLICE`` once per rotation, servers in
+shuffled order per rotation, so the CPU's speed swings fall on all of them alike. hey
+shares the 2 vCPUs with the servers, so req/s is a comparison, not a capacity.
+
+Halfway through each ``-c 8`` slice the established connections on the server's port are
+counted per process (``ss -tnp``, Linux): how hey's 8 keep-alive connections are split over
+the worker processes, from the kernel's own table.
 """
 
 from __future__ import annotations
 
+import collections
 import importlib.util
 import random
 import re
@@ -20,12 +25,13 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 
 from serve_children import PATH
 from serve_harness import Processes, Stack, concurrent, start_stack, stop_stack
 
-__all__ = ["HeyResult", "parse_hey", "phase_load"]
+__all__ = ["HeyResult", "connections_per_process", "parse_hey", "phase_load"]
 
 LOAD_SERVERS: tuple[tuple[str, str], ...] = (
     ("serve --workers 1", "serve-w1"),
@@ -56,24 +62,61 @@ def parse_hey(text: str) -> HeyResult:
     return HeyResult(rps, p50 * 1000, p99 * 1000, errors)
 
 
-def run_hey(port: int, concurrency: int, slice_s: float) -> HeyResult:
+def connections_per_process(port: int) -> list[int]:
+    """Established connections on local ``port`` per owning process, largest first (empty
+    without ``ss``)."""
+    if shutil.which("ss") is None:
+        return []
     out = subprocess.run(
-        ["hey", "-z", f"{slice_s:g}s", "-c", str(concurrency), f"http://127.0.0.1:{port}{PATH}"],
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
         capture_output=True,
         text=True,
-        timeout=slice_s + 60,
-        check=True,
-    )
-    return parse_hey(out.stdout)
+        timeout=30,
+        check=False,
+    ).stdout
+    counts = collections.Counter(re.findall(r"pid=(\d+)", out))
+    return sorted(counts.values(), reverse=True)
+
+
+def run_hey(port: int, concurrency: int, slice_s: float) -> tuple[HeyResult, list[int]]:
+    """One hey slice; the connection split halfway through it."""
+    argv = ["hey", "-z", f"{slice_s:g}s", "-c", str(concurrency), f"http://127.0.0.1:{port}{PATH}"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as hey:
+        time.sleep(slice_s / 2)  # a benchmark pacing its sampling, not a test waiting
+        split = connections_per_process(port)
+        out, err = hey.communicate(timeout=slice_s + 60)
+    if hey.returncode != 0:
+        raise RuntimeError(f"hey failed ({hey.returncode}): {err.strip()}")
+    return parse_hey(out), split
 
 
 @dataclass
 class _Runs:
     results: dict[int, list[HeyResult]] = field(default_factory=dict)
+    splits: list[list[int]] = field(default_factory=list)
 
 
 def phase_load(
-    procs: Processes, pg_port: int, slice_s: float, rotations: int, out: list[str]
+    procs: Processes,
+    pg_port: int,
+    slice_s: float,
+    rotations: int,
+    out: list[str],
+    databases: list[tuple[str, str | None]] | None = None,
+) -> None:
+    """One table per database: ``(label, URL)``, URL None for the cluster on ``pg_port``."""
+    for label, url in databases or [("PostgreSQL", None)]:
+        _load_one(procs, pg_port, url, label, slice_s, rotations, out)
+
+
+def _load_one(
+    procs: Processes,
+    pg_port: int,
+    db_url: str | None,
+    db_label: str,
+    slice_s: float,
+    rotations: int,
+    out: list[str],
 ) -> None:
     if shutil.which("hey") is None:
         out.append("### Load (hey)\n\n`hey` is not installed (apt install hey): skipped.\n")
@@ -88,7 +131,7 @@ def phase_load(
     try:
         for label, kind in servers:
             try:
-                stacks[label] = start_stack(procs, kind, kind, pg_port, None, None)
+                stacks[label] = start_stack(procs, kind, kind, pg_port, None, None, db_url)
             except RuntimeError as exc:
                 notes.append(f"{label}: did not start ({str(exc).splitlines()[0]})")
                 continue
@@ -101,40 +144,47 @@ def phase_load(
                 names = list(stacks)
                 rng.shuffle(names)
                 for name in names:
-                    result = run_hey(stacks[name].port, concurrency, slice_s)
+                    result, split = run_hey(stacks[name].port, concurrency, slice_s)
                     runs[name].results.setdefault(concurrency, []).append(result)
+                    if concurrency == 8:
+                        runs[name].splits.append(split)
                     print(
-                        f"  load c={concurrency} {name}: {result.rps:.0f} req/s, "
-                        f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms",
+                        f"  load {db_label} c={concurrency} {name}: {result.rps:.0f} req/s, "
+                        f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+                        f"connections per process {'/'.join(map(str, split)) or '?'}",
                         file=sys.stderr,
                     )
     finally:
         for stack in stacks.values():
             stop_stack(procs, stack)
     base = "gunicorn gthread 2x2" if "gunicorn gthread 2x2" in runs else next(iter(runs))
-    out.append("### Load: req/s and p50/p99 with hey, every multi-core option side by side\n")
+    out.append(f"### Load on {db_label}: req/s and p50/p99 with hey, side by side\n")
     out.append(
         f"`hey -z {slice_s:g}s -c C` per server, {rotations} rotation(s) per concurrency in "
-        "shuffled order; medians over rotations. hey runs on the same 2 vCPUs. Ratios are "
-        f"against {base}.\n"
+        "shuffled order; medians over rotations (c=8 req/s also as min-max). hey runs on "
+        f"the same 2 vCPUs. Ratios are against {base}. Split: hey's connections per server "
+        "process halfway through each c=8 slice (`ss -tnp`).\n"
     )
     out.append(
-        "| server | c=1 req/s | c=1 p50 / p99 ms | c=8 req/s | c=8 p50 / p99 ms | "
-        "c=8 req/s vs base | c=8 p99 vs base | non-200 |"
+        "| server | c=1 req/s | c=1 p50 / p99 ms | c=8 req/s (min-max) | c=8 p50 / p99 ms | "
+        "c=8 req/s vs base | c=8 p99 vs base | c=8 split | non-200 |"
     )
-    out.append("|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|")
 
     def med(name: str, c: int, what: str) -> float:
         return float(statistics.median(float(getattr(r, what)) for r in runs[name].results[c]))
 
     for name in runs:
         errors = sum(r.errors for rs in runs[name].results.values() for r in rs)
+        c8 = [r.rps for r in runs[name].results[8]]
+        splits = ", ".join("/".join(map(str, sp)) or "?" for sp in runs[name].splits)
         out.append(
             f"| {name} | {med(name, 1, 'rps'):.0f} | {med(name, 1, 'p50_ms'):.1f} / "
-            f"{med(name, 1, 'p99_ms'):.1f} | {med(name, 8, 'rps'):.0f} | "
+            f"{med(name, 1, 'p99_ms'):.1f} | {med(name, 8, 'rps'):.0f} "
+            f"({min(c8):.0f}-{max(c8):.0f}) | "
             f"{med(name, 8, 'p50_ms'):.1f} / {med(name, 8, 'p99_ms'):.1f} | "
             f"{med(name, 8, 'rps') / med(base, 8, 'rps'):.2f}x | "
-            f"{med(name, 8, 'p99_ms') / med(base, 8, 'p99_ms'):.2f}x | {errors} |"
+            f"{med(name, 8, 'p99_ms') / med(base, 8, 'p99_ms'):.2f}x | {splits} | {errors} |"
         )
     for note in notes:
         out.append(f"\n{note}")
