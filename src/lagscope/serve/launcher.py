@@ -160,12 +160,13 @@ class WaitressServer:
 
         A :class:`KeyboardInterrupt` in the loop (a second signal) closes every socket at
         once and is re-raised."""
-        from waitress import wasyncore
+        from lagscope.serve.accept import loop_hints, poll_once
 
         socket_map = self._map()
+        hints = loop_hints(socket_map)
         try:
             while socket_map:
-                wasyncore.poll(self._wake_after_s(), socket_map)
+                poll_once(socket_map, hints, self._wake_after_s)
                 self.iterations += 1
         except KeyboardInterrupt:
             self.abort()
