@@ -37,10 +37,12 @@ __all__ = [
     "load_saved_json",
     "model_from_saved",
     "parse_saved_json",
+    "round_trip",
     "saved_text",
 ]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # Saved files are a few levels deep (report → series → request → attempt → field); 64 leaves
 # room for any future format and stays far below Python's recursion limit.
@@ -104,6 +106,14 @@ def saved_text(data: Mapping[str, Any], indent: int | None = 2) -> str:
     """A report's JSON form as saved files and ``--json`` hold it: non-ASCII characters as
     they are, one trailing newline."""
     return json.dumps(data, indent=indent, ensure_ascii=False) + "\n"
+
+
+def round_trip(
+    report: R, to_dict: Callable[[R], dict[str, Any]], from_dict: Callable[[dict[str, Any]], R]
+) -> R:
+    """``report`` as its saved JSON form reads back: a live run then shows exactly the
+    saved file's (rounded) numbers, on the terminal, in ``-o``, the HTML page and the HAR."""
+    return from_dict(json.loads(json.dumps(to_dict(report))))
 
 
 def model_from_saved(data: Any, from_dict: Callable[[dict[str, Any]], T], schema: str) -> T:

@@ -8,7 +8,6 @@ warning or worse was found (or ``--budget`` was exceeded).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,12 +16,13 @@ import click
 
 from lagscope.diagnose import make_options
 from lagscope.diagnose.ladder import diagnose
-from lagscope.diagnose.model import DiagnoseReport, from_dict
+from lagscope.diagnose.model import DiagnoseReport, from_dict, to_dict
 from lagscope.diagnose.render import JsonRenderer, TerminalRenderer, load_json
 from lagscope.diagnose.settings import DiagnoseSettings
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.outputs import Outputs, output_options, show
 from lagscope.probe.model import redact_command_line
+from lagscope.saved import round_trip
 from lagscope.settings_table import build, click_options
 
 
@@ -129,7 +129,7 @@ def diagnose_command(
         measured = diagnose(opts, progress=_progress())
         # Everything below shows the report as its JSON reads back, so the terminal, the
         # saved file, --load, the HTML page and the HAR all carry the same numbers.
-        report = from_dict(json.loads(JsonRenderer().render(measured)))
+        report = round_trip(measured, to_dict, from_dict)
     show(
         report,
         lambda: JsonRenderer().render(report),

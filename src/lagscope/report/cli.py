@@ -6,7 +6,6 @@ shares, so the flags behave the same on ``probe`` and ``report``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -19,6 +18,7 @@ from lagscope.outputs import FILE_PATH
 from lagscope.probe import model as probe_model
 from lagscope.report import har, html
 from lagscope.report.load import AnyReport, read_report
+from lagscope.saved import round_trip
 
 __all__ = ["as_saved", "report", "write_outputs"]
 
@@ -27,8 +27,8 @@ def as_saved(report: AnyReport) -> AnyReport:
     """The report as its saved JSON form reads back: the page and the HAR of a live run then
     show exactly the JSON's (rounded) numbers, and equal what ``lagscope report`` gives."""
     if isinstance(report, DiagnoseReport):
-        return diagnose_model.from_dict(json.loads(json.dumps(diagnose_model.to_dict(report))))
-    return probe_model.from_dict(json.loads(json.dumps(probe_model.to_dict(report))))
+        return round_trip(report, diagnose_model.to_dict, diagnose_model.from_dict)
+    return round_trip(report, probe_model.to_dict, probe_model.from_dict)
 
 
 def write_outputs(report: AnyReport, html_path: Path | None, har_path: Path | None) -> None:
