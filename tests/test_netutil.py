@@ -14,6 +14,7 @@ from lagscope.netutil import (
     SO_EXCLUSIVEADDRUSE,
     bind_listeners,
     classify_oserror,
+    free_port,
     listen_options,
     new_event_loop,
     run_in_new_loop,
@@ -116,3 +117,15 @@ def test_windows_loop_is_proactor_whatever_the_policy() -> None:  # pragma: no c
             loop.close()
     finally:
         asyncio.set_event_loop_policy(policy)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_free_port_is_bindable_on_its_host(host: str) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        port = free_port(host)
+    except OSError:
+        pytest.skip(f"no {host} on this machine")
+    assert 1024 <= port <= 65535
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, port))  # free a moment ago: binding it now works

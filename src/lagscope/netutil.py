@@ -23,6 +23,7 @@ __all__ = [
     "SocketErrorKind",
     "bind_listeners",
     "classify_oserror",
+    "free_port",
     "listen_options",
     "new_event_loop",
     "run_in_new_loop",
@@ -52,6 +53,16 @@ def set_listen_options(sock: socket.socket, platform: str = sys.platform) -> Non
     """Apply :func:`listen_options` to ``sock`` (call it before ``bind``)."""
     for level, option, value in listen_options(platform):
         sock.setsockopt(level, option, value)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port on ``host`` that was free a moment ago, for a server that cannot bind port 0
+    and report it back (PostgreSQL, nginx, granian); its start retries the small race with
+    another process taking the port first."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def bind_listeners(host: str, port: int, platform: str = sys.platform) -> list[socket.socket]:

@@ -18,7 +18,6 @@ import glob
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+from lagscope.netutil import free_port
 
 __all__ = [
     "PG_BIN_GLOBS",
@@ -141,14 +142,6 @@ def _current_euid() -> int | None:
 def _give(path: Path, account: RunAs) -> None:
     if sys.platform != "win32":  # accounts are only chosen on POSIX (root)
         os.chown(path, account.uid, account.gid)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    # PostgreSQL cannot bind port 0 and report it back, so we pick a free one; the tiny
-    # race with another process is retried by start().
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 class PgCluster:

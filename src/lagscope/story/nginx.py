@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from lagscope.errors import ExitCode, LagscopeError
+from lagscope.netutil import free_port
 from lagscope.nginx.config import Endpoint
 from lagscope.nginx.render import NginxConfig, render
 
@@ -88,12 +89,6 @@ def _last_line(path: Path) -> str:
     return lines[-1] if lines else ""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class NginxProcess:
     """``nginx -p PREFIX -c nginx.conf -g 'daemon off;'`` as a child; ``port`` once ready."""
 
@@ -111,7 +106,7 @@ class NginxProcess:
         self.prefix.chmod(0o755)
         last = ""
         for _ in range(3):  # a free port can be taken before nginx binds it
-            port = _free_port()
+            port = free_port()
             conf = self.prefix / "nginx.conf"
             conf.write_text(
                 nginx_config(self.keepalive, port, self.upstream, self.prefix), encoding="utf-8"
