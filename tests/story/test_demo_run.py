@@ -383,6 +383,12 @@ def test_load_renders_a_saved_run_again(pg_run: Run, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "findings each version still has" in proc.stdout
     assert json.loads(pg_run.stdout)["schema"] == "lagscope.demo/1"
+    # What PowerShell 5.1's `lagscope demo --json > demo.json` writes: UTF-16, with a BOM.
+    saved.write_text(pg_run.stdout, encoding="utf-16")
+    again = subprocess.run(
+        _argv("--load", str(saved)), capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (again.returncode, again.stdout) == (0, proc.stdout), again.stderr
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.fileio import write_text_atomic
+from lagscope.fileio import read_text, write_text_atomic
 from lagscope.outputs import FILE_PATH
 from lagscope.settings_table import build, check_values, click_options
 from lagscope.story.diag import default_diagnose
@@ -110,7 +110,9 @@ def demo(
         )
     if load_path is not None:
         try:
-            report = load_json(load_path.read_text(encoding="utf-8"))
+            # fileio.read_text, as every command reads a saved file: a run saved by
+            # PowerShell 5.1's `>` is UTF-16 with a byte-order mark.
+            report = load_json(read_text(load_path))
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise LagscopeError("load", f"cannot read {load_path}: {exc}", ExitCode.USAGE) from None
     else:
