@@ -83,23 +83,19 @@ def nginx_check(
     the whole group killed: a wrapper script's children never outlive it.
     """
     argv = [str(nginx), "-t", "-q", "-p", str(prefix), "-c", str(conf)]
+    if sys.platform == "win32":
+        new_group = subprocess.CREATE_NEW_PROCESS_GROUP
+    else:  # a new session (start_new_session) is the POSIX process group
+        new_group = 0
     try:
-        if sys.platform == "win32":
-            proc = subprocess.Popen(
-                argv,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                creationflags=subprocess.CREATE_NEW_PROCESS_GROUP,
-            )
-        else:
-            proc = subprocess.Popen(
-                argv,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            creationflags=new_group,
+            start_new_session=True,  # POSIX only; Windows ignores it
+        )
     except OSError as exc:
         raise LagscopeError("check", f"cannot run {nginx}: {exc}", ExitCode.ENVIRONMENT) from None
     try:
