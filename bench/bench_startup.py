@@ -13,6 +13,8 @@ Run on demand (never in CI):
   drifting speed cancels out. Target: ≤ 4×.
 - ``python -S -c pass`` next to ``python -c pass``: what ``site`` (the venv's
   site-packages, ``.pth`` files) adds to every console script.
+- ``--baseline PATH`` runs another lagscope console script (an older commit's venv, made with
+  ``git worktree add`` and ``uv sync``) in the same rounds, for before / after ratios.
 
 Bytecode is compiled once (into a temporary PYTHONPYCACHEPREFIX) before the counted runs, as
 an installed package has it; PYTHONDONTWRITEBYTECODE is cleared for the children.
@@ -77,6 +79,12 @@ def _row(label: str, runs: list[tuple[float, float]]) -> str:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument(
+        "--baseline",
+        metavar="LAGSCOPE",
+        help="another lagscope console script (e.g. an older commit's venv) to run in the same "
+        "rounds: its probe and --version rows and the paired after / before ratios",
+    )
     args = parser.parse_args(argv)
     rounds = max(1, min(args.rounds, 50))
     curl = shutil.which("curl")
@@ -109,13 +117,20 @@ def main(argv: list[str]) -> int:
                 "floor": [sys.executable, "-c", "pass"],
                 "floor_s": [sys.executable, "-S", "-c", "pass"],
             }
+            if args.baseline:
+                commands["base_probe"] = [args.baseline, *probe[1:]]
+                commands["base_version"] = [args.baseline, "--version"]
             for cmd in commands.values():  # warm-up; compiles bytecode
                 _run_s(cmd, env)
             runs: dict[str, list[tuple[float, float]]] = {key: [] for key in commands}
             for _ in range(rounds):  # A B A B: each probe run is paired with the next curl
                 for key, cmd in commands.items():
                     runs[key].append(_run_s(cmd, env))
-    print(f"Command: `uv run --all-extras python bench/bench_startup.py --rounds {rounds}`  ")
+    baseline = f" --baseline {args.baseline}" if args.baseline else ""
+    print(
+        f"Command: `uv run --all-extras python bench/bench_startup.py --rounds {rounds}"
+        f"{baseline}`  "
+    )
     print(
         f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, lagscope {__version__}, {time.strftime('%Y-%m-%d')}"
@@ -130,7 +145,10 @@ def main(argv: list[str]) -> int:
         "probe": "`lagscope probe URL --cold 20 --warm 50`",
         "curl": "one `curl`: 20 requests on fresh connections + 50 on one keep-alive",
     }
-    for key in ("floor", "floor_s", "version", "probe", "curl"):
+    if args.baseline:
+        labels["base_version"] = "baseline `lagscope --version`"
+        labels["base_probe"] = "baseline `lagscope probe URL --cold 20 --warm 50`"
+    for key in labels:
         print(_row(labels[key], runs[key]))
     print()
     for i, what in ((0, "wall"), (1, "CPU")):
@@ -140,6 +158,21 @@ def main(argv: list[str]) -> int:
             print(
                 f"probe / curl {what}, paired A B A B: median {statistics.median(ratios):.1f}×"
                 f" (min {min(ratios):.1f}×, max {max(ratios):.1f}×{target})  "
+            )
+    if args.baseline:
+        print()
+        for after, before in (("probe", "base_probe"), ("version", "base_version")):
+            for i, what in ((0, "wall"), (1, "CPU")):
+                ratios = [a[i] / b[i] for a, b in zip(runs[after], runs[before], strict=True)]
+                print(
+                    f"{after} / baseline {what}, paired: median {statistics.median(ratios):.2f}×"
+                    f" (min {min(ratios):.2f}×, max {max(ratios):.2f}×)  "
+                )
+        for i, what in ((0, "wall"),):
+            ratios = [a[i] / b[i] for a, b in zip(runs["base_probe"], runs["curl"], strict=True)]
+            print(
+                f"baseline probe / curl {what}, paired: median {statistics.median(ratios):.1f}×"
+                f" (min {min(ratios):.1f}×, max {max(ratios):.1f}×)  "
             )
     return 0
 
