@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.probe.options import (
     ProbeOptions,
     is_loopback_host,
+    parse_family,
     parse_header,
     parse_resolve,
     parse_url,
@@ -108,3 +111,31 @@ def test_the_python_api_refuses_what_the_cli_refuses(
         ProbeOptions(target=parse_url("http://127.0.0.1/"), **kwargs)  # type: ignore[arg-type]
     assert err.value.exit_code == ExitCode.USAGE
     assert needle in err.value.one_line()
+
+
+def test_parse_family_maps_the_flags_and_refuses_both() -> None:
+    assert parse_family(False, False) == socket.AF_UNSPEC
+    assert parse_family(True, False) == socket.AF_INET
+    assert parse_family(False, True) == socket.AF_INET6
+    with pytest.raises(LagscopeError, match="-4 and -6 exclude each other") as info:
+        parse_family(True, True)
+    assert info.value.exit_code == ExitCode.USAGE
+
+
+def test_probe_and_diagnose_take_the_same_request_flags() -> None:
+    # One declaration (lagscope.probe.flags) serves both commands.
+    import click
+
+    from lagscope.diagnose.cli import diagnose_command
+    from lagscope.probe.cli import probe
+
+    def request_flags(command: click.Command) -> dict[str, tuple[str, ...]]:
+        wanted = {"headers", "ipv4", "ipv6", "insecure", "resolves"}
+        return {
+            str(p.name): (*p.opts, str(p.help))
+            for p in command.params
+            if isinstance(p, click.Option) and p.name in wanted
+        }
+
+    assert request_flags(probe) == request_flags(diagnose_command)
+    assert set(request_flags(probe)) == {"headers", "ipv4", "ipv6", "insecure", "resolves"}

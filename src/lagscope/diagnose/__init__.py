@@ -7,16 +7,20 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TypedDict
 
 from lagscope.diagnose.ladder import DiagnoseOptions, Plan, Progress, diagnose
 from lagscope.diagnose.model import DiagnoseReport, Finding
 from lagscope.diagnose.thresholds import DEFAULT_THRESHOLDS, Thresholds
-from lagscope.errors import ExitCode, LagscopeError
 from lagscope.probe.net import Clock, Network
-from lagscope.probe.options import ProbeOptions, parse_header, parse_resolve, parse_url
+from lagscope.probe.options import (
+    ProbeOptions,
+    parse_family,
+    parse_header,
+    parse_resolve,
+    parse_url,
+)
 
 if TYPE_CHECKING:
     # typing.Unpack is Python 3.11+; only the type checker reads it.
@@ -61,10 +65,7 @@ def make_options(url: str, **choices: Unpack[Choices]) -> DiagnoseOptions:
             # What Python says for an explicit parameter list, so a misspelt keyword is
             # never silently ignored.
             raise TypeError(f"make_options() got an unexpected keyword argument {name!r}")
-    ipv4, ipv6 = choices.get("ipv4", False), choices.get("ipv6", False)
-    if ipv4 and ipv6:
-        raise LagscopeError("options", "-4 and -6 exclude each other", ExitCode.USAGE)
-    family = socket.AF_INET if ipv4 else (socket.AF_INET6 if ipv6 else socket.AF_UNSPEC)
+    family = parse_family(choices.get("ipv4", False), choices.get("ipv6", False))
     pins = tuple(parse_resolve(r) for r in choices.get("resolve", ()))
     parsed_headers = tuple(parse_header(h) for h in choices.get("headers", ()))
 

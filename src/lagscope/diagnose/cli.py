@@ -21,6 +21,7 @@ from lagscope.diagnose.render import JsonRenderer, TerminalRenderer, load_json
 from lagscope.diagnose.settings import DiagnoseSettings
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.outputs import Outputs, output_options, show
+from lagscope.probe.flags import request_options
 from lagscope.probe.model import redact_command_line
 from lagscope.saved import round_trip
 from lagscope.settings_table import build, click_options
@@ -62,17 +63,7 @@ def _load(path: Path) -> DiagnoseReport:
     help="Also time connects and SELECT 1 straight to this PostgreSQL (never printed "
     "with its password).",
 )
-@click.option(
-    "--resolve",
-    "resolves",
-    multiple=True,
-    metavar="HOST:ADDR[,ADDR...]",
-    help="Pin HOST to these addresses, tried in order (e.g. localhost:[::1],127.0.0.1).",
-)
-@click.option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'")
-@click.option("-4", "--ipv4", is_flag=True, help="Use IPv4 addresses only.")
-@click.option("-6", "--ipv6", is_flag=True, help="Use IPv6 addresses only.")
-@click.option("-k", "--insecure", is_flag=True, help="Skip TLS certificate verification.")
+@request_options()
 @click_options(DiagnoseSettings)
 @click.option("--quick", is_flag=True, help="Fewer requests per rung (about 3 s on a healthy app).")
 @click.option(

@@ -8,7 +8,6 @@ run again, and ``--budget`` turns the warm p50 into an exit code.
 from __future__ import annotations
 
 import dataclasses
-import socket
 import sys
 from pathlib import Path
 
@@ -16,8 +15,9 @@ import click
 
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.outputs import Outputs, output_options, show
+from lagscope.probe.flags import request_options
 from lagscope.probe.model import ProbeReport, redact_command_line
-from lagscope.probe.options import Gate, ProbeOptions, parse_header, parse_resolve
+from lagscope.probe.options import Gate, ProbeOptions, parse_family, parse_header, parse_resolve
 from lagscope.probe.options import parse_url as _parse_url
 from lagscope.probe.render import SCHEMA_FILE, JsonRenderer, TerminalRenderer, report_from_saved
 from lagscope.probe.runner import run_probe
@@ -72,31 +72,13 @@ def _measure(opts: ProbeOptions) -> ProbeReport:
 @click.argument("url", required=False)
 @click_options(ProbeOptions)
 @click.option("-X", "--method", default="GET", show_default=True, help="HTTP method.")
-@click.option(
-    "-H",
-    "--header",
-    "headers",
-    multiple=True,
-    metavar="'NAME: VALUE'",
-    help="Extra request header (repeatable).",
-)
 @click.option("-d", "--data", metavar="TEXT|@FILE", help="Request body, or @file to read it.")
-@click.option("-4", "--ipv4", "ipv4", is_flag=True, help="Use IPv4 addresses only.")
-@click.option("-6", "--ipv6", "ipv6", is_flag=True, help="Use IPv6 addresses only.")
-@click.option("-k", "--insecure", is_flag=True, help="Skip TLS certificate verification.")
+@request_options()
 @click.option(
     "--cacert",
     type=click.Path(dir_okay=False),
     default=None,
     help="Also trust the CA certificates in this PEM file (internal CAs).",
-)
-@click.option(
-    "--resolve",
-    "resolves",
-    multiple=True,
-    metavar="HOST:ADDR[,ADDR...]",
-    help="Pin HOST to these addresses, tried in order (curl's HOST:PORT:ADDR works "
-    "too; bracket IPv6 there). Repeatable.",
 )
 @output_options("lagscope.probe/1")
 @click_options(Gate)
@@ -129,8 +111,7 @@ def probe(
         report = load_saved(outputs.load, SCHEMA_FILE, report_from_saved)
     else:
         assert url is not None  # check_source
-        if ipv4 and ipv6:
-            raise LagscopeError("options", "-4 and -6 exclude each other", ExitCode.USAGE)
+        family = parse_family(ipv4, ipv6)
         opts, _ = build(
             ProbeOptions,
             table,
@@ -139,7 +120,7 @@ def probe(
             method=method,
             headers=tuple(parse_header(h) for h in headers),
             body=_read_body(data),
-            family=socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else socket.AF_UNSPEC,
+            family=family,
             verify_tls=not insecure,
             cafile=cacert,
             resolve=tuple(parse_resolve(r) for r in resolves),

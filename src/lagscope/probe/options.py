@@ -27,6 +27,7 @@ __all__ = [
     "check_method",
     "docs_table",
     "is_loopback_host",
+    "parse_family",
     "parse_header",
     "parse_resolve",
     "parse_url",
@@ -224,6 +225,13 @@ def check_header(name: str, value: str) -> None:
     if name.lower() in ("content-length", "transfer-encoding"):
         # The probe frames the body itself; a user-set length could only be wrong.
         raise SettingsError(f"header {name!r} is set by the probe from the body", _PHASE)
+
+
+def parse_family(ipv4: bool, ipv6: bool) -> socket.AddressFamily:
+    """The address family of ``-4`` / ``-6`` (neither: both families)."""
+    if ipv4 and ipv6:
+        raise LagscopeError("options", "-4 and -6 exclude each other", ExitCode.USAGE)
+    return socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else socket.AF_UNSPEC
 
 
 def parse_header(raw: str) -> tuple[str, str]:
