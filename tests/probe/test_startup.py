@@ -4,6 +4,7 @@ psycopg."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -99,3 +100,25 @@ def test_the_process_entry_keeps_output_and_exit_codes() -> None:
     )
     assert (bad.returncode, bad.stdout) == (2, "")
     assert bad.stderr == "lagscope: options: missing URL (or --load FILE)\n"
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_loading_a_command_leaves_the_collector_as_it_found_it(
+    collecting: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cyclic collector is paused while a command's modules load, and only then.
+    from click.testing import CliRunner
+
+    from lagscope.cli import main
+
+    was = gc.isenabled()
+    try:
+        (gc.enable if collecting else gc.disable)()
+        assert CliRunner().invoke(main, ["probe", "--help"]).exit_code == 0
+        assert gc.isenabled() is collecting
+        # A command that cannot load (its module missing) still restores it.
+        monkeypatch.setitem(sys.modules, "lagscope.nginx.cli", None)
+        assert CliRunner().invoke(main, ["nginx-config"]).exit_code == 8
+        assert gc.isenabled() is collecting
+    finally:
+        (gc.enable if was else gc.disable)()
