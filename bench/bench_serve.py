@@ -82,9 +82,9 @@ class ColdResult:
 def phase_cold(
     procs: Processes, pg_port: int, rounds: int, out: list[str]
 ) -> dict[str, ColdResult]:
-    results = {"handtuned": ColdResult(), "serve": ColdResult()}
+    results = {"handtuned": ColdResult(), "serve": ColdResult(), "serve-w2": ColdResult()}
     for r in range(rounds):
-        order = ["handtuned", "serve"] if r % 2 == 0 else ["serve", "handtuned"]
+        order = list(results) if r % 2 == 0 else list(reversed(results))
         for kind in order:
             stack = start_stack(procs, f"cold-{kind}", kind, pg_port, TAX_MS, TAX_MS)
             res = results[kind]
@@ -120,6 +120,7 @@ def phase_cold(
     for kind, label in (
         ("handtuned", "hand-tuned waitress (CONN_MAX_AGE=None)"),
         ("serve", "lagscope serve"),
+        ("serve-w2", "lagscope serve --workers 2"),
     ):
         res = results[kind]
         out.append(
