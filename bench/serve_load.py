@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import importlib.util
+import os
 import random
 import re
 import shutil
@@ -27,11 +28,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from serve_children import PATH
 from serve_harness import Processes, Stack, concurrent, start_stack, stop_stack
 
-__all__ = ["HeyResult", "connections_per_process", "parse_hey", "phase_load"]
+__all__ = ["HeyResult", "Slice", "connections_per_process", "parse_hey", "phase_load", "tree_cpu_s"]
 
 LOAD_SERVERS: tuple[tuple[str, str], ...] = (
     ("serve --workers 1", "serve-w1"),
@@ -78,22 +80,65 @@ def connections_per_process(port: int) -> list[int]:
     return sorted(counts.values(), reverse=True)
 
 
-def run_hey(port: int, concurrency: int, slice_s: float) -> tuple[HeyResult, list[int]]:
-    """One hey slice; the connection split halfway through it."""
+def tree_cpu_s(root_pid: int) -> float | None:
+    """User + system CPU seconds of ``root_pid`` and its live descendants (Linux /proc;
+    None elsewhere): a server's own work, whatever else the machine is doing."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        ticks[pid] = int(fields[11]) + int(fields[12])  # utime, stime
+    total, todo = 0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        total += ticks.get(pid, 0)
+        todo += children.get(pid, [])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Slice:
+    result: HeyResult
+    split: list[int]
+    cpu_ms_per_request: float | None
+
+
+def run_hey(port: int, concurrency: int, slice_s: float, server_pid: int) -> Slice:
+    """One hey slice; the connection split halfway through it; the server's CPU time per
+    request over it."""
     argv = ["hey", "-z", f"{slice_s:g}s", "-c", str(concurrency), f"http://127.0.0.1:{port}{PATH}"]
+    cpu_before = tree_cpu_s(server_pid)
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as hey:
         time.sleep(slice_s / 2)  # a benchmark pacing its sampling, not a test waiting
         split = connections_per_process(port)
         out, err = hey.communicate(timeout=slice_s + 60)
+    cpu_after = tree_cpu_s(server_pid)
     if hey.returncode != 0:
         raise RuntimeError(f"hey failed ({hey.returncode}): {err.strip()}")
-    return parse_hey(out), split
+    result = parse_hey(out)
+    total = re.search(r"Total:\s+([\d.]+) secs", out)
+    cpu_ms: float | None = None
+    if cpu_before is not None and cpu_after is not None and total is not None:
+        requests = result.rps * float(total.group(1))
+        cpu_ms = (cpu_after - cpu_before) * 1000 / requests if requests else None
+    return Slice(result, split, cpu_ms)
 
 
 @dataclass
 class _Runs:
     results: dict[int, list[HeyResult]] = field(default_factory=dict)
     splits: list[list[int]] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
 
 
 def phase_load(
@@ -144,14 +189,19 @@ def _load_one(
                 names = list(stacks)
                 rng.shuffle(names)
                 for name in names:
-                    result, split = run_hey(stacks[name].port, concurrency, slice_s)
+                    stack = stacks[name]
+                    one = run_hey(stack.port, concurrency, slice_s, stack.server.proc.pid)
+                    result, split = one.result, one.split
                     runs[name].results.setdefault(concurrency, []).append(result)
                     if concurrency == 8:
                         runs[name].splits.append(split)
+                        if one.cpu_ms_per_request is not None:
+                            runs[name].cpu_ms.append(one.cpu_ms_per_request)
                     print(
                         f"  load {db_label} c={concurrency} {name}: {result.rps:.0f} req/s, "
                         f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
-                        f"connections per process {'/'.join(map(str, split)) or '?'}",
+                        f"connections per process {'/'.join(map(str, split)) or '?'}, "
+                        f"server CPU {one.cpu_ms_per_request or 0:.2f} ms/request",
                         file=sys.stderr,
                     )
     finally:
@@ -163,13 +213,15 @@ def _load_one(
         f"`hey -z {slice_s:g}s -c C` per server, {rotations} rotation(s) per concurrency in "
         "shuffled order; medians over rotations (c=8 req/s also as min-max). hey runs on "
         f"the same 2 vCPUs. Ratios are against {base}. Split: hey's connections per server "
-        "process halfway through each c=8 slice (`ss -tnp`).\n"
+        "process halfway through each c=8 slice (`ss -tnp`). CPU: the server's process tree "
+        "(user + system, /proc) over each c=8 slice per request answered, median.\n"
     )
     out.append(
         "| server | c=1 req/s | c=1 p50 / p99 ms | c=8 req/s (min-max) | c=8 p50 / p99 ms | "
-        "c=8 req/s vs base | c=8 p99 vs base | c=8 split | non-200 |"
+        "c=8 req/s vs base | c=8 p99 vs base | c=8 split | c=8 server CPU ms/request | "
+        "non-200 |"
     )
-    out.append("|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
 
     def med(name: str, c: int, what: str) -> float:
         return float(statistics.median(float(getattr(r, what)) for r in runs[name].results[c]))
@@ -177,6 +229,7 @@ def _load_one(
     for name in runs:
         errors = sum(r.errors for rs in runs[name].results.values() for r in rs)
         c8 = [r.rps for r in runs[name].results[8]]
+        cpu = f"{statistics.median(runs[name].cpu_ms):.2f}" if runs[name].cpu_ms else "?"
         splits = ", ".join("/".join(map(str, sp)) or "?" for sp in runs[name].splits)
         out.append(
             f"| {name} | {med(name, 1, 'rps'):.0f} | {med(name, 1, 'p50_ms'):.1f} / "
@@ -184,7 +237,8 @@ def _load_one(
             f"({min(c8):.0f}-{max(c8):.0f}) | "
             f"{med(name, 8, 'p50_ms'):.1f} / {med(name, 8, 'p99_ms'):.1f} | "
             f"{med(name, 8, 'rps') / med(base, 8, 'rps'):.2f}x | "
-            f"{med(name, 8, 'p99_ms') / med(base, 8, 'p99_ms'):.2f}x | {splits} | {errors} |"
+            f"{med(name, 8, 'p99_ms') / med(base, 8, 'p99_ms'):.2f}x | {splits} | {cpu} | "
+            f"{errors} |"
         )
     for note in notes:
         out.append(f"\n{note}")
