@@ -83,27 +83,28 @@ def connections_per_process(port: int) -> list[int]:
 def tree_cpu_s(root_pid: int) -> float | None:
     """User + system CPU seconds of ``root_pid`` and its live descendants (Linux /proc;
     None elsewhere): a server's own work, whatever else the machine is doing."""
-    proc = Path("/proc")
-    if not proc.is_dir():
+    if sys.platform == "linux":
+        proc = Path("/proc")
+        children: dict[int, list[int]] = {}
+        ticks: dict[int, int] = {}
+        for entry in proc.iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile
+            pid = int(entry.name)
+            children.setdefault(int(fields[1]), []).append(pid)
+            ticks[pid] = int(fields[11]) + int(fields[12])  # utime, stime
+        total, todo = 0, [root_pid]
+        while todo:
+            pid = todo.pop()
+            total += ticks.get(pid, 0)
+            todo += children.get(pid, [])
+        return total / os.sysconf("SC_CLK_TCK")
+    else:
         return None
-    children: dict[int, list[int]] = {}
-    ticks: dict[int, int] = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        pid = int(entry.name)
-        children.setdefault(int(fields[1]), []).append(pid)
-        ticks[pid] = int(fields[11]) + int(fields[12])  # utime, stime
-    total, todo = 0, [root_pid]
-    while todo:
-        pid = todo.pop()
-        total += ticks.get(pid, 0)
-        todo += children.get(pid, [])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
