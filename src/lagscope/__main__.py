@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lagscope.cli import run
+from lagscope.entry import run
 
 if __name__ == "__main__":
     run()

@@ -5,7 +5,7 @@ when used. This module owns one rule:
 a :class:`~lagscope.errors.LagscopeError` becomes one line on stderr and its exit code,
 Ctrl+C becomes exit 130, and a console that cannot show the output becomes exit 8, with no
 traceback (stdout and stderr first get ASCII stand-ins, see :mod:`lagscope.console`).
-:func:`run` is the process entry (console script, ``python -m lagscope``).
+:mod:`lagscope.entry` is the process entry (console script, ``python -m lagscope``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ _COMMANDS = {
 
 
 class LagscopeGroup(click.Group):
+    # Set only by the process entry (lagscope.entry), which loads everything with the cyclic
+    # collector off: once a command has loaded, freeze what is loaded and turn it on.
+    freeze_loaded = False
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
 
@@ -58,7 +62,12 @@ class LagscopeGroup(click.Group):
                 ExitCode.ENVIRONMENT,
             ) from None
         finally:
-            if collecting:
+            if self.freeze_loaded:
+                # Loaded modules stay for the process's life: frozen, no collection while the
+                # command runs walks them again (the first one would have, ~1 ms).
+                gc.freeze()
+                gc.enable()
+            elif collecting:
                 gc.enable()
         command: click.Command = getattr(module, attr)
         return command
@@ -113,17 +122,7 @@ def main() -> None:
     """Find where every millisecond of a slow web response goes."""
 
 
-def run() -> None:
-    """The ``lagscope`` console script and ``python -m lagscope``: the command group on this
-    process's own command line, after which the process ends."""
-    try:
-        main()
-    finally:
-        # Whatever is still alive goes back to the OS with the process. Frozen, it is not
-        # walked again by the interpreter's shutdown collections: ~10 ms of a 20 + 50 probe
-        # run, a tenth of its wall time. Only here: in-process callers use `main`.
-        gc.freeze()
-
-
 if __name__ == "__main__":  # pragma: no cover
+    from lagscope.entry import run
+
     run()

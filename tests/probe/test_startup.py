@@ -86,11 +86,12 @@ def test_a_run_printed_for_people_does_not_lay_out_json(url: str) -> None:
 
 
 def test_the_process_entry_keeps_output_and_exit_codes() -> None:
-    # The console script and python -m go through cli.run (it freezes the heap at exit).
+    # The console script and python -m go through lagscope.entry.run (the collector's
+    # process-wide choices: off while loading, the heap frozen).
     from importlib.metadata import entry_points
 
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "lagscope"]
-    assert script.value == "lagscope.cli:run"
+    assert script.value == "lagscope.entry:run"
     ok = subprocess.run(
         [sys.executable, "-m", "lagscope", "--version"], capture_output=True, text=True, timeout=60
     )
@@ -100,6 +101,41 @@ def test_the_process_entry_keeps_output_and_exit_codes() -> None:
     )
     assert (bad.returncode, bad.stdout) == (2, "")
     assert bad.stderr == "lagscope: options: missing URL (or --load FILE)\n"
+
+
+# Records, for every collection after the process entry starts, how much of the heap was
+# frozen at that moment; then whether the collector is on once the command ran.
+_ENTRY = """
+import gc, sys
+from lagscope import entry
+frozen_at = []
+gc.callbacks.append(
+    lambda phase, info: frozen_at.append(gc.get_freeze_count()) if phase == "start" else None
+)
+sys.argv = ["lagscope", *sys.argv[1:]]
+try:
+    entry.run()
+except SystemExit:
+    pass
+sys.stderr.write(f"ENTRY {gc.isenabled()} {min(frozen_at, default=-1)}\\n")
+"""
+
+
+def test_the_process_entry_loads_with_the_collector_off_then_freezes() -> None:
+    # With the collector on while click and the command load, about twenty collections
+    # would run there, with nothing frozen yet; through the entry, the only ones (help
+    # text formatting may start one) come after click's objects and the command's are
+    # frozen, and the collector is on again for the command's own work.
+    res = subprocess.run(
+        [sys.executable, "-c", _ENTRY, "probe", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("ENTRY ")]
+    enabled, frozen_at_first = line.split()[1:]
+    assert enabled == "True", res.stderr
+    assert int(frozen_at_first) == -1 or int(frozen_at_first) > 10_000, res.stderr
 
 
 @pytest.mark.parametrize("collecting", [True, False])
