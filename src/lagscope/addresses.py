@@ -34,7 +34,8 @@ __all__ = [
 # A host name as a config file or a command line may carry it verbatim: letters, digits,
 # dots, dashes, underscores; no whitespace, quotes, braces or semicolons that could inject
 # config (nginx) or confuse a resolver.
-_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.\-_]*[A-Za-z0-9])?$")
+# Compiled on first use (re caches it), not at import: most commands never check a name.
+_HOSTNAME = r"^[A-Za-z0-9](?:[A-Za-z0-9.\-_]*[A-Za-z0-9])?$"
 
 
 class AddressError(ValueError):
@@ -67,7 +68,7 @@ def parse_host_port(
             raise AddressError("write IPv6 addresses in brackets, e.g. [::1]:8000")
         if not host and empty_host is not None:
             host = empty_host
-        elif not _HOSTNAME_RE.match(host):
+        elif not re.match(_HOSTNAME, host):
             raise AddressError("missing or invalid host")
     if not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5:
         raise AddressError(f"port must be {min_port}-65535")

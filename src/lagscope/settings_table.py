@@ -151,6 +151,8 @@ Derive = Callable[[Sofar, Host], tuple[Value, str]]
 
 @dataclass(frozen=True)
 class _Spec:
+    """What :func:`setting` or :func:`derived` declared for one field (its metadata)."""
+
     help: str
     unit: str
     why: str

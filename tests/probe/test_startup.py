@@ -75,6 +75,12 @@ def test_a_run_into_a_pipe_imports_nothing_heavy(url: str) -> None:
     assert _loaded("probe", url, "--cold", "1", "--warm", "1", "--json") == []
 
 
+def test_a_run_without_files_does_not_load_pathlib(url: str) -> None:
+    # File options become pathlib.Path objects only when one is given (outputs.FILE_PATH).
+    assert _loaded("probe", url, "--cold", "1", "--warm", "1", watch=("pathlib",)) == []
+    assert _loaded("probe", "--help", watch=("pathlib",)) == []
+
+
 def test_a_run_printed_for_people_does_not_lay_out_json(url: str) -> None:
     # The JSON form is built only for --json, -o, --html or --har, and the atomic file
     # writer loads only for a file to write.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from pathlib import Path
 
 import click
 
@@ -28,6 +27,8 @@ def _read_body(data: str | None) -> bytes:
     if data is None:
         return b""
     if data.startswith("@"):
+        from pathlib import Path  # only a body read from a file needs it
+
         path = Path(data[1:])
         try:
             return path.read_bytes()

@@ -181,6 +181,8 @@ class MetricSummary:
 
 @dataclass(frozen=True)
 class Series:
+    """One series of requests (cold, warm_first or warm) with its per-phase statistics."""
+
     name: str
     requests: tuple[RequestRecord, ...]
     phases: tuple[tuple[str, Summary], ...]
@@ -197,6 +199,8 @@ class Series:
 
 @dataclass(frozen=True)
 class KeepAlive:
+    """Whether the server kept connections open for the warm series."""
+
     # False when the server closed the connection after a response (Connection: close,
     # HTTP/1.0, or a close-delimited body), so the warm series ran on new connections.
     supported: bool
@@ -208,6 +212,8 @@ class KeepAlive:
 
 @dataclass(frozen=True)
 class ProbeReport:
+    """A whole probe run: what was asked, every request, the statistics and the verdict."""
+
     schema: str
     tool_version: str
     url: str
