@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from lagscope.serve.accept import QuietChannel, build_server
-from lagscope.serve.launcher import WaitressServer
+from lagscope.serve.server import WaitressServer
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from waitress.server import TcpWSGIServer
 
 from lagscope.serve.accept import build_server, open_connections
 from lagscope.serve.balance import ABSENT, Balance, LoadTable, may_accept
-from lagscope.serve.launcher import WaitressServer
+from lagscope.serve.server import WaitressServer
 
 # ----------------------------------------------------------------------------- the rule
 

@@ -185,3 +185,21 @@ def test_the_python_api_validates_like_the_cli() -> None:
     with pytest.raises(ValueError, match="--shutdown-timeout must be a finite number"):
         dataclasses.replace(config, shutdown_timeout=float("nan"))
     assert isinstance(config.threads, int) and isinstance(config.channel_timeout, float)
+
+
+@pytest.mark.parametrize("host", [LINUX2, WIN8, BIG])
+def test_a_resolved_config_crosses_to_a_worker_as_it_was(host: Host) -> None:
+    # Spawned workers get it pickled, granian's as JSON in the environment: both must give
+    # back the parent's config, machine-dependent defaults and reasons included, without
+    # resolving again on the worker's machine facts.
+    import pickle
+
+    from lagscope.serve.settings import config_from_json, config_to_json
+
+    config = resolve({"port": 0, "workers": 2, "trusted_proxy": "127.0.0.1"}, host)
+    for copy in (pickle.loads(pickle.dumps(config)), config_from_json(config_to_json(config))):
+        assert copy == config
+        assert copy.host_facts == host
+        assert dict(copy.why) == dict(config.why)
+        assert copy.given == config.given == {"port", "workers", "trusted_proxy"}
+        assert copy.threads == config.threads and copy.connection_limit == config.connection_limit

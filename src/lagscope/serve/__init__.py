@@ -2,7 +2,8 @@
 
 Owns the settings table (:mod:`lagscope.serve.settings`), response sizing
 (:mod:`lagscope.serve.sizing`), app loading (:mod:`lagscope.serve.app`), the database plan,
-prewarm and recovery (:mod:`lagscope.serve.database`), the waitress/granian launcher
+prewarm and recovery (:mod:`lagscope.serve.database`), the waitress server
+(:mod:`lagscope.serve.server`), the waitress/granian launcher
 (:mod:`lagscope.serve.launcher`) and a subprocess helper for tests and benchmarks
 (:mod:`lagscope.serve.process`).
 
@@ -25,8 +26,9 @@ from __future__ import annotations
 
 from lagscope.serve.app import AppSpec, LoadedApp, load_app
 from lagscope.serve.database import DbPlan, PrewarmResult, plan_database
-from lagscope.serve.launcher import LISTENING_PREFIX, WaitressServer, run, start_waitress
+from lagscope.serve.launcher import run
 from lagscope.serve.process import ServeProcess, serve_command
+from lagscope.serve.server import LISTENING_PREFIX, WaitressServer, start_waitress
 from lagscope.serve.settings import (
     SETTINGS,
     Host,

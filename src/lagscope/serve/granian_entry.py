@@ -1,8 +1,11 @@
 """The app factory granian's worker processes import (``lagscope serve --server granian``).
 
-Each worker rebuilds the same app as waitress would serve, from the spec the launcher put
-in ``LAGSCOPE_SERVE_SPEC``, prewarms its pools, and prints the readiness line once its own
-address accepts connections (granian starts listening only after the factory returns).
+granian starts its workers itself and imports this module by name in each, so the launcher
+can hand them only the environment: ``LAGSCOPE_SERVE_SPEC`` holds the app spec and the
+config resolved in the launching process, as JSON (:func:`dump_spec`); a worker rebuilds that config
+as it was (not re-resolved), loads the app, prewarms its pools, and prints the readiness
+line once its own address accepts connections (granian starts listening only after the
+factory returns).
 """
 
 from __future__ import annotations
@@ -15,16 +18,35 @@ import time
 from urllib.parse import urlsplit
 
 from lagscope.serve.app import AppSpec, WSGIApp, load_app
-from lagscope.serve.launcher import LISTENING_PREFIX, SPEC_ENV, URL_ENV
-from lagscope.serve.settings import Host, resolve
+from lagscope.serve.server import LISTENING_PREFIX
+from lagscope.serve.settings import ServeConfig, config_from_json, config_to_json
 
-__all__ = ["create_app"]
+__all__ = ["SPEC_ENV", "URL_ENV", "create_app", "dump_spec", "load_spec"]
+
+SPEC_ENV = "LAGSCOPE_SERVE_SPEC"
+URL_ENV = "LAGSCOPE_SERVE_URL"
+
+
+def dump_spec(spec: AppSpec, config: ServeConfig) -> str:
+    """What the launcher puts in ``LAGSCOPE_SERVE_SPEC``."""
+    return json.dumps(
+        {
+            "kind": spec.kind,
+            "target": spec.target,
+            "database": spec.database,
+            "config": config_to_json(config),
+        }
+    )
+
+
+def load_spec(text: str) -> tuple[AppSpec, ServeConfig]:
+    raw = json.loads(text)
+    spec = AppSpec(raw["kind"], raw["target"], raw["database"])
+    return spec, config_from_json(raw["config"])
 
 
 def create_app() -> WSGIApp:
-    raw = json.loads(os.environ[SPEC_ENV])
-    spec = AppSpec(raw["kind"], raw["target"], raw["database"])
-    config = resolve(raw["overrides"], Host.current())
+    spec, config = load_spec(os.environ[SPEC_ENV])
     loaded = load_app(spec, config)
     for note in loaded.notes:
         print(f"lagscope serve: {note}", flush=True)

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
-from lagscope.serve.launcher import LISTENING_PREFIX
+from lagscope.serve.server import LISTENING_PREFIX
 from lagscope.stopping import StartStop
 
 __all__ = ["ServeProcess", "graceful_stop_signal", "serve_command"]

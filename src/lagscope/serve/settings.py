@@ -10,8 +10,9 @@ was chosen or given and why.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from lagscope.settings_table import (
@@ -32,6 +33,8 @@ __all__ = [
     "SETTINGS",
     "Host",
     "ServeConfig",
+    "config_from_json",
+    "config_to_json",
     "docs_table",
     "render_config",
     "resolve",
@@ -296,7 +299,8 @@ class ServeConfig:
         """Keyword arguments for ``waitress.create_server`` (besides ``sockets``).
 
         TCP_NODELAY is not an argument there: waitress sets it on every accepted socket
-        through ``Adjustments.socket_options``; the launcher clears that for --no-tcp-nodelay.
+        through ``Adjustments.socket_options``; ``server.serve_on`` clears that for
+        --no-tcp-nodelay.
         """
         adjustments: dict[str, Any] = {
             "threads": self.threads,
@@ -338,6 +342,42 @@ def resolve(overrides: Mapping[str, object], host: Host) -> ServeConfig:
         host_facts=host,
     )
     return replace(config, why=dict(built.why), given=built.given)
+
+
+def config_to_json(config: ServeConfig) -> str:
+    """``config`` as JSON, values, reasons and host facts included: what a process that
+    cannot be handed the object (granian's workers) rebuilds it from."""
+    return json.dumps(
+        {
+            "values": config.values,
+            "why": dict(config.why),
+            "given": sorted(config.given),
+            "host": asdict(config.host_facts),
+        }
+    )
+
+
+def config_from_json(text: str) -> ServeConfig:
+    """The config :func:`config_to_json` wrote, as it was (validated again, not re-resolved:
+    the defaults that depend on the machine stay the ones the parent chose)."""
+    raw = json.loads(text)
+    host = raw["host"]
+    facts = Host(
+        cpu_count=int(host["cpu_count"]),
+        platform=str(host["platform"]),
+        django_version=_version_pair(host["django_version"]),
+        psycopg_version=_version_pair(host["psycopg_version"]),
+    )
+    return ServeConfig(
+        **raw["values"],
+        why={str(k): str(v) for k, v in raw["why"].items()},
+        given=frozenset(str(name) for name in raw["given"]),
+        host_facts=facts,
+    )
+
+
+def _version_pair(value: list[int] | None) -> tuple[int, int] | None:
+    return None if value is None else (int(value[0]), int(value[1]))
 
 
 def render_config(config: ServeConfig) -> str:

@@ -2,7 +2,9 @@
 
 The parent loads the app once (imports, the reference app's migrate + seed, the database
 plan; no connection left open), opens the listeners (dual-stack ``localhost`` included)
-and starts the workers. Each worker builds its own waitress server on the shared sockets,
+and starts the workers, handing each the config it resolved (machine-dependent defaults
+included; pickled for spawn, so no worker resolves settings again). Each worker builds its
+own waitress server on the shared sockets (:func:`lagscope.serve.server.serve_on`),
 prewarms its *own* database connections and reports ready; the parent prints the one
 readiness line only when every worker is ready. Connections are spread evenly: a worker accepts
 only while it holds no more open connections than the least-loaded one
@@ -40,7 +42,9 @@ from lagscope.errors import ExitCode, LagscopeError
 from lagscope.serve.app import AppSpec, LoadedApp, load_app
 from lagscope.serve.balance import Balance, LoadTable
 from lagscope.serve.database import PrewarmResult
+from lagscope.serve.server import serve_on
 from lagscope.serve.settings import ServeConfig
+from lagscope.stopping import graceful_signals, handle_stop_signals
 
 __all__ = ["StartMethod", "WorkerPool", "default_start_method", "restart_delay_s"]
 
@@ -101,9 +105,12 @@ class Handoff:
 
 @dataclass(frozen=True)
 class _WorkerArgs:
+    """What a worker starts from (pickled for spawn): the parent's config as resolved
+    there, so a worker never resolves settings again."""
+
     index: int
     spec: AppSpec
-    overrides: dict[str, object]
+    config: ServeConfig
 
 
 # Set in the parent before a fork: the child uses the app the parent loaded.
@@ -113,12 +120,8 @@ _FORKED_SOCKS: list[socket.socket] = []
 
 def _worker_main(args: _WorkerArgs, conn: Any, forked: bool, table: LoadTable) -> None:
     """A worker process: serve on the shared sockets until told to stop."""
-    from lagscope.serve.launcher import serve_on
-    from lagscope.serve.settings import Host, resolve
-    from lagscope.stopping import graceful_signals, handle_stop_signals
-
+    config = args.config
     try:
-        config = resolve(args.overrides, Host.current())
         if forked:
             assert _FORKED_APP is not None
             loaded, socks = _FORKED_APP, list(_FORKED_SOCKS)
@@ -187,9 +190,6 @@ class WorkerPool:
     _restart_at: dict[int, float] = field(default_factory=dict)
     table: LoadTable | None = None
 
-    def _overrides(self) -> dict[str, object]:
-        return {name: self.config.values[name] for name in self.config.given}
-
     def start_worker(self, index: int) -> _Worker:
         global _FORKED_APP, _FORKED_SOCKS
         ctx: Any = multiprocessing.get_context(self.start_method)
@@ -198,7 +198,7 @@ class WorkerPool:
         self.table.clear(index)  # counts again once the new worker's loop runs
         parent_end, child_end = ctx.Pipe(duplex=True)
         forked = self.start_method == "fork"
-        args = _WorkerArgs(index, self.spec, self._overrides())
+        args = _WorkerArgs(index, self.spec, self.config)
         if forked:
             _FORKED_APP, _FORKED_SOCKS = self.loaded, self.socks
         process = ctx.Process(

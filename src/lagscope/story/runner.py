@@ -372,8 +372,8 @@ def _launch_version(
     if db.password is not None:
         env["PGPASSWORD"] = db.password
     if spec.server == "lagscope":
-        from lagscope.serve.launcher import LISTENING_PREFIX
         from lagscope.serve.process import serve_command
+        from lagscope.serve.server import LISTENING_PREFIX
 
         argv = serve_command(
             ["--demo", "--database", app_db_url, "--host", "127.0.0.1", "--port", "0"]

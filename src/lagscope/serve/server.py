@@ -1,0 +1,365 @@
+"""The waitress server on sockets we listen on: listen, build, prewarm, loop, graceful drain.
+
+What a single ``lagscope serve`` and each ``--workers`` process run, so the launcher and
+the worker processes both call into it (and it into neither). The listen sockets are
+opened here (:func:`open_listeners`, so ``localhost`` gets 127.0.0.1 *and* ::1 on the same
+port, even with port 0) and handed to :func:`lagscope.serve.accept.build_server`.
+Worker-thread connections are prewarmed through waitress's own task queue before the loop
+starts, so the first request finds a warm connection. :meth:`WaitressServer.stop` closes
+the listeners and idle connections, lets in-flight requests finish and be flushed (up to
+``shutdown_timeout``), and counts how many finished and how many were abandoned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lagscope.errors import ExitCode, LagscopeError
+from lagscope.netutil import set_listen_options
+from lagscope.serve.app import LoadedApp
+from lagscope.serve.balance import RECHECK_S, Balance
+from lagscope.serve.database import PrewarmResult
+from lagscope.serve.settings import ServeConfig
+
+__all__ = [
+    "LISTENING_PREFIX",
+    "QUEUE_LOGGER",
+    "WaitressServer",
+    "open_listeners",
+    "serve_on",
+    "start_waitress",
+    "url",
+]
+
+# Start-up prints one line starting with this once it serves; the rest of the line is the
+# space-separated URLs. Subprocess users (tests, bench) wait for it: it is the readiness
+# signal, and carries the port when --port 0 was given.
+LISTENING_PREFIX = "lagscope serve: listening on "
+
+QUEUE_LOGGER = "waitress.queue"
+
+
+def url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def open_listeners(hosts: tuple[str, ...], port: int, backlog: int) -> list[socket.socket]:
+    """Bind every host on one port (the first bound picks it when ``port`` is 0).
+
+    A host other than the first that cannot be bound because the address family is missing
+    (no IPv6 on this machine) is skipped; a port clash on it with port 0 retries.
+    """
+    attempts = 5 if port == 0 else 1
+    last: OSError | None = None
+    for _ in range(attempts):
+        socks: list[socket.socket] = []
+        chosen = port
+        try:
+            for index, host in enumerate(hosts):
+                try:
+                    infos = socket.getaddrinfo(
+                        host, chosen, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+                    )
+                except socket.gaierror as exc:
+                    raise LagscopeError(
+                        "listen", f"cannot resolve {host!r}: {exc}", ExitCode.RESOLVE
+                    ) from exc
+                family, socktype, proto, _, addr = infos[0]
+                try:
+                    sock = socket.socket(family, socktype, proto)
+                except OSError:
+                    if index > 0:
+                        continue  # e.g. no IPv6 stack: 127.0.0.1 alone still serves
+                    raise
+                try:
+                    if family == socket.AF_INET6 and len(hosts) > 1:
+                        # The IPv4 address has its own socket on the same port.
+                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    set_listen_options(sock)  # SO_EXCLUSIVEADDRUSE on Windows
+                    sock.bind(addr)
+                    sock.listen(backlog)
+                except OSError as exc:
+                    sock.close()
+                    if index > 0 and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                        continue
+                    raise
+                socks.append(sock)
+                if index == 0:
+                    chosen = int(sock.getsockname()[1])
+            return socks
+        except OSError as exc:
+            for s in socks:
+                s.close()
+            last = exc
+            if exc.errno != errno.EADDRINUSE or port != 0:
+                break
+    where = ", ".join(hosts)
+    raise LagscopeError(
+        "listen", f"cannot listen on {where} port {port}: {last}", ExitCode.ENVIRONMENT
+    )
+
+
+@dataclass
+class WaitressServer:
+    """A started (listening, prewarmed) waitress server; :meth:`serve` runs its loop.
+
+    After :meth:`serve` returns, ``in_flight_at_stop``, ``finished`` and ``abandoned``
+    say what the graceful stop did: connections that had a request queued, running or
+    still being sent when the stop began, how many of them were answered in full, and how
+    many were closed without a complete response when ``shutdown_timeout_s`` ran out.
+    """
+
+    server: Any
+    urls: list[str]
+    port: int
+    prewarmed: list[PrewarmResult] = field(default_factory=list)
+    shutdown_timeout_s: float = 30.0
+    # One of several workers: accept only while among the least loaded (see balance.py).
+    balance: Balance | None = None
+    # The loop's select() timeout while accepting: the drain and Ctrl+C on Windows wait
+    # for the loop to wake up.
+    idle_wake_s: float = 1.0
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _stopped: threading.Event = field(default_factory=threading.Event)
+    in_flight_at_stop: int = 0
+    finished: int = 0
+    abandoned: int = 0
+    aborted: bool = False
+    # Loop iterations so far (each one a select() and a pass over every connection).
+    iterations: int = 0
+    _wake: Any = None
+    _tracked: set[Any] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        from waitress.server import BaseWSGIServer
+
+        # The trigger that wakes the loop thread. It sits in the map on its own, so it keeps
+        # working after the listeners are closed.
+        for obj in list(self._map().values()):
+            if isinstance(obj, BaseWSGIServer):
+                self._wake = obj.trigger
+                break
+
+    def _map(self) -> dict[int, Any]:
+        return self.server._map if hasattr(self.server, "_map") else self.server.map  # type: ignore[no-any-return]
+
+    def serve(self) -> None:
+        """Run the loop until :meth:`stop` (from any thread) has drained it.
+
+        A :class:`KeyboardInterrupt` in the loop (a second signal) closes every socket at
+        once and is re-raised."""
+        from lagscope.serve.accept import loop_hints, poll_once
+
+        socket_map = self._map()
+        hints = loop_hints(socket_map)
+        try:
+            while socket_map:
+                poll_once(socket_map, hints, self._wake_after_s)
+                self.iterations += 1
+        except KeyboardInterrupt:
+            self.abort()
+            raise
+        finally:
+            # Wait for the worker threads only when none is stuck in an abandoned request.
+            self._stop_dispatcher(0.0 if (self.aborted or self.abandoned) else 5.0)
+            self._stopped.set()
+
+    def _wake_after_s(self) -> float:
+        """A worker that is not accepting does not watch the listeners: it must look again
+        soon, or a new connection could wait for its loop's next wake-up."""
+        if self.balance is not None and not self.balance.accepting:
+            return RECHECK_S
+        return self.idle_wake_s
+
+    def stop(self) -> None:
+        """Graceful stop: stop accepting, close idle connections, let in-flight requests
+        finish (up to ``shutdown_timeout_s``), then end the loop.
+
+        Thread-safe and idempotent; returns at once (the drain runs in its own thread)."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        started = threading.Event()
+
+        def begin() -> None:
+            self._begin_stop()
+            started.set()
+
+        self._trigger(begin)
+        threading.Thread(
+            target=self._drain, args=(started,), name="lagscope-drain", daemon=True
+        ).start()
+
+    def abort(self) -> None:
+        """Close every socket now (called in the loop thread)."""
+        from waitress import wasyncore
+
+        self.aborted = True
+        self.abandoned = len(self._tracked)
+        wasyncore.close_all(self._map())
+
+    def wait_stopped(self, timeout_s: float) -> bool:
+        return self._stopped.wait(timeout_s)
+
+    def _trigger(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` in the loop thread."""
+        assert self._wake is not None
+        # OSError: the loop ran the thunk (woken by an earlier pull) and it closed the
+        # trigger before our own write reached it: nothing left to wake.
+        with contextlib.suppress(OSError):
+            self._wake.pull_trigger(fn)
+
+    def _channels(self) -> list[Any]:
+        from waitress.channel import HTTPChannel
+
+        return [obj for obj in list(self._map().values()) if isinstance(obj, HTTPChannel)]
+
+    @staticmethod
+    def _busy(channel: Any) -> bool:
+        """A request queued or running, or a response not yet fully sent."""
+        return bool(channel.requests or channel.total_outbufs_len)
+
+    def _begin_stop(self) -> None:
+        """In the loop thread: close the listeners and the idle keep-alive connections
+        (so no new request can start), and remember the busy ones."""
+        from waitress import wasyncore
+        from waitress.server import BaseWSGIServer
+
+        if self.balance is not None:
+            self.balance.leave()
+        for obj in list(self._map().values()):
+            if isinstance(obj, BaseWSGIServer) and obj.accepting:
+                obj.accepting = False
+                # dispatcher.close, not the server's close: keep its trigger for the drain.
+                wasyncore.dispatcher.close(obj)
+        for channel in self._channels():
+            if self._busy(channel):
+                self._tracked.add(channel)
+            else:
+                # Idle, or a request still arriving: nothing was promised to it yet.
+                channel.close()
+        self.in_flight_at_stop = len(self._tracked)
+
+    def _close_answered(self) -> None:
+        """In the loop thread: close tracked connections whose responses went out."""
+        for channel in list(self._tracked):
+            if not channel.connected:
+                # Closed by the client (or by waitress after a Connection: close reply).
+                self._tracked.discard(channel)
+                self.finished += 1
+            elif not self._busy(channel) and channel.request is None:
+                self._tracked.discard(channel)
+                self.finished += 1
+                channel.close()
+
+    def _poll_drain(self, polled: threading.Event) -> None:
+        self._close_answered()
+        polled.set()
+
+    def _drain(self, started: threading.Event) -> None:
+        from waitress import wasyncore
+
+        deadline = time.monotonic() + self.shutdown_timeout_s
+        started.wait(5)
+        while True:
+            polled = threading.Event()
+            self._trigger(functools.partial(self._poll_drain, polled))
+            polled.wait(5)
+            if not self._tracked or time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
+        done = threading.Event()
+
+        def close_all() -> None:
+            self.abandoned = len(self._tracked)
+            wasyncore.close_all(self._map())
+            done.set()
+
+        self._trigger(close_all)
+        if not done.wait(5):
+            # The loop is stuck (should not happen): close from here as a last resort.
+            self.abandoned = len(self._tracked)
+            wasyncore.close_all(self._map())
+
+    def _stop_dispatcher(self, wait_s: float) -> None:
+        dispatcher = self.server.task_dispatcher
+        if wait_s > 0:
+            dispatcher.shutdown(cancel_pending=True, timeout=wait_s)
+            return
+        # A thread is still inside the app: do not wait for it (its daemon thread ends
+        # with the process), just stop the pool and drop what is queued.
+        dispatcher.set_thread_count(0)
+        with dispatcher.lock:
+            while dispatcher.queue:
+                dispatcher.queue.popleft().cancel()
+            dispatcher.queue_cv.notify_all()
+
+
+def start_waitress(loaded: LoadedApp, config: ServeConfig) -> WaitressServer:
+    """Listen, create the waitress server, and prewarm; the loop is not running yet."""
+    try:
+        import waitress  # noqa: F401
+    except ImportError as exc:
+        raise LagscopeError(
+            "config", "waitress is not installed (pip install 'lagscope[serve]')", ExitCode.USAGE
+        ) from exc
+    socks = open_listeners(config.listen_hosts, config.port, config.backlog)
+    return serve_on(loaded, config, socks)
+
+
+def serve_on(
+    loaded: LoadedApp,
+    config: ServeConfig,
+    socks: list[socket.socket],
+    balance: Balance | None = None,
+) -> WaitressServer:
+    """The waitress server on listening ``socks`` (closed on failure), prewarmed.
+
+    ``balance``: this process is one of several workers on the same sockets."""
+    from lagscope.serve.accept import build_server
+
+    port = int(socks[0].getsockname()[1])
+    try:
+        server = build_server(loaded.app, socks, config.waitress_adjustments(), balance)
+    except Exception:
+        for s in socks:
+            s.close()
+        raise
+    if not config.tcp_nodelay:
+        # Per-server Adjustments instance; waitress reads it for each accepted socket.
+        server.adj.socket_options = []
+    urls = [url(s.getsockname()[0], port) for s in socks]
+    ws = WaitressServer(
+        server,
+        urls,
+        port,
+        shutdown_timeout_s=config.shutdown_timeout,
+        balance=balance,
+        idle_wake_s=float(server.adj.asyncore_loop_timeout),
+    )
+    if loaded.databases is not None:
+        # The prewarm tasks queue up on purpose: waitress's "Task queue depth" warning
+        # would be noise here.
+        queue_log = logging.getLogger(QUEUE_LOGGER)
+        was_disabled, queue_log.disabled = queue_log.disabled, True
+        try:
+            # Per-thread connections open in waitress's own worker threads, through its
+            # task queue (duck-typed tasks, as waitress's own are).
+            ws.prewarmed = loaded.databases.prewarm(server.task_dispatcher.add_task)
+        except LagscopeError:
+            ws.abort()
+            ws._stop_dispatcher(5.0)
+            raise
+        finally:
+            queue_log.disabled = was_disabled
+        loaded.databases.start_guard()
+    return ws
