@@ -50,6 +50,25 @@ def test_threads_are_capped_by_cpus_and_by_the_connection_budget() -> None:
     assert (shared.threads, shared.connections_per_alias) == (4, 16)
 
 
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "127.0.0.2", "::1", "[::1]"])
+def test_one_worker_by_default_on_a_loopback_address(host: str) -> None:
+    config = resolve({"host": host}, BIG)
+    assert config.workers == 1
+    assert "loopback" in config.why["workers"]
+
+
+def test_a_server_for_other_machines_gets_a_worker_per_cpu_up_to_four() -> None:
+    assert resolve({"host": "0.0.0.0"}, LINUX2).workers == 2
+    assert resolve({"host": "::"}, WIN8).workers == 4
+    assert resolve({"host": "192.0.2.7"}, Host(cpu_count=1, platform="linux")).workers == 1
+    # The derived default never breaks the connection budget it is checked against.
+    tight = resolve({"host": "0.0.0.0", "db_connections": 3}, BIG)
+    assert (tight.workers, tight.threads) == (3, 1)
+    assert "cut to db_connections = 3" in tight.why["workers"]
+    # Given, it is the user's: no rule second-guesses it.
+    assert resolve({"host": "0.0.0.0", "workers": 1}, BIG).workers == 1
+
+
 def test_trusted_proxy_sets_waitress_to_honour_only_that_address() -> None:
     plain = resolve({}, LINUX2).waitress_adjustments()
     assert "trusted_proxy" not in plain

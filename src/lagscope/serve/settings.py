@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from lagscope.addresses import is_localhost_name, is_loopback_literal
 from lagscope.settings_table import (
     JUST_ABOVE_BROWSER_IDLE_S,
     Host,
@@ -50,6 +51,32 @@ def select_limit(platform: str) -> int:
     the process (database sockets, SQLite files, logs) uses up numbers below it.
     """
     return 512 if platform.startswith("win") else 1024
+
+
+# More workers than this rarely pays on the small services serve is for, and each one
+# holds its own threads' database connections and its own copy of the app.
+MAX_DEFAULT_WORKERS = 4
+
+
+def _workers(p: Sofar, h: Host) -> tuple[int, str]:
+    host = p.str("host")
+    if is_localhost_name(host) or is_loopback_literal(host):
+        return 1, (
+            f"{host} is loopback only: one developer's clients, where a second process gains "
+            "nothing at one request at a time (docs/performance.md) and doubles memory and "
+            "database connections"
+        )
+    by_cpu = min(max(h.cpu_count, 1), MAX_DEFAULT_WORKERS)
+    value = min(by_cpu, p.int("db_connections"))
+    why = (
+        f"{host} serves other machines: one process per CPU ({h.cpu_count} -> {by_cpu}, capped "
+        f"at {MAX_DEFAULT_WORKERS}), since the GIL caps a process at one core: on 2 vCPUs "
+        "--workers 2 served 1.5-2.3x the req/s of 1 at 8 concurrent clients "
+        "(docs/performance.md)"
+    )
+    if value < by_cpu:
+        why += f"; cut to db_connections = {value}, since each worker holds at least one"
+    return value, why
 
 
 def _threads(p: Sofar, h: Host) -> tuple[int, str]:
@@ -131,16 +158,26 @@ class ServeConfig:
         why="`localhost` resolves to ::1 first on Windows; a server on 127.0.0.1 only makes "
         "Chrome wait 300 ms and Python clients ~2 s per new connection",
     )
-    workers: int = setting(
-        1,
+    db_connections: int = setting(
+        16,
+        unit="connections",
+        help="Database connection budget of this server (per alias, all workers together); "
+        "workers x threads never exceed it.",
+        why="PostgreSQL's default max_connections is 100; 16 leaves room for several "
+        "servers, migrations and admin sessions",
+        minimum=1,
+        maximum=10000,
+    )
+    workers: int = derived(
+        _workers,
+        shown="1 on a loopback address; else CPUs, clamped to 1…4, ≤ db-connections",
         unit="processes",
         help="Server processes sharing the listening sockets, each with its own threads and "
         "database connections (prewarmed before the readiness line). A dead one is restarted.",
-        why="one process: the least memory and database connections, the same start-up on "
-        "every OS (a spawned Windows worker imports the app again); but the GIL caps it at "
-        "one core: on 2 vCPUs --workers 2 served 1.5-2.3x the req/s of 1 at 8 concurrent "
-        "clients and the same at 1 (docs/performance.md), so give --workers N (up to the "
-        "CPU count) for a CPU-bound app under concurrent load",
+        why="the GIL caps a process at one core: on 2 vCPUs --workers 2 served 1.5-2.3x the "
+        "req/s of 1 at 8 concurrent clients and the same at 1 (docs/performance.md); a "
+        "loopback-only server is one developer's, so one process keeps memory and database "
+        "connections lowest",
         minimum=1,
         maximum=64,
     )
@@ -152,16 +189,6 @@ class ServeConfig:
         "address may make it",
         shown="none",
         extra=_WAITRESS,
-    )
-    db_connections: int = setting(
-        16,
-        unit="connections",
-        help="Database connection budget of this server (per alias, all workers together); "
-        "workers x threads never exceed it.",
-        why="PostgreSQL's default max_connections is 100; 16 leaves room for several "
-        "servers, migrations and admin sessions",
-        minimum=1,
-        maximum=10000,
     )
     threads: int = derived(
         _threads,
