@@ -122,13 +122,15 @@ def test_keep_alive_connections_are_spread_evenly_over_the_workers(tmp_path: Pat
     try:
         pids = _worker_pids(proc)
         split = _split_of_keep_alive_connections(proc.port, 8)
-        # After they close, the next 8 spread evenly again (counts went back to 0 each).
+        # After they close, the next 8 spread over both workers again (counts went back
+        # down; a worker may not have seen its closes yet, so within one connection).
         again = _split_of_keep_alive_connections(proc.port, 8)
     finally:
         code = proc.stop()
     assert code == 0
     assert split == {pids[0]: 8, pids[1]: 8}, split  # 4 connections x 2 requests each
-    assert again == split
+    assert set(again) == set(pids), again
+    assert all(6 <= requests <= 10 for requests in again.values()), again
 
 
 def test_graceful_stop_of_all_workers_with_requests_in_flight(tmp_path: Path) -> None:
