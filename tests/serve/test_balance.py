@@ -61,6 +61,17 @@ def test_balance_publishes_its_count_and_heartbeat() -> None:
     assert table.snapshot()[0] == [ABSENT, 1]
 
 
+def test_a_worker_that_joined_counts_before_its_loop_runs() -> None:
+    # Reported ready but not looping yet: the first connections still leave it its share.
+    table = LoadTable(2, multiprocessing.get_context("spawn"))
+    now = [5.0]
+    first, second = Balance(table, 0, lambda: now[0]), Balance(table, 1, lambda: now[0])
+    assert first.decide(1)  # alone: the other slot is absent
+    second.join()
+    assert table.snapshot() == ([1, 0], [5.0, 5.0])
+    assert first.decide(1) is False
+
+
 # ----------------------------------------------------------------- real waitress servers
 
 

@@ -105,6 +105,12 @@ class Balance:
         self.accepting = may_accept(self.index, connections, counts, beats_s, now_s, self.stale_s)
         return self.accepting
 
+    def join(self) -> None:
+        """This worker is about to serve: count it (holding nothing) from now on, so the
+        others leave it its share of the first connections even if its loop starts a
+        little after theirs."""
+        self.decide(0)
+
     def leave(self) -> None:
         """This worker stops accepting for good (a stop began): the others stop waiting
         for it."""

@@ -128,13 +128,15 @@ def _worker_main(args: _WorkerArgs, conn: Any, forked: bool, table: LoadTable) -
         else:
             socks = Handoff.receive(conn)
             loaded = load_app(args.spec, config, migrate=False)
-        ws = serve_on(loaded, config, socks, Balance(table, args.index))
+        balance = Balance(table, args.index)
+        ws = serve_on(loaded, config, socks, balance)
     except LagscopeError as exc:
         conn.send(("error", exc.one_line(), int(exc.exit_code)))
         return
     except Exception as exc:  # reported to the parent as one line, never a traceback
         conn.send(("error", f"worker: {type(exc).__name__}: {exc}", int(ExitCode.ENVIRONMENT)))
         return
+    balance.join()
     conn.send(("ready", os.getpid(), [(r.what, r.connections, r.elapsed_ms) for r in ws.prewarmed]))
 
     def listen_to_parent() -> None:
