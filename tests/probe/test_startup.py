@@ -75,9 +75,11 @@ def test_a_run_into_a_pipe_imports_nothing_heavy(url: str) -> None:
     assert _loaded("probe", url, "--cold", "1", "--warm", "1", "--json") == []
 
 
-def test_a_run_without_files_does_not_load_pathlib(url: str) -> None:
-    # File options become pathlib.Path objects only when one is given (outputs.FILE_PATH).
-    assert _loaded("probe", url, "--cold", "1", "--warm", "1", watch=("pathlib",)) == []
+def test_a_printed_run_without_files_loads_neither_pathlib_nor_textwrap(url: str) -> None:
+    # File options become pathlib.Path objects only when one is given (outputs.FILE_PATH);
+    # the terminal view wraps its paragraphs itself (render.wrap_words).
+    watch = ("pathlib", "textwrap")
+    assert _loaded("probe", url, "--cold", "1", "--warm", "1", watch=watch) == []
     assert _loaded("probe", "--help", watch=("pathlib",)) == []
 
 
