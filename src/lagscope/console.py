@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import codecs
 import sys
-import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import TextIO
@@ -63,6 +62,8 @@ _STAND_INS = {
 def _box(char: str) -> str | None:
     code = ord(char)
     if 0x2500 <= code <= 0x257F:  # box drawing: rich's table rules and borders
+        import unicodedata  # here: only a console that cannot show a character needs it
+
         name = unicodedata.name(char, "")
         if "HORIZONTAL" in name and "VERTICAL" not in name:
             return "-"
@@ -80,6 +81,8 @@ def ascii_stand_in(char: str) -> str:
     found = _STAND_INS.get(char) or _box(char)
     if found is not None:
         return found
+    import unicodedata  # here: only a console that cannot show a character needs it
+
     stripped = "".join(
         c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c)
     )
