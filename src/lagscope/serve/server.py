@@ -8,6 +8,11 @@ Worker-thread connections are prewarmed through waitress's own task queue before
 starts, so the first request finds a warm connection. :meth:`WaitressServer.stop` closes
 the listeners and idle connections, lets in-flight requests finish and be flushed (up to
 ``shutdown_timeout``), and counts how many finished and how many were abandoned.
+
+Waitress's "Task queue depth is N" warning (logger ``waitress.queue``, one line per
+request that has to wait for a thread) is summarised by :class:`QueueDepthSummary`, a
+logging filter the server installs for as long as it runs: at most one line per
+:data:`QUEUE_SUMMARY_S`, with the deepest queue and how many requests queued.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from lagscope.serve.settings import ServeConfig
 __all__ = [
     "LISTENING_PREFIX",
     "QUEUE_LOGGER",
+    "QUEUE_SUMMARY_S",
+    "QueueDepthSummary",
     "WaitressServer",
     "open_listeners",
     "serve_on",
@@ -46,6 +53,74 @@ __all__ = [
 LISTENING_PREFIX = "lagscope serve: listening on "
 
 QUEUE_LOGGER = "waitress.queue"
+# waitress.task.ThreadedTaskDispatcher.add_task's message, one argument: the depth.
+_WAITRESS_QUEUE_MSG = "Task queue depth is %d"
+QUEUE_SUMMARY_S = 5.0
+
+
+class QueueDepthSummary(logging.Filter):
+    """A filter on ``waitress.queue``: at most one line per ``window_s``.
+
+    The first queued request after a quiet ``window_s`` logs at once (queueing started);
+    the ones after it within ``window_s`` are only counted, and the next one after the
+    window rewrites its record into the summary of them all (deepest queue, how many). What
+    is still counted when the server stops comes out in :meth:`flush`. Other messages on
+    the logger pass untouched. Thread-safe (waitress logs from whichever thread queues)."""
+
+    def __init__(
+        self, window_s: float = QUEUE_SUMMARY_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._last_line_s: float | None = None
+        self._queued = 0
+        self._deepest = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "lagscope_summary", False):
+            return True
+        args = record.args
+        if record.msg != _WAITRESS_QUEUE_MSG or not isinstance(args, tuple) or len(args) != 1:
+            return True
+        depth = args[0]
+        if not isinstance(depth, int):
+            return True
+        with self._lock:
+            self._queued += 1
+            self._deepest = max(self._deepest, depth)
+            now = self.clock()
+            if self._last_line_s is not None and now - self._last_line_s < self.window_s:
+                return False
+            record.msg, record.args = self._take_summary()
+            self._last_line_s = now
+            return True
+
+    def _take_summary(self) -> tuple[str, tuple[object, ...]]:
+        if self._queued == 1:
+            msg: tuple[str, tuple[object, ...]] = (
+                "Task queue depth is %d: a request waits for a free thread "
+                "(further queueing summarised every %g s at most)",
+                (self._deepest, self.window_s),
+            )
+        else:
+            msg = (
+                "Task queue depth up to %d: %d requests waited for a free thread since "
+                "the last such line",
+                (self._deepest, self._queued),
+            )
+        self._queued = self._deepest = 0
+        return msg
+
+    def flush(self, logger: logging.Logger) -> None:
+        """Log what was counted since the last line, if anything."""
+        with self._lock:
+            if self._queued == 0:
+                return
+            msg, args = self._take_summary()
+            self._last_line_s = self.clock()
+        logger.warning(msg, *args, extra={"lagscope_summary": True})
 
 
 def url(host: str, port: int) -> str:
@@ -138,6 +213,8 @@ class WaitressServer:
     iterations: int = 0
     _wake: Any = None
     _tracked: set[Any] = field(default_factory=set)
+    # Installed on waitress's queue logger while this server runs (see serve_on).
+    queue_summary: QueueDepthSummary | None = None
 
     def __post_init__(self) -> None:
         from waitress.server import BaseWSGIServer
@@ -171,7 +248,15 @@ class WaitressServer:
         finally:
             # Wait for the worker threads only when none is stuck in an abandoned request.
             self._stop_dispatcher(0.0 if (self.aborted or self.abandoned) else 5.0)
+            self._end_queue_summary()
             self._stopped.set()
+
+    def _end_queue_summary(self) -> None:
+        if self.queue_summary is not None:
+            queue_log = logging.getLogger(QUEUE_LOGGER)
+            queue_log.removeFilter(self.queue_summary)
+            self.queue_summary.flush(queue_log)
+            self.queue_summary = None
 
     def _wake_after_s(self) -> float:
         """A worker that is not accepting does not watch the listeners: it must look again
@@ -362,4 +447,6 @@ def serve_on(
         finally:
             queue_log.disabled = was_disabled
         loaded.databases.start_guard()
+    ws.queue_summary = QueueDepthSummary()
+    logging.getLogger(QUEUE_LOGGER).addFilter(ws.queue_summary)
     return ws
