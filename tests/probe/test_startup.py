@@ -75,12 +75,13 @@ def test_a_run_into_a_pipe_imports_nothing_heavy(url: str) -> None:
     assert _loaded("probe", url, "--cold", "1", "--warm", "1", "--json") == []
 
 
-def test_a_printed_run_without_files_loads_neither_pathlib_nor_textwrap(url: str) -> None:
+def test_a_printed_run_without_files_loads_neither_pathlib_nor_unicodedata(url: str) -> None:
     # File options become pathlib.Path objects only when one is given (outputs.FILE_PATH);
-    # the terminal view wraps its paragraphs itself (render.wrap_words); unicodedata only
-    # for a console that cannot show a character (lagscope.console's stand-ins).
-    watch = ("pathlib", "textwrap", "unicodedata")
+    # unicodedata only for a console that cannot show a character (lagscope.console's
+    # stand-ins); textwrap only when a page is printed, not for --json or --help.
+    watch = ("pathlib", "unicodedata")
     assert _loaded("probe", url, "--cold", "1", "--warm", "1", watch=watch) == []
+    assert _loaded("probe", url, "--cold", "1", "--warm", "1", "--json", watch=("textwrap",)) == []
     assert _loaded("probe", "--help", watch=("pathlib",)) == []
 
 

@@ -89,51 +89,6 @@ _BOLD, _DIM, _YELLOW, _RESET = "\x1b[1m", "\x1b[2m", "\x1b[33m", "\x1b[0m"
 Cell = tuple[str, str]  # (text, style: "" or an SGR code)
 
 
-def wrap_words(text: str, width: int) -> list[str]:
-    """``textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)``, line
-    for line (a test holds them equal), without importing textwrap: its import and the
-    regexes it compiles then were ~1 ms of every printed run.
-
-    Tabs expand to 8 columns and every ASCII white-space character counts as a space; lines
-    break between words only (a word longer than ``width`` gets a line of its own), lose
-    their trailing spaces, and start with none except the first.
-    """
-    if width <= 0:
-        raise ValueError(f"invalid width {width!r} (must be > 0)")
-    text = text.expandtabs(8).translate(_ASCII_SPACE)
-    # Runs of spaces and runs of anything else, in order; last first, as the loop pops them.
-    chunks: list[str] = []
-    start, n = 0, len(text)
-    while start < n:
-        space = text[start] == " "
-        end = start + 1
-        while end < n and (text[end] == " ") is space:
-            end += 1
-        chunks.append(text[start:end])
-        start = end
-    chunks.reverse()
-    lines: list[str] = []
-    while chunks:
-        # str.strip, as textwrap: a word of only non-ASCII white space counts as a gap too.
-        if lines and chunks[-1].strip() == "":
-            del chunks[-1]
-        line: list[str] = []
-        used = 0
-        while chunks and used + len(chunks[-1]) <= width:
-            used += len(chunks[-1])
-            line.append(chunks.pop())
-        if chunks and not line and len(chunks[-1]) > width:
-            line.append(chunks.pop())
-        if line and line[-1].strip() == "":
-            del line[-1]
-        if line:
-            lines.append("".join(line))
-    return lines
-
-
-_ASCII_SPACE = {ord(c): " " for c in "\t\n\x0b\x0c\r "}
-
-
 class _Page:
     """Lines of text at a fixed width, styled only when colour is on."""
 
@@ -147,8 +102,12 @@ class _Page:
 
     def text(self, *parts: Cell) -> None:
         """One paragraph, wrapped at the width; each part keeps its style."""
+        import textwrap  # only a printed page wraps; its regexes compile on import
+
         plain = "".join(t for t, _ in parts)
-        wrapped = wrap_words(plain, self.width) or [""]
+        wrapped = textwrap.wrap(
+            plain, self.width, break_long_words=False, break_on_hyphens=False
+        ) or [""]
         if not self.color:
             self.lines.extend(wrapped)
             return
