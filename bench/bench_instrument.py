@@ -35,7 +35,6 @@ import io
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -43,39 +42,13 @@ from typing import Any
 import django
 from django.conf import settings
 
-COMMON = "django.middleware.common.CommonMiddleware"
-LAGSCOPE_MW = "lagscope.django.middleware.ServerTimingMiddleware"
-
+from inprocess_django import COMMON, LAGSCOPE_MW, configure, environ
 
 LAGSCOPE_TRUSTED = "lagscope, trusted client (full header)"
 OTEL_ALONE = "OpenTelemetry DjangoInstrumentor (SDK, no exporter)"
 OTEL_LAGSCOPE_OFF = "DjangoInstrumentor + lagscope, OTEL off"
 OTEL_LAGSCOPE_BRIDGE = "DjangoInstrumentor + lagscope, OTEL bridge enriching its span"
 LAGSCOPE_OWN_SPAN = "lagscope alone, OTEL bridge with its own span"
-
-
-def _configure() -> None:
-    settings.configure(
-        DEBUG=False,
-        SECRET_KEY="bench",
-        ALLOWED_HOSTS=["*"],
-        ROOT_URLCONF=__name__,
-        INSTALLED_APPS=["lagscope.django"],
-        MIDDLEWARE=[COMMON],
-        DATABASES={},
-        USE_TZ=True,
-        LOGGING_CONFIG=None,
-    )
-    django.setup()
-
-
-def hello(request: Any) -> Any:
-    from django.http import HttpResponse
-
-    return HttpResponse("hello")
-
-
-urlpatterns: list[Any] = []
 
 
 def _handler(middleware: list[str], lagscope: dict[str, object] | None = None) -> Any:
@@ -89,28 +62,8 @@ def _handler(middleware: list[str], lagscope: dict[str, object] | None = None) -
     return handler, lagscope or {}
 
 
-def _environ(remote_addr: str) -> dict[str, Any]:
-    return {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": "/hello/",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": remote_addr,
-        "REMOTE_PORT": "50000",
-        "HTTP_HOST": "127.0.0.1:8000",
-        "wsgi.url_scheme": "http",
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-        "wsgi.version": (1, 0),
-    }
-
-
 def _runner(handler: Any, lagscope: dict[str, object], remote_addr: str) -> Callable[[int], float]:
-    template = _environ(remote_addr)
+    template = environ(remote_addr)
     status: list[str] = []
 
     def start_response(s: str, headers: Any, exc_info: Any = None) -> Any:
@@ -142,10 +95,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--batch", type=int, default=2000)
     args = parser.parse_args()
-    _configure()
-    from django.urls import path
-
-    urlpatterns.append(path("hello/", hello))
+    configure([COMMON])
 
     configs: dict[str, Callable[[int], float]] = {}
     off: dict[str, object] = {"OTEL": "off"}

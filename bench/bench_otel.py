@@ -25,7 +25,6 @@ import io
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,35 +32,7 @@ from typing import Any
 import django
 from django.conf import settings
 
-LAGSCOPE_MW = "lagscope.django.middleware.ServerTimingMiddleware"
-COMMON = "django.middleware.common.CommonMiddleware"
-urlpatterns: list[Any] = []
-
-
-def hello(request: Any) -> Any:
-    from django.http import HttpResponse
-
-    return HttpResponse("hello")
-
-
-def _environ() -> dict[str, Any]:
-    return {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": "/hello/",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "REMOTE_PORT": "50000",
-        "HTTP_HOST": "127.0.0.1:8000",
-        "wsgi.url_scheme": "http",
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-        "wsgi.version": (1, 0),
-    }
+from inprocess_django import COMMON, LAGSCOPE_MW, configure, environ
 
 
 def main() -> None:
@@ -69,31 +40,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=31)
     parser.add_argument("--batch", type=int, default=2000)
     args = parser.parse_args()
-    settings.configure(
-        DEBUG=False,
-        SECRET_KEY="bench",
-        ALLOWED_HOSTS=["*"],
-        ROOT_URLCONF=__name__,
-        INSTALLED_APPS=["lagscope.django"],
-        MIDDLEWARE=[LAGSCOPE_MW, COMMON],
-        DATABASES={},
-        USE_TZ=True,
-        LOGGING_CONFIG=None,
-    )
-    django.setup()
+    configure([LAGSCOPE_MW, COMMON])
     from django.core.handlers.wsgi import WSGIHandler
-    from django.urls import path
     from opentelemetry import metrics, trace
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.trace import TracerProvider
 
-    urlpatterns.append(path("hello/", hello))
     trace.set_tracer_provider(TracerProvider())
     metrics.set_meter_provider(MeterProvider())
     tracer = trace.get_tracer("bench")
     handler = WSGIHandler()
     handler.load_middleware()
-    template = _environ()
+    template = environ()
 
     def runner(mode: str, around_span: bool) -> Callable[[int], float]:
         lagscope = {"OTEL": mode}
