@@ -8,10 +8,8 @@ bounded), or nginx exiting, whichever comes first; never a sleep.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -20,6 +18,7 @@ import pytest
 
 from lagscope.nginx.config import Endpoint, NginxSettings
 from lagscope.nginx.render import NginxConfig, render
+from lagscope.story.nginx import wait_listening
 from support.net import free_port
 
 NGINX = Path("/usr/sbin/nginx")
@@ -51,19 +50,6 @@ def nginx_prefix() -> Iterator[Path]:
         yield prefix
     finally:
         shutil.rmtree(prefix, ignore_errors=True)
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], port: int) -> bool:
-    deadline = time.monotonic() + _READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.01)  # poll interval between connect attempts, not a readiness wait
-    return False
 
 
 @contextmanager
@@ -100,7 +86,7 @@ def running_nginx(
             stderr=subprocess.PIPE,
         )
         try:
-            if _wait_ready(proc, port):
+            if wait_listening(proc, port, _READY_TIMEOUT_S):
                 yield port
                 return
             last_error = (prefix / "error.log").read_text(errors="replace")

@@ -117,7 +117,7 @@ class NginxProcess:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            if self._wait_ready(port):
+            if wait_listening(self._proc, port, READY_TIMEOUT_S):
                 self.port = port
                 return port
             self.stop()
@@ -125,20 +125,6 @@ class NginxProcess:
         raise LagscopeError(
             "nginx", f"nginx did not start: {last or 'no error log'}", ExitCode.ENVIRONMENT
         )
-
-    def _wait_ready(self, port: int) -> bool:
-        proc = self._proc
-        assert proc is not None
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                return False
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    return True
-            except OSError:
-                time.sleep(0.01)  # poll interval between connect attempts
-        return False
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -152,3 +138,18 @@ class NginxProcess:
             proc.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(10)
+
+
+def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout_s: float) -> bool:
+    """Whether ``proc`` accepts connections on 127.0.0.1:``port`` within ``timeout_s``
+    (False as soon as it exits). nginx has no readiness line; accepting is its signal."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.01)  # poll interval between connect attempts
+    return False
