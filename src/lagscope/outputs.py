@@ -35,7 +35,9 @@ __all__ = [
 T = TypeVar("T")
 
 
-class _FilePath(click.Path["Path"]):
+# click.Path is generic from click 8.2 on; subscripting it would fail on 8.1, which the
+# dependency range allows.
+class _FilePath(click.Path):
     """``click.Path(path_type=pathlib.Path)``, with pathlib imported only when a file is
     given: a probe run without one does not pay for loading it (~0.8 ms)."""
 
@@ -157,13 +159,7 @@ def show(
     """Write what the flags ask for, then print the JSON (``--json``) or the terminal
     report, ``terminal_text(color, width)``. The JSON is laid out once, and only when
     ``-o`` or ``--json`` needs it."""
-    laid_out: list[str] = []
-
-    def json_once() -> str:
-        if not laid_out:
-            laid_out.append(json_text())
-        return laid_out[0]
-
+    json_once = functools.cache(json_text)
     write_requested(report, json_once, outputs)
     if outputs.as_json:
         click.echo(json_once(), nl=False)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 from lagscope.diagnose.ladder import DiagnoseOptions, Plan, Progress, diagnose
 from lagscope.diagnose.model import DiagnoseReport, Finding
+from lagscope.diagnose.settings import DiagnoseSettings
 from lagscope.diagnose.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from lagscope.probe.net import Clock, Network
 from lagscope.probe.options import (
@@ -57,6 +58,10 @@ class Choices(TypedDict, total=False):
     command: Sequence[str]  # the command line the report shows
 
 
+# The command line's defaults, so the Python API's are the same numbers.
+_DEFAULTS = DiagnoseSettings()
+
+
 def make_options(url: str, **choices: Unpack[Choices]) -> DiagnoseOptions:
     """Validated options from the values a user gives (the CLI and :func:`run` both use it);
     every rejection is a one-line LagscopeError with exit code 2."""
@@ -73,8 +78,8 @@ def make_options(url: str, **choices: Unpack[Choices]) -> DiagnoseOptions:
         return ProbeOptions(
             target=parse_url(u),
             headers=parsed_headers,
-            timeout_s=choices.get("timeout_s", 10.0),
-            max_time_s=choices.get("max_time_s", 60.0),
+            timeout_s=choices.get("timeout_s", _DEFAULTS.timeout_s),
+            max_time_s=choices.get("max_time_s", _DEFAULTS.max_time_s),
             family=family,
             verify_tls=choices.get("verify_tls", True),
             resolve=pins,
