@@ -211,12 +211,14 @@ def test_a_resolved_config_crosses_to_a_worker_as_it_was(host: Host) -> None:
     # Spawned workers get it pickled, granian's as JSON in the environment: both must give
     # back the parent's config, machine-dependent defaults and reasons included, without
     # resolving again on the worker's machine facts.
+    import json
     import pickle
 
-    from lagscope.serve.settings import config_from_json, config_to_json
+    from lagscope.serve.settings import config_as_dict, config_from_dict
 
     config = resolve({"port": 0, "workers": 2, "trusted_proxy": "127.0.0.1"}, host)
-    for copy in (pickle.loads(pickle.dumps(config)), config_from_json(config_to_json(config))):
+    as_json = json.dumps(config_as_dict(config))
+    for copy in (pickle.loads(pickle.dumps(config)), config_from_dict(json.loads(as_json))):
         assert copy == config
         assert copy.host_facts == host
         assert dict(copy.why) == dict(config.why)

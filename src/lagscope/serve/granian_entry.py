@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from lagscope.serve.app import AppSpec, WSGIApp, load_app
 from lagscope.serve.server import LISTENING_PREFIX
-from lagscope.serve.settings import ServeConfig, config_from_json, config_to_json
+from lagscope.serve.settings import ServeConfig, config_as_dict, config_from_dict
 
 __all__ = ["SPEC_ENV", "URL_ENV", "create_app", "dump_spec", "load_spec"]
 
@@ -34,7 +34,7 @@ def dump_spec(spec: AppSpec, config: ServeConfig) -> str:
             "kind": spec.kind,
             "target": spec.target,
             "database": spec.database,
-            "config": config_to_json(config),
+            "config": config_as_dict(config),
         }
     )
 
@@ -42,7 +42,7 @@ def dump_spec(spec: AppSpec, config: ServeConfig) -> str:
 def load_spec(text: str) -> tuple[AppSpec, ServeConfig]:
     raw = json.loads(text)
     spec = AppSpec(raw["kind"], raw["target"], raw["database"])
-    return spec, config_from_json(raw["config"])
+    return spec, config_from_dict(raw["config"])
 
 
 def create_app() -> WSGIApp:

@@ -10,7 +10,6 @@ was chosen or given and why.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
@@ -34,8 +33,8 @@ __all__ = [
     "SETTINGS",
     "Host",
     "ServeConfig",
-    "config_from_json",
-    "config_to_json",
+    "config_as_dict",
+    "config_from_dict",
     "docs_table",
     "render_config",
     "resolve",
@@ -371,23 +370,20 @@ def resolve(overrides: Mapping[str, object], host: Host) -> ServeConfig:
     return replace(config, why=dict(built.why), given=built.given)
 
 
-def config_to_json(config: ServeConfig) -> str:
-    """``config`` as JSON, values, reasons and host facts included: what a process that
-    cannot be handed the object (granian's workers) rebuilds it from."""
-    return json.dumps(
-        {
-            "values": config.values,
-            "why": dict(config.why),
-            "given": sorted(config.given),
-            "host": asdict(config.host_facts),
-        }
-    )
+def config_as_dict(config: ServeConfig) -> dict[str, Any]:
+    """``config`` as plain JSON-ready data, values, reasons and host facts included: what a
+    process that cannot be handed the object (granian's workers) rebuilds it from."""
+    return {
+        "values": config.values,
+        "why": dict(config.why),
+        "given": sorted(config.given),
+        "host": asdict(config.host_facts),
+    }
 
 
-def config_from_json(text: str) -> ServeConfig:
-    """The config :func:`config_to_json` wrote, as it was (validated again, not re-resolved:
+def config_from_dict(raw: Mapping[str, Any]) -> ServeConfig:
+    """The config :func:`config_as_dict` gave, as it was (validated again, not re-resolved:
     the defaults that depend on the machine stay the ones the parent chose)."""
-    raw = json.loads(text)
     host = raw["host"]
     facts = Host(
         cpu_count=int(host["cpu_count"]),
