@@ -1,0 +1,125 @@
+"""The app's own work: ``slow-app`` and ``many-queries``, from its Server-Timing. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lagscope.diagnose.evidence import (
+    Evidence,
+    count_in_desc,
+    figure,
+    metric_desc,
+    metric_ms,
+    own_app_ms,
+    shapes,
+    summary_of,
+)
+from lagscope.diagnose.model import Figure, Finding
+from lagscope.diagnose.rules.common import (
+    has_timing,
+    make_finding,
+    median,
+    steady_records,
+)
+from lagscope.diagnose.thresholds import Thresholds
+
+__all__ = ["many_queries", "slow_app"]
+
+
+def slow_app(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> Finding | None:
+    cw = ev.coldwarm
+    if cw is None or not cw.warm:
+        return None
+    warm = cw.warm
+    if has_timing(warm):
+        own = summary_of(own_app_ms(r) for r in warm)
+        if own is None or own.p50_ms < t.slow_app_ms:
+            return None
+        cost = own.p50_ms
+        evidence = [
+            figure("app_ms_without_db_connects", own),
+            figure("view_ms", summary_of(metric_ms(r, "view") for r in warm)),
+            figure("tpl_ms", summary_of(metric_ms(r, "tpl") for r in warm)),
+            figure("db_ms", summary_of(metric_ms(r, "db") for r in warm)),
+        ]
+        detail = f"The app itself spends {cost:.0f} ms per request (its Server-Timing)."
+    else:
+        wait = summary_of(r.wait_ms for r in warm)
+        assert wait is not None
+        explained = sum(
+            f.cost_ms or 0.0
+            for f in found
+            if f.affects == "every request" and f.severity != "info" and f.id != "proxy-env"
+        )
+        cost = wait.p50_ms - explained
+        if cost < t.slow_app_ms:
+            return None
+        evidence = [figure("warm_wait_ms", wait)]
+        detail = (
+            f"The server takes {cost:.0f} ms to answer on a reused connection. It sends no "
+            "Server-Timing, so this cannot be split into app, database and queue: add "
+            "lagscope's middleware to see inside."
+        )
+    return make_finding(
+        ev,
+        t,
+        "slow-app",
+        "The app's own work is slow",
+        cost,
+        "every request",
+        evidence,
+        [
+            "Profile the view (queries, template rendering, external calls); lagscope's "
+            "Server-Timing splits view, template and database time.",
+        ],
+        detail,
+        severity="critical" if cost >= t.slow_app_critical_ms else "warning",
+    )
+
+
+def many_queries(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | None:
+    steady = [r for r in steady_records(ev) if metric_desc(r, "db") is not None]
+    if len(steady) < 3:
+        return None
+    counts = [count_in_desc(metric_desc(r, "db")) for r in steady]
+    got = [s for s in (shapes(r) for r in steady) if s is not None]
+    repeats = median([float(s[1]) for s in got]) if got else None
+    n_shapes = median([float(s[0]) for s in got]) if got else None
+    queries = median([float(c) for c in counts if c is not None])
+    db = summary_of(metric_ms(r, "db") for r in steady)
+    evidence = [
+        Figure("queries", queries),
+        Figure("distinct_shapes", n_shapes),
+        Figure("max_repeats_of_one_shape", repeats),
+        figure("db_ms", db),
+    ]
+    if repeats is not None and repeats >= t.repeated_query_count:
+        return make_finding(
+            ev,
+            t,
+            "many-queries",
+            f"One query runs {repeats:.0f} times per request (N+1)",
+            db.p50_ms if db else None,
+            "every request",
+            evidence,
+            [
+                "Fetch related rows in one query: select_related() for foreign keys, "
+                "prefetch_related() for reverse and many-to-many relations.",
+            ],
+            f"Each request runs {queries:.0f} queries, one statement shape {repeats:.0f} times: "
+            "the cost grows with the data.",
+            severity="warning",
+        )
+    if queries >= t.many_queries_count:
+        return make_finding(
+            ev,
+            t,
+            "many-queries",
+            f"Each request runs {queries:.0f} queries",
+            db.p50_ms if db else None,
+            "every request",
+            evidence,
+            ["Check whether the view needs them all; combine what it can."],
+            severity="info",
+        )
+    return None

@@ -1,0 +1,80 @@
+"""What every rule shares: how a finding is built and priced, and the medians it reads. Pure."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+from lagscope.diagnose.evidence import Evidence
+from lagscope.diagnose.model import Affects, Figure, Finding, Severity
+from lagscope.diagnose.thresholds import Thresholds
+from lagscope.probe.model import RequestRecord
+
+__all__ = [
+    "has_timing",
+    "iqr_ms",
+    "make_finding",
+    "median",
+    "severity_for",
+    "steady_records",
+    "totals",
+]
+
+
+def severity_for(cost_ms: float | None, t: Thresholds, base: Severity = "warning") -> Severity:
+    if base == "warning" and cost_ms is not None and cost_ms >= t.critical_ms:
+        return "critical"
+    return base
+
+
+def make_finding(
+    ev: Evidence,
+    t: Thresholds,
+    id: str,
+    title: str,
+    cost_ms: float | None,
+    affects: Affects,
+    evidence: Sequence[Figure],
+    fix: Sequence[str],
+    detail: str = "",
+    severity: Severity | None = None,
+    confirm: str | None = None,
+) -> Finding:
+    return Finding(
+        id=id,
+        title=title,
+        severity=severity or severity_for(cost_ms, t),
+        cost_ms=None if cost_ms is None else round(max(0.0, cost_ms), 3),
+        affects=affects,
+        evidence=tuple(evidence),
+        fix=tuple(fix),
+        confirm=confirm or ev.command or f"lagscope diagnose {ev.url}",
+        detail=detail,
+    )
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else 0.0
+
+
+def has_timing(records: Sequence[RequestRecord]) -> bool:
+    return any(r.app_ms() is not None for r in records)
+
+
+def steady_records(ev: Evidence) -> tuple[RequestRecord, ...]:
+    """Requests after warm-up: the cold and warm series."""
+    cw = ev.coldwarm
+    return () if cw is None else cw.cold + cw.warm
+
+
+def totals(records: Sequence[RequestRecord]) -> list[float]:
+    return [r.total_ms for r in records]
+
+
+def iqr_ms(values: Sequence[float]) -> float:
+    if len(values) < 4:
+        return 0.5
+    ordered = sorted(values)
+    q1 = ordered[len(ordered) // 4]
+    q3 = ordered[(3 * len(ordered)) // 4]
+    return max(0.5, q3 - q1)

@@ -1,0 +1,104 @@
+"""HTTP hygiene: ``redirects``, ``uncompressed-text`` and ``large-payload``. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lagscope.diagnose.evidence import (
+    Evidence,
+)
+from lagscope.diagnose.model import Figure, Finding
+from lagscope.diagnose.rules.common import (
+    make_finding,
+)
+from lagscope.diagnose.thresholds import Thresholds
+
+__all__ = ["large_payload", "redirects", "uncompressed_text"]
+
+
+def redirects(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | None:
+    hy = ev.hygiene
+    if hy is None or not hy.redirects:
+        return None
+    cost = sum(h.ms for h in hy.redirects)
+    if cost < t.redirect_ms:
+        return None
+    return make_finding(
+        ev,
+        t,
+        "redirects",
+        f"The URL redirects {len(hy.redirects)} time(s) before the answer",
+        cost,
+        "every request",
+        [Figure(f"{h.status} {h.url}", round(h.ms, 3), "ms") for h in hy.redirects],
+        [
+            f"Link to the final URL ({hy.redirects[-1].location}); for Django's APPEND_SLASH, "
+            "write URLs with the trailing slash."
+        ],
+        "Each redirect costs a full round trip before the real request starts.",
+        severity="warning",
+    )
+
+
+_TEXT_TYPES = (
+    "text/",
+    "application/json",
+    "application/javascript",
+    "application/xml",
+    "+json",
+    "+xml",
+    "image/svg",
+)
+
+
+def uncompressed_text(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | None:
+    hy = ev.hygiene
+    if hy is None or hy.compressed_bytes is None or hy.content_encoding:
+        return None
+    ctype = (hy.content_type or "").lower()
+    if not any(k in ctype for k in _TEXT_TYPES):
+        return None
+    saving = hy.body_bytes - hy.compressed_bytes
+    if saving < t.compress_min_saving_bytes or saving < t.compress_min_saving_share * hy.body_bytes:
+        return None
+    cost = hy.receive_ms * saving / max(1, hy.body_bytes)
+    return make_finding(
+        ev,
+        t,
+        "uncompressed-text",
+        f"{hy.body_bytes / 1000:.0f} KB of text sent uncompressed",
+        cost,
+        "every request",
+        [
+            Figure("body_bytes", hy.body_bytes, "B"),
+            Figure("gzip_bytes", hy.compressed_bytes, "B"),
+            Figure("receive_ms", round(hy.receive_ms, 3), "ms"),
+        ],
+        [
+            "Compress at the proxy (nginx: gzip on; gzip_types application/json text/css ...) "
+            "or in Django with GZipMiddleware; on loopback it buys nothing."
+        ],
+        f"gzip would save {saving / 1000:.0f} KB ({saving / hy.body_bytes:.0%}); over this "
+        f"link that is {cost:.1f} ms, more on a slow network.",
+        severity="warning" if cost >= t.large_payload_ms else "info",
+    )
+
+
+def large_payload(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | None:
+    hy = ev.hygiene
+    if hy is None or hy.body_bytes < t.large_payload_bytes:
+        return None
+    return make_finding(
+        ev,
+        t,
+        "large-payload",
+        f"The response is large ({hy.body_bytes / 1000:.0f} KB)",
+        hy.receive_ms,
+        "every request",
+        [
+            Figure("body_bytes", hy.body_bytes, "B"),
+            Figure("receive_ms", round(hy.receive_ms, 3), "ms"),
+        ],
+        ["Paginate, or send only the fields the client uses."],
+        severity="warning" if hy.receive_ms >= t.large_payload_ms else "info",
+    )

@@ -1,0 +1,16 @@
+"""``small-write-stall``, from hand-built evidence."""
+
+from __future__ import annotations
+
+import pytest
+
+from lagscope.diagnose.rules import evaluate
+from support.diagnose_evidence import T, coldwarm, ev, rec
+
+
+def test_small_write_stall_clusters_at_the_delayed_ack_timer() -> None:
+    cold = [rec(1.0, reused=False, series="cold", receive=0.05) for _ in range(8)]
+    warm = [rec(41.0, receive=40.2 + 0.1 * i) for i in range(8)]
+    found = {f.id: f for f in evaluate(ev(coldwarm=coldwarm(cold, warm)), T)}
+    assert set(found) == {"small-write-stall"}
+    assert found["small-write-stall"].cost_ms == pytest.approx(40.2, abs=0.2)
