@@ -25,6 +25,7 @@ from lagscope.errors import ExitCode, LagscopeError
 # name -> "module:attribute". Commands are imported only when used (or listed by --help),
 # so one command whose optional extra is missing never breaks the others.
 _COMMANDS = {
+    "cert": "lagscope.cert.cli:cert",
     "demo": "lagscope.story.cli:demo",
     "diagnose": "lagscope.diagnose.cli:diagnose_command",
     "inject": "lagscope.inject.cli:inject",
