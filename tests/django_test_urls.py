@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
 from asgiref.sync import sync_to_async
@@ -19,6 +20,21 @@ def plain(request: HttpRequest) -> HttpResponse:
 def sleepy(request: HttpRequest) -> HttpResponse:
     time.sleep(float(request.GET.get("s", "0.2")))
     return HttpResponse("slept")
+
+
+def slow_helper(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def calls_helper(request: HttpRequest) -> HttpResponse:
+    # The profile must name slow_helper, not only this view.
+    slow_helper(float(request.GET.get("s", "0.2")))
+    return HttpResponse("helped")
+
+
+def sampled(request: HttpRequest) -> HttpResponse:
+    # Whether a profiler samples this request (pyinstrument sets the profile function).
+    return HttpResponse("sampled" if sys.getprofile() is not None else "not sampled")
 
 
 def queries(request: HttpRequest, alias: str) -> HttpResponse:
@@ -75,6 +91,8 @@ async def async_queries(request: HttpRequest, alias: str) -> HttpResponse:
 urlpatterns = [
     path("plain/", plain),
     path("sleep/", sleepy),
+    path("helper/", calls_helper),
+    path("sampled/", sampled),
     path("db/<str:alias>/", queries),
     path("tpl/", template),
     path("repeated/", repeated),

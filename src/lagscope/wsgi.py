@@ -20,7 +20,9 @@ from lagscope.instrument.connections import ConnectionTracker
 from lagscope.instrument.disclosure import Disclosure
 from lagscope.instrument.entry import FailureLog, begin_request
 from lagscope.instrument.options import options_from_mapping
+from lagscope.instrument.profile import PROFILE_HEADER, Reason
 from lagscope.instrument.record import RequestTiming, build_header
+from lagscope.instrument.sampling import PROFILE_KEY, Sampler, finish_profile, start_profile
 from lagscope.otel import OtelBridge, default_bridge
 
 __all__ = ["ServerTimingMiddleware"]
@@ -100,6 +102,20 @@ class ServerTimingMiddleware:
         if started is None:
             return self.app(environ, start_response)
         timing, level, otel = started
+        if level is Disclosure.FULL and PROFILE_KEY in environ:
+            return self._call_profiled(environ, start_response, timing, level, otel)
+        return self.app(environ, self._timed(environ, start_response, timing, level, otel))
+
+    def _timed(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        timing: RequestTiming,
+        level: Disclosure,
+        otel: bool,
+        profile: Callable[[], str | None] | None = None,
+    ) -> StartResponse:
+        """``start_response`` adding the header (and the profile header, from ``profile``)."""
 
         def timed_start_response(
             status: str, headers: _Headers, exc_info: _ExcInfo | None = None, /
@@ -112,6 +128,10 @@ class ServerTimingMiddleware:
                     out_headers = [*headers, ("Server-Timing", header)]
             except Exception:
                 self.failures("adding the header")
+            if profile is not None:
+                value = profile()
+                if value is not None:
+                    out_headers = [*out_headers, (PROFILE_HEADER, value)]
             if otel and self._otel is not None:
                 try:
                     method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO")
@@ -123,4 +143,34 @@ class ServerTimingMiddleware:
                 return start_response(status, out_headers)
             return start_response(status, out_headers, exc_info)
 
-        return self.app(environ, timed_start_response)
+        return timed_start_response
+
+    def _call_profiled(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        timing: RequestTiming,
+        level: Disclosure,
+        otel: bool,
+    ) -> Iterable[bytes]:
+        """The app's call, sampled until ``start_response`` (or the call's return, for an
+        app that starts its response while the body is iterated)."""
+        state: Sampler | Reason | None
+        try:
+            state = start_profile(environ, self.options.profile)
+        except Exception:
+            self.failures("profiling")
+            state = "failed"
+        done: list[str | None] = []
+
+        def profile() -> str | None:
+            if not done:
+                done.append(None if state is None else finish_profile(state, self.failures))
+            return done[0]
+
+        try:
+            return self.app(
+                environ, self._timed(environ, start_response, timing, level, otel, profile)
+            )
+        finally:
+            profile()

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from lagscope.instrument import OptionsError
+from lagscope.instrument import OptionsError, sampling
+from lagscope.instrument.profile import PROFILE_HEADER, Profile, hotspots
+from lagscope.instrument.profile import parse_header as parse_profile
 from lagscope.servertiming import Metric, parse_headers, unescape_text
 from lagscope.wsgi import ServerTimingMiddleware
 from support.net import get
@@ -169,3 +171,63 @@ def test_thread_name_outside_latin1_never_changes_the_response(name: str) -> Non
     thread_desc = {m.name: m for m in parse_headers(later)}["thread"].desc
     assert thread_desc is not None and unescape_text(thread_desc) == name
     assert wrapped.failures.count == 0
+
+
+# --- profile mode -----------------------------------------------------------------------------
+
+
+def slow_helper() -> None:
+    time.sleep(0.2)
+
+
+def helper_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    slow_helper()
+    body = b"sampled" if sys.getprofile() is not None else b"not sampled"
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def ask(address: tuple[str, int], headers: dict[str, str]) -> tuple[str | None, bytes]:
+    conn = http.client.HTTPConnection(*address, timeout=10)
+    try:
+        conn.request("GET", "/", headers=headers)
+        response = conn.getresponse()
+        return response.getheader(PROFILE_HEADER), response.read()
+    finally:
+        conn.close()
+
+
+def test_profile_mode_names_the_helper_for_a_trusted_client_that_asks() -> None:
+    wrapped = ServerTimingMiddleware(helper_app, profile=True)
+    with waitress_server(wrapped, threads=1) as address:
+        header, body = ask(address, {PROFILE_HEADER: "1"})
+        plain_header, plain_body = ask(address, {})
+    assert body == b"sampled" and header is not None
+    profile = parse_profile(header)
+    assert isinstance(profile, Profile)
+    top = hotspots(profile)[0]
+    assert top.function == "slow_helper" and 150 <= top.ms <= 250
+    assert (plain_header, plain_body) == (None, b"not sampled")
+
+
+def test_profile_mode_off_by_default_and_never_for_untrusted_clients() -> None:
+    with waitress_server(ServerTimingMiddleware(helper_app), threads=1) as address:
+        off = ask(address, {PROFILE_HEADER: "1"})
+    untrusted = ServerTimingMiddleware(helper_app, profile=True, trust_loopback=False)
+    with waitress_server(untrusted, threads=1) as address:
+        refused = ask(address, {PROFILE_HEADER: "1"})
+    assert off == ("none off", b"not sampled")
+    assert refused == (None, b"not sampled")
+
+
+def test_without_the_extra_the_trusted_client_is_told_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An import of a module set to None in sys.modules fails as if it were not installed.
+    monkeypatch.setitem(sys.modules, "pyinstrument", None)
+    sampling.available.cache_clear()
+    try:
+        wrapped = ServerTimingMiddleware(helper_app, profile=True)
+        with waitress_server(wrapped, threads=1) as address:
+            got = ask(address, {PROFILE_HEADER: "1"})
+    finally:
+        sampling.available.cache_clear()
+    assert got == ("none no-pyinstrument", b"not sampled")

@@ -27,7 +27,9 @@ from lagscope.instrument.connections import ConnectionTracker
 from lagscope.instrument.disclosure import Disclosure
 from lagscope.instrument.entry import FailureLog, begin_request
 from lagscope.instrument.options import InstrumentOptions
+from lagscope.instrument.profile import PROFILE_HEADER, REQUEST_VALUE, Reason, reason_header
 from lagscope.instrument.record import RequestTiming, build_header
+from lagscope.instrument.sampling import PROFILE_KEY, Sampler, finish_profile, start_profile
 from lagscope.otel import OtelBridge, OtelMode, default_bridge
 
 __all__ = ["ServerTimingMiddleware"]
@@ -78,6 +80,8 @@ class ServerTimingMiddleware:
         if self.is_async:
             return self.__acall__(request)
         started = self._begin(request)
+        if started is not None and started[2] is Disclosure.FULL and PROFILE_KEY in request.META:
+            return self._call_profiled(request, started)
         try:
             response = self.get_response(request)
         finally:
@@ -90,7 +94,43 @@ class ServerTimingMiddleware:
             response = await self.get_response(request)
         finally:
             self._leave(started)
-        return self._finish(request, response, started)
+        response = self._finish(request, response, started)
+        if (
+            started is not None
+            and started[2] is Disclosure.FULL
+            and request.META.get(PROFILE_KEY) == REQUEST_VALUE
+        ):
+            # The view runs on threads the sampler does not follow (sync_to_async).
+            self._add_profile(response, reason_header("async"))
+        return response
+
+    # -- profile mode (a trusted client that asks; docs/server-timing.md) ---------------
+
+    def _call_profiled(self, request: HttpRequest, started: _Started) -> Any:
+        state: Sampler | Reason | None
+        try:
+            allowed = get_options().profile or bool(settings.DEBUG)
+            state = start_profile(request.META, allowed)
+        except Exception:
+            self.failures("profiling")
+            state = "failed"
+        value: str | None = None
+        try:
+            response = self.get_response(request)
+        finally:
+            self._leave(started)
+            if state is not None:
+                value = finish_profile(state, self.failures)
+        response = self._finish(request, response, started)
+        if value is not None:
+            self._add_profile(response, value)
+        return response
+
+    def _add_profile(self, response: HttpResponseBase, value: str) -> None:
+        try:
+            response[PROFILE_HEADER] = value
+        except Exception:
+            self.failures("adding the profile")
 
     def _tracker_for(self, options: InstrumentOptions) -> ConnectionTracker:
         tracker = self._tracker

@@ -108,6 +108,16 @@ class InstrumentOptions:
         '"enrich" (only a recording span) or "off".',
     )
 
+    # Profile mode (docs/server-timing.md): a trusted client's request carrying
+    # `X-Lagscope-Profile: 1` is sampled with pyinstrument (the `profile` extra) and the
+    # response carries a compact profile. Off by default because a profiled request runs
+    # slower; Django's DEBUG allows it as well. Untrusted clients are never profiled.
+    profile: bool = setting(
+        False,
+        help="Profile trusted requests that ask (`X-Lagscope-Profile: 1`); DEBUG allows it "
+        "too (Django).",
+    )
+
     def __post_init__(self) -> None:
         validate(self, style="key", phase="LAGSCOPE")
 
