@@ -16,6 +16,10 @@ Configurations:
 * lagscope (trusted): lagscope's middleware first, loopback client, full header
 * lagscope (untrusted): a non-loopback client; no header, only connection tracking
 * lagscope (disabled): LAGSCOPE = {"ENABLED": False}
+* lagscope, PROFILE on, not asked: profile mode allowed, the request carries no
+  ``X-Lagscope-Profile`` (the mode-off path every ordinary request takes);
+* lagscope, profiled: the same with ``X-Lagscope-Profile: 1`` (pyinstrument samples the
+  request and the response carries the profile), where pyinstrument is installed
 * OpenTelemetry: DjangoInstrumentor with the SDK TracerProvider and no exporter, where installed
 * django-server-timing: its ServerTiming middleware, where installed
 * the OTel bridge (lagscope.otel), with the SDK's TracerProvider set globally:
@@ -49,6 +53,8 @@ OTEL_ALONE = "OpenTelemetry DjangoInstrumentor (SDK, no exporter)"
 OTEL_LAGSCOPE_OFF = "DjangoInstrumentor + lagscope, OTEL off"
 OTEL_LAGSCOPE_BRIDGE = "DjangoInstrumentor + lagscope, OTEL bridge enriching its span"
 LAGSCOPE_OWN_SPAN = "lagscope alone, OTEL bridge with its own span"
+PROFILE_NOT_ASKED = "lagscope, trusted, PROFILE on, request not asking"
+PROFILED = "lagscope, trusted, profiled (X-Lagscope-Profile: 1)"
 
 
 def _handler(middleware: list[str], lagscope: dict[str, object] | None = None) -> Any:
@@ -62,12 +68,21 @@ def _handler(middleware: list[str], lagscope: dict[str, object] | None = None) -
     return handler, lagscope or {}
 
 
-def _runner(handler: Any, lagscope: dict[str, object], remote_addr: str) -> Callable[[int], float]:
-    template = environ(remote_addr)
+def _runner(
+    handler: Any,
+    lagscope: dict[str, object],
+    remote_addr: str,
+    extra: dict[str, str] | None = None,
+) -> Callable[[int], float]:
+    template = {**environ(remote_addr), **(extra or {})}
     status: list[str] = []
+
+    profiles: list[str] = []
 
     def start_response(s: str, headers: Any, exc_info: Any = None) -> Any:
         status.append(s)
+        if extra:
+            profiles.extend(v for k, v in headers if k == "X-Lagscope-Profile")
         return None
 
     def run(batch: int) -> float:
@@ -85,6 +100,9 @@ def _runner(handler: Any, lagscope: dict[str, object], remote_addr: str) -> Call
         if status[-1] != "200 OK":
             raise SystemExit(f"bench: unexpected status {status[-1]}")
         status.clear()
+        if extra and not (profiles and profiles[-1].startswith("1 ")):
+            raise SystemExit(f"bench: no profile in the response ({profiles[-1:]})")
+        profiles.clear()
         return elapsed / batch
 
     return run
@@ -98,6 +116,7 @@ def main() -> None:
     configure([COMMON])
 
     configs: dict[str, Callable[[int], float]] = {}
+    skipped: list[str] = []
     off: dict[str, object] = {"OTEL": "off"}
     base, base_opts = _handler([COMMON])
     configs["baseline (CommonMiddleware only)"] = _runner(base, base_opts, "127.0.0.1")
@@ -107,7 +126,16 @@ def main() -> None:
     configs["lagscope, untrusted client (no header)"] = _runner(h, o, "203.0.113.9")
     h, o = _handler([LAGSCOPE_MW, COMMON], {"ENABLED": False})
     configs["lagscope, ENABLED=False"] = _runner(h, o, "127.0.0.1")
-    skipped: list[str] = []
+    profile_on: dict[str, object] = {"OTEL": "off", "PROFILE": True}
+    h, o = _handler([LAGSCOPE_MW, COMMON], profile_on)
+    configs[PROFILE_NOT_ASKED] = _runner(h, o, "127.0.0.1")
+    try:
+        import pyinstrument  # noqa: F401
+
+        h, o = _handler([LAGSCOPE_MW, COMMON], profile_on)
+        configs[PROFILED] = _runner(h, o, "127.0.0.1", {"HTTP_X_LAGSCOPE_PROFILE": "1"})
+    except ImportError:
+        skipped.append("the profiled request (pyinstrument not installed)")
     try:
         import server_timing  # noqa: F401
 
@@ -174,11 +202,16 @@ def main() -> None:
                 f"| {n} | {statistics.median(us):.1f} | {statistics.median(diffs):+.1f} "
                 f"| {statistics.median(ratios) * 100:+.1f} % |"
             )
-    pairs = [(OTEL_LAGSCOPE_BRIDGE, OTEL_LAGSCOPE_OFF), (LAGSCOPE_OWN_SPAN, LAGSCOPE_TRUSTED)]
+    pairs = [
+        (OTEL_LAGSCOPE_BRIDGE, OTEL_LAGSCOPE_OFF),
+        (LAGSCOPE_OWN_SPAN, LAGSCOPE_TRUSTED),
+        (PROFILE_NOT_ASKED, LAGSCOPE_TRUSTED),
+        (PROFILED, LAGSCOPE_TRUSTED),
+    ]
     pairs = [(a, b) for a, b in pairs if a in per_round and b in per_round]
     if pairs:
         print()
-        print("| the OTel bridge adds | µs/request (median paired) | ratio |")
+        print("| this adds | µs/request (median paired) | ratio |")
         print("|---|---|---|")
         for a, b in pairs:
             diffs = [(x - y) * 1e6 for x, y in zip(per_round[a], per_round[b], strict=True)]
