@@ -267,3 +267,22 @@ def test_too_few_samples_are_never_called_beyond_noise() -> None:
     report, _ = _run(Script(), cold=2, warm=2)
     assert not any(c.significant for c in report.comparisons)  # type: ignore[attr-defined]
     assert "cannot be told from noise" in report.verdict  # type: ignore[attr-defined]
+
+
+def test_an_address_that_drops_packets_costs_the_attempt_delay_not_the_timeout() -> None:
+    clock = FakeClock()
+    script = Script(blackholed=("::1",))
+    opts = ProbeOptions(
+        target=parse_url("http://localhost:8080/"),
+        cold=1,
+        warm=0,
+        timeout_s=2.0,
+        resolve=(("localhost", ("::1", "127.0.0.1")),),
+    )
+    report = run_probe(opts, ScriptedNetwork(clock, script), clock)
+    r = report.get_series("cold").requests[0]  # type: ignore[union-attr]
+    assert [(a.address, a.outcome, a.ms) for a in r.attempts] == [
+        ("::1", "timeout", 250.0),
+        ("127.0.0.1", "connected", 2.0),
+    ]
+    assert r.connect_ms == 252.0

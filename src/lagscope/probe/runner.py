@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import h11
@@ -61,6 +61,10 @@ _RECV_BYTES = 65536
 # A reused connection found closed sooner than this after its last response means the
 # server closes after every response (silently), not that an idle timeout expired.
 SILENT_CLOSE_IDLE_S = 1.0
+# How long one address of a name may take to connect before the next is tried: RFC 8305's
+# recommended Connection Attempt Delay (Chrome waits 300 ms before IPv4). An address that
+# drops packets then costs this much, not the whole connect timeout.
+ADDRESS_ATTEMPT_DELAY_S = 0.25
 _NS_PER_MS = 1_000_000
 _END_OF_MESSAGE = h11.EndOfMessage()  # events are immutable: one serves every request
 _FAMILY_NAMES: dict[int, str] = {int(socket.AF_INET): "ipv4", int(socket.AF_INET6): "ipv6"}
@@ -330,12 +334,16 @@ class Client:
             ) from None
 
     def connect_one(
-        self, family: int, addr: SockAddr, phase: Phase
+        self, family: int, addr: SockAddr, phase: Phase, bound_s: float | None = None
     ) -> tuple[Stream | None, AddressAttempt]:
-        """One connect attempt to one address, timed; the stream is None when it failed."""
+        """One connect attempt to one address, timed; the stream is None when it failed.
+        ``bound_s`` cuts this attempt shorter than the phase (the next address waits)."""
         a0 = self.clock.now_ns()
         try:
-            stream = self.network.connect(family, addr, phase.remaining_s())
+            left = phase.remaining_s()
+            stream = self.network.connect(
+                family, addr, left if bound_s is None else min(left, bound_s)
+            )
         except RunDeadline:
             raise
         except OSError as exc:
@@ -356,6 +364,45 @@ class Client:
             outcome="connected",
             ms=_ms(a0, self.clock.now_ns()),
         )
+
+    def _connect_any(
+        self, candidates: Sequence[tuple[int, SockAddr]]
+    ) -> tuple[Stream | None, list[AddressAttempt]]:
+        """Each address its own bounded attempt, as clients with happy eyeballs make them.
+
+        Every address but the last gets ``ADDRESS_ATTEMPT_DELAY_S`` before the next one is
+        tried, so an address that drops packets costs that delay, not the whole connect
+        phase; the last gets what is left of the phase. When nothing answers in that pass,
+        the addresses cut short get the rest of the phase in turn (a slow address is still
+        an address). One phase deadline bounds it all.
+        """
+        phase = self.phase("connect")
+        attempts: list[AddressAttempt] = []
+        cut: list[tuple[int, SockAddr]] = []
+        for i, (family, addr) in enumerate(candidates):
+            last = i == len(candidates) - 1
+            try:
+                left = phase.remaining_s()
+            except TimeoutError:
+                attempts.append(_no_time(family, addr))
+                continue
+            bound = left if last else min(left, ADDRESS_ATTEMPT_DELAY_S)
+            stream, attempt = self.connect_one(family, addr, phase, bound)
+            attempts.append(attempt)
+            if stream is not None:
+                return stream, attempts
+            if attempt.outcome == "timeout" and bound < left:
+                cut.append((family, addr))
+        for family, addr in cut:
+            try:
+                phase.remaining_s()
+            except TimeoutError:
+                break
+            stream, attempt = self.connect_one(family, addr, phase)
+            attempts.append(attempt)
+            if stream is not None:
+                return stream, attempts
+        return None, attempts
 
     def _past(self, phase: Phase) -> bool:
         try:
@@ -378,27 +425,7 @@ class Client:
             )
         if not self.state.addresses:
             self.state.addresses = tuple(str(a[1][0]) for a in candidates)
-        attempts: list[AddressAttempt] = []
-        stream: Stream | None = None
-        phase = self.phase("connect")
-        for family, addr in candidates:
-            try:
-                stream, attempt = self.connect_one(family, addr, phase)
-            except TimeoutError:
-                attempts.append(
-                    AddressAttempt(
-                        address=str(addr[0]),
-                        port=int(addr[1]),
-                        family=_family_name(family),
-                        outcome="timeout",
-                        ms=0.0,
-                        error="no time left in the connect phase",
-                    )
-                )
-                continue
-            attempts.append(attempt)
-            if stream is not None:
-                break
+        stream, attempts = self._connect_any(candidates)
         connected = self.clock.now_ns()
         if stream is None:
             tried = "; ".join(f"{_show(a)} {a.outcome}" for a in attempts)
@@ -687,6 +714,17 @@ def _expected_length(response: h11.Response | None) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def _no_time(family: int, addr: SockAddr) -> AddressAttempt:
+    return AddressAttempt(
+        address=str(addr[0]),
+        port=int(addr[1]),
+        family=_family_name(family),
+        outcome="timeout",
+        ms=0.0,
+        error="no time left in the connect phase",
+    )
 
 
 def _show(a: AddressAttempt) -> str:
