@@ -49,6 +49,22 @@ def _warm_items(warm: Sequence[RequestRecord], hop_ms: float) -> list[BudgetItem
     return items
 
 
+def _setup_items(cold: Sequence[RequestRecord], setup_ms: float) -> list[BudgetItem]:
+    """A new connection's extra time: the name lookup and failed addresses, each claimed by
+    its own finding, and the rest."""
+    resolve = _median([r.resolve_ms for r in cold]) or 0.0
+    fallback = (
+        _median([sum(a.ms for a in r.attempts if a.outcome != "connected") for r in cold]) or 0.0
+    )
+    items = []
+    if resolve:
+        items.append(BudgetItem("name resolution", resolve))
+    if fallback:
+        items.append(BudgetItem("address fallback", fallback))
+    items.append(BudgetItem("connection setup", setup_ms - resolve - fallback))
+    return items
+
+
 def budgets(ev: Evidence) -> tuple[Budget, ...]:
     cw = ev.coldwarm
     if cw is None or not cw.warm:
@@ -64,7 +80,7 @@ def budgets(ev: Evidence) -> tuple[Budget, ...]:
     if cw.cold:
         cold_total = _median([r.total_ms for r in cw.cold]) or 0.0
         setup = cold_total - warm_total if cw.keep_alive else 0.0
-        cold_items = [BudgetItem("connection setup", setup)] if cw.keep_alive else []
+        cold_items = _setup_items(cw.cold, setup) if cw.keep_alive else []
         if not cw.keep_alive:
             # Keep-alive refused: "warm" requests were new connections too.
             cold_items = [

@@ -25,6 +25,7 @@ __all__ = [
     "QueueLevel",
     "RedirectHop",
     "Resolution",
+    "SetupSplit",
     "Warmup",
     "app_ms",
     "count_in_desc",
@@ -80,6 +81,23 @@ class ColdWarm:
     warm_first: tuple[RequestRecord, ...]
     keep_alive: bool
     keep_alive_reason: str | None
+    # Requests sent back to back on one kept-alive connection, as a browser fetches a
+    # page's assets: the paced warm series lets the peer's delayed ACK fire in between.
+    back_to_back: tuple[RequestRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class SetupSplit:
+    """Experiments that separate a per-connection cost from the app's time when neither
+    Server-Timing nor a reused connection can: each on a fresh connection."""
+
+    # Connect, stay idle ``idle_ms``, then send: a cost paid while the connection is set
+    # up is absorbed by the idle time; the app's time is not.
+    idle_ms: float
+    idle: tuple[RequestRecord, ...]
+    # A request for a page that does not exist: what a request that does no work waits.
+    cheap_path: str
+    cheap: tuple[RequestRecord, ...]
 
 
 @dataclass(frozen=True)
@@ -130,6 +148,7 @@ class Evidence:
     direct: ColdWarm | None = None
     database: DatabaseProbe | None = None
     hygiene: Hygiene | None = None
+    setup_split: SetupSplit | None = None
     proxy_server: str | None = None  # a Server / Via header naming a proxy
     # The command that reruns this diagnosis (each finding's "confirm").
     command: str = ""

@@ -39,6 +39,7 @@ from lagscope.diagnose.evidence import (
     QueueLevel,
     RedirectHop,
     Resolution,
+    SetupSplit,
     Warmup,
     figure,
     metric_desc,
@@ -69,6 +70,10 @@ Progress = Callable[[str, str], None]
 
 _MAX_REDIRECTS = 5
 _RESOLUTION_TIMEOUT_S = 3.0
+# The other loopback address is only asked whether it answers at all.
+_OTHER_LOOPBACK_TIMEOUT_S = 1.0
+# The page the cheap request asks for: one no app serves, so it does (almost) no work.
+_CHEAP_PATH = "/.lagscope-missing-page"
 # The fewest samples per series that give a 95 % interval for the median.
 _MIN_SAMPLES = 6
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -92,6 +97,9 @@ class Plan:
     direct_warm: int = 15
     direct_s: float = 4.0
     db_samples: int = 5
+    back_to_back: int = 20
+    split_samples: int = 6
+    split_idle_max_s: float = 0.6
 
 
 QUICK = Plan(
@@ -109,6 +117,8 @@ QUICK = Plan(
     direct_warm=6,
     direct_s=1.0,
     db_samples=3,
+    back_to_back=12,
+    split_samples=4,
 )
 
 
@@ -289,7 +299,7 @@ class _Ladder:
             )
         figures.append(figure("hostname_connect_ms", summary_of(hostname_ms)))
         figures.append(figure("resolve_ms", summary_of(resolve_ms)))
-        notes = [f"{a} refuses (nothing listens there)" for a in unlistened]
+        notes = [f"{a} does not answer (nothing listens there)" for a in unlistened]
         first_ok = next(p for p in probes if p.connects)
         if probes[0] is not first_ok:
             # The rest of the ladder connects where the host answers, as a client with
@@ -319,12 +329,14 @@ class _Ladder:
             if str(addr[0]) in seen:
                 continue
             try:
-                stream, attempt = client.connect_one(family, addr, client.phase("connect"))
+                stream, attempt = client.connect_one(
+                    family, addr, client.phase("connect"), _OTHER_LOOPBACK_TIMEOUT_S
+                )
             except (TimeoutError, OSError):
                 continue
             if stream is not None:
                 stream.close()
-            elif attempt.outcome == "refused":
+            elif attempt.outcome in ("refused", "timeout"):
                 out.append(str(addr[0]))
         return tuple(out)
 
@@ -510,6 +522,91 @@ class _Ladder:
         affordable = budget_s * 1000 / max(0.05, cold_ms + warm_ms)
         pairs = max(_MIN_SAMPLES, int(affordable))
         return min(cold, pairs), min(warm, max(_MIN_SAMPLES + 2, pairs))
+
+    def back_to_back(self) -> tuple[RequestRecord, ...]:
+        """Requests back to back on one kept-alive connection, as a browser fetches a
+        page's assets: no pause lets the client's delayed ACK fire early, so a server's
+        small-write stall shows on every request."""
+        t0 = self.clock.now_ns()
+        self._say("back to back", "start")
+        client = self._client()
+        local: list[RequestRecord] = []
+        conn: Connection | None = None
+        try:
+            for i in range(self.opts.plan.back_to_back):
+                start = self.clock.now_ns()
+                new = conn is None
+                if conn is None:
+                    conn = client.open("back-to-back")
+                ex = client.exchange(conn, f"back-to-back request {i + 1}")
+                local.append(make_record("back_to_back", i, conn, new, ex, start, self.run_start))
+                if not ex.keep_alive:
+                    break
+        finally:
+            if conn is not None:
+                conn.close()
+        self._keep(local)
+        mine = tuple(self.records[-len(local) :]) if local else ()
+        reused = [r for r in mine if r.reused]
+        self._rung(
+            "back to back",
+            "Reused connection, requests back to back",
+            t0,
+            [
+                figure("total_ms", summary_of(r.total_ms for r in reused)),
+                figure("receive_ms", summary_of(r.receive_ms for r in reused)),
+                figure("wait_ms", summary_of(r.wait_ms for r in reused)),
+            ],
+        )
+        return mine
+
+    def setup_split(self, wait_ms: float) -> SetupSplit:
+        """For a server that closes every connection and reports no timing: fresh
+        connections left idle before their request, and cheap requests for a page that
+        does not exist. Each separates a per-connection cost from the app's time."""
+        t0 = self.clock.now_ns()
+        self._say("setup vs app", "start")
+        plan = self.opts.plan
+        # Idle longer than the suspected tax (all of the wait, at most), so a cost paid
+        # while the connection is set up is over before the request is sent.
+        idle_s = min(plan.split_idle_max_s, wait_ms * 1.5 / 1000 + 0.02)
+        client = self._client()
+        idle: list[RequestRecord] = []
+        for i in range(plan.split_samples):
+            conn = client.open("setup vs app: idle connection")
+            try:
+                self.clock.sleep(idle_s)
+                start = self.clock.now_ns()
+                ex = client.exchange(conn, "setup vs app: after idle")
+            finally:
+                conn.close()
+            idle.append(make_record("idle_first", i, conn, True, ex, start, self.run_start))
+        target = parse_url(urljoin(self.probe.target.url, _CHEAP_PATH))
+        cheap_client = self._client(replace(self.probe, target=target))
+        cheap: list[RequestRecord] = []
+        for i in range(plan.split_samples):
+            start = self.clock.now_ns()
+            conn = cheap_client.open("setup vs app: cheap request")
+            try:
+                ex = cheap_client.exchange(conn, "setup vs app: cheap request")
+            finally:
+                conn.close()
+            cheap.append(make_record("cheap", i, conn, True, ex, start, self.run_start))
+        self._keep(idle)
+        self._keep(cheap)
+        split = SetupSplit(round(idle_s * 1000, 3), tuple(idle), _CHEAP_PATH, tuple(cheap))
+        self._rung(
+            "setup vs app",
+            "Per-connection cost against the app's time (fresh connections)",
+            t0,
+            [
+                Figure("idle_before_request_ms", split.idle_ms, "ms"),
+                figure("wait_after_idle_ms", summary_of(r.wait_ms for r in idle)),
+                figure("cheap_request_wait_ms", summary_of(r.wait_ms for r in cheap)),
+                Figure("cheap_request_status", cheap[0].status if cheap else None),
+            ],
+        )
+        return split
 
     def queue(self) -> tuple[QueueLevel, ...]:
         t0 = self.clock.now_ns()
@@ -699,8 +796,18 @@ def diagnose(
         finally:
             if counter:
                 counter.close()
-        ev = replace(ev, coldwarm=coldwarm)
         requests = len(coldwarm.cold) + len(coldwarm.warm) + len(coldwarm.warm_first)
+        if coldwarm.keep_alive:
+            coldwarm = replace(coldwarm, back_to_back=ladder.back_to_back())
+        ev = replace(ev, coldwarm=coldwarm)
+        wait = summary_of(r.wait_ms for r in coldwarm.cold + coldwarm.warm)
+        if (
+            not coldwarm.keep_alive
+            and not any(r.app_ms() is not None for r in coldwarm.cold + coldwarm.warm)
+            and wait is not None
+            and wait.p50_ms >= opts.thresholds.setup_tax_ms
+        ):
+            ev = replace(ev, setup_split=ladder.setup_split(wait.p50_ms))
         if before is not None and after is not None and requests:
             sessions_per_request = round((after - before) / requests, 3)
         if ladder.loopback or opts.allow_load:
@@ -745,7 +852,8 @@ def diagnose(
             ) from None
     ev = replace(ev, proxy_server=_proxy_server(ladder.records))
     findings = evaluate(ev, opts.thresholds)
-    statuses = sorted({r.status for r in ladder.records if r.status >= 400})
+    # The cheap request asks for a missing page on purpose.
+    statuses = sorted({r.status for r in ladder.records if r.status >= 400 and r.series != "cheap"})
     if statuses:
         ladder.warnings.append(f"the server answered with error statuses: {statuses}")
     if (

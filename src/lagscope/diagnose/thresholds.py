@@ -47,6 +47,24 @@ class Thresholds:
         "what a refused loopback connect costs a sequential client on Windows (SYN retries)",
         "cpython #106130, pyzotero #374",
     )
+    slow_resolve_ms: float = _t(
+        20.0,
+        "a name lookup slower than this is slow: a hosts-file answer takes < 1 ms, a "
+        "resolver on the local network a few ms",
+        "glibc sends A and AAAA in parallel: one slow answer costs its whole delay",
+    )
+    # --- time outside the app ---------------------------------------------------------------
+    outside_app_ms: float = _t(
+        20.0,
+        "time to first byte outside the app's own Server-Timing total, on reused "
+        "connections, beyond proxy_floor_ms: something between client and app holds every "
+        "response (per-response inspection, a slow local proxy)",
+    )
+    unexplained_ms: float = _t(
+        20.0,
+        "time in one phase of a request that no finding explains, above which it is named "
+        "with the phase it was measured in",
+    )
     # --- database -------------------------------------------------------------------------
     db_per_request_share: float = _t(
         0.8,
@@ -75,6 +93,11 @@ class Thresholds:
         "warm-up when it cost at least this: a local PostgreSQL connect is 4.5-12 ms, an "
         "SQLite open ~1 ms",
         "baseline.md",
+    )
+    warmup_recurring_share: float = _t(
+        0.5,
+        "share of the later new connections that pay the early requests' extra cost for it "
+        "to be a per-connection cost, not warm-up (warm-up is paid once per worker)",
     )
     warmup_min_requests: int = _t(
         2,

@@ -28,9 +28,14 @@ from lagscope.diagnose.rules.database import (
 )
 from lagscope.diagnose.rules.environment import proxy_env
 from lagscope.diagnose.rules.hygiene import large_payload, redirects, uncompressed_text
+from lagscope.diagnose.rules.outside import outside_app_every_request, unexplained_time
 from lagscope.diagnose.rules.proxy import proxy_hop_slow, upstream_no_keepalive
 from lagscope.diagnose.rules.queueing import server_queueing
-from lagscope.diagnose.rules.resolution import fallback_cost_ms, localhost_fallback
+from lagscope.diagnose.rules.resolution import (
+    fallback_cost_ms,
+    localhost_fallback,
+    slow_name_resolution,
+)
 from lagscope.diagnose.rules.small_writes import small_write_stall
 from lagscope.diagnose.rules.warmup import worker_warmup
 from lagscope.diagnose.thresholds import Thresholds
@@ -57,10 +62,12 @@ class Rule(Protocol):
 RULES: tuple[Rule, ...] = (
     proxy_env,
     localhost_fallback,
+    slow_name_resolution,
     connection_setup_tax,
     keepalive_refused,
     upstream_no_keepalive,
     proxy_hop_slow,
+    outside_app_every_request,
     db_connect_per_request,
     worker_warmup,
     db_connect_slow,
@@ -71,6 +78,7 @@ RULES: tuple[Rule, ...] = (
     uncompressed_text,
     large_payload,
     slow_app,
+    unexplained_time,
 )
 
 

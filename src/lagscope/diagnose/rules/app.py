@@ -26,6 +26,18 @@ from lagscope.diagnose.thresholds import Thresholds
 __all__ = ["many_queries", "slow_app"]
 
 
+# Findings whose cost lands in a reused request's wait (time to first byte) when the app
+# reports nothing: a stall lands in the transfer, a redirect in other requests, and
+# keepalive-refused's price is the connection's (counted by connection-setup-tax).
+_IN_THE_WAIT = (
+    "connection-setup-tax",
+    "upstream-no-keepalive",
+    "proxy-hop-slow",
+    "db-connect-per-request",
+    "outside-app-every-request",
+)
+
+
 def slow_app(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> Finding | None:
     cw = ev.coldwarm
     if cw is None or not cw.warm:
@@ -49,7 +61,7 @@ def slow_app(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> Finding |
         explained = sum(
             f.cost_ms or 0.0
             for f in found
-            if f.affects == "every request" and f.severity != "info" and f.id != "proxy-env"
+            if f.id in _IN_THE_WAIT and f.affects == "every request" and f.severity != "info"
         )
         cost = wait.p50_ms - explained
         if cost < t.slow_app_ms:

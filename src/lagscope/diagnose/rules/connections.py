@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from lagscope.diagnose.evidence import (
     ColdWarm,
@@ -21,12 +21,20 @@ from lagscope.diagnose.rules.common import (
 from lagscope.diagnose.thresholds import Thresholds
 from lagscope.probe.stats import compare
 
-__all__ = ["connection_setup_tax", "keepalive_refused", "setup_cost_ms"]
+__all__ = [
+    "connection_setup_tax",
+    "keepalive_refused",
+    "refused_tax",
+    "setup_cost_ms",
+    "setup_phases",
+]
 
 
 def setup_cost_ms(ev: Evidence) -> tuple[float, bool] | None:
-    """Cold minus warm total (without any address fallback and any extra app time): the
-    price of a new connection, and whether it is beyond noise."""
+    """Cold minus warm total, without the name lookup and any address fallback (their own
+    findings price them): the price of a new connection, and whether it is beyond noise.
+    Extra app time on a connection's first request stays in: the server pays it per
+    connection (a thread, a database connection), so it is part of that price."""
     cw = ev.coldwarm
     if cw is None or not cw.keep_alive or len(cw.cold) < 2 or len(cw.warm) < 2:
         return None
@@ -37,27 +45,49 @@ def setup_cost_ms(ev: Evidence) -> tuple[float, bool] | None:
     cold_fallback = median(
         [sum(a.ms for a in r.attempts if a.outcome != "connected") for r in cw.cold]
     )
-    app_extra = 0.0
-    if has_timing(cw.cold) and has_timing(cw.warm):
-        cold_app = summary_of(r.app_ms() for r in cw.cold)
-        warm_app = summary_of(r.app_ms() for r in cw.warm)
-        if cold_app is not None and warm_app is not None:
-            app_extra = max(0.0, cold_app.p50_ms - warm_app.p50_ms)
-    return cmp.diff_ms - cold_fallback - app_extra, cmp.significant
+    cold_resolve = median([r.resolve_ms or 0.0 for r in cw.cold])
+    return cmp.diff_ms - cold_fallback - cold_resolve, cmp.significant
 
 
-def _where_setup(cw: ColdWarm) -> str:
-    cold_c = summary_of(r.connect_ms for r in cw.cold)
-    cold_w = summary_of(r.wait_ms for r in cw.cold)
-    warm_w = summary_of(r.wait_ms for r in cw.warm)
-    connect = cold_c.p50_ms if cold_c else 0.0
-    wait = (cold_w.p50_ms - warm_w.p50_ms) if cold_w and warm_w else 0.0
-    if connect >= wait:
-        return "in the TCP connect itself (a connect-level filter)"
-    return (
-        "before the first response byte of a new connection (stream inspection, a "
-        "user-space filter or proxy, or a cost the server pays per connection)"
+def setup_phases(cw: ColdWarm) -> list[tuple[str, float]]:
+    """Where a new connection's extra time was measured, phase by phase (cold minus warm):
+    the TCP connect, TLS, before the first byte (outside the app, and inside it when the
+    app reports its time), and the transfer."""
+
+    def med(values: Iterable[float | None]) -> float:
+        return median([v for v in values if v is not None])
+
+    connect = med(
+        (r.connect_ms or 0.0) - sum(a.ms for a in r.attempts if a.outcome != "connected")
+        for r in cw.cold
     )
+    tls = med(r.tls_ms for r in cw.cold)
+    wait = med(r.wait_ms for r in cw.cold) - med(r.wait_ms for r in cw.warm)
+    app = 0.0
+    if has_timing(cw.cold) and has_timing(cw.warm):
+        app = med(r.app_ms() for r in cw.cold) - med(r.app_ms() for r in cw.warm)
+    transfer = med(r.send_ms + r.receive_ms for r in cw.cold) - med(
+        r.send_ms + r.receive_ms for r in cw.warm
+    )
+    return [
+        ("the TCP connect", connect),
+        ("the TLS handshake", tls),
+        ("before the first byte, outside the app", wait - app),
+        ("the app's own time on a connection's first request", app),
+        ("the transfer", transfer),
+    ]
+
+
+_WHY = {
+    "the TCP connect": "a connect-level filter (a firewall or security product that "
+    "holds the handshake)",
+    "the TLS handshake": "TLS set-up (certificate checks, inspection of the handshake)",
+    "before the first byte, outside the app": "stream inspection, a user-space filter or "
+    "proxy that sets up per connection, or a cost the server pays before the app runs",
+    "the app's own time on a connection's first request": "the server sets something up "
+    "per connection inside the app (a thread, a database connection)",
+    "the transfer": "inspection of the response stream",
+}
 
 
 _TAX_FIX = (
@@ -82,8 +112,8 @@ def connection_setup_tax(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> F
         cost, significant = got
         if not significant or cost < t.setup_tax_ms:
             return None
-        cold = summary_of(totals(cw.cold))
-        warm = summary_of(totals(cw.warm))
+        phases = setup_phases(cw)
+        where, where_ms = max(phases, key=lambda p: p[1])
         return make_finding(
             ev,
             t,
@@ -92,38 +122,91 @@ def connection_setup_tax(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> F
             cost,
             "first request per connection",
             [
-                figure("cold_total_ms", cold),
-                figure("warm_total_ms", warm),
-                figure("cold_connect_ms", summary_of(r.connect_ms for r in cw.cold)),
-                figure("cold_wait_ms", summary_of(r.wait_ms for r in cw.cold)),
-                figure("warm_wait_ms", summary_of(r.wait_ms for r in cw.warm)),
+                figure("cold_total_ms", summary_of(totals(cw.cold))),
+                figure("warm_total_ms", summary_of(totals(cw.warm))),
+                *(
+                    Figure(f"new_connection_extra_in {name}", round(ms, 3), "ms")
+                    for name, ms in phases
+                ),
             ],
             _TAX_FIX,
             f"The first request on a new connection costs {cost:.0f} ms more than one on a "
-            f"reused connection, {_where_setup(cw)}. Security software that inspects new "
-            "connections has this signature.",
+            f"reused connection (name lookup and address fallback not counted), most of it "
+            f"in {where} ({where_ms:.0f} ms): {_WHY[where]}. Security software that "
+            "inspects new connections has this signature.",
         )
     # Keep-alive refused: every request is a new connection, so there is no reused one to
-    # compare with; the app's own account shows the tax as time outside the app.
-    records = cw.cold + cw.warm
-    outside = summary_of(outside_app_ms(r) for r in records)
-    if outside is None or outside.p50_ms - t.proxy_floor_ms < t.setup_tax_ms:
+    # compare with. The app's own account shows the tax as time outside the app; without
+    # it, the experiments on fresh connections separate it (or nothing does).
+    refused = refused_tax(ev, t)
+    if refused is None:
         return None
+    cost, how, evidence = refused
     return make_finding(
         ev,
         t,
         "connection-setup-tax",
         "Every request pays a new-connection tax (the server does not keep connections)",
-        outside.p50_ms,
+        cost,
         "every request",
-        [
-            figure("outside_app_ms", outside),
-            figure("app_ms", summary_of(r.app_ms() for r in records)),
-        ],
+        evidence,
         _TAX_FIX,
         "The server closes every connection, so every request opens a new one, and each "
-        f"spends {outside.p50_ms:.0f} ms outside the app before the first response byte.",
+        f"waits {cost:.0f} ms before the first response byte that is not the app's: {how}",
     )
+
+
+def refused_tax(ev: Evidence, t: Thresholds) -> tuple[float, str, list[Figure]] | None:
+    """A server that closes every connection: the per-connection tax in its time to first
+    byte, the sentence that says how it was separated, and the evidence."""
+    cw = ev.coldwarm
+    if cw is None or cw.keep_alive:
+        return None
+    records = cw.cold + cw.warm
+    outside = summary_of(outside_app_ms(r) for r in records)
+    if outside is not None:
+        if outside.p50_ms - t.proxy_floor_ms < t.setup_tax_ms:
+            return None
+        return (
+            outside.p50_ms,
+            "the app's Server-Timing accounts for the rest.",
+            [
+                figure("outside_app_ms", outside),
+                figure("app_ms", summary_of(r.app_ms() for r in records)),
+            ],
+        )
+    split = ev.setup_split
+    wait = summary_of(r.wait_ms for r in records)
+    if split is None or wait is None:
+        return None
+    idle = summary_of(r.wait_ms for r in split.idle)
+    cheap = summary_of(r.wait_ms for r in split.cheap)
+    evidence = [
+        figure("wait_ms", wait),
+        figure(f"wait_after_{split.idle_ms:.0f}_ms_idle_ms", idle),
+        figure(f"cheap_request_wait_ms ({split.cheap_path})", cheap),
+    ]
+    if idle is not None:
+        absorbed = wait.p50_ms - idle.p50_ms
+        if absorbed >= t.setup_tax_ms and compare("wait", wait, idle).significant:
+            return (
+                absorbed,
+                f"a connection left idle for {split.idle_ms:.0f} ms before its request "
+                f"waited {idle.p50_ms:.0f} ms instead of {wait.p50_ms:.0f} ms, so "
+                f"{absorbed:.0f} ms is paid while the connection is set up, not by the app.",
+                evidence,
+            )
+    if cheap is not None and cheap.p50_ms - t.proxy_floor_ms >= t.setup_tax_ms:
+        return (
+            min(cheap.p50_ms, wait.p50_ms),
+            f"a request for a page that does not exist ({split.cheap_path}) waits "
+            f"{cheap.p50_ms:.0f} ms on a fresh connection too, so that much is not this "
+            "page's work. Idle time before the request did not absorb it: it is paid on "
+            "the connection's first bytes (stream inspection, a proxy), or before every "
+            "request (the server closes every connection, so the two cannot be told apart).",
+            evidence,
+        )
+    return None
 
 
 def keepalive_refused(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | None:
@@ -133,8 +216,10 @@ def keepalive_refused(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Find
     records = cw.cold + cw.warm
     connect = summary_of(r.connect_ms for r in records)
     outside = summary_of(outside_app_ms(r) for r in records)
+    # What keep-alive would save: the connect, and the tax a new connection pays.
+    tax = refused_tax(ev, t)
     cost = (connect.p50_ms if connect else 0.0) + (
-        max(0.0, outside.p50_ms - t.proxy_floor_ms) if outside else 0.0
+        max(0.0, tax[0] - t.proxy_floor_ms) if tax is not None else 0.0
     )
     reason = cw.keep_alive_reason or "it closed the connection"
     fix = [

@@ -110,6 +110,11 @@ def worker_warmup(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding 
         workers = len(slow_ones)
         if sum(1 for r in steady if slow(r)) > max(1, len(steady) // 10):
             return None
+    # Warm-up is paid once per worker: when the new connections of the cold series, made
+    # long after the first requests, still pay it, it is a per-connection cost (priced by
+    # connection-setup-tax), whatever the server calls its workers.
+    if cw.cold and share([slow(r) for r in cw.cold]) >= t.warmup_recurring_share:
+        return None
     if workers < t.warmup_min_requests:
         return None
     cost = median([excess(r) for r in slow_ones])

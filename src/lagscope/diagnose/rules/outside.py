@@ -1,0 +1,131 @@
+"""Time no known cause claims: ``outside-app-every-request`` and ``unexplained-time``. Pure.
+
+``outside-app-every-request`` is time before the first byte that the app's own
+Server-Timing does not account for, on reused connections too: something between the
+client and the app holds every response. ``unexplained-time`` runs last and names, phase by
+phase, what is left above ``unexplained_ms`` that no earlier finding claims, so no
+millisecond of the cold and warm budgets goes without a finding that says where it was
+measured, even when the cause has no name yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lagscope.diagnose.evidence import Evidence, figure, metric_ms, outside_app_ms, summary_of
+from lagscope.diagnose.model import Figure, Finding
+from lagscope.diagnose.rules.common import has_timing, make_finding, median
+from lagscope.diagnose.thresholds import Thresholds
+
+__all__ = ["outside_app_every_request", "unexplained_time"]
+
+# Findings that claim time before the first byte outside the app on reused connections.
+_HOP_FINDINGS = ("upstream-no-keepalive", "proxy-hop-slow")
+
+
+def outside_app_every_request(
+    ev: Evidence, t: Thresholds, found: Sequence[Finding]
+) -> Finding | None:
+    cw = ev.coldwarm
+    if cw is None or not cw.keep_alive or any(f.id in _HOP_FINDINGS for f in found):
+        return None
+    warm = [r for r in cw.warm if r.reused and r.app_ms() is not None]
+    if len(warm) < 4:
+        return None
+    outside = summary_of(outside_app_ms(r) for r in warm)
+    assert outside is not None
+    # A queue the proxy reports is waiting for a worker, not time outside the server.
+    queue = median([metric_ms(r, "queue") or 0.0 for r in warm])
+    cost = outside.p50_ms - queue
+    if cost - t.proxy_floor_ms < t.outside_app_ms or outside.ci_low_ms - queue < t.proxy_floor_ms:
+        return None
+    cold = [r for r in cw.cold if r.app_ms() is not None]
+    client_total = summary_of(r.total_ms for r in warm)
+    app_total = summary_of(r.app_ms() for r in warm)
+    app_ms = app_total.p50_ms if app_total is not None else 0.0
+    command = ev.command or f"lagscope diagnose {ev.url}"
+    return make_finding(
+        ev,
+        t,
+        "outside-app-every-request",
+        f"Every response waits {cost:.0f} ms outside the app, reused connections too",
+        cost,
+        "every request",
+        [
+            figure("warm_client_total_ms", client_total),
+            figure("warm_server_timing_total_ms", app_total),
+            figure("warm_outside_app_ms", outside),
+            figure("cold_outside_app_ms", summary_of(outside_app_ms(r) for r in cold)),
+            Figure("warm_queue_ms", round(queue, 3), "ms"),
+        ],
+        [
+            "Something between the client and the app holds every response: software that "
+            "inspects each response (antivirus web protection, a DLP agent) or a slow local "
+            "proxy. Ask IT for an exclusion for the app's process and loopback traffic.",
+            "If a proxy sits in front, rerun with `--direct URL-of-the-app` to see whether "
+            "the time is in the proxy hop.",
+        ],
+        f"On reused connections the client waited {outside.p50_ms:.0f} ms for the first "
+        f"byte beyond the app's own Server-Timing total ({app_ms:.1f} ms), and new "
+        "connections the same or more: keep-alive does not help, the time is paid per "
+        "request, not per connection.",
+        confirm=f"{command} --direct URL-of-the-app",
+    )
+
+
+def _claimed(found: Sequence[Finding], ids: Sequence[str]) -> float:
+    return sum(f.cost_ms or 0.0 for f in found if f.id in ids and f.severity != "info")
+
+
+def unexplained_time(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> Finding | None:
+    """The largest phase of a warm request left unclaimed above ``unexplained_ms``."""
+    cw = ev.coldwarm
+    if cw is None or not cw.warm:
+        return None
+    warm = [r for r in cw.warm if r.reused] if cw.keep_alive else list(cw.warm)
+    if len(warm) < 4:
+        return None
+    left: list[tuple[str, float, str]] = []
+    # The transfer: the body's arrival after the head, beyond what a stall or size explains.
+    receive = median([r.receive_ms for r in warm])
+    receive -= _claimed(found, ("small-write-stall", "large-payload", "uncompressed-text"))
+    left.append(("the transfer (receiving the response)", receive, "warm_receive_ms"))
+    if not has_timing(warm):
+        # Without the app's account, time before the first byte is the server's, claimed
+        # by slow-app from slow_app_ms on; below that, by what the experiments separated.
+        wait = median([r.wait_ms for r in warm])
+        wait -= _claimed(
+            found,
+            (
+                "connection-setup-tax",
+                "upstream-no-keepalive",
+                "proxy-hop-slow",
+                "slow-app",
+                "db-connect-per-request",
+            ),
+        )
+        if not cw.keep_alive:
+            left.append(("before the first byte, on every request", wait, "wait_ms"))
+    name, ms, fig = max(left, key=lambda x: x[1])
+    if ms < t.unexplained_ms:
+        return None
+    return make_finding(
+        ev,
+        t,
+        "unexplained-time",
+        f"{ms:.0f} ms per request in {name} that no finding explains",
+        ms,
+        "every request",
+        [
+            figure(
+                fig,
+                summary_of(r.receive_ms if fig == "warm_receive_ms" else r.wait_ms for r in warm),
+            )
+        ],
+        [
+            "Rerun with Server-Timing from the app (lagscope's middleware) and with "
+            "`--direct URL-of-the-app` behind a proxy: each splits this phase further.",
+        ],
+        f"Every request spends {ms:.0f} ms in {name}, and nothing measured here says why: "
+        "the cause has no name yet, but this is where the time goes.",
+    )
