@@ -1,8 +1,9 @@
 """The findings of ``manage.py lagscope db``: the rules and thresholds of ``lagscope
 diagnose``, applied to each alias. Pure.
 
-* ``db-connect-slow`` is diagnose's own rule (:func:`lagscope.diagnose.rules.database.db_connect_slow`)
-  over this alias's connect samples and ``gssencmode=disable`` A/B, with diagnose's
+* ``db-connect-slow`` is diagnose's own rule
+  (:func:`lagscope.diagnose.rules.database.db_connect_slow`) over this alias's connect
+  samples and ``gssencmode=disable`` A/B, with diagnose's
   thresholds (``db_connect_slow_ms``, ``gss_saving_ms``, ``critical_ms``).
 * ``db-connect-per-request`` is read from the settings here, where diagnose sees it in the
   responses: ``CONN_MAX_AGE=0`` on a network database without a pool means every request
