@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from lagscope.nginx.config import Endpoint, NginxSettings
-from lagscope.nginx.render import NginxConfig, render
+from lagscope.nginx.render import NginxConfig, Tls, render
 from lagscope.story.nginx import wait_listening
 from support.net import free_port
 
@@ -60,6 +60,7 @@ def running_nginx(
     settings: NginxSettings | None = None,
     transform: Callable[[str], str] = lambda text: text,
     run_as: str | None = None,
+    tls: Tls | None = None,
 ) -> Iterator[int]:
     """nginx with lagscope's config (passed through ``transform``); yields its port.
 
@@ -77,6 +78,7 @@ def running_nginx(
             listen=(Endpoint("127.0.0.1", port),),
             settings=settings or NginxSettings(),
             prefix=prefix,
+            tls=tls,
         )
         conf = prefix / "nginx.conf"
         conf.write_text(transform(render(cfg)), encoding="utf-8")
@@ -113,7 +115,8 @@ def start_nginx(nginx: Path, nginx_prefix: Path) -> Callable[..., AbstractContex
         settings: NginxSettings | None = None,
         transform: Callable[[str], str] = lambda text: text,
         run_as: str | None = None,
+        tls: Tls | None = None,
     ) -> AbstractContextManager[int]:
-        return running_nginx(nginx, nginx_prefix, upstream, settings, transform, run_as)
+        return running_nginx(nginx, nginx_prefix, upstream, settings, transform, run_as, tls)
 
     return start

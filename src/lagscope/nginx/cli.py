@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,7 +34,7 @@ from lagscope.nginx.config import (
     expand_listen,
     parse_endpoint,
 )
-from lagscope.nginx.render import NginxConfig, render
+from lagscope.nginx.render import NginxConfig, Tls, render
 from lagscope.outputs import FILE_PATH
 from lagscope.settings_table import build, click_options
 
@@ -156,6 +157,51 @@ def _check_snippet(nginx: Path, snippet_file: Path) -> None:
         nginx_check(nginx, wrapper, prefix)
 
 
+def nginx_version(
+    nginx: Path, timeout_s: float = _NGINX_CHECK_TIMEOUT_S
+) -> tuple[int, int, int] | None:
+    """The version ``nginx -v`` reports (``nginx version: nginx/1.22.1``), or None."""
+    try:
+        res = subprocess.run(
+            [str(nginx), "-v"], capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_nginx_version(res.stderr + res.stdout)
+
+
+def parse_nginx_version(text: str) -> tuple[int, int, int] | None:
+    m = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
+def _tls_for(https: bool, cert: Path | None, key: Path | None, nginx_bin: str | None) -> Tls | None:
+    if not https:
+        if cert or key:
+            raise LagscopeError("config", "--tls-cert-file applies to --https", ExitCode.USAGE)
+        return None
+    if bool(cert) != bool(key):
+        raise LagscopeError(
+            "config", "--tls-cert-file and --tls-key-file go together", ExitCode.USAGE
+        )
+    if cert is None or key is None:
+        try:
+            from lagscope.cert.files import cert_files, ensure
+        except ImportError as exc:
+            raise LagscopeError(
+                "config",
+                f"--https needs the https extra for its certificate "
+                f"(pip install 'lagscope[https]'): {exc}",
+                ExitCode.USAGE,
+            ) from None
+        made = ensure(cert_files())
+        cert, key = made.files.leaf_cert, made.files.leaf_key
+    found = find_nginx(nginx_bin)
+    # The HTTP/2 syntax depends on the version; unknown (no nginx here) gets the older one,
+    # which newer nginx still accepts.
+    return Tls(cert.resolve(), key.resolve(), nginx_version(found) if found else None)
+
+
 @click.command("nginx-config")
 @click.option(
     "--upstream",
@@ -207,6 +253,25 @@ def _check_snippet(nginx: Path, snippet_file: Path) -> None:
     help="[s] The app server's idle timeout (waitress channel_timeout); the upstream "
     "keep-alive timeout must stay below it. Defaults to `lagscope serve`'s.",
 )
+@click.option(
+    "--https",
+    is_flag=True,
+    help="Listen with TLS and HTTP/2 (one browser connection per origin), redirect plain "
+    "http:// on that port; the upstream stays HTTP/1.1 with keep-alive.",
+)
+@click.option(
+    "--tls-cert-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="--https: certificate chain (PEM) [default: the local CA's localhost certificate, "
+    "made by lagscope cert when missing].",
+)
+@click.option(
+    "--tls-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="--https: the key of --tls-cert-file.",
+)
 @click_options(NginxSettings)
 def nginx_config(
     upstream: str,
@@ -217,6 +282,9 @@ def nginx_config(
     check: bool,
     nginx_bin: str | None,
     server_idle_timeout_s: int,
+    https: bool,
+    tls_cert_file: Path | None,
+    tls_key_file: Path | None,
     **table: int | None,
 ) -> None:
     """Write an nginx config that keeps upstream connections alive in front of an app server.
@@ -239,6 +307,7 @@ def nginx_config(
     if len(set(listens)) != len(listens):
         raise LagscopeError("listen", "the same address is given twice", ExitCode.USAGE)
 
+    tls = _tls_for(https, tls_cert_file, tls_key_file, nginx_bin)
     nginx: Path | None = None
     if check:
         nginx = find_nginx(nginx_bin)
@@ -255,7 +324,14 @@ def nginx_config(
                 "prefix", f"cannot create {prefix}: {exc.strerror or exc}", ExitCode.ENVIRONMENT
             ) from None
     text = render(
-        NginxConfig(upstream=up, listen=listens, settings=settings, prefix=prefix, snippet=snippet)
+        NginxConfig(
+            upstream=up,
+            listen=listens,
+            settings=settings,
+            prefix=prefix,
+            snippet=snippet,
+            tls=tls,
+        )
     )
 
     def validate(conf_file: Path) -> None:

@@ -7,6 +7,10 @@ nginx < 1.29.7 opens a new upstream connection per request), the forwarded heade
 ``X-Request-Start`` for queue time. Every number comes from
 :class:`~lagscope.nginx.config.NginxSettings`.
 
+With :class:`Tls` the listeners speak TLS with HTTP/2 (``http2 on`` from nginx 1.25.1,
+``listen ... ssl http2`` before it), and a plain ``http://`` request on that port (nginx's
+status 497) is redirected to ``https://``; the upstream stays plain HTTP/1.1 with keep-alive.
+
 Two shapes: a whole ``nginx.conf`` (optionally self-contained under a prefix directory so
 that a non-root user can run nginx from a temp dir), or a snippet to include inside an
 existing ``http {}`` block (``/etc/nginx/conf.d/``).
@@ -24,11 +28,29 @@ from lagscope import __version__
 from lagscope.nginx.config import Endpoint, NginxSettings, upstream_server
 from lagscope.settings_table import rows
 
-__all__ = ["UPSTREAM_NAME", "NginxConfig", "render"]
+__all__ = ["HTTP2_ON_SINCE", "UPSTREAM_NAME", "NginxConfig", "Tls", "render"]
+
+# nginx 1.25.1 made HTTP/2 a server-level `http2 on;` and deprecated `listen ... http2`.
+HTTP2_ON_SINCE = (1, 25, 1)
 
 UPSTREAM_NAME = "lagscope_app"
 
 _INDENT = "    "
+
+
+@dataclass(frozen=True)
+class Tls:
+    """TLS on the listeners: the certificate chain and key, and the nginx version the
+    HTTP/2 syntax is written for (None: unknown, the older ``listen ... http2``, which
+    nginx >= 1.25.1 still accepts with a deprecation warning)."""
+
+    cert: PurePath
+    key: PurePath
+    nginx_version: tuple[int, int, int] | None = None
+
+    @property
+    def http2_on(self) -> bool:
+        return self.nginx_version is not None and self.nginx_version >= HTTP2_ON_SINCE
 
 
 @dataclass(frozen=True)
@@ -45,6 +67,7 @@ class NginxConfig:
     settings: NginxSettings = dataclasses.field(default_factory=NginxSettings)
     prefix: PurePath | None = None
     snippet: bool = False
+    tls: Tls | None = None
 
     def __post_init__(self) -> None:
         if self.prefix is not None and self.snippet:
@@ -125,9 +148,15 @@ def _http_body(w: _Writer, cfg: NginxConfig) -> None:
     w.close()
     w.line()
     w.open("server")
+    tls = cfg.tls
     for ep in cfg.listen:
-        w.directive(f"listen {ep}")
+        if tls is None:
+            w.directive(f"listen {ep}")
+        else:
+            w.directive(f"listen {ep} ssl" + ("" if tls.http2_on else " http2"))
     w.directive("server_name _")
+    if tls is not None:
+        _tls(w, tls)
     if cfg.prefix is not None:
         w.directive(f"access_log {_quote(cfg.prefix / 'access.log')} lagscope")
     w.line()
@@ -168,6 +197,23 @@ def _http_body(w: _Writer, cfg: NginxConfig) -> None:
     w.directive(f"proxy_busy_buffers_size {2 * s.proxy_buffer_size_k}k")
     w.close()
     w.close()
+
+
+def _tls(w: _Writer, tls: Tls) -> None:
+    w.line()
+    w.line("# TLS with HTTP/2: a browser sends every request of a page down one connection,")
+    w.line("# so the page pays a new connection's cost once (over HTTP/1.1: up to 6 times).")
+    if tls.http2_on:
+        w.directive("http2 on")
+    w.directive(f"ssl_certificate {_quote(tls.cert)}")
+    w.directive(f"ssl_certificate_key {_quote(tls.key)}")
+    w.line("# TLS 1.2 too: Windows 10's Schannel clients (curl.exe, .NET Framework) lack 1.3.")
+    w.directive("ssl_protocols TLSv1.2 TLSv1.3")
+    w.line("# A client that comes back resumes its session: no full handshake.")
+    w.directive("ssl_session_cache shared:lagscope_tls:1m")
+    w.directive("ssl_session_timeout 1h")
+    w.line("# A plain http:// request on this port (nginx's 497): redirected to https://.")
+    w.directive("error_page 497 =301 https://$host:$server_port$request_uri")
 
 
 def render(cfg: NginxConfig) -> str:

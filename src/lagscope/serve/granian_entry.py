@@ -19,7 +19,12 @@ from urllib.parse import urlsplit
 
 from lagscope.serve.app import AppSpec, WSGIApp, load_app
 from lagscope.serve.server import LISTENING_PREFIX
-from lagscope.serve.settings import ServeConfig, config_as_dict, config_from_dict
+from lagscope.serve.settings import (
+    TRUSTED_PROXY_HEADERS,
+    ServeConfig,
+    config_as_dict,
+    config_from_dict,
+)
 
 __all__ = ["SPEC_ENV", "URL_ENV", "create_app", "dump_spec", "load_spec"]
 
@@ -63,7 +68,23 @@ def create_app() -> WSGIApp:
     threading.Thread(
         target=_announce_when_accepting, args=(url, config.prewarm_timeout), daemon=True
     ).start()
-    return loaded.app
+    return forwarded_headers(loaded.app, config)
+
+
+def forwarded_headers(app: WSGIApp, config: ServeConfig) -> WSGIApp:
+    """The app behind waitress's own forwarded-header rule, as waitress applies it: the
+    ``X-Forwarded-*`` of :data:`TRUSTED_PROXY_HEADERS` honoured from ``--trusted-proxy``
+    only, and every proxy header removed from any other peer (granian has no such rule)."""
+    from waitress.proxy_headers import proxy_headers_middleware
+
+    wrapped: WSGIApp = proxy_headers_middleware(
+        app,
+        trusted_proxy=config.trusted_proxy or None,
+        trusted_proxy_count=1,
+        trusted_proxy_headers=set(TRUSTED_PROXY_HEADERS),
+        clear_untrusted=True,
+    )
+    return wrapped
 
 
 def _announce_when_accepting(url: str, timeout_s: float) -> None:

@@ -24,6 +24,7 @@ from lagscope.serve.database import PrewarmResult
 from lagscope.serve.granian_entry import SPEC_ENV, URL_ENV, dump_spec
 from lagscope.serve.server import LISTENING_PREFIX, open_listeners, start_waitress, url
 from lagscope.serve.settings import ServeConfig
+from lagscope.serve.tls import https_files
 from lagscope.serve.workers import StartMethod, WorkerPool, default_start_method
 from lagscope.stopping import graceful_signals, handle_stop_signals
 
@@ -208,7 +209,7 @@ def _signal_name(signum: int) -> str:
 def _run_granian(spec: AppSpec, config: ServeConfig, echo: Echo) -> int:
     try:
         from granian import Granian
-        from granian.constants import Interfaces
+        from granian.constants import HTTPModes, Interfaces, SSLProtocols
     except ImportError as exc:
         raise LagscopeError(
             "config",
@@ -222,12 +223,21 @@ def _run_granian(spec: AppSpec, config: ServeConfig, echo: Echo) -> int:
     # app themselves; the environment is what reaches them, so the spec and the config
     # resolved here go there (as JSON), not re-resolved in each worker.
     os.environ[SPEC_ENV] = dump_spec(spec, config)
-    os.environ[URL_ENV] = url(host, port)
+    os.environ[URL_ENV] = url(host, port, "https" if config.https else "http")
     processes = f"{config.workers} workers x " if config.workers > 1 else ""
     echo(
         f"lagscope serve: {spec.describe()} on granian, {processes}{config.threads} "
         "blocking threads"
     )
+    tls: dict[str, object] = {}
+    if config.https:
+        tls_files = https_files(config, echo)
+        tls = {
+            "ssl_cert": tls_files.cert,
+            "ssl_key": tls_files.key,
+            # TLS 1.2 too: Windows 10's Schannel clients (curl.exe, .NET Framework) lack 1.3.
+            "ssl_protocol_min": SSLProtocols.tls12,
+        }
     server = Granian(
         "lagscope.serve.granian_entry:create_app",
         address=host,
@@ -238,6 +248,9 @@ def _run_granian(spec: AppSpec, config: ServeConfig, echo: Echo) -> int:
         backlog=config.backlog,
         factory=True,
         log_access=False,
+        # auto: HTTP/1.1 on plain TCP; with TLS, ALPN offers h2 and http/1.1.
+        http=HTTPModes.auto,
+        **tls,  # type: ignore[arg-type]
     )
     server.serve()
     return 0

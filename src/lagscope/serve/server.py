@@ -123,8 +123,8 @@ class QueueDepthSummary(logging.Filter):
         logger.warning(msg, *args, extra={"lagscope_summary": True})
 
 
-def url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def url(host: str, port: int, scheme: str = "http") -> str:
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def open_listeners(hosts: tuple[str, ...], port: int, backlog: int) -> list[socket.socket]:

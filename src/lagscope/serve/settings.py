@@ -151,6 +151,27 @@ class ServeConfig:
         minimum=0,
         maximum=65535,
     )
+    https: bool = setting(
+        False,
+        help="Serve HTTPS with ALPN h2 and http/1.1 (HTTP/2: one connection per browser). "
+        "Needs granian, chosen automatically when installed; the certificate is the local "
+        "CA's (lagscope cert) unless --tls-cert-file is given.",
+        why="a browser opens up to 6 HTTP/1.1 connections per origin and only one over "
+        "HTTP/2, which browsers speak only over TLS; off, since a browser warns until "
+        "`lagscope cert install` has run",
+    )
+    tls_cert_file: str = setting(
+        "",
+        help="--https: certificate chain (PEM) to serve instead of the local CA's localhost one.",
+        why="the local CA's certificate covers localhost, 127.0.0.1 and ::1",
+        shown="the local CA's (lagscope cert)",
+    )
+    tls_key_file: str = setting(
+        "",
+        help="--https: private key (PEM) of --tls-cert-file.",
+        why="the local CA's key stays in the per-user data directory",
+        shown="the local CA's (lagscope cert)",
+    )
     dual_stack: bool = setting(
         True,
         help="With host `localhost`, listen on both 127.0.0.1 and ::1 on the same port.",
@@ -187,7 +208,6 @@ class ServeConfig:
         why="a forwarded header is a claim any client can make; only the proxy's own "
         "address may make it",
         shown="none",
-        extra=_WAITRESS,
     )
     threads: int = derived(
         _threads,
@@ -354,10 +374,14 @@ class ServeConfig:
         return self.workers * self.threads
 
 
-def resolve(overrides: Mapping[str, object], host: Host) -> ServeConfig:
+def resolve(
+    overrides: Mapping[str, object], host: Host, granian_installed: bool | None = None
+) -> ServeConfig:
     """Defaults from the table for ``host``, with ``overrides`` (None = not given) on top.
 
     Strings are read as the row's type (overrides may come from JSON or the environment).
+    ``--https`` without ``--server`` picks granian when it is installed (``granian_installed``,
+    default: importable here), since waitress has no TLS; with waitress it is refused.
     """
     config, built = build(
         ServeConfig,
@@ -367,7 +391,30 @@ def resolve(overrides: Mapping[str, object], host: Host) -> ServeConfig:
         what="serve setting",
         host_facts=host,
     )
-    return replace(config, why=dict(built.why), given=built.given)
+    config = replace(config, why=dict(built.why), given=built.given)
+    return _https_server(config, granian_installed)
+
+
+def _https_server(config: ServeConfig, granian_installed: bool | None) -> ServeConfig:
+    if bool(config.tls_cert_file) != bool(config.tls_key_file):
+        raise SettingsError("--tls-cert-file and --tls-key-file go together")
+    if config.tls_cert_file and not config.https:
+        raise SettingsError("--tls-cert-file applies to --https")
+    if not config.https or config.server == "granian":
+        return config
+    if granian_installed is None:
+        import importlib.util
+
+        granian_installed = importlib.util.find_spec("granian") is not None
+    advice = (
+        "waitress has no TLS. Serve HTTPS with granian (pip install 'lagscope[granian]', "
+        "then --server granian), or keep waitress behind nginx: lagscope nginx-config --https"
+    )
+    if "server" in config.given or not granian_installed:
+        raise SettingsError(f"--https: {advice}")
+    why = dict(config.why)
+    why["server"] = "--https: waitress has no TLS, and granian (installed) speaks TLS with HTTP/2"
+    return replace(config, server="granian", why=why)
 
 
 def config_as_dict(config: ServeConfig) -> dict[str, Any]:

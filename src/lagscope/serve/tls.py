@@ -1,0 +1,58 @@
+"""``serve --https``: which certificate and key are served, and what start-up says about them.
+
+The local CA's localhost certificate (:mod:`lagscope.cert`, made on first use, renewed when
+stale) unless ``--tls-cert-file``/``--tls-key-file`` name others. The TLS itself is
+granian's (ALPN h2 and http/1.1); waitress has none, which :mod:`lagscope.serve.settings`
+refuses up front.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lagscope.errors import ExitCode, LagscopeError
+from lagscope.serve.settings import ServeConfig
+
+__all__ = ["TlsFiles", "https_files"]
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: Path
+    key: Path
+
+
+def https_files(config: ServeConfig, echo: Callable[[str], None]) -> TlsFiles:
+    """The certificate and key to serve, checked readable; start-up lines through ``echo``."""
+    if config.tls_cert_file:
+        files = TlsFiles(Path(config.tls_cert_file), Path(config.tls_key_file))
+        for path in (files.cert, files.key):
+            if not path.is_file():
+                raise LagscopeError("config", f"--https: {path} is not a file", ExitCode.USAGE)
+        echo(f"lagscope serve: TLS certificate {files.cert} (given)")
+    else:
+        try:
+            from lagscope.cert.authority import describe
+            from lagscope.cert.files import cert_files, ensure
+        except ImportError as exc:
+            raise LagscopeError(
+                "config",
+                f"--https needs the https extra for its certificate "
+                f"(pip install 'lagscope[https]'): {exc}",
+                ExitCode.USAGE,
+            ) from None
+        made = ensure(cert_files())
+        files = TlsFiles(made.files.leaf_cert, made.files.leaf_key)
+        state = "made now" if made.leaf_created else "kept"
+        echo(f"lagscope serve: TLS certificate {files.cert} ({state}), from {describe(made.ca)}")
+        echo(
+            "lagscope serve: browsers trust it once the CA is installed for you: "
+            "lagscope cert install (lagscope cert status shows where it is trusted)"
+        )
+    echo(
+        "lagscope serve: TLS only on this port (ALPN h2, http/1.1): a plain http:// request "
+        "here gets no HTTP answer; use the https:// URL below"
+    )
+    return files
