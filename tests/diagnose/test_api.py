@@ -36,7 +36,7 @@ def test_every_choice_reaches_the_options() -> None:
     }
     opts = make_options("http://localhost:8000/", **choices)
     assert opts.direct is not None and opts.direct.target.port == 9000
-    assert opts.database == "postgresql://u@127.0.0.1:5432/db"
+    assert opts.database is not None and opts.database.params["dbname"] == "db"
     assert opts.probe.resolve and opts.probe.headers == (("X-A", "1"),)
     assert opts.probe.family == socket.AF_INET
     assert (opts.probe.timeout_s, opts.probe.max_time_s) == (2.0, 5.0)

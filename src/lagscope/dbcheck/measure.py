@@ -14,20 +14,13 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from lagscope import redact
 from lagscope.dbcheck.model import AliasResult, AliasSettings, DbReport, Samples
 from lagscope.dbcheck.rules import findings_for
 
-__all__ = ["alias_settings", "measure", "redact"]
+__all__ = ["alias_settings", "measure"]
 
 MAX_SAMPLES = 100
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` on one line with every non-empty secret replaced."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return " ".join(text.split())
 
 
 def _gssencmode(settings_dict: dict[str, Any], vendor: str) -> str | None:
@@ -119,7 +112,8 @@ def _measure_alias(
         finally:
             wrapper.close()
     except Exception as exc:
-        message = redact(str(exc) or type(exc).__name__, [str(settings_dict.get("PASSWORD") or "")])
+        raw = str(exc) or type(exc).__name__
+        message = " ".join(redact.text(raw, [str(settings_dict.get("PASSWORD") or "")]).split())
         if connect_ms:
             message = f"failed after {len(connect_ms)} good connects: {message}"
         return AliasResult(settings, error=message)

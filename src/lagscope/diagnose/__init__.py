@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TypedDict
 
+from lagscope import dsn, redact
 from lagscope.diagnose.ladder import DiagnoseOptions, Plan, Progress, diagnose
 from lagscope.diagnose.model import DiagnoseReport, Finding
 from lagscope.diagnose.settings import DiagnoseSettings
@@ -86,14 +87,15 @@ def make_options(url: str, **choices: Unpack[Choices]) -> DiagnoseOptions:
         )
 
     direct = choices.get("direct")
+    database = choices.get("database")
     return DiagnoseOptions(
         probe=probe_for(url),
         direct=probe_for(direct) if direct else None,
-        database=choices.get("database"),
+        database=None if database is None else dsn.parse(database),
         allow_load=choices.get("allow_load", False),
         quick=choices.get("quick", False),
         thresholds=choices.get("thresholds", DEFAULT_THRESHOLDS),
-        command=tuple(choices.get("command", ())),
+        command=redact.command_line(choices.get("command", ())),
     )
 
 

@@ -22,7 +22,6 @@ from lagscope.diagnose.settings import DiagnoseSettings
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.outputs import Outputs, output_options, show
 from lagscope.probe.flags import request_options
-from lagscope.probe.model import redact_command_line
 from lagscope.saved import round_trip
 from lagscope.settings_table import build, click_options
 
@@ -112,10 +111,8 @@ def diagnose_command(
             quick=quick,
             allow_load=allow_load,
             verify_tls=not insecure,
-            command=redact_command_line(
-                click.get_current_context().find_root().meta.get("lagscope.argv")
-                or ("lagscope", *sys.argv[1:])
-            ),
+            command=click.get_current_context().find_root().meta.get("lagscope.argv")
+            or ("lagscope", *sys.argv[1:]),
         )
         measured = diagnose(opts, progress=_progress())
         # Everything below shows the report as its JSON reads back, so the terminal, the

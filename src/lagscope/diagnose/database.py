@@ -1,58 +1,30 @@
 """The database rung: connect time and ``SELECT 1`` straight through psycopg, and a
 ``gssencmode=disable`` A/B. The only diagnose module that talks to a database.
 
-A password never leaves this module: the DSN is shown without it, and any text psycopg
-returns is masked before it reaches a message.
+A password never leaves this module: the DSN is shown by :func:`lagscope.redact.dsn_params`,
+and any text psycopg returns goes through :func:`lagscope.redact.text` before a message.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 from typing import Any
 
+from lagscope import redact
 from lagscope.diagnose.evidence import DatabaseProbe
+from lagscope.dsn import Dsn
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.probe.net import Clock
 
-__all__ = ["SessionCounter", "mask", "probe_database", "shown_dsn"]
-
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+__all__ = ["SessionCounter", "probe_database"]
 
 
-def mask(text: str, password: str | None = None) -> str:
-    """``text`` with anything that looks like (or is) the password replaced by ***."""
-    out = _URL_PASSWORD.sub(r"\1***@", text)
-    out = _KV_PASSWORD.sub(r"\1***", out)
-    if password:
-        out = out.replace(password, "***")
-    return out
+def probe_database(dsn: Dsn, samples: int, timeout_s: float, clock: Clock) -> DatabaseProbe:
+    import psycopg  # dsn.parse has checked that it is installed
 
-
-def shown_dsn(params: dict[str, Any]) -> str:
-    from psycopg.conninfo import make_conninfo
-
-    safe = {k: v for k, v in params.items() if k != "password" and v is not None}
-    return make_conninfo("", **safe)
-
-
-def probe_database(dsn: str, samples: int, timeout_s: float, clock: Clock) -> DatabaseProbe:
-    try:
-        import psycopg
-        from psycopg.conninfo import conninfo_to_dict
-    except ImportError:
-        raise LagscopeError(
-            "database",
-            "--database needs psycopg: pip install 'lagscope[postgres]'",
-            ExitCode.ENVIRONMENT,
-        ) from None
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.Error as exc:
-        raise LagscopeError("database", f"invalid DSN: {mask(str(exc))}", ExitCode.USAGE) from None
-    password = str(params["password"]) if params.get("password") else None
-    shown = shown_dsn(params)
+    params = dsn.connect_kwargs()
+    password = dsn.password
+    shown = redact.dsn_params(params)
     connect_timeout = max(1, round(timeout_s))
 
     def connect(extra: dict[str, Any]) -> tuple[float, Any]:
@@ -81,7 +53,7 @@ def probe_database(dsn: str, samples: int, timeout_s: float, clock: Clock) -> Da
     except psycopg.Error as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LagscopeError(
-            "database", f"{shown}: {mask(first_line, password)}", ExitCode.CONNECT
+            "database", f"{shown}: {redact.text(first_line, [password])}", ExitCode.CONNECT
         ) from None
     gss_attempted = bool(gss_off) and min(connects) > max(gss_off)
     return DatabaseProbe(
@@ -101,7 +73,7 @@ class SessionCounter:
 
     _SQL = "SELECT coalesce(sum(sessions), 0) FROM pg_stat_database"
 
-    def __init__(self, dsn: str, timeout_s: float) -> None:
+    def __init__(self, dsn: Dsn, timeout_s: float) -> None:
         self._conn: Any = None
         try:
             import psycopg
@@ -110,7 +82,7 @@ class SessionCounter:
         self._errors: tuple[type[BaseException], ...] = (psycopg.Error, OSError, ValueError)
         try:
             self._conn = psycopg.connect(
-                dsn, connect_timeout=max(1, round(timeout_s)), autocommit=True
+                **dsn.connect_kwargs(), connect_timeout=max(1, round(timeout_s)), autocommit=True
             )
         except self._errors:
             # Best effort: the database rung itself reports what is wrong with the DSN.

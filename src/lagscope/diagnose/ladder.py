@@ -26,9 +26,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urljoin
 
-from lagscope import __version__
+from lagscope import __version__, redact
 from lagscope.diagnose.budget import budgets
-from lagscope.diagnose.database import SessionCounter, mask
+from lagscope.diagnose.database import SessionCounter
 from lagscope.diagnose.environment import describe, gather
 from lagscope.diagnose.evidence import (
     AddressProbe,
@@ -57,6 +57,7 @@ from lagscope.diagnose.model import (
 )
 from lagscope.diagnose.rules import evaluate, fallback_cost_ms, setup_cost_ms
 from lagscope.diagnose.thresholds import DEFAULT_THRESHOLDS, Thresholds
+from lagscope.dsn import Dsn
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.probe.model import ProbeReport, RequestRecord
 from lagscope.probe.net import Clock, Network, SockAddr, SystemClock, SystemNetwork
@@ -126,7 +127,7 @@ QUICK = Plan(
 class DiagnoseOptions:
     probe: ProbeOptions  # the target, headers, pins, TLS, timeout and the run's max time
     direct: ProbeOptions | None = None
-    database: str | None = None
+    database: Dsn | None = None  # parsed: a bad one failed before anything was measured
     allow_load: bool = False
     quick: bool = False
     thresholds: Thresholds = DEFAULT_THRESHOLDS
@@ -637,7 +638,7 @@ class _Ladder:
         self._rung("queueing", "Concurrency ladder", t0, figures)
         return tuple(levels)
 
-    def database(self, dsn: str, sessions_per_request: float | None) -> DatabaseProbe:
+    def database(self, dsn: Dsn, sessions_per_request: float | None) -> DatabaseProbe:
         from lagscope.diagnose.database import probe_database
 
         t0 = self.clock.now_ns()
@@ -770,10 +771,10 @@ def diagnose(
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     env = ladder.environment()
     ev = Evidence(
-        url=opts.probe.target.url,
+        url=redact.url(opts.probe.target.url),
         loopback=ladder.loopback,
         environment=env,
-        command=mask(shlex.join(opts.command)) if opts.command else "",
+        command=shlex.join(opts.command) if opts.command else "",
     )
     plan = opts.plan
     sessions_per_request: float | None = None
@@ -869,9 +870,9 @@ def diagnose(
     return DiagnoseReport(
         schema=SCHEMA,
         tool_version=__version__,
-        url=opts.probe.target.url,
-        final_url=ladder.probe.target.url,
-        command=tuple(mask(arg) for arg in opts.command),
+        url=redact.url(opts.probe.target.url),
+        final_url=redact.url(ladder.probe.target.url),
+        command=opts.command,
         started_at=started_at,
         duration_ms=round((clock.now_ns() - ladder.run_start) / 1e6, 3),
         environment=env,
@@ -884,7 +885,7 @@ def diagnose(
         options=(
             ("quick", opts.quick),
             ("allow_load", opts.allow_load),
-            ("direct", opts.direct.target.url if opts.direct else None),
+            ("direct", redact.url(opts.direct.target.url) if opts.direct else None),
             ("database", ev.database.shown_dsn if ev.database else None),
             ("timeout_s", opts.probe.timeout_s),
             ("max_time_s", opts.probe.max_time_s),

@@ -12,10 +12,11 @@ import sys
 
 import click
 
+from lagscope import redact
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.outputs import Outputs, output_options, show
 from lagscope.probe.flags import request_options
-from lagscope.probe.model import ProbeReport, redact_command_line
+from lagscope.probe.model import ProbeReport
 from lagscope.probe.options import Gate, ProbeOptions, parse_family, parse_header, parse_resolve
 from lagscope.probe.options import parse_url as _parse_url
 from lagscope.probe.render import SCHEMA_FILE, JsonRenderer, TerminalRenderer, report_from_saved
@@ -133,7 +134,7 @@ def probe(
         report = _measure(opts)
         argv = click.get_current_context().find_root().meta.get("lagscope.argv")
         if argv:
-            report = dataclasses.replace(report, command_line=redact_command_line(argv))
+            report = dataclasses.replace(report, command_line=redact.command_line(argv))
     show(
         report,
         lambda: JsonRenderer().render(report),

@@ -10,7 +10,6 @@ again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
@@ -19,9 +18,7 @@ from lagscope.servertiming import Metric
 
 __all__ = [
     "PHASES",
-    "REDACTED",
     "SCHEMA",
-    "SENSITIVE_HEADERS",
     "AddressAttempt",
     "Family",
     "KeepAlive",
@@ -33,8 +30,6 @@ __all__ = [
     "from_dict",
     "record_from_dict",
     "record_to_dict",
-    "redact_command_line",
-    "redact_headers",
     "to_dict",
 ]
 
@@ -43,61 +38,7 @@ SCHEMA = "lagscope.probe/1"
 # Phases in the order they happen. resolve/connect/tls exist only on new connections.
 PHASES = ("resolve", "connect", "tls", "send", "wait", "receive", "total")
 
-# Header values that carry credentials. They are replaced before a record is made, so no
-# saved run, HTML report or HAR file can leak them.
-SENSITIVE_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
-)
-REDACTED = "[redacted]"
-
 Headers = tuple[tuple[str, str], ...]
-
-
-def redact_headers(headers: Iterable[tuple[str, str]]) -> Headers:
-    """The headers with every credential-bearing value replaced by ``[redacted]``."""
-    return tuple(
-        (name, REDACTED if name.lower() in SENSITIVE_HEADERS else value) for name, value in headers
-    )
-
-
-_HEADER_FLAGS = ("-H", "--header")
-
-
-def _redact_header_arg(value: str) -> str:
-    name, sep, _ = value.partition(":")
-    return f"{name}: {REDACTED}" if sep and name.strip().lower() in SENSITIVE_HEADERS else value
-
-
-def _redact_userinfo(arg: str) -> str:
-    scheme, sep, rest = arg.partition("://")
-    if not sep:
-        return arg
-    authority, slash, path = rest.partition("/")
-    userinfo, at, host = authority.rpartition("@")
-    if not at or ":" not in userinfo:
-        return arg
-    return f"{scheme}://{userinfo.split(':', 1)[0]}:{REDACTED}@{host}{slash}{path}"
-
-
-def redact_command_line(argv: Iterable[str]) -> tuple[str, ...]:
-    """argv with credential header values (``-H 'Authorization: ...'``) and URL passwords
-    replaced by ``[redacted]``."""
-    out: list[str] = []
-    after_flag = False
-    for arg in argv:
-        if after_flag:
-            out.append(_redact_header_arg(arg))
-            after_flag = False
-        elif arg in _HEADER_FLAGS:
-            out.append(arg)
-            after_flag = True
-        elif arg.startswith("--header="):
-            out.append("--header=" + _redact_header_arg(arg[len("--header=") :]))
-        elif arg.startswith("-H") and len(arg) > 2:
-            out.append("-H" + _redact_header_arg(arg[2:]))
-        else:
-            out.append(_redact_userinfo(arg))
-    return tuple(out)
 
 
 Family = Literal["ipv4", "ipv6"]
@@ -144,7 +85,7 @@ class RequestRecord:
     # own arrival, where a small-write (Nagle / delayed ACK) stall shows.
     head_ms: float | None = None
     # Response headers, names lower-cased, in the order received; credential values
-    # redacted (SENSITIVE_HEADERS).
+    # redacted (lagscope.redact).
     response_headers: Headers = ()
     # Request headers as sent, credential values redacted.
     request_headers: Headers = ()

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lagscope import redact
 from lagscope.probe.model import (
     PHASES,
     SCHEMA,
@@ -172,7 +173,7 @@ def build_report(records: Sequence[RequestRecord], facts: RunFacts) -> ProbeRepo
     return ProbeReport(
         schema=SCHEMA,
         tool_version=facts.tool_version,
-        url=facts.url,
+        url=redact.url(facts.url),
         method=facts.method,
         started_at=facts.started_at,
         duration_ms=facts.duration_ms,

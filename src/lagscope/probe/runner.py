@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import h11
 
-from lagscope import __version__
+from lagscope import __version__, redact
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.netutil import classify_oserror
 from lagscope.probe.model import (
@@ -34,7 +34,6 @@ from lagscope.probe.model import (
     Outcome,
     ProbeReport,
     RequestRecord,
-    redact_headers,
 )
 from lagscope.probe.net import Clock, Network, SockAddr, Stream, SystemClock, SystemNetwork
 from lagscope.probe.options import ProbeOptions, is_loopback_host
@@ -489,7 +488,7 @@ class Client:
             self._request_event = h11.Request(
                 method=o.method, target=o.target.target, headers=headers
             )
-            self._sent_headers = redact_headers(headers)
+            self._sent_headers = redact.headers(headers)
         return self._request_event
 
     def _request_bytes(self, conn: Connection) -> bytes:
@@ -769,7 +768,7 @@ def make_record(
         server_timing=ex.server_timing,
         server_address=conn.server_address,
         head_ms=ex.head_ms,
-        response_headers=redact_headers(ex.headers),
+        response_headers=redact.headers(ex.headers),
         request_headers=ex.request_headers,
     )
 

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from lagscope import redact
 from lagscope.diagnose.model import DiagnoseReport
-from lagscope.probe.model import ProbeReport, RequestRecord, redact_headers
+from lagscope.probe.model import ProbeReport, RequestRecord
 
 __all__ = [
     "HarRenderer",
@@ -83,7 +84,7 @@ def _time(t: dict[str, float]) -> float:
 
 
 def _headers(pairs: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
-    return [{"name": n, "value": v} for n, v in redact_headers(pairs)]
+    return [{"name": n, "value": v} for n, v in redact.headers(pairs)]
 
 
 def _header(pairs: Iterable[tuple[str, str]], name: str) -> str | None:
@@ -107,7 +108,7 @@ def _entry(run: RunRecords, r: RequestRecord) -> dict[str, Any]:
     timings = har_timings(r)
     http_version = f"HTTP/{r.http_version}"
     conn_id = str(r.connection) if run.label is None else f"{run.label}#{r.connection}"
-    url = run.url_of(r)
+    url = redact.url(run.url_of(r))
     query = urlsplit(url).query
     request_body = _header(r.request_headers, "content-length")
     entry: dict[str, Any] = {
@@ -135,7 +136,7 @@ def _entry(run: RunRecords, r: RequestRecord) -> dict[str, Any]:
                 "size": r.body_bytes,
                 "mimeType": _header(r.response_headers, "content-type") or "x-unknown",
             },
-            "redirectURL": _header(r.response_headers, "location") or "",
+            "redirectURL": redact.url(_header(r.response_headers, "location") or ""),
             "headersSize": -1,
             "bodySize": r.body_bytes,
         },

@@ -244,14 +244,14 @@ class Command(BaseCommand):
                 "rung needs PostgreSQL, so it is skipped"
             )
             return None
-        from psycopg.conninfo import make_conninfo
+        from lagscope.dsn import conninfo
 
         params = {
             k: v
             for k, v in wrapper.get_connection_params().items()
             if k not in _NOT_LIBPQ and isinstance(v, (str, int)) and not isinstance(v, bool)
         }
-        return make_conninfo("", **params)
+        return conninfo({k: str(v) for k, v in params.items()})
 
     # -- serve ---------------------------------------------------------------------
 

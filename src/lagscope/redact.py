@@ -1,0 +1,167 @@
+"""The one redactor: secrets are found by a rule and replaced by ``[redacted]`` in every output.
+
+The rule is about names, not a list of known headers: a name is secret when it contains
+``auth``, ``token``, ``secret``, ``key``, ``session``, ``csrf``, ``password`` or ``cookie``
+(any case, so ``X-Auth-Token``, ``X-CSRFToken``, ``X-Amz-Security-Token`` and
+``sessionid`` all count). It applies to
+
+- header values (:func:`headers`, and ``-H NAME: VALUE`` arguments);
+- URLs (:func:`url`): the password in the userinfo, and the values of query parameters whose
+  names are secret;
+- database connection strings (:func:`dsn`): shown rebuilt from their parsed parameters, the
+  secret ones replaced; a string that does not parse is replaced whole, since any part of
+  it may be the password;
+- a saved command line (:func:`command_line`): each argument by the rules above;
+- free text that may quote a known secret (:func:`text`, for driver error messages).
+
+Everything written for people or to a file (terminal, JSON, HTML, HAR, error lines) goes
+through these before it leaves the measuring code; nothing else hides secrets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from urllib.parse import unquote
+
+__all__ = [
+    "REDACTED",
+    "SECRET_WORDS",
+    "command_line",
+    "dsn",
+    "dsn_params",
+    "headers",
+    "is_secret_name",
+    "text",
+    "url",
+]
+
+REDACTED = "[redacted]"
+
+# Parts of a name that mark its value as a credential (header names, URL query parameters,
+# connection parameters). Substrings, so every spelling and prefix of them counts.
+SECRET_WORDS = ("auth", "token", "secret", "key", "session", "csrf", "password", "cookie")
+
+# Options whose value is a database connection string, in the commands that take one.
+_DSN_FLAGS = ("--database",)
+_HEADER_FLAGS = ("-H", "--header")
+# Text that may hold a URL with credentials: scheme://userinfo@...
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a header, query parameter or connection parameter named ``name`` carries a
+    credential."""
+    lowered = name.lower()
+    return any(word in lowered for word in SECRET_WORDS)
+
+
+def headers(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """The ``(name, value)`` pairs with every secret value replaced."""
+    return tuple((name, REDACTED if is_secret_name(name) else value) for name, value in pairs)
+
+
+def _query(query: str) -> str:
+    out = []
+    for pair in query.split("&"):
+        name, eq, _ = pair.partition("=")
+        out.append(f"{name}={REDACTED}" if eq and is_secret_name(unquote(name)) else pair)
+    return "&".join(out)
+
+
+def url(value: str) -> str:
+    """``value`` with the userinfo's password and secret query values replaced.
+
+    Plain string work, no URL parser: a URL that a parser would refuse (an unclosed ``[``,
+    a bad port) is redacted all the same."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        return value
+    end = len(rest)
+    for stop in "/?#":
+        at = rest.find(stop)
+        if at != -1:
+            end = min(end, at)
+    authority, tail = rest[:end], rest[end:]
+    userinfo, at_sign, host = authority.rpartition("@")
+    if at_sign and ":" in userinfo:
+        authority = f"{userinfo.split(':', 1)[0]}:{REDACTED}@{host}"
+    path, qmark, query = tail.partition("?")
+    if qmark:
+        query, hash_sign, fragment = query.partition("#")
+        tail = f"{path}?{_query(query)}{hash_sign}{fragment}"
+    return f"{scheme}://{authority}{tail}"
+
+
+def text(value: str, secrets: Iterable[str | None] = ()) -> str:
+    """Free text (an error message) with each known secret, every URL's credentials and
+    every ``password=...``-style assignment replaced."""
+    for secret in secrets:
+        if secret:
+            value = value.replace(secret, REDACTED)
+    value = _URL_IN_TEXT.sub(lambda m: url(m.group(0)), value)
+    return _ASSIGNMENT.sub(_assignment, value)
+
+
+# NAME=VALUE in free text or a key/value connection string; VALUE quoted ('...', with
+# backslash escapes) or bare (backslash escapes a space, as libpq reads it).
+_ASSIGNMENT = re.compile(r"([A-Za-z_][\w-]*)(\s*=\s*)('(?:[^'\\]|\\.)*'?|(?:\\.|[^\s'\\])+)")
+
+
+def _assignment(m: re.Match[str]) -> str:
+    return f"{m.group(1)}{m.group(2)}{REDACTED}" if is_secret_name(m.group(1)) else m.group(0)
+
+
+def dsn_params(params: Mapping[str, object]) -> str:
+    """Connection parameters as a libpq string to show, secret ones replaced."""
+    from lagscope.dsn import conninfo
+
+    return conninfo(
+        {k: REDACTED if is_secret_name(k) else str(v) for k, v in params.items() if v is not None}
+    )
+
+
+def dsn(value: str) -> str:
+    """A database connection string as it may be shown: rebuilt from its parameters with
+    the secret ones replaced, or ``[redacted]`` whole when it does not parse (then any part
+    of it may be the password). ``sqlite`` and ``sqlite:///PATH`` are shown as given."""
+    from lagscope.dsn import DsnError, is_sqlite, parse
+
+    if is_sqlite(value):
+        return value
+    try:
+        return dsn_params(parse(value).params)
+    except DsnError:
+        return REDACTED
+
+
+def _header_arg(value: str) -> str:
+    name, sep, _ = value.partition(":")
+    return f"{name}: {REDACTED}" if sep and is_secret_name(name.strip()) else value
+
+
+def command_line(argv: Iterable[str]) -> tuple[str, ...]:
+    """A command line fit to save and show: secret ``-H`` values, URL credentials and
+    ``--database`` passwords replaced."""
+    out: list[str] = []
+    takes: str | None = None  # what the previous flag says this argument is
+    for arg in argv:
+        if takes == "header":
+            out.append(_header_arg(arg))
+        elif takes == "dsn":
+            out.append(dsn(arg))
+        elif arg in _HEADER_FLAGS or arg in _DSN_FLAGS:
+            out.append(arg)
+            takes = "header" if arg in _HEADER_FLAGS else "dsn"
+            continue
+        elif arg.startswith("--header="):
+            out.append("--header=" + _header_arg(arg[len("--header=") :]))
+        elif arg.startswith("-H") and len(arg) > 2:
+            out.append("-H" + _header_arg(arg[2:]))
+        elif any(arg.startswith(flag + "=") for flag in _DSN_FLAGS):
+            flag, _, value = arg.partition("=")
+            out.append(f"{flag}={dsn(value)}")
+        else:
+            out.append(text(arg))
+        takes = None
+    return tuple(out)
