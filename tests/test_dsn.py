@@ -4,7 +4,7 @@ any part of the string, whatever libpq stumbled on."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("psycopg")
@@ -42,6 +42,7 @@ def test_replace_and_django_settings() -> None:
     assert dsn.parse(dsn.conninfo(d.params)).params == d.params
 
 
+@settings(deadline=None)  # the first example imports psycopg
 @given(
     _SECRET,
     st.sampled_from(

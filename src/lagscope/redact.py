@@ -1,4 +1,4 @@
-"""The one redactor: secrets are found by a rule and replaced by ``[redacted]`` in every output.
+"""The one redactor: secrets are found by a rule and replaced by ``***`` in every output.
 
 The rule is about names, not a list of known headers: a name is secret when it contains
 ``auth``, ``token``, ``secret``, ``key``, ``session``, ``csrf``, ``password`` or ``cookie``
@@ -36,7 +36,7 @@ __all__ = [
     "url",
 ]
 
-REDACTED = "[redacted]"
+REDACTED = "***"
 
 # Parts of a name that mark its value as a credential (header names, URL query parameters,
 # connection parameters). Substrings, so every spelling and prefix of them counts.
@@ -99,8 +99,12 @@ def text(value: str, secrets: Iterable[str | None] = ()) -> str:
     for secret in secrets:
         if secret:
             value = value.replace(secret, REDACTED)
-    value = _URL_IN_TEXT.sub(lambda m: url(m.group(0)), value)
-    return _ASSIGNMENT.sub(_assignment, value)
+    out, pos = [], 0
+    for m in _URL_IN_TEXT.finditer(value):  # URLs by the URL rule, the rest by assignments
+        out += [_ASSIGNMENT.sub(_assignment, value[pos : m.start()]), url(m.group(0))]
+        pos = m.end()
+    out.append(_ASSIGNMENT.sub(_assignment, value[pos:]))
+    return "".join(out)
 
 
 # NAME=VALUE in free text or a key/value connection string; VALUE quoted ('...', with
@@ -123,7 +127,7 @@ def dsn_params(params: Mapping[str, object]) -> str:
 
 def dsn(value: str) -> str:
     """A database connection string as it may be shown: rebuilt from its parameters with
-    the secret ones replaced, or ``[redacted]`` whole when it does not parse (then any part
+    the secret ones replaced, or ``***`` whole when it does not parse (then any part
     of it may be the password). ``sqlite`` and ``sqlite:///PATH`` are shown as given."""
     from lagscope.dsn import DsnError, is_sqlite, parse
 

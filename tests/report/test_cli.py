@@ -41,8 +41,8 @@ def test_probe_writes_html_and_har_with_the_redacted_command_line(tmp_path: Path
     assert "hunter2" not in saved.read_text()
     data = json.loads(saved.read_text())
     assert data["command_line"][:3] == ["lagscope", "probe", url]
-    assert "Authorization: [redacted]" in data["command_line"]
-    assert "lagscope probe" in text and "Authorization: [redacted]" in text
+    assert "Authorization: ***" in data["command_line"]
+    assert "lagscope probe" in text and "Authorization: ***" in text
     entries = json.loads(har_file.read_text())["log"]["entries"]
     assert len(entries) == 2 + 1 + 3
 

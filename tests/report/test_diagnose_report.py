@@ -7,6 +7,7 @@ JSON's cost, and the HAR must carry every request the ladder made.
 
 from __future__ import annotations
 
+import html as html_text
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,25 +163,33 @@ def test_chromium_prints_to_pdf(loaded: tuple[Page, str]) -> None:
     (ARTIFACTS / "report-diagnose.pdf").write_bytes(pdf)
 
 
-def test_diagnose_cli_writes_html_and_har_with_a_redacted_command_line(tmp_path: Path) -> None:
+def test_diagnose_cli_writes_no_secret_anywhere(tmp_path: Path) -> None:
+    """A URL password, a secret query value and secret-looking headers of several spellings
+    reach none of the outputs: terminal, JSON, HTML (the command line included), HAR."""
     from lagscope.wsgi import ServerTimingMiddleware
     from support.wsgi import waitress_server
 
     from .conftest import WarmingApp
 
-    page, har_file = tmp_path / "d.html", tmp_path / "d.har"
+    page, har_file, saved = tmp_path / "d.html", tmp_path / "d.har", tmp_path / "d.json"
+    secrets = ("hunter2", "URLPW77", "QTOKEN5", "XAUTH9", "CSRF3")
     with waitress_server(ServerTimingMiddleware(WarmingApp()), threads=2) as (host, port):
-        url = f"http://{host}:{port}/"
+        url = f"http://admin:URLPW77@{host}:{port}/?access_token=QTOKEN5&page=1"
         result = CliRunner().invoke(
             main,
             ["diagnose", url, "--quick", "-H", "Authorization: Bearer hunter2",
-             "--html", str(page), "--har", str(har_file)],
+             "-H", "X-Auth-Token: XAUTH9", "--header=X-CSRFToken: CSRF3",
+             "--html", str(page), "--har", str(har_file), "-o", str(saved)],
         )  # fmt: skip
     assert result.exit_code in (0, 1), result.stderr
     text = page.read_text(encoding="utf-8")
-    assert "lagscope diagnose " + url in text
-    assert "Authorization: [redacted]" in text and "hunter2" not in text
-    assert "hunter2" not in har_file.read_text()
+    shown = f"http://admin:***@{host}:{port}/?access_token=***&page=1"
+    assert f"lagscope diagnose {shown}" in result.stdout
+    assert f"<h1>{html_text.escape(shown)}</h1>" in text
+    assert html_text.escape(f"lagscope diagnose '{shown}' --quick").replace("&#x27;", "&#39;") in text
+    assert "Authorization: ***" in text and "X-Auth-Token: ***" in text
+    for output in (text, har_file.read_text(), saved.read_text(), result.stdout, result.stderr):
+        assert not [s for s in secrets if s in output]
     assert json.loads(har_file.read_text())["log"]["entries"]
 
 
