@@ -186,7 +186,8 @@ def test_diagnose_cli_writes_no_secret_anywhere(tmp_path: Path) -> None:
     shown = f"http://admin:***@{host}:{port}/?access_token=***&page=1"
     assert f"lagscope diagnose {shown}" in result.stdout
     assert f"<h1>{html_text.escape(shown)}</h1>" in text
-    assert html_text.escape(f"lagscope diagnose '{shown}' --quick").replace("&#x27;", "&#39;") in text
+    command = html_text.escape(f"lagscope diagnose '{shown}' --quick")
+    assert command.replace("&#x27;", "&#39;") in text
     assert "Authorization: ***" in text and "X-Auth-Token: ***" in text
     for output in (text, har_file.read_text(), saved.read_text(), result.stdout, result.stderr):
         assert not [s for s in secrets if s in output]
