@@ -1,0 +1,247 @@
+"""The Playwright shell: launch a browser already on the machine, load a page, hand over what
+the browser reported. Everything it reads goes to :func:`lagscope.browser.model.build_load`.
+
+One :class:`BrowserSession` is one browser process; each :meth:`BrowserSession.visit` opens a
+fresh context (empty cache, no connections), loads the URL cold, reloads it, and optionally
+reloads again after sitting idle. Per load it keeps the DevTools protocol's
+``Network.responseReceived`` events (they carry the connection id) and reads the page's
+Navigation and Resource Timing entries once the load event has fired.
+
+Playwright is the ``browser`` extra and is imported only here, when a browser is asked for;
+without it, or without a browser, the error is one line with exit code 8 and says how to get
+one. Never ``playwright install``: the browser is found by :mod:`lagscope.browser.locate`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from lagscope.browser.locate import HOW_TO_GET, BrowserChoice, find_browser
+from lagscope.browser.model import BrowserRun, PageLoad, build_load, idle_rule
+from lagscope.errors import ExitCode, LagscopeError
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Playwright
+
+__all__ = ["LAUNCH_ARGS", "BrowserSession", "load_page", "open_browser"]
+
+# The machine may have no network at all: without these Chromium spends the run on refused
+# connections of its own (updates, sync, field trials), which would share the measured page's
+# six connections per host and its CPU.
+LAUNCH_ARGS = (
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-default-apps",
+    "--disable-extensions",
+)
+# Resource Timing keeps 250 entries by default; a page with more would lose the rest.
+_INIT_SCRIPT = "performance.setResourceTimingBufferSize(2000);"
+_READ_ENTRIES = """() => ({
+  navigation: performance.getEntriesByType('navigation').map(e => e.toJSON()),
+  resources: performance.getEntriesByType('resource').map(e => e.toJSON()),
+})"""
+
+Sleep = Callable[[float], None]
+
+
+def _is_file(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def _running_as_root() -> bool:
+    geteuid = getattr(os, "geteuid", None)
+    return geteuid is not None and geteuid() == 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    # Playwright prefixes its API call ("Page.goto: net::ERR_...").
+    return line.split(": ", 1)[1] if line.startswith(("Page.", "BrowserType.")) else line
+
+
+def _load_error(url: str, exc: BaseException, timeout_s: float) -> LagscopeError:
+    line = _first_line(exc)
+    if "Timeout" in type(exc).__name__ or "Timeout " in line:
+        return LagscopeError(
+            "browser", f"{url} did not finish loading in {timeout_s:g} s", ExitCode.TIMEOUT
+        )
+    codes = (
+        ("ERR_NAME_NOT_RESOLVED", ExitCode.RESOLVE),
+        ("ERR_CONNECTION_REFUSED", ExitCode.CONNECT),
+        ("ERR_ADDRESS_UNREACHABLE", ExitCode.CONNECT),
+        ("ERR_CERT", ExitCode.TLS),
+        ("ERR_SSL", ExitCode.TLS),
+        ("ERR_TIMED_OUT", ExitCode.TIMEOUT),
+    )
+    for marker, code in codes:
+        if marker in line:
+            return LagscopeError("browser", f"loading {url}: {line}", code)
+    return LagscopeError("browser", f"loading {url}: {line}", ExitCode.PROTOCOL)
+
+
+class BrowserSession:
+    """One headless browser process; :meth:`visit` loads a URL in a fresh context."""
+
+    def __init__(self, choice: BrowserChoice, timeout_s: float, sleep: Sleep = time.sleep):
+        self.choice = choice
+        self.timeout_s = timeout_s
+        self.sleep = sleep
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+
+    def __enter__(self) -> BrowserSession:
+        try:
+            from playwright.sync_api import Error, sync_playwright
+        except ImportError:
+            raise LagscopeError(
+                "browser",
+                "the browser extra is not installed: pip install 'lagscope[browser]' "
+                f"(Playwright for Python; it drives a browser already here, so also {HOW_TO_GET})",
+                ExitCode.ENVIRONMENT,
+            ) from None
+        args = list(LAUNCH_ARGS)
+        if _running_as_root():
+            args.append("--no-sandbox")  # Chromium refuses to start its sandbox as root
+        self._playwright = sync_playwright().start()
+        try:
+            self._browser = self._playwright.chromium.launch(
+                executable_path=self.choice.executable,
+                channel=self.choice.channel,
+                headless=True,
+                args=args,
+                timeout=self.timeout_s * 1000,
+            )
+        except Error as exc:
+            self.close()
+            what = self.choice.executable or f"channel {self.choice.channel}"
+            raise LagscopeError(
+                "browser",
+                f"could not start {what}: {_first_line(exc)} ({HOW_TO_GET})",
+                ExitCode.ENVIRONMENT,
+            ) from None
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        browser, self._browser = self._browser, None
+        driver, self._playwright = self._playwright, None
+        try:
+            if browser is not None:
+                browser.close()
+        finally:
+            if driver is not None:
+                driver.stop()
+
+    @property
+    def name(self) -> str:
+        if self._browser is None:
+            return "not started"
+        product = self.choice.channel or os.path.basename(self.choice.executable or "chromium")
+        return f"{product} {self._browser.version}"
+
+    def visit(
+        self,
+        url: str,
+        *,
+        reload: bool = True,
+        idle_s: float | None = None,
+        ignore_https_errors: bool = False,
+    ) -> BrowserRun:
+        """A cold load in a fresh context, then a reload, then (``idle_s``) a reload after
+        sitting idle that long. Raises LagscopeError when the page does not load."""
+        from playwright.sync_api import Error
+
+        if self._browser is None:
+            raise RuntimeError("BrowserSession.visit outside its with block")
+        context = self._browser.new_context(
+            ignore_https_errors=ignore_https_errors, service_workers="block"
+        )
+        try:
+            page = context.new_page()
+            page.add_init_script(_INIT_SCRIPT)
+            cdp = context.new_cdp_session(page)
+            responses: list[dict[str, Any]] = []
+            cdp.on("Network.responseReceived", lambda e: responses.append(e["response"]))
+            cdp.send("Network.enable")
+            loads: list[PageLoad] = []
+            seen: frozenset[int] = frozenset()
+            steps: list[tuple[str, float | None]] = [("cold", None)]
+            if reload:
+                steps.append(("reload", None))
+            if idle_s is not None:
+                steps.append(("idle reload", idle_s))
+            for label, idle in steps:
+                if idle is not None:
+                    self.sleep(idle)
+                responses.clear()
+                try:
+                    if label == "cold":
+                        page.goto(url, wait_until="load", timeout=self.timeout_s * 1000)
+                    else:
+                        page.reload(wait_until="load", timeout=self.timeout_s * 1000)
+                    entries = page.evaluate(_READ_ENTRIES)
+                except Error as exc:
+                    raise _load_error(url, exc, self.timeout_s) from None
+                navigation = entries.get("navigation") or [{}]
+                load, seen = build_load(
+                    label, navigation[0], entries.get("resources") or [], responses, seen, idle
+                )
+                loads.append(load)
+        finally:
+            context.close()
+        return BrowserRun(
+            browser=self.name,
+            source=self.choice.source,
+            url=url,
+            loads=tuple(loads),
+            idle_rule=None if idle_s is None else idle_rule(idle_s),
+        )
+
+
+def open_browser(
+    browser_path: str | None = None,
+    *,
+    timeout_s: float = 30.0,
+    platform: str = sys.platform,
+    environ: Mapping[str, str] | None = None,
+    sleep: Sleep = time.sleep,
+) -> BrowserSession:
+    """A session on the browser :func:`~lagscope.browser.locate.find_browser` picks
+    (``browser_path`` first); use it in a ``with`` block."""
+    choice = find_browser(
+        browser_path,
+        platform,
+        os.environ if environ is None else environ,
+        shutil.which,
+        _is_file,
+    )
+    return BrowserSession(choice, timeout_s, sleep)
+
+
+def load_page(
+    url: str,
+    browser_path: str | None = None,
+    *,
+    idle_s: float | None = None,
+    timeout_s: float = 30.0,
+    ignore_https_errors: bool = False,
+) -> BrowserRun:
+    """One visit (cold load, reload, optional idle reload) in a browser of its own."""
+    with open_browser(browser_path, timeout_s=timeout_s) as session:
+        return session.visit(url, idle_s=idle_s, ignore_https_errors=ignore_https_errors)
