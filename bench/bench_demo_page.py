@@ -25,16 +25,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=60)
     args = parser.parse_args()
     os.environ["LAGSCOPE_DATA_DIR"] = tempfile.mkdtemp(prefix="lagscope-bench-demo-")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "lagscope.demo.settings"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "lagscope.refapp.settings"
     import django
 
     django.setup()
     from django.template import engines
     from django.test import RequestFactory
 
-    from lagscope.demo.models import Item
-    from lagscope.demo.seed import ensure_database
-    from lagscope.demo.views import api_items, items_page
+    from lagscope.refapp.models import Item
+    from lagscope.refapp.seed import ensure_database
+    from lagscope.refapp.views import api_items, items_page
 
     ensure_database(500)
     page = engines["django"].from_string(

@@ -22,7 +22,7 @@ Configurations:
   request and the response carries the profile), where pyinstrument is installed
 * OpenTelemetry: DjangoInstrumentor with the SDK TracerProvider and no exporter, where installed
 * django-server-timing: its ServerTiming middleware, where installed
-* the OTel bridge (lagscope.otel), with the SDK's TracerProvider set globally:
+* the OTel bridge (lagscope.instrument.otel), with the SDK's TracerProvider set globally:
   - DjangoInstrumentor + lagscope with OTEL "off" and with OTEL "auto" (enriching the
     instrumentation's span): the difference is what the bridge adds to a traced request;
   - lagscope alone with OTEL "auto" (its own span) against OTEL "off".

@@ -24,10 +24,10 @@ from collections.abc import Callable
 from functools import partial
 
 from lagscope import __version__
+from lagscope.instrument.servertiming import Metric
 from lagscope.probe.model import KeepAlive, ProbeReport, RequestRecord
 from lagscope.probe.report import RunFacts, build_report
 from lagscope.report import har, html
-from lagscope.servertiming import Metric
 
 _HEADERS = (("content-type", "application/json"), ("content-length", "94211"))
 

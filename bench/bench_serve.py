@@ -293,7 +293,7 @@ def phase_floor(
 
 
 def _start_nginx(procs: Processes, name: str, upstream_port: int, strip: bool) -> Child:
-    from lagscope.nginx.cli import find_nginx
+    from lagscope.nginx.binary import find_nginx
     from lagscope.nginx.config import Endpoint
     from lagscope.nginx.render import NginxConfig, render
 
@@ -322,7 +322,7 @@ def _start_nginx(procs: Processes, name: str, upstream_port: int, strip: bool) -
 
 
 def phase_nginx(procs: Processes, pg_port: int, rounds: int, out: list[str]) -> None:
-    from lagscope.nginx.cli import find_nginx
+    from lagscope.nginx.binary import find_nginx
 
     out.append("### nginx in front, 300 ms tax on each new nginx -> app connection\n")
     if find_nginx() is None:
@@ -368,7 +368,7 @@ def phase_nginx(procs: Processes, pg_port: int, rounds: int, out: list[str]) -> 
 
 
 def _nginx_version() -> str:
-    from lagscope.nginx.cli import find_nginx
+    from lagscope.nginx.binary import find_nginx
 
     nginx = find_nginx()
     if nginx is None:
@@ -477,7 +477,7 @@ def main(argv: list[str]) -> int:
     header = [
         f"Command: `{cmd}` ({time.monotonic() - started:.0f} s). ",
         f"Machine: {_machine(pg_version)}. ",
-        "App: the reference app (`lagscope.demo`) on PostgreSQL, /api/items/ (500 rows of "
+        "App: the reference app (`lagscope.refapp`) on PostgreSQL, /api/items/ (500 rows of "
         "JSON), Server-Timing middleware " + ("on" if ns.servertiming else "off") + ".\n",
     ]
     if ns.quick:

@@ -28,10 +28,10 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 from lagscope import __version__
+from lagscope.instrument.servertiming import Metric
 from lagscope.probe import stats
 from lagscope.probe.model import RequestRecord
 from lagscope.probe.report import summarize_series
-from lagscope.servertiming import Metric
 
 
 def _median_ci_by_repeated_sums(

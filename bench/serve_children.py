@@ -32,7 +32,7 @@ def _configure_django(database_url: str, conn_max_age: int | None, health_checks
     import django
     from django.conf import settings
 
-    from lagscope.demo.config import build_settings
+    from lagscope.refapp.config import build_settings
 
     servertiming = os.environ.get("LAGSCOPE_DEMO_SERVERTIMING", "0") != "0"
     values = build_settings(database_url, Path(tempfile.gettempdir()), servertiming=servertiming)
@@ -56,8 +56,8 @@ def _child_prepare(database_url: str) -> None:
     _configure_django(database_url, 0, False)
     from django.db import connections
 
-    from lagscope.demo.config import ITEM_COUNT
-    from lagscope.demo.seed import ensure_database
+    from lagscope.refapp.config import ITEM_COUNT
+    from lagscope.refapp.seed import ensure_database
 
     ensure_database(ITEM_COUNT)
     connections.close_all()

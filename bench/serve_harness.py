@@ -425,7 +425,7 @@ def _machine(pg_version: str) -> str:
 
 @contextlib.contextmanager
 def _pg() -> Iterator[Any]:
-    from lagscope.pgcluster import PgCluster
+    from lagscope.demo.pgcluster import PgCluster
 
     with PgCluster.create() as cluster:
         yield cluster

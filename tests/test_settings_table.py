@@ -42,7 +42,7 @@ GENERATED_TABLES: tuple[tuple[str, str], ...] = (
     ("inject.md", "lagscope.inject.config:docs_table"),
     ("probe.md", "lagscope.probe.options:docs_table"),
     ("diagnose.md", "lagscope.diagnose.settings:docs_table"),
-    ("demo.md", "lagscope.story.runner:docs_table"),
+    ("demo.md", "lagscope.demo.runner:docs_table"),
     ("server-timing.md", "lagscope.instrument.options:settings_table_markdown"),
 )
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from lagscope.cli import main
-from lagscope.demo.config import default_data_dir, parse_database_url
+from lagscope.refapp.config import default_data_dir, parse_database_url
 from lagscope.serve.settings import ServeConfig
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"

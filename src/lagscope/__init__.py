@@ -2,7 +2,7 @@
 
 The package root owns only the public API list and the version. Each command lives in its
 own subpackage (``lagscope.probe``, ``lagscope.inject``, ...); shared pure pieces sit in
-top-level modules (``lagscope.servertiming``, ``lagscope.errors``).
+top-level modules (``lagscope.errors``, ``lagscope.settings_table``).
 """
 
 from __future__ import annotations

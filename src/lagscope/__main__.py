@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lagscope.entry import run
+from lagscope.process_entry import run
 
 if __name__ == "__main__":
     run()

@@ -5,7 +5,7 @@ when used. This module owns one rule:
 a :class:`~lagscope.errors.LagscopeError` becomes one line on stderr and its exit code,
 Ctrl+C becomes exit 130, and a console that cannot show the output becomes exit 8, with no
 traceback (stdout and stderr first get ASCII stand-ins, see :mod:`lagscope.console`).
-:mod:`lagscope.entry` is the process entry (console script, ``python -m lagscope``).
+:mod:`lagscope.process_entry` is the process entry (console script, ``python -m lagscope``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from lagscope.errors import ExitCode, LagscopeError
 # so one command whose optional extra is missing never breaks the others.
 _COMMANDS = {
     "cert": "lagscope.cert.cli:cert",
-    "demo": "lagscope.story.cli:demo",
+    "demo": "lagscope.demo.cli:demo",
     "diagnose": "lagscope.diagnose.cli:diagnose_command",
     "inject": "lagscope.inject.cli:inject",
     "nginx-config": "lagscope.nginx.cli:nginx_config",
@@ -37,7 +37,7 @@ _COMMANDS = {
 
 
 class LagscopeGroup(click.Group):
-    # Set only by the process entry (lagscope.entry), which loads everything with the cyclic
+    # Set only by the process entry (lagscope.process_entry), which loads everything with the cyclic
     # collector off: once a command has loaded, freeze what is loaded and turn it on.
     freeze_loaded = False
 
@@ -124,6 +124,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from lagscope.entry import run
+    from lagscope.process_entry import run
 
     run()

@@ -13,7 +13,7 @@ import pytest
 import uvicorn
 from django.core.asgi import get_asgi_application
 
-from lagscope.servertiming import Metric, parse
+from lagscope.instrument.servertiming import Metric, parse
 
 
 @contextmanager
@@ -80,7 +80,7 @@ def test_async_path_feeds_the_otel_bridge(
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from lagscope.django.middleware import ServerTimingMiddleware
-    from lagscope.otel import CONNECT_SPAN, OtelBridge
+    from lagscope.instrument.otel import CONNECT_SPAN, OtelBridge
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

@@ -20,8 +20,8 @@ from lagscope.dbcheck.rules import findings_for
 from lagscope.diagnose.model import SEVERITIES
 from lagscope.diagnose.rules import DB_KEEP_CONNECTIONS_FIX
 from lagscope.diagnose.thresholds import DEFAULT_THRESHOLDS
+from lagscope.instrument.servertiming import parse_headers
 from lagscope.serve.process import ServeProcess
-from lagscope.servertiming import parse_headers
 from support.net import free_port
 from support.pg import PgCluster
 

@@ -14,7 +14,7 @@ from django.test import AsyncClient, Client, override_settings
 
 from lagscope.django.middleware import ServerTimingMiddleware
 from lagscope.instrument.record import parse_dbshapes
-from lagscope.servertiming import Metric, parse, unescape_text
+from lagscope.instrument.servertiming import Metric, parse, unescape_text
 
 MW = "lagscope.django.middleware.ServerTimingMiddleware"
 COMMON = "django.middleware.common.CommonMiddleware"

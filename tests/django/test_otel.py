@@ -20,9 +20,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from lagscope.django.middleware import ServerTimingMiddleware
-from lagscope.otel import CONNECT_SPAN, CREATE_TIME, OtelBridge
-from lagscope.servertiming import Metric, parse
-from lagscope.wsgi import ServerTimingMiddleware as WsgiMiddleware
+from lagscope.instrument.otel import CONNECT_SPAN, CREATE_TIME, OtelBridge
+from lagscope.instrument.servertiming import Metric, parse
+from lagscope.instrument.wsgi import WsgiServerTimingMiddleware as WsgiMiddleware
 from support.net import get
 from support.wsgi import waitress_server
 

@@ -20,6 +20,9 @@ MODULES = [
     "lagscope.django.conf",
     "lagscope.django.db",
     "lagscope.django.middleware",
+    "lagscope.instrument.request_entry",
+    "lagscope.instrument.servertiming",
+    "lagscope.instrument.wsgi",
     "lagscope.wsgi",
 ]
 
@@ -36,8 +39,10 @@ def test_documented_entry_points() -> None:
     from django.apps import apps
 
     from lagscope.django.middleware import ServerTimingMiddleware as DjangoMiddleware
-    from lagscope.wsgi import ServerTimingMiddleware as WsgiMiddleware
+    from lagscope.instrument.wsgi import WsgiServerTimingMiddleware as WsgiMiddleware
+    from lagscope.wsgi import ServerTimingMiddleware as ReadmePath
 
     assert apps.get_app_config("lagscope").name == "lagscope.django"
     assert DjangoMiddleware.sync_capable and DjangoMiddleware.async_capable
     assert callable(WsgiMiddleware)
+    assert ReadmePath is WsgiMiddleware

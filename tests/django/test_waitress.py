@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lagscope.servertiming import Metric, parse
+from lagscope.instrument.servertiming import Metric, parse
 from support.net import get
 
 pytestmark = pytest.mark.usefixtures("unblocked_db")

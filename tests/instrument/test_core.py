@@ -26,7 +26,7 @@ from lagscope.instrument import (
     queue_ms,
     settings_rows,
 )
-from lagscope.servertiming import parse
+from lagscope.instrument.servertiming import parse
 
 NOW = 1_764_000_000.5  # a wall-clock instant in 2025
 

@@ -198,20 +198,6 @@ def test_numbers_nginx_cannot_take_are_usage_errors(flag: str, value: str, needl
     assert err.count("\n") == 1
 
 
-def test_nginx_is_looked_for_where_the_windows_zip_is_unpacked(tmp_path: Path) -> None:
-    from lagscope.nginx.cli import nginx_locations
-
-    for version in ("1.9.0", "1.27.3"):
-        (tmp_path / f"nginx-{version}").mkdir()
-        (tmp_path / f"nginx-{version}" / "nginx.exe").write_bytes(b"")
-    assert nginx_locations("win32", drive=str(tmp_path)) == [
-        tmp_path / "nginx" / "nginx.exe",
-        tmp_path / "nginx-1.27.3" / "nginx.exe",
-        tmp_path / "nginx-1.9.0" / "nginx.exe",
-    ]
-    assert nginx_locations("linux")[0] == Path("/usr/sbin/nginx")
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell script stands in for nginx")
 def test_a_check_that_hangs_is_killed_with_its_children(tmp_path: Path) -> None:
     from lagscope.nginx.cli import nginx_check

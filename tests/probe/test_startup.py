@@ -96,12 +96,12 @@ def test_a_run_printed_for_people_does_not_lay_out_json(url: str) -> None:
 
 
 def test_the_process_entry_keeps_output_and_exit_codes() -> None:
-    # The console script and python -m go through lagscope.entry.run (the collector's
+    # The console script and python -m go through lagscope.process_entry.run (the collector's
     # process-wide choices: off while loading, the heap frozen).
     from importlib.metadata import entry_points
 
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "lagscope"]
-    assert script.value == "lagscope.entry:run"
+    assert script.value == "lagscope.process_entry:run"
     ok = subprocess.run(
         [sys.executable, "-m", "lagscope", "--version"], capture_output=True, text=True, timeout=60
     )
@@ -117,14 +117,14 @@ def test_the_process_entry_keeps_output_and_exit_codes() -> None:
 # frozen at that moment; then whether the collector is on once the command ran.
 _ENTRY = """
 import gc, sys
-from lagscope import entry
+from lagscope import process_entry
 frozen_at = []
 gc.callbacks.append(
     lambda phase, info: frozen_at.append(gc.get_freeze_count()) if phase == "start" else None
 )
 sys.argv = ["lagscope", *sys.argv[1:]]
 try:
-    entry.run()
+    process_entry.run()
 except SystemExit:
     pass
 sys.stderr.write(f"ENTRY {gc.isenabled()} {min(frozen_at, default=-1)}\\n")

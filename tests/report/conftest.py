@@ -3,7 +3,7 @@
 The stack is waitress (4 threads) behind a lagscope.inject proxy that holds back the first
 bytes of every new connection by 100 ms, and the app sleeps 60 ms on the first request each
 worker thread serves (a per-thread database connect in miniature). Server-Timing comes from
-lagscope.wsgi, so each response names its thread.
+lagscope.instrument.wsgi, so each response names its thread.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import pytest
 from lagscope.diagnose import DiagnoseReport
 from lagscope.diagnose import run as diagnose
 from lagscope.inject import ConnectionTax, Injector, Route
+from lagscope.instrument.wsgi import WsgiServerTimingMiddleware
 from lagscope.probe.model import ProbeReport
 from lagscope.probe.options import ProbeOptions, parse_url
 from lagscope.probe.runner import run_probe
-from lagscope.wsgi import ServerTimingMiddleware
 from support.wsgi import waitress_server
 
 TAX_MS = 100.0
@@ -58,7 +58,7 @@ class WarmingApp:
 
 @pytest.fixture(scope="package")
 def taxed_probe() -> Iterator[ProbeReport]:
-    app = ServerTimingMiddleware(WarmingApp(hostile_desc="<script>alert(1)</script>"))
+    app = WsgiServerTimingMiddleware(WarmingApp(hostile_desc="<script>alert(1)</script>"))
     with waitress_server(app, threads=THREADS) as upstream:
         route = Route(("127.0.0.1", 0), upstream, [ConnectionTax(delay_ms=TAX_MS)])
         with Injector([route]) as inj:
@@ -75,7 +75,7 @@ def taxed_probe() -> Iterator[ProbeReport]:
 @pytest.fixture(scope="package")
 def taxed_diagnosis() -> Iterator[DiagnoseReport]:
     """``lagscope diagnose --quick`` of the same taxed stack, with the app's direct address."""
-    app = ServerTimingMiddleware(WarmingApp())
+    app = WsgiServerTimingMiddleware(WarmingApp())
     with waitress_server(app, threads=THREADS) as upstream:
         route = Route(("127.0.0.1", 0), upstream, [ConnectionTax(delay_ms=TAX_MS)])
         with Injector([route]) as inj:

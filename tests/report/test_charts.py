@@ -8,13 +8,13 @@ import time
 
 import pytest
 
+from lagscope.instrument.servertiming import Metric
 from lagscope.probe.model import (
     KeepAlive,
     RequestRecord,
 )
 from lagscope.probe.report import RunFacts, build_report
 from lagscope.report import charts, har, html
-from lagscope.servertiming import Metric
 
 
 def _record(

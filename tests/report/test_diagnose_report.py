@@ -166,14 +166,14 @@ def test_chromium_prints_to_pdf(loaded: tuple[Page, str]) -> None:
 def test_diagnose_cli_writes_no_secret_anywhere(tmp_path: Path) -> None:
     """A URL password, a secret query value and secret-looking headers of several spellings
     reach none of the outputs: terminal, JSON, HTML (the command line included), HAR."""
-    from lagscope.wsgi import ServerTimingMiddleware
+    from lagscope.instrument.wsgi import WsgiServerTimingMiddleware
     from support.wsgi import waitress_server
 
     from .conftest import WarmingApp
 
     page, har_file, saved = tmp_path / "d.html", tmp_path / "d.har", tmp_path / "d.json"
     secrets = ("hunter2", "URLPW77", "QTOKEN5", "XAUTH9", "CSRF3")
-    with waitress_server(ServerTimingMiddleware(WarmingApp()), threads=2) as (host, port):
+    with waitress_server(WsgiServerTimingMiddleware(WarmingApp()), threads=2) as (host, port):
         url = f"http://admin:URLPW77@{host}:{port}/?access_token=QTOKEN5&page=1"
         result = CliRunner().invoke(
             main,

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from lagscope.servertiming import parse_headers
+from lagscope.instrument.servertiming import parse_headers
 
 
 @dataclass

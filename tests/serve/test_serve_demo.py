@@ -377,9 +377,9 @@ def test_granian_serves_the_same_app(demo: ServeProcess) -> None:
 
 def test_django_settings_mode_serves_the_same_project(demo: ServeProcess) -> None:
     env = _env(demo.data_dir)  # type: ignore[attr-defined]
-    args = ["--django-settings", "lagscope.demo.settings", "--port", "0", "--host", "127.0.0.1"]
+    args = ["--django-settings", "lagscope.refapp.settings", "--port", "0", "--host", "127.0.0.1"]
     with ServeProcess(args, env=env) as proc:
-        assert "Django project lagscope.demo.settings" in proc.output
+        assert "Django project lagscope.refapp.settings" in proc.output
         assert "prewarmed default: persistent" in proc.output
         client = KeepAliveClient("127.0.0.1", proc.port)
         try:

@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner
 
 from lagscope.cli import main
+from lagscope.instrument.servertiming import parse_headers
 from lagscope.serve import ServeProcess
 from lagscope.serve.settings import resolve
-from lagscope.servertiming import parse_headers
 from lagscope.settings_table import Host, SettingsError
 from support.chromium import CHROMIUM
 

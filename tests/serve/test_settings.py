@@ -163,10 +163,10 @@ def test_docs_cover_every_setting() -> None:
 
 
 def test_public_api_is_explicit() -> None:
-    import lagscope.demo
+    import lagscope.refapp
     import lagscope.serve
 
-    for module in (lagscope.serve, lagscope.demo):
+    for module in (lagscope.serve, lagscope.refapp):
         for name in module.__all__:
             assert getattr(module, name) is not None, name
     assert {"ServeProcess", "serve_command", "start_waitress", "load_app", "resolve"} <= set(

@@ -6,8 +6,8 @@ from lagscope.diagnose.evidence import ColdWarm, Evidence
 from lagscope.diagnose.model import Environment
 from lagscope.diagnose.rules import evaluate
 from lagscope.diagnose.thresholds import DEFAULT_THRESHOLDS, Thresholds
+from lagscope.instrument.servertiming import Metric
 from lagscope.probe.model import RequestRecord
-from lagscope.servertiming import Metric
 
 __all__ = ["ENV", "T", "app", "coldwarm", "ev", "healthy_cw", "ids", "rec"]
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from lagscope.demo.nginx import wait_listening
 from lagscope.nginx.config import Endpoint, NginxSettings
 from lagscope.nginx.render import NginxConfig, Tls, render
-from lagscope.story.nginx import wait_listening
 from support.net import free_port
 
 NGINX = Path("/usr/sbin/nginx")

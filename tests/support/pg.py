@@ -1,4 +1,4 @@
-"""The test suite's throwaway PostgreSQL cluster: :mod:`lagscope.pgcluster` on a free port.
+"""The test suite's throwaway PostgreSQL cluster: :mod:`lagscope.demo.pgcluster` on a free port.
 
 Under root (CI, containers) the cluster is owned and run by an unprivileged account
 (``postgres``, else ``nobody``); readiness is ``pg_ctl start -w``.
@@ -10,8 +10,8 @@ import os
 import sys
 from pathlib import Path
 
-from lagscope.pgcluster import PgCluster
-from lagscope.pgcluster import find_pg_bin as _find_pg_bin
+from lagscope.demo.pgcluster import PgCluster
+from lagscope.demo.pgcluster import find_pg_bin as _find_pg_bin
 
 __all__ = ["PgCluster", "destroy_cluster", "find_pg_bin", "make_cluster", "running_as_root"]
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from lagscope.servertiming import Metric
+from lagscope.instrument.servertiming import Metric
 
 __all__ = [
     "CHROME_IDLE_UNUSED_S",

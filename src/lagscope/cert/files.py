@@ -58,7 +58,7 @@ class CertFiles:
 def cert_files(data_dir: Path | None = None) -> CertFiles:
     """The files in ``data_dir`` (default: the per-user data directory) ``/cert``."""
     if data_dir is None:
-        from lagscope.demo.config import default_data_dir
+        from lagscope.refapp.config import default_data_dir
 
         data_dir = default_data_dir()
     return CertFiles(data_dir / "cert")

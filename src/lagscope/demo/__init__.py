@@ -1,20 +1,15 @@
-"""The reference app: a small Django project, shipped inside the package.
+"""``lagscope demo``: the whole story in one command, measured on this machine.
 
-``lagscope.demo`` owns a small Django project: an ``Item`` model with 500 rows,
-``/api/items/`` (JSON) and ``/items/`` (HTML table), with the lagscope middleware installed.
-It runs on SQLite in a per-user data directory by default (created, migrated and seeded on
-first run) or on PostgreSQL when given a ``postgresql://`` URL.
-
-Settings are plain data built by :func:`lagscope.demo.config.build_settings`;
-``lagscope.demo.settings`` is the ``DJANGO_SETTINGS_MODULE`` that reads them from the
-environment (``LAGSCOPE_DEMO_DATABASE``, ``LAGSCOPE_DATA_DIR``), so the same project works
-under ``lagscope serve --demo``, granian workers and a plain ``DJANGO_SETTINGS_MODULE``.
+Three versions of the reference app (``lagscope.refapp``) run as child processes behind the
+same injected connection tax (``lagscope.inject``) on the HTTP and database side: "before"
+(Django and waitress defaults), "hand-tuned" (the fix from the story) and "lagscope"
+(``lagscope serve``). Each gets a browser-like fresh visit and a diagnose run; the report
+(:class:`DemoReport`, ``lagscope.demo/1``) puts them side by side.
 """
 
 from __future__ import annotations
 
-# The package's public names are config's: one list, in config.__all__.
-from lagscope.demo import config
-from lagscope.demo.config import *  # noqa: F403
+from lagscope.demo.model import SCHEMA, DemoReport, Finding, Sample, VersionResult
+from lagscope.demo.runner import DemoOptions, run_demo
 
-__all__ = config.__all__
+__all__ = ["SCHEMA", "DemoOptions", "DemoReport", "Finding", "Sample", "VersionResult", "run_demo"]

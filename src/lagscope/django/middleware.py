@@ -25,12 +25,12 @@ from lagscope.django import db
 from lagscope.django.conf import get_options
 from lagscope.instrument.connections import ConnectionTracker
 from lagscope.instrument.disclosure import Disclosure
-from lagscope.instrument.entry import FailureLog, begin_request
 from lagscope.instrument.options import InstrumentOptions
+from lagscope.instrument.otel import OtelBridge, OtelMode, default_bridge
 from lagscope.instrument.profile import PROFILE_HEADER, REQUEST_VALUE, Reason, reason_header
 from lagscope.instrument.record import RequestTiming, build_header
+from lagscope.instrument.request_entry import FailureLog, begin_request
 from lagscope.instrument.sampling import PROFILE_KEY, Sampler, finish_profile, start_profile
-from lagscope.otel import OtelBridge, OtelMode, default_bridge
 
 __all__ = ["ServerTimingMiddleware"]
 
@@ -51,7 +51,7 @@ class ServerTimingMiddleware:
     # database hooks) and the wall clock for X-Request-Start.
     clock: Callable[[], float] = staticmethod(db.clock)
     wall_clock: Callable[[], float] = staticmethod(time.time)
-    # The OpenTelemetry bridge; None: lagscope.otel.default_bridge() (the global
+    # The OpenTelemetry bridge; None: lagscope.instrument.otel.default_bridge() (the global
     # providers, or nothing when opentelemetry-api is not installed).
     otel_bridge: OtelBridge | None = None
 

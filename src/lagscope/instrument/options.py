@@ -33,7 +33,7 @@ __all__ = [
 Untrusted = Literal["none", "total"]
 UNTRUSTED_CHOICES: tuple[str, ...] = get_args(Untrusted)
 
-# The OpenTelemetry bridge (lagscope.otel): "auto" adds the figures to the current
+# The OpenTelemetry bridge (lagscope.instrument.otel): "auto" adds the figures to the current
 # recording span, or starts lagscope's own span when none records; "enrich" only adds to
 # a recording span; "off" never touches OpenTelemetry.
 Otel = Literal["auto", "enrich", "off"]

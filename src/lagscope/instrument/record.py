@@ -13,7 +13,7 @@ import functools
 import re
 
 from lagscope.instrument.disclosure import Disclosure
-from lagscope.servertiming import Metric, format_metric
+from lagscope.instrument.servertiming import Metric, format_metric
 
 __all__ = [
     "CONN",
@@ -219,7 +219,7 @@ def build_header(timing: RequestTiming, level: Disclosure) -> str | None:
     """The Server-Timing value for ``level``, or None when nothing may be shown.
 
     Same metrics and order as :func:`build_metrics`, each formatted by
-    :func:`lagscope.servertiming.format_metric`.
+    :func:`lagscope.instrument.servertiming.format_metric`.
     """
     parts = _parts(timing, level)
     if not parts:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import click
 
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.fileio import write_text_atomic
+from lagscope.nginx.binary import find_nginx
 from lagscope.nginx.config import (
     DEFAULT_LISTEN,
     SERVER_IDLE_TIMEOUT_S,
@@ -38,41 +38,9 @@ from lagscope.nginx.render import NginxConfig, Tls, render
 from lagscope.outputs import FILE_PATH
 from lagscope.settings_table import build, click_options
 
-__all__ = ["find_nginx", "nginx_check", "nginx_config", "nginx_locations"]
+__all__ = ["nginx_check", "nginx_config"]
 
 _NGINX_CHECK_TIMEOUT_S = 30
-
-
-def nginx_locations(platform: str = sys.platform, drive: str = "C:\\") -> list[Path]:
-    """Where nginx usually sits when it is not on PATH.
-
-    Windows: nginx.org ships a zip that people unpack at the root of a drive, as
-    ``C:\\nginx`` or as the versioned ``C:\\nginx-1.27.3`` (newest version first).
-    """
-    if platform == "win32":
-        root = Path(drive)
-        unpacked = sorted(root.glob("nginx-*/nginx.exe"), key=_version_key, reverse=True)
-        return [root / "nginx" / "nginx.exe", *unpacked]
-    return [Path("/usr/sbin/nginx"), Path("/usr/local/sbin/nginx")]
-
-
-def _version_key(path: Path) -> tuple[int, ...]:
-    numbers = path.parent.name.removeprefix("nginx-").split(".")
-    return tuple(int(n) if n.isdigit() else -1 for n in numbers)
-
-
-def find_nginx(explicit: str | None = None) -> Path | None:
-    """The nginx binary: ``explicit``, else on PATH, else the usual places
-    (:func:`nginx_locations`)."""
-    if explicit:
-        return Path(explicit) if Path(explicit).is_file() else None
-    found = shutil.which("nginx")
-    if found:
-        return Path(found)
-    for candidate in nginx_locations():
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def nginx_check(

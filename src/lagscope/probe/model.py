@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+from lagscope.instrument.servertiming import Metric
 from lagscope.probe.stats import Comparison, Summary
-from lagscope.servertiming import Metric
 
 __all__ = [
     "PHASES",

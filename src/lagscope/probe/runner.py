@@ -26,6 +26,7 @@ import h11
 
 from lagscope import __version__, redact
 from lagscope.errors import ExitCode, LagscopeError
+from lagscope.instrument.servertiming import Metric, parse_headers
 from lagscope.netutil import classify_oserror
 from lagscope.probe.model import (
     AddressAttempt,
@@ -38,7 +39,6 @@ from lagscope.probe.model import (
 from lagscope.probe.net import Clock, Network, SockAddr, Stream, SystemClock, SystemNetwork
 from lagscope.probe.options import ProbeOptions, is_loopback_host
 from lagscope.probe.report import RunFacts, build_report
-from lagscope.servertiming import Metric, parse_headers
 
 if TYPE_CHECKING:
     import ssl

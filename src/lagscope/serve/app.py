@@ -29,7 +29,7 @@ WSGIApp = Callable[..., Iterable[bytes]]
 
 @dataclass(frozen=True)
 class AppSpec:
-    """What to serve. ``kind`` demo: ``lagscope.demo`` (``database`` is its URL, None =
+    """What to serve. ``kind`` demo: ``lagscope.refapp`` (``database`` is its URL, None =
     SQLite in the per-user data dir); django: ``target`` is a settings module; wsgi:
     ``target`` is ``module:attribute``."""
 
@@ -39,7 +39,7 @@ class AppSpec:
 
     def describe(self) -> str:
         if self.kind == "demo":
-            return "the reference app (lagscope.demo)"
+            return "the reference app (lagscope.refapp)"
         if self.kind == "django":
             return f"Django project {self.target}"
         return f"WSGI app {self.target}"
@@ -122,7 +122,7 @@ def _django_wsgi_app() -> WSGIApp:
 def _load_demo(spec: AppSpec, db: Databases, migrate: bool) -> _Loaded:
     """The reference app; migrate and seed on first run (``migrate``), then apply the plan."""
     _require_django()
-    from lagscope.demo.config import DATABASE_ENV, ITEM_COUNT
+    from lagscope.refapp.config import DATABASE_ENV, ITEM_COUNT
 
     if spec.database:
         os.environ[DATABASE_ENV] = spec.database
@@ -130,11 +130,11 @@ def _load_demo(spec: AppSpec, db: Databases, migrate: bool) -> _Loaded:
         os.environ.pop(DATABASE_ENV, None)
     # Migrate and seed on plain connections (a pool would turn an unreachable database
     # into a wait for its timeout), then apply the plan for serving.
-    _setup_django("lagscope.demo.settings", db, tune=False)
+    _setup_django("lagscope.refapp.settings", db, tune=False)
     from django.conf import settings
     from django.db import DatabaseError, connections
 
-    from lagscope.demo.seed import ensure_database
+    from lagscope.refapp.seed import ensure_database
 
     where = describe_database(connections["default"].settings_dict)
     note = f"database: {where}"

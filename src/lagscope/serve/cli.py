@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from lagscope.demo.config import parse_database_url
 from lagscope.errors import ExitCode, LagscopeError
+from lagscope.refapp.config import parse_database_url
 from lagscope.serve.app import AppSpec
 from lagscope.serve.settings import ServeConfig, render_config, resolve
 from lagscope.settings_table import Host, click_options
@@ -18,7 +18,7 @@ __all__ = ["serve"]
 
 @click.command("serve")
 @click.argument("app", required=False, metavar="[MODULE:APP]")
-@click.option("--demo", is_flag=True, help="Serve the reference app (lagscope.demo).")
+@click.option("--demo", is_flag=True, help="Serve the reference app (lagscope.refapp).")
 @click.option(
     "--django-settings", "django_settings", metavar="MOD", help="Serve this Django project."
 )

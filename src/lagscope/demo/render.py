@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from lagscope.story.model import (
+from lagscope.demo.model import (
     FIRST_REQUESTS,
     DemoReport,
     Finding,

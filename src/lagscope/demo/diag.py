@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lagscope.story.model import Finding
+from lagscope.demo.model import Finding
 
 __all__ = ["DiagnoseFn", "DiagnoseOutcome", "default_diagnose", "findings_from_dict"]
 

@@ -1,4 +1,4 @@
-"""``lagscope demo``: flags → :class:`~lagscope.story.runner.DemoOptions`, progress on stderr,
+"""``lagscope demo``: flags → :class:`~lagscope.demo.runner.DemoOptions`, progress on stderr,
 the report on stdout or into ``-o FILE``, ``--load`` to render a saved run again."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from pathlib import Path
 
 import click
 
+from lagscope.demo.diag import default_diagnose
+from lagscope.demo.model import DemoReport
+from lagscope.demo.render import JsonRenderer, TextRenderer, load_json
+from lagscope.demo.runner import DemoOptions, run_demo
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.fileio import read_text, write_text_atomic
 from lagscope.outputs import FILE_PATH
 from lagscope.settings_table import build, check_values, click_options
-from lagscope.story.diag import default_diagnose
-from lagscope.story.model import DemoReport
-from lagscope.story.render import JsonRenderer, TextRenderer, load_json
-from lagscope.story.runner import DemoOptions, run_demo
 
 __all__ = ["demo"]
 
@@ -28,7 +28,7 @@ def _progress(line: str) -> None:
 def _emit(report: DemoReport, as_json: bool, output: Path | None, html_path: Path | None) -> None:
     text = (JsonRenderer() if as_json else TextRenderer()).render(report)
     if html_path is not None:
-        from lagscope.story.html import render as render_html
+        from lagscope.demo.html import render as render_html
 
         write_text_atomic(html_path, render_html(report))
         _progress(f"wrote {html_path}")

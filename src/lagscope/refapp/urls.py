@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from lagscope.demo import views
+from lagscope.refapp import views
 
 urlpatterns = [
     path("api/items/", views.api_items, name="api-items"),

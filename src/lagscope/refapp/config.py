@@ -22,7 +22,7 @@ __all__ = [
     "parse_database_url",
 ]
 
-# Environment variables read by ``lagscope.demo.settings`` (the launcher sets them, so
+# Environment variables read by ``lagscope.refapp.settings`` (the launcher sets them, so
 # granian worker processes see the same configuration as the parent).
 DATABASE_ENV = "LAGSCOPE_DEMO_DATABASE"
 DATA_DIR_ENV = "LAGSCOPE_DATA_DIR"
@@ -116,7 +116,7 @@ def build_settings(
     data_dir = default_data_dir() if data_dir is None else data_dir
     apps = [
         "django.contrib.contenttypes",
-        "lagscope.demo.apps.DemoConfig",
+        "lagscope.refapp.apps.RefAppConfig",
     ]
     middleware = [
         "django.middleware.security.SecurityMiddleware",
@@ -133,7 +133,7 @@ def build_settings(
         "ALLOWED_HOSTS": ["*"],
         "INSTALLED_APPS": apps,
         "MIDDLEWARE": middleware,
-        "ROOT_URLCONF": "lagscope.demo.urls",
+        "ROOT_URLCONF": "lagscope.refapp.urls",
         "TEMPLATES": [
             {
                 "BACKEND": "django.template.backends.django.DjangoTemplates",
@@ -148,6 +148,6 @@ def build_settings(
         "TIME_ZONE": "UTC",
         "LANGUAGE_CODE": "en-us",
         "USE_I18N": False,
-        "WSGI_APPLICATION": "lagscope.demo.wsgi.application",
+        "WSGI_APPLICATION": "lagscope.refapp.wsgi.application",
         "LOGGING_CONFIG": None,
     }

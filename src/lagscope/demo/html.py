@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import html
 
-from lagscope.story.model import DemoReport, VersionResult
-from lagscope.story.render import TextRenderer
+from lagscope.demo.model import DemoReport, VersionResult
+from lagscope.demo.render import TextRenderer
 
 __all__ = ["render"]
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lagscope.demo.config import build_settings, default_data_dir, parse_database_url
-from lagscope.demo.seed import seed_rows
 from lagscope.errors import ExitCode, LagscopeError
+from lagscope.refapp.config import build_settings, default_data_dir, parse_database_url
+from lagscope.refapp.seed import seed_rows
 
 
 def test_default_database_is_sqlite_in_the_data_dir(tmp_path: Path) -> None:

@@ -12,9 +12,8 @@ from pathlib import Path
 import click
 import pytest
 
-from lagscope.errors import LagscopeError
-from lagscope.story.diag import findings_from_dict
-from lagscope.story.model import (
+from lagscope.demo.diag import findings_from_dict
+from lagscope.demo.model import (
     SCHEMA,
     DemoReport,
     Finding,
@@ -24,10 +23,11 @@ from lagscope.story.model import (
     report_to_dict,
     summarize,
 )
-from lagscope.story.render import JsonRenderer, TextRenderer, load_json, story
-from lagscope.story.runner import DemoOptions, parse_dsn, redact
-from lagscope.story.versions import VERSIONS
-from lagscope.story.visit import FETCH, PAGE, visit_plan
+from lagscope.demo.render import JsonRenderer, TextRenderer, load_json, story
+from lagscope.demo.runner import DemoOptions, parse_dsn, redact
+from lagscope.demo.versions import VERSIONS
+from lagscope.demo.visit import FETCH, PAGE, visit_plan
+from lagscope.errors import LagscopeError
 
 SCHEMA_FILE = Path(__file__).parents[2] / "docs" / "schemas" / "demo-1.schema.json"
 
@@ -281,18 +281,18 @@ def test_public_api_names_exist() -> None:
     import importlib
 
     for module_name in (
-        "lagscope.story",
-        "lagscope.story.model",
-        "lagscope.story.render",
-        "lagscope.story.html",
-        "lagscope.story.runner",
-        "lagscope.story.visit",
-        "lagscope.story.diag",
-        "lagscope.story.versions",
-        "lagscope.story.procs",
-        "lagscope.story.nginx",
-        "lagscope.story.child",
-        "lagscope.pgcluster",
+        "lagscope.demo",
+        "lagscope.demo.model",
+        "lagscope.demo.render",
+        "lagscope.demo.html",
+        "lagscope.demo.runner",
+        "lagscope.demo.visit",
+        "lagscope.demo.diag",
+        "lagscope.demo.versions",
+        "lagscope.demo.procs",
+        "lagscope.demo.nginx",
+        "lagscope.demo.child",
+        "lagscope.demo.pgcluster",
     ):
         module = importlib.import_module(module_name)
         assert module.__doc__, module_name
@@ -303,8 +303,8 @@ def test_public_api_names_exist() -> None:
 def test_docs_option_table_names_every_other_flag_of_the_command() -> None:
     # The numbers are generated (tests/test_settings_table.py); the switches and files are
     # written by hand, so their rows are checked against the command itself.
+    from lagscope.demo.cli import demo
     from lagscope.settings_table import rows
-    from lagscope.story.cli import demo
 
     text = (Path(__file__).parents[2] / "docs" / "demo.md").read_text(encoding="utf-8")
     section = text.split("## Options", 1)[1].split("\n## ", 1)[0]

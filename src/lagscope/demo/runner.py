@@ -24,17 +24,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from lagscope.demo.child import READY_PREFIX, child_command
+from lagscope.demo.diag import DiagnoseFn
+from lagscope.demo.model import DemoReport, Sample, VersionResult, summarize
+from lagscope.demo.nginx import NginxProcess
+from lagscope.demo.pgcluster import PgCluster, PgUnavailable, find_pg_bin
+from lagscope.demo.procs import Child, ChildFailed
+from lagscope.demo.versions import VERSIONS, VersionSpec
+from lagscope.demo.visit import run_visit, visit_plan
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.inject import ConnectionRecord, ConnectionTax, Injector, Route
-from lagscope.pgcluster import PgCluster, PgUnavailable, find_pg_bin
 from lagscope.settings_table import SettingsError, markdown, setting, validate
-from lagscope.story.child import READY_PREFIX, child_command
-from lagscope.story.diag import DiagnoseFn
-from lagscope.story.model import DemoReport, Sample, VersionResult, summarize
-from lagscope.story.nginx import NginxProcess
-from lagscope.story.procs import Child, ChildFailed
-from lagscope.story.versions import VERSIONS, VersionSpec
-from lagscope.story.visit import run_visit, visit_plan
 
 __all__ = ["DemoOptions", "Progress", "docs_table", "parse_dsn", "redact", "run_demo"]
 
@@ -599,7 +599,7 @@ def run_demo(
     _check_ports(options)
     nginx: Path | None = None
     if options.nginx:
-        from lagscope.nginx.cli import find_nginx
+        from lagscope.nginx.binary import find_nginx
 
         nginx = find_nginx(str(options.nginx_bin) if options.nginx_bin else None)
         if nginx is None:

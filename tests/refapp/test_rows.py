@@ -7,8 +7,8 @@ from decimal import Decimal
 
 from django.template import Context, Engine
 
-from lagscope.demo.rows import ROW_FIELDS, render_rows
-from lagscope.demo.seed import seed_rows
+from lagscope.refapp.rows import ROW_FIELDS, render_rows
+from lagscope.refapp.seed import seed_rows
 
 # The straightforward template the page used before (kept here as the reference).
 REFERENCE = (

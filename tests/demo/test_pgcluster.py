@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lagscope.pgcluster import (
+from lagscope.demo.pgcluster import (
     PgCluster,
     PgUnavailable,
     RunAs,

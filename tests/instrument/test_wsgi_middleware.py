@@ -1,4 +1,4 @@
-"""lagscope.wsgi.ServerTimingMiddleware around a bare WSGI app, behind real waitress."""
+"""WsgiServerTimingMiddleware around a bare WSGI app, behind real waitress."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from lagscope.instrument import OptionsError, sampling
 from lagscope.instrument.profile import PROFILE_HEADER, Profile, hotspots
 from lagscope.instrument.profile import parse_header as parse_profile
-from lagscope.servertiming import Metric, parse_headers, unescape_text
-from lagscope.wsgi import ServerTimingMiddleware
+from lagscope.instrument.servertiming import Metric, parse_headers, unescape_text
+from lagscope.instrument.wsgi import WsgiServerTimingMiddleware
 from support.net import get
 from support.wsgi import waitress_server
 
@@ -39,7 +39,7 @@ def metrics(response: http.client.HTTPResponse) -> dict[str, Metric]:
 
 
 def test_total_conn_queue_thread_through_waitress() -> None:
-    with waitress_server(ServerTimingMiddleware(app), threads=1) as (host, port):
+    with waitress_server(WsgiServerTimingMiddleware(app), threads=1) as (host, port):
         conn = http.client.HTTPConnection(host, port, timeout=10)
         other = http.client.HTTPConnection(host, port, timeout=10)
         try:
@@ -60,7 +60,7 @@ def test_total_conn_queue_thread_through_waitress() -> None:
 
 
 def test_disclosure_through_waitress() -> None:
-    wrapped = ServerTimingMiddleware(app, untrusted="total", secret="k3y")
+    wrapped = WsgiServerTimingMiddleware(app, untrusted="total", secret="k3y")
     with waitress_server(wrapped, threads=1) as (host, port):
         conn = http.client.HTTPConnection(host, port, timeout=10)
         try:
@@ -70,7 +70,7 @@ def test_disclosure_through_waitress() -> None:
             conn.close()
     assert list(metrics(outsider)) == ["total"]
     assert "conn" in metrics(with_secret)
-    silent = ServerTimingMiddleware(app, trust_loopback=False)
+    silent = WsgiServerTimingMiddleware(app, trust_loopback=False)
     with waitress_server(silent, threads=1) as (host, port):
         conn = http.client.HTTPConnection(host, port, timeout=10)
         try:
@@ -93,7 +93,7 @@ def _call(wsgi: Any, path: str = "/", **environ: Any) -> tuple[str, list[tuple[s
 
 
 def test_app_header_kept_and_ours_added() -> None:
-    _, headers, _ = _call(ServerTimingMiddleware(app), "/own")
+    _, headers, _ = _call(WsgiServerTimingMiddleware(app), "/own")
     values = [v for k, v in headers if k == "Server-Timing"]
     assert values[0] == "cache;desc=hit"
     assert {m.name for m in parse_headers(values)} >= {"cache", "total"}
@@ -101,9 +101,9 @@ def test_app_header_kept_and_ours_added() -> None:
 
 def test_bad_options_fail_at_startup() -> None:
     with pytest.raises(OptionsError, match="unknown key"):
-        ServerTimingMiddleware(app, no_such_option=True)
+        WsgiServerTimingMiddleware(app, no_such_option=True)
     with pytest.raises(OptionsError, match="UNTRUSTED"):
-        ServerTimingMiddleware(app, untrusted="everything")
+        WsgiServerTimingMiddleware(app, untrusted="everything")
 
 
 @pytest.mark.parametrize("fail_on_call", [1, 2])
@@ -117,13 +117,13 @@ def test_instrumentation_failure_leaves_response_alone(fail_on_call: int) -> Non
         return time.perf_counter()
 
     reference = _call(app)
-    wrapped = ServerTimingMiddleware(app, clock=clock)
+    wrapped = WsgiServerTimingMiddleware(app, clock=clock)
     status, headers, body = _call(wrapped)
     assert (status, body) == (reference[0], reference[2])
     assert [h for h in headers if h[0] != "Server-Timing"] == reference[1]
     assert not any(h[0] == "Server-Timing" for h in headers)
     assert wrapped.failures.count == 1
-    assert "ServerTimingMiddleware" in repr(wrapped)
+    assert "WsgiServerTimingMiddleware" in repr(wrapped)
 
 
 def test_exc_info_is_passed_on() -> None:
@@ -141,7 +141,7 @@ def test_exc_info_is_passed_on() -> None:
         return lambda data: None
 
     environ = {"REMOTE_ADDR": "127.0.0.1", "PATH_INFO": "/"}
-    assert list(ServerTimingMiddleware(failing)(environ, start_response)) == [b"err"]
+    assert list(WsgiServerTimingMiddleware(failing)(environ, start_response)) == [b"err"]
     assert got["exc_info"][0] is ValueError
 
 
@@ -154,7 +154,7 @@ def renaming_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes
 
 @pytest.mark.parametrize("name", ["arrow→", "tab\there", 'quote"and\\back', "emoji😀"])
 def test_thread_name_outside_latin1_never_changes_the_response(name: str) -> None:
-    wrapped = ServerTimingMiddleware(renaming_app)
+    wrapped = WsgiServerTimingMiddleware(renaming_app)
     with waitress_server(wrapped, threads=1) as (host, port):
         conn = http.client.HTTPConnection(host, port, timeout=10)
         try:
@@ -198,7 +198,7 @@ def ask(address: tuple[str, int], headers: dict[str, str]) -> tuple[str | None, 
 
 
 def test_profile_mode_names_the_helper_for_a_trusted_client_that_asks() -> None:
-    wrapped = ServerTimingMiddleware(helper_app, profile=True)
+    wrapped = WsgiServerTimingMiddleware(helper_app, profile=True)
     with waitress_server(wrapped, threads=1) as address:
         header, body = ask(address, {PROFILE_HEADER: "1"})
         plain_header, plain_body = ask(address, {})
@@ -211,9 +211,9 @@ def test_profile_mode_names_the_helper_for_a_trusted_client_that_asks() -> None:
 
 
 def test_profile_mode_off_by_default_and_never_for_untrusted_clients() -> None:
-    with waitress_server(ServerTimingMiddleware(helper_app), threads=1) as address:
+    with waitress_server(WsgiServerTimingMiddleware(helper_app), threads=1) as address:
         off = ask(address, {PROFILE_HEADER: "1"})
-    untrusted = ServerTimingMiddleware(helper_app, profile=True, trust_loopback=False)
+    untrusted = WsgiServerTimingMiddleware(helper_app, profile=True, trust_loopback=False)
     with waitress_server(untrusted, threads=1) as address:
         refused = ask(address, {PROFILE_HEADER: "1"})
     assert off == ("none off", b"not sampled")
@@ -225,7 +225,7 @@ def test_without_the_extra_the_trusted_client_is_told_why(monkeypatch: pytest.Mo
     monkeypatch.setitem(sys.modules, "pyinstrument", None)
     sampling.available.cache_clear()
     try:
-        wrapped = ServerTimingMiddleware(helper_app, profile=True)
+        wrapped = WsgiServerTimingMiddleware(helper_app, profile=True)
         with waitress_server(wrapped, threads=1) as address:
             got = ask(address, {PROFILE_HEADER: "1"})
     finally:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lagscope.servertiming import (
+from lagscope.instrument.servertiming import (
     Metric,
     escape_text,
     format_header,

@@ -2,7 +2,7 @@
 
 Both fetch exactly the columns they show with one query (``values`` / ``values_list``), so
 there is no N+1 and no model instantiation. The HTML page renders its 500 rows with
-:func:`lagscope.demo.rows.render_rows` (one tight loop with escaping) and drops them into a
+:func:`lagscope.refapp.rows.render_rows` (one tight loop with escaping) and drops them into a
 cached template; the page looks exactly as the per-row ``{% for %}`` template made it.
 """
 
@@ -12,8 +12,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
-from lagscope.demo.models import Item
-from lagscope.demo.rows import ROW_FIELDS, render_rows
+from lagscope.refapp.models import Item
+from lagscope.refapp.rows import ROW_FIELDS, render_rows
 
 __all__ = ["ITEM_FIELDS", "api_items", "items_page"]
 

@@ -2,10 +2,10 @@
 
 :func:`visit_plan` lists rounds of requests: the page alone on a new connection, then the
 page's fetches on that connection and on new parallel ones (a browser opens several), then
-more of the same until the first :data:`~lagscope.story.model.FIRST_REQUESTS` are done;
+more of the same until the first :data:`~lagscope.demo.model.FIRST_REQUESTS` are done;
 warm rounds on the same keep-alive connections follow. :func:`run_visit` sends a plan over
 real keep-alive connections (one thread per connection in a round) and returns one
-:class:`~lagscope.story.model.Sample` per request. The clock is a parameter.
+:class:`~lagscope.demo.model.Sample` per request. The clock is a parameter.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from lagscope.servertiming import parse_headers
-from lagscope.story.model import FIRST_REQUESTS, Sample
+from lagscope.demo.model import FIRST_REQUESTS, Sample
+from lagscope.instrument.servertiming import parse_headers
 
 __all__ = ["PlannedRequest", "run_visit", "visit_plan"]
 

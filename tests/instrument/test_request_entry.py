@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lagscope.instrument import ConnectionTracker, Disclosure, RequestTiming, build_header
-from lagscope.instrument.entry import FailureLog, begin_request, environ_key
 from lagscope.instrument.options import options_from_mapping
-from lagscope.servertiming import parse, unescape_text
+from lagscope.instrument.request_entry import FailureLog, begin_request, environ_key
+from lagscope.instrument.servertiming import parse, unescape_text
 
 _TCHAR = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 _VALUE = rf'(?:{_TCHAR}+|"(?:[\t !#-\[\]-~]|\\[\t -~])*")'

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from lagscope.demo.config import DATABASE_ENV, build_settings, default_data_dir
+from lagscope.refapp.config import DATABASE_ENV, build_settings, default_data_dir
 
 globals().update(
     build_settings(

@@ -1,6 +1,6 @@
 """The app server of the demo's "before" and "hand-tuned" versions, as a child process.
 
-``python -m lagscope.story.child --port 0 --conn-max-age 0 [--waitress NAME=VALUE ...]
+``python -m lagscope.demo.child --port 0 --conn-max-age 0 [--waitress NAME=VALUE ...]
 [--no-migrate]``
 serves the reference app on plain waitress exactly as a developer would without lagscope:
 ``waitress.create_server`` with the given adjustments (none: waitress's defaults) and
@@ -42,7 +42,7 @@ def child_command(
     migrate: bool = True,
 ) -> list[str]:
     """The argv that runs this module with this interpreter."""
-    argv = [sys.executable, "-m", "lagscope.story.child", "--port", str(port)]
+    argv = [sys.executable, "-m", "lagscope.demo.child", "--port", str(port)]
     if not migrate:
         argv.append("--no-migrate")
     argv += ["--conn-max-age", "none" if conn_max_age is None else str(conn_max_age)]
@@ -52,7 +52,7 @@ def child_command(
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="lagscope.story.child")
+    parser = argparse.ArgumentParser(prog="lagscope.demo.child")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--conn-max-age", default="0")
     parser.add_argument("--waitress", action="append", default=[])
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import django
     from django.conf import settings
 
-    from lagscope.demo.config import DATABASE_ENV, ITEM_COUNT, build_settings, default_data_dir
+    from lagscope.refapp.config import DATABASE_ENV, ITEM_COUNT, build_settings, default_data_dir
 
     config = build_settings(os.environ.get(DATABASE_ENV) or None, default_data_dir())
     config["DATABASES"]["default"]["CONN_MAX_AGE"] = conn_max_age
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from django.core.wsgi import get_wsgi_application
     from django.db import connections
 
-    from lagscope.demo.seed import ensure_database
+    from lagscope.refapp.seed import ensure_database
 
     if not args.no_migrate:
         ensure_database(ITEM_COUNT)

@@ -28,10 +28,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from lagscope.demo.model import DemoReport, VersionResult
+from lagscope.demo.pgcluster import find_pg_bin
+from lagscope.demo.render import load_json
 from lagscope.inject.log import ConnectionRecord, record_from_json
-from lagscope.pgcluster import find_pg_bin
-from lagscope.story.model import DemoReport, VersionResult
-from lagscope.story.render import load_json
 from support.chromium import CHROMIUM, open_page
 
 TAX_MS = 200.0

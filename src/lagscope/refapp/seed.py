@@ -44,7 +44,7 @@ def ensure_database(count: int) -> bool:
     from django.core.management import call_command
     from django.db import connections, transaction
 
-    from lagscope.demo.models import Item
+    from lagscope.refapp.models import Item
 
     db = connections["default"].settings_dict
     if db["ENGINE"].endswith("sqlite3") and db["NAME"] != ":memory:":
