@@ -76,7 +76,8 @@ def tls(tmp_path: Path) -> tuple[Tls, str]:
     leaf = make_leaf(ca, now)
     (tmp_path / "c.pem").write_bytes(leaf.cert_pem)
     (tmp_path / "k.pem").write_bytes(leaf.key_pem)
-    from lagscope.nginx.cli import find_nginx, nginx_version
+    from lagscope.nginx.binary import find_nginx
+    from lagscope.nginx.cli import nginx_version
 
     found = find_nginx()
     version = nginx_version(found) if found else None
