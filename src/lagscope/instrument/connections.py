@@ -1,6 +1,10 @@
 """Connection identity: is this request the first one on its client TCP connection?
 
-Two sources, best first:
+Three sources, best first:
+
+* the environ key :data:`CLIENT_CONNECTION_NEW` (a bool), set by the server itself when the
+  app's TCP peer is not the client: behind ``serve --reload`` the front, which owns the
+  client connections, says so (:mod:`lagscope.serve.reload.facts`); never a request header;
 
 * a server-provided connection object (waitress puts its channel behind
   ``environ["waitress.client_disconnected"]``). It is tracked in a weak set, so identity
@@ -21,7 +25,10 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Hashable
 
-__all__ = ["ConnectionTracker"]
+__all__ = ["CLIENT_CONNECTION_NEW", "ConnectionTracker"]
+
+# True/False: the server knows whether this request is the first on its client connection.
+CLIENT_CONNECTION_NEW = "lagscope.client_connection_new"
 
 
 class ConnectionTracker:

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from lagscope.instrument.connections import ConnectionTracker
+from lagscope.instrument.connections import CLIENT_CONNECTION_NEW, ConnectionTracker
 from lagscope.instrument.disclosure import Disclosure, decide
 from lagscope.instrument.options import InstrumentOptions
 from lagscope.instrument.record import RequestTiming
@@ -73,11 +73,15 @@ def begin_request(
     """
     # Every request goes through the tracker, trusted or not, or a trusted request later
     # on the same connection would look new.
-    disconnected = environ.get("waitress.client_disconnected")
     peer = environ.get("REMOTE_ADDR")
-    first = tracker.first_request(
-        peer, environ.get("REMOTE_PORT"), getattr(disconnected, "__self__", None), start_s
-    )
+    told = environ.get(CLIENT_CONNECTION_NEW)
+    if isinstance(told, bool):
+        first: bool | None = told  # the server in front of this one owns the connection
+    else:
+        disconnected = environ.get("waitress.client_disconnected")
+        first = tracker.first_request(
+            peer, environ.get("REMOTE_PORT"), getattr(disconnected, "__self__", None), start_s
+        )
     presented = environ.get(environ_key(options.secret_header)) if options.secret else None
     level = decide(
         debug=debug,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -31,6 +32,12 @@ __all__ = ["serve"]
 @click.option(
     "--print-config", is_flag=True, help="Print the settings in force and why, then exit."
 )
+@click.option(
+    "--reload",
+    is_flag=True,
+    help="Reload on code changes: a front process keeps the client connections open and "
+    "switches to a new app process once it has imported and prewarmed (docs/serve.md).",
+)
 @click_options(ServeConfig)
 def serve(
     app: str | None,
@@ -38,6 +45,7 @@ def serve(
     django_settings: str | None,
     database: str | None,
     print_config: bool,
+    reload: bool,
     **overrides: object,
 ) -> None:
     """Serve a Django/WSGI app on the tuned stack (waitress by default).
@@ -73,6 +81,18 @@ def serve(
         spec = AppSpec("django", django_settings)
     else:
         spec = AppSpec("wsgi", str(app))
+    if reload:
+        if config.server != "waitress" or ("workers" in config.given and config.workers != 1):
+            raise LagscopeError(
+                "config",
+                "--reload serves one waitress app process (leave out --server granian and "
+                "--workers)",
+                ExitCode.USAGE,
+            )
+        config = replace(config, workers=1)
+        from lagscope.serve.reload.run import run_reload
+
+        sys.exit(run_reload(spec, config, lambda line: click.echo(line)))
     from lagscope.serve.launcher import run
 
     sys.exit(run(spec, config))

@@ -406,15 +406,21 @@ def serve_on(
     config: ServeConfig,
     socks: list[socket.socket],
     balance: Balance | None = None,
+    *,
+    proxy_headers: bool = True,
 ) -> WaitressServer:
     """The waitress server on listening ``socks`` (closed on failure), prewarmed.
 
-    ``balance``: this process is one of several workers on the same sockets."""
+    ``balance``: this process is one of several workers on the same sockets.
+    ``proxy_headers=False``: the app applies the forwarded-header rule itself (see
+    :meth:`ServeConfig.waitress_adjustments`)."""
     from lagscope.serve.accept import build_server
 
     port = int(socks[0].getsockname()[1])
     try:
-        server = build_server(loaded.app, socks, config.waitress_adjustments(), balance)
+        server = build_server(
+            loaded.app, socks, config.waitress_adjustments(proxy_headers=proxy_headers), balance
+        )
     except Exception:
         for s in socks:
             s.close()

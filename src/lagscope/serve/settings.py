@@ -341,8 +341,12 @@ class ServeConfig:
             return ("127.0.0.1", "::1")
         return (self.host,)
 
-    def waitress_adjustments(self) -> dict[str, Any]:
+    def waitress_adjustments(self, *, proxy_headers: bool = True) -> dict[str, Any]:
         """Keyword arguments for ``waitress.create_server`` (besides ``sockets``).
+
+        ``proxy_headers=False``: waitress leaves forwarded headers alone, because the app
+        is wrapped in waitress's proxy-header middleware itself (behind the reload front,
+        where the TCP peer is the front and the client's address comes with the request).
 
         TCP_NODELAY is not an argument there: waitress sets it on every accepted socket
         through ``Adjustments.socket_options``; ``server.serve_on`` clears that for
@@ -358,9 +362,9 @@ class ServeConfig:
             # The shutdown drain and Ctrl+C on Windows both wait for the loop to wake up.
             "asyncore_loop_timeout": 1,
             # Forwarded headers from anyone but the trusted proxy are dropped, not trusted.
-            "clear_untrusted_proxy_headers": True,
+            "clear_untrusted_proxy_headers": proxy_headers,
         }
-        if self.trusted_proxy:
+        if self.trusted_proxy and proxy_headers:
             adjustments.update(
                 trusted_proxy=self.trusted_proxy,
                 trusted_proxy_count=1,

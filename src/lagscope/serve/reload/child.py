@@ -1,0 +1,202 @@
+"""An app process behind the reload front: ``python -m lagscope.serve.reload.child``.
+
+Started by :mod:`lagscope.serve.reload.run` with :data:`CHILD_ENV` holding the spec, the
+resolved config and the run's token (environment, not argv: the token stays out of process
+listings). It imports the app, runs Django's system checks as runserver does (which also
+imports the URLconf and so every view), builds the waitress server on 127.0.0.1 port 0 and
+prewarms its database connections, and only then says ``ready`` with its port.
+
+Talks to the front over two pipes: JSON lines on its original stdout (:func:`message`; the
+app's own prints go to stderr, where the front's console is), and its stdin, where
+``stop`` or end-of-file (the front is gone) starts the graceful drain. Ctrl+C and
+Ctrl+Break reach every process of the console's group: ignored here, because the front
+decides when an app process stops. A failed import prints the traceback and a failed check
+its report, as runserver prints them, then the process exits 3 (:data:`FAILED_EXIT`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["CHILD_ENV", "FAILED_EXIT", "main", "watch_roots"]
+
+CHILD_ENV = "LAGSCOPE_RELOAD_CHILD"
+FAILED_EXIT = 3
+# The front's connections live as long as the app process: never close them for idleness.
+_UPSTREAM_CHANNEL_TIMEOUT_S = 1_000_000.0
+
+
+def message(out: IO[str], kind: str, **fields: Any) -> None:
+    out.write(json.dumps({"kind": kind, **fields}) + "\n")
+    out.flush()
+
+
+def watch_roots(kind: str, target: str) -> tuple[list[str], list[str]]:
+    """Where the served project's files are (called once the app is imported): the code
+    roots and the template directories.
+
+    The reference app: its own package. A Django project or WSGI module: the current
+    directory (where manage.py runs) and the directory holding the settings' or app's
+    top-level package. Templates: every directory named in ``TEMPLATES`` ``DIRS``."""
+    roots: list[Path] = []
+    if kind != "demo":
+        roots.append(Path.cwd())
+    module_name = (
+        os.environ.get("DJANGO_SETTINGS_MODULE", "") if kind == "demo" else target.partition(":")[0]
+    )
+    module_file = getattr(sys.modules.get(module_name), "__file__", None)
+    if module_file:
+        depth = module_name.count(".")
+        here = Path(module_file).resolve().parent
+        roots.append(here if kind == "demo" or depth == 0 else here.parents[depth - 1])
+    templates: list[Path] = []
+    if "django" in sys.modules:
+        from django.conf import settings
+
+        if settings.configured:
+            for engine in getattr(settings, "TEMPLATES", []):
+                templates.extend(Path(str(d)) for d in engine.get("DIRS", []))
+    return _unique_dirs(roots), _unique_dirs(templates)
+
+
+def _unique_dirs(paths: list[Path]) -> list[str]:
+    unique: list[str] = []
+    for path in paths:
+        text = str(path.resolve())
+        if text not in unique and Path(text).is_dir():
+            unique.append(text)
+    return unique
+
+
+def _run_checks() -> None:
+    """Django's system checks, as runserver runs them (raises SystemCheckError)."""
+    from django.core.management.base import BaseCommand
+
+    command = BaseCommand()
+    command.check(display_num_errors=False)
+
+
+def main() -> int:
+    raw = json.loads(os.environ.pop(CHILD_ENV))
+    # The control pipe is the stdout we were given; everything the app prints goes to
+    # stderr (the front's console) from here on.
+    control = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    for name in ("SIGINT", "SIGBREAK"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+    from lagscope.errors import LagscopeError
+    from lagscope.serve.app import AppSpec, load_app
+    from lagscope.serve.reload.facts import FrontFactsMiddleware
+    from lagscope.serve.server import serve_on
+    from lagscope.serve.settings import config_from_dict
+
+    spec = AppSpec(**raw["spec"])
+    config = replace(
+        config_from_dict(raw["config"]),
+        host="127.0.0.1",
+        port=0,
+        dual_stack=False,
+        workers=1,
+        channel_timeout=_UPSTREAM_CHANNEL_TIMEOUT_S,
+    )
+    start_s = time.perf_counter()
+    try:
+        loaded = load_app(spec, config, migrate=bool(raw["migrate"]))
+        if loaded.databases is not None:
+            _run_checks()
+    except LagscopeError as exc:
+        message(control, "error", line=exc.one_line(), exit=int(exc.exit_code))
+        return int(exc.exit_code)
+    except Exception as exc:
+        _print_failure(exc)
+        message(control, "failed", what=type(exc).__name__)
+        return FAILED_EXIT
+    import_ms = (time.perf_counter() - start_s) * 1000
+    trusted = config.trusted_proxy
+    from waitress.proxy_headers import proxy_headers_middleware
+
+    from lagscope.serve.settings import TRUSTED_PROXY_HEADERS
+
+    # waitress's own forwarded-header rule, applied to the client's address (set by the
+    # facts middleware outside it) rather than to the front's.
+    loaded.app = FrontFactsMiddleware(
+        proxy_headers_middleware(
+            loaded.app,
+            trusted_proxy=trusted or None,
+            trusted_proxy_count=1,
+            trusted_proxy_headers=set(TRUSTED_PROXY_HEADERS),
+            clear_untrusted=True,
+        ),
+        str(raw["token"]),
+    )
+    from lagscope.serve.server import open_listeners
+
+    try:
+        socks = open_listeners(("127.0.0.1",), 0, config.backlog)
+        ws = serve_on(loaded, config, socks, proxy_headers=False)
+    except LagscopeError as exc:
+        message(control, "error", line=exc.one_line(), exit=int(exc.exit_code))
+        return int(exc.exit_code)
+    prewarm_ms = sum(r.elapsed_ms for r in ws.prewarmed)
+    code_roots, template_roots = watch_roots(spec.kind, spec.target)
+    message(
+        control,
+        "ready",
+        port=ws.port,
+        pid=os.getpid(),
+        import_ms=import_ms,
+        prewarm_ms=prewarm_ms,
+        prewarmed=[[r.what, r.elapsed_ms] for r in ws.prewarmed],
+        describe=spec.describe(),
+        notes=loaded.notes,
+        plans=[[p.alias, p.mode, p.why] for p in loaded.plans],
+        watch=code_roots,
+        templates=template_roots,
+    )
+
+    def listen_to_front() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            for line in sys.stdin:
+                if line.strip() == "stop":
+                    break
+        ws.stop()
+
+    threading.Thread(target=listen_to_front, name="lagscope-reload-stdin", daemon=True).start()
+    ws.serve()
+    with contextlib.suppress(OSError, ValueError):
+        message(
+            control,
+            "stopped",
+            in_flight=ws.in_flight_at_stop,
+            finished=ws.finished,
+            abandoned=ws.abandoned,
+        )
+    if loaded.databases is not None and not ws.aborted:
+        loaded.databases.shutdown()
+    return 0
+
+
+def _print_failure(exc: Exception) -> None:
+    """As runserver shows it: a failed check's report as is, anything else as a traceback."""
+    base = sys.modules.get("django.core.management.base")
+    if base is not None and isinstance(exc, base.SystemCheckError):
+        sys.stderr.write(f"{exc}\n")
+    else:
+        traceback.print_exception(exc)
+    sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

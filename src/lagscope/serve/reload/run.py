@@ -1,0 +1,413 @@
+"""``lagscope serve --reload``: the front process's run.
+
+This process never imports the app. It listens (the same sockets for the whole run), runs
+the front (:mod:`lagscope.serve.reload.front`) on an asyncio loop in the main thread, and
+starts app processes (:mod:`lagscope.serve.reload.child`, a fresh interpreter each: no fork,
+so Windows works the same). On a change the watcher reports
+(:mod:`lagscope.serve.reload.watch`), a new app process starts beside the current one; once
+it has imported the app, passed Django's checks and prewarmed its database connections,
+the front opens its connections to it, and only then switches. The old process finishes
+what it is running, is told to stop and drains. A new process that fails leaves the old
+one serving; a change during a start replaces that start (the newest code wins).
+
+Stop signals are :mod:`lagscope.stopping`'s, as for serve without ``--reload``: the first
+stops accepting, lets the front's requests in flight finish, then stops every app process
+(each drains); a second stops at once and kills them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lagscope.errors import ExitCode, LagscopeError
+from lagscope.serve.app import AppSpec
+from lagscope.serve.reload.child import CHILD_ENV, FAILED_EXIT
+from lagscope.serve.reload.front import Front, UpstreamPool
+from lagscope.serve.reload.watch import Roots, Watcher
+from lagscope.serve.server import LISTENING_PREFIX, open_listeners, url
+from lagscope.serve.settings import ServeConfig, config_as_dict
+from lagscope.stopping import graceful_signals, handle_stop_signals
+
+__all__ = ["RELOADED_PREFIX", "run_reload"]
+
+Echo = Callable[[str], None]
+PREFIX = "lagscope serve: "
+# The line printed after each switch; tests and the bench wait for it.
+RELOADED_PREFIX = PREFIX + "reloaded in "
+# Connections the front opens to each app process before it becomes current.
+MIN_UPSTREAM = 4
+
+
+class ChildFailed(Exception):
+    def __init__(self, message: dict[str, Any] | None, code: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+@dataclass(eq=False)
+class AppProcess:
+    """One app process, as the front process sees it."""
+
+    popen: subprocess.Popen[str]
+    reason: str
+    started_s: float
+    loop: asyncio.AbstractEventLoop
+    ready: asyncio.Future[dict[str, Any]]
+    exited: asyncio.Future[int]
+    stopped: dict[str, Any] | None = None
+    pool: UpstreamPool | None = None
+    killed: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return int(self.popen.pid)
+
+    def stop(self) -> None:
+        """Ask for a graceful drain (the process exits once it is done)."""
+        with contextlib.suppress(OSError, ValueError):
+            assert self.popen.stdin is not None
+            self.popen.stdin.write("stop\n")
+            self.popen.stdin.flush()
+            self.popen.stdin.close()
+
+    def kill(self) -> None:
+        self.killed = True
+        if self.popen.poll() is None:
+            with contextlib.suppress(OSError):
+                self.popen.kill()
+
+
+class Reloader:
+    def __init__(self, spec: AppSpec, config: ServeConfig, echo: Echo) -> None:
+        self.spec = spec
+        self.config = config
+        self.echo = echo
+        self.token = secrets.token_urlsafe(24)
+        self.front = Front(self.token, config.channel_timeout, config.cleanup_interval)
+        self.current: AppProcess | None = None
+        self.pending: AppProcess | None = None
+        self.processes: list[AppProcess] = []
+        self.watcher: Watcher | None = None
+        self.stop_requested: asyncio.Event | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.reloads = 0
+        self.failures = 0
+        self.exit_code = 0
+
+    # -- app processes
+    def _child_env(self, migrate: bool) -> dict[str, str]:
+        env = dict(os.environ)
+        env[CHILD_ENV] = json.dumps(
+            {
+                "spec": asdict(self.spec),
+                "config": config_as_dict(self.config),
+                "token": self.token,
+                "migrate": migrate,
+            }
+        )
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def start_child(self, migrate: bool, reason: str) -> AppProcess:
+        loop = self.loop
+        assert loop is not None
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "lagscope.serve.reload.child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,
+            text=True,
+            encoding="utf-8",
+            env=self._child_env(migrate),
+        )
+        proc = AppProcess(
+            popen, reason, time.perf_counter(), loop, loop.create_future(), loop.create_future()
+        )
+        self.processes.append(proc)
+        threading.Thread(
+            target=self._read, args=(proc,), name=f"lagscope-reload-{popen.pid}", daemon=True
+        ).start()
+        return proc
+
+    def _read(self, proc: AppProcess) -> None:
+        """The app process's control messages, handed to the loop; then its exit."""
+        assert proc.popen.stdout is not None
+        with contextlib.suppress(OSError, ValueError):
+            for line in proc.popen.stdout:
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(message, dict):
+                    proc.loop.call_soon_threadsafe(self._on_message, proc, message)
+        code = proc.popen.wait()
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            proc.loop.call_soon_threadsafe(self._on_exit, proc, code)
+
+    def _on_message(self, proc: AppProcess, message: dict[str, Any]) -> None:
+        kind = message.get("kind")
+        if kind == "ready" and not proc.ready.done():
+            proc.info = message
+            proc.ready.set_result(message)
+        elif kind in ("error", "failed") and not proc.ready.done():
+            proc.ready.set_exception(ChildFailed(message, int(message.get("exit", FAILED_EXIT))))
+        elif kind == "stopped":
+            proc.stopped = message
+
+    def _on_exit(self, proc: AppProcess, code: int) -> None:
+        if not proc.ready.done():
+            proc.ready.set_exception(ChildFailed(None, code))
+        if not proc.exited.done():
+            proc.exited.set_result(code)
+        if proc is self.current and not self.front.stopping and not proc.killed:
+            # It died while serving: start a new one, as after an edit.
+            self.echo(
+                f"{PREFIX}app process (pid {proc.pid}) exited with code {code}; starting another"
+            )
+            self.current = None
+            self.on_change([], reason="the app process exited")
+
+    # -- reloads
+    def on_change(self, paths: list[str], reason: str | None = None) -> None:
+        """In the loop: start a new app process for these changes."""
+        if self.front.stopping or self.stop_requested is None or self.stop_requested.is_set():
+            return
+        if reason is None:
+            first = os.path.relpath(paths[0]) if paths else "?"
+            more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
+            reason = f"{first}{more} changed"
+        if self.pending is not None:
+            # A start under way is for older code: the newest wins.
+            self.pending.kill()
+            if self.pending.pool is not None:
+                self.pending.pool.close_all()
+        proc = self.start_child(migrate=False, reason=reason)
+        self.pending = proc
+        assert self.loop is not None
+        self.loop.create_task(self._bring_up(proc))
+
+    async def _bring_up(self, proc: AppProcess) -> None:
+        try:
+            info = await proc.ready
+            pool = self._pool(proc, info)
+            await pool.fill(self.config.prewarm_timeout)
+        except ChildFailed as exc:
+            if proc is self.pending:
+                self.pending = None
+                self.failures += 1
+                what = (
+                    exc.message["line"]
+                    if exc.message and "line" in exc.message
+                    else ("the error is above")
+                )
+                still = (
+                    f"pid {self.current.pid} keeps serving the previous code"
+                    if self.current is not None
+                    else "nothing is serving until the next good change"
+                )
+                self.echo(f"{PREFIX}reload failed ({proc.reason}): {what}; {still}")
+            return
+        except (OSError, ConnectionError, asyncio.TimeoutError) as exc:
+            proc.kill()
+            if proc is self.pending:
+                self.pending = None
+                self.echo(
+                    f"{PREFIX}reload failed ({proc.reason}): cannot connect to the new app "
+                    f"process: {exc}"
+                )
+            return
+        if proc is not self.pending or self.front.stopping:
+            pool.close_all()
+            proc.kill()
+            return
+        self.pending = None
+        old = self.current
+        old_pool = self.front.switch(pool)
+        self.current = proc
+        self.reloads += 1
+        elapsed_ms = (time.perf_counter() - proc.started_s) * 1000
+        draining = f"; pid {old.pid} draining" if old is not None else ""
+        self.echo(
+            f"{RELOADED_PREFIX}{elapsed_ms:.0f} ms ({proc.reason}): import and checks "
+            f"{info['import_ms']:.0f} ms, prewarm {info['prewarm_ms']:.0f} ms; "
+            f"pid {proc.pid} serving{draining}"
+        )
+        if old_pool is not None and old is not None:
+            old_pool.retire(old.stop)
+
+    def _pool(self, proc: AppProcess, info: dict[str, Any]) -> UpstreamPool:
+        size = max(MIN_UPSTREAM, 2 * self.config.threads)
+        pool = UpstreamPool(("127.0.0.1", int(info["port"])), f"pid {proc.pid}", size)
+        proc.pool = pool
+        return pool
+
+    # -- the run
+    async def main(self) -> int:
+        self.loop = asyncio.get_running_loop()
+        self.stop_requested = asyncio.Event()
+        config = self.config
+        socks = open_listeners(config.listen_hosts, config.port, config.backlog)
+        port = int(socks[0].getsockname()[1])
+        urls = [url(s.getsockname()[0], port) for s in socks]
+        await self.front.listen(socks)
+        first = self.start_child(migrate=True, reason="start")
+        try:
+            info = await first.ready
+            pool = self._pool(first, info)
+            await pool.fill(config.prewarm_timeout)
+        except ChildFailed as exc:
+            await self._end_all(5.0)
+            if exc.message is not None and "line" in exc.message:
+                phase, _, text = str(exc.message["line"]).partition(": ")
+                raise LagscopeError(phase, text, ExitCode(int(exc.message["exit"]))) from None
+            raise LagscopeError(
+                "reload",
+                "the app failed to load (the error is above); fix it and start again",
+                ExitCode.USAGE,
+            ) from None
+        except BaseException:
+            await self._end_all(5.0)
+            raise
+        self.front.switch(pool)
+        self.current = first
+        self._report_startup(info)
+        roots = Roots(tuple(info["watch"]), tuple(info.get("templates", [])))
+        self.watcher = Watcher(roots, self._changed_from_thread)
+        how = self.watcher.start()
+        self.echo(f"{PREFIX}reload: watching {', '.join(roots.all)} ({how})")
+        await self.front.start()
+        self.echo(LISTENING_PREFIX + " ".join(urls))
+        self._wake()
+        await self.stop_requested.wait()
+        return await self._graceful_stop()
+
+    def _wake(self) -> None:
+        """Wake the loop every second, so a signal's handler runs promptly on Windows."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_later(1.0, self._wake)
+
+    def _changed_from_thread(self, paths: list[str]) -> None:
+        assert self.loop is not None
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self.on_change, paths)
+
+    def _report_startup(self, info: dict[str, Any]) -> None:
+        self.echo(
+            f"{PREFIX}{info['describe']} on waitress, {self.config.threads} threads, "
+            f"behind the reload front (pid {os.getpid()}; app process pid {info['pid']})"
+        )
+        for note in info["notes"]:
+            self.echo(f"{PREFIX}{note}")
+        for alias, mode, why in info["plans"]:
+            self.echo(f"{PREFIX}connections {alias}: {mode} ({why})")
+        for what, elapsed_ms in info["prewarmed"]:
+            self.echo(f"{PREFIX}prewarmed {what} in {elapsed_ms:.1f} ms")
+
+    async def _graceful_stop(self) -> int:
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.pending is not None:
+            self.pending.kill()
+        abandoned = await self.front.stop(self.config.shutdown_timeout)
+        await self._end_all(self.config.shutdown_timeout + 5)
+        in_flight = self.front.in_flight_at_stop
+        if in_flight == 0:
+            self.echo(f"{PREFIX}stopped (no request was in flight)")
+        elif abandoned == 0:
+            self.echo(f"{PREFIX}stopped ({in_flight} request(s) were in flight, all finished)")
+        else:
+            self.echo(
+                f"{PREFIX}stopped ({in_flight} request(s) were in flight: "
+                f"{in_flight - abandoned} finished, {abandoned} abandoned after "
+                f"--shutdown-timeout {self.config.shutdown_timeout:g} s)"
+            )
+        return 0
+
+    async def _end_all(self, timeout_s: float) -> None:
+        """Stop every app process still running (gracefully, then killed after
+        ``timeout_s``) and wait for each to exit."""
+        live = [p for p in self.processes if not p.exited.done()]
+        for proc in live:
+            if proc.pool is not None:
+                proc.pool.close_all()
+            if proc.ready.done() and not proc.killed:
+                proc.stop()
+            else:
+                proc.kill()  # still importing: nothing to drain
+        if live:
+            await asyncio.wait(
+                [asyncio.ensure_future(asyncio.shield(p.exited)) for p in live], timeout=timeout_s
+            )
+        for proc in live:
+            if not proc.exited.done():
+                proc.kill()
+                await asyncio.to_thread(proc.popen.wait, 5)
+
+    def kill_all(self) -> None:
+        for proc in self.processes:
+            proc.kill()
+        for proc in self.processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(5)
+
+
+def run_reload(
+    spec: AppSpec,
+    config: ServeConfig,
+    echo: Echo,
+    stop_signals: tuple[int, ...] | None = None,
+) -> int:
+    """Serve with reloading until a stop signal; returns the exit code."""
+    reloader = Reloader(spec, config, echo)
+    signals = graceful_signals() if stop_signals is None else stop_signals
+    loop = asyncio.new_event_loop()
+    stopped = threading.Event()
+
+    def graceful(signum: int) -> None:
+        echo(f"{PREFIX}{_signal_name(signum)}, finishing in-flight requests")
+        if reloader.stop_requested is not None:
+            loop.call_soon_threadsafe(reloader.stop_requested.set)
+
+    def duplicate(signum: int) -> None:
+        echo(f"{PREFIX}{_signal_name(signum)} again within 1 s, taken as the same stop")
+
+    try:
+        with handle_stop_signals(
+            graceful, signals, wait_stopped=stopped.wait, on_duplicate=duplicate
+        ):
+            try:
+                return loop.run_until_complete(reloader.main())
+            except KeyboardInterrupt:
+                reloader.kill_all()
+                echo(f"{PREFIX}second signal, stopped without waiting (app processes killed)")
+                return int(ExitCode.INTERRUPTED)
+    finally:
+        stopped.set()
+        reloader.kill_all()
+        with contextlib.suppress(RuntimeError):
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"

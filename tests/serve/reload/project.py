@@ -1,0 +1,82 @@
+"""A throwaway Django project on disk for the reload tests: edited, broken and fixed by the
+tests as a developer would (files rewritten in place)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+__all__ = ["VIEWS", "write_file", "write_project"]
+
+SETTINGS = """
+import os
+SECRET_KEY = "reload-tests"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "site_urls"
+INSTALLED_APPS = ["django.contrib.contenttypes", "lagscope.django"]
+MIDDLEWARE = [
+    "lagscope.django.middleware.ServerTimingMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+LAGSCOPE = {"TRUST_LOOPBACK": True}
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
+                         "NAME": os.path.join(os.path.dirname(__file__), "db.sqlite3")}}
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates",
+              "DIRS": [os.path.join(os.path.dirname(__file__), "tpl")], "APP_DIRS": False}]
+USE_TZ = True
+"""
+
+URLS = """
+from django.urls import path
+import views
+urlpatterns = [
+    path("version/", views.version),
+    path("page/", views.page),
+    path("slow/", views.slow),
+    path("peer/", views.peer),
+    path("extra/", views.extra),
+]
+"""
+
+VIEWS = """
+import os, time
+from django.http import HttpResponse
+from django.shortcuts import render
+VERSION = "{version}"
+def version(request):
+    return HttpResponse(VERSION + " " + str(os.getpid()))
+def page(request):
+    return render(request, "page.html", {{"v": VERSION}})
+def slow(request):
+    time.sleep(float(request.GET.get("s", "1")))
+    return HttpResponse("slow " + VERSION + " " + str(os.getpid()))
+def peer(request):
+    m = request.META
+    keys = ("REMOTE_ADDR", "REMOTE_PORT", "HTTP_X_FORWARDED_FOR", "HTTP_X_LAGSCOPE_CLIENT")
+    return HttpResponse(" ".join(str(m.get(k)) for k in keys))
+def extra(request):
+    import helper
+    return HttpResponse(helper.TEXT)
+"""
+
+
+def write_file(path: Path, text: str) -> None:
+    """Rewrite ``path`` with a modification time visibly later than the previous one."""
+    before = path.stat().st_mtime_ns if path.exists() else 0
+    path.write_text(text, encoding="utf-8")
+    if path.stat().st_mtime_ns <= before:
+        later = before + 10_000_000
+        os.utime(path, ns=(later, later))
+
+
+def write_project(root: Path, version: str = "v1") -> Path:
+    (root / "tpl").mkdir(parents=True, exist_ok=True)
+    write_file(root / "site_settings.py", SETTINGS)
+    write_file(root / "site_urls.py", URLS)
+    write_file(root / "views.py", VIEWS.format(version=version))
+    write_file(root / "tpl" / "page.html", "<p>page {{ v }} one</p>\n")
+    write_file(root / "helper.py", 'TEXT = "helper one"\n')
+    time.sleep(0)  # nothing to wait for: the files are written
+    return root
