@@ -4,10 +4,9 @@ tests as a developer would (files rewritten in place)."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
-__all__ = ["VIEWS", "write_file", "write_project"]
+__all__ = ["views", "write_file", "write_project"]
 
 SETTINGS = """
 import os
@@ -42,9 +41,11 @@ urlpatterns = [
 
 VIEWS = """
 import os, time
+import helper
 from django.http import HttpResponse
 from django.shortcuts import render
 VERSION = "{version}"
+{extra}
 def version(request):
     return HttpResponse(VERSION + " " + str(os.getpid()))
 def page(request):
@@ -57,9 +58,13 @@ def peer(request):
     keys = ("REMOTE_ADDR", "REMOTE_PORT", "HTTP_X_FORWARDED_FOR", "HTTP_X_LAGSCOPE_CLIENT")
     return HttpResponse(" ".join(str(m.get(k)) for k in keys))
 def extra(request):
-    import helper
     return HttpResponse(helper.TEXT)
 """
+
+
+def views(version: str, extra: str = "") -> str:
+    """views.py at ``version``; ``extra`` is code placed after the imports."""
+    return VIEWS.format(version=version, extra=extra)
 
 
 def write_file(path: Path, text: str) -> None:
@@ -75,8 +80,7 @@ def write_project(root: Path, version: str = "v1") -> Path:
     (root / "tpl").mkdir(parents=True, exist_ok=True)
     write_file(root / "site_settings.py", SETTINGS)
     write_file(root / "site_urls.py", URLS)
-    write_file(root / "views.py", VIEWS.format(version=version))
+    write_file(root / "views.py", views(version))
     write_file(root / "tpl" / "page.html", "<p>page {{ v }} one</p>\n")
     write_file(root / "helper.py", 'TEXT = "helper one"\n')
-    time.sleep(0)  # nothing to wait for: the files are written
     return root

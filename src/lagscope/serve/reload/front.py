@@ -86,12 +86,18 @@ class UpstreamConn(asyncio.Protocol):
             self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
+        client = self.client
         self.h11.receive_data(data)
         self._process()
+        if client is not None:
+            client.flush()  # one write per batch of events: head and body go out together
 
     def eof_received(self) -> bool | None:
+        client = self.client
         self.h11.receive_data(b"")
         self._process()
+        if client is not None:
+            client.flush()
         return None
 
     def _process(self) -> None:
@@ -265,6 +271,7 @@ class ClientConn(asyncio.Protocol):
         self._paused: set[str] = set()
         self._sent_100 = False
         self.closing = False
+        self._out: list[bytes] = []
 
     def __repr__(self) -> str:
         return f"<ClientConn {self.peer} requests={self.requests} busy={self.busy}>"
@@ -283,10 +290,12 @@ class ClientConn(asyncio.Protocol):
         self.last_active_s = time.monotonic()
         self.h11.receive_data(data)
         self._process()
+        self.flush()
 
     def eof_received(self) -> bool | None:
         self.h11.receive_data(b"")
         self._process()
+        self.flush()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -357,8 +366,14 @@ class ClientConn(asyncio.Protocol):
         ]
         headers.append((TOKEN_HEADER, self.front.token))
         headers.append((CLIENT_HEADER, client_header(self.requests == 1, self.peer)))
+        # _parsed: the headers came out of h11's parser (and ours are constants): h11
+        # skips validating them a second time (a fifth of its cost per request).
         forwarded = h11.Request(
-            method=request.method, target=request.target, headers=headers, http_version="1.1"
+            method=request.method,
+            target=request.target,
+            headers=headers,
+            http_version=b"1.1",
+            _parsed=True,
         )
         pool = self.front.current
         assert pool is not None
@@ -404,7 +419,12 @@ class ClientConn(asyncio.Protocol):
     def upstream_response(self, response: h11.Response) -> None:
         headers = [(n, v) for n, v in response.headers if n not in _RESPONSE_DROPPED]
         self._write(
-            h11.Response(status_code=response.status_code, headers=headers, reason=response.reason)
+            h11.Response(
+                status_code=response.status_code,
+                headers=headers,
+                reason=response.reason,
+                _parsed=True,
+            )
         )
 
     def upstream_data(self, data: bytes) -> None:
@@ -438,6 +458,7 @@ class ClientConn(asyncio.Protocol):
         self._write(h11.Data(data=body))
         self._write(h11.EndOfMessage())
         self._finish(complete=False)
+        self.flush()
 
     def _finish(self, complete: bool) -> None:
         self.busy = False
@@ -455,13 +476,21 @@ class ClientConn(asyncio.Protocol):
         # else: the request body is still arriving (the app answered early); h11 closes.
 
     def _write(self, event: Any) -> None:
+        """Serialise ``event``; the bytes go out at the next :meth:`flush`."""
         try:
             data = self.h11.send(event)
         except h11.LocalProtocolError:
             self.close()
             return
-        if data and self.transport is not None:
-            self.transport.write(data)
+        if data:
+            self._out.append(data)
+
+    def flush(self) -> None:
+        if self._out:
+            data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+            self._out.clear()
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(data)
 
     def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
         if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not self.busy:
@@ -482,6 +511,7 @@ class ClientConn(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
+        self.flush()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
         self.closing = True

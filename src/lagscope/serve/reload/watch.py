@@ -19,6 +19,7 @@ import contextlib
 import functools
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -166,8 +167,12 @@ class Watcher:
                     raise_interrupt=False,
                     ignore_permission_denied=True,
                 )
+                # A polling watcher takes its first snapshot during its first poll: an
+                # edit before that would be part of it, not a change.
+                settled_s = time.monotonic() + (2 * POLL_S if force else 0.0)
                 for changes in changes_iter:
-                    self._ready.set()
+                    if time.monotonic() >= settled_s:
+                        self._ready.set()
                     if changes:
                         self.on_change(sorted({path for _c, path in changes}))
                 return
