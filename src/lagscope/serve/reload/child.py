@@ -124,23 +124,11 @@ def main() -> int:
         message(control, "failed", what=type(exc).__name__)
         return FAILED_EXIT
     import_ms = (time.perf_counter() - start_s) * 1000
-    trusted = config.trusted_proxy
-    from waitress.proxy_headers import proxy_headers_middleware
-
-    from lagscope.serve.settings import TRUSTED_PROXY_HEADERS
+    from lagscope.serve.granian_entry import forwarded_headers
 
     # waitress's own forwarded-header rule, applied to the client's address (set by the
     # facts middleware outside it) rather than to the front's.
-    loaded.app = FrontFactsMiddleware(
-        proxy_headers_middleware(
-            loaded.app,
-            trusted_proxy=trusted or None,
-            trusted_proxy_count=1,
-            trusted_proxy_headers=set(TRUSTED_PROXY_HEADERS),
-            clear_untrusted=True,
-        ),
-        str(raw["token"]),
-    )
+    loaded.app = FrontFactsMiddleware(forwarded_headers(loaded.app, config), str(raw["token"]))
     from lagscope.serve.server import open_listeners
 
     try:
