@@ -92,6 +92,9 @@ class ScriptedStream:
     ) -> ScriptedStream:
         raise AssertionError("no TLS in these scripts")
 
+    def alpn_protocol(self) -> str | None:
+        return None
+
     def close(self) -> None:
         self.closed = True
 

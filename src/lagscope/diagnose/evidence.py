@@ -150,6 +150,9 @@ class Evidence:
     hygiene: Hygiene | None = None
     setup_split: SetupSplit | None = None
     proxy_server: str | None = None  # a Server / Via header naming a proxy
+    # https only: what the server picked when offered h2 and http/1.1 (ALPN), as a browser
+    # offers them; "" when it picked none (HTTP/1.1 then), None for http:// or not measured.
+    alpn: str | None = None
     # The command that reruns this diagnosis (each finding's "confirm").
     command: str = ""
 

@@ -311,6 +311,30 @@ class _Ladder:
         self._rung("resolution", "Name resolution", t0, figures, notes)
         return res
 
+    def protocol(self) -> str:
+        """https: the protocol the server offers a browser (ALPN over h2 and http/1.1)."""
+        t0 = self.clock.now_ns()
+        self._say("protocol", "start")
+        client = self._client()
+        picked, tls_ms = client.offered_protocol("protocol: a TLS handshake offering h2")
+        alpn = picked or ""
+        figures = [Figure("alpn", alpn or "none")]
+        if tls_ms is not None:
+            figures.append(Figure("tls_handshake_ms", round(tls_ms, 3), "ms"))
+        if alpn == "h2":
+            note = (
+                "the server offers HTTP/2: a browser sends every request of a page down one "
+                "connection per origin"
+            )
+        else:
+            note = (
+                "the server offers HTTP/1.1 only: a browser opens up to 6 connections per "
+                "origin, each paying any per-connection cost; lagscope serve --https or "
+                "nginx-config --https offer HTTP/2 (docs/https.md)"
+            )
+        self._rung("protocol", "Protocol offered to browsers (ALPN)", t0, figures, [note])
+        return alpn
+
     def _other_loopback(
         self, client: Client, candidates: Sequence[tuple[int, SockAddr]]
     ) -> tuple[str, ...]:
@@ -780,6 +804,8 @@ def diagnose(
     sessions_per_request: float | None = None
     try:
         ev = replace(ev, resolution=ladder.resolution())
+        if opts.probe.target.scheme == "https":
+            ev = replace(ev, alpn=ladder.protocol())
         first, hops = ladder.first_and_redirects()
         ev = replace(ev, warmup=ladder.warmup(first))
         counter = _session_counter(opts)

@@ -34,6 +34,10 @@ class Stream(Protocol):
         self, context: ssl.SSLContext, server_hostname: str, timeout_s: float
     ) -> Stream: ...
 
+    def alpn_protocol(self) -> str | None:
+        """The protocol the TLS handshake agreed (ALPN), None before TLS or without ALPN."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -93,6 +97,10 @@ class _SocketStream:
         self._sock = tls
         tls.do_handshake()
         return self
+
+    def alpn_protocol(self) -> str | None:
+        selected = getattr(self._sock, "selected_alpn_protocol", None)
+        return selected() if selected is not None else None
 
     def close(self) -> None:
         self._sock.close()

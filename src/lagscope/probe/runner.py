@@ -284,21 +284,42 @@ class Client:
         self._sent_headers: tuple[tuple[str, str], ...] = ()
         self._request_event: h11.Request | None = None
         if opts.target.scheme == "https":
-            # Here, not at the top: a plain-http run (the common loopback case) never pays
-            # for loading ssl.
-            import ssl
+            self._tls_context = self._make_tls_context(("http/1.1",))
 
-            try:
-                ctx = ssl.create_default_context(cafile=opts.cafile)
-            except (OSError, ssl.SSLError) as exc:
-                raise LagscopeError(
-                    "tls", f"cannot load CA file {opts.cafile}: {exc}", ExitCode.USAGE
-                ) from None
-            if not opts.verify_tls:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            ctx.set_alpn_protocols(["http/1.1"])
-            self._tls_context = ctx
+    def _make_tls_context(self, alpn: tuple[str, ...]) -> ssl.SSLContext:
+        # Here, not at the top: a plain-http run (the common loopback case) never pays
+        # for loading ssl.
+        import ssl
+
+        opts = self.opts
+        try:
+            ctx = ssl.create_default_context(cafile=opts.cafile)
+        except (OSError, ssl.SSLError) as exc:
+            raise LagscopeError(
+                "tls", f"cannot load CA file {opts.cafile}: {exc}", ExitCode.USAGE
+            ) from None
+        if not opts.verify_tls:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(list(alpn))
+        return ctx
+
+    def offered_protocol(self, where: str) -> tuple[str | None, float | None]:
+        """What the server picks when a client offers h2 and http/1.1 (ALPN), as a browser
+        does, and that handshake's milliseconds: one new TLS connection, closed at once.
+        (None, None) for a plain-http target."""
+        if self._tls_context is None:
+            return None, None
+        ours = self._tls_context
+        self._tls_context = self._make_tls_context(("h2", "http/1.1"))
+        try:
+            conn = self.open(where)
+        finally:
+            self._tls_context = ours
+        try:
+            return conn.stream.alpn_protocol(), conn.tls_ms
+        finally:
+            conn.stream.close()
 
     def phase(self, name: str) -> Phase:
         """A new phase deadline: the option's timeout from now, cut at the run's end."""
