@@ -18,7 +18,14 @@ from lagscope.probe.model import to_dict
 from lagscope.probe.options import ProbeOptions, parse_url
 from lagscope.probe.render import JsonRenderer, load_json
 from lagscope.probe.runner import run_probe
-from lagscope.saved import MAX_DEPTH, SavedFileError, load_saved_json, parse_saved_json
+from lagscope.saved import (
+    MAX_DEPTH,
+    SCHEMA_FILES,
+    SavedFileError,
+    load_saved_json,
+    parse_saved_json,
+)
+from lagscope.schemacheck import MAX_NUMBER, SchemaError, SchemaViolation, compile_schema
 from support.wsgi import waitress_server
 
 
@@ -55,9 +62,12 @@ def test_a_saved_run_loads_and_round_trips(saved: dict[str, Any], tmp_path: Path
 
 
 @pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 2_000, 100_000])
-def test_deep_nesting_is_refused_without_recursion_error(depth: int) -> None:
+def test_deep_nesting_is_refused_without_recursion_error(saved: dict[str, Any], depth: int) -> None:
     for text in ("[" * depth + "]" * depth, '{"a":' * depth + "1" + "}" * depth):
-        assert f"nested deeper than {MAX_DEPTH}" in _reason(text)
+        _reason(text)  # one line, whatever it says first
+    # Inside the one free-form part of a report, the options.
+    nested = json.dumps(saved)[:-1] + ', "options": ' + '{"a":' * depth + "1" + "}" * depth + "}"
+    assert f"nested deeper than {MAX_DEPTH}" in _reason(nested)
 
 
 @pytest.mark.parametrize(
@@ -65,7 +75,6 @@ def test_deep_nesting_is_refused_without_recursion_error(depth: int) -> None:
     [
         ('{"x": NaN}', "NaN is not a number JSON allows"),
         ('{"x": -Infinity}', "-Infinity is not a number JSON allows"),
-        ('{"x": 1e999}', "number 1e999 is out of range"),
         ('{"x": ' + "9" * 5000 + "}", "not JSON this tool accepts"),
         ("{", "not JSON: Expecting property name"),
         ("[1, 2]", "the top level is not an object"),
@@ -165,3 +174,129 @@ def test_any_value_anywhere_loads_or_is_one_line(
     except ValueError as exc:
         error = exc
     assert error is None or "\n" not in str(error)
+
+
+def _number_paths(node: Any, path: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    """The path of every number in a document (booleans are not numbers)."""
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in _number_paths(v, (*path, k))]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _number_paths(v, (*path, i))]
+    if isinstance(node, (int, float)) and not isinstance(node, bool):
+        return [path]
+    return []
+
+
+_OVERFLOWS = ["1e999", "-1e400", "1" + "0" * 400, "9007199254740993", "-1.7e308"]
+
+
+@pytest.mark.parametrize("number", _OVERFLOWS)
+def test_any_number_out_of_range_anywhere_is_refused(saved: dict[str, Any], number: str) -> None:
+    """Every number of a saved file, wherever it sits (the free-form options too), is finite
+    and at most 2**53 in magnitude: anything else is exit 2 at load, never an OverflowError
+    later (sums, means and charts of a file's numbers stay finite)."""
+    data = copy.deepcopy(saved)
+    data["options"]["deep"] = {"x": [1.5]}
+    paths = _number_paths(data)
+    assert len(paths) > 50
+    marker = 123456.789
+    for path in paths:
+        doc = copy.deepcopy(data)
+        node: Any = doc
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = marker
+        text = json.dumps(doc).replace("123456.789", number, 1)
+        reason = _reason(text)
+        assert "out of range" in reason or "less than the minimum" in reason, (path, reason)
+
+
+def test_the_range_rule_is_2_to_the_53(saved: dict[str, Any]) -> None:
+    for value, ok in ((MAX_NUMBER, True), (-MAX_NUMBER, True), (MAX_NUMBER + 1, False)):
+        doc = copy.deepcopy(saved)
+        doc["series"][0]["requests"][0]["body_bytes"] = abs(value)
+        doc["comparisons"][0]["diff_ms"] = value
+        text = json.dumps(doc)
+        if ok:
+            parse_saved_json(text, "run.json", "probe-1.schema.json")
+        else:
+            assert "out of range" in _reason(text)
+
+
+@pytest.mark.parametrize("schema_file", sorted(SCHEMA_FILES.values()))
+def test_every_published_schema_compiles(schema_file: str) -> None:
+    from importlib import resources
+
+    schema = json.loads(
+        resources.files("lagscope.schemas").joinpath(schema_file).read_text("utf-8")
+    )
+    compile_schema(schema)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [{"type": "string", "format": "date"}, {"anyOf": []}, {"$ref": "http://x/y"}, {"type": "x"}],
+)
+def test_a_keyword_the_checker_lacks_is_refused_when_compiled(schema: dict[str, Any]) -> None:
+    with pytest.raises(SchemaError):
+        compile_schema(schema)
+
+
+_PROBE_SCHEMA = json.loads(
+    (Path(__file__).parents[1] / "src/lagscope/schemas/probe-1.schema.json").read_text("utf-8")
+)
+_CHECK = compile_schema(_PROBE_SCHEMA)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    where=st.sampled_from(
+        [
+            ("series", 0, "requests", 0, "total_ms"),
+            ("series", 0, "requests", 0, "head_ms"),
+            ("series", 0, "requests", 0, "index"),
+            ("series", 0, "requests", 0, "response_headers"),
+            ("series", 0, "requests", 0, "server_timing", 0),
+            ("series", 1, "phases", "total"),
+            ("series", 1, "phases"),
+            ("series", 1, "outside_app"),
+            ("series", 1, "server_timing"),
+            ("resolve", "source"),
+            ("resolve",),
+            ("keep_alive", "reconnects"),
+            ("comparisons", 0),
+            ("series", 0, "requests", 0, "attempts"),
+            ("schema",),
+        ]
+    ),
+    value=st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(min_value=-(2**60), max_value=2**60)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.sampled_from(["cold", "dns", "ipv4", "lagscope.probe/1", "x"]),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(st.sampled_from(["name", "n", "p50_ms", "x"]), inner, max_size=3)
+        ),
+        max_leaves=6,
+    ),
+)
+def test_the_checker_agrees_with_jsonschema(
+    saved: dict[str, Any], where: tuple[str | int, ...], value: Any
+) -> None:
+    """The one-pass checker accepts exactly what the published schema accepts (jsonschema
+    decides), apart from the range rule, which is the checker's own addition."""
+    import jsonschema
+
+    doc = json.loads(_mutated(saved, where, value))
+    theirs = jsonschema.Draft202012Validator(_PROBE_SCHEMA).is_valid(doc)
+    message = ""
+    try:
+        _CHECK(doc)
+    except SchemaViolation as exc:
+        message = exc.message
+    if not message:
+        assert theirs, (where, value)
+    elif theirs:
+        assert "out of range" in message, (where, value, message)

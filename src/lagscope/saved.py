@@ -8,26 +8,29 @@ The steps, each failure one ``lagscope: load: <file>: <reason>`` line with exit 
 
 1. read the bytes as text (:func:`lagscope.fileio.read_text`: UTF-8 with or without a
    byte-order mark, UTF-16 with one);
-2. parse strict JSON: no ``NaN`` or ``Infinity``, no number that overflows to infinity,
-   nesting at most :data:`MAX_DEPTH` deep (Python's parser would raise RecursionError on a
-   file nested 100 000 deep, and the validator recurses too);
-3. validate against the published JSON Schema shipped in ``lagscope/schemas/``, naming the
-   JSON path of the first error (``$.series[0].requests[3].total_ms``).
+2. parse strict JSON: no ``NaN`` or ``Infinity`` (a file nested deeper than Python's parser
+   can follow is refused, not a RecursionError);
+3. check it against the published JSON Schema shipped in ``lagscope/schemas/``, compiled
+   once per schema into one pass over the document (:mod:`lagscope.schemacheck`), naming
+   the JSON path of the first error (``$.series[0].requests[3].total_ms``). The same pass
+   holds every number to one range: finite, magnitude at most 2**53 (a number that
+   overflowed to infinity while parsing, or a 400-digit integer, is refused here), and
+   free-form parts nest at most :data:`MAX_DEPTH` deep.
 
 The caller gets a plain dict that matches the schema and turns it into its own model. The
-schema validator (jsonschema) is imported here only, so commands that never load a file do
-not pay for it at start-up.
+loader costs about as much as parsing the JSON (bench/bench_load.py, docs/performance.md).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
 from lagscope.errors import ExitCode, LagscopeError
+from lagscope.schemacheck import MAX_DEPTH, SchemaViolation, compile_schema
 
 __all__ = [
     "MAX_DEPTH",
@@ -43,10 +46,6 @@ __all__ = [
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-# Saved files are a few levels deep (report → series → request → attempt → field); 64 leaves
-# room for any future format and stays far below Python's recursion limit.
-MAX_DEPTH = 64
 
 # The "schema" field of each kind of saved file, and its schema in lagscope/schemas/.
 SCHEMA_FILES: Mapping[str, str] = {
@@ -75,33 +74,6 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:40]} is out of range")
-    return value
-
-
-def _depth_over(data: Any, limit: int) -> bool:
-    """Whether ``data`` nests deeper than ``limit`` containers (iterative, no recursion)."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, (dict, list)):
-            if depth > limit:
-                return True
-            children = node.values() if isinstance(node, dict) else node
-            stack.extend((child, depth + 1) for child in children)
-    return False
-
-
-def _json_path(parts: Any) -> str:
-    out = "$"
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return out
-
-
 def saved_text(data: Mapping[str, Any], indent: int | None = 2) -> str:
     """A report's JSON form as saved files and ``--json`` hold it: non-ASCII characters as
     they are, one trailing newline."""
@@ -127,17 +99,20 @@ def model_from_saved(data: Any, from_dict: Callable[[dict[str, Any]], T], schema
         raise ValueError(f"malformed {schema} report: missing or bad {exc}") from None
 
 
+@cache
 def _schema(name: str) -> Any:
-    # Here, not at the top: only validation needs importlib.resources (~10 ms to import).
+    # Here, not at the top: only loading needs importlib.resources (~10 ms to import).
     from importlib import resources
 
     return json.loads(resources.files("lagscope.schemas").joinpath(name).read_text("utf-8"))
 
 
-def _first_schema_error(data: dict[str, Any], schema_file: str) -> str | None:
-    import jsonschema.exceptions
-    import jsonschema.validators
+@cache
+def _compiled(name: str) -> Callable[[Any], None]:
+    return compile_schema(_schema(name))
 
+
+def _first_schema_error(data: dict[str, Any], schema_file: str) -> str | None:
     schema = _schema(schema_file)
     expected = schema.get("properties", {}).get("schema", {}).get("const")
     if expected is not None and data.get("schema") != expected:
@@ -145,14 +120,14 @@ def _first_schema_error(data: dict[str, Any], schema_file: str) -> str | None:
         found = data.get("schema")
         what = 'no "schema" field' if found is None else f"unsupported schema {found!r}"[:120]
         return f"{what}; expected {expected}"
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
-    if error is None:
-        return None
-    message = " ".join(error.message.split())
-    if len(message) > _MESSAGE_CHARS:
-        message = message[: _MESSAGE_CHARS - 1] + "…"
-    return f"{_json_path(error.absolute_path)}: {message}"
+    try:
+        _compiled(schema_file)(data)
+    except SchemaViolation as exc:
+        message = " ".join(exc.message.split())
+        if len(message) > _MESSAGE_CHARS:
+            message = message[: _MESSAGE_CHARS - 1] + "…"
+        return f"{exc.path}: {message}"
+    return None
 
 
 def parse_saved_json(text: str, where: str, schema_file: str | None = None) -> dict[str, Any]:
@@ -162,15 +137,16 @@ def parse_saved_json(text: str, where: str, schema_file: str | None = None) -> d
     document's own ``"schema"`` field through :data:`SCHEMA_FILES`.
     """
     try:
-        data: Any = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        # No parse_float hook: one Python call per number was a third of the parse. A number
+        # that overflows to infinity is refused by the schema pass, as are huge integers.
+        data: Any = json.loads(text, parse_constant=_reject_constant)
+        del text  # the text of a big file is as large again as its parsed values
     except RecursionError:
         raise _error(where, f"not a saved report (JSON nested deeper than {MAX_DEPTH})") from None
     except json.JSONDecodeError as exc:
         raise _error(where, f"not JSON: {exc}") from None
-    except ValueError as exc:  # our NaN/Infinity/overflow checks, or an over-long integer
+    except ValueError as exc:  # our NaN/Infinity check, or an over-long integer
         raise _error(where, f"not JSON this tool accepts: {exc}") from None
-    if _depth_over(data, MAX_DEPTH):
-        raise _error(where, f"not a saved report (JSON nested deeper than {MAX_DEPTH})")
     if not isinstance(data, dict):
         raise _error(where, 'no "schema" field: the top level is not an object')
     if schema_file is None:
@@ -192,15 +168,16 @@ def load_saved_json(path: Path, schema_file: str | None = None) -> dict[str, Any
     # Here, not at the top: --json output uses this module without reading any file.
     from lagscope.fileio import read_text
 
+    holder: list[str] = []  # the text, dropped by the parser once parsed
     try:
-        text = read_text(path)
+        holder.append(read_text(path))
     except OSError as exc:
         raise LagscopeError(
             "load", f"cannot read {path}: {exc.strerror or exc}", ExitCode.USAGE
         ) from None
     except ValueError as exc:
         raise _error(str(path), str(exc)) from None
-    return parse_saved_json(text, str(path), schema_file)
+    return parse_saved_json(holder.pop(), str(path), schema_file)
 
 
 def load_saved(path: Path, schema_file: str | None, model: Callable[[dict[str, Any]], T]) -> T:
