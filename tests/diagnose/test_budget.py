@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import math
 
-from lagscope.diagnose.budget import budgets
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lagscope.diagnose.budget import _ELASTIC, _settle, budgets
+from lagscope.diagnose.model import BudgetItem
 from support.diagnose_evidence import app, coldwarm, ev, rec
 
 
@@ -17,3 +22,32 @@ def test_budget_adds_up_to_the_measured_total() -> None:
         assert top == pytest.approx(budget.total_ms)
     cold_budget = budgets(ev(coldwarm=coldwarm(cold, warm)))[1]
     assert cold_budget.get("connection setup") == pytest.approx(200.0)
+
+
+@given(
+    parts=st.lists(
+        st.tuples(
+            st.sampled_from(["transfer", "connection setup", "app", "queue", "proxy hop"]),
+            st.floats(min_value=-50.0, max_value=500.0),
+        ),
+        max_size=5,
+        unique_by=lambda p: p[0],
+    ),
+    total=st.floats(min_value=0.0, max_value=500.0),
+)
+def test_a_budget_never_has_a_negative_item_or_one_past_its_total(
+    parts: list[tuple[str, float]], total: float
+) -> None:
+    """Whatever the medians say (setup is cold minus warm, and can be negative in noise; the
+    transfer overlaps the app's timer): "unexplained" is never negative, and the elastic
+    items are between 0 and the total."""
+    items = _settle(
+        [BudgetItem(n, ms if n in _ELASTIC else abs(ms) % (total + 1)) for n, ms in parts], total
+    )
+    assert items[-1].name == "unexplained" and items[-1].ms >= 0
+    for i in items:
+        if i.name in _ELASTIC:
+            assert 0.0 <= i.ms <= max(total, 0.0) + 1e-9
+    measured = sum(i.ms for i in items[:-1])
+    if measured <= total:
+        assert math.isclose(measured + items[-1].ms, total, abs_tol=1e-6)

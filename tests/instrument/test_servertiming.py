@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from lagscope.instrument.servertiming import (
     Metric,
+    believable,
     escape_text,
     format_header,
     format_metric,
@@ -153,3 +154,25 @@ def test_escape_round_trips(text: str) -> None:
     escaped = escape_text(text)
     assert escaped.isascii() and escaped.isprintable()
     assert unescape_text(escaped) == text
+
+
+@given(
+    durs=st.lists(st.one_of(st.none(), st.floats(allow_nan=False)), max_size=8),
+    exchange_ms=st.floats(min_value=0.0, max_value=1e6),
+)
+def test_any_impossible_dur_is_dropped_and_any_possible_one_kept(
+    durs: list[float | None], exchange_ms: float
+) -> None:
+    """believable: kept durations lie in [0, the exchange]; everything else is dropped, and
+    what is dropped holds only numbers a saved file can carry."""
+    metrics = [Metric(f"m{i}", d) for i, d in enumerate(durs)]
+    kept, dropped = believable(metrics, exchange_ms)
+    assert len(kept) + len(dropped) == len(metrics)
+    for m in kept:
+        assert m.dur_ms is None or 0.0 <= m.dur_ms <= exchange_ms + 0.001
+    for m in dropped:
+        if m.dur_ms is None:
+            assert "dur" in dict(m.params)
+        else:
+            assert abs(m.dur_ms) <= 2**53
+            assert m.dur_ms < 0 or m.dur_ms > exchange_ms

@@ -302,3 +302,35 @@ def continue_then(delay_s: float) -> Handler:
                 return
 
     return handler
+
+
+def answers(
+    headers: list[tuple[bytes, bytes]],
+    status: bytes = b"200 OK",
+    body: bytes = b"ok",
+    close_after: int | None = None,
+) -> Handler:
+    """Keep-alive responses with ``headers`` written as raw bytes (h11 would refuse the bad
+    ones a hostile server sends); with ``close_after``, the connection is closed silently
+    (no ``Connection: close``) after that many responses on it."""
+    head = b"HTTP/1.1 " + status + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n"
+    head += b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
+
+    async def handler(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+    ) -> None:
+        while await read_request(reader, st) is not None:
+            writer.write(head + body)
+            await writer.drain()
+            if not finish_cycle_raw(st) or (close_after is not None and st.requests >= close_after):
+                return
+
+    return handler
+
+
+def finish_cycle_raw(st: ConnState) -> bool:
+    """Ready h11 for the next request after a response written without it."""
+    if st.conn.their_state is h11.DONE:
+        st.conn = h11.Connection(h11.SERVER)
+        return True
+    return False

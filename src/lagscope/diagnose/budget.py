@@ -4,13 +4,16 @@ A warm request's median total is split into transfer (send + receive), the app (
 view, template, database and connect parts, from Server-Timing), queue (the proxy's
 ``X-Request-Start``), the proxy hop (when ``--direct`` measured it), and what is left:
 unexplained. A cold request adds connection setup (cold minus warm). The top-level items
-add up to the total by construction; a large "unexplained" says the evidence is thin.
+add up to the total by construction (where the server's figures overlap the transfer, the
+transfer is what lies outside them); "unexplained" is never negative, and a large one says
+the evidence is thin.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from dataclasses import replace
 
 from lagscope.diagnose.evidence import Evidence, metric_ms
 from lagscope.diagnose.model import Budget, BudgetItem
@@ -26,8 +29,28 @@ def _median(values: Sequence[float | None]) -> float | None:
     return float(statistics.median(got)) if got else None
 
 
-def _warm_items(warm: Sequence[RequestRecord], hop_ms: float) -> list[BudgetItem]:
-    total = _median([r.total_ms for r in warm]) or 0.0
+# Items sized as what is left when the measured parts overshoot the total, in this order:
+# the transfer overlaps an app timer that runs while the body streams out; the setup is a
+# difference of two medians, noise when new connections cost nothing.
+_ELASTIC = ("transfer", "connection setup")
+
+
+def _settle(items: list[BudgetItem], total: float) -> list[BudgetItem]:
+    """``items`` plus "unexplained", every top-level item between 0 and ``total``: where the
+    measured parts add up to more than the total, the elastic ones shrink (never below 0)
+    and nothing is unexplained. A negative item or a bar longer than the total would claim
+    time that does not exist."""
+    items = [replace(i, ms=max(0.0, i.ms)) if i.name in _ELASTIC else i for i in items]
+    for name in _ELASTIC:
+        over = sum(i.ms for i in items if i.within is None) - total
+        if over <= 0:
+            break
+        items = [replace(i, ms=max(0.0, i.ms - over)) if i.name == name else i for i in items]
+    explained = sum(i.ms for i in items if i.within is None)
+    return [*items, BudgetItem("unexplained", max(0.0, total - explained))]
+
+
+def _warm_parts(warm: Sequence[RequestRecord], hop_ms: float) -> list[BudgetItem]:
     transfer = (_median([r.send_ms for r in warm]) or 0.0) + (
         _median([r.receive_ms for r in warm]) or 0.0
     )
@@ -44,8 +67,6 @@ def _warm_items(warm: Sequence[RequestRecord], hop_ms: float) -> list[BudgetItem
                 items.append(BudgetItem(f"app.{part}", value, within="app"))
     if hop_ms > 0:
         items.append(BudgetItem("proxy hop", hop_ms))
-    explained = sum(i.ms for i in items if i.within is None)
-    items.append(BudgetItem("unexplained", total - explained))
     return items
 
 
@@ -74,29 +95,19 @@ def budgets(ev: Evidence) -> tuple[Budget, ...]:
         via = _median([r.total_ms for r in cw.warm]) or 0.0
         straight = _median([r.total_ms for r in ev.direct.warm]) or 0.0
         hop_ms = max(0.0, via - straight)
-    warm_items = _warm_items(cw.warm, hop_ms)
+    warm_parts = _warm_parts(cw.warm, hop_ms)
     warm_total = _median([r.total_ms for r in cw.warm]) or 0.0
-    out = [Budget("warm", warm_total, tuple(warm_items))]
+    out = [Budget("warm", warm_total, tuple(_settle(warm_parts, warm_total)))]
     if cw.cold:
         cold_total = _median([r.total_ms for r in cw.cold]) or 0.0
-        setup = cold_total - warm_total if cw.keep_alive else 0.0
-        cold_items = _setup_items(cw.cold, setup) if cw.keep_alive else []
-        if not cw.keep_alive:
+        if cw.keep_alive:
+            setup = _setup_items(cw.cold, cold_total - warm_total)
+            parts = warm_parts
+        else:
             # Keep-alive refused: "warm" requests were new connections too.
-            cold_items = [
+            setup = [
                 BudgetItem("connection setup", _median([r.connect_ms for r in cw.cold]) or 0.0)
             ]
-            rest = _warm_items(cw.cold, hop_ms)
-            rest = [i for i in rest if i.name != "unexplained"]
-            explained = sum(i.ms for i in cold_items + rest if i.within is None)
-            out = [
-                Budget("warm", warm_total, tuple(warm_items)),
-                Budget(
-                    "cold",
-                    cold_total,
-                    tuple(cold_items + rest + [BudgetItem("unexplained", cold_total - explained)]),
-                ),
-            ]
-            return tuple(out)
-        out.append(Budget("cold", cold_total, tuple(cold_items + warm_items)))
+            parts = _warm_parts(cw.cold, hop_ms)
+        out.append(Budget("cold", cold_total, tuple(_settle(setup + parts, cold_total))))
     return tuple(out)

@@ -59,7 +59,7 @@ from lagscope.diagnose.rules import evaluate, fallback_cost_ms, setup_cost_ms
 from lagscope.diagnose.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from lagscope.dsn import Dsn
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.probe.model import ProbeReport, RequestRecord
+from lagscope.probe.model import ProbeReport, RequestRecord, dropped_note
 from lagscope.probe.net import Clock, Network, SockAddr, SystemClock, SystemNetwork
 from lagscope.probe.options import REMOTE_RATE_PER_S, ProbeOptions, is_loopback_host, parse_url
 from lagscope.probe.runner import Client, Connection, RunDeadline, make_record, run_probe
@@ -883,6 +883,9 @@ def diagnose(
     statuses = sorted({r.status for r in ladder.records if r.status >= 400 and r.series != "cheap"})
     if statuses:
         ladder.warnings.append(f"the server answered with error statuses: {statuses}")
+    dropped = dropped_note(ladder.records)
+    if dropped is not None:
+        ladder.warnings.append(dropped)
     if (
         ev.proxy_server
         and ev.direct is None

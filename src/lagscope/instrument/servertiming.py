@@ -28,10 +28,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from lagscope.schemacheck import MAX_NUMBER
 
 __all__ = [
     "Metric",
+    "believable",
     "escape_text",
     "format_header",
     "format_metric",
@@ -170,6 +173,37 @@ def parse(value: str) -> tuple[Metric, ...]:
             cur.skip_to_next_metric()
         metrics.append(Metric(name=name, dur_ms=dur, desc=desc, params=tuple(extra.items())))
     return tuple(metrics)
+
+
+# Server-Timing durations carry 3 decimals; a dur equal to the client's time up to that
+# rounding is still possible.
+_ROUNDING_MS = 0.001
+
+
+def believable(
+    metrics: Sequence[Metric], exchange_ms: float
+) -> tuple[tuple[Metric, ...], tuple[Metric, ...]]:
+    """``metrics`` split into (kept, dropped): a ``dur`` below 0, or longer than the whole
+    request/response exchange as the client measured it (``exchange_ms``, send to last
+    byte), cannot be true of this response. The server did its work inside that exchange,
+    so such a value is a broken or hostile header, and using it would give negative
+    "unexplained" time, bars longer than the total, or sums that overflow (1e308). A dropped
+    dur beyond the range of a saved number (:data:`lagscope.schemacheck.MAX_NUMBER`) is
+    kept as the parameter ``dur`` (text), its ``dur_ms`` None."""
+    kept: list[Metric] = []
+    dropped: list[Metric] = []
+    for m in metrics:
+        d = m.dur_ms
+        if d is None or 0.0 <= d <= exchange_ms + _ROUNDING_MS:
+            kept.append(m)
+        elif -MAX_NUMBER <= d <= MAX_NUMBER:
+            dropped.append(m)
+        else:
+            # Beyond the range of a saved number: its text travels as a parameter.
+            dropped.append(replace(m, dur_ms=None, params=(("dur", f"{d:.6g}"), *m.params)))
+    if not dropped:
+        return tuple(metrics), ()
+    return tuple(kept), tuple(dropped)
 
 
 def parse_headers(values: Iterable[str]) -> tuple[Metric, ...]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-from lagscope.instrument.servertiming import Metric
+from lagscope.instrument.servertiming import Metric, believable
 from lagscope.probe.stats import Comparison, Summary
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "ProbeReport",
     "RequestRecord",
     "Series",
+    "dropped_note",
     "from_dict",
     "record_from_dict",
     "record_to_dict",
@@ -89,6 +90,10 @@ class RequestRecord:
     response_headers: Headers = ()
     # Request headers as sent, credential values redacted.
     request_headers: Headers = ()
+    # Server-Timing metrics whose dur cannot be true of this response (negative, or longer
+    # than the exchange the client measured: servertiming.believable); kept out of
+    # server_timing and every figure, said in the run's warnings (dropped_note).
+    dropped_server_timing: tuple[Metric, ...] = ()
 
     def header(self, name: str) -> str | None:
         """The first value of a response header (``name`` lower-case), if present."""
@@ -221,6 +226,9 @@ def record_to_dict(r: RequestRecord) -> dict[str, Any]:
                 a["ms"] = _round(a["ms"])
         elif f.name == "server_timing":
             out[f.name] = [_metric_to_dict(m) for m in value]
+        elif f.name == "dropped_server_timing":
+            if value:  # absent when nothing was dropped, as in files saved before
+                out[f.name] = [_metric_to_dict(m) for m in value]
         elif f.name in ("response_headers", "request_headers"):
             out[f.name] = [[k, v] for k, v in value]
         elif f.name.endswith("_ms"):
@@ -230,7 +238,9 @@ def record_to_dict(r: RequestRecord) -> dict[str, Any]:
     return out
 
 
-_RECORD_OPTIONAL = frozenset({"server_address", "head_ms", "response_headers", "request_headers"})
+_RECORD_OPTIONAL = frozenset(
+    {"server_address", "head_ms", "response_headers", "request_headers", "dropped_server_timing"}
+)
 # Computed once: dataclasses.fields() per record was a third of loading a big file.
 _RECORD_REQUIRED = tuple(f.name for f in fields(RequestRecord) if f.name not in _RECORD_OPTIONAL)
 
@@ -238,12 +248,43 @@ _RECORD_REQUIRED = tuple(f.name for f in fields(RequestRecord) if f.name not in 
 def record_from_dict(d: dict[str, Any]) -> RequestRecord:
     kwargs = {name: d[name] for name in _RECORD_REQUIRED}
     kwargs["attempts"] = tuple(AddressAttempt(**a) for a in d["attempts"])
-    kwargs["server_timing"] = tuple(_metric_from_dict(m) for m in d["server_timing"])
+    # A file saved before impossible values were dropped (or written by hand) gets the
+    # same rule as a live run.
+    kept, dropped = believable(
+        tuple(_metric_from_dict(m) for m in d["server_timing"]),
+        d["send_ms"] + d["wait_ms"] + d["receive_ms"],
+    )
+    kwargs["server_timing"] = kept
     kwargs["server_address"] = d.get("server_address")
     kwargs["head_ms"] = d.get("head_ms")
     kwargs["response_headers"] = tuple((str(k), str(v)) for k, v in d.get("response_headers", ()))
     kwargs["request_headers"] = tuple((str(k), str(v)) for k, v in d.get("request_headers", ()))
+    dropped += tuple(_metric_from_dict(m) for m in d.get("dropped_server_timing", ()))
+    if dropped:
+        kwargs["dropped_server_timing"] = dropped
     return RequestRecord(**kwargs)
+
+
+def dropped_note(records: Iterable[RequestRecord]) -> str | None:
+    """The warning for Server-Timing values left out of a run's figures, if any were."""
+    count = 0
+    responses = 0
+    examples: dict[str, str] = {}
+    for r in records:
+        if r.dropped_server_timing:
+            responses += 1
+            for m in r.dropped_server_timing:
+                count += 1
+                if len(examples) < 3 and m.name not in examples:
+                    shown = f"{m.dur_ms:.6g}" if m.dur_ms is not None else dict(m.params)["dur"]
+                    why = "negative" if shown.startswith("-") else "longer than the request"
+                    examples[m.name] = f"{m.name} dur={shown} ms ({why})"
+    if not count:
+        return None
+    return (
+        f"Server-Timing: {count} value(s) in {responses} response(s) dropped as impossible "
+        f"(negative, or longer than the whole request as measured): {'; '.join(examples.values())}"
+    )
 
 
 def to_dict(report: ProbeReport) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import h11
 
 from lagscope import __version__, redact
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.instrument.servertiming import Metric, parse_headers
+from lagscope.instrument.servertiming import Metric, believable, parse_headers
 from lagscope.netutil import classify_oserror
 from lagscope.probe.model import (
     AddressAttempt,
@@ -35,6 +35,7 @@ from lagscope.probe.model import (
     Outcome,
     ProbeReport,
     RequestRecord,
+    dropped_note,
 )
 from lagscope.probe.net import Clock, Network, SockAddr, Stream, SystemClock, SystemNetwork
 from lagscope.probe.options import ProbeOptions, is_loopback_host
@@ -766,6 +767,8 @@ def make_record(
         if first_on_conn
         else 0.0
     )
+    exchange_ms = ex.send_ms + ex.wait_ms + ex.receive_ms
+    timing, dropped = believable(ex.server_timing, exchange_ms)
     return RequestRecord(
         series=series,
         index=index,
@@ -782,15 +785,16 @@ def make_record(
         receive_ms=ex.receive_ms,
         # The sum of the phases: the probe's own bookkeeping between them is not the
         # server's latency and stays out.
-        total_ms=opening + ex.send_ms + ex.wait_ms + ex.receive_ms,
+        total_ms=opening + exchange_ms,
         body_bytes=ex.body_bytes,
         keep_alive=ex.keep_alive,
         attempts=conn.attempts if first_on_conn else (),
-        server_timing=ex.server_timing,
+        server_timing=timing,
         server_address=conn.server_address,
         head_ms=ex.head_ms,
         response_headers=redact.headers(ex.headers),
         request_headers=ex.request_headers,
+        dropped_server_timing=dropped,
     )
 
 
@@ -921,6 +925,9 @@ def run_probe(
     statuses = sorted({r.status for r in records if r.status >= 400})
     if statuses:
         state.warnings.append(f"the server answered with error statuses: {statuses}")
+    dropped = dropped_note(records)
+    if dropped is not None:
+        state.warnings.append(dropped)
     facts = RunFacts(
         tool_version=__version__,
         url=opts.target.url,
