@@ -51,7 +51,7 @@ class WarmingApp:
             ("Set-Cookie", "sessionid=s3cr3t; HttpOnly"),
         ]
         if self.hostile_desc is not None:
-            headers.append(("Server-Timing", f'evil;dur=1;desc="{self.hostile_desc}"'))
+            headers.append(("Server-Timing", f'evil;dur=0;desc="{self.hostile_desc}"'))
         start_response("200 OK", headers)
         return [body]
 
