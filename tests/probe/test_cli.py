@@ -27,7 +27,7 @@ def _app(environ: dict[str, object], start_response: object) -> list[bytes]:
         "200 OK",
         [
             ("Content-Length", "2"),  # type: ignore[operator]
-            ("Server-Timing", "total;dur=0.1"),
+            ("Server-Timing", "total;dur=0.001"),
         ],
     )
     return [b"ok"]

@@ -35,7 +35,7 @@ def _hello(environ: dict[str, object], start_response: object) -> list[bytes]:
         [  # type: ignore[operator]
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(body))),
-            ("Server-Timing", 'total;dur=0.5, db;dur=0.2;desc="2 queries"'),
+            ("Server-Timing", 'total;dur=0.001, db;dur=0.0005;desc="2 queries"'),
         ],
     )
     return [body]
