@@ -91,10 +91,22 @@ def _load_error(url: str, exc: BaseException, timeout_s: float) -> LagscopeError
 class BrowserSession:
     """One headless browser process; :meth:`visit` loads a URL in a fresh context."""
 
-    def __init__(self, choice: BrowserChoice, timeout_s: float, sleep: Sleep = time.sleep):
+    def __init__(
+        self,
+        choice: BrowserChoice,
+        timeout_s: float,
+        sleep: Sleep = time.sleep,
+        trusted_spki: tuple[str, ...] = (),
+    ):
         self.choice = choice
         self.timeout_s = timeout_s
         self.sleep = sleep
+        # base64 SHA-256 public-key hashes this browser accepts certificates for as if they
+        # were valid (Chromium's --ignore-certificate-errors-spki-list): the local CA's
+        # server key, trusted by this browser only, nothing installed on the machine. Unlike
+        # ignore_https_errors, the first connection is not an error that Chromium retries
+        # on a second connection.
+        self.trusted_spki = trusted_spki
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
 
@@ -111,6 +123,8 @@ class BrowserSession:
         args = list(LAUNCH_ARGS)
         if _running_as_root():
             args.append("--no-sandbox")  # Chromium refuses to start its sandbox as root
+        if self.trusted_spki:
+            args.append("--ignore-certificate-errors-spki-list=" + ",".join(self.trusted_spki))
         self._playwright = sync_playwright().start()
         try:
             self._browser = self._playwright.chromium.launch(
@@ -221,6 +235,7 @@ def open_browser(
     platform: str = sys.platform,
     environ: Mapping[str, str] | None = None,
     sleep: Sleep = time.sleep,
+    trusted_spki: tuple[str, ...] = (),
 ) -> BrowserSession:
     """A session on the browser :func:`~lagscope.browser.locate.find_browser` picks
     (``browser_path`` first); use it in a ``with`` block."""
@@ -231,7 +246,7 @@ def open_browser(
         shutil.which,
         _is_file,
     )
-    return BrowserSession(choice, timeout_s, sleep)
+    return BrowserSession(choice, timeout_s, sleep, trusted_spki)
 
 
 def load_page(
