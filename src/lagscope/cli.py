@@ -121,9 +121,3 @@ class LagscopeGroup(click.Group):
 @click.version_option(__version__, prog_name="lagscope")
 def main() -> None:
     """Find where every millisecond of a slow web response goes."""
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from lagscope.process_entry import run
-
-    run()

@@ -124,7 +124,7 @@ def write_requested(report: Any, json_text: Callable[[], str], outputs: Outputs)
 
         write_text_atomic(outputs.output, json_text())
     if outputs.html_path is not None or outputs.har_path is not None:
-        from lagscope.report.cli import write_outputs
+        from lagscope.report.write import write_outputs
 
         write_outputs(report, outputs.html_path, outputs.har_path)
 

@@ -1,5 +1,6 @@
-"""Saved JSON reports: their text, and loading them back, one way for every command that
-reads a report it wrote (probe's ``lagscope.probe/1``, diagnose's ``lagscope.report/1``).
+"""Saved JSON reports: their text, and loading them back, the one way for every command
+that reads a report it wrote (probe's ``lagscope.probe/1``, diagnose's ``lagscope.report/1``,
+the demo's ``lagscope.demo/1``, ``manage.py lagscope db``'s ``lagscope.db/1``).
 
 :func:`saved_text` lays a report's dict out as the file holds it; :func:`model_from_saved`
 turns a schema-valid dict into a command's model with one-line reasons.
@@ -16,6 +17,8 @@ The steps, each failure one ``lagscope: load: <file>: <reason>`` line with exit 
    holds every number to one range: finite, magnitude at most 2**53 (a number that
    overflowed to infinity while parsing, or a 400-digit integer, is refused here), and
    free-form parts nest at most :data:`MAX_DEPTH` deep.
+   A kind without a published schema (``lagscope.db/1``) is checked by its model's own
+   reader instead.
 
 The caller gets a plain dict that matches the schema and turns it into its own model. The
 loader costs about as much as parsing the JSON (bench/bench_load.py, docs/performance.md).
@@ -51,6 +54,7 @@ R = TypeVar("R")
 SCHEMA_FILES: Mapping[str, str] = {
     "lagscope.probe/1": "probe-1.schema.json",
     "lagscope.report/1": "report-1.schema.json",
+    "lagscope.demo/1": "demo-1.schema.json",
 }
 
 # Long values inside a validator message (a whole request object, say) are cut to this.
@@ -130,11 +134,14 @@ def _first_schema_error(data: dict[str, Any], schema_file: str) -> str | None:
     return None
 
 
-def parse_saved_json(text: str, where: str, schema_file: str | None = None) -> dict[str, Any]:
+def parse_saved_json(
+    text: str, where: str, schema_file: str | None = None, *, validate: bool = True
+) -> dict[str, Any]:
     """Parse and validate a saved file's text (``where`` names it in errors).
 
     ``schema_file`` is a file name in ``lagscope/schemas/``; None picks it from the
-    document's own ``"schema"`` field through :data:`SCHEMA_FILES`.
+    document's own ``"schema"`` field through :data:`SCHEMA_FILES`. ``validate=False``
+    stops after the strict parse, for a kind whose model checks every field itself.
     """
     try:
         # No parse_float hook: one Python call per number was a third of the parse. A number
@@ -149,6 +156,8 @@ def parse_saved_json(text: str, where: str, schema_file: str | None = None) -> d
         raise _error(where, f"not JSON this tool accepts: {exc}") from None
     if not isinstance(data, dict):
         raise _error(where, 'no "schema" field: the top level is not an object')
+    if not validate:
+        return data
     if schema_file is None:
         kind = data.get("schema")
         if not isinstance(kind, str) or kind not in SCHEMA_FILES:
@@ -162,7 +171,9 @@ def parse_saved_json(text: str, where: str, schema_file: str | None = None) -> d
     return data
 
 
-def load_saved_json(path: Path, schema_file: str | None = None) -> dict[str, Any]:
+def load_saved_json(
+    path: Path, schema_file: str | None = None, *, validate: bool = True
+) -> dict[str, Any]:
     """Read, parse and validate a saved file (see the module docstring); raises a one-line
     LagscopeError (phase ``load``, exit 2; a :class:`SavedFileError` once the file is read)."""
     # Here, not at the top: --json output uses this module without reading any file.
@@ -177,13 +188,19 @@ def load_saved_json(path: Path, schema_file: str | None = None) -> dict[str, Any
         ) from None
     except ValueError as exc:
         raise _error(str(path), str(exc)) from None
-    return parse_saved_json(holder.pop(), str(path), schema_file)
+    return parse_saved_json(holder.pop(), str(path), schema_file, validate=validate)
 
 
-def load_saved(path: Path, schema_file: str | None, model: Callable[[dict[str, Any]], T]) -> T:
+def load_saved(
+    path: Path,
+    schema_file: str | None,
+    model: Callable[[dict[str, Any]], T],
+    *,
+    validate: bool = True,
+) -> T:
     """:func:`load_saved_json`, then ``model`` turns the dict into the command's report; a
     ValueError from ``model`` becomes the same one-line ``load`` error, naming ``path``."""
-    data = load_saved_json(path, schema_file)
+    data = load_saved_json(path, schema_file, validate=validate)
     try:
         return model(data)
     except ValueError as exc:

@@ -29,7 +29,7 @@ from lagscope.demo.versions import VERSIONS
 from lagscope.demo.visit import FETCH, PAGE, visit_plan
 from lagscope.errors import LagscopeError
 
-SCHEMA_FILE = Path(__file__).parents[2] / "docs" / "schemas" / "demo-1.schema.json"
+SCHEMA_FILE = Path(__file__).parents[2] / "src" / "lagscope" / "schemas" / "demo-1.schema.json"
 
 
 def test_visit_plan_page_first_then_parallel_rounds() -> None:
@@ -147,6 +147,31 @@ def test_summarize_takes_first_ten_and_warm_percentiles() -> None:
     assert v.requests_with_db_connect == 2
 
 
+def test_lagscope_report_renders_a_saved_demo_run(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from lagscope.cli import main
+
+    saved, page = tmp_path / "demo.json", tmp_path / "demo.html"
+    saved.write_text(JsonRenderer().render(_report()), encoding="utf-16")  # PowerShell's `>`
+    result = CliRunner().invoke(main, ["report", str(saved), "-o", str(page)])
+    assert result.exit_code == 0, result.stderr
+    text = page.read_text(encoding="utf-8")
+    assert text.lower().startswith("<!doctype html>")
+    assert "hand-tuned" in text and "db-connect-per-request" in text
+    # The versions' embedded diagnose reports here are stubs diagnose cannot read: said.
+    assert "its saved form is not readable" in text
+    # A demo file holds no requests in HAR form: one line, exit 2, nothing written.
+    har_file = tmp_path / "demo.har"
+    refused = CliRunner().invoke(main, ["report", str(saved), "--har", str(har_file)])
+    assert refused.exit_code == 2 and refused.stderr.startswith("lagscope: options: --har")
+    assert not har_file.exists()
+    # A file that is not one gets the loader's one line, naming the file.
+    saved.write_text('{"schema": "lagscope.demo/1", "tax_ms": "x"}', encoding="utf-8")
+    bad = CliRunner().invoke(main, ["report", str(saved), "-o", str(page)])
+    assert bad.exit_code == 2 and bad.stderr.startswith(f"lagscope: load: {saved}: ")
+
+
 def test_json_round_trip_and_schema() -> None:
     jsonschema = pytest.importorskip("jsonschema")
     report = _report()
@@ -154,7 +179,7 @@ def test_json_round_trip_and_schema() -> None:
     data = json.loads(text)
     assert data["schema"] == SCHEMA
     jsonschema.validate(data, json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
-    assert load_json(text) == report
+    assert load_json(json.loads(text)) == report
     assert report_from_dict(report_to_dict(report)) == report
     with pytest.raises(ValueError, match=r"lagscope\.demo/1"):
         report_from_dict({**data, "schema": "lagscope.probe/1"})

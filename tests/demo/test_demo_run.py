@@ -52,7 +52,7 @@ class Run:
 
     @property
     def report(self) -> DemoReport:
-        return load_json(self.stdout)
+        return load_json(json.loads(self.stdout))
 
     def records(self, route: str) -> list[ConnectionRecord]:
         lines = self.log.read_text(encoding="utf-8").splitlines() if self.log.exists() else []

@@ -23,7 +23,7 @@ from lagscope.diagnose.model import to_dict
 from lagscope.diagnose.render import JsonRenderer
 from lagscope.report import har, html
 from lagscope.report.charts import fmt_ms
-from lagscope.report.cli import as_saved
+from lagscope.report.write import as_saved
 from support.chromium import CHROMIUM, Page, decode_png, open_page
 
 HAR_SCHEMA = json.loads(

@@ -19,7 +19,7 @@ import pytest
 
 from lagscope.probe.model import ProbeReport, to_dict
 from lagscope.report import html
-from lagscope.report.cli import as_saved
+from lagscope.report.write import as_saved
 from support.chromium import CHROMIUM, Page, decode_png, open_page
 
 pytestmark = [

@@ -9,7 +9,26 @@ same injected connection tax (``lagscope.inject``) on the HTTP and database side
 
 from __future__ import annotations
 
-from lagscope.demo.model import SCHEMA, DemoReport, Finding, Sample, VersionResult
-from lagscope.demo.runner import DemoOptions, run_demo
+from typing import TYPE_CHECKING
+
+from lagscope.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from lagscope.demo.model import SCHEMA, DemoReport, Finding, Sample, VersionResult
+    from lagscope.demo.runner import DemoOptions, run_demo
+
+# Loaded on first use: the saved-file reader needs the model, not the runner.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "SCHEMA": "model",
+        "DemoReport": "model",
+        "Finding": "model",
+        "Sample": "model",
+        "VersionResult": "model",
+        "DemoOptions": "runner",
+        "run_demo": "runner",
+    },
+)
 
 __all__ = ["SCHEMA", "DemoOptions", "DemoReport", "Finding", "Sample", "VersionResult", "run_demo"]

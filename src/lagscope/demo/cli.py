@@ -14,7 +14,7 @@ from lagscope.demo.model import DemoReport
 from lagscope.demo.render import JsonRenderer, TextRenderer, load_json
 from lagscope.demo.runner import DemoOptions, run_demo
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.fileio import read_text, write_text_atomic
+from lagscope.fileio import write_text_atomic
 from lagscope.outputs import FILE_PATH
 from lagscope.settings_table import build, check_values, click_options
 
@@ -109,12 +109,9 @@ def demo(
             "html", "the HTML report needs jinja2 (pip install 'lagscope[report]')", ExitCode.USAGE
         )
     if load_path is not None:
-        try:
-            # fileio.read_text, as every command reads a saved file: a run saved by
-            # PowerShell 5.1's `>` is UTF-16 with a byte-order mark.
-            report = load_json(read_text(load_path))
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            raise LagscopeError("load", f"cannot read {load_path}: {exc}", ExitCode.USAGE) from None
+        from lagscope.saved import load_saved
+
+        report = load_saved(load_path, "demo-1.schema.json", load_json)
     else:
         options, _ = build(
             DemoOptions,

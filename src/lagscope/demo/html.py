@@ -40,7 +40,13 @@ def _version_section(v: VersionResult) -> str:
     from lagscope.diagnose.model import from_dict
     from lagscope.report.html import render as render_page
 
-    page = render_page(from_dict(dict(v.diagnose)))
+    try:
+        diagnosis = from_dict(dict(v.diagnose))
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        # A saved file's embedded report that diagnose cannot read back: said, not fatal.
+        why = " ".join(f"its saved form is not readable: {exc}".split())[:200]
+        return f"{title}\n<p>No diagnose report ({html.escape(why)}).</p>"
+    page = render_page(diagnosis)
     return (
         f'{title}\n<iframe sandbox title="diagnose report of {html.escape(v.name)}" '
         f'srcdoc="{html.escape(page, quote=True)}"></iframe>'

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 from lagscope.demo.model import (
     FIRST_REQUESTS,
@@ -19,6 +20,7 @@ from lagscope.demo.model import (
     report_from_dict,
     report_to_dict,
 )
+from lagscope.saved import model_from_saved
 
 __all__ = ["JsonRenderer", "TextRenderer", "load_json", "story"]
 
@@ -215,5 +217,7 @@ class JsonRenderer:
         return json.dumps(report_to_dict(report), indent=2) + "\n"
 
 
-def load_json(text: str) -> DemoReport:
-    return report_from_dict(json.loads(text))
+def load_json(data: Any) -> DemoReport:
+    """A report from its parsed JSON form (read by :mod:`lagscope.saved`). Raises ValueError
+    with a readable reason."""
+    return model_from_saved(data, report_from_dict, "lagscope.demo/1")

@@ -21,8 +21,9 @@ The names below load on first use (PEP 562), so ``lagscope probe``, which needs 
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from lagscope.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from lagscope.instrument.connections import ConnectionTracker
@@ -70,10 +71,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _HOME)

@@ -1,16 +1,22 @@
 """Reading a saved report of any kind back: the schema field decides the model.
 
-``lagscope.probe/1`` files become a :class:`~lagscope.probe.model.ProbeReport` and
+``lagscope.probe/1`` files become a :class:`~lagscope.probe.model.ProbeReport`,
 ``lagscope.report/1`` files (``lagscope diagnose``) a
-:class:`~lagscope.diagnose.model.DiagnoseReport`. Anything else is refused with one
-readable reason, so ``lagscope report`` can say it in one line.
+:class:`~lagscope.diagnose.model.DiagnoseReport` and ``lagscope.demo/1`` files
+(``lagscope demo``) a :class:`~lagscope.demo.model.DemoReport`, each through the one
+loader, :mod:`lagscope.saved`. Anything else is refused with one readable reason, so
+``lagscope report`` can say it in one line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lagscope.demo.model import SCHEMA as DEMO_SCHEMA
+from lagscope.demo.model import DemoReport
+from lagscope.demo.render import load_json as load_demo
 from lagscope.diagnose.model import SCHEMA as DIAGNOSE_SCHEMA
 from lagscope.diagnose.model import DiagnoseReport
 from lagscope.diagnose.render import load_json as load_diagnose
@@ -19,11 +25,19 @@ from lagscope.probe.model import ProbeReport
 from lagscope.probe.render import report_from_saved
 from lagscope.saved import SavedFileError, load_saved, parse_saved_json
 
-__all__ = ["KNOWN_SCHEMAS", "AnyReport", "load_report", "read_report"]
+__all__ = ["KNOWN_SCHEMAS", "AnyReport", "MeasuredReport", "load_report", "read_report"]
 
-AnyReport = ProbeReport | DiagnoseReport
+# What probe and diagnose measure (requests, so an HTML page and a HAR file).
+MeasuredReport = ProbeReport | DiagnoseReport
+AnyReport = ProbeReport | DiagnoseReport | DemoReport
 
-KNOWN_SCHEMAS = (PROBE_SCHEMA, DIAGNOSE_SCHEMA)
+_MODELS: dict[str, Callable[[Any], AnyReport]] = {
+    PROBE_SCHEMA: report_from_saved,
+    DIAGNOSE_SCHEMA: load_diagnose,
+    DEMO_SCHEMA: load_demo,
+}
+
+KNOWN_SCHEMAS = tuple(_MODELS)
 
 
 def load_report(text: str) -> AnyReport:
@@ -44,6 +58,8 @@ def read_report(path: Path) -> AnyReport:
 
 
 def _model(data: dict[str, Any]) -> AnyReport:
-    if data["schema"] == DIAGNOSE_SCHEMA:
-        return load_diagnose(data)
-    return report_from_saved(data)
+    kind = data["schema"]
+    if kind not in _MODELS:
+        # Known to lagscope.saved but not a report this command renders (lagscope.db/1).
+        raise ValueError(f"{kind} files are rendered by the command that wrote them")
+    return _MODELS[kind](data)

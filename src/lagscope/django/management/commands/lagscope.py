@@ -9,7 +9,6 @@ line and an exit code from :class:`lagscope.errors.ExitCode`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Any
@@ -24,7 +23,6 @@ __all__ = ["Command"]
 
 _SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 _DELEGATED = ("serve", "diagnose")
-_MAX_LOAD_BYTES = 16 * 1024 * 1024
 # Django's connection parameters that are not libpq's (or not text).
 _NOT_LIBPQ = frozenset({"cursor_factory", "context", "client_encoding"})
 
@@ -273,18 +271,12 @@ class Command(BaseCommand):
 
 
 def _load_report(path: str) -> DbReport:
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            text = f.read(_MAX_LOAD_BYTES + 1)
-    except (OSError, UnicodeError) as exc:
-        raise LagscopeError("load", f"cannot read {path}: {exc}", ExitCode.USAGE) from None
-    if len(text) > _MAX_LOAD_BYTES:
-        raise LagscopeError("load", f"{path}: larger than 16 MiB", ExitCode.USAGE)
-    try:
-        data = json.loads(text)
-        return DbReport.from_json(data)
-    except (ValueError, RecursionError) as exc:
-        raise LagscopeError("load", f"{path}: {exc}", ExitCode.USAGE) from None
+    from pathlib import Path
+
+    from lagscope.saved import load_saved
+
+    # lagscope.db/1 has no published schema: DbReport.from_json checks every field itself.
+    return load_saved(Path(path), None, DbReport.from_json, validate=False)
 
 
 def _tolerant_streams() -> None:
