@@ -17,8 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lagscope.cli import main
-from lagscope.console import ERROR_HANDLER, ascii_stand_in, fitted_streams
-from lagscope.errors import ExitCode
+from lagscope.console import ERROR_HANDLER, ascii_stand_in, fitted_streams, printable
+from lagscope.errors import ExitCode, LagscopeError
+from support.hostile import assert_terminal_safe, hostile_text
 from support.wsgi import waitress_server
 
 
@@ -148,3 +149,20 @@ def test_utf8_streams_are_left_alone() -> None:
         with fitted_streams():
             assert narrow.errors == ERROR_HANDLER
         assert narrow.errors == "strict"
+
+
+@given(hostile_text, st.sampled_from(["", "\n", "\n\t"]))
+def test_printable_leaves_no_control_character(text: str, keep: str) -> None:
+    shown = printable(text, keep)
+    assert_terminal_safe(shown.replace("\t", ""), color=False)
+    for c in keep:
+        assert shown.count(c) == text.count(c)
+    assert printable("plain text, µs → ✓") == "plain text, µs → ✓"
+
+
+@given(hostile_text)
+def test_error_lines_escape_what_they_quote(text: str) -> None:
+    """A message quoting a server (a bad Location, a driver's error) is one safe line."""
+    line = LagscopeError("redirect", f"bad Location {text}", ExitCode.PROTOCOL).one_line()
+    assert_terminal_safe(line, color=False)
+    assert "\n" not in line

@@ -73,7 +73,9 @@ def test_userinfo_passwords_are_redacted_in_any_url(
     with contextlib.suppress(ValueError):  # still the same URL to a parser
         parts = urlsplit(url)
         assert (parts.hostname, parts.port, parts.path) == (
-            urlsplit(shown).hostname, urlsplit(shown).port, urlsplit(shown).path
+            urlsplit(shown).hostname,
+            urlsplit(shown).port,
+            urlsplit(shown).path,
         )
     assert redact.command_line(["lagscope", "diagnose", url])[2] == shown
     assert password not in redact.text(f"cannot reach {url}: refused")

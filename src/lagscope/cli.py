@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from lagscope import __version__
-from lagscope.console import fitted_streams
+from lagscope.console import fitted_streams, printable
 from lagscope.errors import ExitCode, LagscopeError
 
 # name -> "module:attribute". Commands are imported only when used (or listed by --help),
@@ -110,7 +110,8 @@ class LagscopeGroup(click.Group):
             if os.environ.get("LAGSCOPE_TRACEBACK"):
                 raise
             click.echo(
-                f"lagscope: internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+                f"lagscope: internal error: {type(exc).__name__}: "
+                f"{printable(' '.join(str(exc).split()))}"
                 " (a bug in lagscope; LAGSCOPE_TRACEBACK=1 shows where)",
                 err=True,
             )

@@ -1,4 +1,11 @@
-"""Text for consoles that cannot show every character: ASCII stand-ins instead of a crash.
+"""What reaches a console: control characters escaped, and ASCII stand-ins instead of a crash.
+
+Strings from a server or a loaded file (a Location, a Content-Type, a Server-Timing
+``desc``, any string in a saved JSON) may hold terminal control sequences: OSC 0 sets the
+window title, OSC 52 writes the clipboard, DCS and CSI drive the terminal. :func:`printable`
+shows every control character as its escape (``\\x1b``, ``\\x9b``, ``\\u202e``), so the sequence
+is text and nothing is interpreted; every renderer for a terminal and every line written to
+stderr passes server strings through it.
 
 On Windows, output redirected to a file or a pipe (``> out.txt``, ``| findstr``) is encoded
 with the ANSI code page, cp1252 in the West, which has no ``→``, ``−`` or box-drawing
@@ -17,7 +24,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import TextIO
 
-__all__ = ["ERROR_HANDLER", "ascii_stand_in", "fitted_streams"]
+__all__ = ["ERROR_HANDLER", "ascii_stand_in", "fitted_streams", "printable"]
+
+# C0 controls, DEL and C1 controls (ESC-led and 8-bit CSI/OSC/DCS/ST alike), and the
+# bidirectional overrides and isolates that reorder what a line appears to say.
+_CONTROLS = [*range(0x00, 0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_CONTROLS += [0x2028, 0x2029]  # line and paragraph separators: a new line to some terminals
+_ESCAPES = {code: (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}") for code in _CONTROLS}
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` with every control character shown as its escape; those in ``keep`` (a
+    newline or a tab, where the layout has room for one) stay."""
+    if text.isprintable():
+        return text
+    table = _ESCAPES if not keep else {k: v for k, v in _ESCAPES.items() if chr(k) not in keep}
+    return text.translate(table)
+
 
 ERROR_HANDLER = "lagscope.ascii_stand_in"
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import enum
 
+from lagscope.console import printable
+
 
 class ExitCode(enum.IntEnum):
     # The run completed and every gate passed.
@@ -52,5 +54,6 @@ class LagscopeError(Exception):
         self.exit_code = exit_code
 
     def one_line(self) -> str:
-        # Newlines from wrapped OS errors would break the one-line contract.
-        return f"{self.phase}: {' '.join(self.message.split())}"
+        # Newlines from wrapped OS errors would break the one-line contract; a message may
+        # quote a server or a file, so no control character reaches the terminal.
+        return printable(f"{self.phase}: {' '.join(self.message.split())}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from lagscope.console import printable
 from lagscope.dbcheck.model import AliasResult, DbReport
 
 __all__ = ["render_json", "render_text"]
@@ -65,7 +66,8 @@ def render_text(report: DbReport, verbosity: int = 1) -> str:
                 lines.append(f"      fix: {fix}")
     elif not report.unreachable:
         lines.append("findings: none")
-    return "\n".join(lines) + "\n"
+    # Driver messages and settings are quoted as they are: no control character goes out.
+    return "".join(printable(line) + "\n" for line in lines)
 
 
 def render_json(report: DbReport) -> str:

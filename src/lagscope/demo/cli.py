@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from lagscope.console import printable
 from lagscope.demo.diag import default_diagnose
 from lagscope.demo.model import DemoReport
 from lagscope.demo.render import JsonRenderer, TextRenderer, load_json
@@ -22,7 +23,7 @@ __all__ = ["demo"]
 
 
 def _progress(line: str) -> None:
-    click.echo(f"lagscope demo: {line}", err=True)
+    click.echo(printable(f"lagscope demo: {line}"), err=True)
 
 
 def _emit(report: DemoReport, as_json: bool, output: Path | None, html_path: Path | None) -> None:
@@ -42,7 +43,7 @@ def _emit(report: DemoReport, as_json: bool, output: Path | None, html_path: Pat
 def _hold(report: DemoReport) -> None:
     click.echo("")
     for v in report.versions:
-        click.echo(f"  {v.name:<11} {v.url}/items/   {v.url}/api/items/")
+        click.echo(printable(f"  {v.name:<11} {v.url}/items/   {v.url}/api/items/"))
     click.echo("running; open them in a browser (DevTools shows Server-Timing). Ctrl+C stops all.")
     stop = threading.Event()
     try:

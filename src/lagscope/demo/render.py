@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from lagscope.console import printable
 from lagscope.demo.model import (
     FIRST_REQUESTS,
     DemoReport,
@@ -209,7 +210,8 @@ class TextRenderer:
                     out.append(f"  {v.name}: {f.id} ({f.severity}{cost}, {f.affects}){tail}")
         out.append("")
         out.extend(story(report))
-        return "\n".join(out) + "\n"
+        # Diagnose's findings and notes quote servers (or a loaded file): escaped, line by line.
+        return "".join(printable(line) + "\n" for line in out)
 
 
 class JsonRenderer:

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from lagscope.console import printable
 from lagscope.diagnose import make_options
 from lagscope.diagnose.ladder import diagnose
 from lagscope.diagnose.model import DiagnoseReport, from_dict, to_dict
@@ -42,7 +43,7 @@ def _progress() -> Any:
         return None
 
     def say(rung: str, message: str) -> None:
-        click.echo(f"  {rung}: {message}", err=True)
+        click.echo(printable(f"  {rung}: {message}"), err=True)
 
     return say
 

@@ -1,7 +1,10 @@
 """Renderers for a :class:`DiagnoseReport`: each is ``render(report) -> str``.
 
 The terminal renderer draws with rich into a string (findings worst first with cost and
-fix, then the budget, then each rung's figures); colour is the caller's choice. The JSON
+fix, then the budget, then each rung's figures); colour is the caller's choice. Its strings
+quote servers and saved files, so rich reads no markup in them and every string it is
+given, as a ``str`` or a ``Text``, has its control characters escaped on the way in
+(:class:`_PlainConsole`, :func:`_text`). The JSON
 renderer writes the documented ``lagscope.report/1`` form; :func:`load_json` reads it back.
 """
 
@@ -15,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from lagscope.console import printable
 from lagscope.diagnose.model import Budget, DiagnoseReport, Figure, from_dict, to_dict
 from lagscope.saved import model_from_saved, saved_text
 
@@ -62,6 +66,19 @@ _ASCII = str.maketrans(
 )
 
 
+class _PlainConsole(Console):
+    """A rich console that takes every string as plain text: no markup (``[/]``,
+    ``[link=...]``), control characters escaped. Strings given as cells, titles or to
+    ``print`` all pass through ``render_str``."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(printable(text), **kwargs)
+
+
+def _text(text: str, style: str = "") -> Text:
+    return Text(printable(text), style=style)
+
+
 class TerminalRenderer:
     """``ascii_only`` draws with ASCII alone, for consoles whose encoding (cp1252, cp437)
     cannot show box drawing or arrows."""
@@ -74,8 +91,9 @@ class TerminalRenderer:
 
     def render(self, report: DiagnoseReport) -> str:
         buf = io.StringIO()
-        console = Console(
+        console = _PlainConsole(
             file=buf,
+            markup=False,
             width=self.width,
             color_system="standard" if self.color else None,
             force_terminal=self.color,
@@ -83,7 +101,7 @@ class TerminalRenderer:
             highlight=False,
             emoji=False,
         )
-        console.print(Text(f"lagscope diagnose {report.url}", style="bold"))
+        console.print(_text(f"lagscope diagnose {report.url}", style="bold"))
         if report.final_url != report.url:
             console.print(f"  (redirected to {report.final_url})")
         problems = report.problems
@@ -94,8 +112,8 @@ class TerminalRenderer:
         elif not problems:
             console.print(Text("No warnings; notes below.", style="green"))
         for n, f in enumerate(report.findings, 1):
-            head = Text(f"{n}. [{f.severity}] {f.id}", style=_STYLE[f.severity])
-            head.append(f"  {f.title}", style="bold" if f.severity != "info" else "")
+            head = _text(f"{n}. [{f.severity}] {f.id}", style=_STYLE[f.severity])
+            head.append(_text(f"  {f.title}", style="bold" if f.severity != "info" else ""))
             console.print(head)
             cost = "cost not measurable here" if f.cost_ms is None else f"costs {_ms(f.cost_ms)}"
             console.print(f"   {cost}, {f.affects}")
@@ -117,7 +135,7 @@ class TerminalRenderer:
             rungs.add_row(r.name, f"{r.status} {r.duration_ms / 1000:.1f} s", figs)
         console.print(rungs)
         for w in report.warnings:
-            console.print(Text(f"note: {w}", style="yellow"))
+            console.print(_text(f"note: {w}", style="yellow"))
         console.print(
             f"{len(report.requests)} requests in {report.duration_ms / 1000:.1f} s"
             + (" (stopped early at --max-time)" if report.truncated else "")

@@ -13,6 +13,7 @@ import sys
 import click
 
 from lagscope import redact
+from lagscope.console import printable
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.outputs import Outputs, output_options, show
 from lagscope.probe.flags import request_options
@@ -55,14 +56,15 @@ def _measure(opts: ProbeOptions) -> ProbeReport:
 
     err = Console(stderr=True)
     with Progress(
-        TextColumn("probing {task.description}"),
+        TextColumn("probing {task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err,
         transient=True,
     ) as bar:
-        task = bar.add_task(opts.target.url, total=opts.cold + opts.warm + (1 if opts.warm else 0))
+        shown = printable(redact.url(opts.target.url))
+        task = bar.add_task(shown, total=opts.cold + opts.warm + (1 if opts.warm else 0))
 
         def progress(series: str, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from lagscope.console import printable
 from lagscope.probe.model import PHASES, ProbeReport, RequestRecord, from_dict, to_dict
 from lagscope.probe.stats import Summary
 
@@ -90,7 +91,9 @@ Cell = tuple[str, str]  # (text, style: "" or an SGR code)
 
 
 class _Page:
-    """Lines of text at a fixed width, styled only when colour is on."""
+    """Lines of text at a fixed width, styled only when colour is on. Every text that enters
+    (paragraphs, cells, lines) has its control characters escaped here, so a server's
+    string shows as text and the only escape sequences out are the page's own styles."""
 
     def __init__(self, color: bool, width: int) -> None:
         self.color = color
@@ -104,6 +107,7 @@ class _Page:
         """One paragraph, wrapped at the width; each part keeps its style."""
         import textwrap  # only a printed page wraps; its regexes compile on import
 
+        parts = tuple((printable(t), style) for t, style in parts)
         plain = "".join(t for t, _ in parts)
         wrapped = textwrap.wrap(
             plain, self.width, break_long_words=False, break_on_hyphens=False
@@ -130,6 +134,8 @@ class _Page:
 
     def table(self, header: list[str], rows: list[list[Cell]], first_style: str = _BOLD) -> None:
         """Columns two spaces apart: the first left-aligned and styled, the rest right-aligned."""
+        header = [printable(h) for h in header]
+        rows = [[(printable(t), style) for t, style in row] for row in rows]
         widths = [len(h) for h in header]
         for row in rows:
             for i, (t, _) in enumerate(row):
@@ -147,6 +153,10 @@ class _Page:
                 for i, (t, style) in enumerate(row)
             ]
             self.lines.append("  ".join(cells).rstrip())
+
+    def line(self, text: str) -> None:
+        """One line as it is (no wrapping, no style)."""
+        self.lines.append(printable(text))
 
     def render(self) -> str:
         return "".join(line + "\n" for line in self.lines)
@@ -176,7 +186,7 @@ class TerminalRenderer:
         addresses = ", ".join(report.addresses) or "-"
         page.text((f"resolve {report.host} ({source}): {addresses}", ""))
         if opened is not None:
-            page.lines.append(f"  connect attempts: {_attempts_line(opened)}")
+            page.line(f"  connect attempts: {_attempts_line(opened)}")
 
         header = ["phase (ms)"]
         ns = []
@@ -211,7 +221,7 @@ class TerminalRenderer:
                     row.append((f"{c.diff_ms:+.2f} noise", _DIM))
             rows.append(row)
         counts = ", ".join(f"{s.name} n={len(s.requests)}" for s in ns)
-        page.lines.append("")
+        page.line("")
         page.text((f"Phases ({counts})", _BOLD))
         page.table(header, rows)
         if first is not None and first.requests:
@@ -223,7 +233,7 @@ class TerminalRenderer:
                     "",
                 )
             )
-        page.lines.append("")
+        page.line("")
         page.text(("Verdict: ", _BOLD), (report.verdict, ""))
         for s in (cold, warm):
             if s is None or not s.server_timing:
@@ -238,7 +248,7 @@ class TerminalRenderer:
                 ]
                 for m in s.server_timing
             ]
-            page.lines.append("")
+            page.line("")
             page.table([f"Server-Timing ({s.name})", "n", "p50 ms", "p90 ms", "desc"], metric_rows)
             if s.outside_app is not None:
                 page.text(
