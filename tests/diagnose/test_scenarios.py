@@ -19,14 +19,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from django.core.handlers.wsgi import WSGIHandler
 
 from lagscope.diagnose import run
-from lagscope.diagnose.model import DiagnoseReport
 from lagscope.inject import ConnectionTax, Injector, Route
 from lagscope.nginx.config import Endpoint
 from support import badservers
 from support.djangodb import database_alias
+from support.ghosts import check
 from support.pg import PgCluster
 from support.wsgi import waitress_server
 
@@ -53,19 +52,6 @@ def streaming(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
 def sleepy(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     time.sleep(0.1)
     return hello(environ, start_response)
-
-
-def check(report: DiagnoseReport, expected: dict[str, float | None]) -> None:
-    """``expected``: finding id -> injected truth in ms (None: the cost is not checked)."""
-    problems = {f.id: f for f in report.problems}
-    shown = {f.id: (f.severity, f.cost_ms) for f in report.findings}
-    assert set(problems) == set(expected), shown
-    for finding_id, truth in expected.items():
-        cost = problems[finding_id].cost_ms
-        if truth is None:
-            continue
-        assert cost is not None, shown
-        assert abs(cost - truth) <= max(5.0, 0.15 * truth), (finding_id, cost, truth, shown)
 
 
 @contextmanager
@@ -132,25 +118,6 @@ def test_healthy_plain_server_yields_no_warning_ten_times() -> None:
 
 
 # --- Django stacks --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def django_app(django_db_blocker: Any) -> Iterator[WsgiApp]:
-    # The waitress threads open their own connections; pytest-django's blocker is global.
-    with django_db_blocker.unblock():
-        yield WSGIHandler()
-
-
-@pytest.fixture
-def pg_settings(pg_cluster: PgCluster) -> dict[str, Any]:
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": "postgres",
-        "USER": pg_cluster.user,
-        "HOST": "127.0.0.1",
-        "PORT": str(pg_cluster.port),
-        "OPTIONS": {"gssencmode": "disable"},
-    }
 
 
 def _connect_ms(pg_cluster: PgCluster, port: int | None = None, samples: int = 5) -> list[float]:

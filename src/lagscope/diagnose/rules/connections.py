@@ -22,6 +22,7 @@ from lagscope.diagnose.thresholds import Thresholds
 from lagscope.probe.stats import compare
 
 __all__ = [
+    "APP_PHASE",
     "connection_setup_tax",
     "keepalive_refused",
     "refused_tax",
@@ -49,6 +50,10 @@ def setup_cost_ms(ev: Evidence) -> tuple[float, bool] | None:
     return cmp.diff_ms - cold_fallback - cold_resolve, cmp.significant
 
 
+# The phase of a new connection's extra time that the app's own Server-Timing shows.
+APP_PHASE = "the app's own time on a connection's first request"
+
+
 def setup_phases(cw: ColdWarm) -> list[tuple[str, float]]:
     """Where a new connection's extra time was measured, phase by phase (cold minus warm):
     the TCP connect, TLS, before the first byte (outside the app, and inside it when the
@@ -73,7 +78,7 @@ def setup_phases(cw: ColdWarm) -> list[tuple[str, float]]:
         ("the TCP connect", connect),
         ("the TLS handshake", tls),
         ("before the first byte, outside the app", wait - app),
-        ("the app's own time on a connection's first request", app),
+        (APP_PHASE, app),
         ("the transfer", transfer),
     ]
 
@@ -84,7 +89,7 @@ _WHY = {
     "the TLS handshake": "TLS set-up (certificate checks, inspection of the handshake)",
     "before the first byte, outside the app": "stream inspection, a user-space filter or "
     "proxy that sets up per connection, or a cost the server pays before the app runs",
-    "the app's own time on a connection's first request": "the server sets something up "
+    APP_PHASE: "the server sets something up "
     "per connection inside the app (a thread, a database connection)",
     "the transfer": "inspection of the response stream",
 }
@@ -124,6 +129,7 @@ def connection_setup_tax(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> F
             [
                 figure("cold_total_ms", summary_of(totals(cw.cold))),
                 figure("warm_total_ms", summary_of(totals(cw.warm))),
+                Figure("phase", where),
                 *(
                     Figure(f"new_connection_extra_in {name}", round(ms, 3), "ms")
                     for name, ms in phases

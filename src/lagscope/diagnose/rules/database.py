@@ -18,6 +18,7 @@ from lagscope.diagnose.rules.common import (
     make_finding,
     steady_records,
 )
+from lagscope.diagnose.rules.connections import APP_PHASE
 from lagscope.diagnose.thresholds import Thresholds
 from lagscope.probe.model import RequestRecord
 
@@ -116,11 +117,18 @@ def db_connect_slow(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> Fi
     covered = [
         f
         for f in found
-        if f.id in ("db-connect-per-request", "worker-warmup") and f.severity != "info"
+        if f.severity != "info"
+        and (
+            f.id in ("db-connect-per-request", "worker-warmup")
+            # A tax on new connections measured inside the app: these connects are it.
+            or (f.id == "connection-setup-tax" and Figure("phase", APP_PHASE) in f.evidence)
+        )
     ]
     affects: Affects = "every new database connection"
     if any(f.id == "db-connect-per-request" for f in covered):
         affects = "every request"
+    elif any(f.id == "connection-setup-tax" for f in covered):
+        affects = "first request per connection"
     elif covered:
         affects = "first request per worker"
     return make_finding(

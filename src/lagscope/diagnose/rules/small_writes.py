@@ -51,13 +51,28 @@ def small_write_stall(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Find
                     outside = [outside_app_ms(r) or 0.0 for r in warm]
                     if share([low <= v <= high for v in outside]) < t.stall_share:
                         continue
-                cold_values = [r.receive_ms if phase == "receive" else 0.0 for r in cw.cold]
-                # Load only ever adds to a timer's delay, so the lower quartile of the stalls is
-                # the timer's price, the median the timer plus this machine's noise.
-                stalls = sorted(v for v in values if low <= v <= high)
-                cost = stalls[len(stalls) // 4] - (
-                    median(cold_values) if phase == "receive" and cold_values else 0.0
+                # The price is end to end, what the client waits: a stalled request's send
+                # to last byte against one that did not stall. A late read of the head under
+                # load moves part of a stall from receiving into waiting, never out of the
+                # exchange, and load only ever adds to it: so the lower quartile of the
+                # stalled exchanges is the timer's price. The baseline is a new connection's
+                # send and receive (it acknowledges at once); its wait is a reused one's
+                # when the stall is in the receive (a new connection may pay a setup tax
+                # before its first byte), a new connection's when the stall is the wait.
+                stalled = sorted(
+                    r.send_ms + r.wait_ms + r.receive_ms
+                    for r, v in zip(warm, values, strict=True)
+                    if low <= v <= high
                 )
+                cold_wait = median([r.wait_ms for r in cw.cold]) if cw.cold else 0.0
+                base_wait = cold_wait
+                if phase == "receive":
+                    reused_wait = median([r.wait_ms for r in warm])
+                    base_wait = min(cold_wait, reused_wait) if cw.cold else reused_wait
+                baseline = base_wait + (
+                    median([r.send_ms + r.receive_ms for r in cw.cold]) if cw.cold else 0.0
+                )
+                cost = stalled[len(stalled) // 4] - baseline
                 gaps = summary_of(r.receive_ms - (r.head_ms or 0.0) for r in warm)
                 return make_finding(
                     ev,

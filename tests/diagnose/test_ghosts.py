@@ -1,0 +1,189 @@
+"""Ghost stacks built from fault sources written here, not lagscope's ``inject``: a taxing
+forwarder, a slow DNS server, an IPv6 address that drops connects, Django's own
+development server. Each class of ghost must be named with its cost (within 15 % or 5 ms)
+and nothing else at warning or above; every millisecond is claimed by a finding that
+names the phase where it was measured.
+"""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg
+import pytest
+
+from lagscope.diagnose import run
+from lagscope.probe.options import ProbeOptions, parse_url
+from lagscope.probe.runner import run_probe
+from support import badservers
+from support.djangodb import database_alias
+from support.ghosts import (
+    DnsNetwork,
+    HostsNetwork,
+    blackholed_ipv6,
+    check,
+    dns_server,
+    runserver,
+    tax_proxy,
+)
+from support.pg import PgCluster
+from support.wsgi import waitress_server
+
+
+def hello(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    body = b'{"ok": true}'
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+def _url(address: tuple[str, int], path: str = "/") -> str:
+    return f"http://{address[0]}:{address[1]}{path}"
+
+
+# Linux's delayed-ACK timer as a stalled exchange sees it (40 ms minimum, ~43 measured).
+LINUX_DELAYED_ACK_MS = 43.0
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+# --- 1. localhost where ::1 drops connects --------------------------------------------------
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
+def test_localhost_where_ipv6_drops_connects_falls_back_and_is_named() -> None:
+    network = HostsNetwork({"localhost": ["::1", "127.0.0.1"]})
+    with waitress_server(hello) as (_, port), blackholed_ipv6(port):
+        t0 = time.perf_counter()
+        report = run(f"http://localhost:{port}/", network=network, quick=True, timeout_s=2.0)
+        took_s = time.perf_counter() - t0
+        probe = run_probe(
+            ProbeOptions(target=parse_url(f"http://localhost:{port}/"), cold=2, warm=2),
+            network,
+        )
+    # A sequential client waits its whole connect timeout on ::1 (2 s here).
+    check(report, {"localhost-fallback": 2000.0})
+    finding = report.finding("localhost-fallback")
+    assert finding is not None and finding.severity == "critical"
+    figures = {f.name: f.value for f in finding.evidence}
+    assert figures["chrome_waits_ms"] == 300.0
+    assert figures["answering_address"] == "127.0.0.1"
+    # Each address its own bounded attempt: ::1 costs the attempt delay, not the timeout.
+    happy = figures["happy_eyeballs_connect_ms"]
+    assert isinstance(happy, float) and 240 <= happy <= 600
+    assert took_s < 10
+    cold = probe.get_series("cold")
+    assert cold is not None
+    for r in cold.requests:
+        assert [a.outcome for a in r.attempts] == ["timeout", "connected"]
+        assert r.connect_ms is not None and r.connect_ms < 600
+
+
+# --- 2. a server that closes every connection, behind a per-connection tax -------------------
+
+
+@pytest.mark.parametrize(
+    "where", ["on_accept_s", "first_data_s"], ids=["tax-at-connect", "tax-on-first-bytes"]
+)
+def test_server_closing_every_connection_behind_a_tax_without_server_timing(where: str) -> None:
+    tax_ms = 60.0
+    with (
+        badservers.serve(badservers.refuses_keepalive) as port,
+        tax_proxy(("127.0.0.1", port), **{where: tax_ms / 1000}) as proxy,
+    ):
+        report = run(_url(proxy), quick=True)
+    # Keep-alive would save the tax; the tax is paid on every request.
+    check(report, {"keepalive-refused": tax_ms, "connection-setup-tax": tax_ms})
+    tax = report.finding("connection-setup-tax")
+    assert tax is not None and tax.affects == "every request"
+
+
+# --- 3. time outside the app on every request ------------------------------------------------
+
+
+def test_time_outside_the_app_on_every_request_reused_connections_too(django_app: Any) -> None:
+    delay_ms = 80.0
+    with (
+        waitress_server(django_app) as app,
+        tax_proxy(app, every_response_s=delay_ms / 1000) as proxy,
+    ):
+        report = run(_url(proxy, "/plain/"), quick=True)
+    check(report, {"outside-app-every-request": delay_ms})
+    finding = report.finding("outside-app-every-request")
+    assert finding is not None and "--direct" in finding.confirm
+    names = {f.name for f in finding.evidence}
+    assert {"warm_client_total_ms", "warm_server_timing_total_ms"} <= names
+
+
+# --- 4. slow name resolution -------------------------------------------------------------------
+
+
+def test_a_name_answered_slowly_by_dns_is_slow_name_resolution_not_a_connect_tax() -> None:
+    delay_ms = 250.0
+    with (
+        waitress_server(hello) as (_, port),
+        dns_server({"app.test": ["127.0.0.1"]}, delay_ms / 1000) as dns_port,
+    ):
+        report = run(f"http://app.test:{port}/", network=DnsNetwork(dns_port), quick=True)
+    check(report, {"slow-name-resolution": delay_ms})
+    finding = report.finding("slow-name-resolution")
+    assert finding is not None and finding.affects == "first request per connection"
+    cold = report.budget("cold")
+    assert cold is not None
+    assert abs(cold.get("name resolution") - delay_ms) <= 0.15 * delay_ms
+    assert abs(cold.get("connection setup")) < 20
+
+
+# --- 5. and 6. Django's development server -------------------------------------------------------
+
+
+def test_runserver_small_writes_stall_back_to_back(django_app: Any) -> None:
+    with runserver(django_app) as app:
+        report = run(_url(app, "/plain/"), quick=True)
+    check(report, {"small-write-stall": LINUX_DELAYED_ACK_MS})
+
+
+def _connect_ms(pg_cluster: PgCluster, port: int, samples: int = 5) -> float:
+    times = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        conn = psycopg.connect(
+            host="127.0.0.1",
+            port=port,
+            user=pg_cluster.user,
+            dbname="postgres",
+            gssencmode="disable",
+        )
+        times.append((time.perf_counter() - t0) * 1e3)
+        conn.close()
+    return statistics.median(times)
+
+
+@pytest.mark.postgres
+def test_a_database_connect_on_every_new_connection_is_not_warm_up(
+    django_app: Any, pg_settings: dict[str, Any], pg_cluster: PgCluster
+) -> None:
+    # runserver: a thread per connection, and with persistent connections a database
+    # connection per thread, so every new HTTP connection pays a database connect.
+    with tax_proxy(("127.0.0.1", pg_cluster.port), on_accept_s=0.05) as db:
+        before = _connect_ms(pg_cluster, db[1])
+        settings = {**pg_settings, "PORT": str(db[1]), "CONN_MAX_AGE": 60}
+        with database_alias("perconn", settings), runserver(django_app) as app:
+            report = run(_url(app, "/db/perconn/?n=1"), quick=True)
+        # This machine's speed drifts: the truth is timed on both sides of the run.
+        truth = statistics.median([before, _connect_ms(pg_cluster, db[1])])
+    check(report, {"connection-setup-tax": truth, "small-write-stall": LINUX_DELAYED_ACK_MS})
+    tax = report.finding("connection-setup-tax")
+    assert tax is not None and "app's own time" in tax.detail
