@@ -39,15 +39,21 @@ def setup_cost_ms(ev: Evidence) -> tuple[float, bool] | None:
     cw = ev.coldwarm
     if cw is None or not cw.keep_alive or len(cw.cold) < 2 or len(cw.warm) < 2:
         return None
-    cold = summary_of(totals(cw.cold))
-    warm = summary_of(totals(cw.warm))
+    # Up to the first byte, then the transfer's extra only if a new connection's is
+    # longer: a reused connection's transfer may carry a small-write stall (its own
+    # finding), which must not hide a new connection's price.
+    cold = summary_of(r.total_ms - r.receive_ms for r in cw.cold)
+    warm = summary_of(r.total_ms - r.receive_ms for r in cw.warm)
     assert cold is not None and warm is not None
     cmp = compare("total", cold, warm)
+    receive_extra = max(
+        0.0, median([r.receive_ms for r in cw.cold]) - median([r.receive_ms for r in cw.warm])
+    )
     cold_fallback = median(
         [sum(a.ms for a in r.attempts if a.outcome != "connected") for r in cw.cold]
     )
     cold_resolve = median([r.resolve_ms or 0.0 for r in cw.cold])
-    return cmp.diff_ms - cold_fallback - cold_resolve, cmp.significant
+    return cmp.diff_ms + receive_extra - cold_fallback - cold_resolve, cmp.significant
 
 
 # The phase of a new connection's extra time that the app's own Server-Timing shows.
