@@ -119,6 +119,13 @@ class Built:
     refused_port: int = 0
     stall_port: int = 0
     next_url: Callable[[int], str] | None = None
+    # The resolver the diagnosing client uses: {"hosts": {name: [addr, ...]}} or
+    # {"dns_port": N} (tests/support/ghosts.py's HostsNetwork / DnsNetwork).
+    network: dict[str, Any] | None = None
+    timeout_s: float | None = None
+    # A tests/support/ghosts.py forwarder: "applied" truths are the delays it applied.
+    ghost: Any = None
+    _ghost_mark: int = 0
     _mark: int = 0
     _db_connects: list[float] = field(default_factory=list)
     _refused_truth: float | None = None
@@ -126,6 +133,8 @@ class Built:
     _run: int = 0
 
     def prepare(self) -> dict[str, Any]:
+        if self.ghost is not None:
+            self._ghost_mark = len(self.ghost.applied_ms)
         if self.proxy is not None:
             self._mark = len(self.proxy.records())
         if "db" in self.expected.values():
@@ -138,7 +147,12 @@ class Built:
             self._stall_truth = statistics.median(_reused_request_ms(self.stall_port, 8))
         url = self.next_url(self._run) if self.next_url is not None else self.url
         self._run += 1
-        return {"url": url, "resolve": self.resolve}
+        return {
+            "url": url,
+            "resolve": self.resolve,
+            "network": self.network,
+            "timeout_s": self.timeout_s,
+        }
 
     def truth(self) -> dict[str, Any]:
         applied: list[float] = []
@@ -166,6 +180,9 @@ class Built:
                 truths[finding_id] = statistics.median(self._db_connects)
             elif source == "refused":
                 truths[finding_id] = self._refused_truth
+            elif source == "applied":
+                done = self.ghost.applied_ms[self._ghost_mark :] if self.ghost is not None else []
+                truths[finding_id] = statistics.median(done) if done else None
             elif source == "stall":
                 truths[finding_id] = self._stall_truth
             else:
@@ -395,6 +412,54 @@ def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int) -> Built:
             return _url(app, "/db/persist/?n=2")
 
         return Built("", {"worker-warmup": "db"}, proxy=inj, db_port=db_port, next_url=fresh_server)
+    from support import ghosts
+
+    if name == "blackhole":
+        _, port = stack.enter_context(waitress_server(hello))
+        stack.enter_context(ghosts.blackholed_ipv6(port))
+        # A sequential client waits its whole connect timeout on ::1: 2 s here.
+        return Built(
+            f"http://localhost:{port}/",
+            {"localhost-fallback": 2000.0},
+            network={"hosts": {"localhost": ["::1", "127.0.0.1"]}},
+            timeout_s=2.0,
+        )
+    if name.startswith("closer"):
+        # A server that closes every connection, no Server-Timing, behind a 60 ms tax paid
+        # when the connection is accepted (closer) or on its first bytes (closer-stream).
+        port = stack.enter_context(badservers.serve(badservers.refuses_keepalive))
+        where = "first_data_s" if name == "closer-stream" else "on_accept_s"
+        proxy = stack.enter_context(ghosts.tax_proxy(("127.0.0.1", port), **{where: 0.06}))
+        return Built(
+            _url(proxy),
+            {"keepalive-refused": "applied", "connection-setup-tax": "applied"},
+            ghost=proxy,
+        )
+    if name == "outside":
+        app = stack.enter_context(waitress_server(_django({})))
+        proxy = stack.enter_context(ghosts.tax_proxy(app, every_response_s=0.08))
+        return Built(_url(proxy, "/plain/"), {"outside-app-every-request": "applied"}, ghost=proxy)
+    if name == "dns":
+        _, port = stack.enter_context(waitress_server(hello))
+        dns_port = stack.enter_context(ghosts.dns_server({"app.test": ["127.0.0.1"]}, 0.25))
+        return Built(
+            f"http://app.test:{port}/",
+            {"slow-name-resolution": 250.0},
+            network={"dns_port": dns_port},
+        )
+    if name == "runserver":
+        app = stack.enter_context(ghosts.runserver(_django({})))
+        return Built(_url(app, "/plain/"), {"small-write-stall": "stall"}, stall_port=app[1])
+    if name == "runserver-pg":
+        proxy = stack.enter_context(ghosts.tax_proxy(("127.0.0.1", pg_port), on_accept_s=0.05))
+        django_app = _django({"perconn": _pg_alias(proxy[1], 60)})
+        app = stack.enter_context(ghosts.runserver(django_app))
+        return Built(
+            _url(app, "/db/perconn/?n=1"),
+            {"connection-setup-tax": "db", "small-write-stall": "stall"},
+            db_port=proxy[1],
+            stall_port=app[1],
+        )
     raise SystemExit(f"unknown scenario {name!r}")
 
 
@@ -502,6 +567,20 @@ SCENARIOS = [
     Scenario("nagle", "headers and body in two writes, Nagle on"),
     Scenario("queueing", "waitress threads=1, 100 ms view"),
     Scenario("localhost", "localhost resolving to ::1 first (--resolve), 127.0.0.1 only"),
+    Scenario("blackhole", "localhost resolving to ::1 first, ::1 dropping connects"),
+    Scenario("closer", "server closing every connection, no Server-Timing, 60 ms tax at accept"),
+    Scenario(
+        "closer-stream",
+        "server closing every connection, no Server-Timing, 60 ms tax on the first bytes",
+    ),
+    Scenario("outside", "every response held 80 ms outside the app (reused connections too)"),
+    Scenario("dns", "a name answered by DNS after 250 ms"),
+    Scenario("runserver", "Django's runserver (two writes, no TCP_NODELAY)"),
+    Scenario(
+        "runserver-pg",
+        "Django's runserver, persistent connections: a DB connect per new connection",
+        "postgres",
+    ),
 ]
 
 
@@ -531,7 +610,13 @@ def accuracy(scenario: Scenario, pg_port: int, runs: int) -> list[AccuracyRun]:
             quick = (k % 2 == 0) != ((k // 2) % 2 == 1)
             plan = child.ask("next")
             t0 = time.perf_counter()
-            report = run(plan["url"], resolve=plan["resolve"], quick=quick)
+            report = run(
+                plan["url"],
+                resolve=plan["resolve"],
+                quick=quick,
+                network=_network(plan["network"]),
+                **({"timeout_s": plan["timeout_s"]} if plan["timeout_s"] else {}),
+            )
             duration_s = time.perf_counter() - t0
             truth = child.ask("truth")
             truths: dict[str, float | None] = truth["truths"]
@@ -554,6 +639,17 @@ def accuracy(scenario: Scenario, pg_port: int, runs: int) -> list[AccuracyRun]:
             )
             _log_problems([problems[u] for u in results[-1].unexpected])
     return results
+
+
+def _network(spec: dict[str, Any] | None) -> Any:
+    """The diagnosing client's resolver for a stack that names one, else the system's."""
+    from support import ghosts
+
+    if spec is None:
+        return None
+    if "hosts" in spec:
+        return ghosts.HostsNetwork(spec["hosts"])
+    return ghosts.DnsNetwork(int(spec["dns_port"]))
 
 
 def _log_problems(findings: Iterable[Any]) -> None:

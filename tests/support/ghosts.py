@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import statistics
 import struct
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -31,6 +33,7 @@ from lagscope.probe.net import SockAddr, SystemNetwork
 __all__ = [
     "DnsNetwork",
     "HostsNetwork",
+    "TaxProxy",
     "blackholed_ipv6",
     "check",
     "dns_server",
@@ -55,6 +58,16 @@ def check(report: DiagnoseReport, expected: dict[str, float | None]) -> None:
 # --- a taxing forwarder -------------------------------------------------------------------
 
 
+class TaxProxy(tuple[str, int]):
+    """The forwarder's address, and each delay it really applied (ms): on a loaded machine
+    a sleep overshoots, and the truth is what the connection waited."""
+
+    applied_ms: list[float]
+
+    def truth_ms(self) -> float:
+        return statistics.median(self.applied_ms)
+
+
 @contextmanager
 def tax_proxy(
     upstream: tuple[str, int],
@@ -62,10 +75,17 @@ def tax_proxy(
     on_accept_s: float = 0.0,
     first_data_s: float = 0.0,
     every_response_s: float = 0.0,
-) -> Iterator[tuple[str, int]]:
+) -> Iterator[TaxProxy]:
     """Forward loopback connections to ``upstream``, paying ``on_accept_s`` before the
     upstream connect, ``first_data_s`` before forwarding a connection's first request
     bytes, and ``every_response_s`` before forwarding each response."""
+    applied: list[float] = []
+
+    async def pay(seconds: float) -> None:
+        t0 = time.perf_counter()
+        await asyncio.sleep(seconds)
+        applied.append((time.perf_counter() - t0) * 1e3)
+
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     box: list[Any] = []
@@ -82,11 +102,11 @@ def tax_proxy(
         try:
             while data := await reader.read(65536):
                 if first and delay_first_s:
-                    await asyncio.sleep(delay_first_s)
+                    await pay(delay_first_s)
                 first = False
                 if wait_mark is not None and wait_mark[0]:
                     wait_mark[0] = False
-                    await asyncio.sleep(every_response_s)
+                    await pay(every_response_s)
                 if mark is not None:
                     mark[0] = True
                 writer.write(data)
@@ -103,7 +123,7 @@ def tax_proxy(
         tasks.add(task)
         try:
             if on_accept_s:
-                await asyncio.sleep(on_accept_s)
+                await pay(on_accept_s)
             up_reader, up_writer = await asyncio.open_connection(*upstream)
             pending = [False]  # a request went up; its response pays every_response_s
             await asyncio.gather(
@@ -132,8 +152,10 @@ def tax_proxy(
     thread.start()
     if not ready.wait(10):
         raise RuntimeError("tax proxy did not start")
+    proxy = TaxProxy(("127.0.0.1", int(box[0])))
+    proxy.applied_ms = applied
     try:
-        yield "127.0.0.1", int(box[0])
+        yield proxy
     finally:
         loop.call_soon_threadsafe(box[1].set)
         thread.join(10)
