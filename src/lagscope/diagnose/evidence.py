@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from lagscope.diagnose.model import Environment, Figure
+from lagscope.instrument.profile import Profile
 from lagscope.instrument.record import parse_dbshapes
 from lagscope.probe.model import RequestRecord
 from lagscope.probe.stats import Summary, summarize
@@ -22,6 +23,7 @@ __all__ = [
     "DatabaseProbe",
     "Evidence",
     "Hygiene",
+    "ProfileProbe",
     "QueueLevel",
     "RedirectHop",
     "Resolution",
@@ -35,6 +37,7 @@ __all__ = [
     "outside_app_ms",
     "own_app_ms",
     "summary_of",
+    "trusted_detail",
 ]
 
 
@@ -137,6 +140,19 @@ class Hygiene:
 
 
 @dataclass(frozen=True)
+class ProfileProbe:
+    """Profiled requests (``X-Lagscope-Profile: 1``), sent when the app's own work or its
+    queries were found slow. ``profile`` is the slowest request's, or None with ``reason``
+    (one line: why there is none)."""
+
+    requests: int
+    profile: Profile | None = None
+    reason: str | None = None
+    # What the profiled request took at the client (the profiler slows it down).
+    request_ms: float | None = None
+
+
+@dataclass(frozen=True)
 class Evidence:
     url: str
     loopback: bool
@@ -155,6 +171,7 @@ class Evidence:
     alpn: str | None = None
     # The command that reruns this diagnosis (each finding's "confirm").
     command: str = ""
+    profile: ProfileProbe | None = None
 
 
 # --- reading one request ------------------------------------------------------------------
@@ -184,6 +201,17 @@ def count_in_desc(desc: str | None) -> int | None:
         return None
     m = _COUNT.match(desc.strip())
     return int(m.group(1)) if m else None
+
+
+# Metrics lagscope's middleware sends only to a client it trusts (docs/server-timing.md).
+_DETAIL = ("total", "thread")
+
+
+def trusted_detail(r: RequestRecord) -> bool:
+    """Whether this response carries lagscope's detailed Server-Timing (``total`` and
+    ``thread``): the server trusts this client, so it may be asked for a profile."""
+    names = {m.name for m in r.server_timing}
+    return all(name in names for name in _DETAIL)
 
 
 def app_ms(r: RequestRecord) -> float | None:

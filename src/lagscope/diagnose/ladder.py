@@ -36,6 +36,7 @@ from lagscope.diagnose.evidence import (
     DatabaseProbe,
     Evidence,
     Hygiene,
+    ProfileProbe,
     QueueLevel,
     RedirectHop,
     Resolution,
@@ -46,6 +47,7 @@ from lagscope.diagnose.evidence import (
     metric_ms,
     outside_app_ms,
     summary_of,
+    trusted_detail,
 )
 from lagscope.diagnose.model import (
     SCHEMA,
@@ -55,10 +57,18 @@ from lagscope.diagnose.model import (
     Rung,
     RungStatus,
 )
+from lagscope.diagnose.profiling import PROFILED_FINDINGS, REASON_LINES, UNTRUSTED_LINE
 from lagscope.diagnose.rules import evaluate, fallback_cost_ms, setup_cost_ms
 from lagscope.diagnose.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from lagscope.dsn import Dsn
 from lagscope.errors import ExitCode, LagscopeError
+from lagscope.instrument.profile import (
+    PROFILE_HEADER,
+    REQUEST_VALUE,
+    Profile,
+    ProfileError,
+    parse_header,
+)
 from lagscope.probe.model import ProbeReport, RequestRecord, dropped_note
 from lagscope.probe.net import Clock, Network, SockAddr, SystemClock, SystemNetwork
 from lagscope.probe.options import REMOTE_RATE_PER_S, ProbeOptions, is_loopback_host, parse_url
@@ -78,6 +88,10 @@ _CHEAP_PATH = "/.lagscope-missing-page"
 # The fewest samples per series that give a 95 % interval for the median.
 _MIN_SAMPLES = 6
 _REDIRECTS = (301, 302, 303, 307, 308)
+# Profiled requests: the first may pay the server's one-time import of the profiler, so a
+# second is sent on the same connection when the run has time; the second's profile is used.
+_PROFILE_REQUESTS = 2
+_PROFILE_TITLE = "A profiled request (X-Lagscope-Profile: 1)"
 
 
 @dataclass(frozen=True)
@@ -725,6 +739,60 @@ class _Ladder:
         )
         return hy
 
+    def profile(self, seen: Sequence[RequestRecord]) -> ProfileProbe:
+        """Ask the server for a profile of this URL, only when ``seen`` (the steady-state
+        responses) carry lagscope's trusted Server-Timing detail."""
+        if not seen or not all(trusted_detail(r) for r in seen):
+            self._skip("profile", _PROFILE_TITLE, "the server's Server-Timing is not detailed")
+            return ProfileProbe(0, None, UNTRUSTED_LINE)
+        t0 = self.clock.now_ns()
+        self._say("profile", "start")
+        probe = replace(self.probe, headers=(*self.probe.headers, (PROFILE_HEADER, REQUEST_VALUE)))
+        client = self._client(probe)
+        records: list[RequestRecord] = []
+        got: Profile | None = None
+        reason: str | None = None
+        start = self.clock.now_ns()
+        conn = client.open("the profiled request")
+        try:
+            for index in range(_PROFILE_REQUESTS):
+                if index and (self._left_s() <= 0 or not records[-1].keep_alive):
+                    break
+                start = self.clock.now_ns()
+                ex = client.exchange(conn, "the profiled request")
+                records.append(
+                    make_record("profile", index, conn, index == 0, ex, start, self.run_start)
+                )
+                value = dict(ex.headers).get(PROFILE_HEADER.lower())
+                if value is None:
+                    got, reason = (
+                        None,
+                        (
+                            "No profile: the server answered without one (lagscope's middleware "
+                            "older than profile mode, or a proxy dropped the header)."
+                        ),
+                    )
+                    break
+                try:
+                    parsed = parse_header(value)
+                except ProfileError as exc:
+                    got, reason = None, f"No profile: the server's profile was refused ({exc})."
+                    break
+                if isinstance(parsed, str):
+                    got, reason = None, REASON_LINES[parsed]
+                    break
+                got, reason = parsed, None
+        finally:
+            conn.close()
+        self._keep(records)
+        figures: list[Figure] = [Figure("requests", len(records))]
+        if got is not None:
+            figures.append(Figure("profiled_ms", got.duration_ms, "ms"))
+            figures.append(Figure("frames", len(got.frames)))
+        request_ms = records[-1].total_ms if records else None
+        self._rung("profile", _PROFILE_TITLE, t0, figures, () if reason is None else (reason,))
+        return ProfileProbe(len(records), got, reason, request_ms)
+
 
 def _is_name(host: str) -> bool:
     return not (re.fullmatch(r"[0-9.]+", host) or ":" in host)
@@ -879,6 +947,17 @@ def diagnose(
             ) from None
     ev = replace(ev, proxy_server=_proxy_server(ladder.records))
     findings = evaluate(ev, opts.thresholds)
+    if ev.coldwarm is not None and any(f.id in PROFILED_FINDINGS for f in findings):
+        try:
+            ev = replace(ev, profile=ladder.profile(ev.coldwarm.warm or ev.coldwarm.cold))
+        except RunDeadline:
+            ladder.truncated = True
+            ladder.warnings.append("the run reached --max-time before the profiled request")
+            ev = replace(ev, profile=ProfileProbe(0, None, "No profile: the run ran out of time."))
+        except LagscopeError as exc:
+            failed = f"No profile: the profiled request failed ({exc.one_line()})."
+            ev = replace(ev, profile=ProfileProbe(0, None, failed))
+        findings = evaluate(ev, opts.thresholds)
     # The cheap request asks for a missing page on purpose.
     statuses = sorted({r.status for r in ladder.records if r.status >= 400 and r.series != "cheap"})
     if statuses:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Literal, cast, get_args
 
+from lagscope.instrument.profile import Hotspot, ProfileFrame
 from lagscope.probe.model import RequestRecord, record_from_dict, record_to_dict
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "Environment",
     "Figure",
     "Finding",
+    "FindingProfile",
     "Rung",
     "RungStatus",
     "SecurityProduct",
@@ -61,6 +63,22 @@ class Figure:
 
 
 @dataclass(frozen=True)
+class FindingProfile:
+    """What a profiled request showed inside the app (``slow-app``, ``many-queries``).
+
+    ``note`` is one line: what was profiled, or why no profile could be had (then the rest
+    is empty). ``hotspots`` are the app frames holding the time, heaviest first, each with
+    the library frames it spends in; ``frames`` the compact profile (parents first) that
+    the HTML report draws. Names come from the server: text, never markup.
+    """
+
+    note: str
+    duration_ms: float | None = None
+    hotspots: tuple[Hotspot, ...] = ()
+    frames: tuple[ProfileFrame, ...] = ()
+
+
+@dataclass(frozen=True)
 class Finding:
     id: str
     title: str
@@ -72,6 +90,7 @@ class Finding:
     fix: tuple[str, ...]
     confirm: str
     detail: str = ""
+    profile: FindingProfile | None = None
 
     @property
     def rank(self) -> tuple[int, float]:
@@ -180,7 +199,9 @@ def _plain(obj: Any) -> Any:
     out: dict[str, Any] = {}
     for f in fields(obj):
         value = getattr(obj, f.name)
-        if isinstance(value, tuple):
+        if hasattr(value, "__dataclass_fields__"):
+            value = _plain(value)
+        elif isinstance(value, tuple):
             value = [_plain(v) if hasattr(v, "__dataclass_fields__") else _round(v) for v in value]
         out[f.name] = _round(value)
     return out
@@ -217,6 +238,19 @@ def _figures(items: list[dict[str, Any]]) -> tuple[Figure, ...]:
     return tuple(Figure(**i) for i in items)
 
 
+def _profile(data: dict[str, Any] | None) -> FindingProfile | None:
+    if data is None:
+        return None
+    return FindingProfile(
+        note=data["note"],
+        duration_ms=data["duration_ms"],
+        hotspots=tuple(
+            Hotspot(**{**h, "spends_in": tuple(h["spends_in"])}) for h in data["hotspots"]
+        ),
+        frames=tuple(ProfileFrame(**f) for f in data["frames"]),
+    )
+
+
 def from_dict(data: dict[str, Any]) -> DiagnoseReport:
     """Rebuild a report from its JSON form (validated against the schema by the caller)."""
     if data.get("schema") != SCHEMA:
@@ -249,6 +283,7 @@ def from_dict(data: dict[str, Any]) -> DiagnoseReport:
                 fix=tuple(f["fix"]),
                 confirm=f["confirm"],
                 detail=f.get("detail", ""),
+                profile=_profile(f.get("profile")),
             )
             for f in data["findings"]
         ),

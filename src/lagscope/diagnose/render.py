@@ -20,6 +20,7 @@ from rich.text import Text
 
 from lagscope.console import printable
 from lagscope.diagnose.model import Budget, DiagnoseReport, Figure, from_dict, to_dict
+from lagscope.diagnose.profiling import spot_line
 from lagscope.saved import model_from_saved, saved_text
 
 __all__ = ["JsonRenderer", "TerminalRenderer", "load_json"]
@@ -59,6 +60,11 @@ def _figure(f: Figure) -> str:
     if f.value is None:
         return "-"
     return f"{f.value}{(' ' + f.unit) if f.unit and f.unit != 'ms' else ''}"
+
+
+def _printable(text: str) -> str:
+    """``text`` with anything unprintable (control characters, ESC) shown as ``?``."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 _ASCII = str.maketrans(
@@ -118,7 +124,12 @@ class TerminalRenderer:
             cost = "cost not measurable here" if f.cost_ms is None else f"costs {_ms(f.cost_ms)}"
             console.print(f"   {cost}, {f.affects}")
             if f.detail:
-                console.print(f"   {f.detail}")
+                console.print(Text(f"   {f.detail}"))
+            if f.profile is not None:
+                # Names come from the server: plain text (never markup), printable only.
+                console.print(Text(f"   profile: {_printable(f.profile.note)}"))
+                for spot in f.profile.hotspots:
+                    console.print(Text(f"     {_printable(spot_line(spot))}"))
             for line in f.fix:
                 console.print(f"   fix: {line}")
             console.print(f"   confirm: {f.confirm}")

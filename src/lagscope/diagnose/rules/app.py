@@ -1,4 +1,6 @@
-"""The app's own work: ``slow-app`` and ``many-queries``, from its Server-Timing. Pure."""
+"""The app's own work: ``slow-app`` and ``many-queries``, from its Server-Timing, each with
+what a profiled request showed inside the app when one was asked for
+(:mod:`lagscope.diagnose.profiling`). Pure."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from lagscope.diagnose.evidence import (
     summary_of,
 )
 from lagscope.diagnose.model import Figure, Finding
+from lagscope.diagnose.profiling import with_profile
 from lagscope.diagnose.rules.common import (
     has_timing,
     make_finding,
@@ -39,6 +42,16 @@ _IN_THE_WAIT = (
 
 
 def slow_app(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> Finding | None:
+    finding = _slow_app(ev, t, found)
+    return None if finding is None else with_profile(finding, ev)
+
+
+def many_queries(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> Finding | None:
+    finding = _many_queries(ev, t, found)
+    return None if finding is None else with_profile(finding, ev)
+
+
+def _slow_app(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> Finding | None:
     cw = ev.coldwarm
     if cw is None or not cw.warm:
         return None
@@ -89,7 +102,7 @@ def slow_app(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> Finding |
     )
 
 
-def many_queries(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | None:
+def _many_queries(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | None:
     steady = [r for r in steady_records(ev) if metric_desc(r, "db") is not None]
     if len(steady) < 3:
         return None
