@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from lagscope.diagnose import run
 from lagscope.diagnose.model import DiagnoseReport, FindingProfile
 from lagscope.diagnose.profiling import REASON_LINES, UNTRUSTED_LINE
 from lagscope.diagnose.render import JsonRenderer, TerminalRenderer, load_json
+from lagscope.report import html
 from lagscope.saved import parse_saved_json
 from lagscope.wsgi import ServerTimingMiddleware
 from support.wsgi import waitress_server
@@ -61,6 +63,20 @@ def test_slow_app_names_the_helper_with_its_time(django_app: Any) -> None:
     reloaded = load_json(json.loads(text))
     assert reloaded.findings == report.findings
     assert JsonRenderer().render(reloaded) == text
+    page = html.render(report)
+    assert 'id="profile-slow-app-chart"' in page and "<title>slow_helper (" in page
+    # Names from the server are text in the page, never markup.
+    hostile = replace(
+        profile,
+        frames=tuple(replace(f, function="<script>alert(1)</script>") for f in profile.frames),
+        hotspots=(replace(top, function="<img src=x onerror=alert(1)>"),),
+    )
+    finding = report.finding("slow-app")
+    assert finding is not None
+    findings = tuple(replace(f, profile=hostile) if f is finding else f for f in report.findings)
+    page = html.render(replace(report, findings=findings))
+    assert "<script>alert" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
 @override_settings(LAGSCOPE={"PROFILE": True})

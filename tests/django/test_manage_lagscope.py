@@ -442,3 +442,40 @@ def test_load_renders_what_json_saved(project: Path) -> None:
     assert loaded.returncode == 0, loaded.stderr
     report = DbReport.from_json(json.loads(saved.stdout))
     assert loaded.stdout == render_text(report)
+
+
+SLOW_URLS = """
+import time
+from django.http import HttpResponse
+from django.urls import path
+
+def slow_helper():
+    time.sleep(0.2)
+
+def view(request):
+    slow_helper()
+    return HttpResponse("ok")
+
+urlpatterns = [path("", view)]
+"""
+
+
+def test_diagnose_of_a_debug_project_names_the_slow_helper(project: Path) -> None:
+    # DEBUG is what a development project runs with: profile mode needs nothing more.
+    settings = (project / "proj_settings.py").read_text(encoding="utf-8")
+    (project / "proj_settings.py").write_text(
+        settings.replace("DEBUG = False", "DEBUG = True"), encoding="utf-8"
+    )
+    (project / "proj_urls.py").write_text(textwrap.dedent(SLOW_URLS), encoding="utf-8")
+    databases = {"default": _sqlite(project)}
+    command = [sys.executable, "manage.py", "lagscope", "serve"]
+    with ServeProcess(
+        ["--port", "0", "--threads", "2"], env=_env(databases), cwd=str(project), command=command
+    ) as served:
+        url = f"http://127.0.0.1:{served.port}/"
+        result = manage(project, databases, "diagnose", url, "--quick", "--json")
+    assert result.returncode == 1, result.stderr
+    findings = {f["id"]: f for f in json.loads(result.stdout)["findings"]}
+    top = findings["slow-app"]["profile"]["hotspots"][0]
+    assert top["function"] == "slow_helper" and 150 <= top["ms"] <= 250, top
+    assert top["file"] == "proj_urls.py"

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from lagscope.instrument.profile import ProfileFrame
 from lagscope.instrument.servertiming import Metric
 from lagscope.probe.model import (
     KeepAlive,
@@ -164,3 +165,28 @@ def test_backticked_spans_become_code_and_everything_else_is_escaped() -> None:
         "run <code>lagscope serve</code> then &lt;b&gt;<code>a&lt;b&gt;</code>&lt;/b&gt; "
         "&amp; ` lone"
     )
+
+
+def test_icicle_lays_callees_under_callers_within_their_span() -> None:
+    frames = (
+        ProfileFrame("inner", "django/x.py", 1, False, 200.0, 0.0, -1),
+        ProfileFrame("view", "app/views.py", 9, True, 160.0, 10.0, 0),
+        ProfileFrame("slow_helper", "app/views.py", 3, True, 150.0, 0.0, 1),
+        ProfileFrame("sleep", "<built-in>", 0, False, 150.0, 150.0, 2),
+        ProfileFrame("render", "django/t.py", 5, False, 40.0, 40.0, 0),
+        ProfileFrame("tiny", "app/views.py", 5, True, 0.1, 0.1, 0),
+    )
+    chart = charts.icicle(frames, width=400.0, row_h=10.0)
+    cells = {c.title.split(" (")[0]: c for c in chart.cells}
+    assert set(cells) == {"inner", "view", "slow_helper", "sleep", "render"}  # tiny < 1 px
+    assert cells["inner"].w == pytest.approx(400.0) and cells["inner"].y == 0.0
+    assert cells["view"].x == 0.0 and cells["view"].w == pytest.approx(320.0)
+    assert cells["render"].x == pytest.approx(320.0) and cells["render"].y == 10.0
+    assert cells["sleep"].y == 30.0 and chart.height == 40.0
+    assert cells["slow_helper"].app and not cells["sleep"].app
+    assert cells["slow_helper"].title == "slow_helper (app/views.py:3): 150.00 ms, 75%"
+    # Labels are cut to their box.
+    narrow = charts.icicle(
+        (ProfileFrame("a_rather_long_function_name", "f.py", 1, True, 1.0, 1.0),), 60.0
+    )
+    assert narrow.cells[0].label == "a_rather…"

@@ -73,4 +73,13 @@ def with_profile(finding: Finding, ev: Evidence) -> Finding:
     """``finding`` with what the profile shows (or why there is none), when one was asked."""
     if ev.profile is None:
         return finding
-    return replace(finding, profile=finding_profile(ev.profile))
+    part = finding_profile(ev.profile)
+    fix = finding.fix
+    if part.hotspots:
+        top = part.hotspots[0]
+        fix = (
+            f"Start with {top.function} ({top.where}): {top.ms:.0f} ms, {top.share:.0%} of "
+            "the profiled request.",
+            *fix,
+        )
+    return replace(finding, profile=part, fix=fix)

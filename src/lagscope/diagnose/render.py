@@ -131,8 +131,8 @@ class TerminalRenderer:
                 for spot in f.profile.hotspots:
                     console.print(Text(f"     {_printable(spot_line(spot))}"))
             for line in f.fix:
-                console.print(f"   fix: {line}")
-            console.print(f"   confirm: {f.confirm}")
+                console.print(Text(f"   fix: {_printable(line)}"))
+            console.print(Text(f"   confirm: {_printable(f.confirm)}"))
         for budget in report.budgets:
             console.print(self._budget(budget))
         rungs = Table(title="Rungs", title_justify="left", box=self._box, expand=False)

@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from lagscope.instrument.profile import ProfileFrame
 from lagscope.probe.model import RequestRecord
 from lagscope.probe.stats import Summary
 
@@ -23,6 +24,8 @@ __all__ = [
     "CostChart",
     "Ecdf",
     "EcdfSeries",
+    "Icicle",
+    "IcicleCell",
     "Point",
     "Segment",
     "SequencePlot",
@@ -33,6 +36,7 @@ __all__ = [
     "cost_chart",
     "ecdf",
     "fmt_ms",
+    "icicle",
     "nice_ticks",
     "part_classes",
     "sequence",
@@ -431,3 +435,80 @@ def cost_chart(
         height=len(rows) * row_h,
         row_h=row_h,
     )
+
+
+# --- the profile's icicle chart -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IcicleCell:
+    """One frame of a profile: its box (callers above callees) and what it says."""
+
+    x: float
+    y: float
+    w: float
+    label: str  # cut to what fits the box ("" when nothing does)
+    title: str  # the whole name, file:line and ms, for hover and screen readers
+    app: bool  # the app's own code (else library)
+
+
+@dataclass(frozen=True)
+class Icicle:
+    cells: tuple[IcicleCell, ...]
+    height: float
+    row_h: float
+    total_ms: float
+
+
+# Average glyph width at the chart's 10 px font, for cutting labels to their box.
+_GLYPH_W = 6.0
+
+
+def _fit(text: str, width: float) -> str:
+    room = int((width - 6) / _GLYPH_W)
+    if room >= len(text):
+        return text
+    return text[: room - 1] + "…" if room >= 4 else ""
+
+
+def icicle(
+    frames: Sequence[ProfileFrame], width: float = WIDTH, row_h: float = 18.0, max_depth: int = 12
+) -> Icicle:
+    """A profile as an icicle: the top frames side by side across the whole width (their
+    share of the profile), each frame's callees below it within its span. Frames deeper
+    than ``max_depth`` or narrower than a pixel are left out (the table lists them)."""
+    total_ms = sum(f.total_ms for f in frames if f.parent < 0)
+    if total_ms <= 0:
+        return Icicle((), 0.0, row_h, 0.0)
+    scale = width / total_ms
+    x_of: dict[int, float] = {}
+    next_x: dict[int, float] = {}  # where a frame's next callee starts
+    depth_of: dict[int, int] = {}
+    cells: list[IcicleCell] = []
+    top_x = 0.0
+    for i, f in enumerate(frames):
+        if f.parent < 0:
+            x, depth = top_x, 0
+            top_x += f.total_ms * scale
+        elif f.parent in x_of:
+            x, depth = next_x[f.parent], depth_of[f.parent] + 1
+            next_x[f.parent] = x + f.total_ms * scale
+        else:
+            continue
+        w = f.total_ms * scale
+        if depth >= max_depth or w < 1.0:
+            continue
+        x_of[i], next_x[i], depth_of[i] = x, x, depth
+        name = f"{f.function} ({f.where})"
+        cells.append(
+            IcicleCell(
+                x=x,
+                y=depth * row_h,
+                w=w,
+                label=_fit(f.function, w),
+                title=f"{name}: {fmt_ms(f.total_ms)} ms, {f.total_ms / total_ms:.0%}",
+                app=f.app,
+            )
+        )
+    depth = max((int(c.y / row_h) for c in cells), default=-1) + 1
+    return Icicle(tuple(cells), depth * row_h, row_h, total_ms)

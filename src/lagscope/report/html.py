@@ -103,6 +103,7 @@ def render_view(view: ReportView) -> str:
         "seq": charts.sequence(seq_records),
         "seq_limited": len(tagged) > SEQUENCE_LIMIT,
         "st_chart": charts.bar_chart(st_rows, row_h=20.0, classes=st_classes),
+        "icicles": {f.id: charts.icicle(f.frames) for f in view.findings if f.frames},
     }
     return _environment().get_template("report.html.j2").render(context)
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lagscope.diagnose.model import DiagnoseReport, Figure
+from lagscope.diagnose.profiling import spot_line
+from lagscope.instrument.profile import ProfileFrame
 from lagscope.probe.model import PHASES, MetricSummary, ProbeReport, RequestRecord
 from lagscope.probe.report import summarize_series
 from lagscope.probe.stats import Summary
@@ -44,6 +46,11 @@ class FindingView:
     fix: tuple[str, ...]
     confirm: str
     detail: str = ""
+    # What a profiled request showed (slow-app, many-queries): one line, the hotspots as
+    # text, and the frames the icicle chart draws.
+    profile_note: str = ""
+    hotspots: tuple[str, ...] = ()
+    frames: tuple[ProfileFrame, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -303,6 +310,9 @@ def diagnose_view(report: DiagnoseReport) -> ReportView:
             fix=f.fix,
             confirm=f.confirm,
             detail=f.detail,
+            profile_note=f.profile.note if f.profile else "",
+            hotspots=tuple(spot_line(h) for h in f.profile.hotspots) if f.profile else (),
+            frames=f.profile.frames if f.profile else (),
         )
         for f in sorted(report.findings, key=lambda f: f.rank)
     )
