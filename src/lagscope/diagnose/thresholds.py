@@ -1,189 +1,351 @@
 """The one table of diagnosis thresholds: every number a rule compares against.
 
-Each field carries its unit in its name, and its metadata says why the value is what it is
-and where it comes from (Lighthouse, Sentry, Chrome, the kernel), so the docs table in
-docs/diagnose.md is generated from here and cannot drift. Rules receive a
-:class:`Thresholds` value as a parameter; nothing else holds a threshold.
+A row of the one settings mechanism (:func:`lagscope.settings_table.setting`, off the command
+line) per threshold: its unit in its name, what it means (``help``) and where the value comes
+from (``why``: Lighthouse, Sentry, Chrome, the kernel), so the docs table in
+docs/diagnose.md is generated from here (:func:`lagscope.settings_table.markdown`) and cannot
+drift. Rules receive a :class:`Thresholds` value as a parameter; nothing else holds a
+threshold.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
+
+from lagscope.settings_table import markdown, setting
 
 __all__ = ["DEFAULT_THRESHOLDS", "Thresholds", "docs_table"]
-
-
-def _t(default: Any, why: str, source: str = "") -> Any:
-    return field(default=default, metadata={"why": why, "source": source})
 
 
 @dataclass(frozen=True)
 class Thresholds:
     # --- severity ------------------------------------------------------------------------
-    critical_ms: float = _t(
+    critical_ms: float = setting(
         100.0,
-        "a finding costing this much per affected request is critical",
-        "Lighthouse server-response-time: 'aim for 100 ms'",
+        help="a finding costing this much per affected request is critical",
+        why="Lighthouse server-response-time: 'aim for 100 ms'",
+        cli=False,
+    )
+    spread_floor_ms: float = setting(
+        0.5,
+        help=(
+            "the smallest spread (interquartile range) of a series of timings: loopback noise, so "
+            "a perfectly steady series does not make every excess look significant"
+        ),
+        why="baseline: loopback exchanges vary by a few tenths of a millisecond",
+        cli=False,
     )
     # --- connection setup ----------------------------------------------------------------
-    setup_tax_ms: float = _t(
+    setup_tax_ms: float = setting(
         20.0,
-        "first request on a new connection slower than a reused one by at least this "
-        "(beyond noise) is a per-connection tax; loopback setup itself costs < 1 ms",
-        "baseline: loopback connect 0.03-0.04 ms",
+        help=(
+            "first request on a new connection slower than a reused one by at least this (beyond "
+            "noise) is a per-connection tax; loopback setup itself costs < 1 ms"
+        ),
+        why="baseline: loopback connect 0.03-0.04 ms",
+        cli=False,
     )
-    fallback_ms: float = _t(
+    fallback_ms: float = setting(
         1.0,
-        "an address that failed before the one that answered costs at least this per new "
-        "connection here (Chrome waits 300 ms, Windows sequential clients ~2 s)",
-        "Chrome kIPv6FallbackTime = 300 ms; cpython #106130",
+        help=(
+            "an address that failed before the one that answered costs at least this per new "
+            "connection here (Chrome waits 300 ms, Windows sequential clients ~2 s)"
+        ),
+        why="Chrome kIPv6FallbackTime = 300 ms; cpython #106130",
+        cli=False,
     )
-    chrome_fallback_ms: float = _t(
-        300.0, "what Chrome waits before trying the next address family", "Chrome"
+    chrome_fallback_ms: float = setting(
+        300.0,
+        help="what Chrome waits before trying the next address family",
+        why="Chrome",
+        cli=False,
     )
-    windows_refused_ms: float = _t(
+    windows_refused_ms: float = setting(
         2000.0,
-        "what a refused loopback connect costs a sequential client on Windows (SYN retries)",
-        "cpython #106130, pyzotero #374",
+        help="what a refused loopback connect costs a sequential client on Windows (SYN retries)",
+        why="cpython #106130, pyzotero #374",
+        cli=False,
     )
-    slow_resolve_ms: float = _t(
+    slow_resolve_ms: float = setting(
         20.0,
-        "a name lookup slower than this is slow: a hosts-file answer takes < 1 ms, a "
-        "resolver on the local network a few ms",
-        "glibc sends A and AAAA in parallel: one slow answer costs its whole delay",
+        help=(
+            "a name lookup slower than this is slow: a hosts-file answer takes < 1 ms, a resolver "
+            "on the local network a few ms"
+        ),
+        why="glibc sends A and AAAA in parallel: one slow answer costs its whole delay",
+        cli=False,
     )
     # --- time outside the app ---------------------------------------------------------------
-    outside_app_ms: float = _t(
+    outside_app_ms: float = setting(
         20.0,
-        "time to first byte outside the app's own Server-Timing total, on reused "
-        "connections, beyond proxy_floor_ms: something between client and app holds every "
-        "response (per-response inspection, a slow local proxy)",
+        help=(
+            "time to first byte outside the app's own Server-Timing total, on reused connections, "
+            "beyond proxy_floor_ms: something between client and app holds every response "
+            "(per-response inspection, a slow local proxy)"
+        ),
+        why="",
+        cli=False,
     )
-    unexplained_ms: float = _t(
+    unexplained_ms: float = setting(
         20.0,
-        "time in one phase of a request that no finding explains, above which it is named "
-        "with the phase it was measured in",
+        help=(
+            "time in one phase of a request that no finding explains, above which it is named with "
+            "the phase it was measured in"
+        ),
+        why="",
+        cli=False,
     )
     # --- database -------------------------------------------------------------------------
-    db_per_request_share: float = _t(
+    db_per_request_share: float = setting(
         0.8,
-        "share of steady-state requests that open a database connection for it to be 'per request'",
+        help=(
+            "share of steady-state requests that open a database connection for it to be 'per "
+            "request'"
+        ),
+        why="",
+        cli=False,
     )
-    db_connect_slow_ms: float = _t(
+    db_connect_slow_ms: float = setting(
         50.0,
-        "one database connect slower than this is slow: local PostgreSQL takes 5-12 ms "
-        "(trust / scram), a hosted one with TLS ~70 ms",
-        "baseline.md; psycopg2 #1049 (GSS 111 ms vs 3.2 ms)",
+        help=(
+            "one database connect slower than this is slow: local PostgreSQL takes 5-12 ms (trust "
+            "/ scram), a hosted one with TLS ~70 ms"
+        ),
+        why="baseline.md; psycopg2 #1049 (GSS 111 ms vs 3.2 ms)",
+        cli=False,
     )
-    gss_saving_ms: float = _t(
+    gss_saving_ms: float = setting(
         20.0,
-        "a connect faster by this much with gssencmode=disable means GSS negotiation is the cost",
-        "psycopg2 #1049",
+        help=(
+            "a connect faster by this much with gssencmode=disable means GSS negotiation is the "
+            "cost"
+        ),
+        why="psycopg2 #1049",
+        cli=False,
     )
     # --- warm-up ---------------------------------------------------------------------------
-    warmup_excess_ms: float = _t(
+    warmup_excess_ms: float = setting(
         25.0,
-        "an early request slower than the steady state by this much (and by 5x the "
-        "steady state's spread) is a warm-up request",
+        help=(
+            "an early request slower than the steady state by this much (and by 5x the steady "
+            "state's spread) is a warm-up request"
+        ),
+        why="",
+        cli=False,
     )
-    warmup_connect_ms: float = _t(
+    warmup_connect_ms: float = setting(
         3.0,
-        "an early request that opened a database connection (when later ones do not) is "
-        "warm-up when it cost at least this: a local PostgreSQL connect is 4.5-12 ms, an "
-        "SQLite open ~1 ms",
-        "baseline.md",
+        help=(
+            "an early request that opened a database connection (when later ones do not) is "
+            "warm-up when it cost at least this: a local PostgreSQL connect is 4.5-12 ms, an "
+            "SQLite open ~1 ms"
+        ),
+        why="baseline.md",
+        cli=False,
     )
-    warmup_recurring_share: float = _t(
+    warmup_recurring_share: float = setting(
         0.5,
-        "share of the later new connections that pay the early requests' extra cost for it "
-        "to be a per-connection cost, not warm-up (warm-up is paid once per worker)",
+        help=(
+            "share of the later new connections that pay the early requests' extra cost for it to "
+            "be a per-connection cost, not warm-up (warm-up is paid once per worker)"
+        ),
+        why="",
+        cli=False,
     )
-    warmup_min_requests: int = _t(
+    warmup_min_requests: int = setting(
         2,
-        "slow early requests needed, each on a different worker when the server names "
-        "its threads, before it is called per-worker warm-up",
+        help=(
+            "slow early requests needed, each on a different worker when the server names its "
+            "threads, before it is called per-worker warm-up"
+        ),
+        why="",
+        cli=False,
+    )
+    warmup_spread_factor: float = setting(
+        5.0,
+        help=(
+            "an early request is warm-up only when its excess is also this many times the steady "
+            "state's spread"
+        ),
+        why="",
+        cli=False,
+    )
+    warmup_base_share: float = setting(
+        0.5, help="... and at least this share of the steady state's own time", why="", cli=False
+    )
+    warmup_steady_connect_share: float = setting(
+        0.5,
+        help=(
+            "below this share of steady-state requests opening a database connection, early "
+            "requests that open one are warm-up"
+        ),
+        why="",
+        cli=False,
+    )
+    warmup_noise_share: float = setting(
+        0.5,
+        help=(
+            "slow requests on workers that had already served one (noise) may be at most this "
+            "share of the first-per-worker slow ones for a per-worker warm-up pattern"
+        ),
+        why="",
+        cli=False,
+    )
+    warmup_steady_slow_share: float = setting(
+        0.1,
+        help=(
+            "steady-state requests as slow as the early ones may be at most this share (at least "
+            "one) for the early ones to be warm-up"
+        ),
+        why="",
+        cli=False,
     )
     # --- small writes ----------------------------------------------------------------------
-    delayed_ack_timers_ms: tuple[float, ...] = _t(
-        (40.0, 200.0),
-        "delayed-ACK timers a small-write stall clusters at: Linux 40 ms, Windows 200 ms",
-        "RFC 1122 4.2.3.2; Linux TCP_DELACK_MIN; cpython #108736",
-    )
-    delayed_ack_tolerance: float = _t(
-        0.35, "relative window around a timer value that counts as 'near' it"
-    )
-    stall_share: float = _t(0.6, "share of reused-connection requests that must stall")
-    # --- queueing ----------------------------------------------------------------------------
-    queue_ms: float = _t(
+    delayed_ack_linux_ms: float = setting(
         40.0,
-        "time waiting for a worker, at a concurrency a browser reaches (<= 4 clients), "
-        "above which requests queue",
+        help="the delayed-ACK timer a small-write stall clusters at on Linux",
+        why="RFC 1122 4.2.3.2; Linux TCP_DELACK_MIN; cpython #108736",
+        cli=False,
     )
-    queue_ceiling: float = _t(
+    delayed_ack_windows_ms: float = setting(
+        200.0,
+        help="the delayed-ACK timer a small-write stall clusters at on Windows",
+        why="RFC 1122 4.2.3.2; cpython #108736",
+        cli=False,
+    )
+    delayed_ack_tolerance: float = setting(
+        0.35,
+        help="relative window around a timer value that counts as 'near' it",
+        why="",
+        cli=False,
+    )
+    stall_share: float = setting(
+        0.6, help="share of reused-connection requests that must stall", why="", cli=False
+    )
+    # --- queueing ----------------------------------------------------------------------------
+    queue_ms: float = setting(
+        40.0,
+        help=(
+            "time waiting for a worker, at a concurrency a browser reaches (<= 4 clients), above "
+            "which requests queue"
+        ),
+        why="",
+        cli=False,
+    )
+    queue_ceiling: float = setting(
         1.5,
-        "a wait longer than this many times (clients - 1) service times is not a queue for "
-        "a worker (even one worker serves every other client first) but a starved CPU",
+        help=(
+            "a wait longer than this many times (clients - 1) service times is not a queue for a "
+            "worker (even one worker serves every other client first) but a starved CPU"
+        ),
+        why="",
+        cli=False,
     )
-    queue_max_clients: int = _t(
-        4, "queueing is judged up to this many concurrent clients (a browser opens 6)"
+    queue_max_clients: int = setting(
+        4,
+        help="queueing is judged up to this many concurrent clients (a browser opens 6)",
+        why="",
+        cli=False,
+    )
+    queue_base_share: float = setting(
+        0.5,
+        help="the queueing floor is at least this share of the time outside the app at one client",
+        why="",
+        cli=False,
+    )
+    queue_growth_share: float = setting(
+        0.5,
+        help=(
+            "a wait that grew by less than this share of itself between concurrency levels is a "
+            "queue for a worker, not a growing backlog"
+        ),
+        why="",
+        cli=False,
     )
     # --- the app --------------------------------------------------------------------------------
-    slow_app_ms: float = _t(
+    slow_app_ms: float = setting(
         100.0,
-        "the app's own time per request above which it is slow",
-        "Lighthouse server-response-time: aim for 100 ms, fails at 600 ms",
+        help="the app's own time per request above which it is slow",
+        why="Lighthouse server-response-time: aim for 100 ms, fails at 600 ms",
+        cli=False,
     )
-    slow_app_critical_ms: float = _t(
-        600.0, "the app's own time that is critical", "Lighthouse server-response-time"
+    slow_app_critical_ms: float = setting(
+        600.0,
+        help="the app's own time that is critical",
+        why="Lighthouse server-response-time",
+        cli=False,
     )
-    repeated_query_count: int = _t(
+    repeated_query_count: int = setting(
         10,
-        "one statement shape repeated this often in one request is an N+1",
-        "Sentry N+1 detector counts >= 5 repeats; 10 keeps loops over small sets quiet",
+        help="one statement shape repeated this often in one request is an N+1",
+        why="Sentry N+1 detector counts >= 5 repeats; 10 keeps loops over small sets quiet",
+        cli=False,
     )
-    many_queries_count: int = _t(
-        50, "this many queries of different shapes in one request is worth a look (info)"
+    many_queries_count: int = setting(
+        50,
+        help="this many queries of different shapes in one request is worth a look (info)",
+        why="",
+        cli=False,
     )
     # --- proxies ---------------------------------------------------------------------------------
-    proxy_hop_ms: float = _t(
-        20.0, "a reverse-proxy hop costing more than this on a reused connection is slow"
+    proxy_hop_ms: float = setting(
+        20.0,
+        help="a reverse-proxy hop costing more than this on a reused connection is slow",
+        why="",
+        cli=False,
     )
-    proxy_floor_ms: float = _t(
+    proxy_floor_ms: float = setting(
         2.0,
-        "what a healthy local proxy hop or loopback exchange costs at most; time outside "
-        "the app beyond it is the hop's",
+        help=(
+            "what a healthy local proxy hop or loopback exchange costs at most; time outside the "
+            "app beyond it is the hop's"
+        ),
+        why="",
+        cli=False,
+    )
+    proxy_setup_share: float = setting(
+        0.5,
+        help=(
+            "a proxy hop costing at least this share of a new direct connection's setup is the "
+            "proxy opening a new upstream connection per request"
+        ),
+        why="",
+        cli=False,
     )
     # --- HTTP hygiene ---------------------------------------------------------------------------
-    compress_min_saving_bytes: int = _t(
-        1400, "compression saving below this is ignored", "Lighthouse uses-text-compression"
+    compress_min_saving_bytes: int = setting(
+        1400,
+        help="compression saving below this is ignored",
+        why="Lighthouse uses-text-compression",
+        cli=False,
     )
-    compress_min_saving_share: float = _t(
-        0.05, "compression saving below this share is ignored", "Lighthouse"
+    compress_min_saving_share: float = setting(
+        0.05, help="compression saving below this share is ignored", why="Lighthouse", cli=False
     )
-    large_payload_bytes: int = _t(
-        300_000, "a body above this is large", "Sentry large HTTP payload: > 300 KB"
+    large_payload_bytes: int = setting(
+        300_000,
+        help="a body above this is large",
+        why="Sentry large HTTP payload: > 300 KB",
+        cli=False,
     )
-    large_payload_ms: float = _t(
+    large_payload_ms: float = setting(
         100.0,
-        "a large body whose transfer takes longer than this is a warning",
-        "Sentry large HTTP payload: > 100 ms",
+        help="a large body whose transfer takes longer than this is a warning",
+        why="Sentry large HTTP payload: > 100 ms",
+        cli=False,
     )
-    redirect_ms: float = _t(
+    redirect_ms: float = setting(
         0.0,
-        "every redirect costs a round trip; any redirect of the measured URL is reported",
-        "Lighthouse redirects",
+        help="every redirect costs a round trip; any redirect of the measured URL is reported",
+        why="Lighthouse redirects",
+        cli=False,
     )
 
 
 DEFAULT_THRESHOLDS = Thresholds()
 
 
-def docs_table(t: Thresholds = DEFAULT_THRESHOLDS) -> str:
+def docs_table() -> str:
     """The thresholds as a Markdown table (docs/diagnose.md embeds it)."""
-    lines = ["| threshold | value | why | source |", "|---|---|---|---|"]
-    for f in fields(t):
-        value = getattr(t, f.name)
-        shown = ", ".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
-        lines.append(f"| `{f.name}` | {shown} | {f.metadata['why']} | {f.metadata['source']} |")
-    return "\n".join(lines) + "\n"
+    columns = (("threshold", "name"), ("value", "value"), ("why", "help"), ("source", "why"))
+    return markdown(Thresholds, columns=columns) + "\n"

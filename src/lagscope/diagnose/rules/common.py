@@ -71,10 +71,11 @@ def totals(records: Sequence[RequestRecord]) -> list[float]:
     return [r.total_ms for r in records]
 
 
-def iqr_ms(values: Sequence[float]) -> float:
+def iqr_ms(values: Sequence[float], floor_ms: float) -> float:
+    """The interquartile range of ``values``, at least ``floor_ms`` (the noise floor)."""
     if len(values) < 4:
-        return 0.5
+        return floor_ms
     ordered = sorted(values)
     q1 = ordered[len(ordered) // 4]
     q3 = ordered[(3 * len(ordered)) // 4]
-    return max(0.5, q3 - q1)
+    return max(floor_ms, q3 - q1)

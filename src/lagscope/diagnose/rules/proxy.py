@@ -75,7 +75,7 @@ def upstream_no_keepalive(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> 
         and hop_ms >= t.proxy_hop_ms
         and direct_setup is not None
         and direct_setup >= t.setup_tax_ms
-        and hop_ms >= 0.5 * direct_setup
+        and hop_ms >= t.proxy_setup_share * direct_setup
     ):
         return make_finding(
             ev,

@@ -46,7 +46,7 @@ def server_queueing(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Findin
     base_out, base_app = outside(levels[0].records), app(levels[0].records)
     # Waiting is judged against the time already spent outside the app with one client:
     # 40 ms more is a queue when that time was 1 ms, and noise when it was a 200 ms tax.
-    floor = max(t.queue_ms, 0.5 * base_out)
+    floor = max(t.queue_ms, t.queue_base_share * base_out)
     figures = [
         Figure(
             f"clients_{lv.clients}_outside_app_ms" if timed else f"clients_{lv.clients}_wait_ms",
@@ -69,7 +69,7 @@ def server_queueing(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Findin
         # (one worker, all of them queued); more than that is this machine's CPU starved
         # (other processes, the GIL), not a worker shortage.
         ceiling = t.queue_ceiling * (lv.clients - 1) * service
-        if floor <= waited <= ceiling and grew < 0.5 * waited:
+        if floor <= waited <= ceiling and grew < t.queue_growth_share * waited:
             return make_finding(
                 ev,
                 t,

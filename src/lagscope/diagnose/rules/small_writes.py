@@ -35,7 +35,7 @@ def small_write_stall(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Find
     for label, warm in series:
         if len(warm) < 4:
             continue
-        for timer in t.delayed_ack_timers_ms:
+        for timer in (t.delayed_ack_linux_ms, t.delayed_ack_windows_ms):
             low, high = timer * (1 - t.delayed_ack_tolerance), timer * (1 + t.delayed_ack_tolerance)
             for phase in ("receive", "wait"):
                 values = [r.receive_ms if phase == "receive" else r.wait_ms for r in warm]

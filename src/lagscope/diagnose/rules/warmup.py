@@ -44,7 +44,11 @@ def worker_warmup(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding 
     if timed:
         steady_app = [r.app_ms() or 0.0 for r in steady]
         base = median(steady_app)
-        floor = max(t.warmup_excess_ms, 5 * iqr_ms(steady_app), 0.5 * base)
+        floor = max(
+            t.warmup_excess_ms,
+            t.warmup_spread_factor * iqr_ms(steady_app, t.spread_floor_ms),
+            t.warmup_base_share * base,
+        )
         steady_connects = share([metric_ms(r, "dbconn") is not None for r in steady])
 
         def excess(r: RequestRecord) -> float:
@@ -53,7 +57,7 @@ def worker_warmup(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding 
         # When early requests open database connections and the steady state does not,
         # those connects are the evidence and nothing else counts (a loaded machine makes
         # other requests slow at random; it does not make them connect).
-        connect_mode = steady_connects < 0.5 and any(
+        connect_mode = steady_connects < t.warmup_steady_connect_share and any(
             metric_ms(r, "dbconn") is not None for r in early
         )
 
@@ -69,7 +73,7 @@ def worker_warmup(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding 
     else:
         cold_base = median(totals(cw.cold)) if cw.cold else median(totals(cw.warm))
         warm_base = median(totals(cw.warm))
-        spread = iqr_ms(totals(cw.warm))
+        spread = iqr_ms(totals(cw.warm), t.spread_floor_ms)
 
         def excess(r: RequestRecord) -> float:
             base = warm_base if r.reused else cold_base
@@ -77,7 +81,9 @@ def worker_warmup(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding 
 
         def slow(r: RequestRecord) -> bool:
             base = warm_base if r.reused else cold_base
-            return excess(r) >= max(t.warmup_excess_ms, 5 * spread, 0.5 * base)
+            return excess(r) >= max(
+                t.warmup_excess_ms, t.warmup_spread_factor * spread, t.warmup_base_share * base
+            )
 
     threads = [metric_desc(r, "thread") for r in early]
     named = timed and all(threads)
@@ -97,7 +103,7 @@ def worker_warmup(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding 
                 else:
                     slow_ones.append(r)
             seen.add(name)
-        if later * 2 > len(slow_ones):
+        if later > t.warmup_noise_share * len(slow_ones):
             return None
         workers = len({metric_desc(r, "thread") for r in slow_ones})
     else:
@@ -108,7 +114,9 @@ def worker_warmup(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding 
             return None
         slow_ones = [r for r in early if slow(r)]
         workers = len(slow_ones)
-        if sum(1 for r in steady if slow(r)) > max(1, len(steady) // 10):
+        if sum(1 for r in steady if slow(r)) > max(
+            1, int(t.warmup_steady_slow_share * len(steady))
+        ):
             return None
     # Warm-up is paid once per worker: when the new connections of the cold series, made
     # long after the first requests, still pay it, it is a per-connection cost (priced by
