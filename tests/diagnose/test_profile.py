@@ -55,6 +55,11 @@ def test_slow_app_names_the_helper_with_its_time(django_app: Any) -> None:
     assert top.share > 0.6
     assert top.spends_in == ("sleep (<built-in>)",)
     assert [r.series for r in report.requests].count("profile") in (1, 2)
+    finding = report.finding("slow-app")
+    assert finding is not None
+    evidence = {e.name: e.value for e in finding.evidence}
+    assert str(evidence["profiled_hotspot"]).startswith("slow_helper (")
+    assert finding.fix[0].startswith("Start with slow_helper (")
     # Every output shows it; the JSON (schema-checked) reloads to the same findings.
     terminal = TerminalRenderer().render(report)
     assert "slow_helper (" in terminal and "in sleep (<built-in>)" in terminal
@@ -71,8 +76,6 @@ def test_slow_app_names_the_helper_with_its_time(django_app: Any) -> None:
         frames=tuple(replace(f, function="<script>alert(1)</script>") for f in profile.frames),
         hotspots=(replace(top, function="<img src=x onerror=alert(1)>"),),
     )
-    finding = report.finding("slow-app")
-    assert finding is not None
     findings = tuple(replace(f, profile=hostile) if f is finding else f for f in report.findings)
     page = html.render(replace(report, findings=findings))
     assert "<script>alert" not in page and "<img src=x" not in page

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from lagscope.diagnose.evidence import Evidence, ProfileProbe
-from lagscope.diagnose.model import Finding, FindingProfile
+from lagscope.diagnose.model import Figure, Finding, FindingProfile
 from lagscope.instrument.profile import Hotspot, Reason, hotspots
 
 __all__ = [
@@ -74,7 +74,7 @@ def with_profile(finding: Finding, ev: Evidence) -> Finding:
     if ev.profile is None:
         return finding
     part = finding_profile(ev.profile)
-    fix = finding.fix
+    fix, evidence = finding.fix, finding.evidence
     if part.hotspots:
         top = part.hotspots[0]
         fix = (
@@ -82,4 +82,11 @@ def with_profile(finding: Finding, ev: Evidence) -> Finding:
             "the profiled request.",
             *fix,
         )
-    return replace(finding, profile=part, fix=fix)
+        evidence = (
+            *evidence,
+            Figure("profiled_hotspot", f"{top.function} ({top.where})"),
+            Figure("profiled_hotspot_ms", top.ms, "ms"),
+            Figure("profiled_hotspot_share", top.share),
+            Figure("profiled_hotspot_spends_in", " → ".join(top.spends_in) or None),
+        )
+    return replace(finding, profile=part, fix=fix, evidence=evidence)
