@@ -3,22 +3,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
 from lagscope.browser import BrowserSession, open_browser
+from support.browser import have_browser
 from support.taxproxy import TaxedSite, taxed_site
 
 TAX_S = 0.3
-
-
-def have_browser() -> bool:
-    return importlib.util.find_spec("playwright") is not None and bool(
-        shutil.which("chromium") or shutil.which("google-chrome")
-    )
 
 
 @pytest.fixture(scope="module")

@@ -198,8 +198,9 @@ def _above_nine(fd: int) -> int:
 
 
 @contextmanager
-def open_page(path: Path, width: int = 1000, height: int = 1400) -> Iterator[Page]:
-    """Chromium with a fresh profile, one tab that has loaded ``path``."""
+def open_page(path: Path | str, width: int = 1000, height: int = 1400) -> Iterator[Page]:
+    """Chromium with a fresh profile, one tab that has loaded ``path`` (a file, or a URL
+    given as a string)."""
     if CHROMIUM is None:
         raise RuntimeError("chromium is not installed")
     to_r, to_w = os.pipe()  # we write commands into to_w; Chromium reads fd 3
@@ -237,7 +238,8 @@ def open_page(path: Path, width: int = 1000, height: int = 1400) -> Iterator[Pag
             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
         )
         page.events.clear()
-        page.call("Page.navigate", {"url": path.resolve().as_uri()})
+        url = path if isinstance(path, str) else path.resolve().as_uri()
+        page.call("Page.navigate", {"url": url})
         page.wait_event("Page.loadEventFired")
         # Console and log events of the load arrive around the load event; a round trip
         # after it flushes the ones already queued.

@@ -29,7 +29,7 @@ from lagscope.errors import ExitCode, LagscopeError
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright
 
-__all__ = ["LAUNCH_ARGS", "BrowserSession", "load_page", "open_browser"]
+__all__ = ["LAUNCH_ARGS", "BrowserSession", "find_installed", "load_page", "open_browser"]
 
 # The machine may have no network at all: without these Chromium spends the run on refused
 # connections of its own (updates, sync, field trials), which would share the measured page's
@@ -228,25 +228,32 @@ class BrowserSession:
         )
 
 
-def open_browser(
+def find_installed(
     browser_path: str | None = None,
-    *,
-    timeout_s: float = 30.0,
     platform: str = sys.platform,
     environ: Mapping[str, str] | None = None,
-    sleep: Sleep = time.sleep,
-    trusted_spki: tuple[str, ...] = (),
-) -> BrowserSession:
-    """A session on the browser :func:`~lagscope.browser.locate.find_browser` picks
-    (``browser_path`` first); use it in a ``with`` block."""
-    choice = find_browser(
+) -> BrowserChoice:
+    """The browser on this machine :func:`~lagscope.browser.locate.find_browser` picks
+    (``browser_path`` first), or its one-line error (exit 8)."""
+    return find_browser(
         browser_path,
         platform,
         os.environ if environ is None else environ,
         shutil.which,
         _is_file,
     )
-    return BrowserSession(choice, timeout_s, sleep, trusted_spki)
+
+
+def open_browser(
+    browser_path: str | None = None,
+    *,
+    timeout_s: float = 30.0,
+    sleep: Sleep = time.sleep,
+    trusted_spki: tuple[str, ...] = (),
+) -> BrowserSession:
+    """A session on the installed browser (``browser_path`` first); use it in a ``with``
+    block."""
+    return BrowserSession(find_installed(browser_path), timeout_s, sleep, trusted_spki)
 
 
 def load_page(

@@ -137,6 +137,7 @@ class Setup:
     added_ms: float  # what setup added to the load: the longest of each overlapping group
     per_connection_ms: float  # the median setup of one new connection
     connections: int  # new connections that paid it
+    rounds: int = 0  # groups of setups that ran one after another (overlapping ones are one)
 
 
 def idle_rule(idle_s: float) -> str:
@@ -328,10 +329,12 @@ def setup_ms(load: PageLoad, run: Sequence[PageLoad] = ()) -> Setup:
     added = 0.0
     reach = float("-inf")
     longest = 0.0
+    rounds = 0
     for start, end in sorted(intervals):
         if start >= reach:
             added += longest
             longest = 0.0
+            rounds += 1
         longest = max(longest, end - start)
         reach = max(reach, end)
     added += longest
@@ -340,6 +343,7 @@ def setup_ms(load: PageLoad, run: Sequence[PageLoad] = ()) -> Setup:
         added_ms=round(added, 3),
         per_connection_ms=round(float(statistics.median(each)), 3) if each else 0.0,
         connections=len(each),
+        rounds=rounds,
     )
 
 
@@ -351,7 +355,9 @@ def _resource_to_dict(r: ResourceLoad) -> dict[str, Any]:
     for f in fields(r):
         value = getattr(r, f.name)
         if f.name == "server_timing":
-            value = [{"name": m.name, "dur_ms": m.dur_ms, "desc": m.desc} for m in value]
+            value = [
+                {"name": m.name, "dur_ms": m.dur_ms, "desc": m.desc, "params": {}} for m in value
+            ]
         out[f.name] = value
     return out
 

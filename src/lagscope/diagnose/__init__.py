@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TypedDict
 
 from lagscope import dsn, redact
+from lagscope.diagnose.browser import BrowserAsk
 from lagscope.diagnose.ladder import DiagnoseOptions, Plan, Progress, diagnose
 from lagscope.diagnose.model import DiagnoseReport, Finding
 from lagscope.diagnose.settings import DiagnoseSettings
@@ -23,6 +24,7 @@ from lagscope.probe.options import (
     parse_resolve,
     parse_url,
 )
+from lagscope.settings_table import SettingsError
 
 if TYPE_CHECKING:
     # typing.Unpack is Python 3.11+; only the type checker reads it.
@@ -57,6 +59,9 @@ class Choices(TypedDict, total=False):
     verify_tls: bool
     thresholds: Thresholds
     command: Sequence[str]  # the command line the report shows
+    browser: bool  # a real browser loads the URL last (the browser extra)
+    browser_path: str | None  # that browser's executable, instead of the one found
+    browser_idle_s: float | None  # also reload after the browser sat idle this long
 
 
 # The command line's defaults, so the Python API's are the same numbers.
@@ -96,7 +101,20 @@ def make_options(url: str, **choices: Unpack[Choices]) -> DiagnoseOptions:
         quick=choices.get("quick", False),
         thresholds=choices.get("thresholds", DEFAULT_THRESHOLDS),
         command=redact.command_line(choices.get("command", ())),
+        browser=_browser_ask(choices),
     )
+
+
+def _browser_ask(choices: Choices) -> BrowserAsk | None:
+    path = choices.get("browser_path")
+    idle = choices.get("browser_idle_s")
+    if not choices.get("browser", False):
+        if path is not None or idle is not None:
+            raise SettingsError("--browser-path and --browser-idle need --browser")
+        return None
+    if idle is not None:
+        DiagnoseSettings(browser_idle_s=idle)  # the row's range, as on the command line
+    return BrowserAsk(path=path, idle_s=idle)
 
 
 def run(

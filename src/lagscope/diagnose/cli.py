@@ -63,6 +63,18 @@ def _load(path: Path) -> DiagnoseReport:
     help="Also time connects and SELECT 1 straight to this PostgreSQL (never printed "
     "with its password).",
 )
+@click.option(
+    "--browser",
+    is_flag=True,
+    help="Also load URL in a real browser already on this machine (the browser extra): "
+    "a cold load, a reload, connections opened.",
+)
+@click.option(
+    "--browser-path",
+    metavar="PATH",
+    help="The Chromium-based browser to drive with --browser (default: Chromium/Chrome on "
+    "PATH, or Chrome/Edge on Windows and macOS).",
+)
 @request_options()
 @click_options(DiagnoseSettings)
 @click.option("--quick", is_flag=True, help="Fewer requests per rung (about 3 s on a healthy app).")
@@ -77,6 +89,8 @@ def diagnose_command(
     url: str | None,
     direct: str | None,
     database: str | None,
+    browser: bool,
+    browser_path: str | None,
     resolves: tuple[str, ...],
     headers: tuple[str, ...],
     ipv4: bool,
@@ -112,6 +126,9 @@ def diagnose_command(
             quick=quick,
             allow_load=allow_load,
             verify_tls=not insecure,
+            browser=browser,
+            browser_path=browser_path,
+            browser_idle_s=settings.browser_idle_s,
             command=click.get_current_context().find_root().meta.get("lagscope.argv")
             or ("lagscope", *sys.argv[1:]),
         )

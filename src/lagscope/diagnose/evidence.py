@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from lagscope.browser.model import BrowserRun
 from lagscope.diagnose.model import Environment, Figure
 from lagscope.instrument.profile import Profile
 from lagscope.instrument.record import parse_dbshapes
@@ -169,6 +170,7 @@ class Evidence:
     # https only: what the server picked when offered h2 and http/1.1 (ALPN), as a browser
     # offers them; "" when it picked none (HTTP/1.1 then), None for http:// or not measured.
     alpn: str | None = None
+    browser: BrowserRun | None = None  # a real browser's loads (--browser)
     # The command that reruns this diagnosis (each finding's "confirm").
     command: str = ""
     profile: ProfileProbe | None = None

@@ -27,6 +27,9 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urljoin
 
 from lagscope import __version__, redact
+from lagscope.browser.locate import BrowserChoice
+from lagscope.browser.model import BrowserRun
+from lagscope.diagnose.browser import BrowserAsk, check_browser, run_browser, rung_figures
 from lagscope.diagnose.budget import budgets
 from lagscope.diagnose.database import SessionCounter
 from lagscope.diagnose.environment import describe, gather
@@ -147,6 +150,7 @@ class DiagnoseOptions:
     thresholds: Thresholds = DEFAULT_THRESHOLDS
     command: tuple[str, ...] = ()
     plan: Plan = field(default_factory=Plan)
+    browser: BrowserAsk | None = None  # --browser: a real browser loads the URL last
 
     def __post_init__(self) -> None:
         if self.quick and self.plan == Plan():
@@ -793,6 +797,27 @@ class _Ladder:
         self._rung("profile", _PROFILE_TITLE, t0, figures, () if reason is None else (reason,))
         return ProfileProbe(len(records), got, reason, request_ms)
 
+    def browser(self, ask: BrowserAsk, choice: BrowserChoice) -> BrowserRun | None:
+        t0 = self.clock.now_ns()
+        self._say("browser", "start")
+        run, notes = run_browser(
+            self.opts.probe.target.url,
+            choice,
+            ask,
+            self._left_s(),
+            self.probe.timeout_s,
+            not self.probe.verify_tls,
+            self.clock.sleep,
+        )
+        self.warnings.extend(f"browser: {n}" for n in notes)
+        if run is None:
+            self._rung("browser", "A real browser", t0, (), notes, status="skipped")
+            return None
+        if run.idle_rule:
+            notes.append(run.idle_rule)
+        self._rung("browser", "A real browser loads the page", t0, rung_figures(run), notes)
+        return run
+
 
 def _is_name(host: str) -> bool:
     return not (re.fullmatch(r"[0-9.]+", host) or ":" in host)
@@ -861,6 +886,8 @@ def diagnose(
         opts, network, clock, os.environ if environ is None else environ, platform_name, progress
     )
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    # Asked for a browser: find it before measuring anything, so a missing one fails at once.
+    browser_choice = check_browser(opts.browser) if opts.browser is not None else None
     env = ladder.environment()
     ev = Evidence(
         url=redact.url(opts.probe.target.url),
@@ -933,6 +960,10 @@ def diagnose(
         else:
             ladder._skip("database", "The database directly", "no --database DSN given")
         ev = replace(ev, hygiene=ladder.hygiene(hops))
+        if opts.browser is not None and browser_choice is not None:
+            ev = replace(ev, browser=ladder.browser(opts.browser, browser_choice))
+        else:
+            ladder._skip("browser", "A real browser", "no --browser")
     except RunDeadline as stop:
         ladder.truncated = True
         ladder.warnings.append(
@@ -990,6 +1021,7 @@ def diagnose(
         requests=tuple(ladder.records),
         truncated=ladder.truncated,
         warnings=tuple(ladder.warnings),
+        browser=ev.browser,
         options=(
             ("quick", opts.quick),
             ("allow_load", opts.allow_load),

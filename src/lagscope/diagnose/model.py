@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal, cast, get_args
 
 from lagscope.instrument.profile import Hotspot, ProfileFrame
+from lagscope.browser.model import BrowserRun, run_from_dict, run_to_dict
 from lagscope.probe.model import RequestRecord, record_from_dict, record_to_dict
 
 __all__ = [
@@ -45,6 +46,7 @@ Affects = Literal[
     "concurrent requests",
     "every new database connection",
     "nothing measured here",
+    "every cold page load",
 ]
 AFFECTS: tuple[Affects, ...] = get_args(Affects)
 RungStatus = Literal["ran", "skipped", "failed"]
@@ -169,6 +171,8 @@ class DiagnoseReport:
     truncated: bool
     warnings: tuple[str, ...]
     options: tuple[tuple[str, Any], ...]
+    # What a real browser did loading the URL (diagnose --browser).
+    browser: BrowserRun | None = None
 
     def finding(self, finding_id: str) -> Finding | None:
         for f in self.findings:
@@ -208,7 +212,7 @@ def _plain(obj: Any) -> Any:
 
 
 def to_dict(report: DiagnoseReport) -> dict[str, Any]:
-    return {
+    out = {
         "schema": report.schema,
         "tool_version": report.tool_version,
         "url": report.url,
@@ -232,6 +236,9 @@ def to_dict(report: DiagnoseReport) -> dict[str, Any]:
         "warnings": list(report.warnings),
         "options": dict(report.options),
     }
+    if report.browser is not None:
+        out["browser"] = run_to_dict(report.browser)
+    return out
 
 
 def _figures(items: list[dict[str, Any]]) -> tuple[Figure, ...]:
@@ -310,4 +317,5 @@ def from_dict(data: dict[str, Any]) -> DiagnoseReport:
         truncated=data["truncated"],
         warnings=tuple(data["warnings"]),
         options=tuple(data["options"].items()),
+        browser=run_from_dict(data["browser"]) if data.get("browser") else None,
     )

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lagscope.console import printable
+from lagscope.browser.model import BrowserRun, setup_ms
 from lagscope.diagnose.model import Budget, DiagnoseReport, Figure, from_dict, to_dict
 from lagscope.diagnose.profiling import spot_line
 from lagscope.saved import model_from_saved, saved_text
@@ -135,6 +136,8 @@ class TerminalRenderer:
             console.print(Text(f"   confirm: {_printable(f.confirm)}"))
         for budget in report.budgets:
             console.print(self._budget(budget))
+        if report.browser is not None:
+            console.print(self._browser(report.browser))
         rungs = Table(title="Rungs", title_justify="left", box=self._box, expand=False)
         rungs.add_column("rung")
         rungs.add_column("status")
@@ -155,6 +158,30 @@ class TerminalRenderer:
         if self.ascii_only:
             text = text.translate(_ASCII).encode("ascii", "replace").decode("ascii")
         return text
+
+    def _browser(self, run: BrowserRun) -> Table:
+        table = Table(
+            title=f"What the browser did ({run.browser})", title_justify="left", box=self._box
+        )
+        table.add_column("load")
+        table.add_column("ms", justify="right")
+        table.add_column("requests", justify="right")
+        table.add_column("connections", justify="right")
+        table.add_column("new", justify="right")
+        table.add_column("setup added", justify="right")
+        for load in run.loads:
+            setup = setup_ms(load, run.loads)
+            table.add_row(
+                load.label,
+                _ms(load.load_ms),
+                str(len(load.resources)),
+                str(load.connections),
+                str(load.new_connections),
+                _ms(setup.added_ms),
+            )
+        if run.idle_rule:
+            table.caption = run.idle_rule
+        return table
 
     def _budget(self, budget: Budget) -> Table:
         table = Table(

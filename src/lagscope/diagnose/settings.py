@@ -43,6 +43,17 @@ class DiagnoseSettings:
         flag="--budget",
     )
 
+    browser_idle_s: float | None = setting(
+        None,
+        help="With --browser: also reload after the browser sat idle this long (Chrome "
+        "closes unused idle sockets after 10 s, used ones after 300 s).",
+        unit="s",
+        why="off unless asked for: the run waits that long",
+        minimum=0,
+        maximum=900,
+        flag="--browser-idle",
+    )
+
     def __post_init__(self) -> None:
         validate(self)
 

@@ -95,6 +95,26 @@ class Thresholds:
         why="",
         cli=False,
     )
+    # --- the browser (--browser) ---------------------------------------------------------
+    page_setup_ms: float = setting(
+        20.0,
+        help=(
+            "a page load whose new connections added at least this to it (the longest setup "
+            "of each group that ran in parallel) reports page-new-connections; a loopback "
+            "connect costs < 1 ms"
+        ),
+        why="baseline: loopback connect 0.03-0.04 ms",
+        cli=False,
+    )
+    browser_fallback_ms: float = setting(
+        250.0,
+        help=(
+            "a browser connect to a name this slow where a refusing loopback address exists is "
+            "Chrome waiting out its IPv6 fallback (a share of chrome_fallback_ms, for timer slack)"
+        ),
+        why="Chrome kIPv6FallbackTime = 300 ms",
+        cli=False,
+    )
     # --- database -------------------------------------------------------------------------
     db_per_request_share: float = setting(
         0.8,

@@ -11,13 +11,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from lagscope.instrument.profile import ProfileFrame
+from lagscope.browser.model import PageLoad
 from lagscope.probe.model import RequestRecord
 from lagscope.probe.stats import Summary
 
 __all__ = [
     "BAR_PHASES",
+    "BROWSER_PHASES",
     "Bar",
     "BarChart",
     "CostBar",
@@ -33,6 +36,7 @@ __all__ = [
     "Waterfall",
     "WaterfallRow",
     "bar_chart",
+    "browser_waterfall",
     "cost_chart",
     "ecdf",
     "fmt_ms",
@@ -240,6 +244,60 @@ def waterfall(
         row_h=row_h,
         shown=len(shown),
         total=len(ordered),
+    )
+
+
+# The phases of a browser's request, in the order they happen (Resource Timing's).
+BROWSER_PHASES = ("queued", "resolve", "connect", "tls", "wait", "receive")
+
+
+def browser_waterfall(load: PageLoad, row_h: float = 18.0) -> Waterfall:
+    """One row per request of a browser's page load, placed at its start on the page's
+    timeline, its phases end to end; labelled by path and connection (new or reused).
+    A request served from the cache is a row without phases."""
+    rows_in = list(load.resources)
+    if not rows_in:
+        return Waterfall(rows=(), ticks=(), height=0.0, row_h=row_h, shown=0, total=0)
+    end = max([load.load_ms, *(r.end_ms for r in rows_in)])
+    px, ticks, _ = _scale(end, PLOT_W)
+    rows = []
+    for i, r in enumerate(rows_in):
+        x = r.start_ms * px
+        segs = []
+        for phase, ms in zip(
+            BROWSER_PHASES,
+            (r.queued_ms, r.dns_ms, r.connect_ms, r.tls_ms, r.wait_ms, r.receive_ms),
+            strict=True,
+        ):
+            if ms is None or (ms <= 0 and phase != "wait"):
+                continue
+            segs.append(Segment(name=phase, ms=ms, x=x, w=max(ms, 0.0) * px))
+            x += max(ms, 0.0) * px
+        path = urlsplit(r.url).path or "/"
+        if r.from_cache:
+            conn, reused = "cache", True
+        elif r.connection_id is None:
+            conn, reused = "?", r.reused
+        else:
+            conn, reused = f"c{r.connection_id}", r.reused
+        rows.append(
+            WaterfallRow(
+                label=path if len(path) <= 28 else "…" + path[-27:],
+                connection=conn,
+                reused=reused,
+                total_ms=r.end_ms - r.start_ms,
+                start_ms=r.start_ms,
+                y=i * row_h,
+                segments=tuple(segs) if not r.from_cache else (),
+            )
+        )
+    return Waterfall(
+        rows=tuple(rows),
+        ticks=tuple(ticks),
+        height=len(rows) * row_h,
+        row_h=row_h,
+        shown=len(rows),
+        total=len(rows),
     )
 
 

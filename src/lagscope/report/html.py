@@ -14,6 +14,7 @@ import functools
 import re
 from typing import TYPE_CHECKING, Any
 
+from lagscope.browser.model import setup_ms
 from lagscope.diagnose.model import DiagnoseReport
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.probe.model import ProbeReport
@@ -91,6 +92,7 @@ def render_view(view: ReportView) -> str:
             if m.dur is not None:
                 st_rows.append((f"{name} {m.name}", [(m.name, m.dur.p50_ms)], f"n {m.count}"))
                 st_classes.append(f"sbar s-{name}")
+    loads = view.browser.loads if view.browser is not None else ()
     context: dict[str, Any] = {
         "v": view,
         "phases": charts.BAR_PHASES,
@@ -104,6 +106,10 @@ def render_view(view: ReportView) -> str:
         "seq_limited": len(tagged) > SEQUENCE_LIMIT,
         "st_chart": charts.bar_chart(st_rows, row_h=20.0, classes=st_classes),
         "icicles": {f.id: charts.icicle(f.frames) for f in view.findings if f.frames},
+        "browser_loads": [
+            (load, charts.browser_waterfall(load), setup_ms(load, loads)) for load in loads
+        ],
+        "browser_legend": [(p, f"ph-{p}") for p in charts.BROWSER_PHASES],
     }
     return _environment().get_template("report.html.j2").render(context)
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lagscope.browser.model import BrowserRun
 from lagscope.diagnose.model import DiagnoseReport, Figure
 from lagscope.diagnose.profiling import spot_line
 from lagscope.instrument.profile import ProfileFrame
@@ -111,6 +112,8 @@ class ReportView:
     headline_id: str = ""
     headline_cost_before: str = "a new connection costs"
     headline_cost_after: str = "more than a reused one (median total)"
+    # A real browser's loads (diagnose --browser), drawn as their own waterfalls.
+    browser: BrowserRun | None = None
 
     def tagged_records(self) -> list[tuple[str, RequestRecord]]:
         """Every request with its connection id, in the order the run made them."""
@@ -406,6 +409,7 @@ def diagnose_view(report: DiagnoseReport) -> ReportView:
         headline_id=problems[0].id if problems else "",
         headline_cost_before="costs",
         headline_cost_after=f"per request affected ({problems[0].affects})" if problems else "",
+        browser=report.browser,
     )
 
 

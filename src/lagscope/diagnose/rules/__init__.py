@@ -16,6 +16,7 @@ from typing import Protocol
 from lagscope.diagnose.evidence import Evidence
 from lagscope.diagnose.model import Finding
 from lagscope.diagnose.rules.app import many_queries, slow_app
+from lagscope.diagnose.rules.browser import page_new_connections
 from lagscope.diagnose.rules.connections import (
     connection_setup_tax,
     keepalive_refused,
@@ -64,6 +65,7 @@ RULES: tuple[Rule, ...] = (
     localhost_fallback,
     slow_name_resolution,
     connection_setup_tax,
+    page_new_connections,
     keepalive_refused,
     upstream_no_keepalive,
     proxy_hop_slow,

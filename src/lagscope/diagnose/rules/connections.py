@@ -12,6 +12,7 @@ from lagscope.diagnose.evidence import (
     summary_of,
 )
 from lagscope.diagnose.model import Figure, Finding
+from lagscope.diagnose.rules.browser import browser_figures
 from lagscope.diagnose.rules.common import (
     has_timing,
     make_finding,
@@ -140,6 +141,7 @@ def connection_setup_tax(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> F
                     Figure(f"new_connection_extra_in {name}", round(ms, 3), "ms")
                     for name, ms in phases
                 ),
+                *browser_figures(ev),
             ],
             _TAX_FIX,
             f"The first request on a new connection costs {cost:.0f} ms more than one on a "
@@ -161,7 +163,7 @@ def connection_setup_tax(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> F
         "Every request pays a new-connection tax (the server does not keep connections)",
         cost,
         "every request",
-        evidence,
+        [*evidence, *browser_figures(ev)],
         _TAX_FIX,
         "The server closes every connection, so every request opens a new one, and each "
         f"waits {cost:.0f} ms before the first response byte that is not the app's: {how}",

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from lagscope.diagnose.evidence import Evidence, figure, summary_of
 from lagscope.diagnose.model import Figure, Finding
+from lagscope.diagnose.rules.browser import browser_connect_ms
 from lagscope.diagnose.rules.common import make_finding, median, severity_for
 from lagscope.diagnose.thresholds import Thresholds
 
@@ -103,6 +104,13 @@ def localhost_fallback(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Fin
             Figure("chrome_waits_ms", t.chrome_fallback_ms),
             Figure("windows_sequential_client_ms", t.windows_refused_ms),
         ]
+        browser_ms = browser_connect_ms(ev)
+        in_browser = ""
+        if browser_ms is not None and browser_ms >= t.browser_fallback_ms:
+            # The browser's own connects show Chrome waiting out its fallback timer.
+            evidence.append(Figure("browser_connect_ms", round(browser_ms, 3), "ms"))
+            cost = max(cost, browser_ms)
+            in_browser = f" The browser itself paid {browser_ms:.0f} ms per new connection."
         if drops:
             paid = (
                 f"A client that tries addresses in order waits its whole connect timeout "
@@ -124,7 +132,7 @@ def localhost_fallback(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Fin
             f"{res.addresses[first_ok].address}. {paid}; Chrome waits "
             f"{t.chrome_fallback_ms:g} ms before falling back, and sequential clients on "
             f"Windows ~{t.windows_refused_ms:g} ms even when the address refuses. The rest of "
-            f"this run connected to {res.addresses[first_ok].address} directly.",
+            f"this run connected to {res.addresses[first_ok].address} directly." + in_browser,
             severity=severity_for(cost, t),
         )
     if res.unlistened and res.is_name:

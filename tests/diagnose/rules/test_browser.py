@@ -1,0 +1,102 @@
+"""``page-new-connections``, and the browser's side of the per-connection findings, from
+hand-built browser loads."""
+
+from __future__ import annotations
+
+import pytest
+
+from lagscope.browser.model import BrowserRun, PageLoad, ResourceLoad
+from lagscope.diagnose.evidence import AddressProbe, Resolution
+from lagscope.diagnose.rules import evaluate
+from support.diagnose_evidence import T, ev, healthy_cw, ids
+
+TAX = 300.0
+
+
+def res(
+    path: str,
+    start: float,
+    wait: float,
+    conn: int,
+    reused: bool,
+    connect: float | None = None,
+    kind: str = "link",
+) -> ResourceLoad:
+    return ResourceLoad(
+        url=f"http://h{path}",
+        kind=kind,
+        start_ms=start,
+        end_ms=start + (connect or 0.0) + wait + 1.0,
+        queued_ms=0.0,
+        dns_ms=None,
+        connect_ms=connect,
+        tls_ms=None,
+        wait_ms=wait,
+        receive_ms=1.0,
+        protocol="http/1.1",
+        status=200,
+        transfer_bytes=300,
+        from_cache=False,
+        connection_id=conn,
+        reused=reused,
+    )
+
+
+def page(tax: float, connect: float | None = None) -> BrowserRun:
+    """A document on its own connection, then five assets on new connections in parallel
+    and one on the document's; then a reload on kept connections."""
+    doc = res("/", 0.0, tax + 5.0, 1, False, connect, kind="navigation")
+    start = tax + 10.0
+    assets = [res("/a0.css", start, 2.0, 1, True)]
+    assets += [res(f"/a{i}.css", start, tax + 2.0, 1 + i, False, connect) for i in range(1, 6)]
+    cold = PageLoad("cold", "http://h/", 2 * tax + 40.0, 2 * tax + 30.0, (doc, *assets))
+    again = res("/", 0.0, 5.0, 3, True, kind="navigation")
+    reload = PageLoad("reload", "http://h/", 40.0, 30.0, (again,))
+    return BrowserRun("chromium 156", "PATH", "http://h/", (cold, reload))
+
+
+def test_a_page_paying_a_tax_per_connection_is_named_and_priced() -> None:
+    findings = evaluate(ev(coldwarm=healthy_cw(), browser=page(TAX)), T)
+    assert [f.id for f in findings] == ["page-new-connections"]
+    f = findings[0]
+    assert f.severity == "critical"
+    assert f.affects == "every cold page load"
+    # The document's setup, then five assets' in parallel: two taxes, not six.
+    assert f.cost_ms == pytest.approx(2 * TAX, abs=5)
+    figures = {e.name: e.value for e in f.evidence}
+    assert figures["connections_opened"] == 6
+    assert figures["rounds_of_setup"] == 2
+    assert figures["reload_connections_opened"] == 0
+    assert "2 rounds" in f.detail
+
+
+def test_cheap_connections_are_not_a_finding() -> None:
+    assert "page-new-connections" not in ids(ev(coldwarm=healthy_cw(), browser=page(1.0)))
+
+
+def test_a_page_whose_setup_is_just_over_the_threshold_is_a_warning() -> None:
+    found = ids(ev(coldwarm=healthy_cw(), browser=page(T.page_setup_ms)))
+    assert found["page-new-connections"] == "warning"
+
+
+def test_the_browser_paying_chromes_fallback_prices_localhost_fallback() -> None:
+    resolution = Resolution(
+        host="localhost",
+        is_name=True,
+        source="pinned",
+        resolve_ms=(),
+        addresses=(
+            AddressProbe("::1", "ipv6", ("refused",) * 3, (0.05,) * 3),
+            AddressProbe("127.0.0.1", "ipv4", ("connected",) * 3, (0.04,) * 3),
+        ),
+        hostname_connect_ms=(0.1, 0.1, 0.1),
+    )
+    # Chrome waits its 300 ms before trying IPv4: each new connection's connect shows it.
+    found = {
+        f.id: f for f in evaluate(ev(resolution=resolution, browser=page(0.0, connect=TAX + 1)), T)
+    }
+    fallback = found["localhost-fallback"]
+    assert fallback.cost_ms == pytest.approx(TAX + 1)
+    assert fallback.severity == "critical"
+    assert "browser_connect_ms" in {e.name for e in fallback.evidence}
+    assert "The browser itself paid 301 ms" in fallback.detail
