@@ -11,6 +11,8 @@ from lagscope.browser import BrowserSession, open_browser
 from support.browser import have_browser
 from support.taxproxy import TaxedSite, taxed_site
 
+__all__ = ["TAX_S", "browser", "have_browser", "site"]
+
 TAX_S = 0.3
 
 

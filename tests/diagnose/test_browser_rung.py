@@ -58,24 +58,25 @@ def test_browser_rung_agrees_with_chromium_and_prices_the_connections(
 ) -> None:
     url = f"http://127.0.0.1:{site.port}/"
     out = tmp_path / "d.json"
-    # A starved machine only adds time: up to three side-by-side pairs, the first that
-    # agrees counts (a wrong cold load, or a wrong count of taxes, never agrees).
-    tried = []
+    # A starved machine only adds time, to either side: the best of up to three runs of
+    # each is compared, stopping once they agree (a wrong cold load never agrees).
+    ours: list[float] = []
+    chromium: list[float] = []
     for _ in range(3):
         done = lagscope("diagnose", url, "--browser", "--quick", "--json", "-o", str(out))
         assert done.returncode == 1, done.stderr  # a warning or worse
         assert "Traceback" not in done.stderr
         report = from_dict(json.loads(out.read_text(encoding="utf-8")))
-        reference = chromium_load_ms(url)
         run = report.browser
         assert run is not None
         cold = run.load("cold")
         assert cold is not None
-        tried.append((cold.load_ms, reference))
-        if close_to(cold.load_ms, reference):
+        ours.append(cold.load_ms)
+        chromium.append(chromium_load_ms(url))
+        if close_to(min(ours), min(chromium)):
             break
     else:
-        pytest.fail(f"the browser rung's cold load never agreed with Chromium's: {tried}")
+        pytest.fail(f"the browser rung's cold load never agreed with Chromium's: {ours} {chromium}")
     rung = next(r for r in report.rungs if r.name == "browser")
     assert rung.status == "ran"
     figures = {f.name: f.value for f in rung.figures}
