@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Literal, cast, get_args
 
-from lagscope.instrument.profile import Hotspot, ProfileFrame
 from lagscope.browser.model import BrowserRun, run_from_dict, run_to_dict
+from lagscope.instrument.profile import Hotspot, ProfileFrame
 from lagscope.probe.model import RequestRecord, record_from_dict, record_to_dict
 
 __all__ = [

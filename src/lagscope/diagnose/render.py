@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from lagscope.console import printable
 from lagscope.browser.model import BrowserRun, setup_ms
+from lagscope.console import printable
 from lagscope.diagnose.model import Budget, DiagnoseReport, Figure, from_dict, to_dict
 from lagscope.diagnose.profiling import spot_line
 from lagscope.saved import model_from_saved, saved_text

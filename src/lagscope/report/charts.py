@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from lagscope.instrument.profile import ProfileFrame
 from lagscope.browser.model import PageLoad
+from lagscope.instrument.profile import ProfileFrame
 from lagscope.probe.model import RequestRecord
 from lagscope.probe.stats import Summary
 
