@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -103,9 +104,10 @@ def main() -> None:
         for key in order:
             batch = max(1, args.batch // 10) if key[0] == "/sleep/" else args.batch
             times[key].append(configs[key](batch))
+    load = f", load {os.getloadavg()[0]:.1f}" if sys.platform != "win32" else ""
     print(
         f"# {platform.platform()}, Python {platform.python_version()}, Django "
-        f"{django.get_version()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
+        f"{django.get_version()}, {os.cpu_count()} CPUs{load}; "
         f"rounds={args.rounds} batch={args.batch}"
     )
     print("| view | plain ms (median) | profiled ms (median) | added ms (median paired) | ratio |")
