@@ -41,6 +41,13 @@ class _FilePath(click.Path):
     """``click.Path(path_type=pathlib.Path)``, with pathlib imported only when a file is
     given: a probe run without one does not pay for loading it (~0.8 ms)."""
 
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        # Path("") is ".", the current directory: an empty argument (an unset shell
+        # variable, say) is a usage error, not a file named "." found after the run.
+        if isinstance(value, str) and value == "":
+            self.fail("an empty path names no file", param, ctx)
+        return super().convert(value, param, ctx)
+
     def coerce_path_result(self, value: str | os.PathLike[str]) -> Path:
         from pathlib import Path
 
