@@ -78,16 +78,22 @@ def _workers(p: Sofar, h: Host) -> tuple[int, str]:
     return value, why
 
 
+# The measured part is docs/performance.md's (serving the reference app's /api/items/ on
+# 2 vCPUs); the rest is a rule of thumb and says so.
+_THREADS_WHY = (
+    "a CPU-bound view holds the GIL, so threads beyond the CPUs add no req/s (on 2 vCPUs, "
+    "threads=1, 2, 4 and 8 all served within this machine's ±10 % noise of each other: "
+    "docs/performance.md); at least 2 keeps one slow request from blocking everyone "
+    "(a rule of thumb)"
+)
+
+
 def _threads(p: Sofar, h: Host) -> tuple[int, str]:
     by_cpu = min(max(h.cpu_count, 2), 8)
     workers = p.int("workers")
     budget = max(1, p.int("db_connections") // workers)
     value = min(by_cpu, budget)
-    why = (
-        f"{h.cpu_count} CPU(s) -> {by_cpu}: a CPU-bound Django view holds the GIL, so threads "
-        "beyond the CPU count cost throughput (threads=4 gave half the req/s of threads=1 on "
-        "2 vCPU), while at least 2 keeps one slow request from blocking everyone; capped at 8"
-    )
+    why = f"{h.cpu_count} CPU(s) -> {by_cpu}: {_THREADS_WHY}; capped at 8"
     if value < by_cpu:
         why += (
             f"; cut to db_connections / workers = {budget}, since each thread holds one connection"
@@ -214,9 +220,7 @@ class ServeConfig:
         shown="CPUs, clamped to 2…8, ≤ db-connections",
         unit="threads",
         help="Worker threads running the app (waitress) / blocking threads (granian).",
-        why="a CPU-bound view holds the GIL: threads=4 gave half the req/s of threads=1 on "
-        "2 vCPU; 2 keeps one slow request from blocking all; each thread may hold one "
-        "database connection",
+        why=f"{_THREADS_WHY}; each thread may hold one database connection",
         minimum=1,
         maximum=1024,
     )
@@ -296,8 +300,9 @@ class ServeConfig:
     health_checks: bool = setting(
         True,
         help="Check a reused database connection before a request uses it.",
-        why="a dropped persistent connection otherwise fails one request per thread with "
-        "HTTP 500 (measured: 3 of 8 requests after PostgreSQL killed idle sessions)",
+        why="without it a persistent connection the database dropped fails the next "
+        "request of each thread that held one with HTTP 500; the check pings only reused "
+        "connections",
     )
     shutdown_timeout: float = setting(
         30.0,

@@ -1,0 +1,76 @@
+"""Every reason a settings row gives is true: one that reports a measurement names
+docs/performance.md and quotes figures that are there; anything else is a mechanism or says it
+is a rule of thumb. (A reason once said threads=4 gave half the req/s of threads=1; the
+measurement on the reference app said otherwise.)"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+from lagscope import settings_table
+
+DOCS = Path(__file__).parents[1] / "docs" / "performance.md"
+
+# Every module that declares settings rows (the one settings mechanism).
+MODULES = [
+    "lagscope.serve.settings",
+    "lagscope.probe.options",
+    "lagscope.nginx.config",
+    "lagscope.inject.config",
+    "lagscope.instrument.options",
+    "lagscope.diagnose.settings",
+    "lagscope.demo.runner",
+]
+
+# Words that report a measurement rather than a mechanism or a published default.
+_MEASURED = re.compile(r"\b(?:measured|gave|halved|doubled|tripled)\b|\bserved\s+[\d~]")
+# A measured ratio or share quoted as a figure: "1.5-2.3x the req/s", "8 % of".
+_FIGURE = re.compile(
+    r"\d+(?:\.\d+)?(?:[-–]\d+(?:\.\d+)?)?\s*(?:x|×)\s+the\b"
+    r"|\d+(?:\.\d+)?\s*%\s+(?:of|more|less|fewer)\b"
+)
+
+
+def _reasons() -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for name in MODULES:
+        module = importlib.import_module(name)
+        for obj in vars(module).values():
+            if not (
+                isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == name
+            ):
+                continue
+            try:
+                rows = settings_table.rows(obj)
+            except (TypeError, KeyError):  # a dataclass that is not a settings table
+                continue
+            out += [(f"{obj.__name__}.{r.name}", r.spec.why) for r in rows if r.spec.why]
+    return out
+
+
+REASONS = _reasons()
+
+
+def test_the_tables_were_found() -> None:
+    names = {n for n, _ in REASONS}
+    assert {"ServeConfig.threads", "ServeConfig.workers", "ProxySettings.chunk_bytes"} <= names
+
+
+def _norm(text: str) -> str:
+    return text.replace("–", "-").replace("×", "x").replace(" ", "")
+
+
+@pytest.mark.parametrize(("row", "why"), REASONS, ids=[n for n, _ in REASONS])
+def test_a_measured_reason_names_where_it_was_measured(row: str, why: str) -> None:
+    if _MEASURED.search(why) or _FIGURE.search(why):
+        assert "docs/performance.md" in why or "rule of thumb" in why, why
+    if "docs/performance.md" in why:
+        docs = _norm(DOCS.read_text(encoding="utf-8"))
+        for figure in _FIGURE.findall(why):
+            low = re.split(r"[-–x×% ]", figure)[0]
+            assert _norm(low) in docs, (row, figure)
