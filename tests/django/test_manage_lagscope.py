@@ -6,14 +6,18 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import json
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lagscope.dbcheck.measure import bounded_connect_timeout
 from lagscope.dbcheck.model import AliasResult, AliasSettings, DbReport, Samples
 from lagscope.dbcheck.render import render_json, render_text
 from lagscope.dbcheck.rules import findings_for
@@ -479,3 +483,78 @@ def test_diagnose_of_a_debug_project_names_the_slow_helper(project: Path) -> Non
     top = findings["slow-app"]["profile"]["hotspots"][0]
     assert top["function"] == "slow_helper" and 150 <= top["ms"] <= 250, top
     assert top["file"] == "proj_urls.py"
+
+
+def _silent_pg(port: int, **options: Any) -> dict[str, Any]:
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "app",
+        "USER": "app",
+        "PASSWORD": PASSWORD,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "OPTIONS": options,
+    }
+
+
+# connect_timeout values a project may have: libpq reads 0, nothing or a negative number as
+# "wait forever"; a long one would outlast --timeout.
+_PROJECT_TIMEOUTS: list[Any] = [0, "0", -5, 3600, "not a number", None]
+
+
+def test_timeout_bounds_every_connect_whatever_options_say(project: Path) -> None:
+    """A host that accepts TCP and never answers: each alias's connect ends within --timeout,
+    whatever OPTIONS' connect_timeout is (an unbounded one used to hang the command)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)  # the kernel completes handshakes; nothing is ever answered
+        port = listener.getsockname()[1]
+        databases = {
+            ("default" if i == 0 else f"a{i}"): _silent_pg(
+                port, **({} if t is None else {"connect_timeout": t})
+            )
+            for i, t in enumerate(_PROJECT_TIMEOUTS)
+        }
+        start = time.monotonic()
+        result = manage(project, databases, "db", "--timeout", "2", "--samples", "1")
+        elapsed_s = time.monotonic() - start
+    assert result.returncode == 4, result.stderr
+    assert "cannot connect to 'default'" in result.stderr and "(and 5 more)" in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and PASSWORD not in result.stderr
+    # Six aliases at 2 s each, plus Django's start-up; unbounded, this never returned.
+    assert elapsed_s < 6 * 2 + 45
+
+
+@pytest.mark.parametrize(
+    ("configured", "expected"),
+    [(0, 3), ("0", 3), (-1, 3), (None, 3), ("x", 3), (3600, 3), (2, 2), ("1", 1), (3, 3)],
+)
+def test_the_project_s_connect_timeout_is_kept_only_when_shorter(
+    configured: object, expected: int
+) -> None:
+    assert bounded_connect_timeout(configured, 3) == expected
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is a POSIX signal")
+def test_ctrl_c_during_a_connect_is_one_line_and_exit_130(project: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        databases = {"default": _silent_pg(port, connect_timeout=0)}
+        child = subprocess.Popen(
+            [sys.executable, "manage.py", "lagscope", "db", "--timeout", "60"],
+            cwd=project,
+            env=_env(databases),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        listener.settimeout(60)
+        held, _ = listener.accept()  # readiness: the command is inside its connect
+        with held:
+            child.send_signal(signal.SIGINT)
+            out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    assert err.splitlines() == ["CommandError: lagscope: interrupted"], err
+    assert out == ""

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from lagscope import redact
 from lagscope.dbcheck.model import AliasResult, AliasSettings, DbReport, Samples
 from lagscope.dbcheck.rules import findings_for
 
-__all__ = ["alias_settings", "measure"]
+__all__ = ["alias_settings", "bounded_connect_timeout", "measure"]
 
 MAX_SAMPLES = 100
+
+T = TypeVar("T")
 
 
 def _gssencmode(settings_dict: dict[str, Any], vendor: str) -> str | None:
@@ -47,6 +50,17 @@ def alias_settings(alias: str, settings_dict: dict[str, Any], vendor: str) -> Al
     )
 
 
+def bounded_connect_timeout(configured: object, limit_s: int) -> int:
+    """The connect timeout a measurement uses: the project's own when it is a shorter bound,
+    else ``limit_s``. libpq and MySQL read 0 (or nothing, or a negative number) as "wait
+    forever", so a host that never answers would hang the command whatever --timeout says."""
+    try:
+        own = int(str(configured))
+    except ValueError:
+        return limit_s
+    return own if 0 < own < limit_s else limit_s
+
+
 def _wrapper(alias: str, settings_dict: dict[str, Any], **options: object) -> Any:
     from django.db.utils import load_backend
 
@@ -55,6 +69,32 @@ def _wrapper(alias: str, settings_dict: dict[str, Any], **options: object) -> An
     sd["OPTIONS"].update(options)
     sd["CONN_MAX_AGE"] = 0
     return load_backend(sd["ENGINE"]).DatabaseWrapper(sd, alias)
+
+
+def _within(limit_s: float, fn: Callable[[], T]) -> T:
+    """``fn()``, or TimeoutError once ``limit_s`` has passed. libpq's connect_timeout bounds
+    one attempt, and one connect may make several (each address; SSL, then plain text with
+    sslmode=prefer): three attempts of 3 s each made --timeout 3 take 10 s. So the connect
+    runs in a thread of its own (Django's wrapper is used only in it), and a late one is
+    abandoned to its own connect_timeout."""
+    box: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            box.append((True, fn()))
+        except BaseException as exc:
+            box.append((False, exc))
+
+    worker = threading.Thread(target=run, name="lagscope-db-connect", daemon=True)
+    worker.start()
+    worker.join(limit_s)
+    if not box:
+        raise TimeoutError(f"no connection within {limit_s:g} s (--timeout)")
+    ok, value = box[0]
+    if ok:
+        result: T = value
+        return result
+    raise value
 
 
 def _connect_once(make: Callable[[], Any], clock: Callable[[], float]) -> float:
@@ -78,10 +118,10 @@ def _measure_alias(
     vendor_probe = _wrapper(alias, settings_dict)
     vendor = str(vendor_probe.vendor)
     settings = alias_settings(alias, settings_dict, vendor)
-    options = settings_dict.get("OPTIONS") or {}
-    if vendor in ("postgresql", "mysql") and "connect_timeout" not in options:
-        # Bounds a connect to a host that never answers (libpq waits forever by default).
-        timeout["connect_timeout"] = connect_timeout_s
+    if vendor in ("postgresql", "mysql"):
+        timeout["connect_timeout"] = bounded_connect_timeout(
+            (settings_dict.get("OPTIONS") or {}).get("connect_timeout"), connect_timeout_s
+        )
 
     def make() -> Any:
         return _wrapper(alias, settings_dict, **timeout)
@@ -92,25 +132,33 @@ def _measure_alias(
     ab = settings.gssencmode not in (None, "disable")
     connect_ms: list[float] = []
     no_gss_ms: list[float] = []
-    try:
-        for _ in range(samples):
-            connect_ms.append(_connect_once(make, clock))
-            if ab:
-                # Interleaved, so that a CPU speed change hits both sides alike.
-                no_gss_ms.append(_connect_once(make_no_gss, clock))
+
+    def round_trips() -> list[float]:
         wrapper = make()
         try:
             wrapper.connect()
             sql = "SELECT 1" + wrapper.features.bare_select_suffix
-            select_ms: list[float] = []
+            out: list[float] = []
             with wrapper.cursor() as cursor:
                 for _ in range(samples):
                     start_s = clock()
                     cursor.execute(sql)
                     cursor.fetchone()
-                    select_ms.append((clock() - start_s) * 1e3)
+                    out.append((clock() - start_s) * 1e3)
+            return out
         finally:
             wrapper.close()
+
+    try:
+        for _ in range(samples):
+            connect_ms.append(_within(connect_timeout_s, lambda: _connect_once(make, clock)))
+            if ab:
+                # Interleaved, so that a CPU speed change hits both sides alike.
+                no_gss_ms.append(
+                    _within(connect_timeout_s, lambda: _connect_once(make_no_gss, clock))
+                )
+        # One connect, then round trips that each take well under a connect.
+        select_ms = _within(connect_timeout_s * 2, round_trips)
     except Exception as exc:
         raw = str(exc) or type(exc).__name__
         message = " ".join(redact.text(raw, [str(settings_dict.get("PASSWORD") or "")]).split())

@@ -99,8 +99,8 @@ class Command(BaseCommand):
             "--timeout",
             type=_bounded_int(1, 600),
             default=10,
-            help="Connect timeout in seconds for PostgreSQL/MySQL when OPTIONS sets "
-            "none, 1..600 (default 10).",
+            help="Bound on every PostgreSQL/MySQL connect in seconds, whatever OPTIONS' "
+            "connect_timeout says (a shorter one there is kept), 1..600 (default 10).",
         )
         _django_options(db)
         db.add_argument("--json", action="store_true", help="Print the report as JSON.")
@@ -144,6 +144,11 @@ class Command(BaseCommand):
         except LagscopeError as exc:
             raise CommandError(
                 f"lagscope: {exc.one_line()}", returncode=int(exc.exit_code)
+            ) from None
+        except KeyboardInterrupt:
+            # As the lagscope command does: one line and 130, never a traceback.
+            raise CommandError(
+                "lagscope: interrupted", returncode=int(ExitCode.INTERRUPTED)
             ) from None
 
     # -- db ------------------------------------------------------------------------
