@@ -24,6 +24,7 @@ MODULES = [
     "lagscope.inject.config",
     "lagscope.instrument.options",
     "lagscope.diagnose.settings",
+    "lagscope.diagnose.thresholds",
     "lagscope.demo.runner",
 ]
 
