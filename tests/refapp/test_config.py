@@ -74,3 +74,21 @@ def test_seed_rows_are_deterministic_and_unique() -> None:
     assert rows == seed_rows(500)
     assert len({r["sku"] for r in rows}) == 500
     assert any("&" in r["name"] for r in rows)  # escaping gets exercised
+
+
+def test_static_files_through_staticfiles_and_whitenoise(tmp_path: Path) -> None:
+    settings = build_settings(None, tmp_path)
+    assert "django.contrib.staticfiles" in settings["INSTALLED_APPS"]
+    middleware = settings["MIDDLEWARE"]
+    security = middleware.index("django.middleware.security.SecurityMiddleware")
+    assert middleware[security + 1] == "whitenoise.middleware.WhiteNoiseMiddleware"
+    assert settings["STATIC_URL"] == "/static/"
+    assert settings["WHITENOISE_USE_FINDERS"] is True
+
+
+def test_the_static_files_are_small_and_the_projects_own() -> None:
+    root = Path(__file__).parents[2] / "src" / "lagscope" / "refapp" / "static" / "refapp"
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    kinds = [p.suffix for p in files]
+    assert (kinds.count(".css"), kinds.count(".js"), kinds.count(".svg")) == (3, 3, 4)
+    assert all(p.stat().st_size < 2048 for p in files)

@@ -8,6 +8,7 @@ import http.client
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -56,6 +57,29 @@ def test_first_run_creates_seeds_and_listens_dual_stack(demo: ServeProcess) -> N
         client.close()
         assert data["count"] == 500
         assert len(data["items"]) == 500
+
+
+def test_the_html_page_loads_its_static_files_like_a_django_page(demo: ServeProcess) -> None:
+    """3 stylesheets, 3 scripts and 4 images through staticfiles + WhiteNoise, each on the
+    same kept-alive connection, with Content-Length and a cache lifetime."""
+    client = KeepAliveClient("127.0.0.1", demo.port)
+    try:
+        page = client.get("/items/", keep_body=True).body.decode()
+        assets = re.findall(r'(?:href|src)="(/static/[^"]+)"', page)
+        kinds = [a.rsplit(".", 1)[-1] for a in assets]
+        assert (kinds.count("css"), kinds.count("js"), kinds.count("svg")) == (3, 3, 4)
+        results = [client.get(a, keep_body=True) for a in assets]
+    finally:
+        client.close()
+    assert client.connects == 1
+    for r in results:
+        assert r.status == 200, r.path
+        assert r.content_length is not None and int(r.content_length) == len(r.body) > 0
+    missing = KeepAliveClient("127.0.0.1", demo.port)
+    try:
+        assert missing.get("/static/refapp/css/nope.css").status == 404
+    finally:
+        missing.close()
 
 
 def test_pages_keep_alive_and_never_connect_to_the_database(demo: ServeProcess) -> None:
