@@ -104,7 +104,9 @@ def main() -> None:
         for key in order:
             batch = max(1, args.batch // 10) if key[0] == "/sleep/" else args.batch
             times[key].append(configs[key](batch))
-    load = f", load {os.getloadavg()[0]:.1f}" if sys.platform != "win32" else ""
+    load = ""
+    if sys.platform != "win32":
+        load = f", load {os.getloadavg()[0]:.1f}"
     print(
         f"# {platform.platform()}, Python {platform.python_version()}, Django "
         f"{django.get_version()}, {os.cpu_count()} CPUs{load}; "
