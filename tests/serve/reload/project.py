@@ -51,7 +51,16 @@ def version(request):
 def page(request):
     return render(request, "page.html", {{"v": VERSION}})
 def slow(request):
-    time.sleep(float(request.GET.get("s", "1")))
+    if "mark" in request.GET:  # the test waits for this file: the request has started
+        open(os.path.join(os.path.dirname(__file__), "slow-" + request.GET["mark"]), "w").close()
+    if "until" in request.GET:  # held until the test writes this file (bounded)
+        release = os.path.join(os.path.dirname(__file__), request.GET["until"])
+        for _ in range(600):
+            if os.path.exists(release):
+                break
+            time.sleep(0.1)
+    else:
+        time.sleep(float(request.GET.get("s", "1")))
     return HttpResponse("slow " + VERSION + " " + str(os.getpid()))
 def peer(request):
     m = request.META

@@ -248,28 +248,28 @@ def test_sigterm_drains_the_old_and_the_new_process(project: Path) -> None:
     with serving(project) as proc:
         replies: dict[str, Reply] = {}
 
-        def slow(name: str, seconds: float) -> None:
+        def slow(name: str) -> None:
             client = Client(proc.port)
-            replies[name] = client.get(f"/slow/?s={seconds}")
+            replies[name] = client.get(f"/slow/?until=release&mark={name}")
             client.close()
 
-        old = threading.Thread(target=slow, args=("old", 4))
+        old = threading.Thread(target=slow, args=("old",))
         old.start()
+        wait_until((project / "slow-old").exists, "the request on the old process")
         mark = len(proc.lines)
-        probe = Client(proc.port)
         write_file(project / "views.py", views("v2"))
         wait_until(lambda: bool(lines_after(proc, mark, RELOADED)), "the switch")
         assert "draining" in lines_after(proc, mark, RELOADED)[0]
-        new = threading.Thread(target=slow, args=("new", 1.5))
+        new = threading.Thread(target=slow, args=("new",))
         new.start()
-        wait_until(
-            lambda: "old" not in replies and probe.get("/version/").body.startswith("v2"), "v2"
-        )
+        wait_until((project / "slow-new").exists, "the request on the new process")
+        assert "old" not in replies  # both are in flight now
         proc.signal(signal.SIGTERM)
+        wait_until(lambda: "finishing in-flight requests" in proc.output, "the stop to begin")
+        write_file(project / "release", "")
         old.join(30)
         new.join(30)
         code = proc.wait(30)
-        probe.close()
     assert code == 0
     assert replies["old"].status == 200 and replies["old"].body.startswith("slow v1 ")
     assert replies["new"].status == 200 and replies["new"].body.startswith("slow v2 ")
@@ -304,8 +304,10 @@ def test_ctrl_c_during_a_reload_leaves_no_process_behind(project: Path) -> None:
         serving_pid = int(client.get("/version/").body.split()[1])
         client.close()
         # The new code takes long to import: Ctrl+C arrives while it is loading.
-        write_file(project / "views.py", views("v2", extra="time.sleep(60)"))
-        wait_until(lambda: len(_children(front.pid)) >= 2, "the new app process")
+        marker = project / "importing"
+        loading = f"open({str(marker)!r}, 'w').close()\ntime.sleep(60)"
+        write_file(project / "views.py", views("v2", extra=loading))
+        wait_until(marker.exists, "the new app process to import views.py")
         group = [front.pid, *_children(front.pid)]
         assert serving_pid in group
         for pid in group:  # what a console's Ctrl+C does: SIGINT to the whole group

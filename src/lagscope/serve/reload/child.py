@@ -78,6 +78,33 @@ def _unique_dirs(paths: list[Path]) -> list[str]:
     return unique
 
 
+# Library modules a Django app process needs whatever the project: imported by a spare
+# before its "go" (none of them reads the settings at import time).
+_LIBRARIES = (
+    "django.core.handlers.wsgi",
+    "django.core.management.base",
+    "django.core.checks",
+    "django.db.models",
+    "django.http",
+    "django.urls",
+    "django.template.loader",
+    "psycopg",
+    "psycopg_pool",
+    "waitress.server",
+)
+
+
+def _preimport() -> None:
+    import importlib
+
+    for name in _LIBRARIES:
+        # ImportError: not installed; anything else: a module that wanted the settings,
+        # left for after "go" (nothing of it stays configured: the settings module is
+        # unset until then).
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+
+
 def _run_checks() -> None:
     """Django's system checks, as runserver runs them (raises SystemCheckError)."""
     from django.core.management.base import BaseCommand
@@ -102,6 +129,16 @@ def main() -> int:
     from lagscope.serve.server import serve_on
     from lagscope.serve.settings import config_from_dict
 
+    # A spare: everything that does not depend on the project is imported now, while the
+    # current app process serves; the project itself only after "go" (its newest code).
+    settings_env = os.environ.pop("DJANGO_SETTINGS_MODULE", None)
+    _preimport()
+    go = sys.stdin.readline()
+    if not go.startswith("go"):
+        return 0  # the front stopped, or replaced this spare
+    if settings_env is not None:
+        os.environ["DJANGO_SETTINGS_MODULE"] = settings_env
+    migrate = go.split()[1:] == ["migrate"]
     spec = AppSpec(**raw["spec"])
     config = replace(
         config_from_dict(raw["config"]),
@@ -112,10 +149,13 @@ def main() -> int:
         channel_timeout=_UPSTREAM_CHANNEL_TIMEOUT_S,
     )
     start_s = time.perf_counter()
+    checks_ms = 0.0
     try:
-        loaded = load_app(spec, config, migrate=bool(raw["migrate"]))
+        loaded = load_app(spec, config, migrate=migrate)
+        import_ms = (time.perf_counter() - start_s) * 1000
         if loaded.databases is not None:
             _run_checks()
+            checks_ms = (time.perf_counter() - start_s) * 1000 - import_ms
     except LagscopeError as exc:
         message(control, "error", line=exc.one_line(), exit=int(exc.exit_code))
         return int(exc.exit_code)
@@ -123,7 +163,6 @@ def main() -> int:
         _print_failure(exc)
         message(control, "failed", what=type(exc).__name__)
         return FAILED_EXIT
-    import_ms = (time.perf_counter() - start_s) * 1000
     from lagscope.serve.granian_entry import forwarded_headers
 
     # waitress's own forwarded-header rule, applied to the client's address (set by the
@@ -145,6 +184,7 @@ def main() -> int:
         port=ws.port,
         pid=os.getpid(),
         import_ms=import_ms,
+        checks_ms=checks_ms,
         prewarm_ms=prewarm_ms,
         prewarmed=[[r.what, r.elapsed_ms] for r in ws.prewarmed],
         describe=spec.describe(),

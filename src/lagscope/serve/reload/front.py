@@ -12,6 +12,10 @@ An :class:`UpstreamPool` is one app process: its address and the connections the
 opened to it before it became current (:meth:`UpstreamPool.fill`). :meth:`Front.switch`
 makes a filled pool current; requests already running on the old pool finish there, and
 its ``on_drained`` callback runs once none is left (the app process is then told to stop).
+Before the switch the new pool is warmed (:meth:`UpstreamPool.warm`) with the latest GET of
+each of the last few targets clients asked for that answered 200 within
+:data:`WARM_MAX_S` (:meth:`Front.remember`), their answers
+dropped, so the first request after an edit does not pay Django's first-request work.
 Each request carries the client connection's facts (:mod:`lagscope.serve.reload.facts`).
 """
 
@@ -21,6 +25,7 @@ import asyncio
 import contextlib
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -48,7 +53,10 @@ _HOP_BY_HOP = frozenset(
 _RESPONSE_DROPPED = _HOP_BY_HOP | {b"transfer-encoding"}
 # h11's bound on a request or response head.
 MAX_HEAD_BYTES = 64 * 1024
-_UPSTREAM_READ_HIGH = 256 * 1024
+# How many recent GET targets a new app process is warmed with before the switch, and
+# the most a GET may have taken to be one of them (a slow view would hold a thread).
+WARM_TARGETS = 4
+WARM_MAX_S = 0.5
 
 
 def _nodelay(transport: asyncio.BaseTransport) -> None:
@@ -69,6 +77,8 @@ class UpstreamConn(asyncio.Protocol):
         self.connected = asyncio.get_running_loop().create_future()
         self.closed = False
         self.response_started = False
+        # A warm-up request's completion (True: answered in full), when no client waits.
+        self.waiter: asyncio.Future[bool] | None = None
 
     def __repr__(self) -> str:
         return f"<UpstreamConn {self.pool.address} client={self.client is not None}>"
@@ -122,6 +132,7 @@ class UpstreamConn(asyncio.Protocol):
                 self.response_started = False
                 if client is not None:
                     client.upstream_done()
+                self._wake(True)
                 self.pool.release(self)
                 return
             elif isinstance(event, h11.ConnectionClosed):
@@ -129,9 +140,15 @@ class UpstreamConn(asyncio.Protocol):
                 return
             # InformationalResponse (100 Continue from the app): the front answered it.
 
+    def _wake(self, answered: bool) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(answered)
+
     def _fail(self) -> None:
         """The app closed or broke this connection."""
         client, self.client = self.client, None
+        self._wake(False)
         self.close()
         if client is not None:
             client.upstream_failed(self.response_started)
@@ -197,6 +214,29 @@ class UpstreamPool:
             asyncio.gather(*(self.open_one() for _ in range(self.size))), timeout_s
         )
         self.idle.extend(conns)
+
+    async def warm(self, requests: list[h11.Request], timeout_s: float) -> int:
+        """Send each request once, one after another, and drop the answers (what the first
+        request after a switch would otherwise pay: Django's first-request work, templates
+        compiled, the first query on each connection); returns how many were answered."""
+        answered = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        for request in requests:
+            conn = self.checkout()
+            if conn is None:
+                break
+            conn.waiter = loop.create_future()
+            conn.send(request)
+            conn.send(h11.EndOfMessage())
+            try:
+                answered += await asyncio.wait_for(
+                    asyncio.shield(conn.waiter), max(0.0, deadline - loop.time())
+                )
+            except asyncio.TimeoutError:
+                conn.close()  # still running in the app: that connection is not reusable
+                break
+        return answered
 
     def checkout(self) -> UpstreamConn | None:
         while self.idle:
@@ -272,6 +312,8 @@ class ClientConn(asyncio.Protocol):
         self._sent_100 = False
         self.closing = False
         self._out: list[bytes] = []
+        self._warmable: h11.Request | None = None  # this request, if a warm-up may repeat it
+        self._started_s = 0.0
 
     def __repr__(self) -> str:
         return f"<ClientConn {self.peer} requests={self.requests} busy={self.busy}>"
@@ -375,6 +417,8 @@ class ClientConn(asyncio.Protocol):
             http_version=b"1.1",
             _parsed=True,
         )
+        self._warmable = forwarded if request.method == b"GET" else None
+        self._started_s = time.monotonic()
         pool = self.front.current
         assert pool is not None
         upstream = pool.checkout()
@@ -417,6 +461,8 @@ class ClientConn(asyncio.Protocol):
 
     # -- from the upstream
     def upstream_response(self, response: h11.Response) -> None:
+        if response.status_code != 200:
+            self._warmable = None
         headers = [(n, v) for n, v in response.headers if n not in _RESPONSE_DROPPED]
         self._write(
             h11.Response(
@@ -432,6 +478,8 @@ class ClientConn(asyncio.Protocol):
 
     def upstream_done(self) -> None:
         self.upstream = None
+        if self._warmable is not None and time.monotonic() - self._started_s < WARM_MAX_S:
+            self.front.remember(self._warmable)
         self._write(h11.EndOfMessage())
         self._finish(complete=True)
 
@@ -534,6 +582,8 @@ class Front:
         self.in_flight_at_stop = 0
         self.finished_after_stop = 0
         self._idle_event: asyncio.Event | None = None
+        # The latest GET per target, replayed to a new app process before the switch.
+        self.recent: OrderedDict[bytes, h11.Request] = OrderedDict()
 
     async def listen(self, socks: list[socket.socket]) -> None:
         """Serve on already-listening sockets (accepting starts with :meth:`start`)."""
@@ -553,6 +603,13 @@ class Front:
         """Make ``pool`` current; returns the one it replaces (to retire)."""
         old, self.current = self.current, pool
         return old
+
+    def remember(self, request: h11.Request) -> None:
+        """Keep the latest GET of each of the last :data:`WARM_TARGETS` targets."""
+        self.recent.pop(request.target, None)
+        self.recent[request.target] = request
+        while len(self.recent) > WARM_TARGETS:
+            self.recent.popitem(last=False)
 
     def request_started(self) -> None:
         self.in_flight += 1

@@ -6,7 +6,9 @@ starts app processes (:mod:`lagscope.serve.reload.child`, a fresh interpreter ea
 so Windows works the same). On a change the watcher reports
 (:mod:`lagscope.serve.reload.watch`), a new app process starts beside the current one; once
 it has imported the app, passed Django's checks and prewarmed its database connections,
-the front opens its connections to it, and only then switches. The old process finishes
+the front opens its connections to it, warms it with the latest GETs clients made, and
+only then switches. The next app process is started as a spare while the current one
+serves (interpreter and libraries loaded, the project not yet). The old process finishes
 what it is running, is told to stop and drains. A new process that fails leaves the old
 one serving; a change during a start replaces that start (the newest code wins).
 
@@ -47,6 +49,8 @@ PREFIX = "lagscope serve: "
 RELOADED_PREFIX = PREFIX + "reloaded in "
 # Connections the front opens to each app process before it becomes current.
 MIN_UPSTREAM = 4
+# The warm-up of a new app process (recent GETs replayed) never holds a switch longer.
+WARM_TIMEOUT_S = 2.0
 
 
 class ChildFailed(Exception):
@@ -75,6 +79,15 @@ class AppProcess:
     def pid(self) -> int:
         return int(self.popen.pid)
 
+    def go(self, migrate: bool, reason: str) -> None:
+        """Tell the spare to import the project now (its newest code)."""
+        self.reason = reason
+        self.started_s = time.perf_counter()
+        with contextlib.suppress(OSError, ValueError):
+            assert self.popen.stdin is not None
+            self.popen.stdin.write("go migrate\n" if migrate else "go\n")
+            self.popen.stdin.flush()
+
     def stop(self) -> None:
         """Ask for a graceful drain (the process exits once it is done)."""
         with contextlib.suppress(OSError, ValueError):
@@ -99,6 +112,7 @@ class Reloader:
         self.front = Front(self.token, config.channel_timeout, config.cleanup_interval)
         self.current: AppProcess | None = None
         self.pending: AppProcess | None = None
+        self.spare: AppProcess | None = None
         self.processes: list[AppProcess] = []
         self.watcher: Watcher | None = None
         self.stop_requested: asyncio.Event | None = None
@@ -108,20 +122,32 @@ class Reloader:
         self.exit_code = 0
 
     # -- app processes
-    def _child_env(self, migrate: bool) -> dict[str, str]:
+    def _child_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env[CHILD_ENV] = json.dumps(
             {
                 "spec": asdict(self.spec),
                 "config": config_as_dict(self.config),
                 "token": self.token,
-                "migrate": migrate,
             }
         )
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
     def start_child(self, migrate: bool, reason: str) -> AppProcess:
+        """The spare (or a new process) told to import the project now."""
+        proc, self.spare = self.spare, None
+        if proc is None or proc.exited.done():
+            proc = self._spawn()
+        proc.go(migrate, reason)
+        return proc
+
+    def _make_spare(self) -> None:
+        """Start the next app process now, while the current one serves (see child.py)."""
+        if self.spare is None and not self.front.stopping:
+            self.spare = self._spawn()
+
+    def _spawn(self) -> AppProcess:
         loop = self.loop
         assert loop is not None
         popen = subprocess.Popen(
@@ -131,10 +157,10 @@ class Reloader:
             stderr=None,
             text=True,
             encoding="utf-8",
-            env=self._child_env(migrate),
+            env=self._child_env(),
         )
         proc = AppProcess(
-            popen, reason, time.perf_counter(), loop, loop.create_future(), loop.create_future()
+            popen, "spare", time.perf_counter(), loop, loop.create_future(), loop.create_future()
         )
         self.processes.append(proc)
         threading.Thread(
@@ -172,6 +198,8 @@ class Reloader:
             proc.ready.set_exception(ChildFailed(None, code))
         if not proc.exited.done():
             proc.exited.set_result(code)
+        if proc is self.spare:
+            self.spare = None
         if proc is self.current and not self.front.stopping and not proc.killed:
             # It died while serving: start a new one, as after an edit.
             self.echo(
@@ -233,6 +261,13 @@ class Reloader:
             pool.close_all()
             proc.kill()
             return
+        warm_s = time.perf_counter()
+        warmed = await pool.warm(list(self.front.recent.values()), WARM_TIMEOUT_S)
+        warm_ms = (time.perf_counter() - warm_s) * 1000
+        if proc is not self.pending or self.front.stopping:
+            pool.close_all()
+            proc.kill()
+            return
         self.pending = None
         old = self.current
         old_pool = self.front.switch(pool)
@@ -241,12 +276,14 @@ class Reloader:
         elapsed_ms = (time.perf_counter() - proc.started_s) * 1000
         draining = f"; pid {old.pid} draining" if old is not None else ""
         self.echo(
-            f"{RELOADED_PREFIX}{elapsed_ms:.0f} ms ({proc.reason}): import and checks "
-            f"{info['import_ms']:.0f} ms, prewarm {info['prewarm_ms']:.0f} ms; "
+            f"{RELOADED_PREFIX}{elapsed_ms:.0f} ms ({proc.reason}): import "
+            f"{info['import_ms']:.0f} ms, checks {info['checks_ms']:.0f} ms, prewarm "
+            f"{info['prewarm_ms']:.0f} ms, warm-up {warm_ms:.0f} ms ({warmed} request(s)); "
             f"pid {proc.pid} serving{draining}"
         )
         if old_pool is not None and old is not None:
             old_pool.retire(old.stop)
+        self._make_spare()
 
     def _pool(self, proc: AppProcess, info: dict[str, Any]) -> UpstreamPool:
         size = max(MIN_UPSTREAM, 2 * self.config.threads)
@@ -284,6 +321,7 @@ class Reloader:
         self.front.switch(pool)
         self.current = first
         self._report_startup(info)
+        self._make_spare()
         roots = Roots(tuple(info["watch"]), tuple(info.get("templates", [])))
         self.watcher = Watcher(roots, self._changed_from_thread)
         how = self.watcher.start()
@@ -319,8 +357,9 @@ class Reloader:
     async def _graceful_stop(self) -> int:
         if self.watcher is not None:
             self.watcher.stop()
-        if self.pending is not None:
-            self.pending.kill()
+        for idle in (self.pending, self.spare):
+            if idle is not None:
+                idle.kill()
         abandoned = await self.front.stop(self.config.shutdown_timeout)
         await self._end_all(self.config.shutdown_timeout + 5)
         in_flight = self.front.in_flight_at_stop
