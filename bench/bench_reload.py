@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from serve_harness import (
     free_port,
     start_proxy,
 )
+from serve_load import tree_cpu_s
 
 PATH = "/api/items/"
 VERSION_HEADER = "X-Code-Version"
@@ -48,9 +50,13 @@ INTERVAL_S = 0.05
 SETTLE_S = 1.0  # after the new version is seen, before the next edit
 EDIT_BOUND_S = 60.0
 
+# Persistent, health-checked database connections for the other servers (what a careful
+# user configures; lagscope serve applies its own plan, a prewarmed pool, over them).
 SETTINGS = """
 from lagscope.refapp.settings import *  # noqa
 MIDDLEWARE = ["benchsite_version.VersionMiddleware", *MIDDLEWARE]
+DATABASES["default"]["CONN_MAX_AGE"] = None
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 """
 VERSION = """
 VERSION = "{n}"
@@ -174,6 +180,7 @@ class Run:
     db_connects_after_start: int = 0
     slowest_ms: float = 0.0
     reload_lines: list[str] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
 
 
 def run_server(
@@ -219,6 +226,7 @@ def run_server(
     warm = [s.latency_ms for s in samples if s.version and s.reused and id(s) not in firsts]
     result.warm_p50_ms = statistics.median(warm) if warm else float("nan")
     result.failed = sum(1 for s in samples if not s.version)
+    result.errors = dict(Counter(s.error or "no version header" for s in samples if not s.version))
     result.closed_by_server = pacer.reconnects
     result.requests = len(samples)
     result.slowest_ms = max(s.latency_ms for s in samples)
@@ -263,7 +271,11 @@ def overhead(procs: Processes, pg_port: int, site: Path, rounds: int, per: int) 
         ports[kind] = port
     conns = {k: http.client.HTTPConnection("127.0.0.1", p, timeout=30) for k, p in ports.items()}
     times: dict[str, list[float]] = {k: [] for k in ports}
+    pids = {kind: child.proc.pid for kind, child in zip(ports, children, strict=True)}
+    cpu_s: dict[str, float] = {}
     for r in range(rounds + 1):
+        if r == 1:  # the first round warms
+            cpu_s = {kind: tree_cpu_s(pid) or 0.0 for kind, pid in pids.items()}
         for kind, conn in conns.items() if r % 2 else reversed(conns.items()):
             for _ in range(per):
                 t0 = time.perf_counter()
@@ -272,6 +284,10 @@ def overhead(procs: Processes, pg_port: int, site: Path, rounds: int, per: int) 
                 resp.read()
                 if r > 0:  # the first round warms
                     times[kind].append((time.perf_counter() - t0) * 1000)
+    cpu_ms = {
+        kind: ((tree_cpu_s(pid) or 0.0) - cpu_s[kind]) * 1000 / len(times[kind])
+        for kind, pid in pids.items()
+    }
     for conn in conns.values():
         conn.close()
     for child in children:
@@ -279,9 +295,10 @@ def overhead(procs: Processes, pg_port: int, site: Path, rounds: int, per: int) 
     plain = statistics.median(times["serve"])
     front = statistics.median(times["lagscope"])
     return [
-        f"| serve | {plain:.3f} |",
-        f"| serve --reload | {front:.3f} |",
-        f"| added by the front | {front - plain:+.3f} ms ({front / plain:.3f}x) |",
+        f"| serve | {plain:.3f} | {cpu_ms['serve']:.3f} |",
+        f"| serve --reload | {front:.3f} | {cpu_ms['lagscope']:.3f} |",
+        f"| added by the front | {front - plain:+.3f} ({front / plain:.3f}x) | "
+        f"{cpu_ms['lagscope'] - cpu_ms['serve']:+.3f} |",
     ]
 
 
@@ -312,6 +329,7 @@ def main(argv: list[str]) -> int:
                        "| closed by server | DB connects after start | slowest ms |")  # fmt: skip
             out.append("|---|---|---|---|---|---|---|---|---|---|")
             runs = []
+            notes: list[str] = []
             for kind in args.servers.split(","):
                 edits = args.edits if kind == "lagscope" else args.others
                 run = run_server(procs, kind, cluster.port, site, edits, TAX_MS)
@@ -327,6 +345,9 @@ def main(argv: list[str]) -> int:
                     f"{run.db_connects_after_start} | {run.slowest_ms:.0f} |"
                 )
                 print(out[-1], flush=True)
+                if run.errors:
+                    notes.append(f"{kind} failures: {run.errors}")
+            out.extend(notes)
             for run in runs:
                 if run.kind == "lagscope":
                     out.append("")
@@ -335,15 +356,19 @@ def main(argv: list[str]) -> int:
                                "prewarm + 0.5 s:")  # fmt: skip
                     limit = 1.2 * run.warm_p50_ms + 5
                     for edit, line in zip(run.edits, run.reload_lines, strict=False):
-                        m = re.search(r"import (\d+) ms, checks (\d+) ms, prewarm (\d+) ms", line)
+                        m = re.search(
+                            r"import (\d+) ms \(libraries (\d+) ms before\), checks (\d+) ms, "
+                            r"prewarm (\d+) ms",
+                            line,
+                        )
                         budget = sum(int(g) for g in m.groups()) + 500 if m else float("nan")
                         out.append(
                             f"  first {edit.first_ms:.1f} ms (limit {limit:.1f}), edit to "
                             f"served {edit.edit_to_served_ms:.0f} ms (budget {budget:.0f})"
                         )
             out.append("")
-            out.append("| warm p50, no tax, interleaved | ms |")
-            out.append("|---|---|")
+            out.append("| no tax, interleaved | warm p50 ms | server CPU ms per request |")
+            out.append("|---|---|---|")
             out.extend(overhead(procs, cluster.port, site, args.overhead_rounds, 30))
         finally:
             procs.stop_all()

@@ -114,6 +114,7 @@ def _run_checks() -> None:
 
 
 def main() -> int:
+    main_s = time.perf_counter()
     raw = json.loads(os.environ.pop(CHILD_ENV))
     # The control pipe is the stdout we were given; everything the app prints goes to
     # stderr (the front's console) from here on.
@@ -133,6 +134,7 @@ def main() -> int:
     # current app process serves; the project itself only after "go" (its newest code).
     settings_env = os.environ.pop("DJANGO_SETTINGS_MODULE", None)
     _preimport()
+    libraries_ms = (time.perf_counter() - main_s) * 1000
     go = sys.stdin.readline()
     if not go.startswith("go"):
         return 0  # the front stopped, or replaced this spare
@@ -184,6 +186,7 @@ def main() -> int:
         port=ws.port,
         pid=os.getpid(),
         import_ms=import_ms,
+        libraries_ms=libraries_ms,
         checks_ms=checks_ms,
         prewarm_ms=prewarm_ms,
         prewarmed=[[r.what, r.elapsed_ms] for r in ws.prewarmed],

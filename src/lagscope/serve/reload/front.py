@@ -406,6 +406,9 @@ class ClientConn(asyncio.Protocol):
             for name, value in request.headers
             if name not in _HOP_BY_HOP and not is_front_header(name)
         ]
+        if request.http_version == b"1.0" and not any(n == b"host" for n, _ in headers):
+            # An HTTP/1.0 request may leave out Host; the forwarded HTTP/1.1 one may not.
+            headers.append((b"host", self.front.host_header))
         headers.append((TOKEN_HEADER, self.front.token))
         headers.append((CLIENT_HEADER, client_header(self.requests == 1, self.peer)))
         # _parsed: the headers came out of h11's parser (and ours are constants): h11
@@ -458,6 +461,9 @@ class ClientConn(asyncio.Protocol):
             self.upstream.send(event)
         elif self.busy:
             self.pending.append(event)
+        elif isinstance(event, h11.EndOfMessage) and self.h11.our_state is h11.DONE:
+            # The app answered before the request body ended; now both sides are done.
+            self.h11.start_next_cycle()
 
     # -- from the upstream
     def upstream_response(self, response: h11.Response) -> None:
@@ -570,6 +576,8 @@ class Front:
 
     def __init__(self, token: str, idle_timeout_s: float, sweep_s: float) -> None:
         self.token = token.encode("ascii")
+        # The Host an HTTP/1.0 request without one is forwarded with.
+        self.host_header = b"localhost"
         self.idle_timeout_s = idle_timeout_s
         self.sweep_s = sweep_s
         self.current: UpstreamPool | None = None

@@ -277,7 +277,8 @@ class Reloader:
         draining = f"; pid {old.pid} draining" if old is not None else ""
         self.echo(
             f"{RELOADED_PREFIX}{elapsed_ms:.0f} ms ({proc.reason}): import "
-            f"{info['import_ms']:.0f} ms, checks {info['checks_ms']:.0f} ms, prewarm "
+            f"{info['import_ms']:.0f} ms (libraries {info['libraries_ms']:.0f} ms before), "
+            f"checks {info['checks_ms']:.0f} ms, prewarm "
             f"{info['prewarm_ms']:.0f} ms, warm-up {warm_ms:.0f} ms ({warmed} request(s)); "
             f"pid {proc.pid} serving{draining}"
         )
