@@ -11,6 +11,8 @@ Run on demand (never in CI):
   after ``--next``, 50 on one keep-alive connection, on a hello-world waitress app on
   loopback. The two run in turn, A B A B, and each pair gives a ratio, so the machine's
   drifting speed cancels out. Target: ≤ 4×.
+- ``lagscope probe --help`` and ``lagscope diagnose --help`` against ``python -c "import
+  click"`` (what any click program pays), paired the same way. Target: ≤ 1.5× each.
 - ``python -S -c pass`` next to ``python -c pass``: what ``site`` (the venv's
   site-packages, ``.pth`` files) adds to every console script.
 - ``--baseline PATH`` runs another lagscope console script (an older commit's venv, made with
@@ -116,6 +118,9 @@ def main(argv: list[str]) -> int:
                 "version": [lagscope, "--version"],
                 "floor": [sys.executable, "-c", "pass"],
                 "floor_s": [sys.executable, "-S", "-c", "pass"],
+                "click": [sys.executable, "-c", "import click"],
+                "probe_help": [lagscope, "probe", "--help"],
+                "diagnose_help": [lagscope, "diagnose", "--help"],
             }
             if args.baseline:
                 commands["base_probe"] = [args.baseline, *probe[1:]]
@@ -144,6 +149,9 @@ def main(argv: list[str]) -> int:
         "version": "`lagscope --version` (target < 150 ms)",
         "probe": "`lagscope probe URL --cold 20 --warm 50`",
         "curl": "one `curl`: 20 requests on fresh connections + 50 on one keep-alive",
+        "click": '`python -c "import click"`',
+        "probe_help": "`lagscope probe --help`",
+        "diagnose_help": "`lagscope diagnose --help`",
     }
     if args.baseline:
         labels["base_version"] = "baseline `lagscope --version`"
@@ -159,6 +167,15 @@ def main(argv: list[str]) -> int:
                 f"probe / curl {what}, paired A B A B: median {statistics.median(ratios):.1f}×"
                 f" (min {min(ratios):.1f}×, max {max(ratios):.1f}×{target})  "
             )
+    for key in ("probe_help", "diagnose_help"):
+        for i, what in ((0, "wall"), (1, "CPU")):
+            ratios = [a[i] / b[i] for a, b in zip(runs[key], runs["click"], strict=True) if b[i]]
+            if ratios:
+                print(
+                    f"{labels[key]} / `import click` {what}, paired: median"
+                    f" {statistics.median(ratios):.2f}× (min {min(ratios):.2f}×,"
+                    f" max {max(ratios):.2f}×; target ≤ 1.5×)  "
+                )
     if args.baseline:
         print()
         for after, before in (("probe", "base_probe"), ("version", "base_version")):

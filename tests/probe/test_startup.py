@@ -69,6 +69,22 @@ def test_help_imports_nothing_heavy() -> None:
     assert _loaded("--version") == []
 
 
+def test_help_loads_the_flags_not_the_command() -> None:
+    # --help (and a usage error) needs the flags only: not the measuring shell (h11,
+    # sockets), the report model, the ladder, its rules or its renderers (rich).
+    watch = (
+        *HEAVY,
+        "h11",
+        "lagscope.probe.runner",
+        "lagscope.probe.model",
+        "lagscope.diagnose.ladder",
+        "lagscope.diagnose.rules",
+        "lagscope.diagnose.model",
+    )
+    assert _loaded("probe", "--help", watch=watch) == []
+    assert _loaded("diagnose", "--help", watch=watch) == []
+
+
 def test_a_run_into_a_pipe_imports_nothing_heavy(url: str) -> None:
     # stdout and stderr are pipes here, as in scripts and CI: no progress bar, no rich.
     assert _loaded("probe", url, "--cold", "2", "--warm", "2") == []

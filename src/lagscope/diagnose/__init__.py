@@ -10,25 +10,34 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TypedDict
 
-from lagscope import dsn, redact
-from lagscope.diagnose.browser import BrowserAsk
-from lagscope.diagnose.ladder import DiagnoseOptions, Plan, Progress, diagnose
-from lagscope.diagnose.model import DiagnoseReport, Finding
 from lagscope.diagnose.settings import DiagnoseSettings
-from lagscope.diagnose.thresholds import DEFAULT_THRESHOLDS, Thresholds
-from lagscope.probe.net import Clock, Network
-from lagscope.probe.options import (
-    ProbeOptions,
-    parse_family,
-    parse_header,
-    parse_resolve,
-    parse_url,
-)
+from lagscope.lazy import lazy_exports
 from lagscope.settings_table import SettingsError
 
 if TYPE_CHECKING:
     # typing.Unpack is Python 3.11+; only the type checker reads it.
     from typing_extensions import Unpack
+
+    from lagscope.diagnose.browser import BrowserAsk
+    from lagscope.diagnose.ladder import DiagnoseOptions, Plan, Progress
+    from lagscope.diagnose.model import DiagnoseReport, Finding
+    from lagscope.diagnose.thresholds import Thresholds
+    from lagscope.probe.net import Clock, Network
+    from lagscope.probe.options import ProbeOptions
+
+# The ladder, the model and the rules load on first use, so `lagscope diagnose --help` (which
+# needs only the settings rows) does not import them.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "DiagnoseOptions": "ladder",
+        "Plan": "ladder",
+        "Progress": "ladder",
+        "DiagnoseReport": "model",
+        "Finding": "model",
+        "Thresholds": "thresholds",
+    },
+)
 
 __all__ = [
     "Choices",
@@ -76,6 +85,17 @@ def make_options(url: str, **choices: Unpack[Choices]) -> DiagnoseOptions:
             # What Python says for an explicit parameter list, so a misspelt keyword is
             # never silently ignored.
             raise TypeError(f"make_options() got an unexpected keyword argument {name!r}")
+    from lagscope import dsn, redact
+    from lagscope.diagnose.ladder import DiagnoseOptions
+    from lagscope.diagnose.thresholds import DEFAULT_THRESHOLDS
+    from lagscope.probe.options import (
+        ProbeOptions,
+        parse_family,
+        parse_header,
+        parse_resolve,
+        parse_url,
+    )
+
     family = parse_family(choices.get("ipv4", False), choices.get("ipv6", False))
     pins = tuple(parse_resolve(r) for r in choices.get("resolve", ()))
     parsed_headers = tuple(parse_header(h) for h in choices.get("headers", ()))
@@ -106,6 +126,8 @@ def make_options(url: str, **choices: Unpack[Choices]) -> DiagnoseOptions:
 
 
 def _browser_ask(choices: Choices) -> BrowserAsk | None:
+    from lagscope.diagnose.browser import BrowserAsk
+
     path = choices.get("browser_path")
     idle = choices.get("browser_idle_s")
     if not choices.get("browser", False):
@@ -129,5 +151,7 @@ def run(
     """Diagnose ``url`` (``choices``: see :class:`Choices`). Raises
     :class:`lagscope.errors.LagscopeError` when it cannot be measured (exit codes as for
     ``lagscope probe``)."""
+    from lagscope.diagnose.ladder import diagnose
+
     opts = make_options(url, **choices)
     return diagnose(opts, network=network, clock=clock, environ=environ, progress=progress)

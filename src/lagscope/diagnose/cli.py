@@ -9,22 +9,23 @@ warning or worse was found (or ``--budget`` was exceeded).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from lagscope.console import printable
-from lagscope.diagnose import make_options
-from lagscope.diagnose.ladder import diagnose
-from lagscope.diagnose.model import DiagnoseReport, from_dict, to_dict
-from lagscope.diagnose.render import JsonRenderer, TerminalRenderer, load_json
 from lagscope.diagnose.settings import DiagnoseSettings
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.outputs import Outputs, output_options, show
 from lagscope.probe.flags import request_options
-from lagscope.saved import round_trip
 from lagscope.settings_table import build, click_options
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from lagscope.diagnose.model import DiagnoseReport
+
+# The ladder, the model, the renderers (rich) are imported when the command runs, not when
+# it is defined: `lagscope diagnose --help` needs only the flags (docs/performance.md).
 
 
 def _ascii_console() -> bool:
@@ -42,6 +43,8 @@ def _progress() -> Any:
     if not sys.stderr.isatty():
         return None
 
+    from lagscope.console import printable
+
     def say(rung: str, message: str) -> None:
         click.echo(printable(f"  {rung}: {message}"), err=True)
 
@@ -49,6 +52,7 @@ def _progress() -> Any:
 
 
 def _load(path: Path) -> DiagnoseReport:
+    from lagscope.diagnose.render import load_json
     from lagscope.saved import load_saved
 
     return load_saved(path, "report-1.schema.json", load_json)
@@ -77,7 +81,9 @@ def _load(path: Path) -> DiagnoseReport:
 )
 @request_options()
 @click_options(DiagnoseSettings)
-@click.option("--quick", is_flag=True, help="Fewer requests per rung (about 3 s on a healthy app).")
+@click.option(
+    "--quick", is_flag=True, help="Fewer requests per rung (about 2 s in all on a healthy app)."
+)
 @click.option(
     "--allow-load",
     is_flag=True,
@@ -107,12 +113,19 @@ def diagnose_command(
     Exit codes: 0 no warning, 1 a warning or worse (or over --budget), 2 bad input,
     3 resolve, 4 connect, 5 timeout, 6 TLS, 7 bad HTTP, 8 local environment, 130 interrupted.
     """
+    from lagscope.diagnose.render import JsonRenderer, TerminalRenderer
+
     settings, _ = build(DiagnoseSettings, table)
     outputs.check_source(url)
     if outputs.load is not None:
         report = _load(outputs.load)
     else:
         assert url is not None  # check_source
+        from lagscope.diagnose import make_options
+        from lagscope.diagnose.ladder import diagnose
+        from lagscope.diagnose.model import from_dict, to_dict
+        from lagscope.saved import round_trip
+
         opts = make_options(
             url,
             direct=direct,

@@ -7,22 +7,24 @@ run again, and ``--budget`` turns the warm p50 into an exit code.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from lagscope import redact
-from lagscope.console import printable
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.outputs import Outputs, output_options, show
 from lagscope.probe.flags import request_options
-from lagscope.probe.model import ProbeReport
 from lagscope.probe.options import Gate, ProbeOptions, parse_family, parse_header, parse_resolve
 from lagscope.probe.options import parse_url as _parse_url
-from lagscope.probe.render import SCHEMA_FILE, JsonRenderer, TerminalRenderer, report_from_saved
-from lagscope.probe.runner import run_probe
 from lagscope.settings_table import build, check_values, click_options
+
+if TYPE_CHECKING:
+    from lagscope.probe.model import ProbeReport
+
+# The measuring and rendering modules (h11, sockets, the report model) are imported when the
+# command runs, not when it is defined: `lagscope probe --help` and a usage error need only
+# the flags (docs/performance.md, start-up).
 
 
 def _read_body(data: str | None) -> bytes:
@@ -42,6 +44,8 @@ def _read_body(data: str | None) -> bytes:
 
 
 def _measure(opts: ProbeOptions) -> ProbeReport:
+    from lagscope.probe.runner import run_probe
+
     if not sys.stderr.isatty():
         return run_probe(opts)
     # rich only for a progress bar on a terminal: scripts and CI do not pay for its import.
@@ -53,6 +57,9 @@ def _measure(opts: ProbeOptions) -> ProbeReport:
         TextColumn,
         TimeElapsedColumn,
     )
+
+    from lagscope import redact
+    from lagscope.console import printable
 
     err = Console(stderr=True)
     with Progress(
@@ -105,11 +112,14 @@ def probe(
     Exit codes: 0 ok, 1 budget exceeded, 2 bad input, 3 resolve, 4 connect, 5 timeout,
     6 TLS, 7 bad HTTP from the server, 8 local environment, 130 interrupted.
     """
+    from lagscope.probe.render import JsonRenderer, TerminalRenderer
+
     gate, _ = build(Gate, {"budget_ms": table.pop("budget_ms")}, phase="options")
     outputs.check_source(url)
     if outputs.load is not None:
         # Ignored when rendering a saved run, but nonsense is still refused.
         check_values(ProbeOptions, table, phase="options")
+        from lagscope.probe.render import SCHEMA_FILE, report_from_saved
         from lagscope.saved import load_saved
 
         report = load_saved(outputs.load, SCHEMA_FILE, report_from_saved)
@@ -136,6 +146,10 @@ def probe(
         report = _measure(opts)
         argv = click.get_current_context().find_root().meta.get("lagscope.argv")
         if argv:
+            import dataclasses
+
+            from lagscope import redact
+
             report = dataclasses.replace(report, command_line=redact.command_line(argv))
     show(
         report,
