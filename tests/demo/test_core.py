@@ -14,7 +14,10 @@ import pytest
 
 from lagscope.demo.diag import findings_from_dict
 from lagscope.demo.model import (
+    HTML_PAGE,
+    JSON_PAGE,
     SCHEMA,
+    BrowserPage,
     DemoReport,
     Finding,
     Sample,
@@ -350,3 +353,74 @@ def test_docs_option_table_names_every_other_flag_of_the_command() -> None:
         f"missing from docs/demo.md: {sorted(command_flags - documented)}; "
         f"not flags of lagscope demo: {sorted(documented - command_flags)}"
     )
+
+
+def _with_browser(report: DemoReport) -> DemoReport:
+    pages = {
+        "before": (1320.0, 700.0, 6, 650.0),
+        "hand-tuned": (950.0, 330.0, 6, 620.0),
+        "lagscope": (930.0, 320.0, 6, 610.0),
+    }
+    versions = []
+    for v in report.versions:
+        cold, json_cold, conns, added = pages[v.name]
+        versions.append(
+            dataclasses.replace(
+                v,
+                browser_pages=(
+                    BrowserPage(HTML_PAGE, cold, 340.0, 11, conns, 0, added),
+                    BrowserPage(JSON_PAGE, json_cold, 330.0, 1, 1, 0, 300.0),
+                ),
+            )
+        )
+    return dataclasses.replace(report, versions=tuple(versions), browser="chromium 156")
+
+
+def test_browser_rows_story_and_schema() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    report = _with_browser(_report())
+    text = TextRenderer().render(report)
+    cold = next(line for line in text.splitlines() if line.startswith("browser: HTML page cold"))
+    assert "1320 ms" in cold and "(0.72x)" in cold
+    assert any(line.startswith("browser: JSON page cold") for line in text.splitlines())
+    assert "over 6 connections (11 requests), the JSON page in 700 ms over 1" in text
+    assert "pay a second" in text
+    data = json.loads(JsonRenderer().render(report))
+    jsonschema.validate(data, json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+    assert load_json(data) == report
+    # Without a browser the rows are left out, and a saved run without them still loads.
+    plain = TextRenderer().render(_report())
+    assert "browser: HTML" not in plain
+    old = json.loads(JsonRenderer().render(_report()))
+    del old["browser"]
+    for v in old["versions"]:
+        del v["browser_pages"]
+    jsonschema.validate(old, json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+    assert load_json(old) == _report()
+
+
+def test_html_page_opens_with_a_chart_of_the_three_versions() -> None:
+    pytest.importorskip("jinja2")
+    from lagscope.demo.html import comparison, render
+
+    report = _with_browser(_report())
+    groups, height = comparison(report)
+    assert [g.title for g in groups] == [
+        "first request",
+        "first 10 requests, total",
+        "warm p50",
+        "browser: HTML page, cold load",
+    ]
+    assert height > 0
+    for g in groups:
+        assert [b.version for b in g.bars] == ["before", "hand-tuned", "lagscope"]
+        # Each figure on its own scale: the longest bar is full width, the rest in proportion.
+        longest = max(b.w for b in g.bars)
+        top = max(b.ms for b in g.bars)
+        for b in g.bars:
+            assert b.w == pytest.approx(max(1.0, b.ms / top * longest), rel=1e-6)
+    page = render(report)
+    assert page.index('<svg class="compare"') < page.index("<table>")
+    assert "<pre>" not in page
+    # Without a browser the chart has three groups.
+    assert len(comparison(_report())[0]) == 3

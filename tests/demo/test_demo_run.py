@@ -32,6 +32,7 @@ from lagscope.demo.model import DemoReport, VersionResult
 from lagscope.demo.pgcluster import find_pg_bin
 from lagscope.demo.render import load_json
 from lagscope.inject.log import ConnectionRecord, record_from_json
+from support.browser import have_browser
 from support.chromium import CHROMIUM, open_page
 
 TAX_MS = 200.0
@@ -204,6 +205,26 @@ def test_pg_run_agrees_with_the_proxy_log_and_pg_stat_activity(pg_run: Run) -> N
 
 
 @needs_pg
+def test_pg_run_browser_loads_each_versions_pages(pg_run: Run) -> None:
+    if not have_browser():
+        assert any(n.startswith("no browser") for n in pg_run.report.notes)
+        pytest.skip("no Chromium or no Playwright: the note is all there is")
+    report = pg_run.report
+    assert report.browser is not None and "chromium" in report.browser.lower()
+    for v in report.versions:
+        html, data = v.browser_page("/items/"), v.browser_page("/api/items/")
+        assert html is not None and data is not None, v.name
+        # The document and its 10 static files; the JSON page alone.
+        assert (html.requests, data.requests) == (11, 1)
+        assert 2 <= html.connections <= 6 and data.connections == 1
+        # The HTML page pays the tax in two rounds (the document's connection, then the
+        # files' parallel ones), the JSON page once.
+        assert html.setup_added_ms >= 2 * TAX_MS - 20, (v.name, html)
+        assert html.cold_ms >= 2 * TAX_MS and data.cold_ms >= TAX_MS
+        assert html.reload_connections <= 1
+
+
+@needs_pg
 @needs_diagnose
 def test_pg_run_diagnose_names_the_ghosts_on_before(pg_run: Run) -> None:
     before = pg_run.report.versions[0]
@@ -264,6 +285,12 @@ def test_no_tax_gives_no_tax_finding(sandbox: Path) -> None:
         pytest.param("hand-tuned: ready", "sqlite", id="ready"),
         pytest.param("before: diagnose", "sqlite", id="diagnose"),
         pytest.param("lagscope: stopping", "sqlite", id="stop"),
+        pytest.param(
+            "before: loading both pages",
+            "sqlite",
+            marks=pytest.mark.skipif(not have_browser(), reason="no browser"),
+            id="browser",
+        ),
     ],
 )
 def test_ctrl_c_at_each_step_leaves_nothing(sandbox: Path, step: str, database: str | None) -> None:
@@ -451,6 +478,7 @@ def test_html_page_holds_each_version_and_loads_nothing(pg_run: Run, tmp_path: P
     text = page_path.read_text(encoding="utf-8")
     assert "first 10 requests, total" in text
     assert "<script" not in text
+    assert text.index('<svg class="compare"') < text.index("<table>")
     report = pg_run.report
     frames = text.count("<iframe ")
     assert frames == sum(1 for v in report.versions if v.diagnose is not None)

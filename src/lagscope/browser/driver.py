@@ -14,6 +14,7 @@ one. Never ``playwright install``: the browser is found by :mod:`lagscope.browse
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -29,7 +30,14 @@ from lagscope.errors import ExitCode, LagscopeError
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright
 
-__all__ = ["LAUNCH_ARGS", "BrowserSession", "find_installed", "load_page", "open_browser"]
+__all__ = [
+    "LAUNCH_ARGS",
+    "BrowserSession",
+    "check_ready",
+    "find_installed",
+    "load_page",
+    "open_browser",
+]
 
 # The machine may have no network at all: without these Chromium spends the run on refused
 # connections of its own (updates, sync, field trials), which would share the measured page's
@@ -50,6 +58,11 @@ _READ_ENTRIES = """() => ({
 })"""
 
 Sleep = Callable[[float], None]
+
+_NO_EXTRA = (
+    "the browser extra is not installed: pip install 'lagscope[browser]' (Playwright for "
+    f"Python; it drives a browser already here, so also {HOW_TO_GET})"
+)
 
 
 def _is_file(path: str) -> bool:
@@ -114,12 +127,7 @@ class BrowserSession:
         try:
             from playwright.sync_api import Error, sync_playwright
         except ImportError:
-            raise LagscopeError(
-                "browser",
-                "the browser extra is not installed: pip install 'lagscope[browser]' "
-                f"(Playwright for Python; it drives a browser already here, so also {HOW_TO_GET})",
-                ExitCode.ENVIRONMENT,
-            ) from None
+            raise LagscopeError("browser", _NO_EXTRA, ExitCode.ENVIRONMENT) from None
         args = list(LAUNCH_ARGS)
         if _running_as_root():
             args.append("--no-sandbox")  # Chromium refuses to start its sandbox as root
@@ -242,6 +250,15 @@ def find_installed(
         shutil.which,
         _is_file,
     )
+
+
+def check_ready(browser_path: str | None = None) -> BrowserChoice:
+    """The installed browser to drive, checked before anything else runs: a one-line
+    LagscopeError (exit 8) saying how to get one when Playwright (the ``browser`` extra) or
+    a browser is missing."""
+    if importlib.util.find_spec("playwright") is None:
+        raise LagscopeError("browser", _NO_EXTRA, ExitCode.ENVIRONMENT)
+    return find_installed(browser_path)
 
 
 def open_browser(

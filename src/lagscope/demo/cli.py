@@ -85,6 +85,17 @@ def _hold(report: DemoReport) -> None:
     help="Append the fault proxies' per-connection ground truth (JSON lines).",
 )
 @click.option("--no-diagnose", is_flag=True, help="Measure only; skip diagnose.")
+@click.option(
+    "--no-browser",
+    is_flag=True,
+    help="Skip the real browser's page loads (by default they run when Chromium, Chrome or "
+    "Edge and the browser extra are found).",
+)
+@click.option(
+    "--browser-path",
+    metavar="PATH",
+    help="The Chromium-based browser that loads each version's pages.",
+)
 @click.option("--load", "load_path", type=FILE_PATH, help="Render a saved --json run.")
 def demo(
     quick: bool,
@@ -97,6 +108,8 @@ def demo(
     html_path: Path | None,
     log_path: Path | None,
     no_diagnose: bool,
+    no_browser: bool,
+    browser_path: str | None,
     load_path: Path | None,
     **table: object,
 ) -> None:
@@ -124,6 +137,8 @@ def demo(
             log_path=log_path,
             diagnose=not no_diagnose,
             nginx_bin=nginx_bin,
+            browser=not no_browser,
+            browser_path=browser_path,
         )
         diagnose = None if no_diagnose else default_diagnose(quick, options.tax_ms)
 

@@ -18,7 +18,10 @@ from lagscope.probe.stats import percentile
 
 __all__ = [
     "FIRST_REQUESTS",
+    "HTML_PAGE",
+    "JSON_PAGE",
     "SCHEMA",
+    "BrowserPage",
     "DemoReport",
     "Finding",
     "Sample",
@@ -32,6 +35,10 @@ SCHEMA = "lagscope.demo/1"
 
 # "The first 10 requests": what a person feels on a fresh visit.
 FIRST_REQUESTS = 10
+
+# The reference app's two pages, as a browser opens them.
+HTML_PAGE = "/items/"
+JSON_PAGE = "/api/items/"
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,20 @@ class Finding:
     cost_ms: float | None
     affects: str
     fix: str
+
+
+@dataclass(frozen=True)
+class BrowserPage:
+    """One page of a version as a real browser loaded it (lagscope.browser): cold in a
+    fresh context, then reloaded."""
+
+    path: str  # HTML_PAGE or JSON_PAGE
+    cold_ms: float  # navigation start to the end of the load event
+    reload_ms: float
+    requests: int  # the cold load's, document included
+    connections: int  # the cold load opened
+    reload_connections: int  # the reload opened
+    setup_added_ms: float  # what the cold load's new connections added to it
 
 
 @dataclass(frozen=True)
@@ -95,6 +116,15 @@ class VersionResult:
     findings: tuple[Finding, ...] = ()
     diagnose: Mapping[str, Any] | None = None
     diagnose_error: str | None = None
+    # A real browser's loads of the HTML and the JSON page, after the visit (empty when no
+    # browser ran; the report's notes say why).
+    browser_pages: tuple[BrowserPage, ...] = ()
+
+    def browser_page(self, path: str) -> BrowserPage | None:
+        for page in self.browser_pages:
+            if page.path == path:
+                return page
+        return None
 
 
 @dataclass(frozen=True)
@@ -108,6 +138,7 @@ class DemoReport:
     versions: tuple[VersionResult, ...]
     wall_s: float = 0.0
     notes: tuple[str, ...] = ()
+    browser: str | None = None  # the browser that loaded the pages (None: none ran)
     schema: str = field(default=SCHEMA)
 
     def version(self, name: str) -> VersionResult:
@@ -161,6 +192,7 @@ def _version(d: Mapping[str, Any]) -> VersionResult:
     data["settings"] = tuple((str(k), str(v)) for k, v in data["settings"])
     data["samples"] = tuple(_sample(s) for s in data["samples"])
     data["findings"] = tuple(_finding(f) for f in data["findings"])
+    data["browser_pages"] = tuple(BrowserPage(**p) for p in data.get("browser_pages", ()))
     return VersionResult(**data)
 
 

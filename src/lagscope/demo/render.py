@@ -15,6 +15,8 @@ from typing import Any
 from lagscope.console import printable
 from lagscope.demo.model import (
     FIRST_REQUESTS,
+    HTML_PAGE,
+    JSON_PAGE,
     DemoReport,
     Finding,
     VersionResult,
@@ -23,7 +25,14 @@ from lagscope.demo.model import (
 )
 from lagscope.saved import model_from_saved
 
-__all__ = ["JsonRenderer", "TextRenderer", "load_json", "story"]
+__all__ = [
+    "JsonRenderer",
+    "TextRenderer",
+    "findings_lines",
+    "load_json",
+    "story",
+    "table_cells",
+]
 
 _Row = tuple[str, Callable[[VersionResult], "float | int | None"], str]
 
@@ -37,9 +46,21 @@ _ROWS: tuple[_Row, ...] = (
     ("DB connects after start-up", lambda v: v.db_connects_after_start, ""),
     ("  kept open (pg_stat_activity)", lambda v: v.pg_backends_after_start, ""),
     ("new browser connections", lambda v: v.http_connections, ""),
+    ("browser: HTML page cold", lambda v: _page(v, HTML_PAGE, "cold_ms"), "ms"),
+    ("browser: HTML page reload", lambda v: _page(v, HTML_PAGE, "reload_ms"), "ms"),
+    ("  connections opened cold", lambda v: _page(v, HTML_PAGE, "connections"), ""),
+    ("browser: JSON page cold", lambda v: _page(v, JSON_PAGE, "cold_ms"), "ms"),
+    ("browser: JSON page reload", lambda v: _page(v, JSON_PAGE, "reload_ms"), "ms"),
+    ("  connections opened cold", lambda v: _page(v, JSON_PAGE, "connections"), ""),
     ("nginx->app connections", lambda v: v.upstream_connections, ""),
     ("start-up", lambda v: v.startup_ms, "ms"),
 )
+
+
+def _page(v: VersionResult, path: str, figure: str) -> float | int | None:
+    page = v.browser_page(path)
+    value = getattr(page, figure) if page is not None else None
+    return value if isinstance(value, (int, float)) else None
 
 
 def _cell(value: float | int | None, unit: str, base: float | int | None) -> str:
@@ -53,23 +74,58 @@ def _cell(value: float | int | None, unit: str, base: float | int | None) -> str
     return text
 
 
-def _table(report: DemoReport) -> list[str]:
+def table_cells(report: DemoReport) -> list[tuple[str, list[str]]]:
+    """The side-by-side table: (figure, one cell per version), each cell with its ratio to
+    "before"; rows nothing measured (no nginx, no browser) are left out."""
     versions = report.versions
     if not versions:
         return []
-    label_w = max(len(r[0]) for r in _ROWS) + 2
-    col_w = 20
-    lines = [" " * label_w + "".join(f"{v.name:>{col_w}}" for v in versions)]
     base = versions[0]
+    rows: list[tuple[str, list[str]]] = []
     for label, get, unit in _ROWS:
-        if all(get(v) is None for v in versions) and label.startswith("nginx"):
+        if all(get(v) is None for v in versions) and (
+            label.startswith(("nginx", "browser", "  connections opened"))
+        ):
             continue
         cells = []
         for i, v in enumerate(versions):
             ref = get(base) if i > 0 else None
-            cells.append(f"{_cell(get(v), unit, ref):>{col_w}}")
-        lines.append(f"{label:<{label_w}}" + "".join(cells))
+            cells.append(_cell(get(v), unit, ref))
+        rows.append((label, cells))
+    return rows
+
+
+def _table(report: DemoReport) -> list[str]:
+    rows = table_cells(report)
+    if not rows:
+        return []
+    label_w = max(len(label) for label, _ in rows) + 2
+    col_w = 20
+    lines = [" " * label_w + "".join(f"{v.name:>{col_w}}" for v in report.versions)]
+    for label, cells in rows:
+        lines.append(f"{label:<{label_w}}" + "".join(f"{c:>{col_w}}" for c in cells))
     return lines
+
+
+def findings_lines(report: DemoReport) -> list[str]:
+    """One line per finding each version still has (warning or worse), info counted."""
+    out: list[str] = []
+    for v in report.versions:
+        if v.diagnose_error:
+            out.append(f"{v.name}: diagnose failed: {v.diagnose_error}")
+        elif v.diagnose is None:
+            out.append(f"{v.name}: (no diagnose run)")
+        else:
+            problems = _problems(v)
+            info = len(v.findings) - len(problems)
+            more = f" (+{info} info)" if info else ""
+            if not problems:
+                out.append(f"{v.name}: none{more}")
+            for i, f in enumerate(problems):
+                cost = f", {f.cost_ms:.0f} ms" if f.cost_ms is not None else ""
+                tail = more if i == len(problems) - 1 else ""
+                out.append(f"{v.name}: {f.id} ({f.severity}{cost}, {f.affects}){tail}")
+    return out
 
 
 def _ms(value: float) -> str:
@@ -132,6 +188,7 @@ def story(report: DemoReport) -> list[str]:
             f"p50 to {_ms(tuned.warm_p50_ms)}, but {slow} request(s) still opened a database "
             f"connection after start-up{per_thread}."
         )
+    lines.extend(_browser_story(report, before, ours))
     if ours is not None and before is not None:
         lines.append(
             f"lagscope serve: first {FIRST_REQUESTS} in {_ms(ours.first10_total_ms)} "
@@ -151,6 +208,37 @@ def story(report: DemoReport) -> list[str]:
                 + (f"still {_named(left)}." if left else "nothing left to fix.")
             )
     return lines
+
+
+def _browser_story(
+    report: DemoReport, before: VersionResult | None, ours: VersionResult | None
+) -> list[str]:
+    """What the browser saw: the HTML page against the JSON one, cold, on "before"."""
+    if before is None or report.browser is None:
+        return []
+    html, data = before.browser_page(HTML_PAGE), before.browser_page(JSON_PAGE)
+    if html is None or data is None:
+        return []
+    line = (
+        f'In {report.browser}, "before"\'s HTML page loaded cold in {_ms(html.cold_ms)} over '
+        f"{html.connections} connections ({html.requests} requests), the JSON page in "
+        f"{_ms(data.cold_ms)} over {data.connections}"
+    )
+    if report.tax_ms > 0 and html.connections > 1:
+        line += (
+            ": the document pays one tax, then its static files open more connections side by "
+            "side and pay a second"
+        )
+    line += f"; a reload took {_ms(html.reload_ms)}."
+    out = [line]
+    mine = ours.browser_page(HTML_PAGE) if ours is not None else None
+    if mine is not None:
+        out.append(
+            f"On lagscope the HTML page loaded cold in {_ms(mine.cold_ms)} "
+            f"({_ratio(mine.cold_ms, html.cold_ms)} of before) and reloaded in "
+            f"{_ms(mine.reload_ms)}: the browser's own new connections still pay the tax."
+        )
+    return out
 
 
 def _threads(v: VersionResult) -> int | None:
@@ -193,21 +281,7 @@ class TextRenderer:
         out.extend(_table(report))
         out.append("")
         out.append("findings each version still has:")
-        for v in report.versions:
-            if v.diagnose_error:
-                out.append(f"  {v.name}: diagnose failed: {v.diagnose_error}")
-            elif v.diagnose is None:
-                out.append(f"  {v.name}: (no diagnose run)")
-            else:
-                problems = _problems(v)
-                info = len(v.findings) - len(problems)
-                more = f" (+{info} info)" if info else ""
-                if not problems:
-                    out.append(f"  {v.name}: none{more}")
-                for i, f in enumerate(problems):
-                    cost = f", {f.cost_ms:.0f} ms" if f.cost_ms is not None else ""
-                    tail = more if i == len(problems) - 1 else ""
-                    out.append(f"  {v.name}: {f.id} ({f.severity}{cost}, {f.affects}){tail}")
+        out.extend(f"  {line}" for line in findings_lines(report))
         out.append("")
         out.extend(story(report))
         # Diagnose's findings and notes quote servers (or a loaded file): escaped, line by line.

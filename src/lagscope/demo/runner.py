@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from lagscope.browser.driver import BrowserSession
+from lagscope.demo.browse import LOAD_TIMEOUT_S, browse, find_browser_for_demo
 from lagscope.demo.child import READY_PREFIX, child_command
 from lagscope.demo.diag import DiagnoseFn
 from lagscope.demo.model import DemoReport, Sample, VersionResult, summarize
@@ -82,6 +84,9 @@ class DemoOptions:
     diagnose: bool = True
     # The nginx binary for --nginx (None: PATH, then the usual places).
     nginx_bin: Path | None = None
+    # A real browser loads each version's pages after its visit, when one is found.
+    browser: bool = True
+    browser_path: str | None = None
 
     def __post_init__(self) -> None:
         validate(self)
@@ -490,6 +495,32 @@ def _measure(
     return result
 
 
+def _browse(
+    session: BrowserSession,
+    running: _Running,
+    result: VersionResult,
+    notes: list[str],
+    progress: Progress,
+) -> VersionResult:
+    """After the visit (outside its ground-truth window): the browser's loads of both pages.
+    A page the browser cannot load is a note; the other figures stand."""
+    name = running.spec.name
+    progress(f"{name}: loading both pages in {session.name}")
+    try:
+        pages = browse(session, running.url)
+    except LagscopeError as exc:
+        note = f"{name}: browser: {exc.message}"
+        notes.append(note)
+        progress(note)
+        return result
+    html, json_page = pages
+    progress(
+        f"{name}: browser: HTML cold {html.cold_ms:.0f} ms over {html.connections} connections "
+        f"(reload {html.reload_ms:.0f} ms), JSON cold {json_page.cold_ms:.0f} ms"
+    )
+    return replace(result, browser_pages=pages)
+
+
 def _ground_truth(running: _Running, result: VersionResult) -> VersionResult:
     """Taxes actually applied, from the proxies' records of the visit's window."""
     start, end = result.ready_at, result.visit_end_at
@@ -611,7 +642,16 @@ def run_demo(
             )
     started = clock()
     notes: list[str] = []
+    choice, no_browser = find_browser_for_demo(options.browser, options.browser_path)
+    if no_browser is not None:
+        notes.append(no_browser)
+        progress(no_browser)
     with contextlib.ExitStack() as stack:
+        session = (
+            stack.enter_context(BrowserSession(choice, LOAD_TIMEOUT_S))
+            if choice is not None
+            else None
+        )
         workdir = Path(
             stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="lagscope-demo-", ignore_cleanup_errors=True)
@@ -664,7 +704,10 @@ def run_demo(
         )
         results: list[VersionResult] = []
         for run in running:
-            results.append(_measure(run, db, options, progress, clock, wall_clock))
+            result = _measure(run, db, options, progress, clock, wall_clock)
+            if session is not None:
+                result = _browse(session, run, result, notes, progress)
+            results.append(result)
             if diagnoses is not None:
                 diagnoses.start(run)
         # PostgreSQL's view once every visit is over, so the per-request connections of
@@ -690,6 +733,7 @@ def run_demo(
             versions=tuple(results),
             wall_s=round(clock() - started, 2),
             notes=tuple(notes),
+            browser=session.name if session is not None else None,
         )
         if options.keep and hold is not None:
             hold(report)

@@ -9,14 +9,12 @@ says what the rung shows.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lagscope.browser.locate import HOW_TO_GET, BrowserChoice
+from lagscope.browser.locate import BrowserChoice
 from lagscope.browser.model import BrowserRun, setup_ms
 from lagscope.diagnose.model import Figure
-from lagscope.errors import ExitCode, LagscopeError
 
 __all__ = ["BrowserAsk", "check_browser", "run_browser", "rung_figures"]
 
@@ -38,16 +36,9 @@ class BrowserAsk:
 def check_browser(ask: BrowserAsk) -> BrowserChoice:
     """The browser to drive, or a one-line LagscopeError (exit 8) saying how to get one:
     checked before the ladder starts."""
-    from lagscope.browser.driver import find_installed
+    from lagscope.browser.driver import check_ready
 
-    if importlib.util.find_spec("playwright") is None:
-        raise LagscopeError(
-            "browser",
-            "the browser extra is not installed: pip install 'lagscope[browser]' "
-            f"(Playwright for Python; it drives a browser already here, so also {HOW_TO_GET})",
-            ExitCode.ENVIRONMENT,
-        )
-    return find_installed(ask.path)
+    return check_ready(ask.path)
 
 
 def run_browser(
