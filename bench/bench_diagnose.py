@@ -121,6 +121,7 @@ class Built:
     db_port: int = 0
     refused_port: int = 0
     stall_port: int = 0
+    stall_path: str = "/"
     next_url: Callable[[int], str] | None = None
     # The resolver the diagnosing client uses: {"hosts": {name: [addr, ...]}} or
     # {"dns_port": N} (tests/support/ghosts.py's HostsNetwork / DnsNetwork).
@@ -148,7 +149,7 @@ class Built:
             self._refused_truth = statistics.median(_refused_ms(self.refused_port, 5))
         if "stall" in self.expected.values():
             # Load only ever adds to a timer's delay: the lower quartile is the timer.
-            stalls = sorted(_reused_request_ms(self.stall_port, 8))
+            stalls = sorted(_reused_request_ms(self.stall_port, 8, self.stall_path))
             self._stall_truth = stalls[len(stalls) // 4]
         url = self.next_url(self._run) if self.next_url is not None else self.url
         self._run += 1
@@ -221,7 +222,7 @@ def _refused_ms(port: int, samples: int) -> list[float]:
     return times
 
 
-def _reused_request_ms(port: int, samples: int) -> list[float]:
+def _reused_request_ms(port: int, samples: int, path: str = "/") -> list[float]:
     """Whole-response times of requests 2.. on one keep-alive connection, read with a plain
     socket: against a server that does no work, the time is the small-write stall."""
     import h11
@@ -231,7 +232,9 @@ def _reused_request_ms(port: int, samples: int) -> list[float]:
         conn = h11.Connection(h11.CLIENT)
         for k in range(samples + 1):
             t0 = time.perf_counter()
-            head = conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+            head = conn.send(
+                h11.Request(method="GET", target=path, headers=[("Host", "127.0.0.1")])
+            )
             sock.sendall((head or b"") + (conn.send(h11.EndOfMessage()) or b""))
             while True:
                 event = conn.next_event()
@@ -454,7 +457,12 @@ def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int) -> Built:
         )
     if name == "runserver":
         app = stack.enter_context(ghosts.runserver(_django({})))
-        return Built(_url(app, "/plain/"), {"small-write-stall": "stall"}, stall_port=app[1])
+        return Built(
+            _url(app, "/plain/"),
+            {"small-write-stall": "stall"},
+            stall_port=app[1],
+            stall_path="/plain/",
+        )
     if name == "runserver-pg":
         proxy = stack.enter_context(ghosts.tax_proxy(("127.0.0.1", pg_port), on_accept_s=0.05))
         django_app = _django({"perconn": _pg_alias(proxy[1], 60)})
@@ -464,6 +472,7 @@ def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int) -> Built:
             {"connection-setup-tax": "db", "small-write-stall": "stall"},
             db_port=proxy[1],
             stall_port=app[1],
+            stall_path="/plain/",
         )
     raise SystemExit(f"unknown scenario {name!r}")
 

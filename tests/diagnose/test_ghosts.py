@@ -130,6 +130,13 @@ def test_time_outside_the_app_on_every_request_reused_connections_too(django_app
     assert {"warm_client_total_ms", "warm_server_timing_total_ms"} <= names
 
 
+def test_time_outside_the_app_without_server_timing_is_told_from_the_pages_work() -> None:
+    delay_ms = 80.0
+    with waitress_server(hello) as app, tax_proxy(app, every_response_s=delay_ms / 1000) as proxy:
+        report = run(_url(proxy), quick=True)
+    check(report, {"outside-app-every-request": proxy.truth_ms()})
+
+
 # --- 4. slow name resolution -------------------------------------------------------------------
 
 

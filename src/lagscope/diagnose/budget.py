@@ -70,10 +70,13 @@ def _warm_parts(warm: Sequence[RequestRecord], hop_ms: float) -> list[BudgetItem
     return items
 
 
-def _setup_items(cold: Sequence[RequestRecord], setup_ms: float) -> list[BudgetItem]:
+def _setup_items(
+    cold: Sequence[RequestRecord], setup_ms: float, lookup_ms: float
+) -> list[BudgetItem]:
     """A new connection's extra time: the name lookup and failed addresses, each claimed by
-    its own finding, and the rest."""
-    resolve = _median([r.resolve_ms for r in cold]) or 0.0
+    its own finding, and the rest. ``lookup_ms``: a lookup the cold series did not make
+    (the run pinned the address after a slow one), which a new connection pays on top."""
+    resolve = (_median([r.resolve_ms for r in cold]) or 0.0) + lookup_ms
     fallback = (
         _median([sum(a.ms for a in r.attempts if a.outcome != "connected") for r in cold]) or 0.0
     )
@@ -82,8 +85,19 @@ def _setup_items(cold: Sequence[RequestRecord], setup_ms: float) -> list[BudgetI
         items.append(BudgetItem("name resolution", resolve))
     if fallback:
         items.append(BudgetItem("address fallback", fallback))
-    items.append(BudgetItem("connection setup", setup_ms - resolve - fallback))
+    items.append(BudgetItem("connection setup", setup_ms + lookup_ms - resolve - fallback))
     return items
+
+
+def _unmade_lookup_ms(ev: Evidence) -> float:
+    """The name's lookup when the cold series did not make it (the address was pinned
+    after a slow lookup): what every new connection of a real client pays on top."""
+    res, cw = ev.resolution, ev.coldwarm
+    if res is None or cw is None or not res.is_name or res.source == "pinned":
+        return 0.0
+    if any(r.resolve_ms is not None for r in cw.cold):
+        return 0.0
+    return _median(list(res.resolve_ms)) or 0.0
 
 
 def budgets(ev: Evidence) -> tuple[Budget, ...]:
@@ -101,7 +115,9 @@ def budgets(ev: Evidence) -> tuple[Budget, ...]:
     if cw.cold:
         cold_total = _median([r.total_ms for r in cw.cold]) or 0.0
         if cw.keep_alive:
-            setup = _setup_items(cw.cold, cold_total - warm_total)
+            lookup = _unmade_lookup_ms(ev)
+            setup = _setup_items(cw.cold, cold_total - warm_total, lookup)
+            cold_total += lookup
             parts = warm_parts
         else:
             # Keep-alive refused: "warm" requests were new connections too.

@@ -99,9 +99,13 @@ class SetupSplit:
     # up is absorbed by the idle time; the app's time is not.
     idle_ms: float
     idle: tuple[RequestRecord, ...]
-    # A request for a page that does not exist: what a request that does no work waits.
+    # A request for a page that does not exist: what a request that does no work waits,
+    # each on a fresh connection, and on one kept-alive connection (when the server keeps
+    # connections, only these run: they separate time outside the page's work on every
+    # request from the page's own).
     cheap_path: str
     cheap: tuple[RequestRecord, ...]
+    cheap_reused: tuple[RequestRecord, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -320,9 +320,15 @@ class _Ladder:
         figures.append(figure("resolve_ms", summary_of(resolve_ms)))
         notes = [f"{a} does not answer (nothing listens there)" for a in unlistened]
         first_ok = next(p for p in probes if p.connects)
-        if probes[0] is not first_ok:
+        slow_lookup = (
+            res.source != "pinned"
+            and statistics.median(resolve_ms) >= self.opts.thresholds.slow_resolve_ms
+        )
+        if probes[0] is not first_ok or slow_lookup:
             # The rest of the ladder connects where the host answers, as a client with
-            # happy eyeballs would; the fallback's price is this rung's finding.
+            # happy eyeballs would, and without looking the name up again when that is
+            # slow: the fallback's and the lookup's prices are this rung's findings, and
+            # the cold budget takes the lookup from here.
             pins = tuple((h, a) for h, a in self.probe.resolve if h != host.lower())
             self.probe = replace(self.probe, resolve=(*pins, (host.lower(), (first_ok.address,))))
             notes.append(f"later rungs connect to {first_ok.address} directly")
@@ -603,50 +609,83 @@ class _Ladder:
         )
         return mine
 
-    def setup_split(self, wait_ms: float) -> SetupSplit:
-        """For a server that closes every connection and reports no timing: fresh
-        connections left idle before their request, and cheap requests for a page that
-        does not exist. Each separates a per-connection cost from the app's time."""
+    def setup_split(self, wait_ms: float, keep_alive: bool) -> SetupSplit:
+        """For a server that reports no timing: cheap requests for a page that does not
+        exist, which wait for what every request (or connection) pays but do none of the
+        page's work; and, when the server closes every connection, fresh connections left
+        idle before their request, where a cost paid while the connection is set up is
+        absorbed and the app's time is not."""
         t0 = self.clock.now_ns()
         self._say("setup vs app", "start")
         plan = self.opts.plan
+        target = parse_url(urljoin(self.probe.target.url, _CHEAP_PATH))
+        cheap_client = self._client(replace(self.probe, target=target))
+        idle: list[RequestRecord] = []
+        cheap: list[RequestRecord] = []
+        cheap_reused: list[RequestRecord] = []
         # Idle longer than the suspected tax (all of the wait, at most), so a cost paid
         # while the connection is set up is over before the request is sent.
         idle_s = min(plan.split_idle_max_s, wait_ms * 1.5 / 1000 + 0.02)
-        client = self._client()
-        idle: list[RequestRecord] = []
-        for i in range(plan.split_samples):
-            conn = client.open("setup vs app: idle connection")
+        if keep_alive:
+            conn: Connection | None = None
             try:
-                self.clock.sleep(idle_s)
+                for i in range(plan.split_samples + 1):
+                    start = self.clock.now_ns()
+                    new = conn is None
+                    if conn is None:
+                        conn = cheap_client.open("setup vs app: cheap requests")
+                    ex = cheap_client.exchange(conn, "setup vs app: cheap request")
+                    cheap_reused.append(
+                        make_record("cheap", i, conn, new, ex, start, self.run_start)
+                    )
+                    if not ex.keep_alive:
+                        conn.close()
+                        conn = None
+            finally:
+                if conn is not None:
+                    conn.close()
+        else:
+            client = self._client()
+            for i in range(plan.split_samples):
+                fresh = client.open("setup vs app: idle connection")
+                try:
+                    self.clock.sleep(idle_s)
+                    start = self.clock.now_ns()
+                    ex = client.exchange(fresh, "setup vs app: after idle")
+                finally:
+                    fresh.close()
+                idle.append(make_record("idle_first", i, fresh, True, ex, start, self.run_start))
+            for i in range(plan.split_samples):
                 start = self.clock.now_ns()
-                ex = client.exchange(conn, "setup vs app: after idle")
-            finally:
-                conn.close()
-            idle.append(make_record("idle_first", i, conn, True, ex, start, self.run_start))
-        target = parse_url(urljoin(self.probe.target.url, _CHEAP_PATH))
-        cheap_client = self._client(replace(self.probe, target=target))
-        cheap: list[RequestRecord] = []
-        for i in range(plan.split_samples):
-            start = self.clock.now_ns()
-            conn = cheap_client.open("setup vs app: cheap request")
-            try:
-                ex = cheap_client.exchange(conn, "setup vs app: cheap request")
-            finally:
-                conn.close()
-            cheap.append(make_record("cheap", i, conn, True, ex, start, self.run_start))
-        self._keep(idle)
-        self._keep(cheap)
-        split = SetupSplit(round(idle_s * 1000, 3), tuple(idle), _CHEAP_PATH, tuple(cheap))
+                fresh = cheap_client.open("setup vs app: cheap request")
+                try:
+                    ex = cheap_client.exchange(fresh, "setup vs app: cheap request")
+                finally:
+                    fresh.close()
+                cheap.append(make_record("cheap", i, fresh, True, ex, start, self.run_start))
+        for records in (idle, cheap, cheap_reused):
+            self._keep(records)
+        split = SetupSplit(
+            round(idle_s * 1000, 3) if idle else 0.0,
+            tuple(idle),
+            _CHEAP_PATH,
+            tuple(cheap),
+            tuple(cheap_reused),
+        )
+        statuses = sorted({r.status for r in cheap + cheap_reused})
         self._rung(
             "setup vs app",
-            "Per-connection cost against the app's time (fresh connections)",
+            "The page's own work against what every request or connection pays",
             t0,
             [
-                Figure("idle_before_request_ms", split.idle_ms, "ms"),
+                Figure("idle_before_request_ms", split.idle_ms if idle else None, "ms"),
                 figure("wait_after_idle_ms", summary_of(r.wait_ms for r in idle)),
                 figure("cheap_request_wait_ms", summary_of(r.wait_ms for r in cheap)),
-                Figure("cheap_request_status", cheap[0].status if cheap else None),
+                figure(
+                    "cheap_request_reused_wait_ms",
+                    summary_of(r.wait_ms for r in cheap_reused if r.reused),
+                ),
+                Figure("cheap_request_status", ", ".join(map(str, statuses)) or None),
             ],
         )
         return split
@@ -922,14 +961,17 @@ def diagnose(
         if coldwarm.keep_alive:
             coldwarm = replace(coldwarm, back_to_back=ladder.back_to_back())
         ev = replace(ev, coldwarm=coldwarm)
-        wait = summary_of(r.wait_ms for r in coldwarm.cold + coldwarm.warm)
-        if (
-            not coldwarm.keep_alive
-            and not any(r.app_ms() is not None for r in coldwarm.cold + coldwarm.warm)
-            and wait is not None
-            and wait.p50_ms >= opts.thresholds.setup_tax_ms
-        ):
-            ev = replace(ev, setup_split=ladder.setup_split(wait.p50_ms))
+        # Without the app's own account, experiments split the time to first byte: on a
+        # server that closes every connection, per-connection cost against the app's time;
+        # on one that keeps them, time every request pays against the page's own work.
+        timed = any(r.app_ms() is not None for r in coldwarm.cold + coldwarm.warm)
+        ka = coldwarm.keep_alive
+        wait = summary_of(
+            r.wait_ms for r in (coldwarm.warm if ka else coldwarm.cold + coldwarm.warm)
+        )
+        floor = opts.thresholds.outside_app_ms if ka else opts.thresholds.setup_tax_ms
+        if not timed and wait is not None and wait.p50_ms >= floor:
+            ev = replace(ev, setup_split=ladder.setup_split(wait.p50_ms, ka))
         if before is not None and after is not None and requests:
             sessions_per_request = round((after - before) / requests, 3)
         if ladder.loopback or opts.allow_load:

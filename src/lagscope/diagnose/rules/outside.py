@@ -31,7 +31,7 @@ def outside_app_every_request(
         return None
     warm = [r for r in cw.warm if r.reused and r.app_ms() is not None]
     if len(warm) < 4:
-        return None
+        return _without_timing(ev, t)
     outside = summary_of(outside_app_ms(r) for r in warm)
     assert outside is not None
     # A queue the proxy reports is waiting for a worker, not time outside the server.
@@ -73,6 +73,48 @@ def outside_app_every_request(
     )
 
 
+def _without_timing(ev: Evidence, t: Thresholds) -> Finding | None:
+    """No Server-Timing: a request for a missing page on a reused connection waits as long
+    as this page, so the wait is not this page's work but something every request pays."""
+    cw, split = ev.coldwarm, ev.setup_split
+    if cw is None or split is None:
+        return None
+    cheap = summary_of(r.wait_ms for r in split.cheap_reused if r.reused)
+    wait = summary_of(r.wait_ms for r in cw.warm if r.reused)
+    if cheap is None or wait is None or len(split.cheap_reused) < 4:
+        return None
+    cost = min(cheap.p50_ms, wait.p50_ms)
+    if cost - t.proxy_floor_ms < t.outside_app_ms or cheap.ci_low_ms < t.proxy_floor_ms:
+        return None
+    command = ev.command or f"lagscope diagnose {ev.url}"
+    return make_finding(
+        ev,
+        t,
+        "outside-app-every-request",
+        f"Every response waits {cost:.0f} ms that is not this page's work, reused connections too",
+        cost,
+        "every request",
+        [
+            figure("warm_wait_ms", wait),
+            figure(f"cheap_request_reused_wait_ms ({split.cheap_path})", cheap),
+            Figure("cheap_request_status", split.cheap_reused[-1].status),
+        ],
+        [
+            "Something between the client and the app holds every response: software that "
+            "inspects each response (antivirus web protection, a DLP agent) or a slow local "
+            "proxy. Ask IT for an exclusion for the app's process and loopback traffic.",
+            "If a proxy sits in front, rerun with `--direct URL-of-the-app` to see whether "
+            "the time is in the proxy hop; middleware that runs on every path has this "
+            "signature too (add lagscope's Server-Timing middleware to tell them apart).",
+        ],
+        f"On a reused connection a request for a page that does not exist "
+        f"({split.cheap_path}) waited {cheap.p50_ms:.0f} ms for its first byte, this page "
+        f"{wait.p50_ms:.0f} ms: that much is paid by every request before or after the "
+        "app's view, not by the page. The app sends no Server-Timing to split it further.",
+        confirm=f"{command} --direct URL-of-the-app",
+    )
+
+
 def _claimed(found: Sequence[Finding], ids: Sequence[str]) -> float:
     return sum(f.cost_ms or 0.0 for f in found if f.id in ids and f.severity != "info")
 
@@ -102,10 +144,16 @@ def unexplained_time(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> F
                 "proxy-hop-slow",
                 "slow-app",
                 "db-connect-per-request",
+                "outside-app-every-request",
             ),
         )
-        if not cw.keep_alive:
-            left.append(("before the first byte, on every request", wait, "wait_ms"))
+        split = ev.setup_split
+        cheap = [r.wait_ms for r in split.cheap_reused if r.reused] if split else []
+        if cw.keep_alive and cheap and median(cheap) < t.outside_app_ms:
+            # A missing page answers fast on a reused connection: the wait is this
+            # page's own work, the app's time (slow-app from slow_app_ms on).
+            wait = 0.0
+        left.append(("before the first byte, on every request", wait, "wait_ms"))
     name, ms, fig = max(left, key=lambda x: x[1])
     if ms < t.unexplained_ms:
         return None
