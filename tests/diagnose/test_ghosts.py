@@ -42,6 +42,14 @@ def hello(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     return [body]
 
 
+def routed(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """``hello`` at /, 404 elsewhere, as any routed app answers."""
+    if environ["PATH_INFO"] == "/":
+        return hello(environ, start_response)
+    start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "0")])
+    return [b""]
+
+
 def _url(address: tuple[str, int], path: str = "/") -> str:
     return f"http://{address[0]}:{address[1]}{path}"
 
@@ -132,7 +140,7 @@ def test_time_outside_the_app_on_every_request_reused_connections_too(django_app
 
 def test_time_outside_the_app_without_server_timing_is_told_from_the_pages_work() -> None:
     delay_ms = 80.0
-    with waitress_server(hello) as app, tax_proxy(app, every_response_s=delay_ms / 1000) as proxy:
+    with waitress_server(routed) as app, tax_proxy(app, every_response_s=delay_ms / 1000) as proxy:
         report = run(_url(proxy), quick=True)
     check(report, {"outside-app-every-request": proxy.truth_ms()})
 

@@ -122,9 +122,13 @@ def tax_proxy(
         assert task is not None
         tasks.add(task)
         try:
+            # What a connection waits here: the delay and the upstream connect after it.
+            t0 = time.perf_counter()
             if on_accept_s:
-                await pay(on_accept_s)
+                await asyncio.sleep(on_accept_s)
             up_reader, up_writer = await asyncio.open_connection(*upstream)
+            if on_accept_s:
+                applied.append((time.perf_counter() - t0) * 1e3)
             pending = [False]  # a request went up; its response pays every_response_s
             await asyncio.gather(
                 pump(reader, up_writer, first_data_s, pending if every_response_s else None, None),

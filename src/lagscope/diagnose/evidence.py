@@ -95,8 +95,9 @@ class SetupSplit:
     """Experiments that separate a per-connection cost from the app's time when neither
     Server-Timing nor a reused connection can: each on a fresh connection."""
 
-    # Connect, stay idle ``idle_ms``, then send: a cost paid while the connection is set
-    # up is absorbed by the idle time; the app's time is not.
+    # Connect, send the request's first byte, stay idle ``idle_ms``, then send the rest: a
+    # cost paid while the connection is set up, or for its first bytes (stream
+    # inspection), is absorbed by the idle time; the app's time is not.
     idle_ms: float
     idle: tuple[RequestRecord, ...]
     # A request for a page that does not exist: what a request that does no work waits,

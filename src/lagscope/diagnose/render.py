@@ -125,7 +125,7 @@ class TerminalRenderer:
             cost = "cost not measurable here" if f.cost_ms is None else f"costs {_ms(f.cost_ms)}"
             console.print(f"   {cost}, {f.affects}")
             if f.detail:
-                console.print(Text(f"   {f.detail}"))
+                console.print(_text(f"   {f.detail}"))
             if f.profile is not None:
                 # Names come from the server: plain text (never markup), printable only.
                 console.print(Text(f"   profile: {_printable(f.profile.note)}"))

@@ -548,13 +548,28 @@ class Client:
             return _StaleConnection()
         return LagscopeError(phase.name, f"{lost}: {exc} ({where})", ExitCode.PROTOCOL)
 
-    def exchange(self, conn: Connection, where: str, *, keep_body: bool = False) -> Exchange:
-        """Send the request on ``conn`` and read the whole response."""
+    def exchange(
+        self, conn: Connection, where: str, *, keep_body: bool = False, hold_s: float = 0.0
+    ) -> Exchange:
+        """Send the request on ``conn`` and read the whole response. ``hold_s``: send the
+        request's first byte, wait that long, then the rest (the send and wait phases are
+        timed from there), so what the path pays for a connection's first bytes is over
+        before the request is complete."""
         o = self.opts
         reused = conn.requests > 0
         data = self._request_bytes(conn)
-        t_send = self.clock.now_ns()
         send = self.phase("send")
+        if hold_s > 0:
+            try:
+                conn.stream.send_all(data[:1], send.remaining_s())
+            except OSError as exc:
+                raise self._io_error(
+                    exc, send, where, stale_ok=reused, lost="connection lost while sending"
+                ) from None
+            self.clock.sleep(hold_s)
+            data = data[1:]
+            send = self.phase("send")
+        t_send = self.clock.now_ns()
         try:
             conn.stream.send_all(data, send.remaining_s())
         except OSError as exc:

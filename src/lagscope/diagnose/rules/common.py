@@ -11,6 +11,7 @@ from lagscope.diagnose.thresholds import Thresholds
 from lagscope.probe.model import RequestRecord
 
 __all__ = [
+    "cheap_records",
     "has_timing",
     "iqr_ms",
     "make_finding",
@@ -65,6 +66,21 @@ def steady_records(ev: Evidence) -> tuple[RequestRecord, ...]:
     """Requests after warm-up: the cold and warm series."""
     cw = ev.coldwarm
     return () if cw is None else cw.cold + cw.warm
+
+
+def cheap_records(ev: Evidence, reused: bool) -> list[RequestRecord]:
+    """The cheap requests for a missing page (fresh ones, or those on a reused
+    connection), only when the server answered them differently from the page: an app
+    that answers every path alike did the page's work for them too, so they prove
+    nothing."""
+    split, cw = ev.setup_split, ev.coldwarm
+    if split is None or cw is None:
+        return []
+    page = {r.status for r in cw.cold + cw.warm}
+    records = [r for r in split.cheap_reused if r.reused] if reused else list(split.cheap)
+    if not records or {r.status for r in records} & page:
+        return []
+    return records
 
 
 def totals(records: Sequence[RequestRecord]) -> list[float]:

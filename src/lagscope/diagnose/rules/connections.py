@@ -14,6 +14,7 @@ from lagscope.diagnose.evidence import (
 from lagscope.diagnose.model import Figure, Finding
 from lagscope.diagnose.rules.browser import browser_figures
 from lagscope.diagnose.rules.common import (
+    cheap_records,
     has_timing,
     make_finding,
     median,
@@ -194,10 +195,10 @@ def refused_tax(ev: Evidence, t: Thresholds) -> tuple[float, str, list[Figure]] 
     if split is None or wait is None:
         return None
     idle = summary_of(r.wait_ms for r in split.idle)
-    cheap = summary_of(r.wait_ms for r in split.cheap)
+    cheap = summary_of(r.wait_ms for r in cheap_records(ev, reused=False))
     evidence = [
         figure("wait_ms", wait),
-        figure(f"wait_after_{split.idle_ms:.0f}_ms_idle_ms", idle),
+        figure(f"wait_after_first_byte_and_{split.idle_ms:.0f}_ms_idle_ms", idle),
         figure(f"cheap_request_wait_ms ({split.cheap_path})", cheap),
     ]
     if idle is not None:
@@ -205,9 +206,11 @@ def refused_tax(ev: Evidence, t: Thresholds) -> tuple[float, str, list[Figure]] 
         if absorbed >= t.setup_tax_ms and compare("wait", wait, idle).significant:
             return (
                 absorbed,
-                f"a connection left idle for {split.idle_ms:.0f} ms before its request "
-                f"waited {idle.p50_ms:.0f} ms instead of {wait.p50_ms:.0f} ms, so "
-                f"{absorbed:.0f} ms is paid while the connection is set up, not by the app.",
+                f"a connection that sent its request's first byte and then stayed idle for "
+                f"{split.idle_ms:.0f} ms waited {idle.p50_ms:.0f} ms instead of "
+                f"{wait.p50_ms:.0f} ms once the request was complete, so {absorbed:.0f} ms "
+                "is paid for setting up the connection or for its first bytes, not by the "
+                "app (which needs the whole request).",
                 evidence,
             )
     if cheap is not None and cheap.p50_ms - t.proxy_floor_ms >= t.setup_tax_ms:
@@ -215,9 +218,9 @@ def refused_tax(ev: Evidence, t: Thresholds) -> tuple[float, str, list[Figure]] 
             min(cheap.p50_ms, wait.p50_ms),
             f"a request for a page that does not exist ({split.cheap_path}) waits "
             f"{cheap.p50_ms:.0f} ms on a fresh connection too, so that much is not this "
-            "page's work. Idle time before the request did not absorb it: it is paid on "
-            "the connection's first bytes (stream inspection, a proxy), or before every "
-            "request (the server closes every connection, so the two cannot be told apart).",
+            "page's work. Idle time after the first byte did not absorb it: it is paid "
+            "once the request is complete, per connection or per request (the server "
+            "closes every connection, so the two cannot be told apart).",
             evidence,
         )
     return None

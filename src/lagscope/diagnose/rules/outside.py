@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from lagscope.diagnose.evidence import Evidence, figure, metric_ms, outside_app_ms, summary_of
 from lagscope.diagnose.model import Figure, Finding
-from lagscope.diagnose.rules.common import has_timing, make_finding, median
+from lagscope.diagnose.rules.common import cheap_records, has_timing, make_finding, median
 from lagscope.diagnose.thresholds import Thresholds
 
 __all__ = ["outside_app_every_request", "unexplained_time"]
@@ -79,9 +79,10 @@ def _without_timing(ev: Evidence, t: Thresholds) -> Finding | None:
     cw, split = ev.coldwarm, ev.setup_split
     if cw is None or split is None:
         return None
-    cheap = summary_of(r.wait_ms for r in split.cheap_reused if r.reused)
+    trusted = cheap_records(ev, reused=True)
+    cheap = summary_of(r.wait_ms for r in trusted)
     wait = summary_of(r.wait_ms for r in cw.warm if r.reused)
-    if cheap is None or wait is None or len(split.cheap_reused) < 4:
+    if cheap is None or wait is None or len(trusted) < 3:
         return None
     cost = min(cheap.p50_ms, wait.p50_ms)
     if cost - t.proxy_floor_ms < t.outside_app_ms or cheap.ci_low_ms < t.proxy_floor_ms:
@@ -147,8 +148,7 @@ def unexplained_time(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> F
                 "outside-app-every-request",
             ),
         )
-        split = ev.setup_split
-        cheap = [r.wait_ms for r in split.cheap_reused if r.reused] if split else []
+        cheap = [r.wait_ms for r in cheap_records(ev, reused=True)]
         if cw.keep_alive and cheap and median(cheap) < t.outside_app_ms:
             # A missing page answers fast on a reused connection: the wait is this
             # page's own work, the app's time (slow-app from slow_app_ms on).
