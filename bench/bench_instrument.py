@@ -16,6 +16,9 @@ Configurations:
 * lagscope (trusted): lagscope's middleware first, loopback client, full header
 * lagscope (untrusted): a non-loopback client; no header, only connection tracking
 * lagscope (disabled): LAGSCOPE = {"ENABLED": False}
+* lagscope as before profile mode: the same middleware with the sync entry it had before
+  (no check for ``X-Lagscope-Profile``), so the pair with the trusted row prices that check
+  side by side in one process;
 * lagscope, PROFILE on, not asked: profile mode allowed, the request carries no
   ``X-Lagscope-Profile`` (the mode-off path every ordinary request takes);
 * lagscope, profiled: the same with ``X-Lagscope-Profile: 1`` (pyinstrument samples the
@@ -53,6 +56,7 @@ OTEL_ALONE = "OpenTelemetry DjangoInstrumentor (SDK, no exporter)"
 OTEL_LAGSCOPE_OFF = "DjangoInstrumentor + lagscope, OTEL off"
 OTEL_LAGSCOPE_BRIDGE = "DjangoInstrumentor + lagscope, OTEL bridge enriching its span"
 LAGSCOPE_OWN_SPAN = "lagscope alone, OTEL bridge with its own span"
+BEFORE_PROFILE_MODE = "lagscope as before profile mode (no profile check)"
 PROFILE_NOT_ASKED = "lagscope, trusted, PROFILE on, request not asking"
 PROFILED = "lagscope, trusted, profiled (X-Lagscope-Profile: 1)"
 
@@ -108,6 +112,24 @@ def _runner(
     return run
 
 
+def _before_profile_mode() -> None:
+    """Define ``WithoutProfileCheck`` in this module (Django imports middleware by path)."""
+    from django.http import HttpRequest
+
+    from lagscope.django.middleware import ServerTimingMiddleware
+
+    class WithoutProfileCheck(ServerTimingMiddleware):
+        def __call__(self, request: HttpRequest) -> Any:
+            started = self._begin(request)
+            try:
+                response = self.get_response(request)
+            finally:
+                self._leave(started)
+            return self._finish(request, response, started)
+
+    globals()["WithoutProfileCheck"] = WithoutProfileCheck
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -122,6 +144,9 @@ def main() -> None:
     configs["baseline (CommonMiddleware only)"] = _runner(base, base_opts, "127.0.0.1")
     h, o = _handler([LAGSCOPE_MW, COMMON], off)
     configs[LAGSCOPE_TRUSTED] = _runner(h, o, "127.0.0.1")
+    _before_profile_mode()
+    h, o = _handler([f"{__name__}.WithoutProfileCheck", COMMON], off)
+    configs[BEFORE_PROFILE_MODE] = _runner(h, o, "127.0.0.1")
     h, o = _handler([LAGSCOPE_MW, COMMON], off)
     configs["lagscope, untrusted client (no header)"] = _runner(h, o, "203.0.113.9")
     h, o = _handler([LAGSCOPE_MW, COMMON], {"ENABLED": False})
@@ -205,6 +230,7 @@ def main() -> None:
     pairs = [
         (OTEL_LAGSCOPE_BRIDGE, OTEL_LAGSCOPE_OFF),
         (LAGSCOPE_OWN_SPAN, LAGSCOPE_TRUSTED),
+        (LAGSCOPE_TRUSTED, BEFORE_PROFILE_MODE),
         (PROFILE_NOT_ASKED, LAGSCOPE_TRUSTED),
         (PROFILED, LAGSCOPE_TRUSTED),
     ]
