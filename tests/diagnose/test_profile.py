@@ -21,9 +21,9 @@ from lagscope.diagnose import run
 from lagscope.diagnose.model import DiagnoseReport, FindingProfile
 from lagscope.diagnose.profiling import REASON_LINES, UNTRUSTED_LINE
 from lagscope.diagnose.render import JsonRenderer, TerminalRenderer, load_json
+from lagscope.instrument.wsgi import WsgiServerTimingMiddleware
 from lagscope.report import html
 from lagscope.saved import parse_saved_json
-from lagscope.wsgi import ServerTimingMiddleware
 from support.wsgi import waitress_server
 
 
@@ -123,7 +123,7 @@ class Recorder:
     [
         pytest.param(lambda app: app, id="no Server-Timing"),
         pytest.param(
-            lambda app: ServerTimingMiddleware(
+            lambda app: WsgiServerTimingMiddleware(
                 app, profile=True, trust_loopback=False, untrusted="total"
             ),
             id="untrusted: total only",
@@ -142,8 +142,38 @@ def test_no_profile_is_asked_without_the_trusted_detail(wrap: Any) -> None:
 
 def test_a_trusted_wsgi_app_is_profiled() -> None:
     recorder = Recorder()
-    with waitress_server(ServerTimingMiddleware(recorder, profile=True)) as app:
+    with waitress_server(WsgiServerTimingMiddleware(recorder, profile=True)) as app:
         report = run(_url(app, "/"), quick=True)
     top = profile_of(report, "slow-app").hotspots[0]
     assert top.function == "Recorder.__call__" and 90 <= top.ms <= 180
     assert recorder.asked in (1, 2)
+
+
+def hostile(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    # Claims lagscope's trusted detail and answers the profile request with an escape
+    # sequence in a function name.
+    time.sleep(0.12)
+    headers = [
+        ("Content-Type", "text/plain"),
+        ("Content-Length", "2"),
+        ("Server-Timing", "total;dur=120, thread;desc=evil"),
+    ]
+    if "HTTP_X_LAGSCOPE_PROFILE" in environ:
+        headers.append(
+            ("X-Lagscope-Profile", "1 120000 -,120000,0,1,a,%1B%5B2J%1B%5D0%3Bx%07,v.py")
+        )
+    start_response("200 OK", headers)
+    return [b"ok"]
+
+
+def test_a_hostile_profile_is_refused_in_one_line_and_never_reaches_the_terminal() -> None:
+    with waitress_server(hostile) as app:
+        report = run(_url(app, "/"), quick=True)
+    profile = profile_of(report, "slow-app")
+    assert profile.note == (
+        "No profile: the server's profile was refused (profile frame 0's function has "
+        "control or unprintable characters)."
+    )
+    assert not profile.frames and not profile.hotspots
+    terminal = TerminalRenderer().render(report)
+    assert "\x1b" not in terminal and "\x07" not in terminal
