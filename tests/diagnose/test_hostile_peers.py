@@ -5,8 +5,11 @@ consistent (no exit 70, no negative "unexplained"), and say what it left out."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import re
+import socket
 from typing import Any
 
 import pytest
@@ -15,6 +18,7 @@ from lagscope.diagnose import run
 from lagscope.diagnose.model import DiagnoseReport
 from lagscope.diagnose.model import to_dict as diagnose_to_dict
 from lagscope.probe.model import to_dict as probe_to_dict
+from lagscope.probe.net import SockAddr, SystemNetwork
 from lagscope.probe.options import ProbeOptions, parse_url
 from lagscope.probe.render import load_json as load_probe_json
 from lagscope.probe.runner import run_probe
@@ -76,3 +80,129 @@ def test_server_timing_longer_than_the_request_never_makes_unexplained_negative(
         top = [i for i in b.items if i.within is None]
         assert all(i.ms >= 0 for i in top), top
         assert math.isclose(sum(i.ms for i in top), b.total_ms, abs_tol=1e-6) or b.kind == "cold"
+
+
+# Locations a server may send that no run should die on: malformed, other schemes, spaces,
+# control characters (C0 and C1), ports out of range, a scheme with no host.
+BAD_LOCATIONS = [
+    b"http://[::1/oops",
+    b"file:///etc/passwd",
+    b"gopher://127.0.0.1:70/",
+    b"/a b",
+    b"http://",
+    b"http://127.0.0.1:99999/",
+    b"javascript:alert(1)",
+    b"/p\x1b]0;TITLE\x07x",
+    b"//[bad",
+    b"/\x9b31mC1",
+]
+
+
+@pytest.mark.parametrize("location", BAD_LOCATIONS, ids=[repr(x) for x in BAD_LOCATIONS])
+def test_a_malformed_redirect_is_named_and_the_redirect_itself_diagnosed(location: bytes) -> None:
+    """The user's URL was fine: whatever the server's Location, the run ends (no exit 2 "bad
+    input", no exit 70), keeps what it measured and names the redirect."""
+    redirect = badservers.answers([(b"Location", location)], status=b"302 Found", body=b"")
+    with badservers.serve(redirect) as port:
+        url = f"http://127.0.0.1:{port}/"
+        report = _quick(url)
+    assert report.final_url == url  # the redirect itself was diagnosed
+    assert report.requests and report.budgets
+    finding = report.finding("redirects")
+    assert finding is not None and finding.severity in ("warning", "critical")
+    assert "Link to the final URL" not in " ".join(finding.fix)
+    warning = next(w for w in report.warnings if "redirect" in w)
+    assert "\x1b" not in warning and "\x07" not in warning
+
+
+def test_a_redirect_loop_says_so_and_gives_no_same_url_advice() -> None:
+    loop = badservers.answers([(b"Location", b"/")], status=b"301 Moved Permanently", body=b"")
+    with badservers.serve(loop) as port:
+        report = _quick(f"http://127.0.0.1:{port}/")
+    finding = report.finding("redirects")
+    assert finding is not None and "loop" in finding.title
+    assert "too many redirects" in " ".join(finding.fix)
+    assert any("redirect loop" in w for w in report.warnings)
+
+
+class _RecordingNetwork(SystemNetwork):
+    """The real network, recording every name it is asked to resolve."""
+
+    def __init__(self) -> None:
+        self.resolved: list[str] = []
+
+    def resolve(self, host: str, port: int, family: int) -> list[tuple[int, SockAddr]]:
+        self.resolved.append(host)
+        return super().resolve(host, port, family)
+
+
+@pytest.mark.parametrize("name", ["app.localhost", "Deep.Sub.LOCALHOST", "x.localhost."])
+def test_localhost_names_are_loopback_without_any_resolver(name: str) -> None:
+    """RFC 6761: a redirect to a name under .localhost is followed to loopback and never
+    asked of the system resolver (whose DNS query could leave the machine); the load rungs
+    stay on the address the user gave."""
+    with badservers.serve(badservers.answers([])) as target:
+        hop = badservers.answers(
+            [(b"Location", f"http://{name}:{target}/".encode())], status=b"302 Found"
+        )
+        with badservers.serve(hop) as port:
+            network = _RecordingNetwork()
+            report = run(f"http://127.0.0.1:{port}/", network=network, quick=True, max_time_s=30.0)
+    assert not [h for h in network.resolved if "localhost" in h.lower()], network.resolved
+    assert report.final_url.lower().startswith(f"http://{name.lower()}:{target}")
+    assert report.finding("redirects") is None or "does not answer" not in (
+        report.finding("redirects").title  # type: ignore[union-attr]
+    )
+    queueing = next(r for r in report.rungs if r.name == "queueing")
+    assert queueing.status == "skipped" and "not the address given" in queueing.notes[0]
+    assert any("no concurrent burst" in w for w in report.warnings)
+    loaded = [r.series for r in report.requests if re.fullmatch(r"burst|c\d+", r.series)]
+    assert not loaded
+
+
+def test_allow_load_lets_the_load_rungs_follow_a_loopback_redirect() -> None:
+    with badservers.serve(badservers.answers([])) as target:
+        hop = badservers.answers(
+            [(b"Location", f"http://127.0.0.1:{target}/".encode())], status=b"302 Found"
+        )
+        with badservers.serve(hop) as port:
+            report = run(f"http://127.0.0.1:{port}/", quick=True, max_time_s=30.0, allow_load=True)
+    queueing = next(r for r in report.rungs if r.name == "queueing")
+    assert queueing.status == "ran"
+
+
+def test_a_redirect_to_a_hop_that_does_not_answer_diagnoses_the_redirect() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connects are refused
+        dead = closed.getsockname()[1]
+        hop = badservers.answers(
+            [(b"Location", f"http://127.0.0.1:{dead}/".encode())], status=b"302 Found"
+        )
+        with badservers.serve(hop) as port:
+            url = f"http://127.0.0.1:{port}/"
+            report = _quick(url)
+    assert report.final_url == url
+    finding = report.finding("redirects")
+    assert finding is not None and "does not answer" in finding.title
+
+
+def test_a_chain_longer_than_followed_says_too_many() -> None:
+    async def chain(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: badservers.ConnState
+    ) -> None:
+        # /, /r/1, /r/2 ...: every answer redirects one further.
+        while (req := await badservers.read_request(reader, st)) is not None:
+            n = int(req.target.rsplit(b"/", 1)[-1] or b"0") if req.target != b"/" else 0
+            head, rest = badservers.response_bytes(
+                st, b"", [("Location", f"/r/{n + 1}")], status=302
+            )
+            writer.write(head + rest)
+            await writer.drain()
+            if not badservers.finish_cycle(st):
+                return
+
+    with badservers.serve(chain) as port:
+        report = _quick(f"http://127.0.0.1:{port}/")
+    finding = report.finding("redirects")
+    assert finding is not None and "too many" in finding.title
+    assert any(w.startswith("too many redirects") for w in report.warnings)

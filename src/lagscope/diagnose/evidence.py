@@ -60,7 +60,7 @@ class AddressProbe:
 class Resolution:
     host: str
     is_name: bool  # not an IP literal
-    source: str  # "dns" | "pinned"
+    source: str  # "dns" | "pinned" | "localhost" (probe.model.RESOLVE_SOURCES)
     resolve_ms: tuple[float, ...]
     addresses: tuple[AddressProbe, ...]
     # A whole connect through the address list, as a sequential client makes it.
@@ -143,6 +143,10 @@ class Hygiene:
     body_bytes: int
     compressed_bytes: int | None  # gzip level 6 of the body, when it is text
     receive_ms: float
+    # Why the chain was not followed to a page, when it was not: "loop", "too many",
+    # "bad location" (not an http(s) URL) or "no answer" (the next hop did not answer).
+    # None when it ended on a page, or on a redirect to another host (not followed).
+    redirect_stop: str | None = None
 
 
 @dataclass(frozen=True)

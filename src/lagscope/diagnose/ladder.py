@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urljoin
 
 from lagscope import __version__, redact
+from lagscope.addresses import format_host_port
 from lagscope.browser.locate import BrowserChoice
 from lagscope.browser.model import BrowserRun
 from lagscope.diagnose.browser import BrowserAsk, check_browser, run_browser, rung_figures
@@ -182,9 +183,26 @@ class _Ladder:
         self.warnings: list[str] = []
         self.truncated = False
         self._connections = 0
+        # Why the first request stopped on a redirect it did not follow (evidence.Hygiene).
+        self.redirect_stop: str | None = None
         self.loopback = is_loopback_host(
             self.probe.target.host, self.probe.pinned(self.probe.target.host)
         )
+
+    def load_refused(self) -> str | None:
+        """Why the load rungs (the burst, the concurrency ladder) may not run, or None: they
+        only ever hit the host and port the user gave, and only on loopback, unless
+        --allow-load. A redirect elsewhere, even to another loopback port, is followed for
+        single requests but never loaded."""
+        if self.opts.allow_load:
+            return None
+        if not self.loopback:
+            return "the host is not loopback; use --allow-load"
+        given, now = self.opts.probe.target, self.probe.target
+        if (now.host.lower(), now.port) != (given.host.lower(), given.port):
+            where = format_host_port(now.host, now.port)
+            return f"the URL redirects to {where}, not the address given; use --allow-load"
+        return None
 
     # --- bookkeeping ------------------------------------------------------------------------
 
@@ -391,40 +409,52 @@ class _Ladder:
         return tuple(out)
 
     def first_and_redirects(self) -> tuple[RequestRecord, tuple[RedirectHop, ...]]:
-        """The run's first request, to the URL as given; redirects are followed from it."""
+        """The run's first request, to the URL as given; redirects are followed from it.
+
+        A redirect this tool cannot or may not follow (a Location that is not an http(s)
+        URL, another host, a hop that does not answer, a loop, more than _MAX_REDIRECTS) ends
+        the following: the rest of the run diagnoses the last response that answered, and a
+        warning names the redirect. The server's string never decides the exit code."""
         t0 = self.clock.now_ns()
         self._say("first request", "start")
         hops: list[RedirectHop] = []
         first: RequestRecord | None = None
         probe = self.probe
-        for _ in range(_MAX_REDIRECTS + 1):
+        seen = {probe.target.url}
+        while True:
             client = self._client(probe)
             start = self.clock.now_ns()
-            conn = client.open("the first request")
             try:
-                ex = client.exchange(conn, "the first request")
-            finally:
-                conn.close()
+                conn = client.open("the first request")
+                try:
+                    ex = client.exchange(conn, "the first request")
+                finally:
+                    conn.close()
+            except LagscopeError as exc:
+                if first is None:
+                    raise  # the URL as given: its failure is the run's
+                self.warnings.append(
+                    f"the redirect to {_shown(probe.target.url)} could not be followed "
+                    f"({exc.one_line()}); diagnosing the redirect itself"
+                )
+                self.redirect_stop = "no answer"
+                break  # self.probe is still the last URL that answered
             record = make_record("first", 0, conn, True, ex, start, self.run_start)
             self._keep([record])
             if first is None:
                 first = record
+            self.probe = probe  # this URL answered: the rest of the run may measure it
             location = dict(ex.headers).get("location")
             if ex.status not in _REDIRECTS or not location:
                 break
-            target = urljoin(probe.target.url, location)
+            stop = self._next_hop(probe, location, len(hops), seen)
+            target = stop if isinstance(stop, str) else stop.target.url
             hops.append(RedirectHop(probe.target.url, ex.status, target, record.total_ms))
-            nxt = parse_url(target)
-            if not (nxt.host == probe.target.host or is_loopback_host(nxt.host)):
-                self.warnings.append(
-                    f"the URL redirects to another host ({nxt.host}); "
-                    "diagnosing the redirect itself"
-                )
+            if isinstance(stop, str):
                 break
-            probe = replace(probe, target=nxt)
+            seen.add(stop.target.url)
+            probe = stop
         assert first is not None
-        if probe is not self.probe:
-            self.probe = probe
         figures = [
             Figure("status", first.status),
             Figure("total_ms", round(first.total_ms, 3), "ms"),
@@ -432,6 +462,44 @@ class _Ladder:
         figures += [Figure(f"redirect {h.status}", h.location) for h in hops]
         self._rung("first request", "The run's first request", t0, figures)
         return first, tuple(hops)
+
+    def _next_hop(
+        self, probe: ProbeOptions, location: str, followed: int, seen: set[str]
+    ) -> ProbeOptions | str:
+        """The options for the next hop, or (not followed) the Location as shown, with a
+        warning saying why."""
+        shown = _shown(location)
+        try:
+            nxt = parse_url(urljoin(probe.target.url, location))
+        except (ValueError, LagscopeError) as exc:
+            reason = exc.one_line() if isinstance(exc, LagscopeError) else str(exc)
+            self.warnings.append(
+                f"the redirect's Location {shown} is not a URL this tool can follow "
+                f"({_shown(reason, 120)}); diagnosing the redirect itself"
+            )
+            self.redirect_stop = "bad location"
+            return shown
+        if nxt.url in seen:
+            self.warnings.append(
+                f"redirect loop: {_shown(nxt.url)} was already visited; diagnosing the "
+                "redirect itself"
+            )
+            self.redirect_stop = "loop"
+            return nxt.url
+        if followed >= _MAX_REDIRECTS:
+            self.warnings.append(
+                f"too many redirects: still redirecting after {followed} (to "
+                f"{_shown(nxt.url)}); diagnosing the last one"
+            )
+            self.redirect_stop = "too many"
+            return nxt.url
+        if not (nxt.host == probe.target.host or is_loopback_host(nxt.host)):
+            self.warnings.append(
+                f"the URL redirects to another host ({_shown(nxt.host)}); "
+                "diagnosing the redirect itself"
+            )
+            return nxt.url
+        return replace(probe, target=nxt)
 
     def warmup(self, first: RequestRecord) -> Warmup:
         t0 = self.clock.now_ns()
@@ -461,10 +529,11 @@ class _Ladder:
         self._keep(local)
         sequence += self.records[-len(local) :] if local else []
         burst: list[RequestRecord] = []
-        if self.loopback or self.opts.allow_load:
+        refused = self.load_refused()
+        if refused is None:
             burst = self._concurrent(plan.burst_clients, plan.burst_requests, "burst", warmup=0)
         else:
-            self.warnings.append("no concurrent burst: the host is not loopback (use --allow-load)")
+            self.warnings.append(f"no concurrent burst: {refused}")
         threads = {metric_desc(r, "thread") for r in sequence + burst} - {None}
         figures = [
             Figure("sequence_totals_ms", ", ".join(f"{r.total_ms:.1f}" for r in sequence)),
@@ -769,6 +838,7 @@ class _Ladder:
             body_bytes=ex.body_bytes,
             compressed_bytes=compressed,
             receive_ms=ex.receive_ms,
+            redirect_stop=self.redirect_stop,
         )
         self._rung(
             "http hygiene",
@@ -858,6 +928,12 @@ class _Ladder:
             notes.append(run.idle_rule)
         self._rung("browser", "A real browser loads the page", t0, rung_figures(run), notes)
         return run
+
+
+def _shown(text: str, limit: int = 200) -> str:
+    """A server's string inside a warning: quoted, control characters escaped, cut."""
+    quoted = ascii(text)
+    return quoted if len(quoted) <= limit else quoted[: limit - 1] + "…"
 
 
 def _is_name(host: str) -> bool:
@@ -976,12 +1052,11 @@ def diagnose(
             ev = replace(ev, setup_split=ladder.setup_split(wait.p50_ms, ka))
         if before is not None and after is not None and requests:
             sessions_per_request = round((after - before) / requests, 3)
-        if ladder.loopback or opts.allow_load:
+        refused = ladder.load_refused()
+        if refused is None:
             ev = replace(ev, queue=ladder.queue())
         else:
-            ladder._skip(
-                "queueing", "Concurrency ladder", "the host is not loopback; use --allow-load"
-            )
+            ladder._skip("queueing", "Concurrency ladder", refused)
         if opts.direct is not None:
             direct = replace(
                 opts.direct, max_time_s=opts.probe.max_time_s, timeout_s=opts.probe.timeout_s

@@ -19,6 +19,7 @@ from lagscope.probe.stats import Comparison, Summary
 
 __all__ = [
     "PHASES",
+    "RESOLVE_SOURCES",
     "SCHEMA",
     "AddressAttempt",
     "Family",
@@ -42,6 +43,13 @@ PHASES = ("resolve", "connect", "tls", "send", "wait", "receive", "total")
 
 Headers = tuple[tuple[str, str], ...]
 
+
+# How the target's addresses were found, as the report says it.
+RESOLVE_SOURCES = {
+    "dns": "DNS",
+    "pinned": "pinned by --resolve",
+    "localhost": "loopback for a .localhost name, no DNS (RFC 6761)",
+}
 
 Family = Literal["ipv4", "ipv6"]
 Outcome = Literal["connected", "refused", "timeout", "unreachable", "error"]
@@ -168,7 +176,7 @@ class ProbeReport:
     started_at: str  # ISO 8601, UTC
     duration_ms: float
     host: str
-    resolve_source: str  # "dns" | "pinned"
+    resolve_source: str  # "dns" | "pinned" | "localhost" (RESOLVE_SOURCES)
     addresses: tuple[str, ...]  # what resolution returned, in order
     series: tuple[Series, ...]
     comparisons: tuple[Comparison, ...]  # cold minus warm per phase

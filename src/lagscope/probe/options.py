@@ -193,6 +193,12 @@ def parse_url(url: str) -> Target:
         raise LagscopeError("url", f"no host in {url!r}", ExitCode.USAGE)
     if any(c.isspace() for c in url):
         raise LagscopeError("url", f"invalid URL {url!r}: contains white space", ExitCode.USAGE)
+    if any(c < " " or "\x7f" <= c <= "\x9f" for c in url):
+        # RFC 3986 has no place for them, and they would reach the terminal in every line
+        # that shows the URL.
+        raise LagscopeError(
+            "url", f"invalid URL {url!a}: contains control characters", ExitCode.USAGE
+        )
     # Request targets are ASCII on the wire: percent-encode what a user typed as Unicode
     # (browsers do the same), leaving existing escapes and reserved characters alone.
     target = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")

@@ -11,7 +11,14 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from lagscope.console import printable
-from lagscope.probe.model import PHASES, ProbeReport, RequestRecord, from_dict, to_dict
+from lagscope.probe.model import (
+    PHASES,
+    RESOLVE_SOURCES,
+    ProbeReport,
+    RequestRecord,
+    from_dict,
+    to_dict,
+)
 from lagscope.probe.stats import Summary
 
 __all__ = [
@@ -182,7 +189,7 @@ class TerminalRenderer:
             (f"  {report.started_at}, {report.duration_ms / 1000:.1f} s", _DIM),
         )
         opened = next((r for s in report.series for r in s.requests if r.attempts), None)
-        source = "pinned by --resolve" if report.resolve_source == "pinned" else "DNS"
+        source = RESOLVE_SOURCES.get(report.resolve_source, "DNS")
         addresses = ", ".join(report.addresses) or "-"
         page.text((f"resolve {report.host} ({source}): {addresses}", ""))
         if opened is not None:

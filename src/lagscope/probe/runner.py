@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import h11
 
 from lagscope import __version__, redact
+from lagscope.addresses import is_localhost_name
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.instrument.servertiming import Metric, believable, parse_headers
 from lagscope.netutil import classify_oserror
@@ -343,6 +344,17 @@ class Client:
                     out.append((socket.AF_INET, (addr, t.port)))
             fam = self.opts.family
             return [a for a in out if fam == socket.AF_UNSPEC or a[0] == fam]
+        if is_localhost_name(t.host) and t.host.lower().rstrip(".") != "localhost":
+            # RFC 6761: names under .localhost are loopback and never go to a resolver (one
+            # could send the query off the machine). "localhost" itself still asks the
+            # system, whose hosts-file answer (::1 first on Windows) is what clients get.
+            self.state.resolve_source = "localhost"
+            fam = self.opts.family
+            loopback: list[tuple[int, SockAddr]] = [
+                (socket.AF_INET, ("127.0.0.1", t.port)),
+                (socket.AF_INET6, ("::1", t.port, 0, 0)),
+            ]
+            return [a for a in loopback if fam == socket.AF_UNSPEC or a[0] == fam]
         try:
             return self.network.resolve(t.host, t.port, self.opts.family)
         except socket.gaierror as exc:

@@ -19,7 +19,13 @@ from lagscope.browser.model import BrowserRun
 from lagscope.diagnose.model import DiagnoseReport, Figure
 from lagscope.diagnose.profiling import spot_line
 from lagscope.instrument.profile import ProfileFrame
-from lagscope.probe.model import PHASES, MetricSummary, ProbeReport, RequestRecord
+from lagscope.probe.model import (
+    PHASES,
+    RESOLVE_SOURCES,
+    MetricSummary,
+    ProbeReport,
+    RequestRecord,
+)
 from lagscope.probe.report import summarize_series
 from lagscope.probe.stats import Summary
 from lagscope.report.charts import BAR_PHASES
@@ -203,7 +209,7 @@ def probe_view(report: ProbeReport) -> ReportView:
         (
             "resolve",
             f"{report.host} → {', '.join(report.addresses) or '–'} "
-            f"({'pinned by --resolve' if report.resolve_source == 'pinned' else 'DNS'})",
+            f"({RESOLVE_SOURCES.get(report.resolve_source, 'DNS')})",
         ),
         (
             "keep-alive",

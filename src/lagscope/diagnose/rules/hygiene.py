@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from lagscope.diagnose.evidence import (
     Evidence,
 )
-from lagscope.diagnose.model import Figure, Finding
+from lagscope.diagnose.model import Figure, Finding, Severity
 from lagscope.diagnose.rules.common import (
     make_finding,
 )
@@ -21,6 +21,8 @@ def redirects(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | No
     if hy is None or not hy.redirects:
         return None
     cost = sum(h.ms for h in hy.redirects)
+    if hy.redirect_stop is not None:
+        return _redirects_unfinished(ev, t, cost, hy.redirect_stop)
     if cost < t.redirect_ms:
         return None
     return make_finding(
@@ -37,6 +39,50 @@ def redirects(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | No
         ],
         "Each redirect costs a full round trip before the real request starts.",
         severity="warning",
+    )
+
+
+def _redirects_unfinished(ev: Evidence, t: Thresholds, cost: float, stop: str) -> Finding:
+    """The chain never reached a page here. Linking to "the final URL" would be no advice:
+    there is none, or it cannot be reached."""
+    hy = ev.hygiene
+    assert hy is not None
+    last = hy.redirects[-1].location
+    chain = " -> ".join([hy.redirects[0].url, *(h.location for h in hy.redirects)])
+    if stop in ("loop", "too many"):
+        title = (
+            "The URL redirects in a loop: no page is ever answered"
+            if stop == "loop"
+            else f"The URL still redirects after {len(hy.redirects)} redirects: too many"
+        )
+        fix = (
+            f"Fix the redirects so that they end on a page ({chain}); a browser stops with "
+            "'too many redirects' (ERR_TOO_MANY_REDIRECTS)."
+        )
+        severity: Severity = "critical"
+    elif stop == "bad location":
+        title = f"The URL redirects to a Location that is not a valid http(s) URL: {last}"
+        fix = (
+            "Send Location as an absolute http(s) URL or a valid relative reference "
+            "(RFC 9110 section 10.2.2, RFC 3986): no spaces, no other schemes; clients "
+            "repair some of these and refuse others."
+        )
+        severity = "warning"
+    else:
+        title = f"The URL redirects to {last}, which does not answer"
+        fix = f"Point the redirect at a server that answers ({chain})."
+        severity = "critical"
+    return make_finding(
+        ev,
+        t,
+        "redirects",
+        title,
+        cost,
+        "every request",
+        [Figure(f"{h.status} {h.url}", round(h.ms, 3), "ms") for h in hy.redirects],
+        [fix],
+        "Each redirect costs a full round trip, and this chain never reaches an answer.",
+        severity=severity,
     )
 
 
