@@ -79,8 +79,9 @@ def is_sqlite(value: str) -> bool:
     return lowered == "sqlite" or lowered.startswith("sqlite:")
 
 
-def parse(value: str) -> Dsn:
-    """Read a connection string without connecting. Raises :class:`DsnError` (exit 2)."""
+def parse(value: str, *, need_dbname: bool = False) -> Dsn:
+    """Read a connection string without connecting. Raises :class:`DsnError` (exit 2), also
+    when ``need_dbname`` and it names no database."""
     try:
         from psycopg import Error
         from psycopg.conninfo import conninfo_to_dict
@@ -101,6 +102,8 @@ def parse(value: str) -> Dsn:
         # libpq reads a bad port only when it connects; the run should not start first.
         if port and not (port.isdigit() and 0 < int(port) < 65536):
             raise DsnError("a port is not a number in 1..65535")
+    if need_dbname and not parsed.params.get("dbname"):
+        raise DsnError("no database name (postgresql://HOST/NAME or dbname=NAME)")
     return parsed
 
 

@@ -27,7 +27,7 @@ from lagscope.demo.model import (
     summarize,
 )
 from lagscope.demo.render import JsonRenderer, TextRenderer, load_json, story
-from lagscope.demo.runner import DemoOptions, parse_dsn, redact
+from lagscope.demo.runner import DemoOptions, _Database
 from lagscope.demo.versions import VERSIONS
 from lagscope.demo.visit import FETCH, PAGE, visit_plan
 from lagscope.errors import LagscopeError
@@ -237,12 +237,6 @@ def test_tax_bounds_and_port_base() -> None:
             DemoOptions(port_base=bad)
 
 
-def test_redact_hides_passwords() -> None:
-    assert redact("postgresql://u:s3cret@h:5/db") == "postgresql://u:***@h:5/db"
-    assert "s3cret" not in redact("postgresql://u:s3cret@[::1]:5/db?x=1")
-    assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
-
-
 def test_versions_table_holds_the_story_settings() -> None:
     names = [v.name for v in VERSIONS]
     assert names == ["before", "hand-tuned", "lagscope"]
@@ -290,12 +284,19 @@ def test_bad_database_urls_fail_before_anything_starts(dsn: str) -> None:
     assert ":pw@" not in info.value.one_line()
 
 
-def test_parse_dsn_splits_the_password_off() -> None:
-    parsed = parse_dsn("postgresql://app:s%40cret@db.local:6543/items?sslmode=disable")
-    assert parsed.password == "s@cret"
-    assert parsed.url == "postgresql://app@db.local:6543/items?sslmode=disable"
-    assert (parsed.host, parsed.port) == ("db.local", 6543)
-    assert parse_dsn("postgresql://app@[::1]/items").url == "postgresql://app@[::1]:5432/items"
+def test_the_database_is_parsed_once_and_apps_get_it_without_the_password() -> None:
+    options = DemoOptions(database="postgresql://app:s%40cret@db.local:6543/items?sslmode=disable")
+    conn = options.database_conn
+    assert conn is not None and conn is options.database_conn
+    assert (conn.password, conn.host, conn.port) == ("s@cret", "db.local", 6543)
+    db = _Database("postgresql", "--database", conn=conn)
+    assert db.address == ("db.local", 6543)
+    for_app = db.for_app("127.0.0.1", 7000, "lagscope-demo-before")
+    assert "s@cret" not in for_app and "sslmode=disable" in for_app
+    assert (
+        "host=127.0.0.1 port=7000" in for_app and "application_name=lagscope-demo-before" in for_app
+    )
+    assert DemoOptions(database="sqlite").database_conn is None
 
 
 def test_text_output_survives_a_cp1252_console() -> None:

@@ -36,7 +36,7 @@ def test_sqlite_url() -> None:
     [
         ("mysql://h/db", "unsupported database URL scheme"),
         ("postgresql://h", "no database name"),
-        ("postgresql://h:99999/db", "bad port"),
+        ("postgresql://h:99999/db", "a port is not a number"),
         ("sqlite://", "no file name"),
     ],
 )

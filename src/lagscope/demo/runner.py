@@ -11,6 +11,7 @@ and the clocks are ordinary parameters.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import platform
@@ -22,8 +23,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from lagscope import dsn, redact
 from lagscope.browser.driver import BrowserSession
 from lagscope.demo.browse import LOAD_TIMEOUT_S, browse, find_browser_for_demo
 from lagscope.demo.child import READY_PREFIX, child_command
@@ -34,11 +36,12 @@ from lagscope.demo.pgcluster import PgCluster, PgUnavailable, find_pg_bin
 from lagscope.demo.procs import Child, ChildFailed
 from lagscope.demo.versions import VERSIONS, VersionSpec
 from lagscope.demo.visit import run_visit, visit_plan
+from lagscope.dsn import Dsn, conninfo
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.inject import ConnectionRecord, ConnectionTax, Injector, Route
 from lagscope.settings_table import SettingsError, markdown, setting, validate
 
-__all__ = ["DemoOptions", "Progress", "docs_table", "parse_dsn", "redact", "run_demo"]
+__all__ = ["DemoOptions", "Progress", "docs_table", "run_demo"]
 
 Progress = Callable[[str], None]
 Clock = Callable[[], float]
@@ -94,8 +97,14 @@ class DemoOptions:
             raise SettingsError(
                 f"--port-base must be 0 (free ports) or 1024..{65535 - len(VERSIONS)}"
             )
-        if self.database is not None and self.database.lower() != "sqlite":
-            parse_dsn(self.database)  # bad input fails here, before anything starts
+        _ = self.database_conn  # bad input fails here, before anything starts
+
+    @functools.cached_property
+    def database_conn(self) -> Dsn | None:
+        """``--database`` parsed (once), or None for the throwaway cluster or SQLite."""
+        if self.database is None or self.database.lower() == "sqlite":
+            return None
+        return dsn.parse(self.database, need_dbname=True)
 
     @property
     def warm_requests(self) -> int:
@@ -107,50 +116,34 @@ def docs_table() -> str:
     return markdown(DemoOptions)
 
 
-def redact(url: str) -> str:
-    """The URL with its password replaced by ``***`` (for messages)."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparsable URL>"
-    if password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if _port_or_none(url) else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def _port_or_none(url: str) -> int | None:
-    try:
-        return urlsplit(url).port
-    except ValueError:
-        return None
-
-
 @dataclass
 class _Database:
     kind: str  # "postgresql" or "sqlite"
     source: str
-    url: str = ""  # without password
-    password: str | None = None
-    host: str = ""
-    port: int = 0
+    url: str = ""  # SQLite only
+    conn: Dsn | None = None  # PostgreSQL: parsed once, the password included
     note: str | None = None
     monitor: Any = None  # a psycopg connection to read pg_stat_activity
 
-    def url_for(self, host: str, port: int, app_name: str) -> str:
-        """This database's URL through ``host:port``, tagged with ``app_name``."""
-        parts = urlsplit(self.url)
-        user = quote(unquote(parts.username or ""), safe="")
-        netloc = f"{user}@{host}:{port}" if user else f"{host}:{port}"
-        query = "&".join(
-            q for q in (parts.query, f"application_name={app_name}", "connect_timeout=10") if q
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where PostgreSQL listens (the first host of a list; libpq's default port)."""
+        assert self.conn is not None
+        return self.conn.host.split(",")[0] or "127.0.0.1", self.conn.port
+
+    def for_app(self, host: str, port: int, app_name: str) -> str:
+        """The connection string an app uses through ``host:port``, tagged with
+        ``app_name``; without the password, which travels in ``PGPASSWORD``."""
+        assert self.conn is not None
+        through = self.conn.replace(
+            host=host,
+            port=str(port),
+            hostaddr=None,
+            password=None,
+            application_name=app_name,
+            connect_timeout="10",
         )
-        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+        return conninfo(through.params)
 
 
 def _check_ports(options: DemoOptions) -> None:
@@ -170,64 +163,23 @@ def _check_ports(options: DemoOptions) -> None:
                 ) from None
 
 
-def _connect_monitor(url: str, password: str | None) -> Any:
+def _connect_monitor(conn: Dsn) -> Any:
     import psycopg
 
-    return psycopg.connect(
-        url,
-        password=password,
-        autocommit=True,
-        connect_timeout=10,
-        application_name=f"{APP_NAME_PREFIX}monitor",
-    )
+    monitor = conn.replace(connect_timeout="10", application_name=f"{APP_NAME_PREFIX}monitor")
+    return psycopg.connect(**monitor.connect_kwargs(), autocommit=True)
 
 
-@dataclass(frozen=True)
-class _Dsn:
-    url: str  # without the password
-    password: str | None
-    host: str
-    port: int
-
-
-def parse_dsn(dsn: str) -> _Dsn:
-    """Check a ``--database`` URL without connecting; the password is split off."""
-
-    def bad(why: str) -> LagscopeError:
-        return LagscopeError("database", why, ExitCode.USAGE)
-
+def _user_database(conn: Dsn) -> _Database:
+    db = _Database("postgresql", "--database", conn=conn)
     try:
-        parts = urlsplit(dsn)
-        port = parts.port
-        username, password, hostname = parts.username, parts.password, parts.hostname
-    except ValueError as exc:
-        raise bad(f"--database is not a URL ({exc})") from None
-    if parts.scheme.lower() not in ("postgres", "postgresql"):
-        raise bad(f"--database must be a postgresql:// URL or 'sqlite', got {redact(dsn)!r}")
-    if not parts.path.lstrip("/"):
-        raise bad(f"no database name in {redact(dsn)} (…/NAME)")
-    if any(ch in dsn for ch in "\x00\r\n"):
-        raise bad("--database contains control characters")
-    user = quote(unquote(username or ""), safe="")
-    host = hostname or "127.0.0.1"
-    netloc_host = f"[{host}]" if ":" in host else host
-    netloc = (f"{user}@" if user else "") + f"{netloc_host}:{port or 5432}"
-    url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
-    return _Dsn(url, unquote(password) if password is not None else None, host, port or 5432)
-
-
-def _user_database(dsn: str) -> _Database:
-    parsed = parse_dsn(dsn)
-    url, password = parsed.url, parsed.password
-    db = _Database("postgresql", "--database", url, password, parsed.host, parsed.port)
-    try:
-        db.monitor = _connect_monitor(url, password)
+        db.monitor = _connect_monitor(conn)
     except Exception as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        if password:
-            message = message.replace(password, "***")
+        message = redact.text(" ".join(str(exc).split()) or type(exc).__name__, [conn.password])
         raise LagscopeError(
-            "database", f"cannot connect to {redact(dsn)}: {message}", ExitCode.CONNECT
+            "database",
+            f"cannot connect to {redact.dsn_params(conn.params)}: {message}",
+            ExitCode.CONNECT,
         ) from None
     return db
 
@@ -254,9 +206,9 @@ def _sqlite(workdir: Path, note: str | None) -> _Database:
 def _open_database(
     options: DemoOptions, workdir: Path, stack: contextlib.ExitStack, progress: Progress
 ) -> _Database:
-    if options.database and options.database.lower() != "sqlite":
-        progress(f"database: connecting to {redact(options.database)}")
-        db = _user_database(options.database)
+    if options.database_conn is not None:
+        progress(f"database: connecting to {redact.dsn_params(options.database_conn.params)}")
+        db = _user_database(options.database_conn)
     elif options.database:
         return _sqlite(workdir, None)
     else:
@@ -268,10 +220,9 @@ def _open_database(
                 workdir, f"{exc}; using SQLite (the database half of the story needs PostgreSQL)"
             )
         stack.callback(cluster.remove)
-        db = _Database(
-            "postgresql", "throwaway cluster", cluster.dsn, None, "127.0.0.1", cluster.port
-        )
-        db.monitor = _connect_monitor(cluster.dsn, None)
+        conn = dsn.parse(cluster.dsn)
+        db = _Database("postgresql", "throwaway cluster", conn=conn)
+        db.monitor = _connect_monitor(conn)
     stack.callback(db.monitor.close)
     return db
 
@@ -362,20 +313,18 @@ def _launch_version(
     app_name = APP_NAME_PREFIX + spec.name
     db_inj: Injector | None = None
     if db.kind == "postgresql":
-        db_route = Route(
-            ("127.0.0.1", 0), (db.host, db.port), _faults(options.tax_ms), f"{spec.name}-db"
-        )
+        db_route = Route(("127.0.0.1", 0), db.address, _faults(options.tax_ms), f"{spec.name}-db")
         db_inj = stack.enter_context(_injector([db_route], options.log_path))
         host, port = db_inj.address(0)
-        app_db_url = db.url_for(host, port, app_name)
+        app_db_url = db.for_app(host, port, app_name)
     else:
         app_db_url = db.url
     env = dict(os.environ)
     env["LAGSCOPE_DATA_DIR"] = str(workdir)
     env["LAGSCOPE_DEMO_DATABASE"] = app_db_url
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    if db.password is not None:
-        env["PGPASSWORD"] = db.password
+    if db.conn is not None and db.conn.password is not None:
+        env["PGPASSWORD"] = db.conn.password
     if spec.server == "lagscope":
         from lagscope.serve.process import serve_command
         from lagscope.serve.server import LISTENING_PREFIX

@@ -1,4 +1,4 @@
-"""Pure settings for the reference app: database URL parsing and the settings dict.
+"""Pure settings for the reference app: its database setting and the settings dict.
 
 No Django import here, so the settings can be built and tested without configuring Django.
 """
@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from lagscope.errors import ExitCode, LagscopeError
 
@@ -51,55 +51,30 @@ def default_data_dir(env: dict[str, str] | None = None, platform: str | None = N
 
 
 def parse_database_url(url: str | None, data_dir: Path) -> dict[str, Any]:
-    """Turn ``sqlite:///path``, ``postgresql://user:pw@host:port/db`` or None into a
-    Django ``DATABASES['default']`` dict. None means SQLite in ``data_dir``."""
+    """Turn ``sqlite:///path``, a PostgreSQL connection string (``postgresql://…`` or libpq's
+    ``key=value`` form, read by :mod:`lagscope.dsn`) or None into a Django
+    ``DATABASES['default']`` dict. None means SQLite in ``data_dir``. An error never
+    quotes a PostgreSQL string (it may hold a password)."""
     if not url:
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(data_dir / "demo.sqlite3")}
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:  # e.g. "Invalid IPv6 URL" for an unclosed [
-        raise LagscopeError("config", f"bad database URL {url!r}: {exc}", ExitCode.USAGE) from None
-    scheme = parts.scheme.lower()
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme == "sqlite":
-        path = unquote(parts.path)
+        path = unquote(url.partition("://")[2].partition("?")[0])
         # sqlite:///relative and sqlite:////absolute, as dj-database-url reads them.
         if path.startswith("/"):
             path = path[1:]
         if not path:
             raise LagscopeError("config", f"no file name in database URL {url!r}", ExitCode.USAGE)
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": path}
-    if scheme in ("postgres", "postgresql"):
-        name = unquote(parts.path.lstrip("/"))
-        if not name:
-            raise LagscopeError(
-                "config", f"no database name in {url!r} (postgresql://host/NAME)", ExitCode.USAGE
-            )
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise LagscopeError(
-                "config", f"bad port in database URL: {exc}", ExitCode.USAGE
-            ) from exc
-        options: dict[str, Any] = {}
-        if parts.query:
-            for pair in parts.query.split("&"):
-                key, _, value = pair.partition("=")
-                if key:
-                    options[unquote(key)] = unquote(value)
-        return {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": name,
-            "USER": unquote(parts.username or ""),
-            "PASSWORD": unquote(parts.password or ""),
-            "HOST": parts.hostname or "",
-            "PORT": str(port or ""),
-            "OPTIONS": options,
-        }
-    raise LagscopeError(
-        "config",
-        f"unsupported database URL scheme {scheme!r} (use postgresql://… or sqlite:///…)",
-        ExitCode.USAGE,
-    )
+    if scheme not in ("", "postgres", "postgresql"):
+        raise LagscopeError(
+            "config",
+            f"unsupported database URL scheme {scheme!r} (use postgresql://… or sqlite:///…)",
+            ExitCode.USAGE,
+        )
+    from lagscope import dsn
+
+    return dsn.django_settings(dsn.parse(url, need_dbname=True))
 
 
 def _static_files_served() -> bool:
