@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.fileio import Replacer, decode_text, read_text, write_text_atomic
+from lagscope.fileio import (
+    Replacer,
+    check_outputs,
+    decode_text,
+    read_text,
+    write_all,
+    write_text_atomic,
+)
 
 
 def test_writes_and_leaves_no_temp_files(tmp_path: Path) -> None:
@@ -307,3 +314,53 @@ def test_other_bytes_are_a_one_line_value_error(data: bytes, words: str) -> None
     with pytest.raises(ValueError, match=re.escape(words)) as err:
         decode_text(data)
     assert "\n" not in str(err.value)
+
+
+def _names_of_one_file(tmp_path: Path) -> list[Path]:
+    """Every way the tests know to name one file: as given, absolute or relative with
+    dots, through a symbolic link, through a hard link."""
+    target = tmp_path / "run.json"
+    target.write_text("{}")
+    names = [target, tmp_path / "." / "sub" / ".." / "run.json"]
+    (tmp_path / "sub").mkdir()
+    if sys.platform != "win32":
+        (tmp_path / "link.json").symlink_to(target)
+        os.link(target, tmp_path / "hard.json")
+        names += [tmp_path / "link.json", tmp_path / "hard.json"]
+    cwd = Path.cwd()
+    if cwd.anchor == tmp_path.anchor:
+        names.append(Path(os.path.relpath(target, cwd)))
+    return names
+
+
+def test_outputs_that_are_one_file_are_refused_whatever_their_names(tmp_path: Path) -> None:
+    names = _names_of_one_file(tmp_path)
+    for a in names:
+        for b in names:
+            with pytest.raises(LagscopeError) as info:
+                check_outputs([("-o", a), ("--html", b)])
+            assert info.value.exit_code == ExitCode.USAGE and "same file" in info.value.message
+            with pytest.raises(LagscopeError) as info:
+                check_outputs([("--har", a)], [("--load", b)])
+            assert info.value.exit_code == ExitCode.USAGE and "input" in info.value.message
+    assert (tmp_path / "run.json").read_text() == "{}"
+    check_outputs([("-o", tmp_path / "a"), ("--html", tmp_path / "b")], [("--load", names[0])])
+
+
+def test_a_device_may_take_several_outputs(tmp_path: Path) -> None:
+    check_outputs([("-o", Path(os.devnull)), ("--html", Path(os.devnull))])
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_anything_runs(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    for bad in (tmp_path / "missing" / "r.json", tmp_path / "file" / "r.json", tmp_path):
+        with pytest.raises(LagscopeError) as info:
+            check_outputs([("-o", tmp_path / "ok.json"), ("--har", bad)])
+        assert info.value.exit_code == ExitCode.ENVIRONMENT and "--har" in info.value.message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # no probe file left
+
+
+def test_write_all_writes_the_others_when_one_fails(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.html", tmp_path / "missing" / "r.json"
+    failed = write_all([(bad, lambda: "x"), (good, lambda: "page")])
+    assert [path for path, _ in failed] == [bad] and good.read_text() == "page"

@@ -14,6 +14,12 @@ On Windows an antivirus scanner or the search indexer briefly opens new files, a
 ``os.replace`` then fails with PermissionError: it is retried for up to 2 s. A temporary
 file is never left behind, even a read-only one (Windows refuses to delete those).
 
+Before a command measures anything, :func:`check_outputs` makes sure every output can be
+written (its directory exists and takes a new file) and that no two outputs, and no output
+and an input, are the same file, through links and hard links alike: an hour's measurement
+is not lost to a typo, and ``report run.json -o run.json`` never replaces the saved run.
+:func:`write_all` then writes each output even when another fails.
+
 Reading (:func:`read_text`): UTF-8 with or without a byte-order mark (Notepad writes one),
 and UTF-16 with a byte-order mark (what PowerShell 5.1's ``>`` writes).
 """
@@ -24,14 +30,22 @@ import codecs
 import contextlib
 import os
 import stat
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lagscope.errors import ExitCode, LagscopeError
 
-__all__ = ["Replacer", "decode_text", "read_text", "write_text_atomic"]
+__all__ = [
+    "Replacer",
+    "check_outputs",
+    "decode_text",
+    "read_text",
+    "write_all",
+    "write_text_atomic",
+]
 
 StrPath = str | os.PathLike[str]
 
@@ -93,6 +107,95 @@ def _through_fd_link(path: Path) -> bool:
             return False
         current = os.path.normpath(os.path.join(os.path.dirname(current), link))
     return False
+
+
+def _identity(path: Path) -> tuple[str, tuple[int, int] | None, bool]:
+    """The file ``path`` names: its resolved path, (device, inode) when it exists, and
+    whether it is a regular file or a new one (devices and FIFOs may be named twice)."""
+    resolved = os.path.normcase(os.path.realpath(path))
+    try:
+        st = os.stat(path)
+    except OSError:
+        return resolved, None, True
+    return resolved, (st.st_dev, st.st_ino), stat.S_ISREG(st.st_mode)
+
+
+def _same(
+    a: tuple[str, tuple[int, int] | None, bool], b: tuple[str, tuple[int, int] | None, bool]
+) -> bool:
+    return a[0] == b[0] or (a[1] is not None and a[1] == b[1])
+
+
+def _check_writable(name: str, path: Path) -> None:
+    target = Path(os.path.realpath(path))
+    try:
+        mode: int | None = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:  # a file where a directory should be, a loop of links
+        raise LagscopeError(
+            "output", f"cannot write {name} {path}: {exc.strerror or exc}", ExitCode.ENVIRONMENT
+        ) from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise LagscopeError("output", f"{name} {path} is a directory", ExitCode.ENVIRONMENT)
+    if mode is not None and not stat.S_ISREG(mode):
+        if not os.access(target, os.W_OK):  # a device or a FIFO: written in place
+            raise LagscopeError("output", f"{name} {path}: not writable", ExitCode.ENVIRONMENT)
+        return
+    # A regular file is replaced through a new file beside it: try making one there.
+    directory = target.parent
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".check", dir=directory)
+    except OSError as exc:
+        why = "no such directory" if isinstance(exc, FileNotFoundError) else exc.strerror
+        raise LagscopeError(
+            "output",
+            f"cannot write {name} {path}: {why or exc} ({directory})",
+            ExitCode.ENVIRONMENT,
+        ) from None
+    os.close(fd)
+    _discard(Path(tmp))
+
+
+def check_outputs(
+    outputs: Sequence[tuple[str, Path | None]], inputs: Sequence[tuple[str, Path | None]] = ()
+) -> None:
+    """Refuse, before anything is measured, an output that cannot be written (exit 8) or
+    that is the same file as another output or an input (exit 2). ``outputs`` and
+    ``inputs`` are ``(option name, path or None)``."""
+    given = [(name, path, _identity(path)) for name, path in outputs if path is not None]
+    sources = [(name, path, _identity(path)) for name, path in inputs if path is not None]
+    for i, (name, path, ident) in enumerate(given):
+        for other, other_path, other_ident in sources:
+            if _same(ident, other_ident):
+                raise LagscopeError(
+                    "output",
+                    f"{name} {path} is the input {other} {other_path}: it would be replaced",
+                    ExitCode.USAGE,
+                )
+        for other, other_path, other_ident in given[:i]:
+            if ident[2] and _same(ident, other_ident):
+                raise LagscopeError(
+                    "output",
+                    f"{other} {other_path} and {name} {path} are the same file; give each its own",
+                    ExitCode.USAGE,
+                )
+    for name, path, _ in given:
+        _check_writable(name, path)
+
+
+def write_all(
+    files: Sequence[tuple[Path, Callable[[], str]]],
+) -> list[tuple[Path, LagscopeError]]:
+    """Write each ``(path, text)`` (:func:`write_text_atomic`), carrying on past a failure;
+    the paths that failed and why, in order. A text is made only when its file is written."""
+    failed: list[tuple[Path, LagscopeError]] = []
+    for path, text in files:
+        try:
+            write_text_atomic(path, text())
+        except LagscopeError as exc:
+            failed.append((path, exc))
+    return failed
 
 
 def write_text_atomic(

@@ -69,11 +69,20 @@ class Outputs:
     load: Path | None
 
     def check_source(self, url: str | None) -> None:
-        """Exactly one of URL and ``--load``: a run measures or renders a saved report."""
+        """Exactly one of URL and ``--load``: a run measures or renders a saved report; and
+        every output writable, none the same file as another or as ``--load``'s, before
+        anything is measured (:func:`lagscope.fileio.check_outputs`)."""
         if self.load is not None and url is not None:
             raise LagscopeError("options", "give either URL or --load, not both", ExitCode.USAGE)
         if self.load is None and url is None:
             raise LagscopeError("options", "missing URL (or --load FILE)", ExitCode.USAGE)
+        if self.output is not None or self.html_path is not None or self.har_path is not None:
+            from lagscope.fileio import check_outputs  # only runs that save load it
+
+            check_outputs(
+                [("-o", self.output), ("--html", self.html_path), ("--har", self.har_path)],
+                [("--load", self.load)],
+            )
 
 
 def output_options(schema: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -121,19 +130,22 @@ def output_options(schema: str) -> Callable[[Callable[..., T]], Callable[..., T]
     return decorate
 
 
-def write_requested(report: Any, json_text: Callable[[], str], outputs: Outputs) -> None:
-    """Save the JSON (``-o``), then the HTML page and the HAR file, each atomically.
+def write_requested(
+    report: Any, json_text: Callable[[], str], outputs: Outputs
+) -> list[LagscopeError]:
+    """Save the JSON (``-o``), then the HTML page and the HAR file, each atomically; one
+    that fails does not keep the others from being written. The failures, in order.
 
     ``json_text`` is called only when ``-o`` asks for the file: a run printed for people
     does not pay for laying out its JSON (~4 ms at 70 requests)."""
-    if outputs.output is not None:
-        from lagscope.fileio import write_text_atomic  # only runs that save load it
+    if outputs.output is None and outputs.html_path is None and outputs.har_path is None:
+        return []
+    from lagscope.fileio import write_all  # only runs that save load it
+    from lagscope.report.write import files_for
 
-        write_text_atomic(outputs.output, json_text())
-    if outputs.html_path is not None or outputs.har_path is not None:
-        from lagscope.report.write import write_outputs
-
-        write_outputs(report, outputs.html_path, outputs.har_path)
+    files = [(outputs.output, json_text)] if outputs.output is not None else []
+    failed = write_all(files + files_for(report, outputs.html_path, outputs.har_path))
+    return [exc for _, exc in failed]
 
 
 def color_wanted() -> bool:
@@ -167,9 +179,15 @@ def show(
     report, ``terminal_text(color, width)``. The JSON is laid out once, and only when
     ``-o`` or ``--json`` needs it."""
     json_once = functools.cache(json_text)
-    write_requested(report, json_once, outputs)
+    failed = write_requested(report, json_once, outputs)
     if outputs.as_json:
         click.echo(json_once(), nl=False)
     else:
         color = color_wanted()
         click.echo(terminal_text(color, terminal_width()), nl=False, color=color)
+    # The measurement is on the terminal and in every file that could be written; the
+    # first failure still sets the exit code.
+    for exc in failed[1:]:
+        click.echo(f"lagscope: {exc.one_line()}", err=True)
+    if failed:
+        raise failed[0]

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from lagscope.cli import main
+from lagscope.errors import LagscopeError
 from lagscope.probe.model import ProbeReport
 from lagscope.probe.render import JsonRenderer
 from support.wsgi import waitress_server
@@ -121,3 +122,52 @@ def test_missing_report_extra_is_one_line_exit_8(taxed_probe: ProbeReport, tmp_p
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_report_never_replaces_its_input(tmp_path: Path) -> None:
+    saved = tmp_path / "run.json"
+    saved.write_text('{"schema": "lagscope.probe/1"}')
+    for args in (
+        ["-o", str(saved)],
+        ["--har", str(saved)],
+        ["-o", str(tmp_path / "." / "run.json")],
+    ):
+        code, _, err = _run("report", str(saved), *args)
+        assert code == 2 and "is the input" in err
+    assert saved.read_text() == '{"schema": "lagscope.probe/1"}'
+
+
+def test_outputs_are_checked_before_measuring(tmp_path: Path) -> None:
+    """Nothing listens on port 9: measuring would fail with exit 4. The check comes first."""
+    missing = tmp_path / "missing" / "r.json"
+    for command in ("probe", "diagnose"):
+        code, _, err = _run(command, "http://127.0.0.1:9/", "-o", str(missing))
+        assert code == 8 and "no such directory" in err, err
+        code, _, err = _run(command, "http://127.0.0.1:9/", "-o", str(tmp_path / "x"),
+                            "--har", str(tmp_path / "x"))  # fmt: skip
+        assert code == 2 and "same file" in err, err
+
+
+def test_a_failed_write_keeps_the_other_outputs_and_the_terminal_view(tmp_path: Path) -> None:
+    """A write that fails after the check (the directory went away) loses nothing else."""
+    from lagscope.outputs import Outputs, show
+
+    with waitress_server(_app) as (host, port):
+        code, _, _ = _run("probe", f"http://{host}:{port}/", "--cold", "1", "--warm", "2",
+                          "-o", str(tmp_path / "run.json"))  # fmt: skip
+    assert code == 0
+    from lagscope.probe.render import load_json
+
+    report = load_json((tmp_path / "run.json").read_text())
+    page = tmp_path / "r.html"
+    outputs = Outputs(False, tmp_path / "gone" / "r.json", page, None, None)
+    printed: list[str] = []
+
+    def view(color: bool, width: int) -> str:
+        printed.append("view")
+        return ""
+
+    with pytest.raises(LagscopeError) as info:
+        show(report, lambda: "{}", outputs, view)
+    assert info.value.exit_code == 8 and page.read_text().startswith("<!doctype html>")
+    assert printed == ["view"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -15,7 +16,7 @@ from lagscope.demo.model import DemoReport
 from lagscope.demo.render import JsonRenderer, TextRenderer, load_json
 from lagscope.demo.runner import DemoOptions, run_demo
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.fileio import write_text_atomic
+from lagscope.fileio import check_outputs, write_all
 from lagscope.outputs import FILE_PATH
 from lagscope.settings_table import build, check_values, click_options
 
@@ -27,17 +28,27 @@ def _progress(line: str) -> None:
 
 
 def _emit(report: DemoReport, as_json: bool, output: Path | None, html_path: Path | None) -> None:
+    """Write the files asked for, each even when another fails, and print the report when
+    no -o takes it or a file could not be written; then the first failure."""
     text = (JsonRenderer() if as_json else TextRenderer()).render(report)
+    files: list[tuple[Path, Callable[[], str]]] = []
     if html_path is not None:
         from lagscope.demo.html import render as render_html
 
-        write_text_atomic(html_path, render_html(report))
-        _progress(f"wrote {html_path}")
+        files.append((html_path, lambda: render_html(report)))
     if output is not None:
-        write_text_atomic(output, text)
-        _progress(f"wrote {output}")
-    else:
+        files.append((output, lambda: text))
+    failed = dict(write_all(files))
+    for path, _ in files:
+        if path not in failed:
+            _progress(f"wrote {path}")
+    if output is None or failed:
         click.echo(text, nl=False)
+    errors = list(failed.values())
+    for exc in errors[1:]:
+        _progress(exc.one_line())
+    if errors:
+        raise errors[0]
 
 
 def _hold(report: DemoReport) -> None:
@@ -122,6 +133,9 @@ def demo(
         raise LagscopeError(
             "html", "the HTML report needs jinja2 (pip install 'lagscope[report]')", ExitCode.USAGE
         )
+    check_outputs(
+        [("-o", output), ("--html", html_path), ("--log", log_path)], [("--load", load_path)]
+    )
     if load_path is not None:
         from lagscope.saved import load_saved
 

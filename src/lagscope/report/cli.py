@@ -35,7 +35,9 @@ def report(saved: Path, output: Path | None, har_path: Path | None) -> None:
     """
     if output is None and har_path is None:
         raise LagscopeError("options", "give -o FILE.html and/or --har FILE.har", ExitCode.USAGE)
+    from lagscope.fileio import check_outputs
     from lagscope.report.load import read_report
     from lagscope.report.write import write_outputs
 
+    check_outputs([("-o", output), ("--har", har_path)], [("SAVED", saved)])
     write_outputs(read_report(saved), output, har_path)

@@ -7,12 +7,14 @@ a live run and the page ``lagscope report`` makes from its saved file are the sa
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, overload
 
 from lagscope.demo import model as demo_model
 from lagscope.diagnose import model as diagnose_model
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.fileio import write_text_atomic
+from lagscope.fileio import write_all
 from lagscope.probe import model as probe_model
 from lagscope.report import har, html
 from lagscope.report.load import AnyReport
@@ -21,7 +23,7 @@ from lagscope.saved import round_trip
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["as_saved", "write_outputs"]
+__all__ = ["as_saved", "files_for", "write_outputs"]
 
 
 @overload
@@ -42,11 +44,14 @@ def as_saved(report: AnyReport) -> AnyReport:
     return round_trip(report, probe_model.to_dict, probe_model.from_dict)
 
 
-def write_outputs(report: AnyReport, html_path: Path | None, har_path: Path | None) -> None:
-    """Write the HTML page and/or the HAR file of ``report``; each atomically."""
+def files_for(
+    report: AnyReport, html_path: Path | None, har_path: Path | None
+) -> list[tuple[Path, Callable[[], str]]]:
+    """The HTML page and/or HAR file of ``report`` as ``(path, text)`` for
+    :func:`lagscope.fileio.write_all`; each text is made when its file is written."""
     if html_path is None and har_path is None:
-        return
-    report = as_saved(report)
+        return []
+    saved = functools.cache(lambda: as_saved(report))
     if isinstance(report, demo_model.DemoReport):
         if har_path is not None or html_path is None:
             raise LagscopeError(
@@ -55,11 +60,24 @@ def write_outputs(report: AnyReport, html_path: Path | None, har_path: Path | No
                 "give -o FILE.html (its versions' diagnose pages are inside)",
                 ExitCode.USAGE,
             )
-        from lagscope.demo.html import render as render_demo
 
-        write_text_atomic(html_path, render_demo(report))
-        return
+        def demo_page() -> str:
+            from lagscope.demo.html import render as render_demo
+
+            return render_demo(saved())  # type: ignore[arg-type]
+
+        return [(html_path, demo_page)]
+    files: list[tuple[Path, Callable[[], str]]] = []
     if html_path is not None:
-        write_text_atomic(html_path, html.render(report))
+        files.append((html_path, lambda: html.render(saved())))  # type: ignore[arg-type]
     if har_path is not None:
-        write_text_atomic(har_path, har.render(report))
+        files.append((har_path, lambda: har.render(saved())))  # type: ignore[arg-type]
+    return files
+
+
+def write_outputs(report: AnyReport, html_path: Path | None, har_path: Path | None) -> None:
+    """Write the HTML page and/or the HAR file of ``report``, each atomically; when one
+    fails the other is still written, and the first failure is raised."""
+    failed = write_all(files_for(report, html_path, har_path))
+    if failed:
+        raise failed[0][1]
