@@ -48,6 +48,7 @@ def page_figures(path: str, run: BrowserRun) -> BrowserPage:
         connections=cold.new_connections,
         reload_connections=reload.new_connections,
         setup_added_ms=setup_ms(cold, run.loads).added_ms,
+        protocol=", ".join(sorted({r.protocol for r in cold.resources if r.protocol})) or None,
     )
 
 

@@ -56,6 +56,11 @@ def _hold(report: DemoReport) -> None:
     for v in report.versions:
         click.echo(printable(f"  {v.name:<11} {v.url}/items/   {v.url}/api/items/"))
     click.echo("running; open them in a browser (DevTools shows Server-Timing). Ctrl+C stops all.")
+    if report.https:
+        click.echo(
+            "lagscope's https:// URL carries this run's own CA, which your browser does not "
+            "know: it warns once."
+        )
     stop = threading.Event()
     try:
         # Short waits so Ctrl+C is seen promptly on Windows too.
@@ -107,6 +112,12 @@ def _hold(report: DemoReport) -> None:
     metavar="PATH",
     help="The Chromium-based browser that loads each version's pages.",
 )
+@click.option(
+    "--https",
+    is_flag=True,
+    help="Serve 'lagscope' over HTTPS with HTTP/2 (serve --https, granian) with a CA of this "
+    "run's own, trusted by the demo's browser only.",
+)
 @click.option("--load", "load_path", type=FILE_PATH, help="Render a saved --json run.")
 def demo(
     quick: bool,
@@ -121,6 +132,7 @@ def demo(
     no_diagnose: bool,
     no_browser: bool,
     browser_path: str | None,
+    https: bool,
     load_path: Path | None,
     **table: object,
 ) -> None:
@@ -141,6 +153,13 @@ def demo(
 
         report = load_saved(load_path, "demo-1.schema.json", load_json)
     else:
+        if https and nginx:
+            raise LagscopeError(
+                "demo",
+                "--https and --nginx: the demo's nginx speaks plain HTTP to its upstream; "
+                "for TLS in front of waitress use lagscope nginx-config --https",
+                ExitCode.USAGE,
+            )
         options, _ = build(
             DemoOptions,
             table,
@@ -153,6 +172,7 @@ def demo(
             nginx_bin=nginx_bin,
             browser=not no_browser,
             browser_path=browser_path,
+            https=https,
         )
         diagnose = None if no_diagnose else default_diagnose(quick, options.tax_ms)
 

@@ -22,7 +22,8 @@ class DiagnoseOutcome:
     report: Mapping[str, Any] | None
 
 
-DiagnoseFn = Callable[[str], DiagnoseOutcome]
+# URL, and the CA file to trust for it (the run's own CA for an https version) or None.
+DiagnoseFn = Callable[[str, "str | None"], DiagnoseOutcome]
 
 
 def _number(value: Any) -> float | None:
@@ -91,8 +92,8 @@ def default_diagnose(quick: bool, tax_ms: float) -> DiagnoseFn:
 
     plan = Plan(**plan_for(tax_ms, quick))
 
-    def diagnose(url: str) -> DiagnoseOutcome:
-        probe = ProbeOptions(target=parse_url(url), timeout_s=30.0, max_time_s=60.0)
+    def diagnose(url: str, cafile: str | None = None) -> DiagnoseOutcome:
+        probe = ProbeOptions(target=parse_url(url), timeout_s=30.0, max_time_s=60.0, cafile=cafile)
         opts = DiagnoseOptions(probe=probe, quick=quick, plan=plan, command=("lagscope", "demo"))
         data = to_dict(run_ladder(opts))
         return DiagnoseOutcome(findings_from_dict(data), data)

@@ -79,6 +79,7 @@ class BrowserPage:
     connections: int  # the cold load opened
     reload_connections: int  # the reload opened
     setup_added_ms: float  # what the cold load's new connections added to it
+    protocol: str | None = None  # what the cold load spoke: "h2", "http/1.1"
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ class DemoReport:
     wall_s: float = 0.0
     notes: tuple[str, ...] = ()
     browser: str | None = None  # the browser that loaded the pages (None: none ran)
+    https: bool = False  # "lagscope" served over HTTPS with HTTP/2 (serve --https)
     schema: str = field(default=SCHEMA)
 
     def version(self, name: str) -> VersionResult:

@@ -232,7 +232,15 @@ def _browser_story(
     line += f"; a reload took {_ms(html.reload_ms)}."
     out = [line]
     mine = ours.browser_page(HTML_PAGE) if ours is not None else None
-    if mine is not None:
+    if mine is not None and report.https:
+        out.append(
+            f"On lagscope, served over HTTPS ({mine.protocol or 'protocol unknown'}), the HTML "
+            f"page opened {mine.connections} connection(s) and loaded cold in "
+            f"{_ms(mine.cold_ms)} ({_ratio(mine.cold_ms, html.cold_ms)} of before), reloaded "
+            f"in {_ms(mine.reload_ms)}: over HTTP/2 a browser sends every request down one "
+            "connection, so the page pays the tax once."
+        )
+    elif mine is not None:
         out.append(
             f"On lagscope the HTML page loaded cold in {_ms(mine.cold_ms)} "
             f"({_ratio(mine.cold_ms, html.cold_ms)} of before) and reloaded in "
@@ -276,6 +284,8 @@ class TextRenderer:
             f"{report.wall_s:.1f} s"
         )
         out.append(f"machine: {report.machine}")
+        if report.https:
+            out.append('https: "lagscope" served over HTTPS with HTTP/2 (serve --https)')
         out.extend(f"note: {n}" for n in report.notes)
         out.append("")
         out.extend(_table(report))

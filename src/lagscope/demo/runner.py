@@ -90,6 +90,8 @@ class DemoOptions:
     # A real browser loads each version's pages after its visit, when one is found.
     browser: bool = True
     browser_path: str | None = None
+    # Serve "lagscope" over HTTPS with HTTP/2 (serve --https) with a CA of the run's own.
+    https: bool = False
 
     def __post_init__(self) -> None:
         validate(self)
@@ -302,6 +304,7 @@ def _launch_version(
     progress: Progress,
     clock: Clock,
     migrate: bool = True,
+    tls: _Tls | None = None,
 ) -> _Launched:
     """Start the version's database tax proxy and its server process (not waiting).
 
@@ -329,9 +332,10 @@ def _launch_version(
         from lagscope.serve.process import serve_command
         from lagscope.serve.server import LISTENING_PREFIX
 
-        argv = serve_command(
-            ["--demo", "--database", app_db_url, "--host", "127.0.0.1", "--port", "0"]
-        )
+        args = ["--demo", "--database", app_db_url, "--host", "127.0.0.1", "--port", "0"]
+        if tls is not None:
+            args += ["--https", "--tls-cert-file", str(tls.cert), "--tls-key-file", str(tls.key)]
+        argv = serve_command(args)
         child = Child(spec.name, argv, LISTENING_PREFIX, env=env, cwd=str(workdir))
     else:
         argv = child_command(0, spec.conn_max_age, spec.waitress, migrate=migrate)
@@ -377,13 +381,14 @@ def _wait_version(
     )
     http_inj = stack.enter_context(_injector([http_route], options.log_path))
     host, port = http_inj.address(0)
+    scheme = "https" if app.scheme == "https" else "http"
     startup_ms = (clock() - launched.started) * 1000
     running = _Running(
         spec,
         child,
         http_inj,
         launched.db,
-        f"http://{host}:{port}",
+        f"{scheme}://{host}:{port}",
         wall_clock(),
         startup_ms,
         db_accepted_at_ready=launched.db.counters().accepted if launched.db else 0,
@@ -402,6 +407,7 @@ def _measure(
     progress: Progress,
     clock: Clock,
     wall_clock: Clock,
+    tls: _Tls | None = None,
 ) -> VersionResult:
     spec = running.spec
     progress(f"{spec.name}: visiting like a browser (1 page, {PARALLEL_CONNECTIONS} connections)")
@@ -412,6 +418,7 @@ def _measure(
         visit_plan(PARALLEL_CONNECTIONS, options.warm_requests),
         timeout_s=REQUEST_TIMEOUT_S,
         clock=clock,
+        tls=tls.client_context() if tls is not None and parts.scheme == "https" else None,
     )
     visit_end = wall_clock()
     http_c = running.http.counters()
@@ -488,14 +495,46 @@ def _wait_closed(inj: Injector | None) -> None:
             inj.wait_records(inj.counters().accepted, timeout_s=5.0)
 
 
-def _diagnose_one(diagnose: DiagnoseFn, url: str) -> tuple[Any, str | None]:
+def _diagnose_one(diagnose: DiagnoseFn, url: str, cafile: str | None) -> tuple[Any, str | None]:
     try:
-        outcome = diagnose(url)
+        outcome = diagnose(url, cafile)
     except LagscopeError as exc:
         return None, exc.one_line()
     except Exception as exc:  # a diagnose bug must not cost the measurements
         return None, f"{type(exc).__name__}: {exc}"
     return outcome, None
+
+
+@dataclass(frozen=True)
+class _Tls:
+    """``demo --https``: a CA of this run's own (lagscope.cert, in the run's temporary
+    directory, removed with it) and its server key's hash, which only the demo's browser
+    trusts; nothing is installed and nothing is written outside the run's directory."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    spki: str
+
+    def client_context(self) -> Any:
+        import ssl
+
+        return ssl.create_default_context(cafile=str(self.ca))
+
+
+def _run_tls(workdir: Path) -> _Tls:
+    try:
+        from lagscope.cert.authority import spki_sha256_b64
+        from lagscope.cert.files import cert_files, ensure
+    except ImportError as exc:
+        raise LagscopeError(
+            "demo",
+            f"--https needs the https extra (pip install 'lagscope[https]'): {exc}",
+            ExitCode.ENVIRONMENT,
+        ) from None
+    made = ensure(cert_files(workdir))
+    files = made.files
+    return _Tls(files.ca_cert, files.leaf_cert, files.leaf_key, spki_sha256_b64(made.leaf))
 
 
 class _Diagnoses:
@@ -507,9 +546,10 @@ class _Diagnoses:
     from the visits, which still run one at a time.
     """
 
-    def __init__(self, diagnose: DiagnoseFn, progress: Progress) -> None:
+    def __init__(self, diagnose: DiagnoseFn, progress: Progress, cafile: str | None) -> None:
         self.diagnose = diagnose
         self.progress = progress
+        self.cafile = cafile
         self.outcomes: dict[str, tuple[Any, str | None]] = {}
         self.threads: list[threading.Thread] = []
         self.started: list[str] = []
@@ -520,7 +560,7 @@ class _Diagnoses:
         self.progress(f"{name}: diagnose {run.url}/api/items/ (in the background)")
 
         def work() -> None:
-            self.outcomes[name] = _diagnose_one(self.diagnose, run.url + "/api/items/")
+            self.outcomes[name] = _diagnose_one(self.diagnose, run.url + "/api/items/", self.cafile)
 
         thread = threading.Thread(target=work, name=f"diagnose-{name}", daemon=True)
         thread.start()
@@ -596,15 +636,20 @@ def run_demo(
         notes.append(no_browser)
         progress(no_browser)
     with contextlib.ExitStack() as stack:
-        session = (
-            stack.enter_context(BrowserSession(choice, LOAD_TIMEOUT_S))
-            if choice is not None
-            else None
-        )
         workdir = Path(
             stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="lagscope-demo-", ignore_cleanup_errors=True)
             )
+        )
+        tls = _run_tls(workdir) if options.https else None
+        session = (
+            stack.enter_context(
+                BrowserSession(
+                    choice, LOAD_TIMEOUT_S, trusted_spki=(tls.spki,) if tls is not None else ()
+                )
+            )
+            if choice is not None
+            else None
         )
         if nginx is not None:
             # nginx's workers run as nobody under root and must reach their prefix in here.
@@ -619,7 +664,7 @@ def run_demo(
 
         def launch(i: int, migrate: bool = True) -> _Launched:
             return _launch_version(
-                i, VERSIONS[i], db, options, workdir, stacks[i], progress, clock, migrate
+                i, VERSIONS[i], db, options, workdir, stacks[i], progress, clock, migrate, tls
             )
 
         def wait(launched: _Launched) -> _Running:
@@ -649,11 +694,13 @@ def run_demo(
         # The visits, one version at a time: these are the figures compared. Each
         # version's diagnose starts once its visit is over (see _Diagnoses).
         diagnoses = (
-            _Diagnoses(diagnose, progress) if diagnose is not None and options.diagnose else None
+            _Diagnoses(diagnose, progress, str(tls.ca) if tls is not None else None)
+            if diagnose is not None and options.diagnose
+            else None
         )
         results: list[VersionResult] = []
         for run in running:
-            result = _measure(run, db, options, progress, clock, wall_clock)
+            result = _measure(run, db, options, progress, clock, wall_clock, tls)
             if session is not None:
                 result = _browse(session, run, result, notes, progress)
             results.append(result)
@@ -683,6 +730,7 @@ def run_demo(
             wall_s=round(clock() - started, 2),
             notes=tuple(notes),
             browser=session.name if session is not None else None,
+            https=tls is not None,
         )
         if options.keep and hold is not None:
             hold(report)

@@ -11,6 +11,7 @@ real keep-alive connections (one thread per connection in a round) and returns o
 from __future__ import annotations
 
 import http.client
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -67,8 +68,14 @@ _Outcome: TypeAlias = "tuple[float, int, bool, list[str]] | BaseException"
 
 
 class _Conn:
-    def __init__(self, host: str, port: int, timeout_s: float) -> None:
-        self.http = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    def __init__(
+        self, host: str, port: int, timeout_s: float, tls: ssl.SSLContext | None = None
+    ) -> None:
+        self.http = (
+            http.client.HTTPSConnection(host, port, timeout=timeout_s, context=tls)
+            if tls is not None
+            else http.client.HTTPConnection(host, port, timeout=timeout_s)
+        )
 
     def request(self, path: str, clock: Clock) -> tuple[float, int, bool, list[str]]:
         new = self.http.sock is None
@@ -98,8 +105,10 @@ def run_visit(
     *,
     timeout_s: float = 30.0,
     clock: Clock = time.perf_counter,
+    tls: ssl.SSLContext | None = None,
 ) -> list[Sample]:
-    """Send the plan; each request is bounded by ``timeout_s`` (socket timeout)."""
+    """Send the plan; each request is bounded by ``timeout_s`` (socket timeout). With
+    ``tls``, over HTTPS (HTTP/1.1 inside), a new connection's time including its handshake."""
     conns: dict[int, _Conn] = {}
     samples: list[Sample] = []
     index = 0
@@ -108,7 +117,7 @@ def run_visit(
             results: dict[int, _Outcome] = {}
             for req in round_:
                 if req.connection not in conns:
-                    conns[req.connection] = _Conn(host, port, timeout_s)
+                    conns[req.connection] = _Conn(host, port, timeout_s, tls)
             if len(round_) == 1:
                 _send(conns[round_[0].connection], round_[0], clock, results)
             else:

@@ -1,0 +1,291 @@
+"""HTTPS with HTTP/2 against plain HTTP/1.1: what a page with assets costs a real browser
+behind a per-connection tax, and what TLS costs the JSON endpoint warm.
+
+Run on demand (never in CI), loopback only::
+
+    uv run --all-extras python bench/bench_https.py [--rounds 5] [--tax-ms 300]
+
+1. **The page.** The reference app's HTML page ``/items/`` with its ten static files (3 CSS,
+   3 JS, 4 images, served by WhiteNoise; SQLite) served by ``lagscope serve --demo``
+   (waitress, HTTP/1.1) and by ``lagscope serve --demo --https`` (granian, TLS, ALPN h2),
+   each behind its own 300 ms
+   per-connection tax (tests/support/taxproxy.py: an asyncio forwarder, not lagscope inject,
+   in a process of its own; it holds each new connection's first bytes). Headless Chromium
+   (lagscope.browser, Playwright on Debian's Chromium; the local CA's server key trusted by
+   this browser only, ``--ignore-certificate-errors-spki-list``, nothing installed) loads
+   each cold in a fresh context, then reloads; the same page without the tax right after,
+   for scale; the versions alternate within each round. Reported per version: cold load,
+   what the tax added to it (cold minus the untaxed cold of the same round, in taxes),
+   reload, the connections the browser opened (its own count, and the proxy's), protocol.
+   (``ignore_https_errors`` instead costs a second connection: Chromium retries the
+   errored first one.)
+2. **The JSON endpoint warm.** ``/api/items/`` of the reference app (SQLite) through
+   ``lagscope probe`` (HTTP/1.1 keep-alive; over TLS with ALPN http/1.1): waitress plain,
+   granian plain and granian over TLS, interleaved; warm p50 and the cold TLS handshake
+   reported separately.
+
+Prints a Markdown section for docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+
+from lagscope.browser import BrowserSession, PageLoad, open_browser
+from lagscope.cert.authority import spki_sha256_b64
+from lagscope.serve import ServeProcess
+
+# The tax child: support.taxproxy's forwarder in front of one upstream, in its own process
+# (a browser driver's event traffic in the same GIL would delay it). "stats" on stdin
+# answers one JSON line; EOF stops it.
+_TAX_CHILD = """
+import json, sys
+from support.taxproxy import tax_proxy
+with tax_proxy(("127.0.0.1", int(sys.argv[1])), float(sys.argv[2])) as proxy:
+    print(f"PORT {proxy.port}", flush=True)
+    for line in sys.stdin:
+        print(json.dumps({"connections": proxy.connections, "held_ms": proxy.held_ms}), flush=True)
+"""
+
+
+PAGE = "/items/"
+
+
+class TaxChild:
+    def __init__(self, upstream_port: int, delay_s: float) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _TAX_CHILD, str(upstream_port), str(delay_s)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("PORT "):
+            self.close()
+            raise RuntimeError(f"the tax proxy did not start: {line!r}")
+        self.port = int(line.split()[1])
+
+    def connections(self) -> int:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        return int(json.loads(self.proc.stdout.readline())["connections"])
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+@dataclass
+class PageSamples:
+    cold_ms: list[float] = field(default_factory=list)
+    reload_ms: list[float] = field(default_factory=list)
+    browser_new: list[int] = field(default_factory=list)  # the browser's count, cold load
+    proxy_new: list[int] = field(default_factory=list)  # the tax proxy's, cold + reload
+    reload_new: list[int] = field(default_factory=list)
+    protocols: set[str] = field(default_factory=set)
+    direct_cold_ms: list[float] = field(default_factory=list)  # no tax, for scale
+    added_ms: list[float] = field(default_factory=list)  # cold - direct cold, same round
+
+
+def _serve(args: list[str], data_dir: Path) -> ServeProcess:
+    env = dict(os.environ, LAGSCOPE_DATA_DIR=str(data_dir))
+    env.pop("LAGSCOPE_DEMO_DATABASE", None)
+    proc = ServeProcess([*args, "--host", "127.0.0.1", "--port", "0"], env=env)
+    proc.start()
+    return proc
+
+
+def _page(
+    session: BrowserSession, url: str, tax: TaxChild | None
+) -> tuple[PageLoad, PageLoad, int]:
+    before = tax.connections() if tax else 0
+    run = session.visit(url, reload=True)
+    after = tax.connections() if tax else 0
+    cold, reload = run.load("cold"), run.load("reload")
+    assert cold is not None and reload is not None
+    assert all(r.status == 200 for r in cold.resources), [r.status for r in cold.resources]
+    return cold, reload, after - before
+
+
+def bench_page(rounds: int, tax_ms: float, data_dir: Path) -> dict[str, PageSamples]:
+    versions = {"HTTP/1.1 (serve)": ["--demo"], "HTTP/2 (serve --https)": ["--demo", "--https"]}
+    dirs = {name: data_dir / f"page-{i}" for i, name in enumerate(versions)}
+    servers = {name: _serve(args, dirs[name]) for name, args in versions.items()}
+    taxes = {name: TaxChild(p.port, tax_ms / 1000) for name, p in servers.items()}
+    samples = {name: PageSamples() for name in versions}
+    leaf_pem = dirs["HTTP/2 (serve --https)"] / "cert" / "localhost.pem"
+    leaf = x509.load_pem_x509_certificate(leaf_pem.read_bytes())
+    try:
+        with open_browser(timeout_s=60, trusted_spki=(spki_sha256_b64(leaf),)) as session:
+            # one untimed visit each: the browser's and the servers' first-use costs
+            for name, server in servers.items():
+                scheme = "https" if "--https" in versions[name] else "http"
+                session.visit(f"{scheme}://127.0.0.1:{server.port}{PAGE}", reload=False)
+            for i in range(rounds):
+                order = list(versions) if i % 2 == 0 else list(reversed(versions))
+                for name in order:
+                    scheme = "https" if "--https" in versions[name] else "http"
+                    s = samples[name]
+                    cold, reload, opened = _page(
+                        session, f"{scheme}://127.0.0.1:{taxes[name].port}{PAGE}", taxes[name]
+                    )
+                    s.cold_ms.append(cold.load_ms)
+                    s.reload_ms.append(reload.load_ms)
+                    s.browser_new.append(cold.new_connections)
+                    s.reload_new.append(reload.new_connections)
+                    s.proxy_new.append(opened)
+                    s.protocols |= {r.protocol for r in cold.resources}
+                    direct, _, _ = _page(
+                        session, f"{scheme}://127.0.0.1:{servers[name].port}{PAGE}", None
+                    )
+                    s.direct_cold_ms.append(direct.load_ms)
+                    s.added_ms.append(cold.load_ms - direct.load_ms)
+                    print(
+                        f"round {i + 1} {name}: cold {cold.load_ms:.0f} ms "
+                        f"({cold.new_connections} new, proxy {opened}), reload "
+                        f"{reload.load_ms:.0f} ms, direct cold {direct.load_ms:.0f} ms",
+                        file=sys.stderr,
+                    )
+    finally:
+        for t in taxes.values():
+            t.close()
+        for p in servers.values():
+            p.stop()
+    return samples
+
+
+def _probe(url: str, cacert: Path | None) -> tuple[float, float | None]:
+    argv = [sys.executable, "-m", "lagscope", "probe", "--cold", "10", "--warm", "200", "--json"]
+    if cacert is not None:
+        argv += ["--cacert", str(cacert)]
+    out = subprocess.run([*argv, url], capture_output=True, text=True, timeout=300, check=True)
+    report = json.loads(out.stdout)
+    series = {s["name"]: s["phases"] for s in report["series"]}
+    tls = series["cold"].get("tls")
+    return float(series["warm"]["total"]["p50_ms"]), (float(tls["p50_ms"]) if tls else None)
+
+
+def bench_json(rounds: int, data_dir: Path) -> dict[str, tuple[list[float], list[float]]]:
+    versions = {
+        "waitress, plain HTTP/1.1 (serve)": ["--demo"],
+        "granian, plain HTTP/1.1": ["--demo", "--server", "granian"],
+        "granian, TLS (serve --https)": ["--demo", "--https"],
+    }
+    # A data directory each: the reference app seeds its own SQLite file (and the https one
+    # makes its CA there); three servers seeding one file at once would lock each other out.
+    dirs = {name: data_dir / f"json-{i}" for i, name in enumerate(versions)}
+    servers = {name: _serve(args, dirs[name]) for name, args in versions.items()}
+    out: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in versions}
+    try:
+        for i in range(rounds):
+            order = list(versions) if i % 2 == 0 else list(reversed(versions))
+            for name in order:
+                server = servers[name]
+                https = "--https" in versions[name]
+                cacert = dirs[name] / "cert" / "rootCA.pem" if https else None
+                warm, tls = _probe(f"{server.url}/api/items/", cacert)
+                out[name][0].append(warm)
+                if tls is not None:
+                    out[name][1].append(tls)
+                print(f"round {i + 1} {name}: warm p50 {warm:.2f} ms tls {tls}", file=sys.stderr)
+    finally:
+        for p in servers.values():
+            p.stop()
+    return out
+
+
+def _med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json-rounds", type=int, default=3)
+    parser.add_argument("--tax-ms", type=float, default=300.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lagscope-bench-https-") as tmp:
+        data_dir = Path(tmp)
+        page = bench_page(args.rounds, args.tax_ms, data_dir)
+        json_ep = bench_json(args.json_rounds, data_dir)
+    h1, h2 = page["HTTP/1.1 (serve)"], page["HTTP/2 (serve --https)"]
+    tax = args.tax_ms
+    print("## HTTPS with HTTP/2: a page with assets behind a per-connection tax\n")
+    print(
+        f"Command: `uv run --all-extras python bench/bench_https.py --rounds {args.rounds} "
+        f"--json-rounds {args.json_rounds} --tax-ms {tax:g}`  "
+    )
+    print(
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPU(s), Python "
+        f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}\n"
+    )
+    print(
+        f"Headless Chromium, a fresh context per cold load, {tax:g} ms tax per new connection, "
+        f"{args.rounds} interleaved rounds (medians; min-max in brackets).\n"
+    )
+    print(
+        "| version | cold load ms | added by the tax, in taxes | connections opened "
+        "(browser / proxy) | protocol | reload ms | cold without the tax ms |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, s in page.items():
+        print(
+            f"| {name} | {_med(s.cold_ms):.0f} [{min(s.cold_ms):.0f}-{max(s.cold_ms):.0f}] | "
+            f"{_med(s.added_ms) / tax:.2f} | {sorted(set(s.browser_new))} / "
+            f"{sorted(set(s.proxy_new))} | {', '.join(sorted(s.protocols))} | "
+            f"{_med(s.reload_ms):.0f} [{min(s.reload_ms):.0f}-{max(s.reload_ms):.0f}] | "
+            f"{_med(s.direct_cold_ms):.0f} |"
+        )
+    print()
+    print(f"- HTTP/2 cold / HTTP/1.1 cold: {_med(h2.cold_ms) / _med(h1.cold_ms):.2f}")
+    print(
+        f"- added by the tax: HTTP/1.1 {_med(h1.added_ms) / tax:.2f} taxes, HTTP/2 "
+        f"{_med(h2.added_ms) / tax:.2f} taxes (target <= 1.3: one tax and the TLS handshake)"
+    )
+    print(
+        f"- HTTP/2 cold / (one tax + its own untaxed cold): "
+        f"{_med(h2.cold_ms) / (tax + _med(h2.direct_cold_ms)):.2f}"
+    )
+    print(
+        f"- HTTP/2 reload / HTTP/1.1 reload: {_med(h2.reload_ms) / _med(h1.reload_ms):.2f} "
+        "(target <= 1.1)"
+    )
+    print()
+    print(
+        "JSON endpoint `/api/items/` (78 KB), `lagscope probe --cold 10 --warm 200`, "
+        f"{args.json_rounds} interleaved rounds:\n"
+    )
+    print("| server | warm p50 ms (per round) | cold TLS handshake p50 ms |")
+    print("|---|---|---|")
+    for name, (warm, tls) in json_ep.items():
+        shown = ", ".join(f"{w:.2f}" for w in warm)
+        print(f"| {name} | {_med(warm):.2f} ({shown}) | {f'{_med(tls):.2f}' if tls else '-'} |")
+    base = _med(json_ep["waitress, plain HTTP/1.1 (serve)"][0])
+    same = _med(json_ep["granian, plain HTTP/1.1"][0])
+    over_tls = _med(json_ep["granian, TLS (serve --https)"][0])
+    print()
+    print(f"- TLS warm / serve's plain warm (waitress): {over_tls / base:.2f} (target <= 1.1)")
+    print(f"- TLS warm / granian plain warm (TLS alone): {over_tls / same:.2f}")
+
+
+if __name__ == "__main__":
+    main()
