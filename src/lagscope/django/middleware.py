@@ -34,6 +34,10 @@ from lagscope.instrument.sampling import PROFILE_KEY, Sampler, finish_profile, s
 
 __all__ = ["ServerTimingMiddleware"]
 
+# Read on every trusted request (the profile check): a module constant is a plain global
+# lookup, where an enum member is an attribute lookup through its class.
+_FULL = Disclosure.FULL
+
 _Token = contextvars.Token[RequestTiming | None]
 # (record, context token, disclosure, OpenTelemetry mode or None)
 _Started = tuple[RequestTiming, _Token, Disclosure, "OtelMode | None"]
@@ -80,7 +84,7 @@ class ServerTimingMiddleware:
         if self.is_async:
             return self.__acall__(request)
         started = self._begin(request)
-        if started is not None and started[2] is Disclosure.FULL and PROFILE_KEY in request.META:
+        if started is not None and started[2] is _FULL and PROFILE_KEY in request.META:
             return self._call_profiled(request, started)
         try:
             response = self.get_response(request)
@@ -97,7 +101,7 @@ class ServerTimingMiddleware:
         response = self._finish(request, response, started)
         if (
             started is not None
-            and started[2] is Disclosure.FULL
+            and started[2] is _FULL
             and request.META.get(PROFILE_KEY) == REQUEST_VALUE
         ):
             # The view runs on threads the sampler does not follow (sync_to_async).

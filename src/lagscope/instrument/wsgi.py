@@ -26,6 +26,10 @@ from lagscope.instrument.sampling import PROFILE_KEY, Sampler, finish_profile, s
 
 __all__ = ["WsgiServerTimingMiddleware"]
 
+# Read on every trusted request (the profile check): a module constant is a plain global
+# lookup, where an enum member is an attribute lookup through its class.
+_FULL = Disclosure.FULL
+
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 _Headers = list[tuple[str, str]]
 
@@ -101,7 +105,7 @@ class WsgiServerTimingMiddleware:
         if started is None:
             return self.app(environ, start_response)
         timing, level, otel = started
-        if level is Disclosure.FULL and PROFILE_KEY in environ:
+        if level is _FULL and PROFILE_KEY in environ:
             return self._call_profiled(environ, start_response, timing, level, otel)
         return self.app(environ, self._timed(environ, start_response, timing, level, otel))
 
