@@ -206,3 +206,29 @@ def test_a_chain_longer_than_followed_says_too_many() -> None:
     finding = report.finding("redirects")
     assert finding is not None and "too many" in finding.title
     assert any(w.startswith("too many redirects") for w in report.warnings)
+
+
+@pytest.mark.parametrize("per_connection", [1, 2, 3, 7])
+def test_a_silent_close_is_retried_once_and_named(per_connection: int) -> None:
+    """A server that closes every connection after N responses without Connection: close:
+    each request that finds its connection closed is retried once on a new one (no exit 70,
+    no thread traceback, no data lost in the concurrent rungs), and the run says which it
+    is: keep-alive refused (N = 1) or kept-alive connections closed early (N > 1)."""
+    server = badservers.answers([], close_after=per_connection)
+    with badservers.serve(server) as port:
+        url = f"http://127.0.0.1:{port}/"
+        report = _quick(url)
+        probe = run_probe(ProbeOptions(target=parse_url(url), cold=2, warm=12))
+    ids = {f.id for f in report.findings}
+    if per_connection == 1:
+        assert "keepalive-refused" in ids and "keepalive-closed-early" not in ids
+        assert not probe.keep_alive.supported
+    else:
+        assert "keepalive-refused" not in ids, ids
+        early = report.finding("keepalive-closed-early")
+        assert early is not None and f"after {per_connection} request" in early.title
+        assert probe.keep_alive.supported and probe.keep_alive.reconnects >= 1
+    queueing = next(r for r in report.rungs if r.name == "queueing")
+    assert queueing.status == "ran"
+    # Every concurrent client's requests are there.
+    assert [r for r in report.requests if re.fullmatch(r"c\d+", r.series)]

@@ -176,6 +176,10 @@ class Evidence:
     hygiene: Hygiene | None = None
     setup_split: SetupSplit | None = None
     proxy_server: str | None = None  # a Server / Via header naming a proxy
+    # Kept-alive connections the server closed without Connection: close, found by the
+    # next request on them (retried on a new connection): (requests the connection had
+    # carried, or -1 where the cold/warm rung only counted it; seconds it had been idle).
+    silent_closes: tuple[tuple[int, float], ...] = ()
     # https only: what the server picked when offered h2 and http/1.1 (ALPN), as a browser
     # offers them; "" when it picked none (HTTP/1.1 then), None for http:// or not measured.
     alpn: str | None = None

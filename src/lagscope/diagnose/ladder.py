@@ -185,6 +185,9 @@ class _Ladder:
         self._connections = 0
         # Why the first request stopped on a redirect it did not follow (evidence.Hygiene).
         self.redirect_stop: str | None = None
+        # Kept-alive connections the server closed silently, from every rung's clients:
+        # (requests carried, seconds idle); the request was retried on a new connection.
+        self.silent_closes: list[tuple[int, float]] = []
         self.loopback = is_loopback_host(
             self.probe.target.host, self.probe.pinned(self.probe.target.host)
         )
@@ -518,14 +521,17 @@ class _Ladder:
                 new = conn is None
                 if conn is None:
                     conn = client.open("warm-up")
-                ex = client.exchange(conn, f"warm-up request {i + 1}")
-                local.append(make_record("warmup", i, conn, new, ex, start, self.run_start))
+                conn, ex, again = client.exchange_reusing(conn, f"warm-up request {i + 1}")
+                local.append(
+                    make_record("warmup", i, conn, new or again, ex, start, self.run_start)
+                )
                 if not ex.keep_alive:
                     conn.close()
                     conn = None
         finally:
             if conn is not None:
                 conn.close()
+            self.silent_closes += client.state.silent_closes
         self._keep(local)
         sequence += self.records[-len(local) :] if local else []
         burst: list[RequestRecord] = []
@@ -553,6 +559,7 @@ class _Ladder:
             stop_at = min(stop_at, self.clock.now_ns() + int(budget_s * 1e9))
         results: list[list[RequestRecord]] = [[] for _ in range(clients)]
         errors: list[BaseException] = []
+        closes: list[tuple[int, float]] = []
         gate = threading.Barrier(clients)
 
         def work(k: int) -> None:
@@ -567,19 +574,24 @@ class _Ladder:
                     new = conn is None
                     if conn is None:
                         conn = client.open(f"{series} client {k + 1}")
-                    ex = client.exchange(conn, f"{series} client {k + 1}")
+                    conn, ex, again = client.exchange_reusing(conn, f"{series} client {k + 1}")
                     if i >= warmup:
                         results[k].append(
-                            make_record(series, i - warmup, conn, new, ex, start, self.run_start)
+                            make_record(
+                                series, i - warmup, conn, new or again, ex, start, self.run_start
+                            )
                         )
                     if not ex.keep_alive:
                         conn.close()
                         conn = None
             except (LagscopeError, RunDeadline, threading.BrokenBarrierError) as exc:
                 errors.append(exc)
+            except Exception as exc:  # raised again below, in the run's own thread
+                errors.append(exc)
             finally:
                 if conn is not None:
                     conn.close()
+                closes.extend(client.state.silent_closes)
 
         threads = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(clients)]
         for t in threads:
@@ -590,6 +602,15 @@ class _Ladder:
         for k, rs in enumerate(results):
             # Each client's connections get their own ids within this rung.
             out += [replace(r, connection=k) for r in rs]
+        self.silent_closes += closes
+        bugs = [
+            e
+            for e in errors
+            if not isinstance(e, (LagscopeError, RunDeadline, threading.BrokenBarrierError))
+        ]
+        if bugs:
+            # Not a traceback on a thread's stderr with the run going on without its data.
+            raise bugs[0]
         lagscope_errors = [e for e in errors if isinstance(e, LagscopeError)]
         if lagscope_errors and not out:
             raise lagscope_errors[0]
@@ -609,6 +630,9 @@ class _Ladder:
         cold, warm = self._fit(cold, warm, budget_s)
         opts = replace(probe, cold=cold, warm=warm, max_time_s=max(0.001, left))
         report = run_probe(opts, self.network, self.clock)
+        if report.keep_alive.supported:
+            # Its warm connection found closed and retried: counted, not itemised.
+            self.silent_closes += [(-1, 0.0)] * report.keep_alive.reconnects
         prefix = "" if name == "cold vs warm" else "direct-"
         records = [r for s in report.series for r in s.requests]
         records.sort(key=lambda r: r.start_ms)
@@ -657,13 +681,16 @@ class _Ladder:
                 new = conn is None
                 if conn is None:
                     conn = client.open("back-to-back")
-                ex = client.exchange(conn, f"back-to-back request {i + 1}")
-                local.append(make_record("back_to_back", i, conn, new, ex, start, self.run_start))
+                conn, ex, again = client.exchange_reusing(conn, f"back-to-back request {i + 1}")
+                local.append(
+                    make_record("back_to_back", i, conn, new or again, ex, start, self.run_start)
+                )
                 if not ex.keep_alive:
                     break
         finally:
             if conn is not None:
                 conn.close()
+            self.silent_closes += client.state.silent_closes
         self._keep(local)
         mine = tuple(self.records[-len(local) :]) if local else ()
         reused = [r for r in mine if r.reused]
@@ -1095,7 +1122,11 @@ def diagnose(
                 f"--max-time {opts.probe.max_time_s:g} s ran out before anything was measured",
                 ExitCode.TIMEOUT,
             ) from None
-    ev = replace(ev, proxy_server=_proxy_server(ladder.records))
+    ev = replace(
+        ev,
+        proxy_server=_proxy_server(ladder.records),
+        silent_closes=tuple(ladder.silent_closes),
+    )
     findings = evaluate(ev, opts.thresholds)
     if ev.coldwarm is not None and any(f.id in PROFILED_FINDINGS for f in findings):
         try:

@@ -221,6 +221,7 @@ class _RunState:
         "keep_alive_refused",
         "reconnects",
         "resolve_source",
+        "silent_closes",
         "warnings",
     )
 
@@ -231,6 +232,10 @@ class _RunState:
         self.reconnects = 0
         self.keep_alive_refused: str | None = None
         self.warnings: list[str] = []
+        # Kept-alive connections the server closed without Connection: close, found when the
+        # next request on them got no answer: (requests the connection had carried, seconds
+        # it had been idle).
+        self.silent_closes: list[tuple[int, float]] = []
 
 
 class Phase:
@@ -560,6 +565,27 @@ class Client:
             return _StaleConnection()
         return LagscopeError(phase.name, f"{lost}: {exc} ({where})", ExitCode.PROTOCOL)
 
+    def exchange_reusing(
+        self, conn: Connection, where: str, *, keep_body: bool = False
+    ) -> tuple[Connection, Exchange, bool]:
+        """:meth:`exchange` on a connection that may have carried requests before: (the
+        connection used, the exchange, whether it had to reconnect).
+
+        A server may close a kept-alive connection without saying so (no ``Connection:
+        close``: an idle timeout, a request limit); the next request on it then finds it
+        closed before any response. It is retried once on a new connection, as browsers
+        do, and the close is counted in ``state.silent_closes`` so that the run can name
+        it. Only a reused connection is retried: on a new one the failure is the server's.
+        """
+        try:
+            return conn, self.exchange(conn, where, keep_body=keep_body), False
+        except _StaleConnection:
+            idle_s = max(0.0, (self.clock.now_ns() - conn.last_end_ns) / 1e9)
+            self.state.silent_closes.append((conn.requests, round(idle_s, 3)))
+            conn.close()
+        fresh = self.open(where)
+        return fresh, self.exchange(fresh, where, keep_body=keep_body), True
+
     def exchange(
         self, conn: Connection, where: str, *, keep_body: bool = False, hold_s: float = 0.0
     ) -> Exchange:
@@ -727,6 +753,7 @@ class Client:
             else:
                 reason = "its response body was delimited by closing the connection"
         conn.requests += 1
+        conn.last_end_ns = end
         return Exchange(
             status=response.status_code,
             http_version=response.http_version.decode("ascii", "replace"),
@@ -892,29 +919,28 @@ def run_probe(
                 if warm_conn is None:
                     warm_conn = prober.open(label)
                 record_series = series
-                try:
-                    ex = prober.exchange(warm_conn, label)
-                except _StaleConnection:
-                    # The server closed the connection we meant to reuse: reopen and retry
-                    # once, as browsers do, and count it.
-                    idle_s = (clock.now_ns() - warm_conn.last_end_ns) / 1e9
-                    warm_conn.close()
-                    warm_conn = None
+                warm_conn, ex, reconnected = prober.exchange_reusing(warm_conn, label)
+                if reconnected:
+                    # The server had closed the connection we meant to reuse: counted, and
+                    # the request ran on a new connection.
                     prober.state.reconnects += 1
-                    if idle_s < SILENT_CLOSE_IDLE_S and prober.state.keep_alive_refused is None:
+                    carried, idle_s = prober.state.silent_closes[-1]
+                    if (
+                        carried <= 1
+                        and idle_s < SILENT_CLOSE_IDLE_S
+                        and prober.state.keep_alive_refused is None
+                    ):
+                        # Closed right after its only response: keep-alive refused. After
+                        # several responses it is a request limit or an idle timeout.
                         prober.state.keep_alive_refused = (
                             "it closed the connection right after the response without "
                             "sending Connection: close"
                         )
                     if prober.state.keep_alive_refused is None:
-                        # A genuine idle timeout: this request is a new connection's first,
-                        # which stays out of the warm statistics.
+                        # This request is a new connection's first, which stays out of the
+                        # warm statistics.
                         record_series = "warm_first"
-                    start = clock.now_ns()
-                    warm_conn = prober.open(label)
                     first_on_conn = True
-                    ex = prober.exchange(warm_conn, label)
-                warm_conn.last_end_ns = ex.end_ns
                 records.append(
                     make_record(
                         record_series, index, warm_conn, first_on_conn, ex, start, run_start

@@ -19,6 +19,7 @@ from lagscope.diagnose.rules.app import many_queries, slow_app
 from lagscope.diagnose.rules.browser import page_new_connections
 from lagscope.diagnose.rules.connections import (
     connection_setup_tax,
+    keepalive_closed_early,
     keepalive_refused,
     setup_cost_ms,
 )
@@ -67,6 +68,7 @@ RULES: tuple[Rule, ...] = (
     connection_setup_tax,
     page_new_connections,
     keepalive_refused,
+    keepalive_closed_early,
     upstream_no_keepalive,
     proxy_hop_slow,
     outside_app_every_request,

@@ -1,4 +1,5 @@
-"""New connections: ``connection-setup-tax`` and ``keepalive-refused``, over cold and warm. Pure."""
+"""New connections: ``connection-setup-tax``, ``keepalive-refused`` and
+``keepalive-closed-early``, over cold and warm. Pure."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from lagscope.probe.stats import compare
 __all__ = [
     "APP_PHASE",
     "connection_setup_tax",
+    "keepalive_closed_early",
     "keepalive_refused",
     "refused_tax",
     "setup_cost_ms",
@@ -269,4 +271,51 @@ def keepalive_refused(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Find
         fix,
         f"The server refused keep-alive ({reason}), so every request pays a new "
         "connection, and any per-connection tax on this machine with it.",
+    )
+
+
+def keepalive_closed_early(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | None:
+    """The server keeps connections, but closes some kept-alive ones without saying so (no
+    ``Connection: close``): an idle timeout shorter than clients keep connections, or a
+    request limit. The next request on such a connection finds it closed, and a client
+    retries it on a new one (only when the request is idempotent) and pays the setup."""
+    closes = ev.silent_closes
+    cw = ev.coldwarm
+    if not closes or (cw is not None and not cw.keep_alive):
+        return None  # nothing, or every response closes it: keepalive-refused says that
+    carried = sorted({n for n, _ in closes if n > 0})
+    idle = [s for n, s in closes if n > 0]
+    setup = setup_cost_ms(ev)
+    cost = max(0.0, setup[0]) if setup is not None else None
+    after = (
+        f"after {carried[0]} request(s)"
+        if len(carried) == 1
+        else f"after {carried[0]}-{carried[-1]} requests"
+        if carried
+        else "while idle"
+    )
+    return make_finding(
+        ev,
+        t,
+        "keepalive-closed-early",
+        f"The server closes kept-alive connections early and silently ({after}, "
+        f"{len(closes)} time(s) in this run)",
+        cost,
+        "first request per connection",
+        [
+            Figure("silent_closes", len(closes)),
+            Figure("requests_before_close", ", ".join(map(str, carried)) or None),
+            Figure("idle_before_close_s", max(idle) if idle else None, "s"),
+        ],
+        [
+            "Keep idle connections open longer than clients do (browsers keep them 300 s; "
+            "`lagscope serve` sets waitress's channel_timeout to 310 s) and lift any "
+            "per-connection request limit (nginx keepalive_requests).",
+            "When the server must close, send Connection: close on the last response, so a "
+            "client opens a new connection instead of losing a request on the closed one.",
+        ],
+        "The server closed kept-alive connections without Connection: close; the next "
+        "request on each found it closed and was retried on a new connection, paying the "
+        "connection setup (a browser retries only idempotent requests: a POST fails).",
+        severity="warning",
     )
