@@ -103,3 +103,19 @@ def test_profile_mode_is_off_without_debug_or_the_setting(django_server: Any) ->
             debug_header, debug_text = body(address, "/sampled/", ASK)
     assert (header, text) == ("none off", b"not sampled")
     assert debug_text == b"sampled" and isinstance(parse_header(debug_header or ""), Profile)
+
+
+@pytest.mark.postgres
+@override_settings(LAGSCOPE={"PROFILE": True})
+def test_queries_on_postgresql_spend_in_psycopg(
+    django_server: Any, make_alias: Any, pg_database: dict[str, Any]
+) -> None:
+    with make_alias("prof", pg_database), django_server(threads=1) as address:
+        fetch(address, "/db/prof/?n=1", {})  # the connection, outside the profile
+        response = fetch(address, "/db/prof/?n=300", ASK)
+        fetch(address, "/close/prof/", {})
+    profile = parse_header(response.getheader(PROFILE_HEADER) or "")
+    assert isinstance(profile, Profile)
+    top = hotspots(profile)[0]
+    assert top.function == "queries"
+    assert any(step.startswith("Cursor.execute (psycopg/") for step in top.spends_in), top
