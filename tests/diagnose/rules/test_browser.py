@@ -3,6 +3,8 @@ hand-built browser loads."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from lagscope.browser.model import BrowserRun, PageLoad, ResourceLoad
@@ -100,3 +102,44 @@ def test_the_browser_paying_chromes_fallback_prices_localhost_fallback() -> None
     assert fallback.severity == "critical"
     assert "browser_connect_ms" in {e.name for e in fallback.evidence}
     assert "The browser itself paid 301 ms" in fallback.detail
+
+
+def _h2_fix(f_fix: tuple[str, ...]) -> str | None:
+    return next((x for x in f_fix if x.startswith("Serve over HTTP/2")), None)
+
+
+def _over(run: BrowserRun, scheme: str, protocol: str) -> BrowserRun:
+    def move(r: ResourceLoad) -> ResourceLoad:
+        return replace(r, url=r.url.replace("http://", f"{scheme}://"), protocol=protocol)
+
+    loads = tuple(
+        replace(
+            load,
+            url=load.url.replace("http://", f"{scheme}://"),
+            resources=tuple(move(r) for r in load.resources),
+        )
+        for load in run.loads
+    )
+    return replace(run, url=run.url.replace("http://", f"{scheme}://"), loads=loads)
+
+
+def test_http2_is_advised_over_http11_with_its_saving_and_the_step_for_the_scheme() -> None:
+    (f,) = evaluate(ev(coldwarm=healthy_cw(), browser=page(TAX)), T)
+    fix = _h2_fix(f.fix)
+    assert fix is not None
+    # six HTTP/1.1 connections to one origin would be one; the second round of setup goes
+    assert "6 HTTP/1.1 connections would be 1" in fix
+    assert "about 300 ms of setup" in fix  # two rounds of one 300 ms tax: one goes
+    assert "only over TLS" in fix and "serve --https" in fix
+    over_tls = _over(page(TAX), "https", "http/1.1")
+    (f,) = evaluate(ev(coldwarm=healthy_cw(), browser=over_tls), T)
+    assert "offers only HTTP/1.1 over TLS" in (_h2_fix(f.fix) or "")
+    (f,) = evaluate(ev(coldwarm=healthy_cw(), browser=over_tls, alpn="h2"), T)
+    assert "offers h2 (ALPN), yet the browser spoke HTTP/1.1" in (_h2_fix(f.fix) or "")
+
+
+def test_no_http2_advice_when_the_page_already_came_over_http2() -> None:
+    over_h2 = _over(page(TAX), "https", "h2")
+    found = evaluate(ev(coldwarm=healthy_cw(), browser=over_h2, alpn="h2"), T)
+    for f in found:
+        assert _h2_fix(f.fix) is None

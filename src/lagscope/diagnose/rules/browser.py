@@ -10,6 +10,7 @@ figures as the browser paid them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from lagscope.browser.model import PageLoad, Setup, setup_ms
 from lagscope.diagnose.evidence import Evidence
@@ -17,7 +18,13 @@ from lagscope.diagnose.model import Figure, Finding
 from lagscope.diagnose.rules.common import make_finding, median
 from lagscope.diagnose.thresholds import Thresholds
 
-__all__ = ["browser_connect_ms", "browser_figures", "browser_setup", "page_new_connections"]
+__all__ = [
+    "browser_connect_ms",
+    "browser_figures",
+    "browser_setup",
+    "http2_advice",
+    "page_new_connections",
+]
 
 
 def browser_setup(ev: Evidence) -> tuple[PageLoad, Setup] | None:
@@ -50,6 +57,47 @@ def browser_figures(ev: Evidence) -> list[Figure]:
         Figure("browser_per_connection_ms", setup.per_connection_ms, "ms"),
         Figure("browser_setup_added_ms", setup.added_ms, "ms"),
     ]
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def http2_advice(ev: Evidence, cold: PageLoad, setup: Setup) -> str | None:
+    """The HTTP/2 fix, only when it would remove connections this cold load opened: more
+    than one new HTTP/1.x connection to one origin (HTTP/2 carries a whole origin on one).
+    None when the page already came over HTTP/2 or QUIC, or each origin had one connection.
+    Which step it takes depends on the URL's scheme and what the server offers (ALPN)."""
+    per_origin: dict[str, int] = {}
+    for r in cold.resources:
+        if r.new_connection and r.protocol.startswith("http/1"):
+            per_origin[_origin(r.url)] = per_origin.get(_origin(r.url), 0) + 1
+    extra = sum(n - 1 for n in per_origin.values())
+    if extra <= 0:
+        return None
+    saved_ms = max(0.0, setup.added_ms - setup.per_connection_ms)
+    gain = (
+        f"HTTP/2 carries a whole origin on one connection: this load's {extra + len(per_origin)} "
+        f"HTTP/1.1 connections would be {len(per_origin)}, and about {saved_ms:.0f} ms of "
+        "setup (every round after the first) would go"
+    )
+    if urlsplit(cold.url).scheme != "https":
+        how = (
+            "browsers speak it only over TLS: serve https:// with `lagscope serve --https` "
+            "(granian), or `lagscope nginx-config --https` in front of waitress (docs/https.md)"
+        )
+    elif ev.alpn == "h2":
+        how = (
+            "the server offers h2 (ALPN), yet the browser spoke HTTP/1.1: something between "
+            "them (a proxy, or security software inspecting TLS) takes it away"
+        )
+    else:
+        how = (
+            "the server offers only HTTP/1.1 over TLS: turn HTTP/2 on (`lagscope serve "
+            "--https` on granian; `http2 on` in nginx, `lagscope nginx-config --https`)"
+        )
+    return f"Serve over HTTP/2. {gain}; {how}."
 
 
 def page_new_connections(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | None:
@@ -92,17 +140,19 @@ def page_new_connections(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> F
         setup.added_ms,
         "every cold page load",
         evidence,
-        (
-            "Make new connections cheap: the connection-setup-tax fixes apply (an exclusion "
-            "for the app and loopback in the security software, listening on every address "
-            "the name resolves to).",
-            "Serve over HTTP/2, which carries a whole page on one connection per origin "
-            "(browsers speak it only over TLS: `lagscope serve --https`, or nginx-config "
-            "--https in front), so a cold page pays one setup instead of one per round.",
-            "Keep the connections the browser has: keep-alive with Content-Length on every "
-            "response (`lagscope serve` does both); the browser then keeps them for 300 s.",
-            "Fewer requests on the first view: bundle stylesheets and scripts, inline small "
-            "images.",
+        tuple(
+            fix
+            for fix in (
+                "Make new connections cheap: the connection-setup-tax fixes apply (an exclusion "
+                "for the app and loopback in the security software, listening on every address "
+                "the name resolves to).",
+                http2_advice(ev, cold, setup),
+                "Keep the connections the browser has: keep-alive with Content-Length on every "
+                "response (`lagscope serve` does both); the browser then keeps them for 300 s.",
+                "Fewer requests on the first view: bundle stylesheets and scripts, inline small "
+                "images.",
+            )
+            if fix is not None
         ),
         f"Loading {cold.url} cold, {run.browser} opened {cold.new_connections} connections "
         f"for {len(cold.resources)} requests, and each new one spent "
