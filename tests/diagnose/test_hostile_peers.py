@@ -10,6 +10,7 @@ import json
 import math
 import re
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from lagscope.diagnose import run
 from lagscope.diagnose.model import DiagnoseReport
 from lagscope.diagnose.model import to_dict as diagnose_to_dict
+from lagscope.errors import ExitCode, LagscopeError
 from lagscope.probe.model import to_dict as probe_to_dict
 from lagscope.probe.net import SockAddr, SystemNetwork
 from lagscope.probe.options import ProbeOptions, parse_url
@@ -232,3 +234,28 @@ def test_a_silent_close_is_retried_once_and_named(per_connection: int) -> None:
     assert queueing.status == "ran"
     # Every concurrent client's requests are there.
     assert [r for r in report.requests if re.fullmatch(r"c\d+", r.series)]
+
+
+@pytest.mark.parametrize("hosts", [1, 3])
+def test_a_database_that_never_answers_is_an_error_within_max_time(hosts: int) -> None:
+    """--database at a listener that accepts and never answers, with one or several hosts:
+    the run ends within --max-time (the session count's connect takes a share of the time
+    left, the database rung the rest) with a one-line error naming the database, never a
+    run that exits 0 with "No findings"."""
+    psycopg = pytest.importorskip("psycopg")
+    del psycopg  # imported before the clock starts, as the CLI has by then
+    with socket.socket() as db, badservers.serve(badservers.answers([])) as port:
+        db.bind(("127.0.0.1", 0))
+        db.listen(16)
+        db_port = db.getsockname()[1]
+        dsn = (
+            "postgresql://app:pw-never-shown@" + ",".join([f"127.0.0.1:{db_port}"] * hosts) + "/db"
+        )
+        start = time.monotonic()
+        with pytest.raises(LagscopeError) as err:
+            run(f"http://127.0.0.1:{port}/", quick=True, max_time_s=3.0, database=dsn)
+        elapsed_s = time.monotonic() - start
+    assert err.value.phase == "database" and err.value.exit_code == ExitCode.TIMEOUT
+    assert "pw-never-shown" not in err.value.one_line()
+    assert "no answer within" in err.value.one_line()
+    assert elapsed_s < 3.0 + 2.0  # unbounded, this took --timeout (10 s) per host

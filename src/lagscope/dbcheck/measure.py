@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import copy
 import os
-import threading
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 from lagscope import redact
+from lagscope.bounded import call_within
 from lagscope.dbcheck.model import AliasResult, AliasSettings, DbReport, Samples
 from lagscope.dbcheck.rules import findings_for
 
@@ -23,7 +23,10 @@ __all__ = ["alias_settings", "bounded_connect_timeout", "measure"]
 
 MAX_SAMPLES = 100
 
-T = TypeVar("T")
+# libpq's connect_timeout bounds one attempt, and a connect may make several (each address;
+# SSL, then plain text with sslmode=prefer): --timeout bounds the whole connect
+# (lagscope.bounded), each in a thread of its own with Django's wrapper used only there.
+_CONNECT = "the connect (--timeout)"
 
 
 def _gssencmode(settings_dict: dict[str, Any], vendor: str) -> str | None:
@@ -69,32 +72,6 @@ def _wrapper(alias: str, settings_dict: dict[str, Any], **options: object) -> An
     sd["OPTIONS"].update(options)
     sd["CONN_MAX_AGE"] = 0
     return load_backend(sd["ENGINE"]).DatabaseWrapper(sd, alias)
-
-
-def _within(limit_s: float, fn: Callable[[], T]) -> T:
-    """``fn()``, or TimeoutError once ``limit_s`` has passed. libpq's connect_timeout bounds
-    one attempt, and one connect may make several (each address; SSL, then plain text with
-    sslmode=prefer): three attempts of 3 s each made --timeout 3 take 10 s. So the connect
-    runs in a thread of its own (Django's wrapper is used only in it), and a late one is
-    abandoned to its own connect_timeout."""
-    box: list[tuple[bool, Any]] = []
-
-    def run() -> None:
-        try:
-            box.append((True, fn()))
-        except BaseException as exc:
-            box.append((False, exc))
-
-    worker = threading.Thread(target=run, name="lagscope-db-connect", daemon=True)
-    worker.start()
-    worker.join(limit_s)
-    if not box:
-        raise TimeoutError(f"no connection within {limit_s:g} s (--timeout)")
-    ok, value = box[0]
-    if ok:
-        result: T = value
-        return result
-    raise value
 
 
 def _connect_once(make: Callable[[], Any], clock: Callable[[], float]) -> float:
@@ -151,14 +128,18 @@ def _measure_alias(
 
     try:
         for _ in range(samples):
-            connect_ms.append(_within(connect_timeout_s, lambda: _connect_once(make, clock)))
+            connect_ms.append(
+                call_within(connect_timeout_s, lambda: _connect_once(make, clock), _CONNECT)
+            )
             if ab:
                 # Interleaved, so that a CPU speed change hits both sides alike.
                 no_gss_ms.append(
-                    _within(connect_timeout_s, lambda: _connect_once(make_no_gss, clock))
+                    call_within(
+                        connect_timeout_s, lambda: _connect_once(make_no_gss, clock), _CONNECT
+                    )
                 )
         # One connect, then round trips that each take well under a connect.
-        select_ms = _within(connect_timeout_s * 2, round_trips)
+        select_ms = call_within(connect_timeout_s * 2, round_trips, _CONNECT)
     except Exception as exc:
         raw = str(exc) or type(exc).__name__
         message = " ".join(redact.text(raw, [str(settings_dict.get("PASSWORD") or "")]).split())

@@ -11,6 +11,7 @@ import contextlib
 from typing import Any
 
 from lagscope import redact
+from lagscope.bounded import call_within
 from lagscope.diagnose.evidence import DatabaseProbe
 from lagscope.dsn import Dsn
 from lagscope.errors import ExitCode, LagscopeError
@@ -19,17 +20,40 @@ from lagscope.probe.net import Clock
 __all__ = ["SessionCounter", "probe_database"]
 
 
-def probe_database(dsn: Dsn, samples: int, timeout_s: float, clock: Clock) -> DatabaseProbe:
+def probe_database(
+    dsn: Dsn, samples: int, timeout_s: float, clock: Clock, run_end_ns: int | None = None
+) -> DatabaseProbe:
+    """Connects and round trips; each connect bounded as a whole by ``timeout_s`` and by
+    the run's end (``run_end_ns``, --max-time), each host within it by libpq's own
+    ``connect_timeout``. A database that does not answer is a one-line error naming it."""
     import psycopg  # dsn.parse has checked that it is installed
 
     params = dsn.connect_kwargs()
     password = dsn.password
     shown = redact.dsn_params(params)
-    connect_timeout = max(1, round(timeout_s))
 
     def connect(extra: dict[str, Any]) -> tuple[float, Any]:
+        limit_s = timeout_s
+        if run_end_ns is not None:
+            limit_s = min(limit_s, (run_end_ns - clock.now_ns()) / 1e9)
+        bound = "--max-time" if limit_s < timeout_s else "--timeout"
+        if limit_s <= 0:
+            raise LagscopeError("database", f"{shown}: no time left (--max-time)", ExitCode.TIMEOUT)
         t0 = clock.now_ns()
-        conn = psycopg.connect(**{**params, "connect_timeout": connect_timeout, **extra})
+        try:
+            conn = call_within(
+                limit_s,
+                lambda: psycopg.connect(
+                    **{**params, "connect_timeout": _libpq_timeout(limit_s), **extra}
+                ),
+                "the database connect",
+            )
+        except TimeoutError:
+            raise LagscopeError(
+                "database",
+                f"{shown}: no answer within {limit_s:.3g} s ({bound})",
+                ExitCode.TIMEOUT,
+            ) from None
         return (clock.now_ns() - t0) / 1e6, conn
 
     connects: list[float] = []
@@ -65,6 +89,12 @@ def probe_database(dsn: Dsn, samples: int, timeout_s: float, clock: Clock) -> Da
     )
 
 
+def _libpq_timeout(limit_s: float) -> int:
+    # libpq's connect_timeout: whole seconds, per host, 0 is "forever" and below 2 counts
+    # as 2; the thread bound above is the exact one.
+    return max(2, round(limit_s))
+
+
 class SessionCounter:
     """Counts the sessions PostgreSQL itself records (``pg_stat_database.sessions``,
     PostgreSQL 14+) while the app is measured: ground truth for how often the app
@@ -73,16 +103,30 @@ class SessionCounter:
 
     _SQL = "SELECT coalesce(sum(sessions), 0) FROM pg_stat_database"
 
-    def __init__(self, dsn: Dsn, timeout_s: float) -> None:
+    def __init__(self, dsn: Dsn, limit_s: float) -> None:
+        """``limit_s`` bounds the connect as a whole: the count is best effort and must not
+        take the time the run needs to measure the app. ``error`` says why there is no
+        count when the database did not answer."""
         self._conn: Any = None
+        self.error: str | None = None
         try:
             import psycopg
         except ImportError:
             return
         self._errors: tuple[type[BaseException], ...] = (psycopg.Error, OSError, ValueError)
+        kwargs = dsn.connect_kwargs()
         try:
-            self._conn = psycopg.connect(
-                **dsn.connect_kwargs(), connect_timeout=max(1, round(timeout_s)), autocommit=True
+            self._conn = call_within(
+                limit_s,
+                lambda: psycopg.connect(
+                    **kwargs, connect_timeout=_libpq_timeout(limit_s), autocommit=True
+                ),
+                "the session counter's connect",
+            )
+        except TimeoutError:
+            self.error = (
+                f"{redact.dsn_params(kwargs)} did not answer within {limit_s:.3g} s "
+                "(the session count was not taken)"
             )
         except self._errors:
             # Best effort: the database rung itself reports what is wrong with the DSN.

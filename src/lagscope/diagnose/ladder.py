@@ -822,7 +822,9 @@ class _Ladder:
 
         t0 = self.clock.now_ns()
         self._say("database", "start")
-        db = probe_database(dsn, self.opts.plan.db_samples, self.probe.timeout_s, self.clock)
+        db = probe_database(
+            dsn, self.opts.plan.db_samples, self.probe.timeout_s, self.clock, self.run_end
+        )
         db = replace(db, sessions_per_request=sessions_per_request)
         figures = [
             Figure("dsn", db.shown_dsn),
@@ -1047,7 +1049,10 @@ def diagnose(
             ev = replace(ev, alpn=ladder.protocol())
         first, hops = ladder.first_and_redirects()
         ev = replace(ev, warmup=ladder.warmup(first))
-        counter = _session_counter(opts)
+        counter = _session_counter(opts, ladder._left_s())
+        if counter is not None and counter.error is not None:
+            # Said now: the run may end before the database rung names it.
+            ladder.warnings.append(f"database: {counter.error}")
         before = counter.read() if counter else None
         try:
             coldwarm = ladder.coldwarm(
@@ -1187,10 +1192,17 @@ def diagnose(
     )
 
 
-def _session_counter(opts: DiagnoseOptions) -> SessionCounter | None:
+# The session count is best effort: its connect may take at most this share of the time
+# left, so that a database that never answers cannot take the app's measurement's time.
+_COUNTER_SHARE = 0.25
+
+
+def _session_counter(opts: DiagnoseOptions, left_s: float) -> SessionCounter | None:
     if opts.database is None:
         return None
-    return SessionCounter(opts.database, opts.probe.timeout_s)
+    return SessionCounter(
+        opts.database, max(0.1, min(opts.probe.timeout_s, left_s * _COUNTER_SHARE))
+    )
 
 
 def _proxy_server(records: Sequence[RequestRecord]) -> str | None:
