@@ -190,3 +190,57 @@ def test_icicle_lays_callees_under_callers_within_their_span() -> None:
         (ProfileFrame("a_rather_long_function_name", "f.py", 1, True, 1.0, 1.0),), 60.0
     )
     assert narrow.cells[0].label == "a_rather…"
+
+
+def test_browser_waterfall_one_row_per_request_with_connection_and_phases() -> None:
+    from lagscope.browser.model import PageLoad, ResourceLoad
+    from lagscope.report.charts import browser_waterfall
+
+    def res(
+        path: str, start: float, conn: int | None, reused: bool, cached: bool = False
+    ) -> ResourceLoad:
+        return ResourceLoad(
+            url=f"http://h{path}",
+            kind="link",
+            start_ms=start,
+            end_ms=start + 310.0,
+            queued_ms=2.0,
+            dns_ms=None,
+            connect_ms=None if reused else 5.0,
+            tls_ms=None,
+            wait_ms=300.0,
+            receive_ms=3.0,
+            protocol="http/1.1",
+            status=200,
+            transfer_bytes=0 if cached else 300,
+            from_cache=cached,
+            connection_id=conn,
+            reused=reused,
+        )
+
+    load = PageLoad(
+        "cold",
+        "http://h/",
+        700.0,
+        690.0,
+        (
+            res("/", 0.0, 7, False),
+            res("/a.css", 320.0, 7, True),
+            res("/b.css", 320.0, 9, False),
+            res("/c.css", 330.0, None, False, cached=True),
+        ),
+    )
+    wf = browser_waterfall(load)
+    assert [r.label for r in wf.rows] == ["/", "/a.css", "/b.css", "/c.css"]
+    assert [(r.connection, r.reused) for r in wf.rows] == [
+        ("c7", False),
+        ("c7", True),
+        ("c9", False),
+        ("cache", True),
+    ]
+    assert [s.name for s in wf.rows[2].segments] == ["queued", "connect", "wait", "receive"]
+    assert [s.name for s in wf.rows[1].segments] == ["queued", "wait", "receive"]
+    assert wf.rows[3].segments == ()
+    # Rows start where their request started, on one scale that covers the load.
+    assert wf.rows[1].segments[0].x > wf.rows[0].segments[0].x
+    assert float(wf.ticks[-1].label) >= load.load_ms

@@ -198,9 +198,13 @@ def _above_nine(fd: int) -> int:
 
 
 @contextmanager
-def open_page(path: Path | str, width: int = 1000, height: int = 1400) -> Iterator[Page]:
+def open_page(
+    path: Path | str, width: int = 1000, height: int = 1400, first: str | None = None
+) -> Iterator[Page]:
     """Chromium with a fresh profile, one tab that has loaded ``path`` (a file, or a URL
-    given as a string)."""
+    given as a string). ``first``: a URL loaded before it, so that the tab's renderer for
+    that site already runs when ``path`` is timed (a page on another port of the same host
+    shares no connection with it)."""
     if CHROMIUM is None:
         raise RuntimeError("chromium is not installed")
     to_r, to_w = os.pipe()  # we write commands into to_w; Chromium reads fd 3
@@ -237,6 +241,9 @@ def open_page(path: Path | str, width: int = 1000, height: int = 1400) -> Iterat
             "Emulation.setDeviceMetricsOverride",
             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
         )
+        if first is not None:
+            page.call("Page.navigate", {"url": first})
+            page.wait_event("Page.loadEventFired")
         page.events.clear()
         url = path if isinstance(path, str) else path.resolve().as_uri()
         page.call("Page.navigate", {"url": url})

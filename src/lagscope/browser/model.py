@@ -9,9 +9,11 @@ that connection had carried an earlier request of the same browser session.
 
 :func:`setup_ms` prices what new connections added to a load: every first request on a new
 connection spent its connect, TLS and any time to first byte beyond what the same kind of
-request took on a reused connection setting the connection up. Setups that overlap on the
-page's timeline ran in parallel, so each group of overlapping ones adds its longest: a
-document's tax, then five assets paying it side by side, add two taxes, not six.
+request took on a reused connection (the same URL elsewhere in the session, else the
+sub-resources that ran alongside on reused connections) setting the connection up. Setups
+that overlap on the page's timeline ran in parallel, so each group of overlapping ones adds
+its longest: a document's tax, then five assets paying it side by side, add two taxes, not
+six.
 """
 
 from __future__ import annotations
@@ -294,17 +296,26 @@ def build_load(
 # --- what connection setup cost -------------------------------------------------------------
 
 
-def _baselines(run: Sequence[PageLoad]) -> tuple[dict[str, float], float]:
-    """Per URL, the fastest time to first byte on a reused connection; and the fastest of
-    any sub-resource on one (for URLs never fetched on a reused connection)."""
+def _baselines(load: PageLoad, run: Sequence[PageLoad]) -> tuple[dict[str, float], float]:
+    """Per URL, the fastest time to first byte on a reused connection in the session; and
+    for URLs never fetched on one, the median of the sub-resources that ran on reused
+    connections in the same load (they met the same server and the same machine at the
+    same moment: a loaded machine slows them alike), else the session's fastest."""
     per_url: dict[str, float] = {}
     sub: list[float] = []
-    for load in run:
-        for r in load.resources:
+    for each in (load, *run):
+        for r in each.resources:
             if r.reused and not r.from_cache:
                 per_url[r.url] = min(per_url.get(r.url, r.wait_ms), r.wait_ms)
                 if r.kind != "navigation":
                     sub.append(r.wait_ms)
+    alongside = [
+        r.wait_ms
+        for r in load.resources
+        if r.reused and not r.from_cache and r.kind != "navigation"
+    ]
+    if alongside:
+        return per_url, float(statistics.median(alongside))
     return per_url, (min(sub) if sub else 0.0)
 
 
@@ -314,7 +325,7 @@ def setup_ms(load: PageLoad, run: Sequence[PageLoad] = ()) -> Setup:
     ``run`` is every load of the session, where reused-connection requests of the same URLs
     give the time to first byte without setup (the load itself is included).
     """
-    per_url, sub_floor = _baselines([load, *run])
+    per_url, sub_floor = _baselines(load, run)
     intervals: list[tuple[float, float]] = []
     each: list[float] = []
     for r in load.resources:

@@ -100,7 +100,12 @@ def http2_advice(ev: Evidence, cold: PageLoad, setup: Setup) -> str | None:
     return f"Serve over HTTP/2. {gain}; {how}."
 
 
-def page_new_connections(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | None:
+# Earlier findings that say new connections cost something here, by the ladder's own
+# experiments: the browser's figure is then a cost, not the load of a busy machine.
+_CORROBORATING = ("connection-setup-tax", "localhost-fallback", "slow-name-resolution")
+
+
+def page_new_connections(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> Finding | None:
     run = ev.browser
     got = browser_setup(ev)
     if run is None or got is None:
@@ -131,6 +136,16 @@ def page_new_connections(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> F
     if run.idle_rule:
         later += f" ({run.idle_rule}.)"
     rounds = "one round" if setup.rounds == 1 else f"{setup.rounds} rounds"
+    # A busy machine slows a burst of new connections' first requests too; only when the
+    # ladder's own new-versus-reused experiments found a per-connection cost is this one.
+    corroborated = ev.coldwarm is None or any(
+        f.id in _CORROBORATING and f.severity != "info" for f in found
+    )
+    if not corroborated:
+        later += (
+            " The ladder's own new connections cost nothing beyond noise, so this is more "
+            "likely the machine's load or the server's answer to a burst than a tax."
+        )
     return make_finding(
         ev,
         t,
@@ -159,4 +174,5 @@ def page_new_connections(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> F
         f"~{setup.per_connection_ms:.0f} ms on setup before its first byte. Setups that ran in "
         f"parallel were paid side by side, so in {rounds} they added "
         f"{setup.added_ms:.0f} ms to a {cold.load_ms:.0f} ms load." + later,
+        severity=None if corroborated else "info",
     )
