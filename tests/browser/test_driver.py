@@ -63,7 +63,9 @@ def test_cold_load_pays_two_taxes_over_the_connections_it_opened(
     # The reload revalidates the document on a connection the cold load opened.
     reload = run.load("reload")
     assert reload is not None and reload.new_connections == 0
-    assert reload.load_ms < TAX_MS
+    # It paid no setup (its time on a starved machine is whatever the machine gives).
+    assert setup_ms(reload, run.loads).added_ms == 0.0
+    assert reload.load_ms < cold.load_ms
     idle = run.load("idle reload")
     assert idle is not None and idle.idle_s == 1.0
     assert run.idle_rule is not None and "inside" in run.idle_rule
