@@ -72,67 +72,14 @@ def _hold(report: DemoReport) -> None:
 
 @click.command("demo")
 @click_options(DemoOptions)
-@click.option("--quick", is_flag=True, help="Fewer warm requests and a shorter diagnose.")
-@click.option(
-    "--database",
-    metavar="DSN",
-    help="postgresql://user[:pw]@host:port/db to use, or 'sqlite'. Default: a throwaway "
-    "PostgreSQL cluster when the server binaries are found, else SQLite.",
-)
-@click.option(
-    "--nginx",
-    is_flag=True,
-    help="Put nginx in front of each version (before: a tutorial config without upstream "
-    "keep-alive; the others: lagscope nginx-config's).",
-)
-@click.option(
-    "--nginx-bin",
-    type=FILE_PATH,
-    help="The nginx binary for --nginx (default: PATH, /usr/sbin/nginx).",
-)
-@click.option("--keep", is_flag=True, help="Leave the versions running; Ctrl+C stops them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the lagscope.demo/1 JSON instead.")
 @click.option("-o", "--output", type=FILE_PATH, help="Write here.")
 @click.option("--html", "html_path", type=FILE_PATH, help="Also write an HTML report.")
-@click.option(
-    "--log",
-    "log_path",
-    type=FILE_PATH,
-    help="Append the fault proxies' per-connection ground truth (JSON lines).",
-)
-@click.option("--no-diagnose", is_flag=True, help="Measure only; skip diagnose.")
-@click.option(
-    "--no-browser",
-    is_flag=True,
-    help="Skip the real browser's page loads (by default they run when Chromium, Chrome or "
-    "Edge and the browser extra are found).",
-)
-@click.option(
-    "--browser-path",
-    metavar="PATH",
-    help="The Chromium-based browser that loads each version's pages.",
-)
-@click.option(
-    "--https",
-    is_flag=True,
-    help="Serve 'lagscope' over HTTPS with HTTP/2 (serve --https, granian) with a CA of this "
-    "run's own, trusted by the demo's browser only.",
-)
 @click.option("--load", "load_path", type=FILE_PATH, help="Render a saved --json run.")
 def demo(
-    quick: bool,
-    database: str | None,
-    nginx: bool,
-    nginx_bin: Path | None,
-    keep: bool,
     as_json: bool,
     output: Path | None,
     html_path: Path | None,
-    log_path: Path | None,
-    no_diagnose: bool,
-    no_browser: bool,
-    browser_path: str | None,
-    https: bool,
     load_path: Path | None,
     **table: object,
 ) -> None:
@@ -145,6 +92,8 @@ def demo(
         raise LagscopeError(
             "html", "the HTML report needs jinja2 (pip install 'lagscope[report]')", ExitCode.USAGE
         )
+    log = table.get("log_path")  # a DemoOptions row, so a string here
+    log_path = Path(log) if isinstance(log, str) else None
     check_outputs(
         [("-o", output), ("--html", html_path), ("--log", log_path)], [("--load", load_path)]
     )
@@ -153,34 +102,30 @@ def demo(
 
         report = load_saved(load_path, "demo-1.schema.json", load_json)
     else:
-        if https and nginx:
+        options, _ = build(DemoOptions, table)
+        if options.https and options.nginx:
             raise LagscopeError(
                 "demo",
                 "--https and --nginx: the demo's nginx speaks plain HTTP to its upstream; "
                 "for TLS in front of waitress use lagscope nginx-config --https",
                 ExitCode.USAGE,
             )
-        options, _ = build(
-            DemoOptions,
-            table,
-            quick=quick,
-            database=database,
-            nginx=nginx,
-            keep=keep,
-            log_path=log_path,
-            diagnose=not no_diagnose,
-            nginx_bin=nginx_bin,
-            browser=not no_browser,
-            browser_path=browser_path,
-            https=https,
+        diagnose = (
+            default_diagnose(
+                options.quick,
+                options.tax_ms,
+                timeout_s=options.diagnose_timeout_s,
+                max_time_s=options.diagnose_max_time_s,
+            )
+            if options.diagnose
+            else None
         )
-        diagnose = None if no_diagnose else default_diagnose(quick, options.tax_ms)
 
         def hold(r: DemoReport) -> None:
             _emit(r, as_json, output, html_path)
             _hold(r)
 
-        report = run_demo(options, _progress, diagnose, hold=hold if keep else None)
-        if keep:
+        report = run_demo(options, _progress, diagnose, hold=hold if options.keep else None)
+        if options.keep:
             return
     _emit(report, as_json, output, html_path)

@@ -83,8 +83,11 @@ def plan_for(tax_ms: float, quick: bool) -> dict[str, Any]:
     }
 
 
-def default_diagnose(quick: bool, tax_ms: float) -> DiagnoseFn:
-    """``lagscope diagnose`` behind the demo's interface, with :func:`plan_for`'s plan."""
+def default_diagnose(
+    quick: bool, tax_ms: float, *, timeout_s: float, max_time_s: float
+) -> DiagnoseFn:
+    """``lagscope diagnose`` behind the demo's interface, with :func:`plan_for`'s plan and the
+    demo's diagnose bounds (:class:`~lagscope.demo.runner.DemoOptions` rows)."""
     from lagscope.diagnose import DiagnoseOptions, Plan
     from lagscope.diagnose.ladder import diagnose as run_ladder
     from lagscope.diagnose.model import to_dict
@@ -93,7 +96,9 @@ def default_diagnose(quick: bool, tax_ms: float) -> DiagnoseFn:
     plan = Plan(**plan_for(tax_ms, quick))
 
     def diagnose(url: str, cafile: str | None = None) -> DiagnoseOutcome:
-        probe = ProbeOptions(target=parse_url(url), timeout_s=30.0, max_time_s=60.0, cafile=cafile)
+        probe = ProbeOptions(
+            target=parse_url(url), timeout_s=timeout_s, max_time_s=max_time_s, cafile=cafile
+        )
         opts = DiagnoseOptions(probe=probe, quick=quick, plan=plan, command=("lagscope", "demo"))
         data = to_dict(run_ladder(opts))
         return DiagnoseOutcome(findings_from_dict(data), data)

@@ -54,13 +54,17 @@ PARALLEL_CONNECTIONS = 3
 # A version that is not serving within this time is broken, not slow.
 READY_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 30.0
-# Diagnose bounds its own run at 60 s; this only guards against a hung thread.
-DIAGNOSE_TIMEOUT_S = 90.0
+# Diagnose bounds its own run (--diagnose-max-time); this much more only guards against a
+# hung thread.
+DIAGNOSE_GRACE_S = 30.0
 APP_NAME_PREFIX = "lagscope-demo-"
 
 
 @dataclass(frozen=True)
 class DemoOptions:
+    """What ``lagscope demo`` runs: one row per flag (the click options and docs/demo.md's
+    table come from these rows)."""
+
     tax_ms: float = setting(
         300.0,
         flag="--tax",
@@ -70,11 +74,33 @@ class DemoOptions:
         minimum=0,
         maximum=TAX_MAX_MS,
     )
-    quick: bool = False
-    # A postgresql:// DSN, "sqlite", or None (a throwaway cluster if possible, else SQLite).
-    database: str | None = None
-    nginx: bool = False
-    keep: bool = False
+    quick: bool = setting(
+        False,
+        help=(
+            f"{WARM_REQUESTS_QUICK} warm requests instead of {WARM_REQUESTS}; diagnose's "
+            "cold vs warm with 6 + 6 requests instead of 9 + 10."
+        ),
+    )
+    database: str | None = setting(
+        None,
+        help="postgresql://user[:pw]@host:port/db to use, or 'sqlite'.",
+        shown="a throwaway PostgreSQL cluster when the server binaries are found, else SQLite",
+    )
+    nginx: bool = setting(
+        False,
+        help="Put nginx in front of each version (before: a tutorial config without upstream "
+        "keep-alive; the others: lagscope nginx-config's).",
+    )
+    nginx_bin: str | None = setting(
+        None,
+        help="The nginx binary for --nginx.",
+        shown="PATH, then /usr/sbin/nginx, /usr/local/sbin/nginx",
+    )
+    keep: bool = setting(
+        False,
+        help="Leave the versions running after the report and print their URLs; Ctrl+C "
+        "stops them all.",
+    )
     port_base: int = setting(
         0,
         help="Serve before/hand-tuned/lagscope on ports N, N+1, N+2 (0: free ports).",
@@ -82,16 +108,48 @@ class DemoOptions:
         minimum=0,
         maximum=65535 - len(VERSIONS),
     )
-    # Append the fault proxies' per-connection ground truth here (JSON lines).
-    log_path: Path | None = None
-    diagnose: bool = True
-    # The nginx binary for --nginx (None: PATH, then the usual places).
-    nginx_bin: Path | None = None
-    # A real browser loads each version's pages after its visit, when one is found.
-    browser: bool = True
-    browser_path: str | None = None
-    # Serve "lagscope" over HTTPS with HTTP/2 (serve --https) with a CA of the run's own.
-    https: bool = False
+    log_path: str | None = setting(
+        None,
+        flag="--log",
+        help="Append the tax proxies' per-connection ground truth here (JSON lines).",
+        shown="none",
+    )
+    diagnose: bool = setting(
+        True, help="Run diagnose on each version (--no-diagnose: measure only)."
+    )
+    diagnose_timeout_s: float = setting(
+        30.0,
+        flag="--diagnose-timeout",
+        unit="s",
+        help="Timeout of each phase of each of diagnose's requests.",
+        why="a cold request behind the tax pays it on both hops and still answers well within it",
+        above=0,
+        maximum=3600,
+    )
+    diagnose_max_time_s: float = setting(
+        60.0,
+        flag="--diagnose-max-time",
+        unit="s",
+        help="Bound on each version's whole diagnose run.",
+        why="diagnose's own default bound",
+        above=0,
+        maximum=3600,
+    )
+    browser: bool = setting(
+        True,
+        help="Load each version's pages in a real browser after its visit (Chromium, Chrome or "
+        "Edge and the browser extra, when found).",
+    )
+    browser_path: str | None = setting(
+        None,
+        help="The Chromium-based browser that loads each version's pages.",
+        shown="Chromium/Chrome on PATH, Chrome/Edge on Windows and macOS",
+    )
+    https: bool = setting(
+        False,
+        help="Serve 'lagscope' over HTTPS with HTTP/2 (serve --https, granian) with a CA of this "
+        "run's own, trusted by the demo's browser only; not with --nginx.",
+    )
 
     def __post_init__(self) -> None:
         validate(self)
@@ -245,8 +303,8 @@ def _pg_backends(db: _Database, result: VersionResult) -> VersionResult:
 
 
 @contextlib.contextmanager
-def _injector(routes: list[Route], log_path: Path | None) -> Iterator[Injector]:
-    inj = Injector(routes, log_path=log_path)
+def _injector(routes: list[Route], log_path: str | None) -> Iterator[Injector]:
+    inj = Injector(routes, log_path=None if log_path is None else Path(log_path))
     try:
         inj.start()
     except OSError as exc:
@@ -546,10 +604,13 @@ class _Diagnoses:
     from the visits, which still run one at a time.
     """
 
-    def __init__(self, diagnose: DiagnoseFn, progress: Progress, cafile: str | None) -> None:
+    def __init__(
+        self, diagnose: DiagnoseFn, progress: Progress, cafile: str | None, wait_s: float
+    ) -> None:
         self.diagnose = diagnose
         self.progress = progress
         self.cafile = cafile
+        self.wait_s = wait_s
         self.outcomes: dict[str, tuple[Any, str | None]] = {}
         self.threads: list[threading.Thread] = []
         self.started: list[str] = []
@@ -570,13 +631,13 @@ class _Diagnoses:
         pending = [name for name in self.started if name not in self.outcomes]
         if pending:
             self.progress(f"diagnose: waiting for {', '.join(pending)}")
-        deadline = time.monotonic() + DIAGNOSE_TIMEOUT_S
+        deadline = time.monotonic() + self.wait_s
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         out = []
         for result in results:
             outcome, error = self.outcomes.get(
-                result.name, (None, f"no result within {DIAGNOSE_TIMEOUT_S:g} s")
+                result.name, (None, f"no result within {self.wait_s:g} s")
             )
             if outcome is not None:
                 result = replace(result, findings=outcome.findings, diagnose=outcome.report)
@@ -621,7 +682,7 @@ def run_demo(
     if options.nginx:
         from lagscope.nginx.binary import find_nginx
 
-        nginx = find_nginx(str(options.nginx_bin) if options.nginx_bin else None)
+        nginx = find_nginx(options.nginx_bin)
         if nginx is None:
             where = f"at {options.nginx_bin}" if options.nginx_bin else "on PATH"
             raise LagscopeError(
@@ -694,7 +755,12 @@ def run_demo(
         # The visits, one version at a time: these are the figures compared. Each
         # version's diagnose starts once its visit is over (see _Diagnoses).
         diagnoses = (
-            _Diagnoses(diagnose, progress, str(tls.ca) if tls is not None else None)
+            _Diagnoses(
+                diagnose,
+                progress,
+                str(tls.ca) if tls is not None else None,
+                options.diagnose_max_time_s + DIAGNOSE_GRACE_S,
+            )
             if diagnose is not None and options.diagnose
             else None
         )
