@@ -26,6 +26,7 @@ MODULES = [
     "lagscope.diagnose.settings",
     "lagscope.diagnose.thresholds",
     "lagscope.demo.runner",
+    "lagscope.dbcheck.settings",
 ]
 
 # Words that report a measurement rather than a mechanism or a published default.

@@ -43,6 +43,7 @@ GENERATED_TABLES: tuple[tuple[str, str], ...] = (
     ("probe.md", "lagscope.probe.options:docs_table"),
     ("diagnose.md", "lagscope.diagnose.settings:docs_table"),
     ("demo.md", "lagscope.demo.runner:docs_table"),
+    ("django.md", "lagscope.dbcheck.settings:docs_table"),
     ("server-timing.md", "lagscope.instrument.options:settings_table_markdown"),
 )
 

@@ -31,7 +31,7 @@ import sys
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from lagscope.errors import ExitCode, LagscopeError
 
@@ -46,6 +46,7 @@ __all__ = [
     "Row",
     "SettingsError",
     "Sofar",
+    "argparse_options",
     "build",
     "check_values",
     "click_options",
@@ -510,6 +511,46 @@ def click_options(cls: type, *, exclude: Iterable[str] = ()) -> Callable[[F], F]
         return func
 
     return decorate
+
+
+def argparse_options(cls: type, parser: Any) -> None:
+    """One argparse option per row on ``parser`` (``manage.py`` commands): the row's flag,
+    its default, the row's own parsing and bounds as the option's type, and its help with
+    the default and range, as :func:`click_options` gives click."""
+    import argparse
+
+    for row in rows(cls):
+        if not row.spec.cli:
+            continue
+        bounds = f"; {row.range}" if row.kind in ("int", "float") else ""
+        help_text = f"{row.spec.help} [default: {row.shown_default}{bounds}]"
+        if row.kind == "bool":
+            parser.add_argument(
+                row.flag,
+                dest=row.name,
+                action=argparse.BooleanOptionalAction,
+                default=row.default,
+                help=help_text,
+            )
+            continue
+
+        def parse(text: str, row: Row = row) -> Value:
+            try:
+                return row.parse(text)
+            except SettingsError as exc:
+                # argparse names the option itself ("argument --samples: ...").
+                raise argparse.ArgumentTypeError(exc.message.removeprefix(f"{row.flag} ")) from None
+
+        parse.__name__ = row.kind  # argparse's "invalid <type> value" names it
+        choices = row.choices or None
+        parser.add_argument(
+            row.flag,
+            dest=row.name,
+            type=parse,
+            default=row.default,
+            choices=choices,
+            help=help_text,
+        )
 
 
 Column = Literal[

@@ -17,7 +17,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from lagscope.dbcheck.model import DbReport
+from lagscope.dbcheck.settings import DbCheckSettings
 from lagscope.errors import ExitCode, LagscopeError
+from lagscope.settings_table import argparse_options
 
 __all__ = ["Command"]
 
@@ -25,19 +27,6 @@ _SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 _DELEGATED = ("serve", "diagnose")
 # Django's connection parameters that are not libpq's (or not text).
 _NOT_LIBPQ = frozenset({"cursor_factory", "context", "client_encoding"})
-
-
-def _bounded_int(low: int, high: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be {low}..{high}, not {value}")
-        return value
-
-    return parse
 
 
 def _django_options(parser: argparse.ArgumentParser) -> None:
@@ -89,19 +78,7 @@ class Command(BaseCommand):
             metavar="ALIAS",
             help="Only this alias (repeatable; default: every alias).",
         )
-        db.add_argument(
-            "--samples",
-            type=_bounded_int(1, 100),
-            default=5,
-            help="Connects (and round trips) per alias, 1..100 (default 5).",
-        )
-        db.add_argument(
-            "--timeout",
-            type=_bounded_int(1, 600),
-            default=10,
-            help="Bound on every PostgreSQL/MySQL connect in seconds, whatever OPTIONS' "
-            "connect_timeout says (a shorter one there is kept), 1..600 (default 10).",
-        )
+        argparse_options(DbCheckSettings, db)
         _django_options(db)
         db.add_argument("--json", action="store_true", help="Print the report as JSON.")
         db.add_argument(
@@ -179,7 +156,7 @@ class Command(BaseCommand):
             aliases,
             samples=options["samples"],
             clock=time.perf_counter,
-            connect_timeout_s=options["timeout"],
+            connect_timeout_s=options["timeout_s"],
         )
 
     def _report(self, report: DbReport, options: dict[str, Any]) -> None:
