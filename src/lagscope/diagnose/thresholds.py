@@ -332,6 +332,15 @@ class Thresholds:
         why="",
         cli=False,
     )
+    upstream_new_share: float = setting(
+        0.8,
+        help=(
+            "share of reused client connections on which the app still saw a new connection "
+            "for the proxy in between to be opening one per request"
+        ),
+        why="",
+        cli=False,
+    )
     # --- HTTP hygiene ---------------------------------------------------------------------------
     compress_min_saving_bytes: int = setting(
         1400,
