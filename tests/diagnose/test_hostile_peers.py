@@ -259,3 +259,33 @@ def test_a_database_that_never_answers_is_an_error_within_max_time(hosts: int) -
     assert "pw-never-shown" not in err.value.one_line()
     assert "no answer within" in err.value.one_line()
     assert elapsed_s < 3.0 + 2.0  # unbounded, this took --timeout (10 s) per host
+
+
+async def _endless_body(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: badservers.ConnState
+) -> None:
+    """A 1 GiB Content-Length, sent until the client stops reading."""
+    await badservers.read_request(reader, st)
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n")
+    chunk = b"z" * 65536
+    for _ in range(1 << 14):
+        writer.write(chunk)
+        await writer.drain()
+
+
+def test_an_error_never_suggests_a_flag_the_command_lacks() -> None:
+    """The body cap: probe says how to raise it (--max-body); diagnose has no such flag and
+    does not send the user to one."""
+    from click.testing import CliRunner
+
+    from lagscope.cli import main
+
+    with badservers.serve(_endless_body) as port:
+        url = f"http://127.0.0.1:{port}/"
+        diagnosed = CliRunner().invoke(main, ["diagnose", url, "--quick"])
+        probed = CliRunner().invoke(main, ["probe", url, "--max-body", "1000"])
+    assert diagnosed.exit_code == int(ExitCode.PROTOCOL), diagnosed.output
+    assert "body larger than the cap" in diagnosed.output
+    assert "--max-body" not in diagnosed.output
+    assert probed.exit_code == int(ExitCode.PROTOCOL), probed.output
+    assert "raise --max-body" in probed.output

@@ -44,6 +44,16 @@ def _read_body(data: str | None) -> bytes:
 
 
 def _measure(opts: ProbeOptions) -> ProbeReport:
+    from lagscope.probe.runner import BodyCapError
+
+    try:
+        return _run(opts)
+    except BodyCapError as exc:
+        # probe, unlike diagnose, lets the user raise the cap.
+        raise LagscopeError(exc.phase, f"{exc.message}; raise --max-body", exc.exit_code) from None
+
+
+def _run(opts: ProbeOptions) -> ProbeReport:
     from lagscope.probe.runner import run_probe
 
     if not sys.stderr.isatty():

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     import ssl
 
 __all__ = [
+    "BodyCapError",
     "Client",
     "Connection",
     "Exchange",
@@ -87,6 +88,17 @@ def _outcome(exc: BaseException) -> Outcome:
 
 class _StaleConnection(Exception):
     """A reused connection turned out to be closed by the server before our request."""
+
+
+class BodyCapError(LagscopeError):
+    """A response body beyond ``max_body_bytes``. The message names no flag: a command
+    that lets the user raise the cap (probe's --max-body) adds that itself."""
+
+    def __init__(self, cap_bytes: int, where: str) -> None:
+        super().__init__(
+            "receive", f"body larger than the cap of {cap_bytes} bytes ({where})", ExitCode.PROTOCOL
+        )
+        self.cap_bytes = cap_bytes
 
 
 class RunDeadline(Exception):
@@ -675,12 +687,7 @@ class Client:
                         if keep_body:
                             kept += event.data
                         if body > o.max_body_bytes:
-                            raise LagscopeError(
-                                "receive",
-                                f"body larger than the cap of {o.max_body_bytes} bytes "
-                                f"({where}; raise --max-body)",
-                                ExitCode.PROTOCOL,
-                            )
+                            raise BodyCapError(o.max_body_bytes, where)
                     elif isinstance(event, h11.EndOfMessage):
                         assert t_first is not None  # a Response came first
                         return self._finish(
