@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import psycopg
 import pytest
 
 from lagscope.diagnose import run
@@ -30,16 +29,8 @@ from support.ghosts import (
     runserver,
     tax_proxy,
 )
-from support.pg import PgCluster
-from support.wsgi import waitress_server
-
-
-def hello(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-    body = b'{"ok": true}'
-    start_response(
-        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-    )
-    return [body]
+from support.pg import PgCluster, connect_ms
+from support.wsgi import hello, waitress_server
 
 
 def routed(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -173,22 +164,6 @@ def test_runserver_small_writes_stall_back_to_back(django_app: Any) -> None:
     check(report, {"small-write-stall": LINUX_DELAYED_ACK_MS})
 
 
-def _connect_ms(pg_cluster: PgCluster, port: int, samples: int = 5) -> float:
-    times = []
-    for _ in range(samples):
-        t0 = time.perf_counter()
-        conn = psycopg.connect(
-            host="127.0.0.1",
-            port=port,
-            user=pg_cluster.user,
-            dbname="postgres",
-            gssencmode="disable",
-        )
-        times.append((time.perf_counter() - t0) * 1e3)
-        conn.close()
-    return statistics.median(times)
-
-
 @pytest.mark.postgres
 def test_a_database_connect_on_every_new_connection_is_not_warm_up(
     django_app: Any, pg_settings: dict[str, Any], pg_cluster: PgCluster
@@ -196,12 +171,12 @@ def test_a_database_connect_on_every_new_connection_is_not_warm_up(
     # runserver: a thread per connection, and with persistent connections a database
     # connection per thread, so every new HTTP connection pays a database connect.
     with tax_proxy(("127.0.0.1", pg_cluster.port), on_accept_s=0.05) as db:
-        before = _connect_ms(pg_cluster, db[1])
+        before = connect_ms(pg_cluster, db[1])
         settings = {**pg_settings, "PORT": str(db[1]), "CONN_MAX_AGE": 60}
         with database_alias("perconn", settings), runserver(django_app) as app:
             report = run(_url(app, "/db/perconn/?n=1"), quick=True)
         # This machine's speed drifts: the truth is timed on both sides of the run.
-        truth = statistics.median([before, _connect_ms(pg_cluster, db[1])])
+        truth = statistics.median(connect_ms(pg_cluster, db[1]) + before)
     check(report, {"connection-setup-tax": truth, "small-write-stall": LINUX_DELAYED_ACK_MS})
     tax = report.finding("connection-setup-tax")
     assert tax is not None and "app's own time" in tax.detail

@@ -26,20 +26,12 @@ from lagscope.nginx.config import Endpoint
 from support import badservers
 from support.djangodb import database_alias
 from support.ghosts import check
-from support.pg import PgCluster
-from support.wsgi import waitress_server
+from support.pg import PgCluster, connect_ms
+from support.wsgi import hello, waitress_server
 
 TAX_MS = 200.0
 
 WsgiApp = Any
-
-
-def hello(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-    body = b'{"ok": true}'
-    start_response(
-        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-    )
-    return [body]
 
 
 def streaming(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
@@ -120,23 +112,6 @@ def test_healthy_plain_server_yields_no_warning_ten_times() -> None:
 # --- Django stacks --------------------------------------------------------------------------
 
 
-def _connect_ms(pg_cluster: PgCluster, port: int | None = None, samples: int = 5) -> list[float]:
-    """psycopg connects timed by the test itself, sorted."""
-    times = []
-    for _ in range(samples):
-        t0 = time.perf_counter()
-        conn = psycopg.connect(
-            host="127.0.0.1",
-            port=port or pg_cluster.port,
-            user=pg_cluster.user,
-            dbname="postgres",
-            gssencmode="disable",
-        )
-        times.append((time.perf_counter() - t0) * 1e3)
-        conn.close()
-    return sorted(times)
-
-
 def test_django_healthy_view_yields_no_warning(django_app: WsgiApp) -> None:
     with waitress_server(django_app) as app:
         reports = [run(_url(app, "/plain/"), quick=True) for _ in range(3)]
@@ -166,9 +141,9 @@ def test_django_conn_max_age_0_connects_per_request(
 ) -> None:
     settings = {**pg_settings, "CONN_MAX_AGE": 0}
     with database_alias("perreq", settings), waitress_server(django_app) as app:
-        before = _connect_ms(pg_cluster)
+        before = connect_ms(pg_cluster)
         report = run(_url(app, "/db/perreq/?n=2"), quick=True)
-        after = _connect_ms(pg_cluster)
+        after = connect_ms(pg_cluster)
     check(report, {"db-connect-per-request": None})
     # No injected truth here: the connect's own time, measured around the run, bounds it
     # (Django adds its session set-up to psycopg's connect).
@@ -182,7 +157,7 @@ def test_django_conn_max_age_0_with_a_taxed_database(
     django_app: WsgiApp, pg_settings: dict[str, Any], pg_cluster: PgCluster
 ) -> None:
     with taxed(("127.0.0.1", pg_cluster.port)) as db:
-        truth = statistics.median(_connect_ms(pg_cluster, db[1], samples=3))
+        truth = statistics.median(connect_ms(pg_cluster, db[1], samples=3))
         settings = {**pg_settings, "PORT": str(db[1]), "CONN_MAX_AGE": 0}
         with database_alias("taxdb", settings), waitress_server(django_app) as app:
             report = run(_url(app, "/db/taxdb/?n=2"), quick=True)
@@ -196,7 +171,7 @@ def test_django_persistent_connections_without_prewarm_warm_up_per_worker(
     django_app: WsgiApp, pg_settings: dict[str, Any], pg_cluster: PgCluster
 ) -> None:
     with taxed(("127.0.0.1", pg_cluster.port)) as db:
-        truth = statistics.median(_connect_ms(pg_cluster, db[1], samples=3))
+        truth = statistics.median(connect_ms(pg_cluster, db[1], samples=3))
         settings = {**pg_settings, "PORT": str(db[1]), "CONN_MAX_AGE": None}
         with database_alias("persist", settings), waitress_server(django_app, threads=4) as app:
             report = run(_url(app, "/db/persist/?n=2"), quick=True)

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from lagscope.demo.pgcluster import PgCluster
 from lagscope.demo.pgcluster import find_pg_bin as _find_pg_bin
 
-__all__ = ["PgCluster", "destroy_cluster", "find_pg_bin", "make_cluster", "running_as_root"]
+__all__ = [
+    "PgCluster",
+    "connect_ms",
+    "destroy_cluster",
+    "find_pg_bin",
+    "make_cluster",
+    "running_as_root",
+]
 
 
 def running_as_root() -> bool:
@@ -35,3 +43,22 @@ def make_cluster() -> PgCluster:
 
 def destroy_cluster(cluster: PgCluster) -> None:
     cluster.remove()
+
+
+def connect_ms(pg_cluster: PgCluster, port: int | None = None, samples: int = 5) -> list[float]:
+    """psycopg connects timed by the test itself, sorted."""
+    import psycopg  # only the tests that time connects need it
+
+    times = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        conn = psycopg.connect(
+            host="127.0.0.1",
+            port=port or pg_cluster.port,
+            user=pg_cluster.user,
+            dbname="postgres",
+            gssencmode="disable",
+        )
+        times.append((time.perf_counter() - t0) * 1e3)
+        conn.close()
+    return sorted(times)

@@ -9,7 +9,7 @@ connectable as soon as we have it. Shutdown is lagscope.serve's own
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,3 +31,12 @@ def waitress_server(app: Any, host: str = "127.0.0.1", **adj: Any) -> Iterator[t
         ws.stop()
         ws.wait_stopped(15)
         thread.join(15)
+
+
+# A JSON hello world with Content-Length: the healthy app of the diagnose tests.
+def hello(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    body = b'{"ok": true}'
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]

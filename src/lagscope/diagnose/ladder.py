@@ -504,27 +504,23 @@ class _Ladder:
             return nxt.url
         return replace(probe, target=nxt)
 
-    def warmup(self, first: RequestRecord) -> Warmup:
-        t0 = self.clock.now_ns()
-        self._say("warm-up", "start")
-        plan = self.opts.plan
-        client = self._client()
-        sequence: list[RequestRecord] = [first] if first.status not in _REDIRECTS else []
+    def _in_order(
+        self, client: Client, count: int, series: str, where: str, interval_s: float = 0.0
+    ) -> list[RequestRecord]:
+        """``count`` requests one after another on one kept-alive connection (a new one
+        when the server closes it), ``interval_s`` apart."""
         local: list[RequestRecord] = []
         conn: Connection | None = None
-        interval_s = 0.0 if self.loopback else 1.0 / REMOTE_RATE_PER_S
         try:
-            for i in range(plan.sequence):
+            for i in range(count):
                 if interval_s and i:
                     self.clock.sleep(interval_s)
                 start = self.clock.now_ns()
                 new = conn is None
                 if conn is None:
-                    conn = client.open("warm-up")
-                conn, ex, again = client.exchange_reusing(conn, f"warm-up request {i + 1}")
-                local.append(
-                    make_record("warmup", i, conn, new or again, ex, start, self.run_start)
-                )
+                    conn = client.open(where)
+                conn, ex, again = client.exchange_reusing(conn, f"{where} request {i + 1}")
+                local.append(make_record(series, i, conn, new or again, ex, start, self.run_start))
                 if not ex.keep_alive:
                     conn.close()
                     conn = None
@@ -532,6 +528,16 @@ class _Ladder:
             if conn is not None:
                 conn.close()
             self.silent_closes += client.state.silent_closes
+        return local
+
+    def warmup(self, first: RequestRecord) -> Warmup:
+        t0 = self.clock.now_ns()
+        self._say("warm-up", "start")
+        plan = self.opts.plan
+        client = self._client()
+        sequence: list[RequestRecord] = [first] if first.status not in _REDIRECTS else []
+        interval_s = 0.0 if self.loopback else 1.0 / REMOTE_RATE_PER_S
+        local = self._in_order(client, plan.sequence, "warmup", "warm-up", interval_s)
         self._keep(local)
         sequence += self.records[-len(local) :] if local else []
         burst: list[RequestRecord] = []
@@ -673,24 +679,7 @@ class _Ladder:
         t0 = self.clock.now_ns()
         self._say("back to back", "start")
         client = self._client()
-        local: list[RequestRecord] = []
-        conn: Connection | None = None
-        try:
-            for i in range(self.opts.plan.back_to_back):
-                start = self.clock.now_ns()
-                new = conn is None
-                if conn is None:
-                    conn = client.open("back-to-back")
-                conn, ex, again = client.exchange_reusing(conn, f"back-to-back request {i + 1}")
-                local.append(
-                    make_record("back_to_back", i, conn, new or again, ex, start, self.run_start)
-                )
-                if not ex.keep_alive:
-                    break
-        finally:
-            if conn is not None:
-                conn.close()
-            self.silent_closes += client.state.silent_closes
+        local = self._in_order(client, self.opts.plan.back_to_back, "back_to_back", "back-to-back")
         self._keep(local)
         mine = tuple(self.records[-len(local) :]) if local else ()
         reused = [r for r in mine if r.reused]
@@ -726,23 +715,9 @@ class _Ladder:
         # while the connection is set up is over before the request is sent.
         idle_s = min(plan.split_idle_max_s, wait_ms * 1.5 / 1000 + 0.02)
         if keep_alive:
-            conn: Connection | None = None
-            try:
-                for i in range(plan.split_samples + 1):
-                    start = self.clock.now_ns()
-                    new = conn is None
-                    if conn is None:
-                        conn = cheap_client.open("setup vs app: cheap requests")
-                    ex = cheap_client.exchange(conn, "setup vs app: cheap request")
-                    cheap_reused.append(
-                        make_record("cheap", i, conn, new, ex, start, self.run_start)
-                    )
-                    if not ex.keep_alive:
-                        conn.close()
-                        conn = None
-            finally:
-                if conn is not None:
-                    conn.close()
+            cheap_reused = self._in_order(
+                cheap_client, plan.split_samples + 1, "cheap", "setup vs app: cheap"
+            )
         else:
             client = self._client()
             for i in range(plan.split_samples):
