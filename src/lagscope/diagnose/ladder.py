@@ -117,6 +117,7 @@ class Plan:
     direct_s: float = 4.0
     db_samples: int = 5
     back_to_back: int = 20
+    back_to_back_s: float = 1.0
     # At least 6: the fewest that give a 95 % interval for the median.
     split_samples: int = 8
     split_idle_max_s: float = 0.6
@@ -138,6 +139,7 @@ QUICK = Plan(
     direct_s=1.0,
     db_samples=3,
     back_to_back=12,
+    back_to_back_s=0.5,
     split_samples=_MIN_SAMPLES,
 )
 
@@ -679,7 +681,15 @@ class _Ladder:
         t0 = self.clock.now_ns()
         self._say("back to back", "start")
         client = self._client()
-        local = self._in_order(client, self.opts.plan.back_to_back, "back_to_back", "back-to-back")
+        plan = self.opts.plan
+        # As many as fit the rung's time at the warm speed seen so far (a slow page, or a
+        # 200 ms Windows stall, gets fewer), never fewer than a median interval needs.
+        reused = [r.total_ms for r in self.records if r.reused]
+        count = plan.back_to_back
+        if reused:
+            affordable = int(plan.back_to_back_s * 1000 / max(0.05, statistics.median(reused)))
+            count = min(count, max(_MIN_SAMPLES + 1, affordable))
+        local = self._in_order(client, count, "back_to_back", "back-to-back")
         self._keep(local)
         mine = tuple(self.records[-len(local) :]) if local else ()
         reused = [r for r in mine if r.reused]
