@@ -684,10 +684,10 @@ class _Ladder:
         plan = self.opts.plan
         # As many as fit the rung's time at the warm speed seen so far (a slow page, or a
         # 200 ms Windows stall, gets fewer), never fewer than a median interval needs.
-        reused = [r.total_ms for r in self.records if r.reused]
+        seen_ms = [r.total_ms for r in self.records if r.reused]
         count = plan.back_to_back
-        if reused:
-            affordable = int(plan.back_to_back_s * 1000 / max(0.05, statistics.median(reused)))
+        if seen_ms:
+            affordable = int(plan.back_to_back_s * 1000 / max(0.05, statistics.median(seen_ms)))
             count = min(count, max(_MIN_SAMPLES + 1, affordable))
         local = self._in_order(client, count, "back_to_back", "back-to-back")
         self._keep(local)
