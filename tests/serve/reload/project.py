@@ -22,6 +22,9 @@ MIDDLEWARE = [
 LAGSCOPE = {"TRUST_LOOPBACK": True}
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
                          "NAME": os.path.join(os.path.dirname(__file__), "db.sqlite3")}}
+if os.environ.get("SITE_DATABASE"):  # PostgreSQL, for the tests that count connects
+    import json
+    DATABASES = {"default": json.loads(os.environ["SITE_DATABASE"])}
 TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates",
               "DIRS": [os.path.join(os.path.dirname(__file__), "tpl")], "APP_DIRS": False}]
 USE_TZ = True
@@ -36,6 +39,7 @@ urlpatterns = [
     path("slow/", views.slow),
     path("peer/", views.peer),
     path("extra/", views.extra),
+    path("query/", views.query),
 ]
 """
 
@@ -68,6 +72,19 @@ def peer(request):
     return HttpResponse(" ".join(str(m.get(k)) for k in keys))
 def extra(request):
     return HttpResponse(helper.TEXT)
+def query(request):
+    from django.db import connection
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return HttpResponse(VERSION + " " + str(os.getpid()))
+"""
+
+
+MANAGE = """
+import os, sys
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "site_settings")
+from django.core.management import execute_from_command_line
+execute_from_command_line(sys.argv)
 """
 
 
@@ -92,4 +109,5 @@ def write_project(root: Path, version: str = "v1") -> Path:
     write_file(root / "views.py", views(version))
     write_file(root / "tpl" / "page.html", "<p>page {{ v }} one</p>\n")
     write_file(root / "helper.py", 'TEXT = "helper one"\n')
+    write_file(root / "manage.py", MANAGE)
     return root

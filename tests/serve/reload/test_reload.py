@@ -4,7 +4,9 @@ is edited, broken, fixed and trimmed while keep-alive clients use it."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
+import json
 import os
 import signal
 import socket
@@ -19,6 +21,7 @@ import pytest
 
 from lagscope.serve import ServeProcess
 from serve.reload.project import views, write_file, write_project
+from support.pg import PgCluster
 from support.taxproxy import tax_proxy
 
 ARGS = ["--django-settings", "site_settings", "--reload", "--port", "0", "--host", "127.0.0.1"]
@@ -78,6 +81,10 @@ def wait_until(check: Callable[[], bool], what: str, bound_s: float = BOUND_S) -
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def _reloaded_more(proc: ServeProcess, than: int) -> bool:
+    return len(lines_after(proc, 0, RELOADED)) > than
 
 
 def lines_after(proc: ServeProcess, start: int, prefix: str) -> list[str]:
@@ -325,3 +332,47 @@ def test_an_app_that_fails_to_import_at_start_exits_2(project: Path) -> None:
         proc.start()
     assert "SyntaxError" in proc.output
     assert "lagscope: reload: the app failed to load" in proc.output
+
+
+@pytest.mark.postgres
+def test_manage_py_reload_on_postgresql_opens_connections_only_before_each_switch(
+    project: Path, pg_cluster: PgCluster
+) -> None:
+    dbname = "reload_site"
+    pg_cluster.psql(f"DROP DATABASE IF EXISTS {dbname}")
+    pg_cluster.psql(f"CREATE DATABASE {dbname}")
+    database = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": dbname,
+        "USER": pg_cluster.user,
+        "HOST": "127.0.0.1",
+        "PORT": str(pg_cluster.port),
+        "OPTIONS": {"gssencmode": "disable"},
+    }
+    env = {**os.environ, "SITE_DATABASE": json.dumps(database)}
+    env.pop("DJANGO_SETTINGS_MODULE", None)  # manage.py names its own (pytest-django set one)
+
+    def backends() -> set[str]:
+        out = pg_cluster.psql(f"SELECT pid FROM pg_stat_activity WHERE datname = '{dbname}'")
+        return set(out.split())
+
+    command = [sys.executable, "manage.py", "lagscope", "serve"]
+    args = ["--reload", "--port", "0", "--host", "127.0.0.1", "--threads", "2"]
+    with ServeProcess(args, env=env, cwd=str(project), command=command) as proc:
+        client = Client(proc.port)
+        assert client.get("/query/").body.startswith("v1 ")
+        for version in ("v2", "v3"):
+            reloads = len(lines_after(proc, 0, RELOADED))
+            write_file(project / "views.py", views(version))
+            wait_until(functools.partial(_reloaded_more, proc, reloads), "the switch")
+            # The new process's pool was open before the switch: the pool's connections
+            # are all there is, and the requests after it open none.
+            after_switch = backends()
+            replies = [client.get("/query/") for _ in range(10)]
+            assert all(r.status == 200 and r.body.startswith(version) for r in replies)
+            assert backends() <= after_switch
+        # The old processes drained and closed theirs: one pool of 2 is left.
+        wait_until(lambda: len(backends()) == 2, "the old pools to close", 30)
+        client.close()
+        assert proc.stop() == 0
+    wait_until(lambda: not backends(), "every connection closed at the stop", 30)

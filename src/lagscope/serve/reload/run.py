@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from lagscope.console import printable
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.serve.app import AppSpec
 from lagscope.serve.reload.child import CHILD_ENV, FAILED_EXIT
@@ -51,6 +52,8 @@ RELOADED_PREFIX = PREFIX + "reloaded in "
 MIN_UPSTREAM = 4
 # The warm-up of a new app process (recent GETs replayed) never holds a switch longer.
 WARM_TIMEOUT_S = 2.0
+# After a switch, the next spare starts this much later (see _bring_up).
+SPARE_DELAY_S = 2.0
 
 
 class ChildFailed(Exception):
@@ -144,7 +147,7 @@ class Reloader:
 
     def _make_spare(self) -> None:
         """Start the next app process now, while the current one serves (see child.py)."""
-        if self.spare is None and not self.front.stopping:
+        if self.spare is None and self.pending is None and not self.front.stopping:
             self.spare = self._spawn()
 
     def _spawn(self) -> AppProcess:
@@ -216,7 +219,7 @@ class Reloader:
         if reason is None:
             first = os.path.relpath(paths[0]) if paths else "?"
             more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
-            reason = f"{first}{more} changed"
+            reason = f"{printable(first)}{more} changed"  # a file name may hold anything
         if self.pending is not None:
             # A start under way is for older code: the newest wins.
             self.pending.kill()
@@ -237,7 +240,7 @@ class Reloader:
                 self.pending = None
                 self.failures += 1
                 what = (
-                    exc.message["line"]
+                    printable(str(exc.message["line"]))
                     if exc.message and "line" in exc.message
                     else ("the error is above")
                 )
@@ -284,7 +287,10 @@ class Reloader:
         )
         if old_pool is not None and old is not None:
             old_pool.retire(old.stop)
-        self._make_spare()
+        # Not at once: the first requests after an edit come now, and the spare's imports
+        # would take CPU from them (2 vCPU: +50-250 ms on the first page, measured).
+        assert self.loop is not None
+        self.loop.call_later(SPARE_DELAY_S, self._make_spare)
 
     def _pool(self, proc: AppProcess, info: dict[str, Any]) -> UpstreamPool:
         size = max(MIN_UPSTREAM, 2 * self.config.threads)
@@ -326,7 +332,7 @@ class Reloader:
         roots = Roots(tuple(info["watch"]), tuple(info.get("templates", [])))
         self.watcher = Watcher(roots, self._changed_from_thread)
         how = self.watcher.start()
-        self.echo(f"{PREFIX}reload: watching {', '.join(roots.all)} ({how})")
+        self.echo(f"{PREFIX}reload: watching {printable(', '.join(roots.all))} ({how})")
         await self.front.start()
         self.echo(LISTENING_PREFIX + " ".join(urls))
         self._wake()
