@@ -40,6 +40,8 @@ urlpatterns = [
     path("peer/", views.peer),
     path("extra/", views.extra),
     path("query/", views.query),
+    path("nothing/", views.nothing),
+    path("echo/", views.echo),
 ]
 """
 
@@ -72,6 +74,12 @@ def peer(request):
     return HttpResponse(" ".join(str(m.get(k)) for k in keys))
 def extra(request):
     return HttpResponse(helper.TEXT)
+def nothing(request):
+    return HttpResponse(status=204)  # waitress closes its connection after a 204
+from django.views.decorators.csrf import csrf_exempt
+@csrf_exempt
+def echo(request):
+    return HttpResponse(request.body[::-1])
 def query(request):
     from django.db import connection
     with connection.cursor() as cursor:

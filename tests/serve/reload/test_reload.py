@@ -181,6 +181,15 @@ def test_template_change_is_served(project: Path) -> None:
         assert client.get("/page/").body == "<p>page v1 one</p>\n"
         write_file(project / "tpl" / "page.html", "<p>page {{ v }} two</p>\n")
         wait_until(lambda: client.get("/page/").body == "<p>page v1 two</p>\n", "new template")
+        # The app process closes its side after a 204; the client's connection stays.
+        assert client.get("/nothing/").status == 204
+        assert client.get("/version/").status == 200
+        # A request body, sized and chunked, crosses the front.
+        for chunked in (False, True):
+            body = iter([b"abc", b"def"]) if chunked else b"abcdef"
+            client.conn.request("POST", "/echo/", body=body, encode_chunked=chunked)
+            assert client.conn.getresponse().read() == b"fedcba"
+        assert client.get("/version/").status == 200
         client.close()
         assert proc.stop() == 0
 

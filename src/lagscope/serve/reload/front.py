@@ -428,7 +428,15 @@ class ClientConn(asyncio.Protocol):
         if upstream is not None:
             self.upstream = upstream
             upstream.client = self
-            upstream.send(forwarded)
+            try:
+                upstream.send(forwarded)
+            except h11.LocalProtocolError:
+                # Nothing a client sends should get here (h11 parsed it); if it does, the
+                # client gets a 502, not a connection torn down by the loop.
+                upstream.client = None
+                upstream.close()
+                self.upstream_failed(False)
+                return
             pool.spare()
             return
         # Every pre-opened connection is busy (more concurrent requests than the pool):
