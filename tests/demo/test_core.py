@@ -19,7 +19,7 @@ from lagscope.demo.model import (
     SCHEMA,
     BrowserPage,
     DemoReport,
-    Finding,
+    FindingSummary,
     Sample,
     VersionResult,
     report_from_dict,
@@ -118,14 +118,16 @@ def _report(tax: float = 300.0) -> DemoReport:
     before = dataclasses.replace(
         before,
         findings=(
-            Finding("db-connect-per-request", "critical", 312.0, "every request", "keep"),
-            Finding("uncompressed-text", "info", 0.2, "every request", "gzip"),
+            FindingSummary("db-connect-per-request", "critical", 312.0, "every request", "keep"),
+            FindingSummary("uncompressed-text", "info", 0.2, "every request", "gzip"),
         ),
         diagnose={"schema": "x", "findings": []},
     )
     ours = dataclasses.replace(
         ours,
-        findings=(Finding("connection-setup-tax", "warning", 300.0, "new connections", "reuse"),),
+        findings=(
+            FindingSummary("connection-setup-tax", "warning", 300.0, "new connections", "reuse"),
+        ),
         diagnose={"schema": "x", "findings": []},
     )
     return DemoReport(
@@ -262,7 +264,7 @@ def test_findings_from_diagnose_json() -> None:
             ]
         }
     )
-    assert found[0] == Finding("a", "high", 300.0, "x, y", "f")
+    assert found[0] == FindingSummary("a", "high", 300.0, "x, y", "f")
     assert found[1].cost_ms is None
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from lagscope.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from lagscope.demo.model import SCHEMA, DemoReport, Finding, Sample, VersionResult
+    from lagscope.demo.model import SCHEMA, DemoReport, FindingSummary, Sample, VersionResult
     from lagscope.demo.runner import DemoOptions, run_demo
 
 # Loaded on first use: the saved-file reader needs the model, not the runner.
@@ -23,7 +23,7 @@ __getattr__ = lazy_exports(
     {
         "SCHEMA": "model",
         "DemoReport": "model",
-        "Finding": "model",
+        "FindingSummary": "model",
         "Sample": "model",
         "VersionResult": "model",
         "DemoOptions": "runner",
@@ -31,4 +31,12 @@ __getattr__ = lazy_exports(
     },
 )
 
-__all__ = ["SCHEMA", "DemoOptions", "DemoReport", "Finding", "Sample", "VersionResult", "run_demo"]
+__all__ = [
+    "SCHEMA",
+    "DemoOptions",
+    "DemoReport",
+    "FindingSummary",
+    "Sample",
+    "VersionResult",
+    "run_demo",
+]

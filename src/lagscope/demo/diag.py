@@ -11,14 +11,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lagscope.demo.model import Finding
+from lagscope.demo.model import FindingSummary
 
 __all__ = ["DiagnoseFn", "DiagnoseOutcome", "default_diagnose", "findings_from_dict"]
 
 
 @dataclass(frozen=True)
 class DiagnoseOutcome:
-    findings: tuple[Finding, ...]
+    findings: tuple[FindingSummary, ...]
     report: Mapping[str, Any] | None
 
 
@@ -38,13 +38,13 @@ def _text(value: Any, sep: str) -> str:
     return str(value)
 
 
-def findings_from_dict(report: Mapping[str, Any]) -> tuple[Finding, ...]:
+def findings_from_dict(report: Mapping[str, Any]) -> tuple[FindingSummary, ...]:
     """The findings of a diagnose report in its JSON form."""
     found = []
     for item in report.get("findings") or ():
         affects = _text(item.get("affects", ""), ", ")
         found.append(
-            Finding(
+            FindingSummary(
                 id=str(item.get("id", "")),
                 severity=str(item.get("severity", "")),
                 cost_ms=_number(item.get("cost_ms")),

@@ -23,7 +23,7 @@ __all__ = [
     "SCHEMA",
     "BrowserPage",
     "DemoReport",
-    "Finding",
+    "FindingSummary",
     "Sample",
     "VersionResult",
     "report_from_dict",
@@ -57,8 +57,11 @@ class Sample:
 
 
 @dataclass(frozen=True)
-class Finding:
-    """One diagnose finding, reduced to what the demo's table and story need."""
+class FindingSummary:
+    """A diagnose finding (:class:`lagscope.diagnose.model.Finding`, the one finding type) as
+    the demo's table, story and ``lagscope.demo/1`` file show it: id, severity, cost, who it
+    affects, the fix in one line. Read from diagnose's own JSON by
+    :func:`lagscope.demo.diag.findings_from_dict`."""
 
     id: str
     severity: str
@@ -114,7 +117,7 @@ class VersionResult:
     # ground-truth figures above).
     ready_at: float = 0.0
     visit_end_at: float = 0.0
-    findings: tuple[Finding, ...] = ()
+    findings: tuple[FindingSummary, ...] = ()
     diagnose: Mapping[str, Any] | None = None
     diagnose_error: str | None = None
     # A real browser's loads of the HTML and the JSON page, after the visit (empty when no
@@ -185,8 +188,8 @@ def _sample(d: Mapping[str, Any]) -> Sample:
     return Sample(**d)
 
 
-def _finding(d: Mapping[str, Any]) -> Finding:
-    return Finding(**d)
+def _finding(d: Mapping[str, Any]) -> FindingSummary:
+    return FindingSummary(**d)
 
 
 def _version(d: Mapping[str, Any]) -> VersionResult:

@@ -18,7 +18,7 @@ from lagscope.demo.model import (
     HTML_PAGE,
     JSON_PAGE,
     DemoReport,
-    Finding,
+    FindingSummary,
     VersionResult,
     report_from_dict,
     report_to_dict,
@@ -259,11 +259,11 @@ def _threads(v: VersionResult) -> int | None:
     return None
 
 
-def _problems(v: VersionResult) -> list[Finding]:
+def _problems(v: VersionResult) -> list[FindingSummary]:
     return [f for f in v.findings if f.severity != "info"]
 
 
-def _named(findings: list[Finding]) -> str:
+def _named(findings: list[FindingSummary]) -> str:
     parts = []
     for f in findings:
         cost = f" ({f.cost_ms:.0f} ms, {f.affects})" if f.cost_ms is not None else ""
