@@ -133,7 +133,14 @@ class BrowserSession:
             args.append("--no-sandbox")  # Chromium refuses to start its sandbox as root
         if self.trusted_spki:
             args.append("--ignore-certificate-errors-spki-list=" + ",".join(self.trusted_spki))
-        self._playwright = sync_playwright().start()
+        try:
+            # Its driver (a Node.js process shipped in the wheel) may fail to start, and the
+            # sync API refuses to run inside a running asyncio loop: both say so in one line.
+            self._playwright = sync_playwright().start()
+        except Error as exc:
+            raise LagscopeError(
+                "browser", f"Playwright did not start: {_first_line(exc)}", ExitCode.ENVIRONMENT
+            ) from None
         try:
             self._browser = self._playwright.chromium.launch(
                 executable_path=self.choice.executable,
@@ -163,9 +170,13 @@ class BrowserSession:
     def close(self) -> None:
         browser, self._browser = self._browser, None
         driver, self._playwright = self._playwright, None
+        from playwright.sync_api import Error
+
         try:
             if browser is not None:
                 browser.close()
+        except Error:
+            pass  # the browser already went (Ctrl+C reaches its process group too)
         finally:
             if driver is not None:
                 driver.stop()
