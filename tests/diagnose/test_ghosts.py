@@ -146,12 +146,15 @@ def test_a_name_answered_slowly_by_dns_is_slow_name_resolution_not_a_connect_tax
         dns_server({"app.test": ["127.0.0.1"]}, delay_ms / 1000) as dns_port,
     ):
         report = run(f"http://app.test:{port}/", network=DnsNetwork(dns_port), quick=True)
-    check(report, {"slow-name-resolution": delay_ms})
+    # What the server really waited before answering (a loaded machine's timers run late).
+    truth = statistics.median(dns_port.applied_ms)
+    assert delay_ms <= truth < 2 * delay_ms
+    check(report, {"slow-name-resolution": truth})
     finding = report.finding("slow-name-resolution")
     assert finding is not None and finding.affects == "first request per connection"
     cold = report.budget("cold")
     assert cold is not None
-    assert abs(cold.get("name resolution") - delay_ms) <= 0.15 * delay_ms
+    assert abs(cold.get("name resolution") - truth) <= 0.15 * truth
     assert abs(cold.get("connection setup")) < 20
 
 

@@ -32,6 +32,7 @@ from lagscope.probe.net import SockAddr, SystemNetwork
 
 __all__ = [
     "DnsNetwork",
+    "DnsServer",
     "HostsNetwork",
     "TaxProxy",
     "blackholed_ipv6",
@@ -188,17 +189,25 @@ def _parse_question(packet: bytes) -> tuple[int, str, int, int]:
     return qid, ".".join(labels).lower(), qtype, i + 5
 
 
+class DnsServer(int):
+    """The DNS server's port, and each delay it really applied (ms) before answering."""
+
+    applied_ms: list[float]
+
+
 @contextmanager
-def dns_server(records: Mapping[str, Sequence[str]], delay_s: float) -> Iterator[int]:
+def dns_server(records: Mapping[str, Sequence[str]], delay_s: float) -> Iterator[DnsServer]:
     """A UDP DNS server on 127.0.0.1 answering A/AAAA for ``records`` after ``delay_s``
     (each answer on its own timer, so parallel queries wait once); yields its port."""
+    applied: list[float] = []
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     port = int(sock.getsockname()[1])
     stop = threading.Event()
     timers: list[threading.Timer] = []
 
-    def answer(packet: bytes, peer: Any) -> None:
+    def answer(packet: bytes, peer: Any, received: float) -> None:
+        applied.append((time.perf_counter() - received) * 1e3)
         qid, name, qtype, end = _parse_question(packet)
         family = socket.AF_INET if qtype == _A else socket.AF_INET6
         addrs = [a for a in records.get(name, ()) if (":" in a) == (family == socket.AF_INET6)]
@@ -217,15 +226,17 @@ def dns_server(records: Mapping[str, Sequence[str]], delay_s: float) -> Iterator
                 packet, peer = sock.recvfrom(4096)
             except OSError:
                 return
-            timer = threading.Timer(delay_s, answer, (packet, peer))
+            timer = threading.Timer(delay_s, answer, (packet, peer, time.perf_counter()))
             timer.daemon = True
             timers.append(timer)
             timer.start()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
+    server = DnsServer(port)
+    server.applied_ms = applied
     try:
-        yield port
+        yield server
     finally:
         stop.set()
         for timer in timers:
