@@ -229,15 +229,7 @@ def _run_granian(spec: AppSpec, config: ServeConfig, echo: Echo) -> int:
         f"lagscope serve: {spec.describe()} on granian, {processes}{config.threads} "
         "blocking threads"
     )
-    tls: dict[str, object] = {}
-    if config.https:
-        tls_files = https_files(config, echo)
-        tls = {
-            "ssl_cert": tls_files.cert,
-            "ssl_key": tls_files.key,
-            # TLS 1.2 too: Windows 10's Schannel clients (curl.exe, .NET Framework) lack 1.3.
-            "ssl_protocol_min": SSLProtocols.tls12,
-        }
+    tls_files = https_files(config, echo) if config.https else None
     server = Granian(
         "lagscope.serve.granian_entry:create_app",
         address=host,
@@ -250,7 +242,10 @@ def _run_granian(spec: AppSpec, config: ServeConfig, echo: Echo) -> int:
         log_access=False,
         # auto: HTTP/1.1 on plain TCP; with TLS, ALPN offers h2 and http/1.1.
         http=HTTPModes.auto,
-        **tls,  # type: ignore[arg-type]
+        ssl_cert=tls_files.cert if tls_files else None,
+        ssl_key=tls_files.key if tls_files else None,
+        # TLS 1.2 too: Windows 10's Schannel clients (curl.exe, .NET Framework) lack 1.3.
+        ssl_protocol_min=SSLProtocols.tls12,
     )
     server.serve()
     return 0
