@@ -581,16 +581,11 @@ class _Tls:
 
 
 def _run_tls(workdir: Path) -> _Tls:
-    try:
-        from lagscope.cert.authority import spki_sha256_b64
-        from lagscope.cert.files import cert_files, ensure
-    except ImportError as exc:
-        raise LagscopeError(
-            "demo",
-            f"--https needs the https extra (pip install 'lagscope[https]'): {exc}",
-            ExitCode.ENVIRONMENT,
-        ) from None
-    made = ensure(cert_files(workdir))
+    from lagscope.cert import ensure_local
+
+    made = ensure_local(workdir)
+    from lagscope.cert.authority import spki_sha256_b64  # cryptography is there now
+
     files = made.files
     return _Tls(files.ca_cert, files.leaf_cert, files.leaf_key, spki_sha256_b64(made.leaf))
 

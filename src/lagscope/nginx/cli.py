@@ -153,16 +153,9 @@ def _tls_for(https: bool, cert: Path | None, key: Path | None, nginx_bin: str | 
             "config", "--tls-cert-file and --tls-key-file go together", ExitCode.USAGE
         )
     if cert is None or key is None:
-        try:
-            from lagscope.cert.files import cert_files, ensure
-        except ImportError as exc:
-            raise LagscopeError(
-                "config",
-                f"--https needs the https extra for its certificate "
-                f"(pip install 'lagscope[https]'): {exc}",
-                ExitCode.USAGE,
-            ) from None
-        made = ensure(cert_files())
+        from lagscope.cert import ensure_local
+
+        made = ensure_local()
         cert, key = made.files.leaf_cert, made.files.leaf_key
     found = find_nginx(nginx_bin)
     # The HTTP/2 syntax depends on the version; unknown (no nginx here) gets the older one,

@@ -33,17 +33,11 @@ def https_files(config: ServeConfig, echo: Callable[[str], None]) -> TlsFiles:
                 raise LagscopeError("config", f"--https: {path} is not a file", ExitCode.USAGE)
         echo(f"lagscope serve: TLS certificate {files.cert} (given)")
     else:
-        try:
-            from lagscope.cert.authority import describe
-            from lagscope.cert.files import cert_files, ensure
-        except ImportError as exc:
-            raise LagscopeError(
-                "config",
-                f"--https needs the https extra for its certificate "
-                f"(pip install 'lagscope[https]'): {exc}",
-                ExitCode.USAGE,
-            ) from None
-        made = ensure(cert_files())
+        from lagscope.cert import ensure_local
+
+        made = ensure_local()
+        from lagscope.cert.authority import describe  # cryptography is there now
+
         files = TlsFiles(made.files.leaf_cert, made.files.leaf_key)
         state = "made now" if made.leaf_created else "kept"
         echo(f"lagscope serve: TLS certificate {files.cert} ({state}), from {describe(made.ca)}")
