@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import re
+import socket
 from pathlib import Path
 
 import click
@@ -27,10 +28,11 @@ from lagscope.demo.model import (
     summarize,
 )
 from lagscope.demo.render import JsonRenderer, TextRenderer, load_json, story
-from lagscope.demo.runner import DemoOptions, _Database
+from lagscope.demo.runner import DemoOptions, _check_ports, _Database
 from lagscope.demo.versions import VERSIONS
 from lagscope.demo.visit import FETCH, PAGE, visit_plan
 from lagscope.errors import LagscopeError
+from lagscope.netutil import free_port, set_listen_options
 
 SCHEMA_FILE = Path(__file__).parents[2] / "src" / "lagscope" / "schemas" / "demo-1.schema.json"
 
@@ -427,3 +429,29 @@ def test_html_page_opens_with_a_chart_of_the_three_versions() -> None:
     assert "<pre>" not in page
     # Without a browser the chart has three groups.
     assert len(comparison(_report())[0]) == 3
+
+
+def _time_wait_on(port: int) -> None:
+    """Leave a TIME_WAIT socket on 127.0.0.1:port and nothing listening: the listener's side
+    closes first, as a server that ends a connection does."""
+    with socket.socket() as listener:
+        set_listen_options(listener)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the server's side closes first: TIME_WAIT stays on its port
+        client.recv(1)
+        client.close()
+
+
+def test_port_base_takes_a_port_that_only_has_time_wait_sockets() -> None:
+    port = free_port()
+    _time_wait_on(port)
+    _check_ports(DemoOptions(port_base=port))
+    with socket.socket() as busy:  # a listener, though, is refused
+        set_listen_options(busy)
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        with pytest.raises(LagscopeError, match="is not free"):
+            _check_ports(DemoOptions(port_base=port))

@@ -39,6 +39,7 @@ from lagscope.demo.visit import run_visit, visit_plan
 from lagscope.dsn import Dsn, conninfo
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.inject import ConnectionRecord, ConnectionTax, Injector, Route
+from lagscope.netutil import set_listen_options
 from lagscope.settings_table import SettingsError, markdown, setting, validate
 
 __all__ = ["DemoOptions", "Progress", "docs_table", "run_demo"]
@@ -212,6 +213,10 @@ def _check_ports(options: DemoOptions) -> None:
     for i in range(len(VERSIONS)):
         port = options.port_base + i
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            # Bound as the servers will bind: on POSIX a port with only TIME_WAIT
+            # sockets left is free for them (SO_REUSEADDR), on Windows it is taken only
+            # by a listener (SO_EXCLUSIVEADDRUSE).
+            set_listen_options(s)
             try:
                 s.bind(("127.0.0.1", port))
             except OSError as exc:
