@@ -1,6 +1,7 @@
-"""How long-running commands (``serve``, ``inject``) are asked to stop, on every platform.
+"""How long-running commands (``serve``, ``inject``, ``demo``) are asked to stop, on every
+platform.
 
-Owns four things:
+Owns five things:
 
 - which signals mean "stop gracefully" per platform (:func:`graceful_signals`): SIGINT and
   SIGTERM on POSIX; SIGINT (Ctrl+C) and SIGBREAK (Ctrl+Break, and what the C runtime turns
@@ -14,10 +15,15 @@ Owns four things:
   process as soon as the console handler returns, so the handler installed through
   ``SetConsoleCtrlHandler`` (ctypes) starts the graceful stop and *waits* for it, up to
   :data:`CONSOLE_CLOSE_BUDGET_S` (Windows kills a process that takes more than 5 s);
+- commands whose cleanup is the unwinding of what they started (``demo``: a throwaway
+  PostgreSQL cluster, app servers, temp dirs) get every stop signal as Ctrl+C
+  (:func:`interrupt_on_stop`): SIGTERM, SIGHUP, SIGBREAK and a console close all raise
+  KeyboardInterrupt in the main thread, so they clean up exactly as Ctrl+C does;
 - the ``with`` form of what Python callers start and stop (:class:`StartStop`: the
   ``Injector``, ``ServeProcess``): entering starts, leaving stops, however the block ended.
 
-Pure apart from :func:`handle_stop_signals`, which installs the handlers (main thread only).
+Pure apart from :func:`handle_stop_signals` and :func:`interrupt_on_stop`, which install the
+handlers (main thread only).
 """
 
 from __future__ import annotations
@@ -35,9 +41,12 @@ __all__ = [
     "CONSOLE_CLOSE_BUDGET_S",
     "SignalRule",
     "StartStop",
+    "StopRequest",
     "graceful_signal_names",
     "graceful_signals",
     "handle_stop_signals",
+    "interrupt_on_stop",
+    "interrupt_signal_names",
     "on_console_event",
 ]
 
@@ -61,7 +70,17 @@ def graceful_signal_names(platform: str = sys.platform) -> tuple[str, ...]:
 
 def graceful_signals(platform: str = sys.platform) -> tuple[int, ...]:
     """The signal numbers of :func:`graceful_signal_names` that exist on this interpreter."""
-    names = graceful_signal_names(platform)
+    return _numbers(graceful_signal_names(platform))
+
+
+def interrupt_signal_names(platform: str = sys.platform) -> tuple[str, ...]:
+    """The signals that end a command as Ctrl+C does (:func:`interrupt_on_stop`): the
+    graceful ones, and on POSIX SIGHUP too (the terminal closed)."""
+    extra = () if platform.startswith("win") else ("SIGHUP",)
+    return graceful_signal_names(platform) + extra
+
+
+def _numbers(names: Iterable[str]) -> tuple[int, ...]:
     return tuple(int(getattr(signal, n)) for n in names if hasattr(signal, n))
 
 
@@ -180,6 +199,53 @@ def handle_stop_signals(
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@dataclass
+class StopRequest:
+    """Whether (and by which signal) a stop was asked for while the block ran."""
+
+    signum: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+
+@contextlib.contextmanager
+def interrupt_on_stop(
+    *, rule: SignalRule | None = None, clock: Callable[[], float] = time.monotonic
+) -> Iterator[StopRequest]:
+    """While the block runs, every stop signal (:func:`interrupt_signal_names`) and, on
+    Windows, a console close interrupt the main thread as Ctrl+C does: KeyboardInterrupt,
+    so what the block started is unwound the same way whatever stopped it. The copy of a
+    group signal that ``uv run`` forwards is ignored (:class:`SignalRule`), so it does not cut
+    the cleanup short. The yielded :class:`StopRequest` tells the block that an error which
+    surfaces afterwards (a connection the stop reset) is the stop's doing. A console close
+    waits for the block to end, within Windows' budget."""
+    import _thread
+    import threading
+
+    request = StopRequest()
+    done = threading.Event()
+
+    def interrupt(signum: int) -> None:
+        request.signum = signum
+        if threading.current_thread() is threading.main_thread():
+            raise KeyboardInterrupt
+        _thread.interrupt_main()  # a console close: Windows calls from a thread of its own
+
+    try:
+        with handle_stop_signals(
+            interrupt,
+            _numbers(interrupt_signal_names()),
+            wait_stopped=done.wait,
+            rule=rule,
+            clock=clock,
+        ):
+            yield request
+    finally:
+        done.set()
 
 
 _S = TypeVar("_S", bound="StartStop")

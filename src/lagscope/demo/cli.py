@@ -19,6 +19,7 @@ from lagscope.errors import ExitCode, LagscopeError
 from lagscope.fileio import check_outputs, write_all
 from lagscope.outputs import FILE_PATH
 from lagscope.settings_table import build, check_values, click_options
+from lagscope.stopping import interrupt_on_stop
 
 __all__ = ["demo"]
 
@@ -125,7 +126,15 @@ def demo(
             _emit(r, as_json, output, html_path)
             _hold(r)
 
-        report = run_demo(options, _progress, diagnose, hold=hold if options.keep else None)
+        # SIGTERM, SIGHUP, SIGBREAK and a console close stop the demo as Ctrl+C does: the
+        # cluster, the app servers and the temp dirs are unwound the same way.
+        with interrupt_on_stop() as stop:
+            try:
+                report = run_demo(options, _progress, diagnose, hold=hold if options.keep else None)
+            except Exception:
+                if stop.requested:  # e.g. a visit's connection reset by the stopping servers
+                    raise KeyboardInterrupt from None
+                raise
         if options.keep:
             return
     _emit(report, as_json, output, html_path)
