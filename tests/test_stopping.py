@@ -3,7 +3,9 @@ close (its logic; the ctypes installation runs on Windows only), the ``with`` fo
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 
 import pytest
 
@@ -11,8 +13,11 @@ from lagscope.stopping import (
     CONSOLE_CLOSE_BUDGET_S,
     SignalRule,
     StartStop,
+    StopRequest,
     graceful_signal_names,
     graceful_signals,
+    interrupt_on_stop,
+    interrupt_signal_names,
     on_console_event,
 )
 
@@ -133,3 +138,37 @@ def test_with_starts_and_stops_even_when_the_block_raises() -> None:
     with pytest.raises(ZeroDivisionError), failing:
         _ = 1 / 0
     assert failing.calls == ["start", "stop"]
+
+
+@pytest.mark.parametrize("platform", ["linux", "darwin", "win32"])
+def test_interrupt_signals_are_the_graceful_ones_and_hangup_on_posix(platform: str) -> None:
+    names = interrupt_signal_names(platform)
+    assert set(graceful_signal_names(platform)) <= set(names)
+    assert ("SIGHUP" in names) is (not platform.startswith("win"))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="os.kill of POSIX signals")
+@pytest.mark.parametrize("name", interrupt_signal_names())
+def test_every_stop_signal_interrupts_as_ctrl_c_and_a_copy_is_ignored(name: str) -> None:
+    signum = int(getattr(signal, name))
+    before = signal.getsignal(signum)
+    seen: list[StopRequest] = []
+    copies_interrupted: list[bool] = []
+    ticks = iter([0.0, 0.5])  # the first signal, then uv's forwarded copy 0.5 s later
+
+    def run() -> None:
+        with interrupt_on_stop(clock=lambda: next(ticks)) as stop:
+            seen.append(stop)
+            try:
+                os.kill(os.getpid(), signum)  # the handler runs as the call returns
+            finally:
+                try:
+                    os.kill(os.getpid(), signum)
+                except KeyboardInterrupt:
+                    copies_interrupted.append(True)
+
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    assert seen[0].signum == signum and seen[0].requested
+    assert copies_interrupted == []  # the cleanup is not cut short by the copy
+    assert signal.getsignal(signum) == before  # handlers restored
