@@ -127,6 +127,11 @@ def test_a_plain_http_request_on_the_tls_port_gets_no_http_answer(
         first = s.recv(64)
     assert not first.startswith(b"HTTP/")
     assert "plain http:// request here gets no HTTP answer" in https_demo.output
+    # lagscope's own client says what happened, in one line
+    url = f"http://127.0.0.1:{https_demo.port}/api/items/"
+    result = CliRunner().invoke(main, ["probe", "--cold", "1", "--warm", "1", url])
+    assert result.exit_code == 7
+    assert "this port speaks HTTPS; use https://" in result.stderr
 
 
 def _chromium_dom(url: str, home: Path) -> str:

@@ -647,6 +647,15 @@ class Client:
             )
         prefix = first[:5]
         if not b"HTTP/".startswith(prefix[:5]) or (len(first) >= 5 and prefix != b"HTTP/"):
+            if first[:1] in (b"\x15", b"\x16") and first[1:2] == b"\x03":
+                # A TLS record (alert or handshake) in answer to plain HTTP: the port speaks
+                # TLS (serve --https, granian), which cannot answer http:// itself.
+                raise LagscopeError(
+                    "wait",
+                    "the server answered with TLS: this port speaks HTTPS; use https:// "
+                    f"({where})",
+                    ExitCode.PROTOCOL,
+                )
             raise LagscopeError(
                 "wait", f"reply is not HTTP: {first[:24]!r} ({where})", ExitCode.PROTOCOL
             )
