@@ -14,12 +14,14 @@ one. Never ``playwright install``: the browser is found by :mod:`lagscope.browse
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +103,25 @@ def _load_error(url: str, exc: BaseException, timeout_s: float) -> LagscopeError
     return LagscopeError("browser", f"loading {url}: {line}", ExitCode.PROTOCOL)
 
 
+_TEMP_VARS = ("TMPDIR", "TEMP", "TMP")
+
+
+@contextlib.contextmanager
+def _temp_dir_for_children(path: str) -> Iterator[None]:
+    """Child processes started inside see ``path`` as their temporary directory (the
+    driver copies this process's environment when it starts)."""
+    saved = {name: os.environ.get(name) for name in _TEMP_VARS}
+    os.environ.update({name: path for name in _TEMP_VARS})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 class BrowserSession:
     """One headless browser process; :meth:`visit` loads a URL in a fresh context."""
 
@@ -122,6 +143,7 @@ class BrowserSession:
         self.trusted_spki = trusted_spki
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
+        self._tmp: str | None = None
 
     def __enter__(self) -> BrowserSession:
         try:
@@ -133,11 +155,17 @@ class BrowserSession:
             args.append("--no-sandbox")  # Chromium refuses to start its sandbox as root
         if self.trusted_spki:
             args.append("--ignore-certificate-errors-spki-list=" + ",".join(self.trusted_spki))
+        # The driver makes the browser's throwaway profile in its temporary directory; one of
+        # ours, removed at close, so a run stopped by Ctrl+C (which also stops the driver
+        # before it can clean up) leaves nothing behind.
+        self._tmp = tempfile.mkdtemp(prefix="lagscope-browser-")
         try:
             # Its driver (a Node.js process shipped in the wheel) may fail to start, and the
             # sync API refuses to run inside a running asyncio loop: both say so in one line.
-            self._playwright = sync_playwright().start()
+            with _temp_dir_for_children(self._tmp):
+                self._playwright = sync_playwright().start()
         except Error as exc:
+            self._remove_tmp()
             raise LagscopeError(
                 "browser", f"Playwright did not start: {_first_line(exc)}", ExitCode.ENVIRONMENT
             ) from None
@@ -178,8 +206,16 @@ class BrowserSession:
         except Error:
             pass  # the browser already went (Ctrl+C reaches its process group too)
         finally:
-            if driver is not None:
-                driver.stop()
+            try:
+                if driver is not None:
+                    driver.stop()
+            finally:
+                self._remove_tmp()
+
+    def _remove_tmp(self) -> None:
+        tmp, self._tmp = self._tmp, None
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     @property
     def name(self) -> str:

@@ -766,10 +766,7 @@ def run_demo(
         )
         results: list[VersionResult] = []
         for run in running:
-            result = _measure(run, db, options, progress, clock, wall_clock, tls)
-            if session is not None:
-                result = _browse(session, run, result, notes, progress)
-            results.append(result)
+            results.append(_measure(run, db, options, progress, clock, wall_clock, tls))
             if diagnoses is not None:
                 diagnoses.start(run)
         # PostgreSQL's view once every visit is over, so the per-request connections of
@@ -777,6 +774,13 @@ def run_demo(
         results = [_pg_backends(db, r) for r in results]
         if diagnoses is not None:
             results = diagnoses.finish(results)
+        # The browser's loads once no diagnose runs in the background, so neither disturbs
+        # the other's timings (after the visits' ground-truth windows too).
+        if session is not None:
+            results = [
+                _browse(session, run, r, notes, progress)
+                for run, r in zip(running, results, strict=True)
+            ]
         for i, run in enumerate(running):
             if not options.keep:
                 progress(f"{run.spec.name}: stopping")
