@@ -8,6 +8,7 @@ and any text psycopg returns goes through :func:`lagscope.redact.text` before a 
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any
 
 from lagscope import redact
@@ -76,8 +77,11 @@ def probe_database(
                 gss_off.append(ms)
     except psycopg.Error as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        timed_out = isinstance(exc, psycopg.errors.ConnectionTimeout)
         raise LagscopeError(
-            "database", f"{shown}: {redact.text(first_line, [password])}", ExitCode.CONNECT
+            "database",
+            f"{shown}: {redact.text(first_line, [password])}",
+            ExitCode.TIMEOUT if timed_out else ExitCode.CONNECT,
         ) from None
     gss_attempted = bool(gss_off) and min(connects) > max(gss_off)
     return DatabaseProbe(
@@ -91,8 +95,9 @@ def probe_database(
 
 def _libpq_timeout(limit_s: float) -> int:
     # libpq's connect_timeout: whole seconds, per host, 0 is "forever" and below 2 counts
-    # as 2; the thread bound above is the exact one.
-    return max(2, round(limit_s))
+    # as 2. A second above the bound, so that the exact bound (call_within) says it first
+    # and the abandoned attempt still ends.
+    return max(2, math.ceil(limit_s) + 1)
 
 
 class SessionCounter:
