@@ -26,6 +26,24 @@ class Thresholds:
         why="Lighthouse server-response-time: 'aim for 100 ms'",
         cli=False,
     )
+    min_steady_requests: int = setting(
+        3,
+        help=(
+            "fewest steady-state (or reused-connection) requests a rule judges a share or a "
+            "median from"
+        ),
+        why="",
+        cli=False,
+    )
+    min_warm_requests: int = setting(
+        4,
+        help=(
+            "fewest reused-connection requests the outside-time and small-write rules judge "
+            "from (a quartile needs four)"
+        ),
+        why="",
+        cli=False,
+    )
     spread_floor_ms: float = setting(
         0.5,
         help=(

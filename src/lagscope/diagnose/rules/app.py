@@ -104,7 +104,7 @@ def _slow_app(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> Finding 
 
 def _many_queries(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | None:
     steady = [r for r in steady_records(ev) if metric_desc(r, "db") is not None]
-    if len(steady) < 3:
+    if len(steady) < t.min_steady_requests:
         return None
     counts = [count_in_desc(metric_desc(r, "db")) for r in steady]
     got = [s for s in (shapes(r) for r in steady) if s is not None]

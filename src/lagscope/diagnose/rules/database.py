@@ -37,7 +37,7 @@ DB_KEEP_CONNECTIONS_FIX = (
 def db_connect_per_request(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | None:
     steady = [r for r in steady_records(ev) if r.server_timing]
     fix = list(DB_KEEP_CONNECTIONS_FIX)
-    if len(steady) >= 3:
+    if len(steady) >= t.min_steady_requests:
         flags = [metric_ms(r, "dbconn") is not None for r in steady]
         if share(flags) >= t.db_per_request_share:
             dbconn = summary_of(metric_ms(r, "dbconn") for r in steady)

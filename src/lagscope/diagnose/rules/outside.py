@@ -30,7 +30,7 @@ def outside_app_every_request(
     if cw is None or not cw.keep_alive or any(f.id in _HOP_FINDINGS for f in found):
         return None
     warm = [r for r in cw.warm if r.reused and r.app_ms() is not None]
-    if len(warm) < 4:
+    if len(warm) < t.min_warm_requests:
         return _without_timing(ev, t)
     outside = summary_of(outside_app_ms(r) for r in warm)
     assert outside is not None
@@ -82,7 +82,7 @@ def _without_timing(ev: Evidence, t: Thresholds) -> Finding | None:
     trusted = cheap_records(ev, reused=True)
     cheap = summary_of(r.wait_ms for r in trusted)
     wait = summary_of(r.wait_ms for r in cw.warm if r.reused)
-    if cheap is None or wait is None or len(trusted) < 3:
+    if cheap is None or wait is None or len(trusted) < t.min_steady_requests:
         return None
     cost = min(cheap.p50_ms, wait.p50_ms)
     if cost - t.proxy_floor_ms < t.outside_app_ms or cheap.ci_low_ms < t.proxy_floor_ms:
@@ -126,7 +126,7 @@ def unexplained_time(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> F
     if cw is None or not cw.warm:
         return None
     warm = [r for r in cw.warm if r.reused] if cw.keep_alive else list(cw.warm)
-    if len(warm) < 4:
+    if len(warm) < t.min_warm_requests:
         return None
     left: list[tuple[str, float, str]] = []
     # The transfer: the body's arrival after the head, beyond what a stall or size explains.

@@ -40,7 +40,10 @@ def upstream_no_keepalive(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> 
         '`proxy_http_version 1.1;` and `proxy_set_header Connection "";` — '
         "`lagscope nginx-config --upstream HOST:PORT` writes them.",
     ]
-    if len(seen) >= 3 and share([d == "new" for d in seen]) >= t.upstream_new_share:
+    if (
+        len(seen) >= t.min_steady_requests
+        and share([d == "new" for d in seen]) >= t.upstream_new_share
+    ):
         outside = summary_of(outside_app_ms(r) for r in reused)
         queue = summary_of(metric_ms(r, "queue") for r in reused)
         hop = _direct_hop(ev)

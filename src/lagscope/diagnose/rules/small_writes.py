@@ -33,7 +33,7 @@ def small_write_stall(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Find
         ("warm", [r for r in cw.warm if r.reused]),
     )
     for label, warm in series:
-        if len(warm) < 4:
+        if len(warm) < t.min_warm_requests:
             continue
         for timer in (t.delayed_ack_linux_ms, t.delayed_ack_windows_ms):
             low, high = timer * (1 - t.delayed_ack_tolerance), timer * (1 + t.delayed_ack_tolerance)
