@@ -300,3 +300,31 @@ def test_the_checker_agrees_with_jsonschema(
         assert theirs, (where, value)
     elif theirs:
         assert "out of range" in message, (where, value, message)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(0xD800, 0xDFFF),
+    st.sampled_from(["{}", "x{}", "{}y", "\\\\\\\\{}"]),
+    st.booleans(),
+)
+def test_any_lone_surrogate_in_a_saved_file_is_bad_input(
+    tmp_path_factory: pytest.TempPathFactory, code: int, shape: str, upper: bool
+) -> None:
+    """Valid JSON, but no output can hold it: exit 2 at load, naming the file."""
+    escape = f"\\u{code:04X}" if upper else f"\\u{code:04x}"
+    path = tmp_path_factory.mktemp("s") / "run.json"
+    path.write_text('{"schema": "lagscope.probe/1", "url": "' + shape.format(escape) + '"}')
+    with pytest.raises(SavedFileError) as info:
+        load_saved_json(path)
+    assert info.value.exit_code == ExitCode.USAGE and "half of a UTF-16 pair" in info.value.message
+    assert str(path) in info.value.one_line()
+
+
+def test_pairs_and_escaped_backslashes_are_not_lone_surrogates(tmp_path: Path) -> None:
+    for value in ("\\ud83d\\ude00", "\\uD83D\\uDE00", "\\\\ud800", "plain"):
+        path = tmp_path / "run.json"
+        path.write_text('{"schema": "nope", "url": "' + value + '"}')
+        with pytest.raises(SavedFileError) as info:
+            load_saved_json(path)
+        assert "unknown schema" in info.value.message  # past the surrogate check

@@ -91,6 +91,15 @@ class LagscopeGroup(click.Group):
             click.echo(f"lagscope: {exc.one_line()}", err=True)
             ctx.exit(int(exc.exit_code))
         except UnicodeEncodeError as exc:
+            if exc.encoding.lower().replace("_", "-").startswith(("utf-8", "utf8", "utf-16")):
+                # A UTF codec refuses only a lone surrogate: the input is the problem, not
+                # the console (saved files with one are refused at load).
+                click.echo(
+                    f"lagscope: input: {exc.object[exc.start : exc.end]!a} is half of a"
+                    " UTF-16 pair, not text any output can hold",
+                    err=True,
+                )
+                ctx.exit(int(ExitCode.USAGE))
             # Only a stream that could not be given stand-ins (see lagscope.console) gets here.
             encoding = getattr(sys.stdout, "encoding", None) or exc.encoding
             click.echo(

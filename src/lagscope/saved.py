@@ -27,6 +27,7 @@ loader costs about as much as parsing the JSON (bench/bench_load.py, docs/perfor
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
@@ -72,6 +73,24 @@ class SavedFileError(LagscopeError, ValueError):
 
 def _error(where: str, reason: str) -> SavedFileError:
     return SavedFileError(where, reason)
+
+
+# A \\uD800-\\uDFFF escape not part of a pair: valid JSON, but no text any output can hold
+# (UTF-8 cannot encode it). Only escapes can carry one: the file itself was decoded as UTF-8.
+_ANY_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile(
+    r"(?<!\\)(?:\\\\)*(\\u[dD][89abAB][0-9a-fA-F]{2})(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\)(?:\\\\)*(?<![uU][dD][89abAB][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+)
+
+
+def _lone_surrogate(text: str) -> str | None:
+    """The first unpaired surrogate escape in a JSON text, or None (a scan only when the
+    text has a surrogate escape at all)."""
+    if _ANY_SURROGATE.search(text) is None:
+        return None
+    found = _LONE_SURROGATE.search(text)
+    return None if found is None else (found.group(1) or found.group(2))
 
 
 def _reject_constant(name: str) -> Any:
@@ -143,6 +162,9 @@ def parse_saved_json(
     document's own ``"schema"`` field through :data:`SCHEMA_FILES`. ``validate=False``
     stops after the strict parse, for a kind whose model checks every field itself.
     """
+    lone = _lone_surrogate(text)
+    if lone is not None:
+        raise _error(where, f"holds {lone}, half of a UTF-16 pair: not text a report can show")
     try:
         # No parse_float hook: one Python call per number was a third of the parse. A number
         # that overflows to infinity is refused by the schema pass, as are huge integers.
