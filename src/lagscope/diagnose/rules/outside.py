@@ -39,6 +39,11 @@ def outside_app_every_request(
     cost = outside.p50_ms - queue
     if cost - t.proxy_floor_ms < t.outside_app_ms or outside.ci_low_ms - queue < t.proxy_floor_ms:
         return None
+    # A small-write stall read late (a loaded client) lands in the wait: no more outside
+    # time than the stall's own is the stall's.
+    stall = next((f for f in found if f.id == "small-write-stall"), None)
+    if stall is not None and cost <= (stall.cost_ms or 0.0) * (1 + t.delayed_ack_tolerance):
+        return None
     cold = [r for r in cw.cold if r.app_ms() is not None]
     client_total = summary_of(r.total_ms for r in warm)
     app_total = summary_of(r.app_ms() for r in warm)
