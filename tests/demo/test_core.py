@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 import pytest
+from hypothesis import given, settings
 
 from lagscope.demo.diag import findings_from_dict
 from lagscope.demo.model import (
@@ -33,6 +34,7 @@ from lagscope.demo.versions import VERSIONS
 from lagscope.demo.visit import FETCH, PAGE, visit_plan
 from lagscope.errors import LagscopeError
 from lagscope.netutil import free_port, set_listen_options
+from support.hostile import assert_terminal_safe, hostile_text
 
 SCHEMA_FILE = Path(__file__).parents[2] / "src" / "lagscope" / "schemas" / "demo-1.schema.json"
 
@@ -455,3 +457,13 @@ def test_port_base_takes_a_port_that_only_has_time_wait_sockets() -> None:
         busy.listen()
         with pytest.raises(LagscopeError, match="is not free"):
             _check_ports(DemoOptions(port_base=port))
+
+
+@settings(max_examples=30, deadline=None)
+@given(hostile_text)
+def test_no_control_character_from_a_loaded_run_reaches_the_terminal(s: str) -> None:
+    """A shared lagscope.demo/1 file may hold anything in its strings."""
+    report = _report()
+    versions = tuple(dataclasses.replace(v, diagnose_error=s, url=s) for v in report.versions)
+    hostile = dataclasses.replace(report, machine=s, notes=(s,), versions=versions)
+    assert_terminal_safe(TextRenderer().render(hostile), color=False)
