@@ -135,3 +135,20 @@ def test_a_parsed_connection_string_is_shown_without_secrets() -> None:
     assert "host=127.0.0.1" in shown and "sslmode=off" in shown and "dbname=db" in shown
     assert redact.dsn("sqlite") == "sqlite"
     assert redact.dsn("postgresql://app:p%zzpw@h/db") == REDACTED
+
+
+@given(
+    secret=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=3),
+    word=st.sampled_from(["expired", "timeout", "connection", "refused"]),
+)
+def test_a_short_secret_is_masked_where_it_stands_alone_not_inside_words(
+    secret: str, word: str
+) -> None:
+    message = f"{word} (password {secret}): {word}"
+    shown = redact.text(message, [secret])
+    assert f"password {redact.REDACTED})" in shown
+    assert shown.count(word) == 2  # the words around it are whole
+
+
+def test_a_long_secret_is_masked_wherever_it_occurs() -> None:
+    assert redact.text("xxSECRETPWxx", ["SECRETPW"]) == f"xx{redact.REDACTED}xx"

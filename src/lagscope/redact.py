@@ -93,12 +93,22 @@ def url(value: str) -> str:
     return f"{scheme}://{authority}{tail}"
 
 
+# Secrets at least this long are masked wherever they occur in free text.
+_SUBSTRING_MIN_CHARS = 4
+
+
 def text(value: str, secrets: Iterable[str | None] = ()) -> str:
     """Free text (an error message) with each known secret, every URL's credentials and
     every ``password=...``-style assignment replaced."""
     for secret in secrets:
-        if secret:
+        if not secret:
+            continue
+        if len(secret) >= _SUBSTRING_MIN_CHARS:
             value = value.replace(secret, REDACTED)
+        else:
+            # A very short secret is masked only where it stands alone: inside words it
+            # would turn "expired" into "e***pired" and hide the message, not a secret.
+            value = re.sub(rf"(?<!\w){re.escape(secret)}(?!\w)", REDACTED, value)
     out, pos = [], 0
     for m in _URL_IN_TEXT.finditer(value):  # URLs by the URL rule, the rest by assignments
         out += [_ASSIGNMENT.sub(_assignment, value[pos : m.start()]), url(m.group(0))]
