@@ -93,6 +93,10 @@ def parse(value: str, *, need_dbname: bool = False) -> Dsn:
         ) from None
     if any(ch in value for ch in "\x00\r\n"):
         raise DsnError("it contains control characters")
+    scheme, sep, _rest = value.strip().partition("://")
+    if sep and scheme.lower() not in ("postgresql", "postgres"):
+        # libpq would only say "missing =": name what it does read.
+        raise DsnError("only postgresql:// URLs and key=value strings name a PostgreSQL database")
     try:
         params = conninfo_to_dict(value)
     except (Error, ValueError) as exc:
