@@ -159,3 +159,17 @@ def test_idle_rule_names_the_limit_crossed() -> None:
     assert "inside" in idle_rule(CHROME_IDLE_UNUSED_S - 1)
     assert "never carried a request" in idle_rule(CHROME_IDLE_UNUSED_S + 2)
     assert "every connection is closed" in idle_rule(CHROME_IDLE_USED_S)
+
+
+def test_saved_urls_carry_no_secret() -> None:
+    nav, res, responses = cold_page()
+    secret = "http://u:hunter2@h/?token=SECRETTOKEN&page=2"
+    nav["name"] = secret
+    res[0]["name"] = secret + "&x=1"
+    responses[0]["url"] = secret
+    responses[1]["url"] = secret + "&x=1"
+    load, _ = build_load("cold", nav, res, responses)
+    saved = str(run_to_dict(BrowserRun("chromium 156", "PATH", secret, (load,), idle_rule(12))))
+    assert "hunter2" not in saved
+    assert "SECRETTOKEN" not in saved
+    assert "page=2" in saved  # what is not secret stays

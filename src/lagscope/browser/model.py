@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from lagscope import redact
 from lagscope.instrument.servertiming import Metric
 
 __all__ = [
@@ -369,6 +370,8 @@ def _resource_to_dict(r: ResourceLoad) -> dict[str, Any]:
             value = [
                 {"name": m.name, "dur_ms": m.dur_ms, "desc": m.desc, "params": {}} for m in value
             ]
+        elif f.name == "url":
+            value = redact.url(value)
         out[f.name] = value
     return out
 
@@ -383,17 +386,18 @@ def _resource_from_dict(d: Mapping[str, Any]) -> ResourceLoad:
 
 
 def run_to_dict(run: BrowserRun) -> dict[str, Any]:
-    """The JSON form (inside a diagnose report's ``browser`` key and the demo's rows)."""
+    """The JSON form (inside a diagnose report's ``browser`` key and the demo's rows), every
+    URL the browser reported with its secrets (userinfo, secret-looking query values) masked."""
     return {
         "browser": run.browser,
         "source": run.source,
-        "url": run.url,
+        "url": redact.url(run.url),
         "idle_rule": run.idle_rule,
         "notes": list(run.notes),
         "loads": [
             {
                 "label": load.label,
-                "url": load.url,
+                "url": redact.url(load.url),
                 "load_ms": load.load_ms,
                 "dom_content_loaded_ms": load.dom_content_loaded_ms,
                 "idle_s": load.idle_s,
