@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lagscope.diagnose.evidence import ColdWarm, Evidence
+from lagscope.diagnose.evidence import AddressProbe, ColdWarm, Evidence, Resolution
 from lagscope.diagnose.model import Environment
 from lagscope.diagnose.rules import evaluate
 from lagscope.diagnose.thresholds import DEFAULT_THRESHOLDS, Thresholds
@@ -72,3 +72,18 @@ def healthy_cw() -> ColdWarm:
     cold = [rec(0.3 + 0.01 * i, reused=False, series="cold") for i in range(12)]
     warm = [rec(0.2 + 0.01 * i) for i in range(12)]
     return coldwarm(cold, warm)
+
+
+def localhost_refused_on_ipv6() -> Resolution:
+    """``localhost`` whose first address (::1) refuses and whose second (127.0.0.1) answers."""
+    return Resolution(
+        host="localhost",
+        is_name=True,
+        source="pinned",
+        resolve_ms=(),
+        addresses=(
+            AddressProbe("::1", "ipv6", ("refused",) * 3, (0.05,) * 3),
+            AddressProbe("127.0.0.1", "ipv4", ("connected",) * 3, (0.04,) * 3),
+        ),
+        hostname_connect_ms=(0.1, 0.1, 0.1),
+    )

@@ -8,9 +8,16 @@ from dataclasses import replace
 import pytest
 
 from lagscope.browser.model import BrowserRun, PageLoad, ResourceLoad
-from lagscope.diagnose.evidence import AddressProbe, Resolution
 from lagscope.diagnose.rules import evaluate
-from support.diagnose_evidence import T, coldwarm, ev, healthy_cw, ids, rec
+from support.diagnose_evidence import (
+    T,
+    coldwarm,
+    ev,
+    healthy_cw,
+    ids,
+    localhost_refused_on_ipv6,
+    rec,
+)
 
 TAX = 300.0
 
@@ -98,17 +105,7 @@ def test_without_the_ladders_corroboration_it_is_only_a_note() -> None:
 
 
 def test_the_browser_paying_chromes_fallback_prices_localhost_fallback() -> None:
-    resolution = Resolution(
-        host="localhost",
-        is_name=True,
-        source="pinned",
-        resolve_ms=(),
-        addresses=(
-            AddressProbe("::1", "ipv6", ("refused",) * 3, (0.05,) * 3),
-            AddressProbe("127.0.0.1", "ipv4", ("connected",) * 3, (0.04,) * 3),
-        ),
-        hostname_connect_ms=(0.1, 0.1, 0.1),
-    )
+    resolution = localhost_refused_on_ipv6()
     # Chrome waits its 300 ms before trying IPv4: each new connection's connect shows it.
     found = {
         f.id: f for f in evaluate(ev(resolution=resolution, browser=page(0.0, connect=TAX + 1)), T)

@@ -9,21 +9,11 @@ from lagscope.diagnose.evidence import (
     Resolution,
 )
 from lagscope.diagnose.rules import evaluate
-from support.diagnose_evidence import T, ev
+from support.diagnose_evidence import T, ev, localhost_refused_on_ipv6
 
 
 def test_localhost_fallback_from_a_refused_first_address() -> None:
-    res = Resolution(
-        host="localhost",
-        is_name=True,
-        source="pinned",
-        resolve_ms=(),
-        addresses=(
-            AddressProbe("::1", "ipv6", ("refused",) * 3, (0.05,) * 3),
-            AddressProbe("127.0.0.1", "ipv4", ("connected",) * 3, (0.04,) * 3),
-        ),
-        hostname_connect_ms=(0.1, 0.1, 0.1),
-    )
+    res = localhost_refused_on_ipv6()
     found = {f.id: f for f in evaluate(ev(resolution=res), T)}
     assert set(found) == {"localhost-fallback"}
     assert found["localhost-fallback"].severity == "warning"
