@@ -14,14 +14,12 @@ import click
 import pytest
 from hypothesis import given, settings
 
-from lagscope.demo.diag import findings_from_dict
 from lagscope.demo.model import (
     HTML_PAGE,
     JSON_PAGE,
     SCHEMA,
     BrowserPage,
     DemoReport,
-    FindingSummary,
     Sample,
     VersionResult,
     report_from_dict,
@@ -32,11 +30,29 @@ from lagscope.demo.render import JsonRenderer, TextRenderer, load_json, story
 from lagscope.demo.runner import DemoOptions, _check_ports, _Database
 from lagscope.demo.versions import VERSIONS
 from lagscope.demo.visit import FETCH, PAGE, visit_plan
+from lagscope.diagnose.model import Affects, Figure, Finding, Severity
 from lagscope.errors import LagscopeError
 from lagscope.netutil import free_port, set_listen_options
 from support.hostile import assert_terminal_safe, hostile_text
 
 SCHEMA_FILE = Path(__file__).parents[2] / "src" / "lagscope" / "schemas" / "demo-1.schema.json"
+REPORT_SCHEMA_FILE = SCHEMA_FILE.with_name("report-1.schema.json")
+
+
+def _finding(
+    finding_id: str, severity: Severity, cost_ms: float, affects: Affects, fix: str
+) -> Finding:
+    """A finding as diagnose makes it (the demo keeps diagnose's own)."""
+    return Finding(
+        id=finding_id,
+        title=f"{finding_id} title",
+        severity=severity,
+        cost_ms=cost_ms,
+        affects=affects,
+        evidence=(Figure("cold p50", 320.5, "ms", 310.0, 330.0),),
+        fix=(fix, "then measure again"),
+        confirm="lagscope probe URL",
+    )
 
 
 def test_visit_plan_page_first_then_parallel_rounds() -> None:
@@ -122,15 +138,17 @@ def _report(tax: float = 300.0) -> DemoReport:
     before = dataclasses.replace(
         before,
         findings=(
-            FindingSummary("db-connect-per-request", "critical", 312.0, "every request", "keep"),
-            FindingSummary("uncompressed-text", "info", 0.2, "every request", "gzip"),
+            _finding("db-connect-per-request", "critical", 312.0, "every request", "keep"),
+            _finding("uncompressed-text", "info", 0.2, "every request", "gzip"),
         ),
         diagnose={"schema": "x", "findings": []},
     )
     ours = dataclasses.replace(
         ours,
         findings=(
-            FindingSummary("connection-setup-tax", "warning", 300.0, "new connections", "reuse"),
+            _finding(
+                "connection-setup-tax", "warning", 300.0, "first request per connection", "reuse"
+            ),
         ),
         diagnose={"schema": "x", "findings": []},
     )
@@ -200,7 +218,7 @@ def test_table_has_each_version_and_ratios_to_before() -> None:
     assert header.index("before") < header.index("hand-tuned") < header.index("lagscope")
     first = next(line for line in text.splitlines() if line.startswith("first request"))
     assert "700 ms" in first and "(0.93x)" in first and "(0.47x)" in first
-    assert "lagscope: connection-setup-tax (warning, 300 ms, new connections)" in text
+    assert "lagscope: connection-setup-tax (warning, 300 ms, first request per connection)" in text
     assert "diagnose on lagscope: still connection-setup-tax (300 ms" in text
     assert "before: db-connect-per-request (critical, 312 ms, every request) (+1 info)" in text
     assert "hand-tuned: (no diagnose run)" in text
@@ -259,17 +277,43 @@ def test_versions_table_holds_the_story_settings() -> None:
     assert not VERSIONS[0].nginx_keepalive
 
 
-def test_findings_from_diagnose_json() -> None:
-    found = findings_from_dict(
-        {
-            "findings": [
-                {"id": "a", "severity": "high", "cost_ms": 300, "affects": ["x", "y"], "fix": "f"},
-                {"id": "b", "severity": "low", "cost_ms": True, "affects": "z", "fix": ""},
-            ]
-        }
-    )
-    assert found[0] == FindingSummary("a", "high", 300.0, "x, y", "f")
-    assert found[1].cost_ms is None
+def test_a_file_with_one_line_findings_loads_and_renders(tmp_path: Path) -> None:
+    """Files written before the demo kept diagnose's whole findings hold each as one line's
+    worth; they still load (as findings without evidence) and `lagscope report` renders them."""
+    jsonschema = pytest.importorskip("jsonschema")
+    data = json.loads(JsonRenderer().render(_report()))
+    for v in data["versions"]:
+        v["findings"] = [
+            {k: f[k] for k in ("id", "severity", "cost_ms", "affects")} | {"fix": f["fix"][0]}
+            for f in v["findings"]
+        ]
+    jsonschema.validate(data, json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+    loaded = load_json(data)
+    for old, new in zip(_report().versions, loaded.versions, strict=True):
+        assert [(f.id, f.severity, f.cost_ms, f.affects, f.fix[:1]) for f in old.findings] == [
+            (f.id, f.severity, f.cost_ms, f.affects, f.fix) for f in new.findings
+        ]
+        assert all(f.evidence == () and f.title == f.id for f in new.findings)
+    assert TextRenderer().render(loaded) == TextRenderer().render(_report())
+
+    from click.testing import CliRunner
+
+    from lagscope.cli import main
+
+    saved, page = tmp_path / "old.json", tmp_path / "old.html"
+    saved.write_text(json.dumps(data), encoding="utf-8")
+    result = CliRunner().invoke(main, ["report", str(saved), "-o", str(page)])
+    assert result.exit_code == 0, result.stderr
+    assert "db-connect-per-request" in page.read_text(encoding="utf-8")
+
+
+def test_the_demo_schema_holds_diagnose_finding_as_report_schema_has_it() -> None:
+    """demo-1.schema.json carries copies of report-1's finding and what it refers to (the
+    checker reads one file); they must not drift apart."""
+    demo = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))["$defs"]
+    report = json.loads(REPORT_SCHEMA_FILE.read_text(encoding="utf-8"))["$defs"]
+    for name in ("finding", "figure", "finding_profile", "profile_hotspot", "profile_frame"):
+        assert demo[name] == report[name], name
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from lagscope.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from lagscope.demo.model import SCHEMA, DemoReport, FindingSummary, Sample, VersionResult
+    from lagscope.demo.model import SCHEMA, DemoReport, Sample, VersionResult
     from lagscope.demo.runner import DemoOptions, run_demo
 
 # Loaded on first use: the saved-file reader needs the model, not the runner.
@@ -23,7 +23,6 @@ __getattr__ = lazy_exports(
     {
         "SCHEMA": "model",
         "DemoReport": "model",
-        "FindingSummary": "model",
         "Sample": "model",
         "VersionResult": "model",
         "DemoOptions": "runner",
@@ -35,7 +34,6 @@ __all__ = [
     "SCHEMA",
     "DemoOptions",
     "DemoReport",
-    "FindingSummary",
     "Sample",
     "VersionResult",
     "run_demo",

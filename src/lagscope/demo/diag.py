@@ -9,50 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lagscope.demo.model import FindingSummary
+if TYPE_CHECKING:
+    from lagscope.diagnose.model import Finding
 
-__all__ = ["DiagnoseFn", "DiagnoseOutcome", "default_diagnose", "findings_from_dict"]
+__all__ = ["DiagnoseFn", "DiagnoseOutcome", "default_diagnose"]
 
 
 @dataclass(frozen=True)
 class DiagnoseOutcome:
-    findings: tuple[FindingSummary, ...]
+    """Diagnose's findings (its own :class:`Finding`) and its report in its JSON form."""
+
+    findings: tuple[Finding, ...]
     report: Mapping[str, Any] | None
 
 
 # URL, and the CA file to trust for it (the run's own CA for an https version) or None.
 DiagnoseFn = Callable[[str, "str | None"], DiagnoseOutcome]
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def _text(value: Any, sep: str) -> str:
-    if isinstance(value, (list, tuple)):
-        return sep.join(str(v) for v in value)
-    return str(value)
-
-
-def findings_from_dict(report: Mapping[str, Any]) -> tuple[FindingSummary, ...]:
-    """The findings of a diagnose report in its JSON form."""
-    found = []
-    for item in report.get("findings") or ():
-        affects = _text(item.get("affects", ""), ", ")
-        found.append(
-            FindingSummary(
-                id=str(item.get("id", "")),
-                severity=str(item.get("severity", "")),
-                cost_ms=_number(item.get("cost_ms")),
-                affects=affects,
-                fix=_text(item.get("fix", ""), " "),
-            )
-        )
-    return tuple(found)
 
 
 def plan_for(tax_ms: float, quick: bool) -> dict[str, Any]:
@@ -90,7 +64,7 @@ def default_diagnose(
     demo's diagnose bounds (:class:`~lagscope.demo.runner.DemoOptions` rows)."""
     from lagscope.diagnose import DiagnoseOptions, Plan
     from lagscope.diagnose.ladder import diagnose as run_ladder
-    from lagscope.diagnose.model import to_dict
+    from lagscope.diagnose.model import from_dict, to_dict
     from lagscope.probe.options import ProbeOptions, parse_url
 
     plan = Plan(**plan_for(tax_ms, quick))
@@ -101,6 +75,7 @@ def default_diagnose(
         )
         opts = DiagnoseOptions(probe=probe, quick=quick, plan=plan, command=("lagscope", "demo"))
         data = to_dict(run_ladder(opts))
-        return DiagnoseOutcome(findings_from_dict(data), data)
+        # The findings as the saved JSON reads back, so a live run and its file agree.
+        return DiagnoseOutcome(from_dict(data).findings, data)
 
     return diagnose

@@ -3,8 +3,13 @@
 A :class:`DemoReport` holds one :class:`VersionResult` per version of the reference app
 (before, hand-tuned, lagscope). Each result keeps its raw request samples and the figures
 computed from them (:func:`summarize`), the ground truth from the fault proxy and from
-PostgreSQL, and the version's diagnose report as diagnose's own JSON (so a reader can
-render it with diagnose's renderers). ``to_dict`` / ``from_dict`` round-trip exactly.
+PostgreSQL, the findings diagnose made (diagnose's own :class:`Finding`, the one finding
+type) and the version's diagnose report as diagnose's own JSON (so a reader can render it
+with diagnose's renderers). ``to_dict`` / ``from_dict`` round-trip exactly.
+
+Files written before the demo kept whole findings hold each as one line's worth (id,
+severity, cost, who it affects, the fix as one string); they load as findings with no
+evidence, the fix as one step and the id as the title (:func:`finding_from_line`).
 """
 
 from __future__ import annotations
@@ -12,8 +17,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
+from lagscope.diagnose.model import (
+    Affects,
+    Finding,
+    Severity,
+    finding_from_dict,
+    finding_to_dict,
+)
 from lagscope.probe.stats import percentile
 
 __all__ = [
@@ -23,9 +35,9 @@ __all__ = [
     "SCHEMA",
     "BrowserPage",
     "DemoReport",
-    "FindingSummary",
     "Sample",
     "VersionResult",
+    "finding_from_line",
     "report_from_dict",
     "report_to_dict",
     "summarize",
@@ -54,20 +66,6 @@ class Sample:
     app_ms: float | None = None  # Server-Timing total
     db_connects: int = 0  # Server-Timing dbconn: connections the app opened for it
     phase: str = "visit"  # "visit" (the first requests) or "warm"
-
-
-@dataclass(frozen=True)
-class FindingSummary:
-    """A diagnose finding (:class:`lagscope.diagnose.model.Finding`, the one finding type) as
-    the demo's table, story and ``lagscope.demo/1`` file show it: id, severity, cost, who it
-    affects, the fix in one line. Read from diagnose's own JSON by
-    :func:`lagscope.demo.diag.findings_from_dict`."""
-
-    id: str
-    severity: str
-    cost_ms: float | None
-    affects: str
-    fix: str
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,7 @@ class VersionResult:
     # ground-truth figures above).
     ready_at: float = 0.0
     visit_end_at: float = 0.0
-    findings: tuple[FindingSummary, ...] = ()
+    findings: tuple[Finding, ...] = ()
     diagnose: Mapping[str, Any] | None = None
     diagnose_error: str | None = None
     # A real browser's loads of the HTML and the JSON page, after the visit (empty when no
@@ -181,6 +179,9 @@ def summarize(result: VersionResult, first: int = FIRST_REQUESTS) -> VersionResu
 def report_to_dict(report: DemoReport) -> dict[str, Any]:
     data = asdict(report)
     # asdict turns the diagnose mappings into dicts already; tuples become lists in JSON.
+    # Findings take diagnose's own form (rounded as diagnose rounds them).
+    for version, saved in zip(report.versions, data["versions"], strict=True):
+        saved["findings"] = [finding_to_dict(f) for f in version.findings]
     return {"schema": data.pop("schema"), **data}
 
 
@@ -188,8 +189,26 @@ def _sample(d: Mapping[str, Any]) -> Sample:
     return Sample(**d)
 
 
-def _finding(d: Mapping[str, Any]) -> FindingSummary:
-    return FindingSummary(**d)
+def finding_from_line(d: Mapping[str, Any]) -> Finding:
+    """A finding as files written before the demo kept whole findings hold it (``id``,
+    ``severity``, ``cost_ms``, ``affects``, ``fix`` as one string): no evidence, the fix as
+    one step, the id as the title. Severity and affects are kept as written."""
+    fix = str(d["fix"])
+    return Finding(
+        id=str(d["id"]),
+        title=str(d["id"]),
+        severity=cast(Severity, d["severity"]),
+        cost_ms=d["cost_ms"],
+        affects=cast(Affects, d["affects"]),
+        evidence=(),
+        fix=(fix,) if fix else (),
+        confirm="",
+    )
+
+
+def _finding(d: Mapping[str, Any]) -> Finding:
+    # Diagnose's form has a title; the one-line form never had one.
+    return finding_from_dict(dict(d)) if "title" in d else finding_from_line(d)
 
 
 def _version(d: Mapping[str, Any]) -> VersionResult:

@@ -18,11 +18,11 @@ from lagscope.demo.model import (
     HTML_PAGE,
     JSON_PAGE,
     DemoReport,
-    FindingSummary,
     VersionResult,
     report_from_dict,
     report_to_dict,
 )
+from lagscope.diagnose.model import Finding
 from lagscope.saved import model_from_saved
 
 __all__ = [
@@ -259,11 +259,11 @@ def _threads(v: VersionResult) -> int | None:
     return None
 
 
-def _problems(v: VersionResult) -> list[FindingSummary]:
+def _problems(v: VersionResult) -> list[Finding]:
     return [f for f in v.findings if f.severity != "info"]
 
 
-def _named(findings: list[FindingSummary]) -> str:
+def _named(findings: list[Finding]) -> str:
     parts = []
     for f in findings:
         cost = f" ({f.cost_ms:.0f} ms, {f.affects})" if f.cost_ms is not None else ""

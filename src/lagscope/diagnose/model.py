@@ -31,6 +31,8 @@ __all__ = [
     "RungStatus",
     "SecurityProduct",
     "Severity",
+    "finding_from_dict",
+    "finding_to_dict",
     "from_dict",
     "to_dict",
 ]
@@ -228,7 +230,7 @@ def to_dict(report: DiagnoseReport) -> dict[str, Any]:
             "security_source": report.environment.security_source,
             "security_products": [_plain(p) for p in report.environment.security_products],
         },
-        "findings": [_plain(f) for f in report.findings],
+        "findings": [finding_to_dict(f) for f in report.findings],
         "rungs": [_plain(r) for r in report.rungs],
         "budgets": [_plain(b) for b in report.budgets],
         "requests": [record_to_dict(r) for r in report.requests],
@@ -258,6 +260,29 @@ def _profile(data: dict[str, Any] | None) -> FindingProfile | None:
     )
 
 
+def finding_to_dict(finding: Finding) -> dict[str, Any]:
+    """A finding's JSON form (``$defs/finding`` of report-1.schema.json); the demo's saved
+    file holds the same form."""
+    out: dict[str, Any] = _plain(finding)
+    return out
+
+
+def finding_from_dict(f: dict[str, Any]) -> Finding:
+    """The inverse of :func:`finding_to_dict` (a schema-valid dict)."""
+    return Finding(
+        id=f["id"],
+        title=f["title"],
+        severity=cast(Severity, f["severity"]),
+        cost_ms=f["cost_ms"],
+        affects=cast(Affects, f["affects"]),
+        evidence=_figures(f["evidence"]),
+        fix=tuple(f["fix"]),
+        confirm=f["confirm"],
+        detail=f.get("detail", ""),
+        profile=_profile(f.get("profile")),
+    )
+
+
 def from_dict(data: dict[str, Any]) -> DiagnoseReport:
     """Rebuild a report from its JSON form (validated against the schema by the caller)."""
     if data.get("schema") != SCHEMA:
@@ -279,21 +304,7 @@ def from_dict(data: dict[str, Any]) -> DiagnoseReport:
             security_source=env["security_source"],
             security_products=tuple(SecurityProduct(**p) for p in env["security_products"]),
         ),
-        findings=tuple(
-            Finding(
-                id=f["id"],
-                title=f["title"],
-                severity=cast(Severity, f["severity"]),
-                cost_ms=f["cost_ms"],
-                affects=cast(Affects, f["affects"]),
-                evidence=_figures(f["evidence"]),
-                fix=tuple(f["fix"]),
-                confirm=f["confirm"],
-                detail=f.get("detail", ""),
-                profile=_profile(f.get("profile")),
-            )
-            for f in data["findings"]
-        ),
+        findings=tuple(finding_from_dict(f) for f in data["findings"]),
         rungs=tuple(
             Rung(
                 name=r["name"],
