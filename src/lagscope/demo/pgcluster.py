@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 
 from lagscope.netutil import free_port
+from lagscope.procgroup import NEW_GROUP_FLAGS
 
 __all__ = [
     "PG_BIN_GLOBS",
@@ -225,8 +226,9 @@ class PgCluster:
                 stdout=out,
                 stderr=err,
                 cwd=self.root,
-                # Its own session: a terminal Ctrl+C must not kill pg_ctl half-way through
-                # starting a server that would then outlive us.
+                # Its own group (a session on POSIX): a terminal Ctrl+C must not kill pg_ctl
+                # half-way through starting a server that would then outlive us.
+                creationflags=NEW_GROUP_FLAGS,
                 start_new_session=True,
                 **kwargs,  # type: ignore[call-overload]
             )

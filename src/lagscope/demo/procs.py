@@ -4,34 +4,20 @@
 line starting with the readiness prefix appears (the rest of the line is the URL) or
 raises :class:`ChildFailed` with the last output lines if the process exits first or the
 timeout passes. ``stop`` asks politely (SIGTERM; CTRL_BREAK_EVENT to the child's own
-process group on Windows), then kills.
+process group on Windows), then kills (:func:`lagscope.procgroup.stop_process`).
 Nothing here needs fork.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Mapping, Sequence
 
+from lagscope.procgroup import NEW_GROUP_FLAGS, stop_process
+
 __all__ = ["Child", "ChildFailed"]
-
-
-if sys.platform == "win32":
-    _NEW_GROUP = subprocess.CREATE_NEW_PROCESS_GROUP
-else:
-    _NEW_GROUP = 0
-
-
-def _ask_to_stop(proc: subprocess.Popen[str]) -> None:
-    """The graceful stop: SIGTERM, or CTRL_BREAK_EVENT to its process group on Windows."""
-    if sys.platform == "win32":
-        proc.send_signal(signal.CTRL_BREAK_EVENT)
-    else:  # each branch is type-checked only on its own platform (mypy --platform)
-        proc.send_signal(signal.SIGTERM)
 
 
 class ChildFailed(Exception):
@@ -83,10 +69,9 @@ class Child:
         """Start the process without waiting (see :meth:`wait_ready`)."""
         # Windows: its own process group, so that CTRL_BREAK_EVENT (the graceful stop) can
         # reach it alone and the console's Ctrl+C reaches only us, who stop it.
-        flags = _NEW_GROUP
         self._proc = subprocess.Popen(
             self.argv,
-            creationflags=flags,
+            creationflags=NEW_GROUP_FLAGS,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -127,18 +112,8 @@ class Child:
         proc = self._proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            _ask_to_stop(proc)
         try:
-            code = proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait(10)
-        except KeyboardInterrupt:
-            # A second Ctrl+C while stopping: stop now, but stop.
-            proc.kill()
-            code = proc.wait(10)
-            raise
+            code = stop_process(proc, timeout_s)
         finally:
             if self._reader is not None:
                 self._reader.join(5)

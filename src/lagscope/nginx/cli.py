@@ -12,10 +12,7 @@ Exit codes: 0 written (and checked); 2 bad input (HOST:PORT, inconsistent timeou
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +33,7 @@ from lagscope.nginx.config import (
 )
 from lagscope.nginx.render import NginxConfig, Tls, render
 from lagscope.outputs import FILE_PATH
+from lagscope.procgroup import NEW_GROUP_FLAGS, kill_group
 from lagscope.settings_table import build, click_options
 
 __all__ = ["nginx_check", "nginx_config"]
@@ -52,25 +50,21 @@ def nginx_check(
     the whole group killed: a wrapper script's children never outlive it.
     """
     argv = [str(nginx), "-t", "-q", "-p", str(prefix), "-c", str(conf)]
-    if sys.platform == "win32":
-        new_group = subprocess.CREATE_NEW_PROCESS_GROUP
-    else:  # a new session (start_new_session) is the POSIX process group
-        new_group = 0
     try:
         proc = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            creationflags=new_group,
-            start_new_session=True,  # POSIX only; Windows ignores it
+            creationflags=NEW_GROUP_FLAGS,  # Windows' own group
+            start_new_session=True,  # POSIX's own group; Windows ignores it
         )
     except OSError as exc:
         raise LagscopeError("check", f"cannot run {nginx}: {exc}", ExitCode.ENVIRONMENT) from None
     try:
         _, stderr = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        kill_group(proc)
         raise LagscopeError(
             "check", f"{nginx} -t took over {timeout_s:g} s", ExitCode.TIMEOUT
         ) from None
@@ -86,20 +80,6 @@ def nginx_check(
         raise LagscopeError(
             "check", f"nginx -t rejected the config: {complaint}", ExitCode.GATE_FAILED
         )
-
-
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    """Kill ``proc`` and everything it started, then reap it."""
-    if sys.platform == "win32":
-        # taskkill /T walks the child tree; there is no process-group kill on Windows.
-        subprocess.run(
-            ["taskkill", "/F", "/T", "/PID", str(proc.pid)], capture_output=True, check=False
-        )
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    proc.kill()
-    proc.communicate()
 
 
 def _check_snippet(nginx: Path, snippet_file: Path) -> None:

@@ -3,34 +3,25 @@
 For tests and benchmarks: :class:`ServeProcess` starts ``python -m lagscope serve ...``,
 reads its output in a thread, and returns once the ``listening on`` line appears (or
 raises with the output if the process exits first). :meth:`ServeProcess.stop` asks for a
-graceful stop the way the platform allows and waits for the exit code: SIGTERM on POSIX;
-on Windows, where SIGTERM from another process is ``TerminateProcess``, the child runs in
-its own process group (``CREATE_NEW_PROCESS_GROUP``) and gets ``CTRL_BREAK_EVENT``
-(SIGBREAK in the child). A child that outlives the timeout is terminated.
+graceful stop the way the platform allows and waits for the exit code
+(:mod:`lagscope.procgroup`: SIGTERM on POSIX; on Windows the child runs in its own process
+group and gets ``CTRL_BREAK_EVENT``). A child that outlives the timeout is terminated.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
+from lagscope.procgroup import NEW_GROUP_FLAGS, graceful_stop_signal, stop_process
 from lagscope.serve.server import LISTENING_PREFIX
 from lagscope.stopping import StartStop
 
 __all__ = ["ServeProcess", "graceful_stop_signal", "serve_command"]
-
-
-def graceful_stop_signal() -> int:
-    """What :meth:`ServeProcess.stop` sends: SIGTERM, or CTRL_BREAK_EVENT on Windows."""
-    if sys.platform == "win32":
-        return int(signal.CTRL_BREAK_EVENT)
-    else:
-        return int(signal.SIGTERM)
 
 
 def serve_command(args: Sequence[str]) -> list[str]:
@@ -76,10 +67,6 @@ class ServeProcess(StartStop):
 
     def start(self) -> ServeProcess:
         self.env.setdefault("PYTHONUNBUFFERED", "1")
-        flags = 0
-        if sys.platform == "win32":
-            # Its own group, so CTRL_BREAK_EVENT reaches the child only, not our console.
-            flags = subprocess.CREATE_NEW_PROCESS_GROUP
         self._proc = subprocess.Popen(
             serve_command(self.args) if self.command is None else [*self.command, *self.args],
             stdout=subprocess.PIPE,
@@ -88,7 +75,8 @@ class ServeProcess(StartStop):
             text=True,
             env=self.env,
             cwd=self.cwd,
-            creationflags=flags,
+            # Windows: its own group, so CTRL_BREAK_EVENT reaches the child only.
+            creationflags=NEW_GROUP_FLAGS,
         )
         self._reader = threading.Thread(target=self._read, name="serve-output", daemon=True)
         self._reader.start()
@@ -125,17 +113,8 @@ class ServeProcess(StartStop):
         proc = self._proc
         if proc is None:
             return 0
-        if proc.poll() is None:
-            proc.send_signal(graceful_stop_signal())
-        try:
-            code = self.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.terminate()  # SIGTERM again on POSIX: a second signal stops at once
-            try:
-                code = self.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                code = self.wait(10)
+        # SIGTERM again on POSIX after the timeout: a second signal stops serve at once.
+        code = stop_process(proc, timeout_s, wait=self.wait, ask_again=True)
         if proc.stdout is not None:
             proc.stdout.close()
         return code
