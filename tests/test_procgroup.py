@@ -81,8 +81,10 @@ def test_ask_again_sends_a_second_stop_before_killing() -> None:
 def test_graceful_signal_is_the_platforms() -> None:
     import signal
 
-    expected = signal.CTRL_BREAK_EVENT if sys.platform == "win32" else signal.SIGTERM
-    assert graceful_stop_signal() == int(expected)
+    if sys.platform == "win32":
+        assert graceful_stop_signal() == int(signal.CTRL_BREAK_EVENT)
+    else:
+        assert graceful_stop_signal() == int(signal.SIGTERM)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX groups, /proc")
