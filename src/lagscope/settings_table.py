@@ -165,6 +165,7 @@ class _Spec:
     derive: Derive | None
     extra: Mapping[str, str]
     cli: bool
+    metavar: str | None = None  # the value's name in --help (URL, DSN, PATH)
 
 
 _KEY = "lagscope.setting"
@@ -183,16 +184,18 @@ def setting(
     shown: str | None = None,
     extra: Mapping[str, str] | None = None,
     cli: bool = True,
+    metavar: str | None = None,
 ) -> T:
     """A row with a constant default.
 
     ``minimum``/``maximum`` are inclusive, ``above`` is an exclusive lower bound (timeouts).
     ``flag`` overrides the CLI flag (default ``--name-with-dashes``); ``shown`` how the docs
     and ``--help`` show the default; ``extra`` holds table-specific columns (nginx's
-    directive); ``cli=False`` keeps the row off the command line.
+    directive); ``cli=False`` keeps the row off the command line; ``metavar`` names the
+    value in ``--help`` (``URL``).
     """
     spec = _Spec(
-        help, unit, why, minimum, maximum, above, flag, shown, None, dict(extra or {}), cli
+        help, unit, why, minimum, maximum, above, flag, shown, None, dict(extra or {}), cli, metavar
     )
     field: T = dataclasses.field(default=default, metadata={_KEY: spec})
     return field
@@ -505,9 +508,14 @@ def click_options(cls: type, *, exclude: Iterable[str] = ()) -> Callable[[F], F]
                 func = click.option(decl, row.name, default=None, help=help_text)(func)
                 continue
             param_type = click.Choice(row.choices) if row.kind == "choice" else scalar[row.kind]
-            func = click.option(row.flag, row.name, type=param_type, default=None, help=help_text)(
-                func
-            )
+            func = click.option(
+                row.flag,
+                row.name,
+                type=param_type,
+                default=None,
+                help=help_text,
+                metavar=row.spec.metavar,
+            )(func)
         return func
 
     return decorate
@@ -550,6 +558,7 @@ def argparse_options(cls: type, parser: Any) -> None:
             default=row.default,
             choices=choices,
             help=help_text,
+            metavar=row.spec.metavar,
         )
 
 

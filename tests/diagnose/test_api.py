@@ -1,4 +1,5 @@
-"""The Python API's options: ``make_options`` and ``run`` take the same keywords (Choices)."""
+"""The Python API's options: ``make_options`` and ``run`` take the same keywords: the rows of
+``DiagnoseSettings`` (or the record itself) and the request flags shared with probe."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import socket
 
 import pytest
 
-from lagscope.diagnose import Choices, make_options, run
+from lagscope.diagnose import DiagnoseSettings, make_options, run
 from lagscope.diagnose.ladder import QUICK
 from lagscope.errors import LagscopeError
 
@@ -21,7 +22,7 @@ def test_defaults_are_the_cli_defaults() -> None:
 
 
 def test_every_choice_reaches_the_options() -> None:
-    choices: Choices = {
+    choices: dict[str, object] = {
         "direct": "http://127.0.0.1:9000/",
         "database": "postgresql://u@127.0.0.1:5432/db",
         "resolve": ["localhost:127.0.0.1"],
@@ -34,7 +35,7 @@ def test_every_choice_reaches_the_options() -> None:
         "verify_tls": False,
         "command": ["lagscope", "diagnose"],
     }
-    opts = make_options("http://localhost:8000/", **choices)
+    opts = make_options("http://localhost:8000/", **choices)  # type: ignore[arg-type]
     assert opts.direct is not None and opts.direct.target.port == 9000
     assert opts.database is not None and opts.database.params["dbname"] == "db"
     assert opts.probe.resolve and opts.probe.headers == (("X-A", "1"),)
@@ -46,11 +47,33 @@ def test_every_choice_reaches_the_options() -> None:
 
 def test_a_misspelt_keyword_is_refused_not_ignored() -> None:
     with pytest.raises(TypeError, match="unexpected keyword argument 'quik'"):
-        make_options("http://127.0.0.1:8000/", quik=True)  # type: ignore[call-arg]
+        make_options("http://127.0.0.1:8000/", quik=True)
     with pytest.raises(TypeError, match="'quik'"):
-        run("http://127.0.0.1:8000/", quik=True)  # type: ignore[call-arg]
+        run("http://127.0.0.1:8000/", quik=True)
 
 
 def test_bad_input_is_a_one_line_error() -> None:
     with pytest.raises(LagscopeError, match="-4 and -6 exclude each other"):
         make_options("http://127.0.0.1:8000/", ipv4=True, ipv6=True)
+
+
+def test_a_settings_record_is_the_same_as_its_keywords() -> None:
+    record = DiagnoseSettings(quick=True, timeout_s=2.0, direct="http://127.0.0.1:9000/")
+    by_record = make_options("http://127.0.0.1:8000/", record)
+    by_keywords = make_options(
+        "http://127.0.0.1:8000/", quick=True, timeout_s=2, direct="http://127.0.0.1:9000/"
+    )
+    assert by_record == by_keywords
+    with pytest.raises(TypeError, match="not both"):
+        make_options("http://127.0.0.1:8000/", record, quick=False)
+
+
+def test_keywords_are_checked_by_their_rows() -> None:
+    with pytest.raises(LagscopeError, match="--timeout must be at least"):
+        make_options("http://127.0.0.1:8000/", timeout_s=0)
+    with pytest.raises(LagscopeError, match="--quick must be bool"):
+        make_options("http://127.0.0.1:8000/", quick="yes")
+    with pytest.raises(LagscopeError, match="need --browser"):
+        make_options("http://127.0.0.1:8000/", browser_idle_s=20)
+    with pytest.raises(LagscopeError, match="--browser-idle must be at most 900"):
+        make_options("http://127.0.0.1:8000/", browser=True, browser_idle_s=901)

@@ -8,22 +8,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING
 
 from lagscope.diagnose.settings import DiagnoseSettings
 from lagscope.lazy import lazy_exports
-from lagscope.settings_table import SettingsError
+from lagscope.settings_table import build, rows
 
 if TYPE_CHECKING:
-    # typing.Unpack is Python 3.11+; only the type checker reads it.
-    from typing_extensions import Unpack
-
-    from lagscope.diagnose.browser import BrowserAsk
     from lagscope.diagnose.ladder import DiagnoseOptions, Plan, Progress
     from lagscope.diagnose.model import DiagnoseReport, Finding
     from lagscope.diagnose.thresholds import Thresholds
     from lagscope.probe.net import Clock, Network
-    from lagscope.probe.options import ProbeOptions
 
 # The ladder, the model and the rules load on first use, so `lagscope diagnose --help` (which
 # needs only the settings rows) does not import them.
@@ -40,9 +35,9 @@ __getattr__ = lazy_exports(
 )
 
 __all__ = [
-    "Choices",
     "DiagnoseOptions",
     "DiagnoseReport",
+    "DiagnoseSettings",
     "Finding",
     "Plan",
     "Thresholds",
@@ -51,41 +46,40 @@ __all__ = [
 ]
 
 
-class Choices(TypedDict, total=False):
-    """What a user may choose for a run: the keyword arguments of :func:`make_options` and
-    :func:`run`, each optional (its default is in :func:`make_options`)."""
-
-    direct: str | None  # the app itself, behind the proxy ``url`` points at
-    database: str | None  # a PostgreSQL DSN to time connects and SELECT 1 against
-    resolve: Sequence[str]  # HOST:ADDR[,ADDR...] pins
-    headers: Sequence[str]  # "NAME: VALUE"
-    ipv4: bool
-    ipv6: bool
-    timeout_s: float
-    max_time_s: float
-    quick: bool
-    allow_load: bool
-    verify_tls: bool
-    thresholds: Thresholds
-    command: Sequence[str]  # the command line the report shows
-    browser: bool  # a real browser loads the URL last (the browser extra)
-    browser_path: str | None  # that browser's executable, instead of the one found
-    browser_idle_s: float | None  # also reload after the browser sat idle this long
-
-
-# The command line's defaults, so the Python API's are the same numbers.
-_DEFAULTS = DiagnoseSettings()
-
-
-def make_options(url: str, **choices: Unpack[Choices]) -> DiagnoseOptions:
+def make_options(
+    url: str,
+    settings: DiagnoseSettings | None = None,
+    *,
+    resolve: Sequence[str] = (),
+    headers: Sequence[str] = (),
+    ipv4: bool = False,
+    ipv6: bool = False,
+    verify_tls: bool = True,
+    thresholds: Thresholds | None = None,
+    command: Sequence[str] = (),
+    **table: object,
+) -> DiagnoseOptions:
     """Validated options from the values a user gives (the CLI and :func:`run` both use it);
-    every rejection is a one-line LagscopeError with exit code 2."""
-    for name in choices:
-        if name not in Choices.__annotations__:
+    every rejection is a one-line LagscopeError with exit code 2.
+
+    The run's choices are the rows of :class:`DiagnoseSettings`, given as that record or
+    as keywords named as its fields (``quick=True``, ``timeout_s=2``; None is "not given",
+    so the row's default applies). The other keywords are the request flags diagnose shares
+    with probe (``resolve`` and ``headers`` as on the command line, ``ipv4``, ``ipv6``,
+    ``verify_tls``), the thresholds (:data:`~lagscope.diagnose.thresholds.DEFAULT_THRESHOLDS`)
+    and the command line the report shows.
+    """
+    names = {row.name for row in rows(DiagnoseSettings)}
+    for name in table:
+        if name not in names:
             # What Python says for an explicit parameter list, so a misspelt keyword is
             # never silently ignored.
             raise TypeError(f"make_options() got an unexpected keyword argument {name!r}")
+    if settings is not None and table:
+        raise TypeError("make_options() takes settings or their keywords, not both")
+    chosen = settings if settings is not None else build(DiagnoseSettings, table)[0]
     from lagscope import dsn, redact
+    from lagscope.diagnose.browser import BrowserAsk
     from lagscope.diagnose.ladder import DiagnoseOptions
     from lagscope.diagnose.thresholds import DEFAULT_THRESHOLDS
     from lagscope.probe.options import (
@@ -96,47 +90,35 @@ def make_options(url: str, **choices: Unpack[Choices]) -> DiagnoseOptions:
         parse_url,
     )
 
-    family = parse_family(choices.get("ipv4", False), choices.get("ipv6", False))
-    pins = tuple(parse_resolve(r) for r in choices.get("resolve", ()))
-    parsed_headers = tuple(parse_header(h) for h in choices.get("headers", ()))
+    family = parse_family(ipv4, ipv6)
+    pins = tuple(parse_resolve(r) for r in resolve)
+    parsed_headers = tuple(parse_header(h) for h in headers)
 
     def probe_for(u: str) -> ProbeOptions:
         return ProbeOptions(
             target=parse_url(u),
             headers=parsed_headers,
-            timeout_s=choices.get("timeout_s", _DEFAULTS.timeout_s),
-            max_time_s=choices.get("max_time_s", _DEFAULTS.max_time_s),
+            timeout_s=chosen.timeout_s,
+            max_time_s=chosen.max_time_s,
             family=family,
-            verify_tls=choices.get("verify_tls", True),
+            verify_tls=verify_tls,
             resolve=pins,
         )
 
-    direct = choices.get("direct")
-    database = choices.get("database")
     return DiagnoseOptions(
         probe=probe_for(url),
-        direct=probe_for(direct) if direct else None,
-        database=None if database is None else dsn.parse(database),
-        allow_load=choices.get("allow_load", False),
-        quick=choices.get("quick", False),
-        thresholds=choices.get("thresholds", DEFAULT_THRESHOLDS),
-        command=redact.command_line(choices.get("command", ())),
-        browser=_browser_ask(choices),
+        direct=probe_for(chosen.direct) if chosen.direct else None,
+        database=None if chosen.database is None else dsn.parse(chosen.database),
+        allow_load=chosen.allow_load,
+        quick=chosen.quick,
+        thresholds=thresholds or DEFAULT_THRESHOLDS,
+        command=redact.command_line(command),
+        browser=(
+            BrowserAsk(path=chosen.browser_path, idle_s=chosen.browser_idle_s)
+            if chosen.browser
+            else None
+        ),
     )
-
-
-def _browser_ask(choices: Choices) -> BrowserAsk | None:
-    from lagscope.diagnose.browser import BrowserAsk
-
-    path = choices.get("browser_path")
-    idle = choices.get("browser_idle_s")
-    if not choices.get("browser", False):
-        if path is not None or idle is not None:
-            raise SettingsError("--browser-path and --browser-idle need --browser")
-        return None
-    if idle is not None:
-        DiagnoseSettings(browser_idle_s=idle)  # the row's range, as on the command line
-    return BrowserAsk(path=path, idle_s=idle)
 
 
 def run(
@@ -146,12 +128,13 @@ def run(
     clock: Clock | None = None,
     environ: Mapping[str, str] | None = None,
     progress: Progress | None = None,
-    **choices: Unpack[Choices],
+    settings: DiagnoseSettings | None = None,
+    **choices: object,
 ) -> DiagnoseReport:
-    """Diagnose ``url`` (``choices``: see :class:`Choices`). Raises
-    :class:`lagscope.errors.LagscopeError` when it cannot be measured (exit codes as for
-    ``lagscope probe``)."""
+    """Diagnose ``url`` (``settings`` and ``choices``: as :func:`make_options` takes them).
+    Raises :class:`lagscope.errors.LagscopeError` when it cannot be measured (exit codes as
+    for ``lagscope probe``)."""
     from lagscope.diagnose.ladder import diagnose
 
-    opts = make_options(url, **choices)
+    opts = make_options(url, settings, **choices)  # type: ignore[arg-type]
     return diagnose(opts, network=network, clock=clock, environ=environ, progress=progress)

@@ -17,6 +17,7 @@ from lagscope.diagnose.settings import DiagnoseSettings
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.outputs import Outputs, output_options, show
 from lagscope.probe.flags import request_options
+from lagscope.probe.options import Gate
 from lagscope.settings_table import build, click_options
 
 if TYPE_CHECKING:
@@ -60,50 +61,18 @@ def _load(path: Path) -> DiagnoseReport:
 
 @click.command()
 @click.argument("url", required=False)
-@click.option("--direct", metavar="URL", help="The app itself, behind the proxy URL points at.")
-@click.option(
-    "--database",
-    metavar="DSN",
-    help="Also time connects and SELECT 1 straight to this PostgreSQL (never printed "
-    "with its password).",
-)
-@click.option(
-    "--browser",
-    is_flag=True,
-    help="Also load URL in a real browser already on this machine (the browser extra): "
-    "a cold load, a reload, connections opened.",
-)
-@click.option(
-    "--browser-path",
-    metavar="PATH",
-    help="The Chromium-based browser to drive with --browser (default: Chromium/Chrome on "
-    "PATH, or Chrome/Edge on Windows and macOS).",
-)
-@request_options()
 @click_options(DiagnoseSettings)
-@click.option(
-    "--quick", is_flag=True, help="Fewer requests per rung (about 2 s in all on a healthy app)."
-)
-@click.option(
-    "--allow-load",
-    is_flag=True,
-    help="Allow concurrent requests (the burst and the concurrency ladder) to a host that "
-    "is not loopback.",
-)
+@request_options()
+@click_options(Gate)
 @output_options("lagscope.report/1")
 def diagnose_command(
     url: str | None,
-    direct: str | None,
-    database: str | None,
-    browser: bool,
-    browser_path: str | None,
     resolves: tuple[str, ...],
     headers: tuple[str, ...],
     ipv4: bool,
     ipv6: bool,
     insecure: bool,
-    quick: bool,
-    allow_load: bool,
+    budget_ms: float | None,
     outputs: Outputs,
     **table: Any,
 ) -> None:
@@ -116,6 +85,7 @@ def diagnose_command(
     from lagscope.diagnose.render import JsonRenderer, TerminalRenderer
 
     settings, _ = build(DiagnoseSettings, table)
+    gate, _ = build(Gate, {"budget_ms": budget_ms})
     outputs.check_source(url)
     if outputs.load is not None:
         report = _load(outputs.load)
@@ -128,20 +98,12 @@ def diagnose_command(
 
         opts = make_options(
             url,
-            direct=direct,
-            database=database,
+            settings,
             resolve=resolves,
             headers=headers,
             ipv4=ipv4,
             ipv6=ipv6,
-            timeout_s=settings.timeout_s,
-            max_time_s=settings.max_time_s,
-            quick=quick,
-            allow_load=allow_load,
             verify_tls=not insecure,
-            browser=browser,
-            browser_path=browser_path,
-            browser_idle_s=settings.browser_idle_s,
             command=click.get_current_context().find_root().meta.get("lagscope.argv")
             or ("lagscope", *sys.argv[1:]),
         )
@@ -158,15 +120,15 @@ def diagnose_command(
         ).render(report),
     )
     over = False
-    if settings.budget_ms is not None:
+    if gate.budget_ms is not None:
         warm = report.budget("warm")
         if warm is None:
             raise LagscopeError("budget", "no warm requests completed", ExitCode.GATE_FAILED)
-        over = warm.total_ms > settings.budget_ms
+        over = warm.total_ms > gate.budget_ms
         if over:
             click.echo(
                 f"lagscope: budget: typical warm request {warm.total_ms:.1f} ms > "
-                f"{settings.budget_ms:g} ms",
+                f"{gate.budget_ms:g} ms",
                 err=True,
             )
     if report.problems or over:

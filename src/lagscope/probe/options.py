@@ -151,13 +151,15 @@ class ProbeOptions:
 
 @dataclass(frozen=True)
 class Gate:
-    """What turns a report into an exit code (``--budget``); applies to ``--load`` too."""
+    """What turns a report into an exit code (``--budget``), for probe and diagnose alike;
+    applies to ``--load`` too."""
 
     budget_ms: float | None = setting(
         None,
         flag="--budget",
         unit="ms",
-        help="Exit 1 when the warm p50 total exceeds this many ms (a CI gate).",
+        help="Exit 1 when the typical warm request's total (the warm p50) exceeds this many "
+        "ms (a CI gate).",
         why="a CI gate on the warm median, the figure that noise moves least",
         minimum=0,
     )
