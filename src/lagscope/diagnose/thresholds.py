@@ -32,7 +32,10 @@ class Thresholds:
             "fewest steady-state (or reused-connection) requests a rule judges a share or a "
             "median from"
         ),
-        why="",
+        why=(
+            "the smallest series with a middle apart from its ends: fewer would judge a share or "
+            "a median from one or two samples (rule of thumb)"
+        ),
         cli=False,
     )
     min_warm_requests: int = setting(
@@ -41,7 +44,7 @@ class Thresholds:
             "fewest reused-connection requests the outside-time and small-write rules judge "
             "from (a quartile needs four)"
         ),
-        why="",
+        why="a quartile needs four values; with fewer they are the extremes themselves",
         cli=False,
     )
     spread_floor_ms: float = setting(
@@ -61,6 +64,19 @@ class Thresholds:
             "noise) is a per-connection tax; loopback setup itself costs < 1 ms"
         ),
         why="baseline: loopback connect 0.03-0.04 ms",
+        cli=False,
+    )
+    setup_absorbed_share: float = setting(
+        0.5,
+        help=(
+            "a connection left idle after its request's first byte that waits at most this "
+            "share less than a fresh one has absorbed the setup, even where the two series' "
+            "intervals overlap"
+        ),
+        why=(
+            "a median that halves is not noise: a stray slow sample on a busy machine widens "
+            "an interval of 6 samples, it does not move the median that far"
+        ),
         cli=False,
     )
     fallback_ms: float = setting(
@@ -101,7 +117,10 @@ class Thresholds:
             "beyond proxy_floor_ms: something between client and app holds every response "
             "(per-response inspection, a slow local proxy)"
         ),
-        why="",
+        why=(
+            "rule of thumb: the margin of the other per-request taxes (setup_tax_ms), far above a"
+            " reused loopback exchange (< 1 ms)"
+        ),
         cli=False,
     )
     unexplained_ms: float = setting(
@@ -110,7 +129,10 @@ class Thresholds:
             "time in one phase of a request that no finding explains, above which it is named with "
             "the phase it was measured in"
         ),
-        why="",
+        why=(
+            "rule of thumb: the margin of the other per-request taxes; a smaller leftover is the "
+            "jitter of a sum of phases"
+        ),
         cli=False,
     )
     # --- the browser (--browser) ---------------------------------------------------------
@@ -140,7 +162,10 @@ class Thresholds:
             "share of steady-state requests that open a database connection for it to be 'per "
             "request'"
         ),
-        why="",
+        why=(
+            "rule of thumb: most, not all: a few requests may land on a thread that kept its "
+            "connection a while"
+        ),
         cli=False,
     )
     db_connect_slow_ms: float = setting(
@@ -168,7 +193,10 @@ class Thresholds:
             "an early request slower than the steady state by this much (and by 5x the steady "
             "state's spread) is a warm-up request"
         ),
-        why="",
+        why=(
+            "rule of thumb: a little above the per-connection tax margin (setup_tax_ms), so that "
+            "tax is not also called warm-up"
+        ),
         cli=False,
     )
     warmup_connect_ms: float = setting(
@@ -187,7 +215,10 @@ class Thresholds:
             "share of the later new connections that pay the early requests' extra cost for it to "
             "be a per-connection cost, not warm-up (warm-up is paid once per worker)"
         ),
-        why="",
+        why=(
+            "rule of thumb: warm-up is paid once per worker, so later connections should almost "
+            "never pay it; half or more is a per-connection cost"
+        ),
         cli=False,
     )
     warmup_min_requests: int = setting(
@@ -196,7 +227,10 @@ class Thresholds:
             "slow early requests needed, each on a different worker when the server names its "
             "threads, before it is called per-worker warm-up"
         ),
-        why="",
+        why=(
+            "one slow request alone cannot be told from a stray stall; two (on different workers)"
+            " make a pattern"
+        ),
         cli=False,
     )
     warmup_spread_factor: float = setting(
@@ -205,11 +239,20 @@ class Thresholds:
             "an early request is warm-up only when its excess is also this many times the steady "
             "state's spread"
         ),
-        why="",
+        why=(
+            "rule of thumb: an excess this large against the steady state's own spread is not "
+            "that spread's noise"
+        ),
         cli=False,
     )
     warmup_base_share: float = setting(
-        0.5, help="... and at least this share of the steady state's own time", why="", cli=False
+        0.5,
+        help="... and at least this share of the steady state's own time",
+        why=(
+            "rule of thumb: on a slow page the absolute margin is jitter; the excess must also be"
+            " a real part of the request"
+        ),
+        cli=False,
     )
     warmup_steady_connect_share: float = setting(
         0.5,
@@ -217,7 +260,10 @@ class Thresholds:
             "below this share of steady-state requests opening a database connection, early "
             "requests that open one are warm-up"
         ),
-        why="",
+        why=(
+            "rule of thumb: when most steady requests connect, connecting is per request (db-"
+            "connect-per-request), not warm-up"
+        ),
         cli=False,
     )
     warmup_noise_share: float = setting(
@@ -226,7 +272,10 @@ class Thresholds:
             "slow requests on workers that had already served one (noise) may be at most this "
             "share of the first-per-worker slow ones for a per-worker warm-up pattern"
         ),
-        why="",
+        why=(
+            "rule of thumb: slow requests on warmed workers must be the exception, or the "
+            "slowness is not tied to a worker's first request"
+        ),
         cli=False,
     )
     warmup_steady_slow_share: float = setting(
@@ -235,7 +284,10 @@ class Thresholds:
             "steady-state requests as slow as the early ones may be at most this share (at least "
             "one) for the early ones to be warm-up"
         ),
-        why="",
+        why=(
+            "rule of thumb: a steady state as slow as the early requests more than one time in "
+            "ten means the slowness is not early"
+        ),
         cli=False,
     )
     # --- small writes ----------------------------------------------------------------------
@@ -254,11 +306,20 @@ class Thresholds:
     delayed_ack_tolerance: float = setting(
         0.35,
         help="relative window around a timer value that counts as 'near' it",
-        why="",
+        why=(
+            "timers fire late on a busy machine and the stall adds to the request's own time; ±35"
+            " % still keeps 40 ms and 200 ms apart"
+        ),
         cli=False,
     )
     stall_share: float = setting(
-        0.6, help="share of reused-connection requests that must stall", why="", cli=False
+        0.6,
+        help="share of reused-connection requests that must stall",
+        why=(
+            "rule of thumb: most, not all: a peer that acknowledges for its own reasons (Linux "
+            "quick-ACK after idle) skips a stall"
+        ),
+        cli=False,
     )
     # --- queueing ----------------------------------------------------------------------------
     queue_ms: float = setting(
@@ -267,7 +328,10 @@ class Thresholds:
             "time waiting for a worker, at a concurrency a browser reaches (<= 4 clients), above "
             "which requests queue"
         ),
-        why="",
+        why=(
+            "rule of thumb: twice the per-request tax margin, since concurrent requests add their"
+            " own jitter"
+        ),
         cli=False,
     )
     queue_ceiling: float = setting(
@@ -276,19 +340,25 @@ class Thresholds:
             "a wait longer than this many times (clients - 1) service times is not a queue for a "
             "worker (even one worker serves every other client first) but a starved CPU"
         ),
-        why="",
+        why=(
+            "with N clients a request waits for at most N - 1 others on one worker; 1.5 times "
+            "that leaves room for jitter"
+        ),
         cli=False,
     )
     queue_max_clients: int = setting(
         4,
         help="queueing is judged up to this many concurrent clients (a browser opens 6)",
-        why="",
+        why="a browser opens up to 6 connections per host; 4 stays below it and below load testing",
         cli=False,
     )
     queue_base_share: float = setting(
         0.5,
         help="the queueing floor is at least this share of the time outside the app at one client",
-        why="",
+        why=(
+            "rule of thumb: the queueing floor may not fall below a real part of what one client "
+            "already sees outside the app"
+        ),
         cli=False,
     )
     queue_growth_share: float = setting(
@@ -297,7 +367,10 @@ class Thresholds:
             "a wait that grew by less than this share of itself between concurrency levels is a "
             "queue for a worker, not a growing backlog"
         ),
-        why="",
+        why=(
+            "rule of thumb: a queue for a fixed pool grows by about one service time per client; "
+            "a wait that doubles is a growing backlog"
+        ),
         cli=False,
     )
     # --- the app --------------------------------------------------------------------------------
@@ -322,14 +395,20 @@ class Thresholds:
     many_queries_count: int = setting(
         50,
         help="this many queries of different shapes in one request is worth a look (info)",
-        why="",
+        why=(
+            "rule of thumb: a request that needs this many different statements is worth a look, "
+            "not a fault (info)"
+        ),
         cli=False,
     )
     # --- proxies ---------------------------------------------------------------------------------
     proxy_hop_ms: float = setting(
         20.0,
         help="a reverse-proxy hop costing more than this on a reused connection is slow",
-        why="",
+        why=(
+            "rule of thumb: the margin of the other per-request taxes; a local proxy hop costs "
+            "well under proxy_floor_ms"
+        ),
         cli=False,
     )
     proxy_floor_ms: float = setting(
@@ -338,7 +417,10 @@ class Thresholds:
             "what a healthy local proxy hop or loopback exchange costs at most; time outside the "
             "app beyond it is the hop's"
         ),
-        why="",
+        why=(
+            "a loopback exchange costs tenths of a millisecond (baseline.md); 2 ms leaves room "
+            "for a busy machine"
+        ),
         cli=False,
     )
     proxy_setup_share: float = setting(
@@ -347,7 +429,10 @@ class Thresholds:
             "a proxy hop costing at least this share of a new direct connection's setup is the "
             "proxy opening a new upstream connection per request"
         ),
-        why="",
+        why=(
+            "rule of thumb: a hop that pays half a new connection's setup on every request is "
+            "paying a setup"
+        ),
         cli=False,
     )
     upstream_new_share: float = setting(
@@ -356,7 +441,7 @@ class Thresholds:
             "share of reused client connections on which the app still saw a new connection "
             "for the proxy in between to be opening one per request"
         ),
-        why="",
+        why="rule of thumb: most, not all: a proxy with a small keep-alive pool still reuses a few",
         cli=False,
     )
     # --- HTTP hygiene ---------------------------------------------------------------------------

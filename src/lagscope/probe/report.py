@@ -23,7 +23,7 @@ from lagscope.probe.model import (
     RequestRecord,
     Series,
 )
-from lagscope.probe.stats import Comparison, Summary, compare, summarize
+from lagscope.probe.stats import CI_LEVEL, Comparison, Summary, compare, summarize
 
 __all__ = ["RunFacts", "build_report", "summarize_series"]
 
@@ -133,7 +133,7 @@ def _verdict(
     if (
         cold_total is not None
         and warm_total is not None
-        and min(cold_total.ci_level, warm_total.ci_level) < 0.95
+        and min(cold_total.ci_level, warm_total.ci_level) < CI_LEVEL
     ):
         return (
             f"A new connection costs {total.diff_ms:+.2f} ms against a reused one, but with "

@@ -20,7 +20,19 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Comparison", "Summary", "compare", "median_ci", "percentile", "summarize"]
+__all__ = [
+    "CI_LEVEL",
+    "Comparison",
+    "Summary",
+    "compare",
+    "median_ci",
+    "percentile",
+    "summarize",
+]
+
+# The confidence level of every interval lagscope reports; a series too short to reach it
+# gets the widest interval it has (min to max) at a lower level, and is said to be noise.
+CI_LEVEL = 0.95
 
 
 @dataclass(frozen=True)
@@ -90,7 +102,9 @@ def _median_ranks(n: int, level: float) -> tuple[int, float]:
     return j, 1.0 - 2.0 * (below / whole)
 
 
-def median_ci(sorted_values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+def median_ci(
+    sorted_values: Sequence[float], level: float = CI_LEVEL
+) -> tuple[float, float, float]:
     """A confidence interval for the median: (low, high, achieved confidence level).
 
     Picks the narrowest symmetric pair of order statistics x(j), x(n+1-j) (1-based) whose
@@ -104,7 +118,7 @@ def median_ci(sorted_values: Sequence[float], level: float = 0.95) -> tuple[floa
     return float(sorted_values[j - 1]), float(sorted_values[n - j]), achieved
 
 
-def summarize(values: Sequence[float], level: float = 0.95) -> Summary:
+def summarize(values: Sequence[float], level: float = CI_LEVEL) -> Summary:
     """Summary statistics of a non-empty sample of milliseconds."""
     ordered = sorted(values)
     if not ordered:
@@ -124,7 +138,7 @@ def summarize(values: Sequence[float], level: float = 0.95) -> Summary:
     )
 
 
-def compare(phase: str, cold: Summary, warm: Summary, level: float = 0.95) -> Comparison:
+def compare(phase: str, cold: Summary, warm: Summary, level: float = CI_LEVEL) -> Comparison:
     """Cold minus warm, significant only when the median intervals do not overlap and both
     reach ``level`` (with too few samples nothing is significant: n ≥ 6 each for 95 %)."""
     diff = cold.p50_ms - warm.p50_ms

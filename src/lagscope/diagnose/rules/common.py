@@ -14,6 +14,7 @@ __all__ = [
     "cheap_records",
     "has_timing",
     "iqr_ms",
+    "lower_quartile",
     "make_finding",
     "median",
     "severity_for",
@@ -87,11 +88,21 @@ def totals(records: Sequence[RequestRecord]) -> list[float]:
     return [r.total_ms for r in records]
 
 
+# Quartiles cut the ordered values in quarters; fewer values than quarters have no
+# quartiles apart from the extremes themselves.
+QUARTERS = 4
+_UPPER = QUARTERS - 1  # the upper quartile ends the third quarter
+
+
+def lower_quartile(ordered: Sequence[float]) -> float:
+    """The lower quartile of sorted ``ordered`` (not empty), by rank."""
+    return ordered[len(ordered) // QUARTERS]
+
+
 def iqr_ms(values: Sequence[float], floor_ms: float) -> float:
     """The interquartile range of ``values``, at least ``floor_ms`` (the noise floor)."""
-    if len(values) < 4:
+    if len(values) < QUARTERS:
         return floor_ms
     ordered = sorted(values)
-    q1 = ordered[len(ordered) // 4]
-    q3 = ordered[(3 * len(ordered)) // 4]
-    return max(floor_ms, q3 - q1)
+    upper = ordered[(_UPPER * len(ordered)) // QUARTERS]
+    return max(floor_ms, upper - lower_quartile(ordered))

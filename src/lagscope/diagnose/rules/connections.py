@@ -207,7 +207,10 @@ def refused_tax(ev: Evidence, t: Thresholds) -> tuple[float, str, list[Figure]] 
         absorbed = wait.p50_ms - idle.p50_ms
         # Beyond noise, or most of the wait gone (a loaded machine's stray slow sample
         # widens an interval of 6, not a median that halves).
-        clear = compare("wait", wait, idle).significant or absorbed >= 0.5 * wait.p50_ms
+        clear = (
+            compare("wait", wait, idle).significant
+            or absorbed >= t.setup_absorbed_share * wait.p50_ms
+        )
         if absorbed >= t.setup_tax_ms and clear:
             return (
                 absorbed,

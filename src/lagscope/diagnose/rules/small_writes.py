@@ -14,6 +14,7 @@ from lagscope.diagnose.evidence import (
 from lagscope.diagnose.model import Figure, Finding
 from lagscope.diagnose.rules.common import (
     has_timing,
+    lower_quartile,
     make_finding,
     median,
 )
@@ -72,7 +73,7 @@ def small_write_stall(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Find
                 baseline = base_wait + (
                     median([r.send_ms + r.receive_ms for r in cw.cold]) if cw.cold else 0.0
                 )
-                cost = stalled[len(stalled) // 4] - baseline
+                cost = lower_quartile(stalled) - baseline
                 gaps = summary_of(r.receive_ms - (r.head_ms or 0.0) for r in warm)
                 return make_finding(
                     ev,
