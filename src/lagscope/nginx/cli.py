@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from lagscope.cert import check_tls_files, served_files
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.fileio import write_text_atomic
 from lagscope.nginx.binary import find_nginx
@@ -124,23 +125,14 @@ def parse_nginx_version(text: str) -> tuple[int, int, int] | None:
 
 
 def _tls_for(https: bool, cert: Path | None, key: Path | None, nginx_bin: str | None) -> Tls | None:
+    check_tls_files(https, cert, key)
     if not https:
-        if cert or key:
-            raise LagscopeError("config", "--tls-cert-file applies to --https", ExitCode.USAGE)
         return None
-    if bool(cert) != bool(key):
-        raise LagscopeError(
-            "config", "--tls-cert-file and --tls-key-file go together", ExitCode.USAGE
-        )
-    if cert is None or key is None:
-        from lagscope.cert import ensure_local
-
-        made = ensure_local()
-        cert, key = made.files.leaf_cert, made.files.leaf_key
+    cert_file, key_file, _ = served_files(cert, key)
     found = find_nginx(nginx_bin)
     # The HTTP/2 syntax depends on the version; unknown (no nginx here) gets the older one,
     # which newer nginx still accepts.
-    return Tls(cert.resolve(), key.resolve(), nginx_version(found) if found else None)
+    return Tls(cert_file.resolve(), key_file.resolve(), nginx_version(found) if found else None)
 
 
 @click.command("nginx-config")

@@ -405,10 +405,9 @@ def resolve(
 
 
 def _https_server(config: ServeConfig, granian_installed: bool | None) -> ServeConfig:
-    if bool(config.tls_cert_file) != bool(config.tls_key_file):
-        raise SettingsError("--tls-cert-file and --tls-key-file go together")
-    if config.tls_cert_file and not config.https:
-        raise SettingsError("--tls-cert-file applies to --https")
+    from lagscope.cert import check_tls_files
+
+    check_tls_files(config.https, config.tls_cert_file, config.tls_key_file)
     if not config.https or config.server == "granian":
         return config
     if granian_installed is None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lagscope.cert import served_files
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.serve.settings import ServeConfig
 
@@ -26,19 +27,16 @@ class TlsFiles:
 
 def https_files(config: ServeConfig, echo: Callable[[str], None]) -> TlsFiles:
     """The certificate and key to serve, checked readable; start-up lines through ``echo``."""
-    if config.tls_cert_file:
-        files = TlsFiles(Path(config.tls_cert_file), Path(config.tls_key_file))
+    cert, key, made = served_files(config.tls_cert_file, config.tls_key_file)
+    files = TlsFiles(cert, key)
+    if made is None:
         for path in (files.cert, files.key):
             if not path.is_file():
                 raise LagscopeError("config", f"--https: {path} is not a file", ExitCode.USAGE)
         echo(f"lagscope serve: TLS certificate {files.cert} (given)")
     else:
-        from lagscope.cert import ensure_local
-
-        made = ensure_local()
         from lagscope.cert.authority import describe  # cryptography is there now
 
-        files = TlsFiles(made.files.leaf_cert, made.files.leaf_key)
         state = "made now" if made.leaf_created else "kept"
         echo(f"lagscope serve: TLS certificate {files.cert} ({state}), from {describe(made.ca)}")
         echo(
