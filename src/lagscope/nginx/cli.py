@@ -26,7 +26,7 @@ from lagscope.fileio import write_text_atomic
 from lagscope.nginx.binary import find_nginx
 from lagscope.nginx.config import (
     DEFAULT_LISTEN,
-    SERVER_IDLE_TIMEOUT_S,
+    AppServer,
     NginxSettings,
     check_consistency,
     expand_listen,
@@ -179,14 +179,6 @@ def _tls_for(https: bool, cert: Path | None, key: Path | None, nginx_bin: str | 
     help="The nginx binary for --check [default: nginx on PATH, else /usr/sbin/nginx].",
 )
 @click.option(
-    "--server-idle-timeout-s",
-    type=click.IntRange(min=1),
-    default=SERVER_IDLE_TIMEOUT_S,
-    show_default=True,
-    help="[s] The app server's idle timeout (waitress channel_timeout); the upstream "
-    "keep-alive timeout must stay below it. Defaults to `lagscope serve`'s.",
-)
-@click.option(
     "--https",
     is_flag=True,
     help="Listen with TLS and HTTP/2 (one browser connection per origin), redirect plain "
@@ -205,6 +197,7 @@ def _tls_for(https: bool, cert: Path | None, key: Path | None, nginx_bin: str | 
     metavar="FILE",
     help="--https: the key of --tls-cert-file.",
 )
+@click_options(AppServer)
 @click_options(NginxSettings)
 def nginx_config(
     upstream: str,
@@ -214,7 +207,7 @@ def nginx_config(
     snippet: bool,
     check: bool,
     nginx_bin: str | None,
-    server_idle_timeout_s: int,
+    server_idle_timeout_s: int | None,
     https: bool,
     tls_cert_file: Path | None,
     tls_key_file: Path | None,
@@ -228,7 +221,8 @@ def nginx_config(
     the flags below; docs/nginx.md explains each.
     """
     settings, _ = build(NginxSettings, table)
-    check_consistency(settings, server_idle_timeout_s)
+    app_server, _ = build(AppServer, {"server_idle_timeout_s": server_idle_timeout_s})
+    check_consistency(settings, app_server.server_idle_timeout_s)
     if snippet and prefix is not None:
         raise LagscopeError("config", "--snippet and --prefix exclude each other", ExitCode.USAGE)
     up = parse_endpoint(upstream, "upstream")

@@ -28,6 +28,7 @@ from lagscope.settings_table import (
 __all__ = [
     "DEFAULT_LISTEN",
     "SERVER_IDLE_TIMEOUT_S",
+    "AppServer",
     "Endpoint",
     "NginxSettings",
     "check_consistency",
@@ -212,6 +213,24 @@ def docs_table() -> str:
         ("why", "why"),
     ]
     return markdown(NginxSettings, columns=columns)
+
+
+@dataclass(frozen=True)
+class AppServer:
+    """What the config must agree with in the app server behind nginx (no nginx directive)."""
+
+    server_idle_timeout_s: int = setting(
+        SERVER_IDLE_TIMEOUT_S,
+        flag="--server-idle-timeout-s",
+        unit="s",
+        help="The app server's idle timeout (waitress channel_timeout); the upstream "
+        "keep-alive timeout must stay below it. Defaults to `lagscope serve`'s.",
+        why="`lagscope serve`'s channel_timeout, just above browsers' 300 s idle timeout",
+        minimum=1,
+    )
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 def check_consistency(settings: NginxSettings, server_idle_timeout_s: int) -> None:
