@@ -9,16 +9,52 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import replace
 from typing import Any
 
 from lagscope import redact
 from lagscope.bounded import call_within
-from lagscope.diagnose.evidence import DatabaseProbe
+from lagscope.diagnose.context import LadderRun
+from lagscope.diagnose.evidence import DatabaseProbe, figure, metric_ms, summary_of
+from lagscope.diagnose.model import Figure
+from lagscope.diagnose.options import DiagnoseOptions
 from lagscope.dsn import Dsn
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.probe.net import Clock
 
-__all__ = ["SessionCounter", "probe_database"]
+__all__ = ["SessionCounter", "database_rung", "probe_database", "session_counter"]
+
+# The session count is best effort: its connect may take at most this share of the time
+# left, so that a database that never answers cannot take the app's measurement's time.
+_COUNTER_SHARE = 0.25
+# ... and never less than this (seconds).
+_COUNTER_MIN_S = 0.1
+
+
+def database_rung(run: LadderRun, dsn: Dsn, sessions_per_request: float | None) -> DatabaseProbe:
+    """The rung: :func:`probe_database` within the run, with the sessions PostgreSQL
+    counted per request of the cold/warm rung."""
+    t0 = run.start("database")
+    db = probe_database(dsn, run.plan.db_samples, run.probe.timeout_s, run.clock, run.run_end)
+    db = replace(db, sessions_per_request=sessions_per_request)
+    figures = [
+        Figure("dsn", db.shown_dsn),
+        figure("connect_ms", summary_of(db.connect_ms)),
+        figure("select_1_ms", summary_of(db.select1_ms)),
+        figure("connect_gssencmode_disable_ms", summary_of(db.gss_disabled_connect_ms)),
+        Figure("sessions_per_request", sessions_per_request),
+        figure("app_dbconn_ms", summary_of(metric_ms(r, "dbconn") for r in run.records)),
+    ]
+    run.done("database", "The database directly", t0, figures, (db.error,) if db.error else ())
+    return db
+
+
+def session_counter(opts: DiagnoseOptions, left_s: float) -> SessionCounter | None:
+    """A counter on ``--database``, its connect bounded by a share of the time left."""
+    if opts.database is None:
+        return None
+    limit_s = max(_COUNTER_MIN_S, min(opts.probe.timeout_s, left_s * _COUNTER_SHARE))
+    return SessionCounter(opts.database, limit_s)
 
 
 def probe_database(

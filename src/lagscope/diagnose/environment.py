@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from lagscope.diagnose.model import Environment, SecurityProduct
+from lagscope.diagnose.context import LadderRun
+from lagscope.diagnose.model import Environment, Figure, SecurityProduct
 
 __all__ = [
+    "environment_rung",
     "gather",
     "parse_security_center",
     "products_from_process_names",
@@ -200,3 +202,22 @@ def describe(env: Environment) -> str:
 
 
 __all__ += ["describe"]
+
+
+def environment_rung(run: LadderRun, environ: Mapping[str, str], platform_name: str) -> Environment:
+    """The rung: what :func:`gather` found, as the report's figures."""
+    t0 = run.start("environment")
+    env = gather(run.probe.target.url, environ, platform_name)
+    run.done(
+        "environment",
+        "Environment",
+        t0,
+        [
+            Figure("os", env.os),
+            Figure("python", env.python),
+            Figure("proxy_variables", ", ".join(k for k, _ in env.proxy_vars) or "none"),
+            Figure("proxy_applies", env.proxy_applies),
+            Figure("security_products", describe(env)),
+        ],
+    )
+    return env

@@ -37,6 +37,7 @@ __all__ = [
     "metric_ms",
     "outside_app_ms",
     "own_app_ms",
+    "proxy_server",
     "summary_of",
     "trusted_detail",
 ]
@@ -267,3 +268,19 @@ def figure(name: str, s: Summary | None, unit: str = "ms") -> Figure:
 
 def share(flags: Sequence[bool]) -> float:
     return sum(flags) / len(flags) if flags else 0.0
+
+
+# Server header words that name a reverse proxy rather than an app server.
+_PROXY_NAMES = ("nginx", "apache", "caddy", "envoy", "haproxy", "traefik", "iis")
+
+
+def proxy_server(records: Iterable[RequestRecord]) -> str | None:
+    """A ``Via`` header, or a ``Server`` header naming a reverse proxy, as shown."""
+    for r in records:
+        via = r.header("via")
+        if via:
+            return f"Via: {via}"
+        server = (r.header("server") or "").lower()
+        if any(name in server for name in _PROXY_NAMES):
+            return f"Server: {r.header('server')}"
+    return None
