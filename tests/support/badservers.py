@@ -165,7 +165,8 @@ async def not_http(
 async def close_mid_body(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
 ) -> None:
-    await read_request(reader, st)
+    if await read_request(reader, st) is None:
+        return  # a connect without a request (a connect-only probe)
     head, _ = response_bytes(st, b"y" * 1000)
     writer.write(head + b"y" * 10)
     await writer.drain()
@@ -174,7 +175,8 @@ async def close_mid_body(
 async def huge_body(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
 ) -> None:
-    await read_request(reader, st)
+    if await read_request(reader, st) is None:
+        return  # a connect without a request (a connect-only probe)
     size = 4 * 1024 * 1024
     head = st.conn.send(h11.Response(status_code=200, headers=[("Content-Length", str(size))]))
     writer.write(head or b"")
@@ -187,14 +189,16 @@ async def huge_body(
 async def refuses_keepalive(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
 ) -> None:
-    await read_request(reader, st)
+    if await read_request(reader, st) is None:
+        return  # a connect without a request (a connect-only probe)
     head, rest = response_bytes(st, b"bye", headers=[("Connection", "close")])
     writer.write(head + rest)
     await writer.drain()
 
 
 async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState) -> None:
-    await read_request(reader, st)
+    if await read_request(reader, st) is None:
+        return  # a connect without a request (a connect-only probe)
     await reader.read(1)  # until the client gives up and closes
 
 
@@ -208,7 +212,8 @@ async def stall_mid_body(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
 ) -> None:
     """Sends the head and part of the body, then stalls (but keeps the connection open)."""
-    await read_request(reader, st)
+    if await read_request(reader, st) is None:
+        return  # a connect without a request (a connect-only probe)
     head, _ = response_bytes(st, b"y" * 1000)
     writer.write(head + b"y" * 10)
     await writer.drain()
@@ -227,7 +232,8 @@ async def closes_silently(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
 ) -> None:
     """A sized response, then close, without Connection: close (ghost #4 in disguise)."""
-    await read_request(reader, st)
+    if await read_request(reader, st) is None:
+        return  # a connect without a request (a connect-only probe)
     head, rest = response_bytes(st, b"ok")
     writer.write(head + rest)
     await writer.drain()
