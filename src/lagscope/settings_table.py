@@ -166,6 +166,7 @@ class _Spec:
     extra: Mapping[str, str]
     cli: bool
     metavar: str | None = None  # the value's name in --help (URL, DSN, PATH)
+    short: str | None = None  # a one-letter flag beside the long one (-X)
 
 
 _KEY = "lagscope.setting"
@@ -185,6 +186,7 @@ def setting(
     extra: Mapping[str, str] | None = None,
     cli: bool = True,
     metavar: str | None = None,
+    short: str | None = None,
 ) -> T:
     """A row with a constant default.
 
@@ -192,10 +194,22 @@ def setting(
     ``flag`` overrides the CLI flag (default ``--name-with-dashes``); ``shown`` how the docs
     and ``--help`` show the default; ``extra`` holds table-specific columns (nginx's
     directive); ``cli=False`` keeps the row off the command line; ``metavar`` names the
-    value in ``--help`` (``URL``).
+    value in ``--help`` (``URL``); ``short`` adds a one-letter flag (``-X``).
     """
     spec = _Spec(
-        help, unit, why, minimum, maximum, above, flag, shown, None, dict(extra or {}), cli, metavar
+        help,
+        unit,
+        why,
+        minimum,
+        maximum,
+        above,
+        flag,
+        shown,
+        None,
+        dict(extra or {}),
+        cli,
+        metavar,
+        short,
     )
     field: T = dataclasses.field(default=default, metadata={_KEY: spec})
     return field
@@ -508,8 +522,9 @@ def click_options(cls: type, *, exclude: Iterable[str] = ()) -> Callable[[F], F]
                 func = click.option(decl, row.name, default=None, help=help_text)(func)
                 continue
             param_type = click.Choice(row.choices) if row.kind == "choice" else scalar[row.kind]
+            names = (row.spec.short, row.flag) if row.spec.short else (row.flag,)
             func = click.option(
-                row.flag,
+                *names,
                 row.name,
                 type=param_type,
                 default=None,
@@ -552,7 +567,7 @@ def argparse_options(cls: type, parser: Any) -> None:
         parse.__name__ = row.kind  # argparse's "invalid <type> value" names it
         choices = row.choices or None
         parser.add_argument(
-            row.flag,
+            *((row.spec.short, row.flag) if row.spec.short else (row.flag,)),
             dest=row.name,
             type=parse,
             default=row.default,

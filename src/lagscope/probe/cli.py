@@ -92,7 +92,6 @@ def _run(opts: ProbeOptions) -> ProbeReport:
 @click.command()
 @click.argument("url", required=False)
 @click_options(ProbeOptions)
-@click.option("-X", "--method", default="GET", show_default=True, help="HTTP method.")
 @click.option("-d", "--data", metavar="TEXT|@FILE", help="Request body, or @file to read it.")
 @request_options()
 @click.option(
@@ -105,7 +104,6 @@ def _run(opts: ProbeOptions) -> ProbeReport:
 @click_options(Gate)
 def probe(
     url: str | None,
-    method: str,
     headers: tuple[str, ...],
     data: str | None,
     ipv4: bool,
@@ -141,7 +139,6 @@ def probe(
             table,
             phase="options",
             target=_parse_url(url),
-            method=method,
             headers=tuple(parse_header(h) for h in headers),
             body=_read_body(data),
             family=family,

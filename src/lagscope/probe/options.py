@@ -82,7 +82,12 @@ class ProbeOptions:
         minimum=0,
         maximum=10000,
     )
-    method: str = "GET"
+    method: str = setting(
+        "GET",
+        short="-X",
+        help="HTTP method.",
+        why="what a browser sends for a page; any token is accepted (HEAD, POST with -d)",
+    )
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
     timeout_s: float = setting(

@@ -652,8 +652,7 @@ class Client:
                 # TLS (serve --https, granian), which cannot answer http:// itself.
                 raise LagscopeError(
                     "wait",
-                    "the server answered with TLS: this port speaks HTTPS; use https:// "
-                    f"({where})",
+                    f"the server answered with TLS: this port speaks HTTPS; use https:// ({where})",
                     ExitCode.PROTOCOL,
                 )
             raise LagscopeError(
