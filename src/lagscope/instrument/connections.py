@@ -2,9 +2,10 @@
 
 Three sources, best first:
 
-* the environ key :data:`CLIENT_CONNECTION_NEW` (a bool), set by the server itself when the
-  app's TCP peer is not the client: behind ``serve --reload`` the front, which owns the
-  client connections, says so (:mod:`lagscope.serve.reload.facts`); never a request header;
+* the environ key :data:`CLIENT_CONNECTION_NEW` (a bool), set by the server itself when
+  its connection object does not tell: behind ``serve --reload`` a client socket moves
+  between app processes, and its count of requests moves with it
+  (:mod:`lagscope.serve.reload.handed`); never a request header;
 
 * a server-provided connection object (waitress puts its channel behind
   ``environ["waitress.client_disconnected"]``). It is tracked in a weak set, so identity

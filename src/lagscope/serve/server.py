@@ -215,18 +215,21 @@ class WaitressServer:
     _tracked: set[Any] = field(default_factory=set)
     # Installed on waitress's queue logger while this server runs (see serve_on).
     queue_summary: QueueDepthSummary | None = None
+    # Called in the loop thread before each iteration (serve --reload's app process hands
+    # idle connections back to the front there: nothing has read them in this iteration).
+    before_poll: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         from waitress.server import BaseWSGIServer
 
         # The trigger that wakes the loop thread. It sits in the map on its own, so it keeps
         # working after the listeners are closed.
-        for obj in list(self._map().values()):
+        for obj in list(self.socket_map().values()):
             if isinstance(obj, BaseWSGIServer):
                 self._wake = obj.trigger
                 break
 
-    def _map(self) -> dict[int, Any]:
+    def socket_map(self) -> dict[int, Any]:
         return self.server._map if hasattr(self.server, "_map") else self.server.map  # type: ignore[no-any-return]
 
     def serve(self) -> None:
@@ -236,10 +239,12 @@ class WaitressServer:
         once and is re-raised."""
         from lagscope.serve.accept import loop_hints, poll_once
 
-        socket_map = self._map()
+        socket_map = self.socket_map()
         hints = loop_hints(socket_map)
         try:
             while socket_map:
+                if self.before_poll is not None:
+                    self.before_poll()
                 poll_once(socket_map, hints, self._wake_after_s)
                 self.iterations += 1
         except KeyboardInterrupt:
@@ -279,7 +284,7 @@ class WaitressServer:
             self._begin_stop()
             started.set()
 
-        self._trigger(begin)
+        self.trigger(begin)
         threading.Thread(
             target=self._drain, args=(started,), name="lagscope-drain", daemon=True
         ).start()
@@ -290,12 +295,16 @@ class WaitressServer:
 
         self.aborted = True
         self.abandoned = len(self._tracked)
-        wasyncore.close_all(self._map())
+        wasyncore.close_all(self.socket_map())
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     def wait_stopped(self, timeout_s: float) -> bool:
         return self._stopped.wait(timeout_s)
 
-    def _trigger(self, fn: Callable[[], None]) -> None:
+    def trigger(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` in the loop thread."""
         assert self._wake is not None
         # OSError: the loop ran the thunk (woken by an earlier pull) and it closed the
@@ -303,10 +312,10 @@ class WaitressServer:
         with contextlib.suppress(OSError):
             self._wake.pull_trigger(fn)
 
-    def _channels(self) -> list[Any]:
+    def channels(self) -> list[Any]:
         from waitress.channel import HTTPChannel
 
-        return [obj for obj in list(self._map().values()) if isinstance(obj, HTTPChannel)]
+        return [obj for obj in list(self.socket_map().values()) if isinstance(obj, HTTPChannel)]
 
     @staticmethod
     def _busy(channel: Any) -> bool:
@@ -321,12 +330,12 @@ class WaitressServer:
 
         if self.balance is not None:
             self.balance.leave()
-        for obj in list(self._map().values()):
+        for obj in list(self.socket_map().values()):
             if isinstance(obj, BaseWSGIServer) and obj.accepting:
                 obj.accepting = False
                 # dispatcher.close, not the server's close: keep its trigger for the drain.
                 wasyncore.dispatcher.close(obj)
-        for channel in self._channels():
+        for channel in self.channels():
             if self._busy(channel):
                 self._tracked.add(channel)
             else:
@@ -357,7 +366,7 @@ class WaitressServer:
         started.wait(5)
         while True:
             polled = threading.Event()
-            self._trigger(functools.partial(self._poll_drain, polled))
+            self.trigger(functools.partial(self._poll_drain, polled))
             polled.wait(5)
             if not self._tracked or time.monotonic() >= deadline:
                 break
@@ -366,14 +375,14 @@ class WaitressServer:
 
         def close_all() -> None:
             self.abandoned = len(self._tracked)
-            wasyncore.close_all(self._map())
+            wasyncore.close_all(self.socket_map())
             done.set()
 
-        self._trigger(close_all)
+        self.trigger(close_all)
         if not done.wait(5):
             # The loop is stuck (should not happen): close from here as a last resort.
             self.abandoned = len(self._tracked)
-            wasyncore.close_all(self._map())
+            wasyncore.close_all(self.socket_map())
 
     def _stop_dispatcher(self, wait_s: float) -> None:
         dispatcher = self.server.task_dispatcher

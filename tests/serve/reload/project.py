@@ -40,7 +40,6 @@ urlpatterns = [
     path("peer/", views.peer),
     path("extra/", views.extra),
     path("query/", views.query),
-    path("nothing/", views.nothing),
     path("echo/", views.echo),
 ]
 """
@@ -70,12 +69,10 @@ def slow(request):
     return HttpResponse("slow " + VERSION + " " + str(os.getpid()))
 def peer(request):
     m = request.META
-    keys = ("REMOTE_ADDR", "REMOTE_PORT", "HTTP_X_FORWARDED_FOR", "HTTP_X_LAGSCOPE_CLIENT")
+    keys = ("REMOTE_ADDR", "REMOTE_PORT", "HTTP_X_FORWARDED_FOR")
     return HttpResponse(" ".join(str(m.get(k)) for k in keys))
 def extra(request):
     return HttpResponse(helper.TEXT)
-def nothing(request):
-    return HttpResponse(status=204)  # waitress closes its connection after a 204
 from django.views.decorators.csrf import csrf_exempt
 @csrf_exempt
 def echo(request):

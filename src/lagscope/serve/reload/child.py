@@ -1,17 +1,21 @@
 """An app process behind the reload front: ``python -m lagscope.serve.reload.child``.
 
 Started by :mod:`lagscope.serve.reload.run` with :data:`CHILD_ENV` holding the spec, the
-resolved config and the run's token (environment, not argv: the token stays out of process
-listings). It imports the app, runs Django's system checks as runserver does (which also
-imports the URLconf and so every view), builds the waitress server on 127.0.0.1 port 0 and
-prewarms its database connections, and only then says ``ready`` with its port.
+resolved config, the front's pid and (POSIX) its end of the handoff socket pair. It imports
+the app, runs Django's system checks as runserver does (which also imports the URLconf and
+so every view), builds the waitress server (its own listener on 127.0.0.1 port 0 takes only
+the switch's warm-up requests) and prewarms its database connections, and only then says
+``ready``. Client connections arrive as sockets the front hands over and go back to it
+when a newer process takes over (:mod:`lagscope.serve.reload.handed`).
 
 Talks to the front over two pipes: JSON lines on its original stdout (:func:`message`; the
-app's own prints go to stderr, where the front's console is), and its stdin, where
-``stop`` or end-of-file (the front is gone) starts the graceful drain. Ctrl+C and
-Ctrl+Break reach every process of the console's group: ignored here, because the front
-decides when an app process stops. A failed import prints the traceback and a failed check
-its report, as runserver prints them, then the process exits 3 (:data:`FAILED_EXIT`).
+app's own prints go to stderr, where the front's console is), and its stdin: ``go``, then
+JSON orders (``recent``: which GETs to warm a successor with; ``warm``: replay those here
+before the switch; on Windows the handoff's own messages), and ``stop`` or end-of-file
+(the front is gone) starts the graceful drain. Ctrl+C and Ctrl+Break reach every process
+of the console's group: ignored here, because the front decides when an app process
+stops. A failed import prints the traceback and a failed check its report, as runserver
+prints them, then the process exits 3 (:data:`FAILED_EXIT`).
 """
 
 from __future__ import annotations
@@ -32,13 +36,35 @@ __all__ = ["CHILD_ENV", "FAILED_EXIT", "main", "watch_roots"]
 
 CHILD_ENV = "LAGSCOPE_RELOAD_CHILD"
 FAILED_EXIT = 3
-# The front's connections live as long as the app process: never close them for idleness.
-_UPSTREAM_CHANNEL_TIMEOUT_S = 1_000_000.0
+# Every writer of the control pipe takes it (the loop thread hands sockets back on it on
+# Windows, the stdin thread answers the front, the warm-up thread reports).
+_CONTROL_LOCK = threading.Lock()
 
 
 def message(out: IO[str], kind: str, **fields: Any) -> None:
-    out.write(json.dumps({"kind": kind, **fields}) + "\n")
-    out.flush()
+    line = json.dumps({"kind": kind, **fields}) + "\n"
+    with _CONTROL_LOCK:
+        out.write(line)
+        out.flush()
+
+
+def _parse(line: str) -> dict[str, Any]:
+    with contextlib.suppress(ValueError):
+        order = json.loads(line)
+        if isinstance(order, dict):
+            return order
+    return {}
+
+
+def _carrier(raw: dict[str, Any], control: IO[str]) -> Any:
+    """This process's end of the handoff channel (see handoff.py)."""
+    from lagscope.serve.reload.handoff import PipeCarrier, UnixCarrier
+
+    if sys.platform == "win32":
+        return PipeCarrier(control, int(raw["front_pid"]), _CONTROL_LOCK)
+    import socket
+
+    return UnixCarrier(socket.socket(fileno=int(raw["carrier_fd"])))
 
 
 def watch_roots(kind: str, target: str) -> tuple[list[str], list[str]]:
@@ -126,7 +152,8 @@ def main() -> int:
 
     from lagscope.errors import LagscopeError
     from lagscope.serve.app import AppSpec, load_app
-    from lagscope.serve.reload.facts import FrontFactsMiddleware
+    from lagscope.serve.reload.handed import Handed, replay
+    from lagscope.serve.reload.handoff import UnixCarrier, unpack
     from lagscope.serve.server import serve_on
     from lagscope.serve.settings import config_from_dict
 
@@ -148,7 +175,6 @@ def main() -> int:
         port=0,
         dual_stack=False,
         workers=1,
-        channel_timeout=_UPSTREAM_CHANNEL_TIMEOUT_S,
     )
     start_s = time.perf_counter()
     checks_ms = 0.0
@@ -165,19 +191,21 @@ def main() -> int:
         _print_failure(exc)
         message(control, "failed", what=type(exc).__name__)
         return FAILED_EXIT
-    from lagscope.serve.granian_entry import forwarded_headers
+    from lagscope.serve.reload.handed import RecentGets
 
-    # waitress's own forwarded-header rule, applied to the client's address (set by the
-    # facts middleware outside it) rather than to the front's.
-    loaded.app = FrontFactsMiddleware(forwarded_headers(loaded.app, config), str(raw["token"]))
+    recent = RecentGets(loaded.app)
+    loaded.app = recent
     from lagscope.serve.server import open_listeners
 
     try:
+        # Its own listener takes only the warm-up requests of the switch (replay); clients
+        # come as sockets the front hands over.
         socks = open_listeners(("127.0.0.1",), 0, config.backlog)
-        ws = serve_on(loaded, config, socks, proxy_headers=False)
+        ws = serve_on(loaded, config, socks)
     except LagscopeError as exc:
         message(control, "error", line=exc.one_line(), exit=int(exc.exit_code))
         return int(exc.exit_code)
+    handed = Handed(ws, _carrier(raw, control))
     prewarm_ms = sum(r.elapsed_ms for r in ws.prewarmed)
     code_roots, template_roots = watch_roots(spec.kind, spec.target)
     message(
@@ -197,14 +225,39 @@ def main() -> int:
         templates=template_roots,
     )
 
+    def warm(requests: list[Any], timeout_s: float) -> None:
+        started_s = time.perf_counter()
+        answered = replay(ws.port, requests, timeout_s)
+        message(control, "warmed", answered=answered, ms=(time.perf_counter() - started_s) * 1000)
+
     def listen_to_front() -> None:
         with contextlib.suppress(OSError, ValueError):
             for line in sys.stdin:
                 if line.strip() == "stop":
                     break
+                order = _parse(line)
+                kind = order.get("kind")
+                if kind == "recent":
+                    message(control, "recent", requests=recent.recent())
+                elif kind == "warm":
+                    threading.Thread(
+                        target=warm,
+                        args=(list(order.get("requests", [])), float(order.get("timeout_s", 2))),
+                        name="lagscope-reload-warm",
+                        daemon=True,
+                    ).start()
+                elif kind in ("conn", "retire"):  # Windows: the carrier is this pipe
+                    handed.on_message(order, unpack(order))
         ws.stop()
 
     threading.Thread(target=listen_to_front, name="lagscope-reload-stdin", daemon=True).start()
+    if isinstance(handed.carrier, UnixCarrier):
+        threading.Thread(
+            target=handed.carrier.serve,
+            args=(handed.on_message,),
+            name="lagscope-reload-handoff",
+            daemon=True,
+        ).start()
     ws.serve()
     with contextlib.suppress(OSError, ValueError):
         message(
@@ -213,6 +266,7 @@ def main() -> int:
             in_flight=ws.in_flight_at_stop,
             finished=ws.finished,
             abandoned=ws.abandoned,
+            handed_back=handed.handed_back,
         )
     if loaded.databases is not None and not ws.aborted:
         loaded.databases.shutdown()

@@ -1,29 +1,32 @@
 """``lagscope serve --reload``: the front process's run.
 
-This process never imports the app. It listens (the same sockets for the whole run), runs
-the front (:mod:`lagscope.serve.reload.front`) on an asyncio loop in the main thread, and
-starts app processes (:mod:`lagscope.serve.reload.child`, a fresh interpreter each: no fork,
-so Windows works the same). On a change the watcher reports
+This process never imports the app. It listens (the same sockets for the whole run),
+accepts every client connection and hands its socket to the current app process
+(:mod:`lagscope.serve.reload.front`, :mod:`lagscope.serve.reload.handoff`), on an asyncio
+loop in the main thread, and starts app processes (:mod:`lagscope.serve.reload.child`, a
+fresh interpreter each: no fork, so Windows works the same). On a change the watcher reports
 (:mod:`lagscope.serve.reload.watch`), a new app process starts beside the current one; once
-it has imported the app, passed Django's checks and prewarmed its database connections,
-the front opens its connections to it, warms it with the latest GETs clients made, and
-only then switches. The next app process is started as a spare while the current one
-serves (interpreter and libraries loaded, the project not yet). The old process finishes
-what it is running, is told to stop and drains. A new process that fails leaves the old
-one serving; a change during a start replaces that start (the newest code wins).
+it has imported the app, passed Django's checks and prewarmed its database connections, it
+replays the latest GETs the current one answered, and only then does the front switch. The
+next app process is started as a spare while the current one serves (interpreter and
+libraries loaded, the project not yet). The old process finishes what it is running, hands
+each client connection back as soon as it is idle (the front hands it on to the new one),
+then stops. A new process that fails leaves the old one serving; a change during a start
+replaces that start (the newest code wins).
 
 Stop signals are :mod:`lagscope.stopping`'s, as for serve without ``--reload``: the first
-stops accepting, lets the front's requests in flight finish, then stops every app process
-(each drains); a second stops at once and kills them.
+stops accepting and stops every app process (each closes its idle connections and lets its
+requests in flight finish); a second stops at once and kills them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
-import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -35,8 +38,10 @@ from typing import Any
 from lagscope.console import printable
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.serve.app import AppSpec
+from lagscope.serve.reload import handoff
 from lagscope.serve.reload.child import CHILD_ENV, FAILED_EXIT
-from lagscope.serve.reload.front import Front, UpstreamPool
+from lagscope.serve.reload.front import Front
+from lagscope.serve.reload.handoff import Carrier, PipeCarrier, UnixCarrier
 from lagscope.serve.reload.watch import Roots, Watcher
 from lagscope.serve.server import LISTENING_PREFIX, open_listeners, url
 from lagscope.serve.settings import ServeConfig, config_as_dict
@@ -48,8 +53,6 @@ Echo = Callable[[str], None]
 PREFIX = "lagscope serve: "
 # The line printed after each switch; tests and the bench wait for it.
 RELOADED_PREFIX = PREFIX + "reloaded in "
-# Connections the front opens to each app process before it becomes current.
-MIN_UPSTREAM = 4
 # The warm-up of a new app process (recent GETs replayed) never holds a switch longer.
 WARM_TIMEOUT_S = 2.0
 # After a switch, the next spare starts this much later (see _bring_up).
@@ -73,30 +76,39 @@ class AppProcess:
     loop: asyncio.AbstractEventLoop
     ready: asyncio.Future[dict[str, Any]]
     exited: asyncio.Future[int]
+    carrier: Carrier
+    # Every writer of the process's stdin takes it (on Windows the carrier writes there).
+    stdin_lock: threading.Lock
     stopped: dict[str, Any] | None = None
-    pool: UpstreamPool | None = None
     killed: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    # Client connections handed to it and not yet back or closed (see Front).
+    held: int = 0
+    # The answer to "recent" and the end of the warm-up, when asked.
+    recent: asyncio.Future[list[Any]] | None = None
+    warmed: asyncio.Future[dict[str, Any]] | None = None
 
     @property
     def pid(self) -> int:
         return int(self.popen.pid)
 
+    def tell(self, line: str) -> None:
+        with contextlib.suppress(OSError, ValueError), self.stdin_lock:
+            assert self.popen.stdin is not None
+            self.popen.stdin.write(line + "\n")
+            self.popen.stdin.flush()
+
     def go(self, migrate: bool, reason: str) -> None:
         """Tell the spare to import the project now (its newest code)."""
         self.reason = reason
         self.started_s = time.perf_counter()
-        with contextlib.suppress(OSError, ValueError):
-            assert self.popen.stdin is not None
-            self.popen.stdin.write("go migrate\n" if migrate else "go\n")
-            self.popen.stdin.flush()
+        self.tell("go migrate" if migrate else "go")
 
     def stop(self) -> None:
         """Ask for a graceful drain (the process exits once it is done)."""
-        with contextlib.suppress(OSError, ValueError):
+        self.tell("stop")
+        with contextlib.suppress(OSError, ValueError), self.stdin_lock:
             assert self.popen.stdin is not None
-            self.popen.stdin.write("stop\n")
-            self.popen.stdin.flush()
             self.popen.stdin.close()
 
     def kill(self) -> None:
@@ -111,8 +123,7 @@ class Reloader:
         self.spec = spec
         self.config = config
         self.echo = echo
-        self.token = secrets.token_urlsafe(24)
-        self.front = Front(self.token, config.channel_timeout, config.cleanup_interval)
+        self.front = Front(config.connection_limit, lambda line: echo(PREFIX + line))
         self.current: AppProcess | None = None
         self.pending: AppProcess | None = None
         self.spare: AppProcess | None = None
@@ -125,13 +136,14 @@ class Reloader:
         self.exit_code = 0
 
     # -- app processes
-    def _child_env(self) -> dict[str, str]:
+    def _child_env(self, carrier_fd: int | None) -> dict[str, str]:
         env = dict(os.environ)
         env[CHILD_ENV] = json.dumps(
             {
                 "spec": asdict(self.spec),
                 "config": config_as_dict(self.config),
-                "token": self.token,
+                "front_pid": os.getpid(),
+                "carrier_fd": carrier_fd,
             }
         )
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -153,23 +165,63 @@ class Reloader:
     def _spawn(self) -> AppProcess:
         loop = self.loop
         assert loop is not None
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "lagscope.serve.reload.child"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None,
-            text=True,
-            encoding="utf-8",
-            env=self._child_env(),
-        )
+        command = [sys.executable, "-m", "lagscope.serve.reload.child"]
+        pipes: dict[str, Any] = {
+            "stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": None, "text": True,
+            "encoding": "utf-8",
+        }  # fmt: skip
+        lock = threading.Lock()
+        carrier: Carrier
+        if sys.platform == "win32":
+            popen = subprocess.Popen(command, env=self._child_env(None), **pipes)
+            assert popen.stdin is not None
+            carrier = PipeCarrier(popen.stdin, popen.pid, lock)
+        else:
+            ours, theirs = handoff.pair()
+            try:
+                popen = subprocess.Popen(
+                    command,
+                    env=self._child_env(theirs.fileno()),
+                    pass_fds=(theirs.fileno(),),
+                    **pipes,
+                )
+            except BaseException:
+                ours.close()
+                raise
+            finally:
+                theirs.close()
+            carrier = UnixCarrier(ours)
         proc = AppProcess(
-            popen, "spare", time.perf_counter(), loop, loop.create_future(), loop.create_future()
+            popen,
+            "spare",
+            time.perf_counter(),
+            loop,
+            loop.create_future(),
+            loop.create_future(),
+            carrier,
+            lock,
         )
         self.processes.append(proc)
         threading.Thread(
             target=self._read, args=(proc,), name=f"lagscope-reload-{popen.pid}", daemon=True
         ).start()
+        if isinstance(carrier, UnixCarrier):
+            threading.Thread(
+                target=carrier.serve,
+                args=(functools.partial(self._handoff_from_thread, proc),),
+                name=f"lagscope-handoff-{popen.pid}",
+                daemon=True,
+            ).start()
         return proc
+
+    def _handoff_from_thread(
+        self, proc: AppProcess, message: dict[str, Any], sock: socket.socket | None
+    ) -> None:
+        try:
+            proc.loop.call_soon_threadsafe(self.front.on_message, proc, message, sock)
+        except RuntimeError:  # the loop is closed: the run is over
+            if sock is not None:
+                sock.close()
 
     def _read(self, proc: AppProcess) -> None:
         """The app process's control messages, handed to the loop; then its exit."""
@@ -188,7 +240,14 @@ class Reloader:
 
     def _on_message(self, proc: AppProcess, message: dict[str, Any]) -> None:
         kind = message.get("kind")
-        if kind == "ready" and not proc.ready.done():
+        if kind in ("conn", "closed"):  # Windows: the carrier is this pipe
+            self.front.on_message(proc, message, handoff.unpack(message))
+        elif kind == "recent" and proc.recent is not None and not proc.recent.done():
+            requests = message.get("requests")
+            proc.recent.set_result(requests if isinstance(requests, list) else [])
+        elif kind == "warmed" and proc.warmed is not None and not proc.warmed.done():
+            proc.warmed.set_result(message)
+        elif kind == "ready" and not proc.ready.done():
             proc.info = message
             proc.ready.set_result(message)
         elif kind in ("error", "failed") and not proc.ready.done():
@@ -197,6 +256,9 @@ class Reloader:
             proc.stopped = message
 
     def _on_exit(self, proc: AppProcess, code: int) -> None:
+        self.front.exited(proc)
+        if isinstance(proc.carrier, UnixCarrier):
+            proc.carrier.close()
         if not proc.ready.done():
             proc.ready.set_exception(ChildFailed(None, code))
         if not proc.exited.done():
@@ -223,8 +285,6 @@ class Reloader:
         if self.pending is not None:
             # A start under way is for older code: the newest wins.
             self.pending.kill()
-            if self.pending.pool is not None:
-                self.pending.pool.close_all()
         proc = self.start_child(migrate=False, reason=reason)
         self.pending = proc
         assert self.loop is not None
@@ -233,8 +293,6 @@ class Reloader:
     async def _bring_up(self, proc: AppProcess) -> None:
         try:
             info = await proc.ready
-            pool = self._pool(proc, info)
-            await pool.fill(self.config.prewarm_timeout)
         except ChildFailed as exc:
             if proc is self.pending:
                 self.pending = None
@@ -251,33 +309,22 @@ class Reloader:
                 )
                 self.echo(f"{PREFIX}reload failed ({proc.reason}): {what}; {still}")
             return
-        except (OSError, ConnectionError, asyncio.TimeoutError) as exc:
-            proc.kill()
-            if proc is self.pending:
-                self.pending = None
-                self.echo(
-                    f"{PREFIX}reload failed ({proc.reason}): cannot connect to the new app "
-                    f"process: {exc}"
-                )
-            return
         if proc is not self.pending or self.front.stopping:
-            pool.close_all()
             proc.kill()
             return
         warm_s = time.perf_counter()
-        warmed = await pool.warm(list(self.front.recent.values()), WARM_TIMEOUT_S)
+        warmed = await self._warm(proc)
         warm_ms = (time.perf_counter() - warm_s) * 1000
         if proc is not self.pending or self.front.stopping:
-            pool.close_all()
             proc.kill()
             return
         self.pending = None
         old = self.current
-        old_pool = self.front.switch(pool)
+        self.front.switch(proc)
         self.current = proc
         self.reloads += 1
         elapsed_ms = (time.perf_counter() - proc.started_s) * 1000
-        draining = f"; pid {old.pid} draining" if old is not None else ""
+        draining = f"; pid {old.pid} hands its connections over and drains" if old else ""
         self.echo(
             f"{RELOADED_PREFIX}{elapsed_ms:.0f} ms ({proc.reason}): import "
             f"{info['import_ms']:.0f} ms (libraries {info['libraries_ms']:.0f} ms before), "
@@ -285,18 +332,40 @@ class Reloader:
             f"{info['prewarm_ms']:.0f} ms, warm-up {warm_ms:.0f} ms ({warmed} request(s)); "
             f"pid {proc.pid} serving{draining}"
         )
-        if old_pool is not None and old is not None:
-            old_pool.retire(old.stop)
+        if old is not None:
+            # After every connection it was handed (same ordered channel): it hands each
+            # back once idle, then stops by itself.
+            with contextlib.suppress(OSError):
+                old.carrier.send({"kind": "retire"})
         # Not at once: the first requests after an edit come now, and the spare's imports
         # would take CPU from them (2 vCPU: +50-250 ms on the first page, measured).
         assert self.loop is not None
         self.loop.call_later(SPARE_DELAY_S, self._make_spare)
 
-    def _pool(self, proc: AppProcess, info: dict[str, Any]) -> UpstreamPool:
-        size = max(MIN_UPSTREAM, 2 * self.config.threads)
-        pool = UpstreamPool(("127.0.0.1", int(info["port"])), f"pid {proc.pid}", size)
-        proc.pool = pool
-        return pool
+    async def _warm(self, proc: AppProcess) -> int:
+        """Replay in ``proc`` the recent GETs the current process answered (see
+        handed.py); bounded by :data:`WARM_TIMEOUT_S` in all. Returns how many answered."""
+        assert self.loop is not None
+        deadline = self.loop.time() + WARM_TIMEOUT_S
+        current = self.current
+        if current is None or current.exited.done():
+            return 0
+        current.recent = self.loop.create_future()
+        current.tell(json.dumps({"kind": "recent"}))
+        try:
+            requests = await asyncio.wait_for(asyncio.shield(current.recent), WARM_TIMEOUT_S / 4)
+        except asyncio.TimeoutError:
+            return 0
+        if not requests:
+            return 0
+        proc.warmed = self.loop.create_future()
+        left_s = max(0.0, deadline - self.loop.time())
+        proc.tell(json.dumps({"kind": "warm", "requests": requests, "timeout_s": left_s}))
+        try:
+            done = await asyncio.wait_for(asyncio.shield(proc.warmed), left_s + 0.5)
+        except asyncio.TimeoutError:
+            return 0
+        return int(done.get("answered", 0))
 
     # -- the run
     async def main(self) -> int:
@@ -310,8 +379,6 @@ class Reloader:
         first = self.start_child(migrate=True, reason="start")
         try:
             info = await first.ready
-            pool = self._pool(first, info)
-            await pool.fill(config.prewarm_timeout)
         except ChildFailed as exc:
             await self._end_all(5.0)
             if exc.message is not None and "line" in exc.message:
@@ -325,7 +392,7 @@ class Reloader:
         except BaseException:
             await self._end_all(5.0)
             raise
-        self.front.switch(pool)
+        self.front.switch(first)
         self.current = first
         self._report_startup(info)
         self._make_spare()
@@ -367,9 +434,11 @@ class Reloader:
         for idle in (self.pending, self.spare):
             if idle is not None:
                 idle.kill()
-        abandoned = await self.front.stop(self.config.shutdown_timeout)
+        self.front.stop()
         await self._end_all(self.config.shutdown_timeout + 5)
-        in_flight = self.front.in_flight_at_stop
+        reports = [p.stopped for p in self.processes if p.stopped is not None]
+        in_flight = sum(int(r.get("in_flight", 0)) for r in reports)
+        abandoned = sum(int(r.get("abandoned", 0)) for r in reports)
         if in_flight == 0:
             self.echo(f"{PREFIX}stopped (no request was in flight)")
         elif abandoned == 0:
@@ -387,8 +456,6 @@ class Reloader:
         ``timeout_s``) and wait for each to exit."""
         live = [p for p in self.processes if not p.exited.done()]
         for proc in live:
-            if proc.pool is not None:
-                proc.pool.close_all()
             if proc.ready.done() and not proc.killed:
                 proc.stop()
             else:
