@@ -15,7 +15,8 @@ from lagscope.lazy import lazy_exports
 from lagscope.settings_table import build, rows
 
 if TYPE_CHECKING:
-    from lagscope.diagnose.ladder import DiagnoseOptions, Plan, Progress
+    from lagscope.diagnose.ladder import Progress
+    from lagscope.diagnose.options import DiagnoseOptions, Plan
     from lagscope.diagnose.model import DiagnoseReport, Finding
     from lagscope.diagnose.thresholds import Thresholds
     from lagscope.probe.net import Clock, Network
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
 __getattr__ = lazy_exports(
     __name__,
     {
-        "DiagnoseOptions": "ladder",
-        "Plan": "ladder",
+        "DiagnoseOptions": "options",
+        "Plan": "options",
         "Progress": "ladder",
         "DiagnoseReport": "model",
         "Finding": "model",
@@ -80,7 +81,7 @@ def make_options(
     chosen = settings if settings is not None else build(DiagnoseSettings, table)[0]
     from lagscope import dsn, redact
     from lagscope.diagnose.browser import BrowserAsk
-    from lagscope.diagnose.ladder import DiagnoseOptions
+    from lagscope.diagnose.options import DiagnoseOptions
     from lagscope.diagnose.thresholds import DEFAULT_THRESHOLDS
     from lagscope.probe.options import (
         ProbeOptions,
