@@ -20,6 +20,7 @@ DOCS = Path(__file__).parents[1] / "docs" / "performance.md"
 MODULES = [
     "lagscope.serve.settings",
     "lagscope.probe.options",
+    "lagscope.gate",
     "lagscope.nginx.config",
     "lagscope.inject.config",
     "lagscope.instrument.options",

@@ -16,8 +16,8 @@ from lagscope.settings_table import build, rows
 
 if TYPE_CHECKING:
     from lagscope.diagnose.ladder import Progress
-    from lagscope.diagnose.options import DiagnoseOptions, Plan
     from lagscope.diagnose.model import DiagnoseReport, Finding
+    from lagscope.diagnose.options import DiagnoseOptions, Plan
     from lagscope.diagnose.thresholds import Thresholds
     from lagscope.probe.net import Clock, Network
 

@@ -15,9 +15,9 @@ import click
 
 from lagscope.diagnose.settings import DiagnoseSettings
 from lagscope.errors import ExitCode, LagscopeError
+from lagscope.gate import Gate
 from lagscope.outputs import Outputs, output_options, show
 from lagscope.probe.flags import request_options
-from lagscope.probe.options import Gate
 from lagscope.settings_table import build, click_options
 
 if TYPE_CHECKING:

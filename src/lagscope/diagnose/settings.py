@@ -6,7 +6,7 @@ Declared with :mod:`lagscope.settings_table`, so from these rows come the valida
 :func:`lagscope.diagnose.run` / :func:`~lagscope.diagnose.make_options` and the table of
 docs/diagnose.md. What the rows cannot hold is elsewhere, once: the request flags diagnose
 shares with probe (``-H``, ``-4``, ``-6``, ``-k``, ``--resolve``: :mod:`lagscope.probe.flags`),
-and ``--budget``, probe's :class:`~lagscope.probe.options.Gate` (the same gate on the
+and ``--budget``, probe's :class:`~lagscope.gate.Gate` (the same gate on the
 typical warm request).
 """
 
@@ -95,6 +95,6 @@ class DiagnoseSettings:
 
 def docs_table() -> str:
     """The settings table of docs/diagnose.md: the rows, then ``--budget`` (probe's gate)."""
-    from lagscope.probe.options import Gate
+    from lagscope.gate import Gate
 
     return markdown(DiagnoseSettings, Gate)

@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit
 
 from lagscope.addresses import is_localhost_name, is_loopback_literal
 from lagscope.errors import ExitCode, LagscopeError
+from lagscope.gate import Gate
 from lagscope.settings_table import SettingsError, markdown, setting, validate
 
 __all__ = [
@@ -152,25 +153,6 @@ class ProbeOptions:
             if name == host.lower():
                 return addresses
         return None
-
-
-@dataclass(frozen=True)
-class Gate:
-    """What turns a report into an exit code (``--budget``), for probe and diagnose alike;
-    applies to ``--load`` too."""
-
-    budget_ms: float | None = setting(
-        None,
-        flag="--budget",
-        unit="ms",
-        help="Exit 1 when the typical warm request's total (the warm p50) exceeds this many "
-        "ms (a CI gate).",
-        why="a CI gate on the warm median, the figure that noise moves least",
-        minimum=0,
-    )
-
-    def __post_init__(self) -> None:
-        validate(self, phase=_PHASE)
 
 
 def docs_table() -> str:
