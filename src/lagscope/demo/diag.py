@@ -25,6 +25,12 @@ class DiagnoseOutcome:
     report: Mapping[str, Any] | None
 
 
+# What one request of the reference app costs besides the taxes (the view's own time and
+# the loopback exchange), with room for a busy machine: the per-request part of a budget.
+_REQUEST_ALLOWANCE_MS = 80.0
+# Added once to the cold/warm rung's budget, for the rung's own start and end.
+_RUNG_SLACK_S = 1.0
+
 # URL, and the CA file to trust for it (the run's own CA for an https version) or None.
 DiagnoseFn = Callable[[str, "str | None"], DiagnoseOutcome]
 
@@ -40,8 +46,8 @@ def plan_for(tax_ms: float, quick: bool) -> dict[str, Any]:
     # 6 is the smallest series whose median has a 95 % interval (min to max); 9 is the
     # smallest where it leaves out the extremes, so one stall cannot blur the comparison.
     cold, warm = (6, 6) if quick else (9, 10)
-    cold_s = (2 * tax_ms + 80) / 1000
-    warm_s = (tax_ms + 80) / 1000
+    cold_s = (2 * tax_ms + _REQUEST_ALLOWANCE_MS) / 1000
+    warm_s = (tax_ms + _REQUEST_ALLOWANCE_MS) / 1000
     return {
         "resolve_samples": 1,
         "sequence": 1 if quick else 2,
@@ -49,7 +55,7 @@ def plan_for(tax_ms: float, quick: bool) -> dict[str, Any]:
         "burst_requests": 1,
         "cold": cold,
         "warm": warm,
-        "coldwarm_s": cold * cold_s + warm * warm_s + 1.0,
+        "coldwarm_s": cold * cold_s + warm * warm_s + _RUNG_SLACK_S,
         # No queueing rung: the three diagnoses run side by side, so concurrency figures
         # would measure each other; the story is about connections.
         "queue_levels": (),
