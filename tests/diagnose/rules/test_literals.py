@@ -1,5 +1,6 @@
 """No rule module holds a threshold of its own: every number a rule decides with is a row of
 ``lagscope.diagnose.thresholds`` (with its reason), read from the ``Thresholds`` it is given.
+The pure modules the rules read through (evidence, budget, profiling) are held to the same.
 
 Read from the source (AST). What a rule may still write as a bare number: 0, 1 and 2 (empty,
 one, "two points to compare"), the digits of ``round(x, 3)``, a unit conversion by 1000, and
@@ -14,7 +15,9 @@ from pathlib import Path
 from lagscope.diagnose.thresholds import Thresholds
 from lagscope.settings_table import rows
 
-RULES = Path(__file__).resolve().parents[3] / "src" / "lagscope" / "diagnose" / "rules"
+DIAGNOSE = Path(__file__).resolve().parents[3] / "src" / "lagscope" / "diagnose"
+RULES = DIAGNOSE / "rules"
+PURE = [DIAGNOSE / name for name in ("evidence.py", "budget.py", "profiling.py")]
 
 _STRUCTURAL = {0, 1, 2}
 _UNIT = 1000  # ms <-> s, bytes -> KB
@@ -50,8 +53,8 @@ def _bare_numbers(source: str, name: str) -> list[str]:
 
 
 def test_no_rule_module_decides_with_a_bare_number() -> None:
-    modules = sorted(RULES.glob("*.py"))
-    assert len(modules) > 10
+    modules = [*sorted(RULES.glob("*.py")), *PURE]
+    assert len(modules) > 10 and all(p.is_file() for p in PURE)
     found = [hit for path in modules for hit in _bare_numbers(path.read_text("utf-8"), path.name)]
     assert not found, f"thresholds outside the table (make them Thresholds rows): {found}"
 
