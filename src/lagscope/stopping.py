@@ -39,6 +39,7 @@ from typing import Literal, TypeVar
 
 __all__ = [
     "CONSOLE_CLOSE_BUDGET_S",
+    "ClosedOnExit",
     "SignalRule",
     "StartStop",
     "StopRequest",
@@ -248,10 +249,30 @@ def interrupt_on_stop(
         done.set()
 
 
+_C = TypeVar("_C", bound="ClosedOnExit")
 _S = TypeVar("_S", bound="StartStop")
 
 
-class StartStop:
+class ClosedOnExit:
+    """``with thing:`` gives ``thing`` and calls its :meth:`close` when the block ends, by an
+    exception or not (a throwaway cluster, a browser session, a started server)."""
+
+    def close(self) -> object:
+        raise NotImplementedError
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class StartStop(ClosedOnExit):
     """``with thing:`` starts ``thing`` and stops it when the block ends, by an exception
     or not. Subclasses define :meth:`start` (returning themselves) and :meth:`stop`."""
 
@@ -261,13 +282,8 @@ class StartStop:
     def stop(self) -> object:
         raise NotImplementedError
 
+    def close(self) -> object:
+        return self.stop()
+
     def __enter__(self: _S) -> _S:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -24,10 +24,10 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from lagscope.netutil import free_port
 from lagscope.procgroup import NEW_GROUP_FLAGS
+from lagscope.stopping import ClosedOnExit
 
 __all__ = [
     "PG_BIN_GLOBS",
@@ -145,7 +145,7 @@ def _give(path: Path, account: RunAs) -> None:
         os.chown(path, account.uid, account.gid)
 
 
-class PgCluster:
+class PgCluster(ClosedOnExit):
     """A throwaway cluster. ``PgCluster.create()`` (or ``with PgCluster.create() as c:``)
     makes the temp dir, runs initdb and starts the server; :meth:`remove` stops it and
     deletes everything. ``dsn`` is a trust-auth URL for the ``postgres`` superuser.
@@ -336,15 +336,8 @@ class PgCluster:
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> PgCluster:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """What the end of a ``with`` block does: :meth:`remove`."""
         self.remove()
 
     # -- addresses ---------------------------------------------------------------------------
