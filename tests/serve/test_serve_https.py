@@ -7,6 +7,7 @@ import http.client
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -76,6 +77,10 @@ def https_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProces
 
 def _ca(proc: ServeProcess) -> str:
     return str(proc.data_dir / "cert" / "rootCA.pem")  # type: ignore[attr-defined]
+
+
+def _ca_in(data_dir: Path) -> str:
+    return str(data_dir / "cert" / "rootCA.pem")
 
 
 def _alpn(proc: ServeProcess, offered: list[str]) -> str | None:
@@ -201,3 +206,54 @@ def test_trusted_proxy_holds_over_https(tmp_path: Path) -> None:
         untrusted, trusted = remote("127.0.0.1"), remote("127.0.0.2")
     assert untrusted == "127.0.0.1 -"  # the claim dropped, the peer kept
     assert trusted.startswith("203.0.113.9")  # the proxy's claim honoured
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # pid (comm) state ppid ...: comm may hold spaces, so split after its ")".
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@needs_granian
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_an_open_http2_connection_does_not_hold_the_stop(tmp_path: Path) -> None:
+    """A browser tab's HTTP/2 connection open when Ctrl+C/SIGTERM arrives kept granian's
+    worker from ever stopping (the master waited on it for good); --shutdown-timeout
+    bounds it, and no worker is left behind."""
+    env = dict(os.environ, LAGSCOPE_DATA_DIR=str(tmp_path))
+    env.pop("LAGSCOPE_DEMO_DATABASE", None)
+    args = ["--demo", "--https", "--port", "0", "--shutdown-timeout", "1"]
+    with ServeProcess(args, env=env) as proc:
+        assert proc.pid is not None
+        workers = _children(proc.pid)
+        assert workers, "granian runs its worker as a child process"
+        ctx = ssl.create_default_context(cafile=_ca_in(tmp_path))
+        ctx.set_alpn_protocols(["h2"])
+        with (
+            socket.create_connection(("127.0.0.1", proc.port), timeout=10) as raw,
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            assert tls.selected_alpn_protocol() == "h2"
+            # The client preface and an empty SETTINGS frame; the server answers with its own.
+            tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000"))
+            assert tls.recv(9)[3] == 0x4  # a SETTINGS frame: the connection is up
+            proc.signal(signal.SIGTERM)
+            code = proc.wait(20)  # 1 s of grace, then the worker is killed
+    assert code == 0, proc.output
+    assert all(_gone(w) for w in workers), proc.output

@@ -12,6 +12,7 @@ granian's.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
@@ -246,6 +247,11 @@ def _run_granian(spec: AppSpec, config: ServeConfig, echo: Echo) -> int:
         ssl_key=tls_files.key if tls_files else None,
         # TLS 1.2 too: Windows 10's Schannel clients (curl.exe, .NET Framework) lack 1.3.
         ssl_protocol_min=SSLProtocols.tls12,
+        # A worker with an HTTP/2 connection open when the stop signal arrives (a browser
+        # tab) never finishes its graceful stop, even once the client has gone (granian
+        # #611): the master kills it after --shutdown-timeout, as waitress abandons what
+        # is still running then. granian takes whole seconds, and 0 means "never".
+        workers_kill_timeout=max(1, math.ceil(config.shutdown_timeout)),
     )
     server.serve()
     return 0

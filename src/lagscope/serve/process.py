@@ -62,6 +62,10 @@ class ServeProcess(StartStop):
         return int(urlsplit(self.url).port or 0)
 
     @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    @property
     def output(self) -> str:
         return "\n".join(self.lines)
 
