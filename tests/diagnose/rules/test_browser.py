@@ -156,3 +156,25 @@ def test_no_http2_advice_when_the_page_already_came_over_http2() -> None:
     found = evaluate(ev(coldwarm=healthy_cw(), browser=over_h2, alpn="h2"), T)
     for f in found:
         assert _h2_fix(f.fix) is None
+    # Six h2 connections to one origin: not HTTP/2's doing, and the finding says why.
+    (f,) = found
+    why = next(x for x in f.fix if x.startswith("Already HTTP/2"))
+    assert "opened 6 connections to https://h" in why and "credentials" in why
+
+
+def test_one_h2_connection_gets_neither_http2_advice_nor_the_why() -> None:
+    doc = replace(
+        res("/", 0.0, TAX + 5.0, 1, False, kind="navigation"), url="https://h/", protocol="h2"
+    )
+    assets = tuple(
+        replace(res(f"/a{i}.css", TAX + 10.0, 2.0, 1, True), url=f"https://h/a{i}.css")
+        for i in range(6)
+    )
+    cold = PageLoad("cold", "https://h/", TAX + 30.0, TAX + 20.0, (doc, *assets))
+    run = BrowserRun(browser="Chromium", source="test", url="https://h/", loads=(cold,))
+    found = {f.id: f for f in evaluate(ev(coldwarm=healthy_cw(), browser=run, alpn="h2"), T)}
+    for f in found.values():
+        assert not any(x.startswith(("Serve over HTTP/2", "Already HTTP/2")) for x in f.fix)
+    # The one connection's tax is still the page's cost.
+    note = found["page-new-connections"]
+    assert note.title.startswith("Loading the page cold opened 1 connection,")

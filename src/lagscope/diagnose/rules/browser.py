@@ -75,7 +75,7 @@ def http2_advice(ev: Evidence, cold: PageLoad, setup: Setup) -> str | None:
             per_origin[_origin(r.url)] = per_origin.get(_origin(r.url), 0) + 1
     extra = sum(n - 1 for n in per_origin.values())
     if extra <= 0:
-        return None
+        return _h2_several(cold)
     saved_ms = max(0.0, setup.added_ms - setup.per_connection_ms)
     gain = (
         f"HTTP/2 carries a whole origin on one connection: this load's {extra + len(per_origin)} "
@@ -98,6 +98,26 @@ def http2_advice(ev: Evidence, cold: PageLoad, setup: Setup) -> str | None:
             "--https` on granian; `http2 on` in nginx, `lagscope nginx-config --https`)"
         )
     return f"Serve over HTTP/2. {gain}; {how}."
+
+
+def _h2_several(cold: PageLoad) -> str | None:
+    """Why a load that already came over HTTP/2 still opened more than one connection to
+    an origin (None when it did not): what is left to do is not HTTP/2."""
+    per_origin: dict[str, int] = {}
+    for r in cold.resources:
+        if r.new_connection and r.protocol in ("h2", "h3"):
+            per_origin[_origin(r.url)] = per_origin.get(_origin(r.url), 0) + 1
+    several = {origin: n for origin, n in per_origin.items() if n > 1}
+    if not several:
+        return None
+    origin, n = max(several.items(), key=lambda item: item[1])
+    return (
+        f"Already HTTP/2, yet this load opened {n} connections to {origin}: a browser keeps "
+        "requests sent without credentials (web fonts, `crossorigin` scripts and styles, "
+        "`fetch` with `credentials: 'omit'`) on a connection of their own, apart from the "
+        "page's; give them the page's credentials mode (or none of them need a second "
+        "connection) so one connection carries the origin."
+    )
 
 
 # Earlier findings that say new connections cost something here, by the ladder's own
@@ -150,8 +170,9 @@ def page_new_connections(ev: Evidence, t: Thresholds, found: Sequence[Finding]) 
         ev,
         t,
         "page-new-connections",
-        f"Loading the page cold opened {cold.new_connections} connections, each paying "
-        "the per-connection setup",
+        f"Loading the page cold opened {cold.new_connections} "
+        f"connection{'s' if cold.new_connections != 1 else ''}, each paying the "
+        "per-connection setup",
         setup.added_ms,
         "every cold page load",
         evidence,
