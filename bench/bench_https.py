@@ -45,6 +45,7 @@ from cryptography import x509
 
 from lagscope.browser import BrowserSession, PageLoad, open_browser
 from lagscope.cert.authority import spki_sha256_b64
+from lagscope.inject import Injector, Route
 from lagscope.serve import ServeProcess
 
 # The tax child: support.taxproxy's forwarder in front of one upstream, in its own process
@@ -194,20 +195,31 @@ def bench_json(rounds: int, data_dir: Path) -> dict[str, tuple[list[float], list
     # makes its CA there); three servers seeding one file at once would lock each other out.
     dirs = {name: data_dir / f"json-{i}" for i, name in enumerate(versions)}
     servers = {name: _serve(args, dirs[name]) for name, args in versions.items()}
-    out: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in versions}
+    # The design that would answer a plain http:// request on the TLS port with a redirect:
+    # our own acceptor peeking at the first byte, which (granian accepts and handshakes in
+    # Rust) must then relay every byte of every TLS connection to granian. lagscope
+    # inject without faults is such a relay (asyncio, in this process).
+    tls_name = "granian, TLS (serve --https)"
+    relayed = "granian, TLS through a Python relay (peek-at-accept design)"
+    relay = Injector(
+        [Route(("127.0.0.1", 0), ("127.0.0.1", servers[tls_name].port), [], "relay")]
+    ).start()
+    out: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in [*versions, relayed]}
+    urls = {name: f"{server.url}/api/items/" for name, server in servers.items()}
+    urls[relayed] = f"https://127.0.0.1:{relay.address(0)[1]}/api/items/"
     try:
         for i in range(rounds):
-            order = list(versions) if i % 2 == 0 else list(reversed(versions))
+            order = list(urls) if i % 2 == 0 else list(reversed(urls))
             for name in order:
-                server = servers[name]
-                https = "--https" in versions[name]
-                cacert = dirs[name] / "cert" / "rootCA.pem" if https else None
-                warm, tls = _probe(f"{server.url}/api/items/", cacert)
+                https = name in (tls_name, relayed)
+                cacert = dirs[tls_name] / "cert" / "rootCA.pem" if https else None
+                warm, tls = _probe(urls[name], cacert)
                 out[name][0].append(warm)
                 if tls is not None:
                     out[name][1].append(tls)
                 print(f"round {i + 1} {name}: warm p50 {warm:.2f} ms tls {tls}", file=sys.stderr)
     finally:
+        relay.stop()
         for p in servers.values():
             p.stop()
     return out
@@ -298,6 +310,11 @@ def main() -> None:
         "(target <= 1.1)"
     )
     print(f"- TLS warm / granian plain warm (TLS alone), per round: {_ratios(over_tls, same)}")
+    through = json_ep["granian, TLS through a Python relay (peek-at-accept design)"][0]
+    print(
+        "- TLS through the relay / TLS direct (what a redirect of plain http:// on the TLS "
+        f"port would cost), per round: {_ratios(through, over_tls)}"
+    )
 
 
 if __name__ == "__main__":

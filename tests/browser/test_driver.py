@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import statistics
 import subprocess
 import sys
@@ -93,3 +94,25 @@ def test_without_the_extra_the_error_says_how_to_get_it() -> None:
     ).stdout
     assert out.startswith("8 browser: the browser extra is not installed")
     assert "lagscope[browser]" in out
+
+
+def test_an_interrupted_calls_late_answer_is_not_printed() -> None:
+    """After Ctrl+C interrupts a Playwright call, its answer arrives with nobody waiting and
+    Playwright logs a traceback; the session drops that record and no other."""
+    from lagscope.browser.driver import _drop_stale_answers
+
+    def record(error: BaseException | None) -> logging.LogRecord:
+        exc_info = (type(error), error, None) if error is not None else None
+        return logging.LogRecord(
+            "playwright",
+            logging.ERROR,
+            __file__,
+            1,
+            "Error occurred in event listener",
+            (),
+            exc_info,
+        )
+
+    assert not _drop_stale_answers(record(Exception("Cannot find command to respond: ab@47")))
+    assert _drop_stale_answers(record(Exception("Target page, context or browser has been closed")))
+    assert _drop_stale_answers(record(None))

@@ -8,6 +8,7 @@ import json
 import math
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -27,7 +28,7 @@ from lagscope.demo.model import (
     summarize,
 )
 from lagscope.demo.render import JsonRenderer, TextRenderer, load_json, story
-from lagscope.demo.runner import DemoOptions, _check_ports, _Database
+from lagscope.demo.runner import DemoOptions, _check_ports, _Database, https_plan
 from lagscope.demo.versions import VERSIONS
 from lagscope.demo.visit import FETCH, PAGE, visit_plan
 from lagscope.diagnose.model import Affects, Figure, Finding, Severity
@@ -489,6 +490,28 @@ def _time_wait_on(port: int) -> None:
         accepted.close()  # the server's side closes first: TIME_WAIT stays on its port
         client.recv(1)
         client.close()
+
+
+def test_https_is_on_by_default_when_the_browser_runs() -> None:
+    def have(*names: str) -> Callable[[str], bool]:
+        return lambda module: module in names
+
+    every = have("granian", "cryptography")
+    default = DemoOptions()
+    assert https_plan(default, True, every) == (True, None)
+    # Without a browser nothing would show HTTP/2: plain HTTP, no note.
+    assert https_plan(default, False, every) == (False, None)
+    assert https_plan(DemoOptions(https=False), True, every) == (False, None)
+    asked = DemoOptions(https_asked=True)
+    assert https_plan(asked, False, every) == (True, None)
+    # The default falls back with a note naming what to install; --https given fails.
+    on, note = https_plan(default, True, have("cryptography"))
+    assert not on and note is not None and "granian not installed" in note
+    with pytest.raises(LagscopeError) as info:
+        https_plan(asked, True, have("granian"))
+    assert info.value.exit_code == 8 and "lagscope[https]" in info.value.message
+    # Behind nginx the TLS is nginx's: granian is not needed.
+    assert https_plan(DemoOptions(nginx=True), True, have("cryptography")) == (True, None)
 
 
 def test_port_base_takes_a_port_that_only_has_time_wait_sockets() -> None:

@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -212,12 +213,19 @@ def test_pg_run_browser_loads_each_versions_pages(pg_run: Run) -> None:
         pytest.skip("no Chromium or no Playwright: the note is all there is")
     report = pg_run.report
     assert report.browser is not None and "chromium" in report.browser.lower()
+    assert report.https  # on by default when the browser runs
     for v in report.versions:
         html, data = v.browser_page("/items/"), v.browser_page("/api/items/")
         assert html is not None and data is not None, v.name
         # The document and its 10 static files; the JSON page alone.
         assert (html.requests, data.requests) == (11, 1)
-        assert 2 <= html.connections <= 6 and data.connections == 1
+        assert data.connections == 1
+        if v.name == "lagscope":
+            # HTTP/2: one connection for the page and its files, one tax.
+            assert (html.protocol, html.connections) == ("h2", 1), html
+            assert html.cold_ms >= TAX_MS - 5 and html.reload_connections == 0
+            continue
+        assert html.protocol == "http/1.1" and 2 <= html.connections <= 6
         # The HTML page pays the tax in two rounds (the document's connection, then the
         # files' parallel ones), the JSON page once. Priced against requests that ran
         # alongside on reused connections, which a busy server slows too, so "clearly more
@@ -307,6 +315,14 @@ def test_ctrl_c_at_each_step_leaves_nothing(sandbox: Path, step: str, database: 
         pytest.param("before: visiting", None, marks=needs_pg, id="visit-pg"),
         pytest.param("before: visiting", "sqlite", id="visit"),
         pytest.param("hand-tuned: ready", "sqlite", id="ready"),
+        # Chromium and its driver stopped by the same signal (group) before they clean up:
+        # their temporary folders go with the browser's directory.
+        pytest.param(
+            "lagscope: loading both pages",
+            "sqlite",
+            marks=pytest.mark.skipif(not have_browser(), reason="no browser"),
+            id="browser",
+        ),
     ],
 )
 @pytest.mark.parametrize("name", [n for n in interrupt_signal_names() if n != "SIGINT"])
@@ -329,10 +345,6 @@ def _stop_at(sandbox: Path, step: str, database: str | None, name: str, group: b
         args.append("--no-diagnose")
     if database:
         args += ["--database", database]
-    if group and name != "SIGINT":
-        # Chromium killed by a group SIGTERM/SIGHUP leaves its profile directories behind
-        # (it removes them on SIGINT); the browser step is left out of these runs.
-        args.append("--no-browser")
     # Its own process group, so the SIGINT reaches the demo and its children together, as
     # a terminal's Ctrl+C does.
     proc = subprocess.Popen(
@@ -468,18 +480,33 @@ def test_keep_leaves_the_versions_serving_until_ctrl_c(sandbox: Path) -> None:
         start_new_session=True,
     )
     urls: list[str] = []
+    ca: Path | None = None
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.startswith("  ") and "/items/" in line:
                 urls.append(line.split()[1])
+            if line.startswith("this run's CA"):
+                ca = Path(line.rsplit(": ", 1)[1].strip())
             if line.startswith("running;"):
                 break
         assert len(urls) == 3, urls
+        # With the browser, "lagscope" is served over HTTPS by default, with the run's own
+        # CA (printed, so a client can trust it).
+        schemes = [urlsplit(u).scheme for u in urls]
+        assert schemes == ["http", "http", "https" if have_browser() else "http"], urls
         # Still serving after the report: each version answers through its tax proxy.
         for url in urls:
             parts = urlsplit(url)
-            conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+            conn: http.client.HTTPConnection
+            if parts.scheme == "https":
+                assert ca is not None and ca.is_file()
+                tls = ssl.create_default_context(cafile=str(ca))
+                conn = http.client.HTTPSConnection(
+                    parts.hostname or "", parts.port, timeout=30, context=tls
+                )
+            else:
+                conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
             try:
                 conn.request("GET", "/api/items/")
                 resp = conn.getresponse()
@@ -559,6 +586,12 @@ def test_nginx_before_opens_an_app_connection_per_request(sandbox: Path) -> None
     for v in (tuned, ours):
         assert v.upstream_connections is not None and v.upstream_connections <= 3, v.name
         assert v.warm_p50_ms < TAX_MS - 5, v.name  # below any request that paid a tax
+    if have_browser():
+        # nginx-config --https in front of lagscope: TLS with HTTP/2 to the browser, one
+        # connection for the page and its files; plain keep-alive to the app behind it.
+        assert run.report.https and ours.url.startswith("https://")
+        page = ours.browser_page("/items/")
+        assert page is not None and (page.protocol, page.connections) == ("h2", 1), page
     assert (
         "nginx->app connections"
         in subprocess.run(

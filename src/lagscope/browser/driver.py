@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import shutil
 import sys
@@ -104,6 +105,9 @@ def _load_error(url: str, exc: BaseException, timeout_s: float) -> LagscopeError
 
 
 _TEMP_VARS = ("TMPDIR", "TEMP", "TMP")
+# How long close keeps removing the browser's temporary directory while an interrupted
+# browser is still exiting.
+TMP_REMOVE_S = 5.0
 
 
 @contextlib.contextmanager
@@ -120,6 +124,17 @@ def _temp_dir_for_children(path: str) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+_PLAYWRIGHT_LOG = logging.getLogger("playwright")
+
+
+def _drop_stale_answers(record: logging.LogRecord) -> bool:
+    """While closing: a call that a stop signal interrupted (Ctrl+C, lagscope.stopping) gets
+    its answer after nobody waits for it, which Playwright logs with a traceback ("Cannot
+    find command to respond") that would reach the terminal; every other record passes."""
+    error = record.exc_info[1] if record.exc_info else None
+    return error is None or "Cannot find command to respond" not in str(error)
 
 
 class BrowserSession:
@@ -147,7 +162,7 @@ class BrowserSession:
 
     def __enter__(self) -> BrowserSession:
         try:
-            from playwright.sync_api import Error, sync_playwright
+            from playwright.sync_api import sync_playwright
         except ImportError:
             raise LagscopeError("browser", _NO_EXTRA, ExitCode.ENVIRONMENT) from None
         args = list(LAUNCH_ARGS)
@@ -155,10 +170,28 @@ class BrowserSession:
             args.append("--no-sandbox")  # Chromium refuses to start its sandbox as root
         if self.trusted_spki:
             args.append("--ignore-certificate-errors-spki-list=" + ",".join(self.trusted_spki))
-        # The driver makes the browser's throwaway profile in its temporary directory; one of
-        # ours, removed at close, so a run stopped by Ctrl+C (which also stops the driver
-        # before it can clean up) leaves nothing behind.
+        # The driver makes the browser's throwaway profile (playwright_*profile-*) and the
+        # browser its own temporary folders (org.chromium.Chromium.*) in its temporary
+        # directory; one of ours, removed at close, so a run stopped by Ctrl+C or by a
+        # process-group SIGTERM (which also stop the driver and the browser before they can
+        # clean up) leaves nothing behind. A stop that arrives while they start (a
+        # KeyboardInterrupt from lagscope.stopping, which is no Playwright Error) removes
+        # it too.
         self._tmp = tempfile.mkdtemp(prefix="lagscope-browser-")
+        # Until close: an interrupted call's late answer is not printed (the visit's own
+        # cleanup, context.close(), is the first call after the interrupt).
+        _PLAYWRIGHT_LOG.addFilter(_drop_stale_answers)
+        try:
+            self._start(args, sync_playwright)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start(self, args: list[str], sync_playwright: Callable[[], Any]) -> None:
+        from playwright.sync_api import Error
+
+        assert self._tmp is not None
         try:
             # Its driver (a Node.js process shipped in the wheel) may fail to start, and the
             # sync API refuses to run inside a running asyncio loop: both say so in one line.
@@ -185,7 +218,6 @@ class BrowserSession:
                 f"could not start {what}: {_first_line(exc)} ({HOW_TO_GET})",
                 ExitCode.ENVIRONMENT,
             ) from None
-        return self
 
     def __exit__(
         self,
@@ -210,12 +242,21 @@ class BrowserSession:
                 if driver is not None:
                     driver.stop()
             finally:
+                _PLAYWRIGHT_LOG.removeFilter(_drop_stale_answers)
                 self._remove_tmp()
 
     def _remove_tmp(self) -> None:
         tmp, self._tmp = self._tmp, None
-        if tmp is not None:
+        if tmp is None:
+            return
+        # A browser stopped by a signal to its process group may still be exiting, and
+        # writing in there, when we get here: remove again until it is gone (bounded).
+        deadline = time.monotonic() + TMP_REMOVE_S
+        while True:
             shutil.rmtree(tmp, ignore_errors=True)
+            if not os.path.lexists(tmp) or time.monotonic() >= deadline:
+                return
+            time.sleep(0.05)  # the exiting browser's next write, then remove again
 
     @property
     def name(self) -> str:

@@ -52,16 +52,17 @@ def _emit(report: DemoReport, as_json: bool, output: Path | None, html_path: Pat
         raise errors[0]
 
 
-def _hold(report: DemoReport) -> None:
+def _hold(report: DemoReport, ca: Path | None) -> None:
     click.echo("")
     for v in report.versions:
         click.echo(printable(f"  {v.name:<11} {v.url}/items/   {v.url}/api/items/"))
-    click.echo("running; open them in a browser (DevTools shows Server-Timing). Ctrl+C stops all.")
-    if report.https:
+    if ca is not None:
         click.echo(
             "lagscope's https:// URL carries this run's own CA, which your browser does not "
-            "know: it warns once."
+            "know: it warns once (--no-https: plain HTTP)."
         )
+        click.echo(printable(f"this run's CA (curl --cacert, removed at the end): {ca}"))
+    click.echo("running; open them in a browser (DevTools shows Server-Timing). Ctrl+C stops all.")
     stop = threading.Event()
     try:
         # Short waits so Ctrl+C is seen promptly on Windows too.
@@ -103,14 +104,7 @@ def demo(
 
         report = load_saved(load_path, "demo-1.schema.json", load_json)
     else:
-        options, _ = build(DemoOptions, table)
-        if options.https and options.nginx:
-            raise LagscopeError(
-                "demo",
-                "--https and --nginx: the demo's nginx speaks plain HTTP to its upstream; "
-                "for TLS in front of waitress use lagscope nginx-config --https",
-                ExitCode.USAGE,
-            )
+        options, _ = build(DemoOptions, table, https_asked=table.get("https") is True)
         diagnose = (
             default_diagnose(
                 options.quick,
@@ -122,9 +116,9 @@ def demo(
             else None
         )
 
-        def hold(r: DemoReport) -> None:
+        def hold(r: DemoReport, ca: Path | None) -> None:
             _emit(r, as_json, output, html_path)
-            _hold(r)
+            _hold(r, ca)
 
         # SIGTERM, SIGHUP, SIGBREAK and a console close stop the demo as Ctrl+C does: the
         # cluster, the app servers and the temp dirs are unwound the same way.

@@ -21,7 +21,7 @@ from pathlib import Path
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.netutil import free_port
 from lagscope.nginx.config import Endpoint
-from lagscope.nginx.render import NginxConfig, render
+from lagscope.nginx.render import NginxConfig, Tls, render
 
 __all__ = ["NginxProcess", "nginx_config", "tutorial_config"]
 
@@ -68,15 +68,25 @@ http {{
 """
 
 
-def nginx_config(keepalive: bool, listen_port: int, upstream: tuple[str, int], prefix: Path) -> str:
-    """The config of one version: ``lagscope nginx-config``'s, or the tutorial one."""
+def nginx_config(
+    keepalive: bool,
+    listen_port: int,
+    upstream: tuple[str, int],
+    prefix: Path,
+    tls: Tls | None = None,
+) -> str:
+    """The config of one version: ``lagscope nginx-config``'s (with ``tls``, its
+    ``--https`` listener: TLS with HTTP/2), or the tutorial one."""
     if not keepalive:
+        if tls is not None:
+            raise ValueError("the tutorial config is plain HTTP")
         return tutorial_config(listen_port, upstream, prefix)
     return render(
         NginxConfig(
             upstream=Endpoint(*upstream),
             listen=(Endpoint("127.0.0.1", listen_port),),
             prefix=prefix,
+            tls=tls,
         )
     )
 
@@ -92,7 +102,15 @@ def _last_line(path: Path) -> str:
 class NginxProcess:
     """``nginx -p PREFIX -c nginx.conf -g 'daemon off;'`` as a child; ``port`` once ready."""
 
-    def __init__(self, binary: Path, prefix: Path, keepalive: bool, upstream: tuple[str, int]):
+    def __init__(
+        self,
+        binary: Path,
+        prefix: Path,
+        keepalive: bool,
+        upstream: tuple[str, int],
+        tls: Tls | None = None,
+    ):
+        self.tls = tls
         self.binary = binary
         self.prefix = prefix
         self.keepalive = keepalive
@@ -109,7 +127,8 @@ class NginxProcess:
             port = free_port()
             conf = self.prefix / "nginx.conf"
             conf.write_text(
-                nginx_config(self.keepalive, port, self.upstream, self.prefix), encoding="utf-8"
+                nginx_config(self.keepalive, port, self.upstream, self.prefix, self.tls),
+                encoding="utf-8",
             )
             self._proc = subprocess.Popen(
                 [str(self.binary), "-p", str(self.prefix), "-c", str(conf), "-g", "daemon off;"],

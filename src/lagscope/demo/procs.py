@@ -117,6 +117,9 @@ class Child:
         finally:
             if self._reader is not None:
                 self._reader.join(5)
-            if proc.stdout is not None:
+            # A grandchild that outlived it (an orphaned server worker) holds the pipe open
+            # and the reader blocked in it: closing would wait for the reader's lock forever.
+            reading = self._reader is not None and self._reader.is_alive()
+            if proc.stdout is not None and not reading:
                 proc.stdout.close()
         return code

@@ -59,6 +59,8 @@ REQUEST_TIMEOUT_S = 30.0
 # hung thread.
 DIAGNOSE_GRACE_S = 30.0
 APP_NAME_PREFIX = "lagscope-demo-"
+# lagscope serve's --shutdown-timeout here: the visits are over when it is stopped.
+SERVE_SHUTDOWN_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -147,10 +149,14 @@ class DemoOptions:
         shown="Chromium/Chrome on PATH, Chrome/Edge on Windows and macOS",
     )
     https: bool = setting(
-        False,
-        help="Serve 'lagscope' over HTTPS with HTTP/2 (serve --https, granian) with a CA of this "
-        "run's own, trusted by the demo's browser only; not with --nginx.",
+        True,
+        help="Serve 'lagscope' over HTTPS with HTTP/2 (serve --https on granian; with --nginx, "
+        "nginx's TLS listener) with a CA of this run's own, trusted by the demo's browser only.",
+        shown="on when the demo's browser runs (HTTP/2 shows in a page's load)",
     )
+    # Not a row: whether --https was given (on even without a browser, an error without
+    # granian or cryptography) or is the default (on only when the browser runs).
+    https_asked: bool = False
 
     def __post_init__(self) -> None:
         validate(self)
@@ -396,7 +402,10 @@ def _launch_version(
         from lagscope.serve.server import LISTENING_PREFIX
 
         args = ["--demo", "--database", app_db_url, "--host", "127.0.0.1", "--port", "0"]
-        if tls is not None:
+        # Well within Child.stop's wait: a browser's HTTP/2 connection open when a stop
+        # signal reaches granian holds its worker until this runs out (docs/serve.md).
+        args += ["--shutdown-timeout", f"{SERVE_SHUTDOWN_S:g}"]
+        if tls is not None and not options.nginx:  # with --nginx, nginx speaks TLS
             args += ["--https", "--tls-cert-file", str(tls.cert), "--tls-key-file", str(tls.key)]
         argv = serve_command(args)
         child = Child(spec.name, argv, LISTENING_PREFIX, env=env, cwd=str(workdir))
@@ -417,8 +426,10 @@ def _wait_version(
     progress: Progress,
     clock: Clock,
     wall_clock: Clock,
+    tls: _Tls | None = None,
 ) -> _Running:
-    """Wait for the server's readiness line, then put the HTTP tax proxy in front."""
+    """Wait for the server's readiness line, then put the HTTP tax proxy in front (and
+    nginx, with ``--nginx``; it speaks TLS for "lagscope" over HTTPS)."""
     spec, child = launched.spec, launched.child
     try:
         app_url = child.wait_ready(READY_TIMEOUT_S)
@@ -428,13 +439,18 @@ def _wait_version(
         ) from None
     app = urlsplit(app_url)
     target = (app.hostname or "127.0.0.1", int(app.port or 0))
+    https = tls is not None and spec.server == "lagscope"
     upstream_inj: Injector | None = None
     if nginx is not None:
         # browser -> tax -> nginx -> tax -> app: the antivirus taxes every hop.
         up_route = Route(("127.0.0.1", 0), target, _faults(options.tax_ms), f"{spec.name}-upstream")
         upstream_inj = stack.enter_context(_injector([up_route], options.log_path))
         proc = NginxProcess(
-            nginx, workdir / f"nginx-{spec.name}", spec.nginx_keepalive, upstream_inj.address(0)
+            nginx,
+            workdir / f"nginx-{spec.name}",
+            spec.nginx_keepalive,
+            upstream_inj.address(0),
+            tls=_nginx_tls(nginx, tls) if https and tls is not None else None,
         )
         stack.callback(proc.stop)
         target = ("127.0.0.1", proc.start())
@@ -444,7 +460,7 @@ def _wait_version(
     )
     http_inj = stack.enter_context(_injector([http_route], options.log_path))
     host, port = http_inj.address(0)
-    scheme = "https" if app.scheme == "https" else "http"
+    scheme = "https" if https else "http"
     startup_ms = (clock() - launched.started) * 1000
     running = _Running(
         spec,
@@ -585,6 +601,37 @@ class _Tls:
         return ssl.create_default_context(cafile=str(self.ca))
 
 
+def https_plan(
+    options: DemoOptions, browser_runs: bool, installed: Callable[[str], bool]
+) -> tuple[bool, str | None]:
+    """Whether "lagscope" is served over HTTPS, and the note saying why not when the default
+    (on when the browser runs) cannot be. ``--https`` given without what it needs (granian,
+    or nginx with --nginx; cryptography for the CA) is an error (exit 8)."""
+    if not options.https or not (browser_runs or options.https_asked):
+        return False, None
+    needs = ["cryptography"] + ([] if options.nginx else ["granian"])
+    missing = [name for name in needs if not installed(name)]
+    if not missing:
+        return True, None
+    extras = ",".join("https" if name == "cryptography" else name for name in missing)
+    why = f"{' and '.join(missing)} not installed (pip install 'lagscope[{extras}]')"
+    if options.https_asked:
+        raise LagscopeError("demo", f"--https: {why}", ExitCode.ENVIRONMENT)
+    return False, f"lagscope served over plain HTTP: {why}"
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _nginx_tls(nginx: Path, tls: _Tls) -> Any:
+    """nginx's TLS listener with this run's certificate, HTTP/2 in its version's syntax."""
+    from lagscope.nginx.cli import nginx_version
+    from lagscope.nginx.render import Tls
+
+    return Tls(tls.cert, tls.key, nginx_version(nginx))
+
+
 def _run_tls(workdir: Path) -> _Tls:
     from lagscope.cert import ensure_local
 
@@ -667,14 +714,15 @@ def run_demo(
     progress: Progress,
     diagnose: DiagnoseFn | None,
     *,
-    hold: Callable[[DemoReport], None] | None = None,
+    hold: Callable[[DemoReport, Path | None], None] | None = None,
     clock: Clock = time.perf_counter,
     wall_clock: Clock = time.time,
 ) -> DemoReport:
     """Run the whole demo; everything started is stopped and removed before it returns.
 
-    ``hold`` (with ``keep``) is called with the finished report while the three versions
-    still run; cleanup starts when it returns or raises (Ctrl+C).
+    ``hold`` (with ``keep``) is called with the finished report, and the run's CA file
+    when "lagscope" is served over HTTPS, while the three versions still run; cleanup
+    starts when it returns or raises (Ctrl+C).
     """
     _check_extras()
     _check_ports(options)
@@ -693,16 +741,18 @@ def run_demo(
     started = clock()
     notes: list[str] = []
     choice, no_browser = find_browser_for_demo(options.browser, options.browser_path)
-    if no_browser is not None:
-        notes.append(no_browser)
-        progress(no_browser)
+    https, no_https = https_plan(options, choice is not None, _installed)
+    for note in (no_browser, no_https):
+        if note is not None:
+            notes.append(note)
+            progress(note)
     with contextlib.ExitStack() as stack:
         workdir = Path(
             stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="lagscope-demo-", ignore_cleanup_errors=True)
             )
         )
-        tls = _run_tls(workdir) if options.https else None
+        tls = _run_tls(workdir) if https else None
         session = (
             stack.enter_context(
                 BrowserSession(
@@ -738,6 +788,7 @@ def run_demo(
                 progress,
                 clock,
                 wall_clock,
+                tls,
             )
 
         # The first version creates and seeds the database; the other plain-waitress ones
@@ -803,5 +854,5 @@ def run_demo(
             https=tls is not None,
         )
         if options.keep and hold is not None:
-            hold(report)
+            hold(report, tls.ca if tls is not None else None)
     return report

@@ -212,7 +212,7 @@ def docs_table() -> str:
         ("nginx directive", "directive"),
         ("why", "why"),
     ]
-    return markdown(NginxSettings, AppServer, columns=columns)
+    return markdown(NginxSettings, columns=columns)
 
 
 @dataclass(frozen=True)
