@@ -4,19 +4,24 @@ Run on demand (never in CI):
 
     uv run --all-extras python bench/bench_load.py [--requests 100000] [--repeats 3]
 
-Writes a synthetic probe run (``lagscope.probe/1``) and a diagnose report
-(``lagscope.report/1``) of ``--requests`` requests each (every record with phases,
+Writes a synthetic probe run (``lagscope.probe/2``) and a diagnose report
+(``lagscope.report/2``) of ``--requests`` requests each (every record with phases,
 Server-Timing ``total`` and ``thread``, request and response headers; the records of
-bench_report) to a temporary directory, then loads each in a fresh Python process, the way
-``lagscope report`` and ``--load`` do (:func:`lagscope.report.load.read_report`), and
-reports the load's wall time and the process's peak memory (VmHWM) against the same
-process reading the file with ``json.loads`` alone, side by side. The targets: ≤ 1 s and
-≤ 300 MB for 100 000 requests. Prints a Markdown section for docs/performance.md.
+bench_report), and the same two in the first version of their format (``/1``, one object per
+request, as files saved before the columns are), to a temporary directory. Then it loads
+each in a fresh Python process, the way ``lagscope report`` and ``--load`` do
+(:func:`lagscope.report.load.read_report`: read, parse, check, build the model), and
+reports the load's wall time and the process's peak memory (VmHWM, imports included)
+against a process that reads the same file with ``json.loads`` alone, interleaved. The
+targets: ≤ 1 s and ≤ 300 MB for 100 000 requests. Prints a Markdown section for
+docs/performance.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import statistics
 import subprocess
@@ -32,6 +37,7 @@ from lagscope.diagnose.model import DiagnoseReport, Environment
 from lagscope.diagnose.model import to_dict as diagnose_to_dict
 from lagscope.probe.model import to_dict as probe_to_dict
 from lagscope.saved import saved_text
+from support.saved_v1 import as_v1  # tests/support: files as the first format saved them
 
 # Run in a child process: its peak RSS is the load's own, with the interpreter and imports.
 _CHILD = """
@@ -80,7 +86,12 @@ def write_files(directory: Path, requests: int) -> dict[str, Path]:
     )
     report_path = directory / "report.json"
     report_path.write_text(saved_text(diagnose_to_dict(report)), encoding="utf-8")
-    return {"lagscope.probe/1": probe_path, "lagscope.report/1": report_path}
+    files = {"lagscope.probe/2": probe_path, "lagscope.report/2": report_path}
+    for kind, path in list(files.items()):  # the same runs as files saved before the columns
+        old = directory / f"{path.stem}-1.json"
+        old.write_text(saved_text(as_v1(json.loads(path.read_text("utf-8")))), encoding="utf-8")
+        files[kind.replace("/2", "/1")] = old
+    return files
 
 
 def _child(kind: str, path: Path) -> tuple[float, float, int]:
@@ -91,6 +102,12 @@ def _child(kind: str, path: Path) -> tuple[float, float, int]:
         text=True,
     ).stdout.split()
     return float(out[0]), float(out[1]), int(out[2])
+
+
+def _load_average() -> str:
+    if sys.platform == "win32":
+        return "n/a"
+    return f"{os.getloadavg()[0]:.1f}"
 
 
 def main() -> None:
@@ -104,8 +121,9 @@ def main() -> None:
         f"--requests {args.requests} --repeats {args.repeats}`  "
     )
     print(
-        f"Machine: {platform.platform()}, Python {sys.version.split()[0]}, "
-        f"lagscope {__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"lagscope {__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"load average {_load_average()} at the start\n"
     )
     print("| file | size | json.loads ms | load ms | ratio | json.loads MB | load MB |")
     print("|---|---|---|---|---|---|---|")
@@ -125,6 +143,7 @@ def main() -> None:
                 f"{load_ms / json_ms:.1f}× | {max(p[1] for p in plain):.0f} | "
                 f"{max(p[1] for p in loads):.0f} |"
             )
+    print(f"\nLoad average at the end: {_load_average()}.")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from lagscope.saved import (
     parse_saved_json,
 )
 from lagscope.schemacheck import MAX_NUMBER, SchemaError, SchemaViolation, compile_schema
+from support.saved_v1 import as_v1
 from support.wsgi import waitress_server
 
 
@@ -35,12 +37,20 @@ def _app(environ: dict[str, object], start_response: Any) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def saved() -> dict[str, Any]:
-    """A real run's JSON form: probe against waitress on loopback."""
+def saved2() -> dict[str, Any]:
+    """A real run's JSON form: probe against waitress on loopback (lagscope.probe/2)."""
     with waitress_server(_app) as (host, port):
         report = run_probe(ProbeOptions(target=parse_url(f"http://{host}:{port}/"), cold=2, warm=3))
     data: dict[str, Any] = json.loads(JsonRenderer().render(report))
+    assert data["schema"] == "lagscope.probe/2"
     return data
+
+
+@pytest.fixture(scope="module")
+def saved(saved2: dict[str, Any]) -> dict[str, Any]:
+    """The same run as a file saved before the columns (lagscope.probe/1): one object per
+    request, so every test below that points into a record tests the older loader."""
+    return as_v1(saved2)
 
 
 def _reason(text: str, schema_file: str | None = "probe-1.schema.json") -> str:
@@ -53,12 +63,19 @@ def _reason(text: str, schema_file: str | None = "probe-1.schema.json") -> str:
     return err.value.reason
 
 
-def test_a_saved_run_loads_and_round_trips(saved: dict[str, Any], tmp_path: Path) -> None:
+def test_a_saved_run_loads_and_round_trips(
+    saved: dict[str, Any], saved2: dict[str, Any], tmp_path: Path
+) -> None:
     path = tmp_path / "run.json"
-    path.write_text(json.dumps(saved), encoding="utf-8")
-    assert load_saved_json(path, "probe-1.schema.json") == saved
-    assert load_saved_json(path) == saved  # the schema picked from the "schema" field
-    assert to_dict(load_json(json.dumps(saved))) == saved
+    for data in (saved, saved2):
+        path.write_text(json.dumps(data), encoding="utf-8")
+        assert load_saved_json(path, "probe-1.schema.json") == data
+        assert load_saved_json(path, "probe-2.schema.json") == data  # any version of the kind
+        assert load_saved_json(path) == data  # the schema picked from the "schema" field
+        assert to_dict(load_json(json.dumps(data))) == saved2  # saved again as the newest
+    old, new = load_json(json.dumps(saved)), load_json(json.dumps(saved2))
+    assert (old.schema, new.schema) == ("lagscope.probe/1", "lagscope.probe/2")
+    assert replace(old, schema=new.schema) == new  # the same run, whichever version
 
 
 @pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 2_000, 100_000])
@@ -328,3 +345,171 @@ def test_pairs_and_escaped_backslashes_are_not_lone_surrogates(tmp_path: Path) -
         with pytest.raises(SavedFileError) as info:
             load_saved_json(path)
         assert "unknown schema" in info.value.message  # past the surrogate check
+
+
+# --- the columns of lagscope.probe/2 (and report/2): the same rules, over whole arrays ------
+
+
+@pytest.mark.parametrize("number", _OVERFLOWS)
+def test_any_number_out_of_range_in_a_column_file_is_refused(
+    saved2: dict[str, Any], number: str
+) -> None:
+    """As for /1: every number of the column form, each column entry, each distinct value
+    and the free-form options, is finite and at most 2**53 in magnitude."""
+    data = copy.deepcopy(saved2)
+    data["options"]["deep"] = {"x": [1.5]}
+    paths = _number_paths(data)
+    assert len(paths) > 50
+    for path in paths:
+        doc = copy.deepcopy(data)
+        node: Any = doc
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = 123456.789
+        reason = _reason(json.dumps(doc).replace("123456.789", number, 1))
+        assert "out of range" in reason or "less than the minimum" in reason, (path, reason)
+
+
+_COLUMN = ("series", 0, "requests", "columns")
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "words"),
+    [
+        ("wait_ms", -0.5, "-0.5 is less than the minimum of 0"),
+        ("wait_ms", "12", "'12' is not of type 'number'"),
+        ("total_ms", None, "None is not of type 'number'"),
+        ("head_ms", -1e-300, "less than the minimum of 0"),
+        ("status", 2.5, "2.5 is not of type 'integer'"),
+        ("reused", 1, "1 is not of type 'boolean'"),
+        ("body_bytes", 1e308, "out of range"),
+        ("response_headers", -1, "less than the minimum of 0"),
+        ("server_timing_dur_ms", [1], "not of type 'number', 'null'"),
+    ],
+)
+def test_a_bad_value_in_a_column_names_the_column_and_the_request(
+    saved2: dict[str, Any], column: str, value: Any, words: str
+) -> None:
+    reason = _reason(_mutated(saved2, (*_COLUMN, column, 1), value))
+    assert reason.startswith(f"$.series[0].requests.columns.{column}[1]: "), reason
+    assert words in reason
+
+
+def _model_reason(data: dict[str, Any]) -> str:
+    with pytest.raises(ValueError, match=r"malformed lagscope\.probe/2 report") as err:
+        load_json(json.dumps(data))
+    line = str(err.value)
+    assert "\n" not in line and len(line) < 400
+    return line
+
+
+def test_what_the_schema_cannot_say_is_one_line_naming_the_column(
+    saved2: dict[str, Any],
+) -> None:
+    short = copy.deepcopy(saved2)
+    short["series"][0]["requests"]["columns"]["total_ms"].pop()
+    assert "series[0].requests.columns.total_ms: 1 values for 2 requests" in _model_reason(short)
+    wild = copy.deepcopy(saved2)
+    wild["series"][0]["requests"]["columns"]["response_headers"][1] = 7
+    assert "series[0].requests.columns.response_headers[1]: 7 is not an index into" in (
+        _model_reason(wild)
+    )
+    durs = copy.deepcopy(saved2)
+    durs["series"][0]["requests"]["columns"]["server_timing_dur_ms"].append(1.0)
+    assert "columns.server_timing_dur_ms: 3 values for 2 metrics" in _model_reason(durs)
+
+
+def test_tiny_numbers_and_impossible_server_timing_load_as_in_a_live_run(
+    saved2: dict[str, Any],
+) -> None:
+    """1e-300 is a number like another; a dur that is negative or longer than the request
+    is dropped with the run's note, as a live run and a /1 file drop it."""
+    data = copy.deepcopy(saved2)
+    columns = data["series"][0]["requests"]["columns"]
+    columns["head_ms"][0] = 1e-300
+    columns["server_timing_dur_ms"][:2] = [-3.0, 1e15]
+    report = load_json(json.dumps(data))
+    first, second = report.series[0].requests
+    assert first.head_ms == 1e-300
+    assert first.server_timing == second.server_timing == ()
+    assert [m.dur_ms for m in first.dropped_server_timing + second.dropped_server_timing] == [
+        -3.0,
+        1e15,
+    ]
+    old = load_json(json.dumps(as_v1(data)))
+    assert old.series == report.series
+
+
+def test_a_lone_surrogate_in_a_distinct_value_is_bad_input(saved2: dict[str, Any]) -> None:
+    data = copy.deepcopy(saved2)
+    data["series"][0]["requests"]["values"]["response_headers"][0].append(["x", "SURROGATE"])
+    text = json.dumps(data).replace("SURROGATE", "a\\udc00b")
+    assert "half of a UTF-16 pair" in _reason(text)
+
+
+_PROBE2_SCHEMA = json.loads(
+    (Path(__file__).parents[1] / "src/lagscope/schemas/probe-2.schema.json").read_text("utf-8")
+)
+_CHECK2 = compile_schema(_PROBE2_SCHEMA)
+_WHERE2 = [
+    (*_COLUMN, "total_ms", 0),
+    (*_COLUMN, "head_ms", 1),
+    (*_COLUMN, "index"),
+    (*_COLUMN, "reused", 0),
+    (*_COLUMN, "server_timing_dur_ms", 0),
+    (*_COLUMN, "series", 0),
+    (*_COLUMN, "attempts"),
+    (*_COLUMN,),
+    ("series", 0, "requests", "values", "response_headers", 0),
+    ("series", 0, "requests", "values", "server_timing", 0, 0),
+    ("series", 0, "requests", "values", "attempts", 0),
+    ("series", 0, "requests", "values", "series"),
+    ("series", 0, "requests", "count"),
+    ("series", 0, "requests"),
+]
+_ANY_VALUE = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(["cold", "warm", "ipv4", "lagscope.probe/2", "x"]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["name", "desc", "params", "x"]), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(where=st.sampled_from(_WHERE2), value=_ANY_VALUE)
+def test_the_checker_agrees_with_jsonschema_on_columns(
+    saved2: dict[str, Any], where: tuple[str | int, ...], value: Any
+) -> None:
+    """The fast whole-array checks accept exactly what the published schema accepts."""
+    import jsonschema
+
+    doc = json.loads(_mutated(saved2, where, value))
+    theirs = jsonschema.Draft202012Validator(_PROBE2_SCHEMA).is_valid(doc)
+    message = ""
+    try:
+        _CHECK2(doc)
+    except SchemaViolation as exc:
+        message = exc.message
+    if not message:
+        assert theirs, (where, value)
+    elif theirs:
+        assert "out of range" in message, (where, value, message)
+
+
+@settings(max_examples=100, deadline=None)
+@given(where=st.sampled_from(_WHERE2), value=_ANY_VALUE)
+def test_any_value_anywhere_in_the_columns_loads_or_is_one_line(
+    saved2: dict[str, Any], where: tuple[str | int, ...], value: Any
+) -> None:
+    error: ValueError | None = None
+    try:
+        load_json(_mutated(saved2, where, value))
+    except ValueError as exc:
+        error = exc
+    assert error is None or "\n" not in str(error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -23,7 +24,7 @@ from support.wsgi import waitress_server
 
 SCHEMA = json.loads(
     (
-        Path(__file__).parents[2] / "src" / "lagscope" / "schemas" / "report-1.schema.json"
+        Path(__file__).parents[2] / "src" / "lagscope" / "schemas" / "report-2.schema.json"
     ).read_text()
 )
 
@@ -165,13 +166,16 @@ def test_narrow_console_encoding(tmp_path: Path) -> None:
 def test_the_report_schema_shares_the_probe_schemas_request_record() -> None:
     probe = json.loads(
         (
-            Path(__file__).parents[2] / "src" / "lagscope" / "schemas" / "probe-1.schema.json"
+            Path(__file__).parents[2] / "src" / "lagscope" / "schemas" / "probe-2.schema.json"
         ).read_text()
     )
-    mine = dict(SCHEMA["$defs"]["request"]["properties"])
-    theirs = dict(probe["$defs"]["request"]["properties"])
-    del mine["series"], theirs["series"]
+    mine = copy.deepcopy(SCHEMA["$defs"]["requests"])
+    theirs = copy.deepcopy(probe["$defs"]["requests"])
+    del mine["properties"]["values"]["properties"]["series"]
+    del theirs["properties"]["values"]["properties"]["series"]
     assert mine == theirs
+    for name in ("attempt", "metric", "metric_shape", "headers"):
+        assert SCHEMA["$defs"][name] == probe["$defs"][name], name
 
 
 def test_a_keyword_dsn_password_never_reaches_the_report() -> None:

@@ -15,10 +15,11 @@ from click.testing import CliRunner
 
 from lagscope.cli import main
 from support.net import free_port
+from support.saved_v1 import as_v1
 from support.wsgi import waitress_server
 
 SCHEMA = json.loads(
-    (Path(__file__).parents[2] / "src" / "lagscope" / "schemas" / "probe-1.schema.json").read_text()
+    (Path(__file__).parents[2] / "src" / "lagscope" / "schemas" / "probe-2.schema.json").read_text()
 )
 
 
@@ -49,7 +50,7 @@ def test_json_output_matches_the_documented_schema(url: str) -> None:
     assert code == 0, err
     data = json.loads(out)
     jsonschema.validate(data, SCHEMA)
-    assert data["schema"] == "lagscope.probe/1"
+    assert data["schema"] == "lagscope.probe/2"
     assert [s["name"] for s in data["series"]] == ["cold", "warm_first", "warm"]
 
 
@@ -147,13 +148,19 @@ def test_load_of_hostile_files_is_one_line_with_exit_2(url: str, tmp_path: Path)
     code, _, err = _run("probe", url, "--cold", "1", "--warm", "2", "-o", str(saved))
     assert code == 0, err
     good = json.loads(saved.read_text())
-    bad_total = json.loads(saved.read_text())
+    bad_total = as_v1(json.loads(saved.read_text()))  # a file saved before the columns
     bad_total["series"][0]["requests"][0]["total_ms"] = "abc"
+    bad_column = json.loads(saved.read_text())
+    bad_column["series"][0]["requests"]["columns"]["total_ms"][0] = "abc"
     unknown_series = json.loads(saved.read_text())
     unknown_series["series"][0]["name"] = "lukewarm"
     cases = {
         "deep.json": ("[" * 100_000 + "]" * 100_000, "nested deeper than 64"),
         "abc.json": (json.dumps(bad_total), "$.series[0].requests[0].total_ms: 'abc' is not of"),
+        "column.json": (
+            json.dumps(bad_column),
+            "$.series[0].requests.columns.total_ms[0]: 'abc' is not of",
+        ),
         "nan.json": (
             saved.read_text().replace(
                 f'"duration_ms": {good["duration_ms"]}', '"duration_ms": NaN'

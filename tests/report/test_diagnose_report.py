@@ -78,7 +78,7 @@ def test_report_command_renders_a_saved_diagnosis(
 ) -> None:
     saved = tmp_path / "diag.json"
     saved.write_text(JsonRenderer().render(taxed_diagnosis), encoding="utf-8")
-    assert json.loads(saved.read_text())["schema"] == "lagscope.report/1"
+    assert json.loads(saved.read_text())["schema"] == "lagscope.report/2"
     result = CliRunner().invoke(
         main,
         ["report", str(saved), "-o", str(tmp_path / "d.html"), "--har", str(tmp_path / "d.har")],
@@ -200,6 +200,7 @@ def test_diagnose_cli_writes_no_secret_anywhere(tmp_path: Path) -> None:
 )
 def test_sparse_diagnoses_still_render(taxed_diagnosis: DiagnoseReport, change: str) -> None:
     from lagscope.diagnose.model import from_dict
+    from lagscope.probe.model import table_from_records
 
     data = json.loads(json.dumps(to_dict(taxed_diagnosis)))
     if change in ("no-findings", "nothing"):
@@ -207,7 +208,7 @@ def test_sparse_diagnoses_still_render(taxed_diagnosis: DiagnoseReport, change: 
     if change in ("no-budgets", "nothing"):
         data["budgets"] = []
     if change in ("no-requests", "nothing"):
-        data["requests"] = []
+        data["requests"] = table_from_records(())
     if change == "nothing":
         data["rungs"] = []
     for f in data["findings"]:

@@ -56,7 +56,7 @@ def _load(path: Path) -> DiagnoseReport:
     from lagscope.diagnose.render import load_json
     from lagscope.saved import load_saved
 
-    return load_saved(path, "report-1.schema.json", load_json)
+    return load_saved(path, "report-2.schema.json", load_json)
 
 
 @click.command()
@@ -64,7 +64,7 @@ def _load(path: Path) -> DiagnoseReport:
 @click_options(DiagnoseSettings)
 @request_options()
 @click_options(Gate)
-@output_options("lagscope.report/1")
+@output_options("lagscope.report/2")
 def diagnose_command(
     url: str | None,
     resolves: tuple[str, ...],

@@ -2,8 +2,9 @@
 
 This is the boundary between measuring and output for ``lagscope diagnose``. The ladder
 produces a :class:`DiagnoseReport`; renderers read only it. :func:`to_dict` /
-:func:`from_dict` give the versioned JSON form (``schema: "lagscope.report/1"``, published
-as lagscope/schemas/report-1.schema.json), so a saved report can be rendered again.
+:func:`from_dict` give the versioned JSON form (``schema: "lagscope.report/2"``, published
+as lagscope/schemas/report-2.schema.json; ``lagscope.report/1`` files still load), so a
+saved report can be rendered again.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from typing import Any, Literal, cast, get_args
 
 from lagscope.browser.model import BrowserRun, run_from_dict, run_to_dict
 from lagscope.instrument.profile import Hotspot, ProfileFrame
-from lagscope.probe.model import RequestRecord, record_from_dict, record_to_dict
+from lagscope.probe.model import RequestRecord, records_from_json, table_from_records
 
 __all__ = [
     "AFFECTS",
     "SCHEMA",
+    "SCHEMAS",
     "SEVERITIES",
     "Affects",
     "Budget",
@@ -37,7 +39,10 @@ __all__ = [
     "to_dict",
 ]
 
-SCHEMA = "lagscope.report/1"
+SCHEMA = "lagscope.report/2"
+# Every version this model reads: /1 kept one object per request, /2 a table of columns
+# (lagscope.probe.model.table_from_records).
+SCHEMAS = ("lagscope.report/1", SCHEMA)
 
 Severity = Literal["critical", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = get_args(Severity)
@@ -215,7 +220,7 @@ def _plain(obj: Any) -> Any:
 
 def to_dict(report: DiagnoseReport) -> dict[str, Any]:
     out = {
-        "schema": report.schema,
+        "schema": SCHEMA,  # a file read from an older version is saved as this one
         "tool_version": report.tool_version,
         "url": report.url,
         "final_url": report.final_url,
@@ -233,7 +238,7 @@ def to_dict(report: DiagnoseReport) -> dict[str, Any]:
         "findings": [finding_to_dict(f) for f in report.findings],
         "rungs": [_plain(r) for r in report.rungs],
         "budgets": [_plain(b) for b in report.budgets],
-        "requests": [record_to_dict(r) for r in report.requests],
+        "requests": table_from_records(report.requests),
         "truncated": report.truncated,
         "warnings": list(report.warnings),
         "options": dict(report.options),
@@ -261,7 +266,7 @@ def _profile(data: dict[str, Any] | None) -> FindingProfile | None:
 
 
 def finding_to_dict(finding: Finding) -> dict[str, Any]:
-    """A finding's JSON form (``$defs/finding`` of report-1.schema.json); the demo's saved
+    """A finding's JSON form (``$defs/finding`` of report-2.schema.json); the demo's saved
     file holds the same form."""
     out: dict[str, Any] = _plain(finding)
     return out
@@ -285,7 +290,7 @@ def finding_from_dict(f: dict[str, Any]) -> Finding:
 
 def from_dict(data: dict[str, Any]) -> DiagnoseReport:
     """Rebuild a report from its JSON form (validated against the schema by the caller)."""
-    if data.get("schema") != SCHEMA:
+    if data.get("schema") not in SCHEMAS:
         raise ValueError(f"unsupported schema {data.get('schema')!r} (expected {SCHEMA!r})")
     env = data["environment"]
     return DiagnoseReport(
@@ -324,7 +329,7 @@ def from_dict(data: dict[str, Any]) -> DiagnoseReport:
             )
             for b in data["budgets"]
         ),
-        requests=tuple(record_from_dict(r) for r in data["requests"]),
+        requests=records_from_json(data["requests"]),
         truncated=data["truncated"],
         warnings=tuple(data["warnings"]),
         options=tuple(data["options"].items()),

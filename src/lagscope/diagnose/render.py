@@ -5,7 +5,7 @@ fix, then the budget, then each rung's figures); colour is the caller's choice. 
 quote servers and saved files, so rich reads no markup in them and every string it is
 given, as a ``str`` or a ``Text``, has its control characters escaped on the way in
 (:class:`_PlainConsole`, :func:`_text`). The JSON
-renderer writes the documented ``lagscope.report/1`` form; :func:`load_json` reads it back.
+renderer writes the documented ``lagscope.report/2`` form; :func:`load_json` reads it back.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class JsonRenderer:
 
 def load_json(data: Any) -> DiagnoseReport:
     """A report from its parsed JSON form. Raises ValueError with a readable reason."""
-    return model_from_saved(data, from_dict, "lagscope.report/1")
+    return model_from_saved(data, from_dict, "lagscope.report/2")
 
 
 def _ms(value: float | None) -> str:

@@ -100,7 +100,7 @@ def _run(opts: ProbeOptions) -> ProbeReport:
     default=None,
     help="Also trust the CA certificates in this PEM file (internal CAs).",
 )
-@output_options("lagscope.probe/1")
+@output_options("lagscope.probe/2")
 @click_options(Gate)
 def probe(
     url: str | None,

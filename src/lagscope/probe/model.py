@@ -3,15 +3,17 @@
 This is the boundary between measuring and output. The runner produces
 :class:`RequestRecord` values; :func:`lagscope.probe.report.build_report` turns them into a
 :class:`ProbeReport`; renderers read only the report. :func:`to_dict` / :func:`from_dict`
-give the versioned JSON form (``schema: "lagscope.probe/1"``, documented in
-docs/probe.md and lagscope/schemas/probe-1.schema.json), so a saved run can be rendered
-again.
+give the versioned JSON form (``schema: "lagscope.probe/2"``, documented in
+docs/probe.md and lagscope/schemas/probe-2.schema.json, its request records in columns:
+:func:`table_from_records`), so a saved run can be rendered again; ``lagscope.probe/1``
+files (one object per request) still load.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, fields
+from itertools import chain
 from typing import Any, Literal
 
 from lagscope.instrument.servertiming import Metric, believable
@@ -21,6 +23,9 @@ __all__ = [
     "PHASES",
     "RESOLVE_SOURCES",
     "SCHEMA",
+    "SCHEMAS",
+    "TABLE_CODED",
+    "TABLE_PLAIN",
     "AddressAttempt",
     "Family",
     "KeepAlive",
@@ -33,10 +38,16 @@ __all__ = [
     "from_dict",
     "record_from_dict",
     "record_to_dict",
+    "records_from_json",
+    "records_from_table",
+    "table_from_records",
     "to_dict",
 ]
 
-SCHEMA = "lagscope.probe/1"
+SCHEMA = "lagscope.probe/2"
+# Every version this model reads: /1 kept one object per request (record_from_dict), /2 a
+# table of columns (records_from_table).
+SCHEMAS = ("lagscope.probe/1", SCHEMA)
 
 # Phases in the order they happen. resolve/connect/tls exist only on new connections.
 PHASES = ("resolve", "connect", "tls", "send", "wait", "receive", "total")
@@ -274,6 +285,20 @@ def record_from_dict(d: dict[str, Any]) -> RequestRecord:
     return RequestRecord(**kwargs)
 
 
+def records_from_json(saved: Any) -> tuple[RequestRecord, ...]:
+    """Records as either version saves them: a list of objects (/1) or a table (/2)."""
+    if isinstance(saved, list):
+        return tuple(record_from_dict(r) for r in saved)
+    return records_from_table(saved)
+
+
+def _series_records(i: int, saved: Any) -> tuple[RequestRecord, ...]:
+    try:
+        return records_from_json(saved)
+    except ValueError as exc:  # where in the file: series[0].requests.columns.total_ms
+        raise ValueError(f"series[{i}].{exc}") from None
+
+
 def dropped_note(records: Iterable[RequestRecord]) -> str | None:
     """The warning for Server-Timing values left out of a run's figures, if any were."""
     count = 0
@@ -296,9 +321,262 @@ def dropped_note(records: Iterable[RequestRecord]) -> str | None:
     )
 
 
+# --- the columnar form of many records (lagscope.probe/2, lagscope.report/2) ------------
+#
+# Many request records as saved since ``lagscope.probe/2`` and ``lagscope.report/2``: one
+# array per field (columns), not one object per request.
+#
+# The object-per-request form (``/1``) made ``json.loads`` build ~60 Python objects per
+# request: 2.5 s and 450 MB for a 100 000-request file before any check ran. In columns the
+# parser builds about one object per number, the checks run over whole arrays
+# (:mod:`lagscope.schemacheck`), and a run's thousands of identical header lists are written
+# and loaded once. docs/performance.md has the figures.
+#
+# The table (``$defs/requests`` in ``probe-2.schema.json`` and ``report-2.schema.json``)::
+#
+#     {"count": N,
+#      "columns": {"index": [N integers], "total_ms": [N numbers], ..., "series": [N codes], ...},
+#      "values": {"series": ["cold", "warm"], "response_headers": [[["server", "x"]], ...], ...}}
+#
+# - A *plain* column holds the field's value for each request, in order.
+# - A *coded* column (:data:`TABLE_CODED`) holds, for each request, the index of its value in
+#   ``values[field]``, where each distinct value is written once.
+# - ``server_timing``'s values are metrics without their ``dur`` (``name``, ``desc``,
+#   ``params``); the durations are the flat column ``server_timing_dur_ms``: every metric's
+#   ``dur`` (null where it had none), request after request, in the metrics' order.
+#
+# :func:`table_from_records` writes the table; :func:`records_from_table` reads a
+# schema-valid one back, checking what the schema cannot say (each column ``count`` long,
+# each code inside its values), and raises ValueError naming the column and index.
+
+# Plain columns: (field, rounded to 0.1 µs when written).
+TABLE_PLAIN = (
+    ("index", False),
+    ("connection", False),
+    ("reused", False),
+    ("status", False),
+    ("start_ms", True),
+    ("resolve_ms", True),
+    ("connect_ms", True),
+    ("tls_ms", True),
+    ("send_ms", True),
+    ("wait_ms", True),
+    ("receive_ms", True),
+    ("total_ms", True),
+    ("head_ms", True),
+    ("body_bytes", False),
+    ("keep_alive", False),
+)
+TABLE_CODED = (
+    "series",
+    "http_version",
+    "server_address",
+    "attempts",
+    "server_timing",
+    "dropped_server_timing",
+    "response_headers",
+    "request_headers",
+)
+_DURS = "server_timing_dur_ms"
+
+MetricShape = tuple[str, str | None, tuple[tuple[str, str], ...]]
+
+
+def _to_json(field: str, value: Any) -> Any:
+    """A distinct value of a coded column as ``values[field]`` holds it."""
+    if field == "attempts":
+        return [
+            {
+                "address": a.address,
+                "port": a.port,
+                "family": a.family,
+                "outcome": a.outcome,
+                "ms": _round(a.ms),
+                "error": a.error,
+            }
+            for a in value
+        ]
+    if field == "server_timing":
+        return [{"name": n, "desc": d, "params": dict(p)} for n, d, p in value]
+    if field == "dropped_server_timing":
+        return [_metric_to_dict(m) for m in value]
+    if field.endswith("_headers"):
+        return [[k, v] for k, v in value]
+    return value
+
+
+def table_from_records(records: Sequence[RequestRecord]) -> dict[str, Any]:
+    """The columns of ``records`` (see the module docstring)."""
+    columns: dict[str, list[Any]] = {}
+    for name, rounded in TABLE_PLAIN:
+        raw = [getattr(r, name) for r in records]
+        columns[name] = [_round(v) for v in raw] if rounded else raw
+    codes: dict[str, dict[Hashable, int]] = {field: {} for field in TABLE_CODED}
+    coded: dict[str, list[int]] = {field: [] for field in TABLE_CODED}
+    durs: list[float | None] = []
+    for r in records:
+        shape = tuple((m.name, m.desc, m.params) for m in r.server_timing)
+        durs.extend(m.dur_ms for m in r.server_timing)
+        for field, value in (
+            ("series", r.series),
+            ("http_version", r.http_version),
+            ("server_address", r.server_address),
+            ("attempts", r.attempts),
+            ("server_timing", shape),
+            ("dropped_server_timing", r.dropped_server_timing),
+            ("response_headers", r.response_headers),
+            ("request_headers", r.request_headers),
+        ):
+            table = codes[field]
+            code = table.get(value)
+            if code is None:
+                code = table[value] = len(table)
+            coded[field].append(code)
+    columns.update(coded)
+    columns[_DURS] = durs
+    return {
+        "count": len(records),
+        "columns": columns,
+        "values": {field: [_to_json(field, v) for v in codes[field]] for field in TABLE_CODED},
+    }
+
+
+def _decode(field: str, items: list[Any]) -> list[Any]:
+    """The distinct values of a coded column as the model holds them."""
+    if field == "attempts":
+        return [tuple(AddressAttempt(**a) for a in value) for value in items]
+    if field == "server_timing":
+        return [
+            tuple((m["name"], m["desc"], tuple(m["params"].items())) for m in value)
+            for value in items
+        ]
+    if field == "dropped_server_timing":
+        return [
+            tuple(
+                Metric(m["name"], m["dur_ms"], m["desc"], tuple(m["params"].items())) for m in value
+            )
+            for value in items
+        ]
+    if field.endswith("_headers"):
+        return [tuple((str(k), str(v)) for k, v in value) for value in items]
+    return items
+
+
+def _bad(where: str, message: str) -> ValueError:
+    return ValueError(f"requests.{where}: {message}")
+
+
+def _checked_codes(columns: dict[str, Any], values: list[list[Any]]) -> None:
+    for field, table in zip(TABLE_CODED, values, strict=False):
+        column = columns[field]
+        if column and not (min(column) >= 0 and max(column) < len(table)):
+            i = next(i for i, c in enumerate(column) if not 0 <= c < len(table))
+            raise _bad(
+                f"columns.{field}[{i}]",
+                f"{column[i]} is not an index into values.{field} ({len(table)} values)",
+            )
+
+
+def records_from_table(table: dict[str, Any]) -> tuple[RequestRecord, ...]:
+    """The records of a schema-valid table; a ValueError names what the schema cannot
+    catch (a column of another length, a code outside its values, durations that do not
+    match the metrics), in one line."""
+    count = table["count"]
+    columns = table["columns"]
+    for name, column in columns.items():
+        if name != _DURS and len(column) != count:
+            raise _bad(f"columns.{name}", f"{len(column)} values for {count} requests")
+    decoded = [_decode(field, table["values"][field]) for field in TABLE_CODED]
+    _checked_codes(columns, decoded)
+    series, versions, addresses, attempts, shapes, dropped, responses, requests = decoded
+    durs = columns[_DURS]
+    wanted = sum(map(len, map(shapes.__getitem__, columns["server_timing"])))
+    if len(durs) != wanted:
+        raise _bad(f"columns.{_DURS}", f"{len(durs)} values for {wanted} metrics")
+
+    # Why not RequestRecord(...) and Metric(...): a frozen dataclass's __init__ sets each
+    # field through object.__setattr__ (23 calls per record: 0.8 s per 100 000 records);
+    # giving the new instance its __dict__ makes the same object (same fields, equality,
+    # hash and repr) in a fraction of that. A metric without a dur is made once per value.
+    new = object.__new__
+    put = object.__setattr__
+    bare = [tuple((n, d, p, Metric(n, None, d, p)) for n, d, p in shape) for shape in shapes]
+    metrics: list[Metric] = []  # every metric of every request, in the order of durs
+    for (name, desc, params, without), dur in zip(
+        chain.from_iterable(map(bare.__getitem__, columns["server_timing"])), durs, strict=True
+    ):
+        if dur is None:
+            metrics.append(without)
+        else:
+            m = new(Metric)
+            put(m, "__dict__", {"name": name, "dur_ms": dur, "desc": desc, "params": params})
+            metrics.append(m)
+    # Each request's longest dur, to hold against its exchange; a negative one (only in a
+    # file made by hand or by another tool) sends every request through the full rule.
+    known = [0.0 if d is None else d for d in durs]
+    negative = min(known, default=0.0) < 0
+    out: list[RequestRecord] = []
+    append = out.append
+    at = 0
+    for (
+        index, connection, reused, status, start, resolve, connect, tls, send, wait, receive,
+        total, head, body, keep, s, v, a, att, st, dr, rh, qh,
+    ) in zip(
+        *(columns[name] for name, _ in TABLE_PLAIN),
+        *(columns[field] for field in TABLE_CODED),
+        strict=True,
+    ):  # fmt: skip
+        gone = dropped[dr]
+        width = len(shapes[st])
+        if not width:
+            kept: tuple[Metric, ...] = ()
+        else:
+            end = at + width
+            kept = tuple(metrics[at:end])
+            exchange = send + wait + receive
+            if negative or max(known[at:end]) > exchange:
+                # The rule a live run applies (servertiming.believable), for a file made by
+                # hand or by another tool: a run drops these before it saves.
+                kept, more = believable(kept, exchange)
+                gone = more + gone
+            at = end
+        record = new(RequestRecord)
+        put(
+            record,
+            "__dict__",
+            {
+                "series": series[s],
+                "index": index,
+                "connection": connection,
+                "reused": reused,
+                "status": status,
+                "http_version": versions[v],
+                "start_ms": start,
+                "resolve_ms": resolve,
+                "connect_ms": connect,
+                "tls_ms": tls,
+                "send_ms": send,
+                "wait_ms": wait,
+                "receive_ms": receive,
+                "total_ms": total,
+                "body_bytes": body,
+                "keep_alive": keep,
+                "attempts": attempts[att],
+                "server_timing": kept,
+                "server_address": addresses[a],
+                "head_ms": head,
+                "response_headers": responses[rh],
+                "request_headers": requests[qh],
+                "dropped_server_timing": gone,
+            },
+        )
+        append(record)
+    return tuple(out)
+
+
 def to_dict(report: ProbeReport) -> dict[str, Any]:
     return {
-        "schema": report.schema,
+        "schema": SCHEMA,  # a file read from an older version is saved as this one
         "tool_version": report.tool_version,
         "url": report.url,
         "method": report.method,
@@ -323,7 +601,7 @@ def to_dict(report: ProbeReport) -> dict[str, Any]:
                     for m in s.server_timing
                 ],
                 "outside_app": None if s.outside_app is None else _summary_to_dict(s.outside_app),
-                "requests": [record_to_dict(r) for r in s.requests],
+                "requests": table_from_records(s.requests),
             }
             for s in report.series
         ],
@@ -352,12 +630,12 @@ def to_dict(report: ProbeReport) -> dict[str, Any]:
 
 def from_dict(data: dict[str, Any]) -> ProbeReport:
     """Rebuild a report from its JSON form. Raises KeyError/TypeError/ValueError if malformed."""
-    if data.get("schema") != SCHEMA:
+    if data.get("schema") not in SCHEMAS:
         raise ValueError(f"unsupported schema {data.get('schema')!r} (expected {SCHEMA!r})")
     series = tuple(
         Series(
             name=s["name"],
-            requests=tuple(record_from_dict(r) for r in s["requests"]),
+            requests=_series_records(i, s["requests"]),
             phases=tuple((k, _summary_from_dict(v)) for k, v in s["phases"].items()),
             server_timing=tuple(
                 MetricSummary(
@@ -370,7 +648,7 @@ def from_dict(data: dict[str, Any]) -> ProbeReport:
             ),
             outside_app=None if s["outside_app"] is None else _summary_from_dict(s["outside_app"]),
         )
-        for s in data["series"]
+        for i, s in enumerate(data["series"])
     )
     return ProbeReport(
         schema=data["schema"],

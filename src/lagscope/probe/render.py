@@ -2,7 +2,7 @@
 
 The terminal renderer lays out plain text (ANSI styles only when asked), so the same text can
 go to a terminal, a file or a test assertion; colour is a constructor choice made by the CLI
-(NO_COLOR, non-tty). The JSON renderer is the documented ``lagscope.probe/1`` form, and
+(NO_COLOR, non-tty). The JSON renderer is the documented ``lagscope.probe/2`` form, and
 :func:`load_json` reads it back so a saved run can be rendered again.
 """
 
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 # The published schema of the JSON form, in lagscope/schemas/.
-SCHEMA_FILE = "probe-1.schema.json"
+SCHEMA_FILE = "probe-2.schema.json"
 
 
 class Renderer(Protocol):
@@ -49,7 +49,7 @@ class JsonRenderer:
 
 
 def load_json(text: str) -> ProbeReport:
-    """Parse a saved ``lagscope.probe/1`` run, validated against its published schema.
+    """Parse a saved ``lagscope.probe/2`` run, validated against its published schema.
     Raises ValueError with a one-line reason."""
     from lagscope.saved import SavedFileError, parse_saved_json
 
@@ -64,7 +64,7 @@ def report_from_saved(data: dict[str, Any]) -> ProbeReport:
     admits what the model does not: a ValueError says which part, in one line."""
     from lagscope.saved import model_from_saved
 
-    return model_from_saved(data, from_dict, "lagscope.probe/1")
+    return model_from_saved(data, from_dict, "lagscope.probe/2")
 
 
 def _fmt(ms: float | None) -> str:

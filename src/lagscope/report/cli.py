@@ -1,6 +1,6 @@
 """``lagscope report SAVED.json``: render a saved run as HTML and/or HAR, atomically written.
 
-Any saved file: ``lagscope.probe/1`` (probe -o), ``lagscope.report/1`` (diagnose -o) and
+Any saved file: ``lagscope.probe/2`` (probe -o), ``lagscope.report/2`` (diagnose -o) and
 ``lagscope.demo/1`` (demo --json -o; HTML only), read by :mod:`lagscope.report.load`.
 """
 
@@ -26,7 +26,7 @@ __all__ = ["report"]
 )
 @click.option("--har", "har_path", type=FILE_PATH, help="Write the requests as a HAR 1.2 file.")
 def report(saved: Path, output: Path | None, har_path: Path | None) -> None:
-    """Render a saved run (lagscope.probe/1 from probe -o, lagscope.report/1 from
+    """Render a saved run (lagscope.probe/2 from probe -o, lagscope.report/2 from
     diagnose -o, lagscope.demo/1 from demo --json -o) as an HTML report and/or a HAR 1.2
     file (probe and diagnose runs).
 

@@ -1,9 +1,10 @@
 """Reading a saved report of any kind back: the schema field decides the model.
 
-``lagscope.probe/1`` files become a :class:`~lagscope.probe.model.ProbeReport`,
-``lagscope.report/1`` files (``lagscope diagnose``) a
+``lagscope.probe/2`` files become a :class:`~lagscope.probe.model.ProbeReport`,
+``lagscope.report/2`` files (``lagscope diagnose``) a
 :class:`~lagscope.diagnose.model.DiagnoseReport` and ``lagscope.demo/1`` files
-(``lagscope demo``) a :class:`~lagscope.demo.model.DemoReport`, each through the one
+(``lagscope demo``) a :class:`~lagscope.demo.model.DemoReport` (files of the earlier
+versions, ``/1``, too), each through the one
 loader, :mod:`lagscope.saved`. Anything else is refused with one readable reason, so
 ``lagscope report`` can say it in one line.
 """
@@ -17,10 +18,10 @@ from typing import Any
 from lagscope.demo.model import SCHEMA as DEMO_SCHEMA
 from lagscope.demo.model import DemoReport
 from lagscope.demo.render import load_json as load_demo
-from lagscope.diagnose.model import SCHEMA as DIAGNOSE_SCHEMA
+from lagscope.diagnose.model import SCHEMAS as DIAGNOSE_SCHEMAS
 from lagscope.diagnose.model import DiagnoseReport
 from lagscope.diagnose.render import load_json as load_diagnose
-from lagscope.probe.model import SCHEMA as PROBE_SCHEMA
+from lagscope.probe.model import SCHEMAS as PROBE_SCHEMAS
 from lagscope.probe.model import ProbeReport
 from lagscope.probe.render import report_from_saved
 from lagscope.saved import SavedFileError, load_saved, parse_saved_json
@@ -32,8 +33,8 @@ MeasuredReport = ProbeReport | DiagnoseReport
 AnyReport = ProbeReport | DiagnoseReport | DemoReport
 
 _MODELS: dict[str, Callable[[Any], AnyReport]] = {
-    PROBE_SCHEMA: report_from_saved,
-    DIAGNOSE_SCHEMA: load_diagnose,
+    **dict.fromkeys(PROBE_SCHEMAS, report_from_saved),
+    **dict.fromkeys(DIAGNOSE_SCHEMAS, load_diagnose),
     DEMO_SCHEMA: load_demo,
 }
 
