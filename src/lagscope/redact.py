@@ -12,7 +12,9 @@ The rule is about names, not a list of known headers: a name is secret when it c
   secret ones replaced; a string that does not parse is replaced whole, since any part of
   it may be the password;
 - a saved command line (:func:`command_line`): each argument by the rules above;
-- free text that may quote a known secret (:func:`text`, for driver error messages).
+- free text that may quote a known secret (:func:`text`, for driver error messages);
+- a saved report as loaded (:func:`document`): files written before a rule existed show,
+  once loaded, what a new run's would.
 
 Everything written for people or to a file (terminal, JSON, HTML, HAR, error lines) goes
 through these before it leaves the measuring code; nothing else hides secrets.
@@ -22,12 +24,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 __all__ = [
     "REDACTED",
     "SECRET_WORDS",
     "command_line",
+    "document",
     "dsn",
     "dsn_params",
     "headers",
@@ -179,3 +183,68 @@ def command_line(argv: Iterable[str]) -> tuple[str, ...]:
             out.append(text(arg))
         takes = None
     return tuple(out)
+
+
+_Doc = TypeVar("_Doc")
+
+# Keys whose string value is a database connection string, in saved reports' options.
+_DSN_KEYS = frozenset({"database"})
+# Keys whose list holds a command line (argv).
+_ARGV_KEYS = frozenset({"command", "command_line"})
+
+
+def _pairs(key: str | None) -> bool:
+    """Whether lists under ``key`` hold [name, value] pairs (headers, the demo's settings)."""
+    return key is not None and (key.endswith("headers") or key == "settings")
+
+
+def _loaded_text(value: str, key: str | None) -> str:
+    if value and key is not None and is_secret_name(key):
+        return REDACTED
+    if "=" not in value and "://" not in value:
+        return value  # nothing text() or dsn() could find: most strings of a big file
+    if key in _DSN_KEYS:
+        return dsn(value)
+    return text(value)
+
+
+def document(data: _Doc) -> _Doc:
+    """A saved report's parsed JSON with every secret the rules find replaced, in place:
+    for files written before a rule existed, so that loading and rendering them shows
+    what a new run would. Each string goes through :func:`text` (URLs' userinfo and secret
+    query values, ``NAME=VALUE`` secrets); a string under a secret-named key, and the value
+    of a ``[name, value]`` pair with a secret name (headers, settings), is replaced; a
+    ``command``/``command_line`` list goes through :func:`command_line`, and an options
+    ``database`` through :func:`dsn`. Lists holding only numbers, booleans and nulls (the
+    columns of a big file) are passed over whole. Iterative: nesting cannot exhaust the
+    stack."""
+    stack: list[tuple[Any, str | None]] = [(data, None)]
+    while stack:
+        node, key = stack.pop()
+        if type(node) is dict:
+            for k, v in node.items():
+                if type(v) is str:
+                    new = _loaded_text(v, k)
+                    if new is not v:
+                        node[k] = new
+                elif type(v) is dict or type(v) is list:
+                    stack.append((v, k))
+            continue
+        kinds = set(map(type, node))
+        if not kinds & {str, dict, list}:
+            continue
+        if key in _ARGV_KEYS and kinds == {str}:
+            node[:] = command_line(node)
+            continue
+        if _pairs(key) and len(node) == 2 and kinds == {str}:
+            if node[1] and is_secret_name(node[0]):
+                node[1] = REDACTED  # a [name, value] pair: a header, a setting
+            continue
+        for i, v in enumerate(node):
+            if type(v) is str:
+                new = _loaded_text(v, None)
+                if new is not v:
+                    node[i] = new
+            elif type(v) is dict or type(v) is list:
+                stack.append((v, key))
+    return data

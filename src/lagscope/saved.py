@@ -19,7 +19,9 @@ The steps, each failure one ``lagscope: load: <file>: <reason>`` line with exit 
    overflowed to infinity while parsing, or a 400-digit integer, is refused here), and
    free-form parts nest at most :data:`MAX_DEPTH` deep.
    A kind without a published schema (``lagscope.db/1``) is checked by its model's own
-   reader instead.
+   reader instead;
+4. pass every string through the one redactor (:func:`lagscope.redact.document`), so a
+   file saved before a redaction rule existed shows no secret in any output.
 
 The caller gets a plain dict that matches the schema and turns it into its own model. The
 loader costs about as much as parsing the JSON (bench/bench_load.py, docs/performance.md).
@@ -37,6 +39,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
+from lagscope import redact
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.schemacheck import MAX_DEPTH, SchemaViolation, compile_schema
 
@@ -219,7 +222,7 @@ def parse_saved_json(
     if not isinstance(data, dict):
         raise _error(where, 'no "schema" field: the top level is not an object')
     if not validate:
-        return data
+        return redact.document(data)
     if schema_file is None:
         kind = data.get("schema")
         if not isinstance(kind, str) or kind not in SCHEMA_FILES:
@@ -240,7 +243,9 @@ def parse_saved_json(
     failure = _first_schema_error(data, schema_file)
     if failure is not None:
         raise _error(where, failure)
-    return data
+    # A file written before a redaction rule existed shows, once loaded, what a new run's
+    # would: the model, and every output made from it, never sees the secret.
+    return redact.document(data)
 
 
 def load_saved_json(
