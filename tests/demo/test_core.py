@@ -37,7 +37,7 @@ from lagscope.netutil import free_port, set_listen_options
 from support.hostile import assert_terminal_safe, hostile_text
 
 SCHEMA_FILE = Path(__file__).parents[2] / "src" / "lagscope" / "schemas" / "demo-1.schema.json"
-REPORT_SCHEMA_FILE = SCHEMA_FILE.with_name("report-1.schema.json")
+REPORT_SCHEMA_FILE = SCHEMA_FILE.with_name("report-2.schema.json")
 
 
 def _finding(
