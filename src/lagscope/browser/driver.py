@@ -23,12 +23,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from lagscope.browser.locate import HOW_TO_GET, BrowserChoice, find_browser
 from lagscope.browser.model import BrowserRun, PageLoad, build_load, idle_rule
 from lagscope.errors import ExitCode, LagscopeError
+from lagscope.stopping import ClosedOnExit
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright
@@ -137,7 +137,7 @@ def _drop_stale_answers(record: logging.LogRecord) -> bool:
     return error is None or "Cannot find command to respond" not in str(error)
 
 
-class BrowserSession:
+class BrowserSession(ClosedOnExit):
     """One headless browser process; :meth:`visit` loads a URL in a fresh context."""
 
     def __init__(
@@ -218,14 +218,6 @@ class BrowserSession:
                 f"could not start {what}: {_first_line(exc)} ({HOW_TO_GET})",
                 ExitCode.ENVIRONMENT,
             ) from None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         browser, self._browser = self._browser, None
