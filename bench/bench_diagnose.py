@@ -118,6 +118,8 @@ class Built:
     expected: dict[str, str | float]
     resolve: list[str] = field(default_factory=list)
     proxy: TaxProxy | None = None  # the taxed hop whose records give the tax truth
+    # A second taxed hop ("tax2" truths): combined ghosts tax two hops at once.
+    proxy2: TaxProxy | None = None
     db_port: int = 0
     refused_port: int = 0
     stall_port: int = 0
@@ -131,6 +133,7 @@ class Built:
     ghost: Any = None
     _ghost_mark: int = 0
     _mark: int = 0
+    _mark2: int = 0
     _db_connects: list[float] = field(default_factory=list)
     _refused_truth: float | None = None
     _stall_truth: float | None = None
@@ -139,12 +142,12 @@ class Built:
     def prepare(self) -> dict[str, Any]:
         if self.ghost is not None:
             self._ghost_mark = len(self.ghost.applied_ms)
-        if self.proxy is not None:
-            self._mark = len(self.proxy.records())
         if "db" in self.expected.values():
             self._db_connects = _pg_connect_ms(self.db_port, 3)
-            if self.proxy is not None:
-                self._mark = len(self.proxy.records())
+        if self.proxy is not None:
+            self._mark = len(self.proxy.records())
+        if self.proxy2 is not None:
+            self._mark2 = len(self.proxy2.records())
         if "refused" in self.expected.values():
             self._refused_truth = statistics.median(_refused_ms(self.refused_port, 5))
         if "stall" in self.expected.values():
@@ -161,19 +164,8 @@ class Built:
         }
 
     def truth(self) -> dict[str, Any]:
-        applied: list[float] = []
-        if self.proxy is not None:
-            # Records are written when a connection ends; the run's client connections
-            # have been closed, the proxy may still be finishing the last ones.
-            deadline = time.monotonic() + 2.0
-            seen = -1
-            while time.monotonic() < deadline:
-                records = self.proxy.records()[self._mark :]
-                if len(records) == seen:
-                    break
-                seen = len(records)
-                time.sleep(0.1)  # settle interval between record counts, not a readiness wait
-            applied = [r.tax_applied_ms for r in records if r.tax_applied_ms is not None]
+        applied = _applied(self.proxy, self._mark)
+        applied2 = _applied(self.proxy2, self._mark2)
         if "db" in self.expected.values():
             # Three connects before the run and three after: a load spike during the run
             # moves both the app's connects and the truth.
@@ -182,6 +174,8 @@ class Built:
         for finding_id, source in self.expected.items():
             if source == "tax":
                 truths[finding_id] = statistics.median(applied) if applied else None
+            elif source == "tax2":
+                truths[finding_id] = statistics.median(applied2) if applied2 else None
             elif source == "db":
                 truths[finding_id] = statistics.median(self._db_connects)
             elif source == "refused":
@@ -194,6 +188,24 @@ class Built:
             else:
                 truths[finding_id] = float(source)
         return {"truths": truths, "taxed_connections": len(applied)}
+
+
+def _applied(proxy: TaxProxy | None, mark: int) -> list[float]:
+    """The taxes ``proxy`` applied since its record ``mark``."""
+    if proxy is None:
+        return []
+    # Records are written when a connection ends; the run's client connections have been
+    # closed, the proxy may still be finishing the last ones.
+    deadline = time.monotonic() + 2.0
+    seen = -1
+    records: list[Any] = []
+    while time.monotonic() < deadline:
+        records = proxy.records()[mark:]
+        if len(records) == seen:
+            break
+        seen = len(records)
+        time.sleep(0.1)  # settle interval between record counts, not a readiness wait
+    return [r.tax_applied_ms for r in records if r.tax_applied_ms is not None]
 
 
 def _pg_connect_ms(port: int, samples: int) -> list[float]:
@@ -305,8 +317,10 @@ def _taxed(upstream: tuple[str, int], tax_ms: float) -> Iterator[TaxProxy]:
                 proc.stdout.close()
 
 
-def _django(databases: dict[str, dict[str, Any]]) -> WsgiApp:
-    """The suite's Django app (tests/django_settings.py) with extra database aliases."""
+def _django(databases: dict[str, dict[str, Any]], common: bool = True) -> WsgiApp:
+    """The suite's Django app (tests/django_settings.py) with extra database aliases;
+    ``common=False``: without CommonMiddleware, so responses have no Content-Length and
+    waitress closes the connection after each."""
     import django
     from django.conf import settings
     from django.core.handlers.wsgi import WSGIHandler
@@ -315,6 +329,10 @@ def _django(databases: dict[str, dict[str, Any]]) -> WsgiApp:
 
     values = {k: getattr(django_settings, k) for k in dir(django_settings) if k.isupper()}
     values["DATABASES"] = {**django_settings.DATABASES, **databases}
+    if not common:
+        values["MIDDLEWARE"] = [
+            m for m in values["MIDDLEWARE"] if not m.endswith("CommonMiddleware")
+        ]
     settings.configure(**values)
     django.setup()
     return WSGIHandler()
@@ -420,6 +438,49 @@ def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int) -> Built:
             return _url(app, "/db/persist/?n=2")
 
         return Built("", {"worker-warmup": "db"}, proxy=inj, db_port=db_port, next_url=fresh_server)
+    if name == "cma0-tax":
+        # Two ghosts at once: a tax on the client's new connections, and a database
+        # connect per request through a taxed database hop.
+        db = stack.enter_context(_taxed(("127.0.0.1", pg_port), 100.0))
+        app = stack.enter_context(waitress_server(_django({"perreq": _pg_alias(db.address[1], 0)})))
+        inj = stack.enter_context(_taxed(app, 100.0))
+        return Built(
+            _url(inj.address, "/db/perreq/?n=2"),
+            {"connection-setup-tax": "tax", "db-connect-per-request": "db"},
+            proxy=inj,
+            db_port=db.address[1],
+        )
+    if name == "nginx-tax":
+        # A tax on the client's connections to nginx, and nginx opening a taxed upstream
+        # connection per request.
+        app = stack.enter_context(waitress_server(_django({})))
+        upstream = stack.enter_context(_taxed(app, 150.0))
+        port = stack.enter_context(_nginx_without_upstream_keepalive(upstream.address))
+        inj = stack.enter_context(_taxed(("127.0.0.1", port), 100.0))
+        return Built(
+            _url(inj.address, "/plain/"),
+            {"connection-setup-tax": "tax", "upstream-no-keepalive": "tax2"},
+            proxy=inj,
+            proxy2=upstream,
+        )
+    if name == "slowview-tax":
+        app = stack.enter_context(waitress_server(_django({})))
+        inj = stack.enter_context(_taxed(app, 100.0))
+        return Built(
+            _url(inj.address, "/sleep/?s=0.15"),
+            {"slow-app": 150.0, "connection-setup-tax": "tax"},
+            proxy=inj,
+        )
+    if name == "nocommon-tax":
+        # Django without CommonMiddleware on waitress: no Content-Length, so waitress
+        # closes every connection, and each pays the tax.
+        app = stack.enter_context(waitress_server(_django({}, common=False)))
+        inj = stack.enter_context(_taxed(app, 100.0))
+        return Built(
+            _url(inj.address, "/plain/"),
+            {"keepalive-refused": "tax", "connection-setup-tax": "tax"},
+            proxy=inj,
+        )
     from support import ghosts
 
     if name == "blackhole":
@@ -571,6 +632,24 @@ SCENARIOS = [
     Scenario("tax100", "connection tax 100 ms in front of waitress"),
     Scenario("tax200", "connection tax 200 ms in front of waitress"),
     Scenario("tax300", "connection tax 300 ms in front of waitress"),
+    Scenario("tax15.6", "connection tax 15.6 ms (a Windows timer tick) in front of waitress"),
+    Scenario("tax35", "connection tax 35 ms (near the delayed-ACK stall) in front of waitress"),
+    Scenario("tax1500", "connection tax 1500 ms in front of waitress"),
+    Scenario(
+        "cma0-tax",
+        "100 ms tax on new client connections and CONN_MAX_AGE=0 behind a 100 ms DB tax",
+        "postgres",
+    ),
+    Scenario(
+        "nginx-tax",
+        "100 ms tax in front of nginx without upstream keep-alive, 150 ms tax on the app hop",
+        "nginx",
+    ),
+    Scenario("slowview-tax", "Django view sleeping 150 ms behind a 100 ms connection tax"),
+    Scenario(
+        "nocommon-tax",
+        "Django without CommonMiddleware on waitress (closes every connection), 100 ms tax",
+    ),
     Scenario("nginx", "nginx without upstream keep-alive, 200 ms tax on the app hop", "nginx"),
     Scenario("cma0", "Django CONN_MAX_AGE=0 on PostgreSQL, 200 ms tax on the DB hop", "postgres"),
     Scenario(
