@@ -19,6 +19,7 @@ from lagscope.diagnose.rules.common import (
     has_timing,
     make_finding,
     median,
+    quartiles_apart,
     totals,
 )
 from lagscope.diagnose.thresholds import Thresholds
@@ -46,10 +47,16 @@ def setup_cost_ms(ev: Evidence) -> tuple[float, bool] | None:
     # Up to the first byte, then the transfer's extra only if a new connection's is
     # longer: a reused connection's transfer may carry a small-write stall (its own
     # finding), which must not hide a new connection's price.
-    cold = summary_of(r.total_ms - r.receive_ms for r in cw.cold)
-    warm = summary_of(r.total_ms - r.receive_ms for r in cw.warm)
+    cold_ms = [r.total_ms - r.receive_ms for r in cw.cold]
+    warm_ms = [r.total_ms - r.receive_ms for r in cw.warm]
+    cold = summary_of(cold_ms)
+    warm = summary_of(warm_ms)
     assert cold is not None and warm is not None
     cmp = compare("total", cold, warm)
+    # Beyond noise: the medians' intervals apart, or (a stack slow on every request, where a
+    # slow run gets the fewest samples and one load spike spans an interval of 6) the
+    # middle halves of the two series apart.
+    significant = cmp.significant or quartiles_apart(cold_ms, warm_ms)
     receive_extra = max(
         0.0, median([r.receive_ms for r in cw.cold]) - median([r.receive_ms for r in cw.warm])
     )
@@ -57,7 +64,7 @@ def setup_cost_ms(ev: Evidence) -> tuple[float, bool] | None:
         [sum(a.ms for a in r.attempts if a.outcome != "connected") for r in cw.cold]
     )
     cold_resolve = median([r.resolve_ms or 0.0 for r in cw.cold])
-    return cmp.diff_ms + receive_extra - cold_fallback - cold_resolve, cmp.significant
+    return cmp.diff_ms + receive_extra - cold_fallback - cold_resolve, significant
 
 
 # The phase of a new connection's extra time that the app's own Server-Timing shows.
