@@ -599,7 +599,7 @@ def markdown(
 ) -> str:
     """The rows of ``tables``, in order, as one table as docs/*.md show it: ``columns`` are
     (header, what) pairs, where what is a :data:`Column` or the name of an ``extra`` entry
-    of the rows."""
+    of the rows (empty in a row without it)."""
 
     def cell(row: Row, what: str) -> str:
         spec = row.spec
@@ -624,7 +624,7 @@ def markdown(
             return spec.help
         if what == "why":
             return spec.why
-        return f"`{spec.extra[what]}`"
+        return f"`{spec.extra[what]}`" if what in spec.extra else ""
 
     lines = [
         "| " + " | ".join(header for header, _ in columns) + " |",

@@ -212,7 +212,7 @@ def docs_table() -> str:
         ("nginx directive", "directive"),
         ("why", "why"),
     ]
-    return markdown(NginxSettings, columns=columns)
+    return markdown(NginxSettings, AppServer, columns=columns)
 
 
 @dataclass(frozen=True)
