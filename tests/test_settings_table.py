@@ -24,6 +24,7 @@ from lagscope.settings_table import (
     Host,
     SettingsError,
     Sofar,
+    argparse_options,
     build,
     click_options,
     derived,
@@ -254,3 +255,38 @@ def test_a_host_describes_this_machine() -> None:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--write"]:
         _write_docs()
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str = setting("GET", short="-X", help="HTTP method.")
+    target: str | None = setting(None, metavar="URL", help="Where to send it.")
+    port: int = setting(80, help="Its port.", extra={"directive": "listen"})
+
+
+def test_a_row_names_its_value_and_a_short_flag_for_click_and_argparse() -> None:
+    import argparse
+
+    @click.command()
+    @click_options(Request)
+    def cmd(**given: object) -> None:
+        request, _ = build(Request, given)
+        click.echo(f"{request.method} {request.target}")
+
+    runner = CliRunner()
+    ok = runner.invoke(cmd, ["-X", "HEAD", "--target", "http://127.0.0.1/"])
+    assert ok.output == "HEAD http://127.0.0.1/\n", ok.output
+    helped = runner.invoke(cmd, ["--help"]).output
+    assert "-X, --method TEXT" in helped and "--target URL" in helped
+
+    parser = argparse.ArgumentParser()
+    argparse_options(Request, parser)
+    parsed = parser.parse_args(["-X", "POST"])
+    assert (parsed.method, parsed.target) == ("POST", None)
+    assert "--target URL" in parser.format_help()
+
+
+def test_an_extra_column_is_empty_for_a_row_without_it() -> None:
+    table = markdown(Request, columns=[("flag", "flag"), ("directive", "directive")])
+    assert "| `--port` | `listen` |" in table.splitlines()
+    assert "| `--method` |  |" in table.splitlines()
