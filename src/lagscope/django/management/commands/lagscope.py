@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from lagscope.dbcheck.model import DbReport
 from lagscope.dbcheck.settings import DbCheckSettings
 from lagscope.errors import ExitCode, LagscopeError
-from lagscope.settings_table import argparse_options
+from lagscope.settings_table import argparse_options, rows
 
 __all__ = ["Command"]
 
@@ -201,11 +201,12 @@ class Command(BaseCommand):
         # The command line the report records: the user's, never the DSN added here.
         shown = ("python", "manage.py", "lagscope", "diagnose", *args)
         args, alias = _take_option(args, "--alias", "default")
-        given = any(a == "--database" or a.startswith("--database=") for a in args)
+        flag = _database_flag()
+        given = any(a == flag or a.startswith(f"{flag}=") for a in args)
         if not given and not {"--load", "--help", "-h"} & set(args):
             dsn = self._project_dsn(alias)
             if dsn is not None:
-                args = [*args, "--database", dsn]
+                args = [*args, flag, dsn]
         _run_click(diagnose_command, args, "manage.py lagscope diagnose", "diagnose", shown)
 
     def _project_dsn(self, alias: str) -> str | None:
@@ -268,6 +269,13 @@ def _tolerant_streams() -> None:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None and (getattr(stream, "errors", "") or "") == "strict":
             reconfigure(errors="backslashreplace")
+
+
+def _database_flag() -> str:
+    """diagnose's flag for a database DSN, as its settings row names it."""
+    from lagscope.diagnose.settings import DiagnoseSettings
+
+    return next(r.flag for r in rows(DiagnoseSettings) if r.name == "database")
 
 
 def _take_option(args: list[str], name: str, default: str) -> tuple[list[str], str]:
