@@ -1,10 +1,12 @@
-"""Every reason a settings row gives is true: one that reports a measurement names
-docs/performance.md and quotes figures that are there; anything else is a mechanism or says it
-is a rule of thumb. (A reason once said threads=4 gave half the req/s of threads=1; the
-measurement on the reference app said otherwise.)"""
+"""Every reason a settings row gives, and every message of lagscope's Django system checks, is
+true: one that reports a measurement names docs/performance.md and quotes figures that are
+there; anything else is a mechanism or says it is a rule of thumb. (A reason once said
+threads=4 gave half the req/s of threads=1; the measurement on the reference app said
+otherwise.)"""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
 import re
@@ -77,3 +79,46 @@ def test_a_measured_reason_names_where_it_was_measured(row: str, why: str) -> No
         for figure in _FIGURE.findall(why):
             low = re.split(r"[-–x×% ]", figure)[0]
             assert _norm(low) in docs, (row, figure)
+
+
+def _check_messages() -> list[tuple[str, str]]:
+    """The text of every message and hint of lagscope.django.checks (the string parts of
+    each ``Warning(...)``/``Error(...)``/``Info(...)``), read from the source."""
+    from lagscope.django import checks
+
+    tree = ast.parse(Path(checks.__file__).read_text(encoding="utf-8"))
+    out: list[tuple[str, str]] = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+            continue
+        if node.func.id not in ("Warning", "Error", "Info", "Critical", "Debug"):
+            continue
+        check_id = next(
+            (
+                k.value.value
+                for k in node.keywords
+                if k.arg == "id" and isinstance(k.value, ast.Constant)
+            ),
+            "?",
+        )
+        for part in [*node.args[:1], *(k.value for k in node.keywords if k.arg == "hint")]:
+            text = "".join(
+                c.value
+                for c in ast.walk(part)
+                if isinstance(c, ast.Constant) and isinstance(c.value, str)
+            )
+            out.append((str(check_id), text))
+    return out
+
+
+MESSAGES = _check_messages()
+
+
+def test_the_check_messages_were_found() -> None:
+    assert {"lagscope.W001", "lagscope.W002"} <= {i for i, _ in MESSAGES}
+
+
+@pytest.mark.parametrize(("check_id", "text"), MESSAGES, ids=[i for i, _ in MESSAGES])
+def test_a_measured_check_message_names_where_it_was_measured(check_id: str, text: str) -> None:
+    # Lower-cased: a hint may open a sentence with "Measured:".
+    test_a_measured_reason_names_where_it_was_measured(check_id, text.lower())

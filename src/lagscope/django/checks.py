@@ -121,9 +121,9 @@ def check_conn_max_age(alias: str, db: Mapping[str, Any], platform: str) -> Chec
         hint=(
             "Set CONN_MAX_AGE=None (or a number of seconds) with "
             "CONN_HEALTH_CHECKS=True, or use a pool (PostgreSQL, Django 5.1+: "
-            'OPTIONS={"pool": True}). Measured: +13-15 ms per request with '
-            "PostgreSQL on loopback, far more where security software taxes "
-            "each new connection."
+            'OPTIONS={"pool": True}). Each request then pays a connect (a rule of '
+            "thumb: 5-15 ms with PostgreSQL on loopback), far more where security "
+            "software taxes each new connection."
         ),
         id="lagscope.W001",
     )
@@ -140,9 +140,9 @@ def check_conn_health_checks(
         f"{_conn_max_age(db)!r}) without CONN_HEALTH_CHECKS.",
         hint=(
             "Set CONN_HEALTH_CHECKS=True. Without it a connection the server or a "
-            "firewall dropped is found broken by the next request, which fails "
-            "with HTTP 500 (measured: 3 of 8 requests failed after PostgreSQL "
-            "ended idle sessions)."
+            "firewall dropped is found broken by the next request on its thread, "
+            "which fails with HTTP 500: one failed request per thread that held "
+            "such a connection (Django opens a new one after the error)."
         ),
         id="lagscope.W002",
     )
