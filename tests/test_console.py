@@ -166,3 +166,18 @@ def test_error_lines_escape_what_they_quote(text: str) -> None:
     line = LagscopeError("redirect", f"bad Location {text}", ExitCode.PROTOCOL).one_line()
     assert_terminal_safe(line, color=False)
     assert "\n" not in line
+
+
+def test_a_printable_stream_escapes_every_control_but_newline_and_tab() -> None:
+    import io
+
+    from lagscope.console import PrintableStream
+
+    sink = io.StringIO()
+    stream = PrintableStream(sink)
+    text = "".join(map(chr, range(0xA0))) + "\u202e\n"
+    assert stream.write(text) == len(text)
+    stream.writelines(["\x1b]52;c;eA==\x07", "\x9b31m"])
+    out = sink.getvalue()
+    assert not [c for c in out if c not in "\n\t" and not c.isprintable()]
+    assert "\t" in out and out.endswith("\\u202e\n\\x1b]52;c;eA==\\x07\\x9b31m")

@@ -20,11 +20,19 @@ from __future__ import annotations
 
 import codecs
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from typing import TextIO
+from typing import Any, TextIO, cast
 
-__all__ = ["ERROR_HANDLER", "ascii_stand_in", "fitted_streams", "printable"]
+__all__ = [
+    "ERROR_HANDLER",
+    "PrintableStream",
+    "ascii_stand_in",
+    "fitted_streams",
+    "keep_stderr_printable",
+    "printable",
+    "printable_stderr",
+]
 
 # C0 controls, DEL and C1 controls (ESC-led and 8-bit CSI/OSC/DCS/ST alike), and the
 # bidirectional overrides and isolates that reorder what a line appears to say.
@@ -147,3 +155,55 @@ def fitted_streams() -> Iterator[None]:
         for stream, previous in restore:
             with suppress(AttributeError, ValueError, OSError):
                 stream.reconfigure(errors=previous)  # type: ignore[attr-defined]
+
+
+class PrintableStream:
+    """A text stream that writes through :func:`printable` (newlines and tabs kept): what
+    libraries and the logging module print to it, a request target or a header value
+    quoted in a waitress or Django log line, an exception message that quotes one, cannot
+    put a control sequence on the terminal. Everything else is the wrapped stream's."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(printable(text, keep="\n\t"))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def writable(self) -> bool:
+        return True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def keep_stderr_printable() -> None:
+    """From now on sys.stderr escapes control characters (:class:`PrintableStream`): for a
+    process that serves or relays peers (serve's workers, granian's), whose libraries log
+    what a client or a server sent."""
+    if sys.stderr is not None and not isinstance(sys.stderr, PrintableStream):
+        sys.stderr = cast(TextIO, PrintableStream(sys.stderr))  # the stream's own for the rest
+
+
+@contextmanager
+def printable_stderr() -> Iterator[None]:
+    """:func:`keep_stderr_printable` while inside (the serve and inject commands)."""
+    previous = sys.stderr
+    keep_stderr_printable()
+    try:
+        yield
+    finally:
+        sys.stderr = previous

@@ -22,6 +22,7 @@ from rich.live import Live
 from rich.table import Table
 
 from lagscope.addresses import resolves_to_loopback
+from lagscope.console import keep_stderr_printable
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.inject.api import Injector
 from lagscope.inject.config import (
@@ -154,6 +155,7 @@ def inject(
     lagscope inject --listen 127.0.0.1:8081 --upstream 127.0.0.1:8080 --fault tax:300
     lagscope inject --config routes.toml --log truth.jsonl
     """
+    keep_stderr_printable()  # asyncio and the proxy log what peers sent, and their errors
     limits, _ = build(RunLimits, {"duration_s": settings.pop("duration_s")})
     proxy_settings, _ = build(ProxySettings, settings)
     routes = _collect_routes(listen, upstream, faults, route_specs, config, allow_non_loopback)

@@ -17,6 +17,7 @@ import threading
 import time
 from urllib.parse import urlsplit
 
+from lagscope.console import keep_stderr_printable
 from lagscope.serve.app import AppSpec, WSGIApp, load_app
 from lagscope.serve.server import LISTENING_PREFIX
 from lagscope.serve.settings import (
@@ -51,6 +52,7 @@ def load_spec(text: str) -> tuple[AppSpec, ServeConfig]:
 
 
 def create_app() -> WSGIApp:
+    keep_stderr_printable()  # the app and Django log what clients sent
     spec, config = load_spec(os.environ[SPEC_ENV])
     loaded = load_app(spec, config)
     for note in loaded.notes:

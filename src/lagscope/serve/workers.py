@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from lagscope.console import keep_stderr_printable
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.serve.app import AppSpec, LoadedApp, load_app
 from lagscope.serve.balance import Balance, LoadTable
@@ -120,6 +121,7 @@ _FORKED_SOCKS: list[socket.socket] = []
 
 def _worker_main(args: _WorkerArgs, conn: Any, forked: bool, table: LoadTable) -> None:
     """A worker process: serve on the shared sockets until told to stop."""
+    keep_stderr_printable()  # a spawned worker's own stderr (a forked one has the parent's)
     config = args.config
     try:
         if forked:

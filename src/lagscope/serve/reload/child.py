@@ -146,6 +146,9 @@ def main() -> int:
     # stderr (the front's console) from here on.
     control = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    from lagscope.console import keep_stderr_printable
+
+    keep_stderr_printable()  # waitress, Django and the app log what clients sent
     for name in ("SIGINT", "SIGBREAK"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
