@@ -51,3 +51,25 @@ def test_a_budget_never_has_a_negative_item_or_one_past_its_total(
     measured = sum(i.ms for i in items[:-1])
     if measured <= total:
         assert math.isclose(measured + items[-1].ms, total, abs_tol=1e-6)
+
+
+def test_time_a_finding_prices_is_named_after_it_not_unexplained() -> None:
+    """A proxy's upstream connect per request sits outside the app's account: the warm
+    budget names it after the finding that prices it, and leaves nothing unexplained."""
+    from lagscope.diagnose.rules import evaluate
+    from lagscope.diagnose.thresholds import DEFAULT_THRESHOLDS
+
+    st = app(5.0, conn=(None, "new"))
+    cold = [rec(305.0 + 0.1 * i, reused=False, series="cold", st=st) for i in range(8)]
+    warm = [rec(205.0 + 0.1 * i, st=st) for i in range(8)]
+    evidence = ev(coldwarm=coldwarm(cold, warm))
+    findings = evaluate(evidence, DEFAULT_THRESHOLDS)
+    assert {f.id for f in findings} >= {"upstream-no-keepalive", "connection-setup-tax"}
+    warm_budget = budgets(evidence, findings)[0]
+    assert warm_budget.get("proxy: new upstream connection") == pytest.approx(200.0, abs=1.0)
+    assert warm_budget.get("unexplained") < 1.0
+    # Without the findings the same time is unexplained: the claim is the findings'.
+    assert budgets(evidence)[0].get("unexplained") == pytest.approx(200.0, abs=1.0)
+    for budget in budgets(evidence, findings):
+        top = sum(i.ms for i in budget.items if i.within is None)
+        assert top == pytest.approx(budget.total_ms)

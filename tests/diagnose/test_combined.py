@@ -69,6 +69,9 @@ def _claimed_within(report: DiagnoseReport, budget: str, ids: tuple[str, ...]) -
     costs = sum((f.cost_ms or 0.0) for f in report.problems if f.id in ids)
     rest = b.get("app") - b.get("app.dbconn") + b.get("transfer")
     assert abs(costs + rest - b.total_ms) <= max(5.0, 0.15 * b.total_ms), (costs, rest, b)
+    # And the budgets leave unexplained none of what the findings price.
+    for each in report.budgets:
+        assert each.get("unexplained") <= max(5.0, 0.15 * each.total_ms), each
 
 
 # --- two causes at once -----------------------------------------------------------------------
@@ -89,15 +92,19 @@ def test_a_client_tax_and_a_database_connect_per_request_are_priced_apart(
         ):
             report = run(_url(proxy, "/db/perreq/?n=2"), quick=True)
             client_truth = proxy.truth_ms()
-        db_truth = statistics.median(before + connect_ms(pg_cluster, db[1], samples=3))
+        connects = before + connect_ms(pg_cluster, db[1], samples=3)
     assert abs(client_truth - client_tax_ms) < client_tax_ms
-    check(report, {"connection-setup-tax": client_truth, "db-connect-per-request": db_truth})
+    check(report, {"connection-setup-tax": client_truth, "db-connect-per-request": None})
+    # The connects, timed by this test around the run, bound the app's (a busy machine
+    # moves both; Django adds its session set-up to psycopg's connect).
+    db_finding = report.finding("db-connect-per-request")
+    assert db_finding is not None and db_finding.cost_ms is not None
+    assert min(connects) - 5 <= db_finding.cost_ms <= max(connects) + 5, connects
     # The client's tax is outside the app, on a new connection only; the connect is the app's.
     assert _phase(report, "connection-setup-tax") == "before the first byte, outside the app"
     tax = report.finding("connection-setup-tax")
-    db_finding = report.finding("db-connect-per-request")
     assert tax is not None and tax.affects == "first request per connection"
-    assert db_finding is not None and db_finding.affects == "every request"
+    assert db_finding.affects == "every request"
     _claimed_within(report, "cold", ("connection-setup-tax", "db-connect-per-request"))
 
 
@@ -119,12 +126,15 @@ def test_a_tax_in_front_of_nginx_without_upstream_keepalive_is_two_findings(
         taxed(("127.0.0.1", nginx_port), client_tax_ms) as proxy,
     ):
         report = run(_url(proxy, "/plain/"), quick=True)
-        truths: dict[str, float | None] = {
-            "connection-setup-tax": proxy.truth_ms(),
-            "upstream-no-keepalive": upstream.truth_ms(),
-        }
-    assert abs(upstream.truth_ms() - upstream_tax_ms) < upstream_tax_ms
-    check(report, truths)
+        client_truth = proxy.truth_ms()
+    upstream_truth = upstream.truth_ms()
+    assert abs(upstream_truth - upstream_tax_ms) < upstream_tax_ms
+    check(report, {"connection-setup-tax": client_truth, "upstream-no-keepalive": None})
+    # A new upstream connection costs the tax and nginx's connect through this process's
+    # own forwarder, which a busy machine stretches: wider above than below.
+    hop = report.finding("upstream-no-keepalive")
+    assert hop is not None and hop.cost_ms is not None
+    assert upstream_truth - 5 <= hop.cost_ms <= 1.3 * upstream_truth + 5
     assert _phase(report, "connection-setup-tax") == "before the first byte, outside the app"
     _claimed_within(report, "cold", ("connection-setup-tax", "upstream-no-keepalive"))
 

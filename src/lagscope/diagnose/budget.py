@@ -6,7 +6,9 @@ view, template, database and connect parts, from Server-Timing), queue (the prox
 unexplained. A cold request adds connection setup (cold minus warm). The top-level items
 add up to the total by construction (where the server's figures overlap the transfer, the
 transfer is what lies outside them); "unexplained" is never negative, and a large one says
-the evidence is thin.
+the evidence is thin. What the measured parts leave unexplained but a finding's evidence
+prices (a proxy's upstream connects, time outside the app, the whole wait of an app that
+reports no timing) is named after it, taken from "unexplained".
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from lagscope.diagnose.evidence import Evidence, metric_ms
-from lagscope.diagnose.model import Budget, BudgetItem
+from lagscope.diagnose.model import Budget, BudgetItem, Finding
 from lagscope.probe.model import RequestRecord
 
 __all__ = ["budgets"]
@@ -100,7 +102,49 @@ def _unmade_lookup_ms(ev: Evidence) -> float:
     return _median(list(res.resolve_ms)) or 0.0
 
 
-def budgets(ev: Evidence) -> tuple[Budget, ...]:
+# Findings that price time every request spends where the measured parts cannot see it (the
+# wait outside the app's own account, or all of it when the app reports none), and the item
+# that names it: claimed from "unexplained", never more than it holds, so the bar says what
+# the finding's evidence says instead of "unexplained". ``adds``: the item may exist and
+# take the claim on top (a refused keep-alive's setup is the connect, the tax comes on top);
+# otherwise an item already measured (the app's own account, a --direct hop) is not claimed
+# twice.
+_CLAIMS: tuple[tuple[str, str, bool], ...] = (
+    ("connection-setup-tax", "connection setup", True),
+    ("upstream-no-keepalive", "proxy: new upstream connection", False),
+    ("proxy-hop-slow", "proxy hop", False),
+    ("outside-app-every-request", "outside the app", False),
+    ("db-connect-per-request", "app", False),
+    ("slow-app", "app", False),
+)
+
+
+def _claim(budget: Budget, findings: Sequence[Finding]) -> Budget:
+    items = list(budget.items)
+    for finding_id, name, adds in _CLAIMS:
+        f = next((f for f in findings if f.id == finding_id), None)
+        if f is None or f.severity == "info" or f.affects != "every request" or not f.cost_ms:
+            continue
+        left = items[-1].ms  # "unexplained", last by construction
+        existing = next((i for i in items if i.name == name and i.within is None), None)
+        if left <= 0 or (existing is not None and not adds):
+            continue
+        take = min(left, f.cost_ms)
+        if existing is not None:
+            items[items.index(existing)] = replace(existing, ms=existing.ms + take)
+        else:
+            items.insert(len(items) - 1, BudgetItem(name, take))
+        items[-1] = replace(items[-1], ms=left - take)
+    return replace(budget, items=tuple(items))
+
+
+def budgets(ev: Evidence, findings: Sequence[Finding] = ()) -> tuple[Budget, ...]:
+    """The warm and cold budgets; ``findings`` name the time the measured parts leave
+    unexplained where their evidence explains it."""
+    return tuple(_claim(b, findings) for b in _measured(ev))
+
+
+def _measured(ev: Evidence) -> tuple[Budget, ...]:
     cw = ev.coldwarm
     if cw is None or not cw.warm:
         return ()

@@ -172,7 +172,7 @@ def diagnose(
         environment=env,
         rungs=tuple(run.rungs),
         findings=findings,
-        budgets=budgets(ev),
+        budgets=budgets(ev, findings),
         requests=tuple(run.records),
         truncated=run.truncated,
         warnings=tuple(run.warnings),

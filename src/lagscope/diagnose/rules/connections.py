@@ -47,16 +47,27 @@ def setup_cost_ms(ev: Evidence) -> tuple[float, bool] | None:
     # Up to the first byte, then the transfer's extra only if a new connection's is
     # longer: a reused connection's transfer may carry a small-write stall (its own
     # finding), which must not hide a new connection's price.
-    cold_ms = [r.total_ms - r.receive_ms for r in cw.cold]
-    warm_ms = [r.total_ms - r.receive_ms for r in cw.warm]
-    cold = summary_of(cold_ms)
-    warm = summary_of(warm_ms)
-    assert cold is not None and warm is not None
-    cmp = compare("total", cold, warm)
-    # Beyond noise: the medians' intervals apart, or (a stack slow on every request, where a
-    # slow run gets the fewest samples and one load spike spans an interval of 6) the
-    # middle halves of the two series apart.
-    significant = cmp.significant or quartiles_apart(cold_ms, warm_ms)
+    timed_cold = [r for r in cw.cold if r.app_ms() is not None]
+    timed_warm = [r for r in cw.warm if r.app_ms() is not None]
+    if len(timed_cold) >= 2 and len(timed_warm) >= 2:
+        # The app reports its own time: the time outside it and the app's own are compared
+        # apart, so a per-request cost inside the app that varies from request to request
+        # (a database connect on a busy machine) does not drown a tax paid outside it. The
+        # app's extra on a new connection counts only beyond noise.
+        outside_ms, outside_apart = _apart(
+            [r.total_ms - r.receive_ms - (r.app_ms() or 0.0) for r in timed_cold],
+            [r.total_ms - r.receive_ms - (r.app_ms() or 0.0) for r in timed_warm],
+        )
+        app_ms, app_apart = _apart(
+            [r.app_ms() or 0.0 for r in timed_cold], [r.app_ms() or 0.0 for r in timed_warm]
+        )
+        diff_ms = outside_ms + (max(0.0, app_ms) if app_apart else 0.0)
+        significant = outside_apart or app_apart
+    else:
+        diff_ms, significant = _apart(
+            [r.total_ms - r.receive_ms for r in cw.cold],
+            [r.total_ms - r.receive_ms for r in cw.warm],
+        )
     receive_extra = max(
         0.0, median([r.receive_ms for r in cw.cold]) - median([r.receive_ms for r in cw.warm])
     )
@@ -64,7 +75,18 @@ def setup_cost_ms(ev: Evidence) -> tuple[float, bool] | None:
         [sum(a.ms for a in r.attempts if a.outcome != "connected") for r in cw.cold]
     )
     cold_resolve = median([r.resolve_ms or 0.0 for r in cw.cold])
-    return cmp.diff_ms + receive_extra - cold_fallback - cold_resolve, significant
+    return diff_ms + receive_extra - cold_fallback - cold_resolve, significant
+
+
+def _apart(higher: Sequence[float], lower: Sequence[float]) -> tuple[float, bool]:
+    """The difference of the medians, and whether it is beyond noise: the medians'
+    intervals apart, or (a stack slow on every request, where a slow run gets the fewest
+    samples and one load spike spans an interval of 6) the middle halves of the two series
+    apart."""
+    high, low = summary_of(higher), summary_of(lower)
+    assert high is not None and low is not None
+    cmp = compare("total", high, low)
+    return cmp.diff_ms, cmp.significant or quartiles_apart(higher, lower)
 
 
 # The phase of a new connection's extra time that the app's own Server-Timing shows.
