@@ -73,6 +73,14 @@ class VersionMiddleware:
         response["X-Code-Version"] = VERSION
         return response
 """
+# The front's own cost shows best where the app costs least.
+HELLO = """
+def app(environ, start_response):
+    body = b"hello world\\n"
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+"""
 WSGI = """
 import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchsite_settings")
@@ -85,6 +93,7 @@ def write_project(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     (root / "benchsite_settings.py").write_text(SETTINGS)
     (root / "benchsite_wsgi.py").write_text(WSGI)
+    (root / "benchsite_hello.py").write_text(HELLO)
     set_version(root, 1)
 
 
@@ -99,6 +108,10 @@ def server_argv(kind: str, port: int) -> list[str]:
                 "--reload", "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     if kind == "serve":  # no --reload: the overhead baseline
         return [py, "-m", "lagscope", "serve", "--django-settings", "benchsite_settings",
+                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    if kind in ("hello", "hello-reload"):  # the overhead on the cheapest app
+        reload = ["--reload"] if kind == "hello-reload" else []
+        return [py, "-m", "lagscope", "serve", "benchsite_hello:app", *reload,
                 "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     if kind == "runserver":
         return [py, "-m", "django", "runserver", f"127.0.0.1:{port}",
@@ -273,49 +286,60 @@ def wait_idle(pid: int, bound_s: float = 120.0) -> None:
 
 
 def overhead(procs: Processes, pg_port: int, site: Path, rounds: int, per: int) -> list[str]:
-    """Warm p50 of serve and serve --reload, no tax, interleaved rounds."""
+    """Warm p50 and server CPU per request of serve against serve --reload, no tax,
+    interleaved rounds on one keep-alive connection each: a hello-world WSGI app (the
+    front's cost alone) and the reference app's /api/items/ on PostgreSQL."""
     set_version(site, 1)
     env = {"LAGSCOPE_DEMO_DATABASE": _db_url(pg_port), "PYTHONPATH": str(site)}
-    ports = {}
-    children: list[Child] = []
-    for kind in ("serve", "lagscope"):
-        port = free_port()
-        children.append(procs.spawn(f"ovh-{kind}", server_argv(kind, port), env=env, cwd=site))
-        _wait_connect(port)
-        ports[kind] = port
-    conns = {k: http.client.HTTPConnection("127.0.0.1", p, timeout=30) for k, p in ports.items()}
-    times: dict[str, list[float]] = {k: [] for k in ports}
-    pids = {kind: child.proc.pid for kind, child in zip(ports, children, strict=True)}
-    for pid in pids.values():
-        wait_idle(pid)  # the reload front's spare app process has imported its libraries
-    cpu_s: dict[str, float] = {}
-    for r in range(rounds + 1):
-        if r == 1:  # the first round warms
-            cpu_s = {kind: tree_cpu_s(pid) or 0.0 for kind, pid in pids.items()}
-        for kind, conn in conns.items() if r % 2 else reversed(conns.items()):
-            for _ in range(per):
-                t0 = time.perf_counter()
-                conn.request("GET", PATH)
-                resp = conn.getresponse()
-                resp.read()
-                if r > 0:  # the first round warms
-                    times[kind].append((time.perf_counter() - t0) * 1000)
-    cpu_ms = {
-        kind: ((tree_cpu_s(pid) or 0.0) - cpu_s[kind]) * 1000 / len(times[kind])
-        for kind, pid in pids.items()
-    }
-    for conn in conns.values():
-        conn.close()
-    for child in children:
-        procs.stop(child)
-    plain = statistics.median(times["serve"])
-    front = statistics.median(times["lagscope"])
-    return [
-        f"| serve | {plain:.3f} | {cpu_ms['serve']:.3f} |",
-        f"| serve --reload | {front:.3f} | {cpu_ms['lagscope']:.3f} |",
-        f"| added by the front | {front - plain:+.3f} ({front / plain:.3f}x) | "
-        f"{cpu_ms['lagscope'] - cpu_ms['serve']:+.3f} |",
-    ]
+    pairs = {"hello world": ("hello", "hello-reload", "/"), PATH: ("serve", "lagscope", PATH)}
+    out = []
+    for label, (plain_kind, reload_kind, path) in pairs.items():
+        ports = {}
+        children: list[Child] = []
+        for kind in (plain_kind, reload_kind):
+            port = free_port()
+            children.append(procs.spawn(f"ovh-{kind}", server_argv(kind, port), env=env, cwd=site))
+            _wait_connect(port)
+            ports[kind] = port
+        conns = {
+            k: http.client.HTTPConnection("127.0.0.1", p, timeout=30) for k, p in ports.items()
+        }
+        times: dict[str, list[float]] = {k: [] for k in ports}
+        pids = {kind: child.proc.pid for kind, child in zip(ports, children, strict=True)}
+        for pid in pids.values():
+            wait_idle(pid)  # the reload front's spare app process has imported its libraries
+        count = per * (10 if label == "hello world" else 1)
+        cpu_s: dict[str, float] = {}
+        for r in range(rounds + 1):
+            if r == 1:  # the first round warms
+                cpu_s = {kind: tree_cpu_s(pid) or 0.0 for kind, pid in pids.items()}
+            for kind, conn in conns.items() if r % 2 else reversed(conns.items()):
+                for _ in range(count):
+                    t0 = time.perf_counter()
+                    conn.request("GET", path)
+                    resp = conn.getresponse()
+                    resp.read()
+                    if r > 0:
+                        times[kind].append((time.perf_counter() - t0) * 1000)
+        cpu_ms = {
+            kind: ((tree_cpu_s(pid) or 0.0) - cpu_s[kind]) * 1000 / len(times[kind])
+            for kind, pid in pids.items()
+        }
+        for conn in conns.values():
+            conn.close()
+        for child in children:
+            procs.stop(child)
+        plain = statistics.median(times[plain_kind])
+        front = statistics.median(times[reload_kind])
+        n = len(times[plain_kind])
+        out += [
+            f"| {label} | serve | {n} | {plain:.3f} | {cpu_ms[plain_kind]:.3f} |",
+            f"| {label} | serve --reload | {n} | {front:.3f} | {cpu_ms[reload_kind]:.3f} |",
+            f"| {label} | added by --reload | | {front - plain:+.3f} ({front / plain:.3f}x) | "
+            f"{cpu_ms[reload_kind] - cpu_ms[plain_kind]:+.3f} |",
+        ]
+        print("\n".join(out[-3:]), flush=True)
+    return out
 
 
 def main(argv: list[str]) -> int:
@@ -324,6 +348,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--others", type=int, default=5, help="edits for each other server")
     parser.add_argument("--servers", default="lagscope,runserver,gunicorn,granian")
     parser.add_argument("--overhead-rounds", type=int, default=10)
+    parser.add_argument(
+        "--overhead-only", action="store_true", help="only the serve / serve --reload rows"
+    )
     args = parser.parse_args(argv)
     procs = Processes()
     out: list[str] = []
@@ -346,7 +373,7 @@ def main(argv: list[str]) -> int:
             out.append("|---|---|---|---|---|---|---|---|---|---|")
             runs = []
             notes: list[str] = []
-            for kind in args.servers.split(","):
+            for kind in [] if args.overhead_only else args.servers.split(","):
                 edits = args.edits if kind == "lagscope" else args.others
                 run = run_server(procs, kind, cluster.port, site, edits, TAX_MS)
                 runs.append(run)
@@ -383,8 +410,11 @@ def main(argv: list[str]) -> int:
                             f"served {edit.edit_to_served_ms:.0f} ms (budget {budget:.0f})"
                         )
             out.append("")
-            out.append("| no tax, interleaved | warm p50 ms | server CPU ms per request |")
-            out.append("|---|---|---|")
+            out.append(
+                "| no tax, interleaved | server | requests | warm p50 ms | "
+                "server CPU ms per request |"
+            )
+            out.append("|---|---|---|---|---|")
             out.extend(overhead(procs, cluster.port, site, args.overhead_rounds, 30))
         finally:
             procs.stop_all()
