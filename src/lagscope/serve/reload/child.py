@@ -21,6 +21,7 @@ prints them, then the process exits 3 (:data:`FAILED_EXIT`).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -211,6 +212,11 @@ def main() -> int:
     handed = Handed(ws, _carrier(raw, control))
     prewarm_ms = sum(r.elapsed_ms for r in ws.prewarmed)
     code_roots, template_roots = watch_roots(spec.kind, spec.target)
+    # Everything imported so far lives as long as the process: out of the collector's
+    # reach, so no full collection walks it during the first requests after the switch
+    # (a fresh process's first gen-2 collections come early and are the slowest).
+    gc.collect()
+    gc.freeze()
     message(
         control,
         "ready",

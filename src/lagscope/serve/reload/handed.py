@@ -12,7 +12,8 @@ On ``retire`` (the front switched to a newer app process), before each loop iter
 every idle channel is handed back: no request queued or running, no byte of a next request
 read, nothing left to send. A channel idle at that moment cannot have been read in this
 iteration, so whatever the client sends next waits in the socket for the new process.
-Once none is left, the server stops (a graceful stop with nothing to drain).
+Once none is left, the server stops (a graceful stop with nothing to drain), a second
+later (:data:`RETIRED_STOP_DELAY_S`).
 
 :class:`RecentGets` remembers the latest GET of each of the last few targets that answered
 200 quickly; :func:`replay` sends them to a new app process's own listener before the
@@ -39,6 +40,7 @@ from lagscope.serve.reload.handoff import Carrier, Message
 from lagscope.serve.server import WaitressServer
 
 __all__ = [
+    "RETIRED_STOP_DELAY_S",
     "WARM_MAX_S",
     "WARM_TARGETS",
     "Handed",
@@ -48,6 +50,10 @@ __all__ = [
     "replay",
 ]
 
+# A retired process that holds no connection any more stops this much later, so that its
+# exit (pool closed, interpreter torn down) does not take CPU from the first requests the
+# new process answers.
+RETIRED_STOP_DELAY_S = 1.0
 # How many recent GET targets a new app process is warmed with before the switch, and the
 # most a GET may have taken to be one of them (a slow view would hold a thread).
 WARM_TARGETS = 4
@@ -106,6 +112,7 @@ class Handed:
         self.carrier = carrier
         self.retiring = False
         self.handed_back = 0
+        self._empty_since_s: float | None = None
         from lagscope.serve.accept import Listener
 
         self._listener: Any = next(
@@ -166,7 +173,13 @@ class Handed:
                 self._hand_back(channel)
             else:
                 left += 1
-        if left == 0:
+        if left:
+            self._empty_since_s = None
+            return
+        now_s = time.monotonic()
+        if self._empty_since_s is None:
+            self._empty_since_s = now_s
+        elif now_s - self._empty_since_s >= RETIRED_STOP_DELAY_S:
             self.ws.stop()  # nothing of a client here any more
 
     def _hand_back(self, channel: HandedChannel) -> None:
