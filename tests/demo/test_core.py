@@ -15,12 +15,14 @@ import click
 import pytest
 from hypothesis import given, settings
 
+from lagscope.demo.edit import EDITED_HEADING, edit_template, editable_templates
 from lagscope.demo.model import (
     HTML_PAGE,
     JSON_PAGE,
     SCHEMA,
     BrowserPage,
     DemoReport,
+    EditFigures,
     Sample,
     VersionResult,
     report_from_dict,
@@ -449,6 +451,49 @@ def test_browser_rows_story_and_schema() -> None:
         del v["browser_pages"]
     jsonschema.validate(old, json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
     assert load_json(old) == _report()
+
+
+def test_edit_rows_schema_and_a_run_saved_without_them() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    figures = {
+        "before": EditFigures("restart", 2100.0, 330.0, 950.0, 1, True),
+        "hand-tuned": EditFigures("restart", 2000.0, 20.0, 640.0, 1, True),
+        "lagscope": EditFigures("reload", 1300.0, 15.0, 16.0, 0, True),
+    }
+    report = dataclasses.replace(
+        _report(),
+        versions=tuple(dataclasses.replace(v, edit=figures[v.name]) for v in _report().versions),
+    )
+    lines = TextRenderer().render(report).splitlines()
+    row = next(line for line in lines if line.startswith("first page after an edit"))
+    assert "950 ms" in row and "16 ms (0.02x)" in row
+    opened = next(line for line in lines if line.startswith("  connections it opened"))
+    assert opened.split()[-3:] == ["1", "1", "0"]
+    data = json.loads(JsonRenderer().render(report))
+    jsonschema.validate(data, json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+    assert load_json(data) == report
+    # A run saved before the row existed still loads, and renders without it.
+    old = json.loads(JsonRenderer().render(_report()))
+    for v in old["versions"]:
+        del v["edit"]
+    jsonschema.validate(old, json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+    assert load_json(old) == _report()
+    assert "first page after an edit" not in TextRenderer().render(_report())
+
+
+def test_the_edit_changes_a_copy_never_the_installed_template(tmp_path: Path) -> None:
+    import lagscope.refapp
+
+    installed = Path(lagscope.refapp.__file__).parent / "templates" / "lagscope_demo" / "items.html"
+    before = installed.read_bytes()
+    root = editable_templates(tmp_path, "lagscope")
+    copy = root / "lagscope_demo" / "items.html"
+    assert copy.read_bytes() == before
+    edit_template(root)
+    assert EDITED_HEADING in copy.read_text(encoding="utf-8")
+    assert installed.read_bytes() == before
+    with pytest.raises(ValueError, match="has no"):
+        edit_template(root)  # already edited: the heading is gone
 
 
 def test_html_page_opens_with_a_chart_of_the_three_versions() -> None:

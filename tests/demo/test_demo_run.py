@@ -236,6 +236,22 @@ def test_pg_run_browser_loads_each_versions_pages(pg_run: Run) -> None:
 
 
 @needs_pg
+def test_pg_run_first_page_after_an_edit(pg_run: Run) -> None:
+    before, tuned, ours = pg_run.report.versions
+    for v in (before, tuned):
+        assert v.edit is not None and v.edit.new_code, v.name
+        # The restart closed the client's connection: a new one, taxed, and a database
+        # connect (taxed) on the new process's first request.
+        assert (v.edit.how, v.edit.new_connections) == ("restart", 1), v.name
+        assert v.edit.first_ms >= 2 * TAX_MS - 5, v.name
+    assert ours.edit is not None and ours.edit.new_code
+    assert (ours.edit.how, ours.edit.new_connections) == ("reload", 0)
+    assert ours.edit.first_ms < TAX_MS  # below anything that paid a tax
+    http = pg_run.records("lagscope-http")
+    assert all(r.accepted_at <= ours.visit_end_at for r in http), "the edit opened a connection"
+
+
+@needs_pg
 @needs_diagnose
 def test_pg_run_diagnose_names_the_ghosts_on_before(pg_run: Run) -> None:
     before = pg_run.report.versions[0]
@@ -296,6 +312,7 @@ def test_no_tax_gives_no_tax_finding(sandbox: Path) -> None:
         pytest.param("hand-tuned: ready", "sqlite", id="ready"),
         pytest.param("before: diagnose", "sqlite", id="diagnose"),
         pytest.param("lagscope: stopping", "sqlite", id="stop"),
+        pytest.param("lagscope: editing", "sqlite", id="reload"),
         pytest.param(
             "before: loading both pages",
             "sqlite",

@@ -5,7 +5,8 @@
 serves the reference app on plain waitress exactly as a developer would without lagscope:
 ``waitress.create_server`` with the given adjustments (none: waitress's defaults) and
 Django's ``CONN_MAX_AGE`` as given, nothing prewarmed. The database URL comes from
-``LAGSCOPE_DEMO_DATABASE`` (never argv, where other local users could read a password).
+``LAGSCOPE_DEMO_DATABASE`` (never argv, where other local users could read a password),
+an extra template directory from ``LAGSCOPE_DEMO_TEMPLATES``.
 Start-up migrates and seeds idempotently (unless ``--no-migrate``), then prints
 :data:`READY_PREFIX` + URL. The graceful stop signals (SIGINT and SIGTERM; SIGINT and
 SIGBREAK on Windows) end it quietly.
@@ -81,9 +82,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     import django
     from django.conf import settings
 
-    from lagscope.refapp.config import DATABASE_ENV, ITEM_COUNT, build_settings, default_data_dir
+    from lagscope.refapp.config import (
+        DATABASE_ENV,
+        ITEM_COUNT,
+        TEMPLATES_ENV,
+        build_settings,
+        default_data_dir,
+    )
 
-    config = build_settings(os.environ.get(DATABASE_ENV) or None, default_data_dir())
+    config = build_settings(
+        os.environ.get(DATABASE_ENV) or None,
+        default_data_dir(),
+        template_dirs=tuple(filter(None, [os.environ.get(TEMPLATES_ENV)])),
+    )
     config["DATABASES"]["default"]["CONN_MAX_AGE"] = conn_max_age
     settings.configure(**config)
     django.setup()

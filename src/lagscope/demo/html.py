@@ -75,6 +75,7 @@ _METRICS: tuple[tuple[str, Callable[[VersionResult], float | None]], ...] = (
         "browser: HTML page, cold load",
         lambda v: p.cold_ms if (p := v.browser_page(HTML_PAGE)) is not None else None,
     ),
+    ("first page after a code edit", lambda v: v.edit.first_ms if v.edit else None),
 )
 _WIDTH = 760.0
 _LABEL_W = 110.0

@@ -35,6 +35,7 @@ __all__ = [
     "SCHEMA",
     "BrowserPage",
     "DemoReport",
+    "EditFigures",
     "Sample",
     "VersionResult",
     "finding_from_line",
@@ -84,6 +85,22 @@ class BrowserPage:
 
 
 @dataclass(frozen=True)
+class EditFigures:
+    """The first page after a code edit (the demo edits a template the version renders):
+    "before" and "hand-tuned" restart their server, as a user must; "lagscope" runs
+    ``serve --reload`` and switches by itself. Measured on the client's keep-alive
+    connection, through the tax: a request that finds it closed reconnects, as a browser
+    does, and pays what a new connection costs."""
+
+    how: str  # "restart" or "reload"
+    ready_ms: float  # from the edit until the new code could answer (restart or switch)
+    warm_ms: float  # the same page on the same connection just before the edit
+    first_ms: float  # the first page after it, reconnect included when the server closed
+    new_connections: int  # connections that first page opened (0: the kept one answered)
+    new_code: bool  # the page showed the edit
+
+
+@dataclass(frozen=True)
 class VersionResult:
     name: str  # before / hand-tuned / lagscope
     title: str  # one line: what this version runs
@@ -121,6 +138,8 @@ class VersionResult:
     # A real browser's loads of the HTML and the JSON page, after the visit (empty when no
     # browser ran; the report's notes say why).
     browser_pages: tuple[BrowserPage, ...] = ()
+    # The first page after a code edit (None: not measured, e.g. --no-edit).
+    edit: EditFigures | None = None
 
     def browser_page(self, path: str) -> BrowserPage | None:
         for page in self.browser_pages:
@@ -217,6 +236,8 @@ def _version(d: Mapping[str, Any]) -> VersionResult:
     data["samples"] = tuple(_sample(s) for s in data["samples"])
     data["findings"] = tuple(_finding(f) for f in data["findings"])
     data["browser_pages"] = tuple(BrowserPage(**p) for p in data.get("browser_pages", ()))
+    edit = data.get("edit")
+    data["edit"] = EditFigures(**edit) if edit is not None else None
     return VersionResult(**data)
 
 

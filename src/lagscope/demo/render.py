@@ -52,6 +52,9 @@ _ROWS: tuple[_Row, ...] = (
     ("browser: JSON page cold", lambda v: _page(v, JSON_PAGE, "cold_ms"), "ms"),
     ("browser: JSON page reload", lambda v: _page(v, JSON_PAGE, "reload_ms"), "ms"),
     ("  connections opened cold", lambda v: _page(v, JSON_PAGE, "connections"), ""),
+    ("first page after an edit", lambda v: v.edit.first_ms if v.edit else None, "ms"),
+    ("  connections it opened", lambda v: v.edit.new_connections if v.edit else None, ""),
+    ("  restart / reload took", lambda v: v.edit.ready_ms if v.edit else None, "ms"),
     ("nginx->app connections", lambda v: v.upstream_connections, ""),
     ("start-up", lambda v: v.startup_ms, "ms"),
 )
@@ -84,7 +87,16 @@ def table_cells(report: DemoReport) -> list[tuple[str, list[str]]]:
     rows: list[tuple[str, list[str]]] = []
     for label, get, unit in _ROWS:
         if all(get(v) is None for v in versions) and (
-            label.startswith(("nginx", "browser", "  connections opened"))
+            label.startswith(
+                (
+                    "nginx",
+                    "browser",
+                    "  connections opened",
+                    "first page after",
+                    "  connections it",
+                    "  restart",
+                )
+            )
         ):
             continue
         cells = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import http.client
 import importlib.util
 import os
 import platform
@@ -30,7 +31,8 @@ from lagscope.browser.driver import BrowserSession
 from lagscope.demo.browse import LOAD_TIMEOUT_S, browse, find_browser_for_demo
 from lagscope.demo.child import READY_PREFIX, child_command
 from lagscope.demo.diag import DiagnoseFn
-from lagscope.demo.model import DemoReport, Sample, VersionResult, summarize
+from lagscope.demo.edit import editable_templates, measure_edit
+from lagscope.demo.model import DemoReport, EditFigures, Sample, VersionResult, summarize
 from lagscope.demo.nginx import NginxProcess
 from lagscope.demo.pgcluster import PgCluster, PgUnavailable, find_pg_bin
 from lagscope.demo.procs import Child, ChildFailed
@@ -40,6 +42,7 @@ from lagscope.dsn import Dsn, conninfo
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.inject import ConnectionRecord, ConnectionTax, Injector, Route
 from lagscope.netutil import set_listen_options
+from lagscope.refapp.config import TEMPLATES_ENV
 from lagscope.settings_table import SettingsError, markdown, setting, validate
 
 __all__ = ["DemoOptions", "Progress", "docs_table", "run_demo"]
@@ -147,6 +150,11 @@ class DemoOptions:
         None,
         help="The Chromium-based browser that loads each version's pages.",
         shown="Chromium/Chrome on PATH, Chrome/Edge on Windows and macOS",
+    )
+    edit: bool = setting(
+        True,
+        help="Time each version's first page after a code edit (a template the page renders): "
+        "before and hand-tuned restart, lagscope runs serve --reload.",
     )
     https: bool = setting(
         True,
@@ -395,6 +403,7 @@ def _launch_version(
     env["LAGSCOPE_DATA_DIR"] = str(workdir)
     env["LAGSCOPE_DEMO_DATABASE"] = app_db_url
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    env[TEMPLATES_ENV] = str(editable_templates(workdir, spec.name))
     if db.conn is not None and db.conn.password is not None:
         env["PGPASSWORD"] = db.conn.password
     if spec.server == "lagscope":
@@ -407,6 +416,8 @@ def _launch_version(
         args += ["--shutdown-timeout", f"{SERVE_SHUTDOWN_S:g}"]
         if tls is not None and not options.nginx:  # with --nginx, nginx speaks TLS
             args += ["--https", "--tls-cert-file", str(tls.cert), "--tls-key-file", str(tls.key)]
+        elif options.edit:
+            args.append("--reload")  # what a developer runs while editing
         argv = serve_command(args)
         child = Child(spec.name, argv, LISTENING_PREFIX, env=env, cwd=str(workdir))
     else:
@@ -554,6 +565,73 @@ def _browse(
         f"(reload {html.reload_ms:.0f} ms), JSON cold {json_page.cold_ms:.0f} ms"
     )
     return replace(result, browser_pages=pages)
+
+
+def _with_port(argv: list[str], port: int) -> list[str]:
+    """``argv`` with its ``--port`` value replaced (a restart listens where the tax proxy
+    points), and a demo child told to leave the database alone."""
+    out = list(argv)
+    out[out.index("--port") + 1] = str(port)
+    if "lagscope.demo.child" in out and "--no-migrate" not in out:
+        out.append("--no-migrate")
+    return out
+
+
+def _restart(running: _Running, stack: contextlib.ExitStack) -> None:
+    """Stop the version's server and start it again on the same port, as a user does after
+    an edit; returns once it is ready."""
+    old = running.child
+    port = urlsplit(old.url).port or 0
+    old.stop()
+    child = Child(old.name, _with_port(old.argv, port), old.ready_prefix, env=old.env, cwd=old.cwd)
+    stack.callback(child.stop)
+    running.child = child
+    child.start(READY_TIMEOUT_S)
+
+
+def _wait_reloaded(child: Child, seen: int) -> None:
+    """Until ``serve --reload`` prints its next "reloaded in" line (bounded)."""
+    from lagscope.serve.reload.run import RELOADED_PREFIX
+
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while sum(1 for line in child.lines if line.startswith(RELOADED_PREFIX)) <= seen:
+        if time.monotonic() > deadline or not child.alive():
+            raise LagscopeError(
+                "edit", f"{child.name}: no reload within {READY_TIMEOUT_S:g} s", ExitCode.TIMEOUT
+            )
+        time.sleep(0.02)
+
+
+def _edit(
+    running: _Running,
+    templates: Path,
+    stack: contextlib.ExitStack,
+    progress: Progress,
+    clock: Clock,
+    tls: _Tls | None,
+) -> EditFigures:
+    """The version's first page after a code edit (see lagscope.demo.edit)."""
+    from lagscope.serve.reload.run import RELOADED_PREFIX
+
+    name = running.spec.name
+    parts = urlsplit(running.url)
+    host, port = parts.hostname or "127.0.0.1", int(parts.port or 0)
+
+    def connect() -> http.client.HTTPConnection:
+        if parts.scheme == "https" and tls is not None:
+            return http.client.HTTPSConnection(
+                host, port, timeout=REQUEST_TIMEOUT_S, context=tls.client_context()
+            )
+        return http.client.HTTPConnection(host, port, timeout=REQUEST_TIMEOUT_S)
+
+    if "--reload" in running.child.argv:
+        seen = sum(1 for line in running.child.lines if line.startswith(RELOADED_PREFIX))
+        progress(f"{name}: editing the page's template; serve --reload switches")
+        return measure_edit(
+            connect, templates, lambda: _wait_reloaded(running.child, seen), "reload", clock
+        )
+    progress(f"{name}: editing the page's template and restarting the server")
+    return measure_edit(connect, templates, lambda: _restart(running, stack), "restart", clock)
 
 
 def _ground_truth(running: _Running, result: VersionResult) -> VersionResult:
@@ -832,6 +910,27 @@ def run_demo(
                 _browse(session, run, r, notes, progress)
                 for run, r in zip(running, results, strict=True)
             ]
+        # The edit last: a restart resets what the other figures measured.
+        if options.edit:
+            edited = []
+            for i, (run, result) in enumerate(zip(running, results, strict=True)):
+                try:
+                    figures = _edit(
+                        run, workdir / f"templates-{run.spec.name}", stacks[i], progress, clock, tls
+                    )
+                except (LagscopeError, ChildFailed, OSError, http.client.HTTPException) as exc:
+                    note = f"{run.spec.name}: first page after an edit: {exc}"
+                    notes.append(note)
+                    progress(note)
+                    edited.append(result)
+                    continue
+                progress(
+                    f"{run.spec.name}: first page after the edit {figures.first_ms:.0f} ms "
+                    f"({'a new' if figures.new_connections else 'the kept'} connection; "
+                    f"{figures.how} took {figures.ready_ms:.0f} ms)"
+                )
+                edited.append(replace(result, edit=figures))
+            results = edited
         for i, run in enumerate(running):
             if not options.keep:
                 progress(f"{run.spec.name}: stopping")

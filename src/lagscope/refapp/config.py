@@ -18,6 +18,7 @@ __all__ = [
     "DATABASE_ENV",
     "DATA_DIR_ENV",
     "ITEM_COUNT",
+    "TEMPLATES_ENV",
     "build_settings",
     "default_data_dir",
     "parse_database_url",
@@ -27,6 +28,9 @@ __all__ = [
 # granian worker processes see the same configuration as the parent).
 DATABASE_ENV = "LAGSCOPE_DEMO_DATABASE"
 DATA_DIR_ENV = "LAGSCOPE_DATA_DIR"
+# A directory searched for templates before the app's own (the demo puts an editable copy
+# of the page's template there: its "first page after a code edit" row edits it).
+TEMPLATES_ENV = "LAGSCOPE_DEMO_TEMPLATES"
 
 # The reference table's size: 500 rows, ~94 KB of JSON.
 ITEM_COUNT = 500
@@ -87,11 +91,14 @@ def build_settings(
     data_dir: Path | None = None,
     *,
     servertiming: bool = True,
+    template_dirs: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The reference app's Django settings as a plain dict (upper-case names only).
 
     The HTML page loads like a real Django page: 3 stylesheets, 3 scripts and 4 images
     through ``django.contrib.staticfiles`` and WhiteNoise (when installed).
+
+    ``template_dirs``: searched before the app's own templates (``TEMPLATES`` ``DIRS``).
 
     ``servertiming`` installs ``lagscope.django`` and its middleware first in MIDDLEWARE.
     CommonMiddleware stays in: it sets Content-Length on every non-streaming response,
@@ -125,7 +132,7 @@ def build_settings(
         "TEMPLATES": [
             {
                 "BACKEND": "django.template.backends.django.DjangoTemplates",
-                "DIRS": [],
+                "DIRS": list(template_dirs),
                 "APP_DIRS": True,
                 "OPTIONS": {},
             }
