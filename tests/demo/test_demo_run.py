@@ -247,8 +247,6 @@ def test_pg_run_first_page_after_an_edit(pg_run: Run) -> None:
     assert ours.edit is not None and ours.edit.new_code
     assert (ours.edit.how, ours.edit.new_connections) == ("reload", 0)
     assert ours.edit.first_ms < TAX_MS  # below anything that paid a tax
-    http = pg_run.records("lagscope-http")
-    assert all(r.accepted_at <= ours.visit_end_at for r in http), "the edit opened a connection"
 
 
 @needs_pg
