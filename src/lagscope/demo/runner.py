@@ -602,9 +602,37 @@ def _wait_reloaded(child: Child, seen: int) -> None:
         time.sleep(0.02)
 
 
+def _reload_twin(
+    running: _Running, options: DemoOptions, stack: contextlib.ExitStack, progress: Progress
+) -> tuple[Child, str]:
+    """``serve --reload`` beside an HTTPS "lagscope" (granian, which cannot reload): the
+    same app, database route and templates over plain HTTP, behind a tax proxy of its own.
+    Returns the child and the URL through the tax."""
+    old = running.child
+    argv = list(old.argv)
+    for flag in ("--tls-cert-file", "--tls-key-file"):
+        if flag in argv:
+            del argv[argv.index(flag) : argv.index(flag) + 2]
+    argv = [a for a in argv if a != "--https"] + ["--reload"]
+    progress(f"{running.spec.name}: serve --reload over HTTP for the edit (granian cannot reload)")
+    child = Child(f"{old.name}-reload", argv, old.ready_prefix, env=old.env, cwd=old.cwd)
+    stack.callback(child.stop)
+    app = urlsplit(child.start(READY_TIMEOUT_S))
+    route = Route(
+        ("127.0.0.1", 0),
+        (app.hostname or "127.0.0.1", int(app.port or 0)),
+        _faults(options.tax_ms),
+        f"{running.spec.name}-reload-http",
+    )
+    inj = stack.enter_context(_injector([route], options.log_path))
+    host, port = inj.address(0)
+    return child, f"http://{host}:{port}"
+
+
 def _edit(
     running: _Running,
     templates: Path,
+    options: DemoOptions,
     stack: contextlib.ExitStack,
     progress: Progress,
     clock: Clock,
@@ -614,7 +642,10 @@ def _edit(
     from lagscope.serve.reload.run import RELOADED_PREFIX
 
     name = running.spec.name
-    parts = urlsplit(running.url)
+    child, url = running.child, running.url
+    if running.spec.server == "lagscope" and "--reload" not in child.argv:
+        child, url = _reload_twin(running, options, stack, progress)
+    parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", int(parts.port or 0)
 
     def connect() -> http.client.HTTPConnection:
@@ -624,11 +655,11 @@ def _edit(
             )
         return http.client.HTTPConnection(host, port, timeout=REQUEST_TIMEOUT_S)
 
-    if "--reload" in running.child.argv:
-        seen = sum(1 for line in running.child.lines if line.startswith(RELOADED_PREFIX))
+    if "--reload" in child.argv:
+        seen = sum(1 for line in child.lines if line.startswith(RELOADED_PREFIX))
         progress(f"{name}: editing the page's template; serve --reload switches")
         return measure_edit(
-            connect, templates, lambda: _wait_reloaded(running.child, seen), "reload", clock
+            connect, templates, lambda: _wait_reloaded(child, seen), "reload", clock
         )
     progress(f"{name}: editing the page's template and restarting the server")
     return measure_edit(connect, templates, lambda: _restart(running, stack), "restart", clock)
@@ -916,7 +947,13 @@ def run_demo(
             for i, (run, result) in enumerate(zip(running, results, strict=True)):
                 try:
                     figures = _edit(
-                        run, workdir / f"templates-{run.spec.name}", stacks[i], progress, clock, tls
+                        run,
+                        workdir / f"templates-{run.spec.name}",
+                        options,
+                        stacks[i],
+                        progress,
+                        clock,
+                        tls,
                     )
                 except (LagscopeError, ChildFailed, OSError, http.client.HTTPException) as exc:
                     note = f"{run.spec.name}: first page after an edit: {exc}"
