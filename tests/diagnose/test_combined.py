@@ -22,6 +22,7 @@ from lagscope.diagnose import run
 from lagscope.diagnose.model import DiagnoseReport
 from lagscope.inject import ConnectionTax, Injector, Route
 from lagscope.nginx.config import Endpoint
+from support import badservers
 from support.djangodb import database_alias
 from support.ghosts import check, tax_proxy
 from support.pg import PgCluster, connect_ms
@@ -193,3 +194,27 @@ def test_a_windows_timer_sized_delay_on_every_response_is_outside_the_app(
     finding = report.finding("outside-app-every-request")
     assert finding is not None and finding.cost_ms is not None
     assert proxy.truth_ms() - 5 <= finding.cost_ms <= proxy.truth_ms() + 10
+
+
+# --- a server that closes kept-alive connections early -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [badservers.closes_after(3), badservers.answers([], close_after=3)],
+    ids=["connection-close-after-3", "silent-close-after-3"],
+)
+def test_a_request_limit_behind_a_tax_is_closed_early_not_refused(
+    handler: badservers.Handler,
+) -> None:
+    # Three responses per connection, the last saying Connection: close (a request limit,
+    # as nginx's keepalive_requests) or closing without a word: every third request pays
+    # the tax again. Keep-alive is not refused: the first two reuse the connection.
+    tax_ms = 60.0
+    with badservers.serve(handler) as port, taxed(("127.0.0.1", port), tax_ms) as proxy:
+        report = run(_url(proxy), quick=True)
+        truth = proxy.truth_ms()
+    check(report, {"connection-setup-tax": truth, "keepalive-closed-early": truth})
+    early = report.finding("keepalive-closed-early")
+    assert early is not None and "after 3 request(s)" in early.title
+    assert early.affects == "first request per connection"

@@ -340,3 +340,23 @@ def finish_cycle_raw(st: ConnState) -> bool:
         st.conn = h11.Connection(h11.SERVER)
         return True
     return False
+
+
+def closes_after(count: int) -> Handler:
+    """Keeps connections alive for ``count`` responses, the last with ``Connection: close``
+    (a per-connection request limit, as nginx's keepalive_requests)."""
+
+    async def handler(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+    ) -> None:
+        while await read_request(reader, st) is not None:
+            last = st.requests >= count
+            head, rest = response_bytes(
+                st, b"ok", headers=[("Connection", "close")] if last else []
+            )
+            writer.write(head + rest)
+            await writer.drain()
+            if last or not finish_cycle(st):
+                return
+
+    return handler

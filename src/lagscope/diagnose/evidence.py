@@ -38,6 +38,7 @@ __all__ = [
     "outside_app_ms",
     "own_app_ms",
     "proxy_server",
+    "requests_before_close",
     "summary_of",
     "trusted_detail",
 ]
@@ -181,6 +182,9 @@ class Evidence:
     # next request on them (retried on a new connection): (requests the connection had
     # carried, or -1 where the cold/warm rung only counted it; seconds it had been idle).
     silent_closes: tuple[tuple[int, float], ...] = ()
+    # Kept-alive connections the server closed with Connection: close after more than one
+    # response (a request limit): the requests each carried.
+    closed_after: tuple[int, ...] = ()
     # https only: what the server picked when offered h2 and http/1.1 (ALPN), as a browser
     # offers them; "" when it picked none (HTTP/1.1 then), None for http:// or not measured.
     alpn: str | None = None
@@ -284,3 +288,22 @@ def proxy_server(records: Iterable[RequestRecord]) -> str | None:
         if any(name in server for name in _PROXY_NAMES):
             return f"Server: {r.header('server')}"
     return None
+
+
+def requests_before_close(records: Iterable[RequestRecord]) -> tuple[int, ...]:
+    """For each kept-alive connection the server closed with Connection: close after more
+    than one response: the requests it carried (a request limit, not keep-alive refused).
+    ``records`` in run order; a request that was not reused starts a new connection, and a
+    connection whose start was not recorded is not counted."""
+    carried: dict[int, int] = {}
+    out: list[int] = []
+    for r in records:
+        if r.reused and r.connection not in carried:
+            continue  # a connection whose first requests were not recorded: count unknown
+        count = 1 if not r.reused else carried[r.connection] + 1
+        carried[r.connection] = count
+        if not r.keep_alive:
+            if count > 1:
+                out.append(count)
+            del carried[r.connection]
+    return tuple(out)

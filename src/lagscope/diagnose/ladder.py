@@ -43,6 +43,7 @@ from lagscope.diagnose.evidence import (
     ProfileProbe,
     metric_desc,
     proxy_server,
+    requests_before_close,
     summary_of,
 )
 from lagscope.diagnose.first_request import first_and_redirects
@@ -146,7 +147,12 @@ def diagnose(
                 f"--max-time {opts.probe.max_time_s:g} s ran out before anything was measured",
                 ExitCode.TIMEOUT,
             ) from None
-    ev = replace(ev, proxy_server=proxy_server(run.records), silent_closes=tuple(run.silent_closes))
+    ev = replace(
+        ev,
+        proxy_server=proxy_server(run.records),
+        silent_closes=tuple(run.silent_closes),
+        closed_after=requests_before_close(run.records),
+    )
     findings = evaluate(ev, opts.thresholds)
     if ev.coldwarm is not None and any(f.id in PROFILED_FINDINGS for f in findings):
         try:

@@ -933,7 +933,13 @@ def run_probe(
                 first_on_conn = warm_conn is None
                 if warm_conn is None:
                     warm_conn = prober.open(label)
-                record_series = series
+                # A warm request that opens a connection (the server closed the last one
+                # after several responses) is a new connection's first, which stays out of
+                # the warm statistics.
+                reopened = (
+                    first_on_conn and series == "warm" and prober.state.keep_alive_refused is None
+                )
+                record_series = "warm_first" if reopened else series
                 warm_conn, ex, reconnected = prober.exchange_reusing(warm_conn, label)
                 if reconnected:
                     # The server had closed the connection we meant to reuse: counted, and
@@ -962,7 +968,9 @@ def run_probe(
                     )
                 )
                 if not ex.keep_alive:
-                    if prober.state.keep_alive_refused is None:
+                    # Connection: close after several responses is a request limit, not
+                    # keep-alive refused: the next request opens a new connection.
+                    if warm_conn.requests <= 1 and prober.state.keep_alive_refused is None:
                         prober.state.keep_alive_refused = ex.close_reason
                     warm_conn.close()
                     warm_conn = None

@@ -310,15 +310,18 @@ def keepalive_refused(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Find
 
 
 def keepalive_closed_early(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | None:
-    """The server keeps connections, but closes some kept-alive ones without saying so (no
-    ``Connection: close``): an idle timeout shorter than clients keep connections, or a
-    request limit. The next request on such a connection finds it closed, and a client
-    retries it on a new one (only when the request is idempotent) and pays the setup."""
+    """The server keeps connections, but closes kept-alive ones early: silently (no
+    ``Connection: close``: an idle timeout shorter than clients keep connections, or a
+    request limit), so the next request on such a connection finds it closed and a client
+    retries it on a new one (only when the request is idempotent); or with ``Connection:
+    close`` after a few responses (a request limit). Either way the next request pays a new
+    connection's setup."""
     closes = ev.silent_closes
+    limited = ev.closed_after
     cw = ev.coldwarm
-    if not closes or (cw is not None and not cw.keep_alive):
+    if not (closes or limited) or (cw is not None and not cw.keep_alive):
         return None  # nothing, or every response closes it: keepalive-refused says that
-    carried = sorted({n for n, _ in closes if n > 0})
+    carried = sorted({n for n, _ in closes if n > 0} | set(limited))
     idle = [s for n, s in closes if n > 0]
     setup = setup_cost_ms(ev)
     cost = max(0.0, setup[0]) if setup is not None else None
@@ -329,28 +332,45 @@ def keepalive_closed_early(ev: Evidence, t: Thresholds, _: Sequence[Finding]) ->
         if carried
         else "while idle"
     )
+    how = "silently" if not limited else "with Connection: close" if not closes else "both ways"
+    price = (
+        f"paying the connection setup ({cost:.0f} ms here: cold minus warm)"
+        if cost is not None
+        else "paying the connection setup"
+    )
+    detail = (
+        "The server closed kept-alive connections early "
+        + (
+            "without Connection: close; the next request on each found it closed and was "
+            f"retried on a new connection, {price} (a browser retries only idempotent "
+            "requests: a POST fails)."
+            if closes
+            else f"with Connection: close; the next request opened a new connection, {price}."
+        )
+    )
     return make_finding(
         ev,
         t,
         "keepalive-closed-early",
-        f"The server closes kept-alive connections early and silently ({after}, "
-        f"{len(closes)} time(s) in this run)",
+        f"The server closes kept-alive connections early ({how}, {after}, "
+        f"{len(closes) + len(limited)} time(s) in this run)",
         cost,
         "first request per connection",
         [
             Figure("silent_closes", len(closes)),
+            Figure("closes_with_connection_close", len(limited)),
             Figure("requests_before_close", ", ".join(map(str, carried)) or None),
             Figure("idle_before_close_s", max(idle) if idle else None, "s"),
+            Figure("new_connection_setup_ms", None if cost is None else round(cost, 3), "ms"),
         ],
         [
             "Keep idle connections open longer than clients do (browsers keep them 300 s; "
-            "`lagscope serve` sets waitress's channel_timeout to 310 s) and lift any "
-            "per-connection request limit (nginx keepalive_requests).",
+            "`lagscope serve` sets waitress's channel_timeout to 310 s; uvicorn "
+            "--timeout-keep-alive, gunicorn --keep-alive) and lift any per-connection request "
+            "limit (nginx keepalive_requests).",
             "When the server must close, send Connection: close on the last response, so a "
             "client opens a new connection instead of losing a request on the closed one.",
         ],
-        "The server closed kept-alive connections without Connection: close; the next "
-        "request on each found it closed and was retried on a new connection, paying the "
-        "connection setup (a browser retries only idempotent requests: a POST fails).",
+        detail,
         severity="warning",
     )
