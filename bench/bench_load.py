@@ -11,8 +11,9 @@ bench_report), and the same two in the first version of their format (``/1``, on
 request, as files saved before the columns are), to a temporary directory. Then it loads
 each in a fresh Python process, the way ``lagscope report`` and ``--load`` do
 (:func:`lagscope.report.load.read_report`: read, parse, check, build the model), and
-reports the load's wall time and the process's peak memory (VmHWM, imports included)
-against a process that reads the same file with ``json.loads`` alone, interleaved. The
+reports the load's wall time (median; its CPU time beside it, which a busy machine
+disturbs less) and the process's peak memory (VmHWM, imports included) against a process
+that reads the same file with ``json.loads`` alone, interleaved. The
 targets: ≤ 1 s and ≤ 300 MB for 100 000 requests. Prints a Markdown section for
 docs/performance.md.
 """
@@ -46,19 +47,20 @@ from pathlib import Path
 kind, path = sys.argv[1], Path(sys.argv[2])
 if kind == "load":
     from lagscope.report.load import read_report
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 if kind == "load":
     report = read_report(path)
     n = len(getattr(report, "requests", ())) or sum(len(s.requests) for s in report.series)
 else:
     n = len(json.loads(path.read_text(encoding="utf-8")))
 ms = (time.perf_counter() - t0) * 1000
+cpu_ms = (time.process_time() - c0) * 1000
 try:  # VmHWM is this process's own peak; ru_maxrss would include the parent's at fork
     with open("/proc/self/status") as status:
         mb = next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) / 1024
 except OSError:
     mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(ms, mb, n)
+print(ms, cpu_ms, mb, n)
 """
 
 
@@ -94,14 +96,14 @@ def write_files(directory: Path, requests: int) -> dict[str, Path]:
     return files
 
 
-def _child(kind: str, path: Path) -> tuple[float, float, int]:
+def _child(kind: str, path: Path) -> tuple[float, float, float, int]:
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, kind, str(path)],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.split()
-    return float(out[0]), float(out[1]), int(out[2])
+    return float(out[0]), float(out[1]), float(out[2]), int(out[3])
 
 
 def _load_average() -> str:
@@ -125,23 +127,26 @@ def main() -> None:
         f"lagscope {__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"load average {_load_average()} at the start\n"
     )
-    print("| file | size | json.loads ms | load ms | ratio | json.loads MB | load MB |")
+    print(
+        "| file | size | json.loads ms (CPU) | load ms (CPU) | load ÷ json.loads "
+        "| json.loads MB | load MB |"
+    )
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for schema, path in write_files(Path(tmp), args.requests).items():
-            plain: list[tuple[float, float, int]] = []
-            loads: list[tuple[float, float, int]] = []
+            plain: list[tuple[float, float, float, int]] = []
+            loads: list[tuple[float, float, float, int]] = []
             for _ in range(args.repeats):  # interleaved: the machine's speed drifts
                 plain.append(_child("json", path))
                 loads.append(_child("load", path))
-            assert all(n == args.requests for _, _, n in loads), loads
-            json_ms = statistics.median(p[0] for p in plain)
-            load_ms = statistics.median(p[0] for p in loads)
+            assert all(n == args.requests for *_, n in loads), loads
+            json_ms, json_cpu = (statistics.median(p[i] for p in plain) for i in (0, 1))
+            load_ms, load_cpu = (statistics.median(p[i] for p in loads) for i in (0, 1))
             print(
                 f"| {schema}, {args.requests} requests | "
-                f"{path.stat().st_size / 1e6:.0f} MB | {json_ms:.0f} | {load_ms:.0f} | "
-                f"{load_ms / json_ms:.1f}× | {max(p[1] for p in plain):.0f} | "
-                f"{max(p[1] for p in loads):.0f} |"
+                f"{path.stat().st_size / 1e6:.0f} MB | {json_ms:.0f} ({json_cpu:.0f}) | "
+                f"{load_ms:.0f} ({load_cpu:.0f}) | {load_ms / json_ms:.1f}× | "
+                f"{max(p[2] for p in plain):.0f} | {max(p[2] for p in loads):.0f} |"
             )
     print(f"\nLoad average at the end: {_load_average()}.")
 

@@ -9,6 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from lagscope.diagnose import DiagnoseReport
 from lagscope.probe.model import ProbeReport, from_dict, to_dict
 from lagscope.report import har
 from support.saved_v1 import as_v1
@@ -145,3 +146,24 @@ def test_saved_run_without_the_newer_fields_still_exports(taxed_probe: ProbeRepo
     assert "serverIPAddress" not in e
     assert e["request"]["headers"] == []
     assert e["response"]["content"]["mimeType"] == "x-unknown"
+
+
+def test_a_run_renders_the_same_from_either_version_of_its_file(
+    taxed_probe: ProbeReport, taxed_diagnosis: DiagnoseReport
+) -> None:
+    """The columns (/2) change the file, not what is made from it: HAR and HTML of a run
+    loaded from its /2 file equal those from the same run saved as /1 (the HTML names the
+    file's version, nothing else differs)."""
+    from lagscope.diagnose.model import from_dict as diagnose_from_dict
+    from lagscope.diagnose.model import to_dict as diagnose_to_dict
+    from lagscope.report import html
+
+    probe_new = json.loads(json.dumps(to_dict(taxed_probe)))
+    diag_new = json.loads(json.dumps(diagnose_to_dict(taxed_diagnosis)))
+    for new, model in ((probe_new, from_dict), (diag_new, diagnose_from_dict)):
+        old = as_v1(new)
+        a, b = model(new), model(old)
+        assert har.render(a) == har.render(b)
+        assert html.render(a).replace(new["schema"], "X") == html.render(b).replace(
+            old["schema"], "X"
+        )
