@@ -167,3 +167,27 @@ def test_a_run_renders_the_same_from_either_version_of_its_file(
         assert html.render(a).replace(new["schema"], "X") == html.render(b).replace(
             old["schema"], "X"
         )
+
+
+def test_the_har_text_is_the_documents_json_entry_by_entry(
+    taxed_probe: ProbeReport, taxed_diagnosis: DiagnoseReport
+) -> None:
+    """render encodes one entry at a time (a big run's entries as dicts took 1.9 GB); the
+    text is exactly json.dumps of the whole document, with and without entries."""
+    from lagscope.report.har import diagnose_runs, har_dict, probe_runs
+
+    empty = from_dict({**json.loads(json.dumps(to_dict(taxed_probe))), "series": []})
+    for report, runs in (
+        (taxed_probe, probe_runs(taxed_probe)),
+        (taxed_diagnosis, diagnose_runs(taxed_diagnosis)),
+        (empty, probe_runs(empty)),
+    ):
+        comment = (
+            report.verdict
+            if isinstance(report, ProbeReport)
+            else next(f"{f.id}: {f.title}" for f in sorted(report.findings, key=lambda f: f.rank))
+        )
+        whole = json.dumps(
+            har_dict(runs, report.tool_version, comment), indent=1, ensure_ascii=False
+        )
+        assert har.render(report) == whole + "\n"

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Iterable, Sequence
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -160,11 +161,18 @@ def _entry(run: RunRecords, r: RequestRecord) -> dict[str, Any]:
     return entry
 
 
+def _entries(runs: Sequence[RunRecords]) -> Iterator[dict[str, Any]]:
+    for run in runs:
+        for r in sorted(run.records, key=lambda rec: rec.start_ms):
+            yield _entry(run, r)
+
+
 def har_dict(runs: Sequence[RunRecords], tool_version: str, comment: str = "") -> dict[str, Any]:
     """The HAR document for these runs, entries in the order the requests started."""
-    entries = [
-        _entry(run, r) for run in runs for r in sorted(run.records, key=lambda rec: rec.start_ms)
-    ]
+    return _document(list(_entries(runs)), tool_version, comment)
+
+
+def _document(entries: list[Any], tool_version: str, comment: str) -> dict[str, Any]:
     log: dict[str, Any] = {
         "version": "1.2",
         "creator": {"name": "lagscope", "version": tool_version},
@@ -207,10 +215,35 @@ class HarRenderer:
         if isinstance(report, DiagnoseReport):
             worst = next((f for f in sorted(report.findings, key=lambda f: f.rank)), None)
             comment = "" if worst is None else f"{worst.id}: {worst.title}"
-            doc = har_dict(diagnose_runs(report), report.tool_version, comment=comment)
+            runs = diagnose_runs(report)
         else:
-            doc = har_dict(probe_runs(report), report.tool_version, comment=report.verdict)
-        return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+            comment = report.verdict
+            runs = probe_runs(report)
+        return _text(runs, report.tool_version, comment)
+
+
+# The text of json.dumps(har_dict(...), indent=1): each entry at depth 3 of the document.
+_ENTRY_INDENT = "\n   "
+
+
+def _text(runs: Sequence[RunRecords], tool_version: str, comment: str) -> str:
+    """``json.dumps(har_dict(runs, ...), indent=1)``, one entry encoded at a time: the
+    entries' dicts of a 100 000-request run held at once took 1.9 GB; their text alone is
+    what the file holds."""
+    marker = f"lagscope-har-entries-{secrets.token_hex(8)}"  # no string of a run is this
+    head, found, tail = json.dumps(
+        _document([marker], tool_version, comment), indent=1, ensure_ascii=False
+    ).partition(json.dumps(marker))
+    assert found, "the entries marker is in the document"
+    parts = [head]
+    for i, entry in enumerate(_entries(runs)):
+        if i:
+            parts.append("," + _ENTRY_INDENT)
+        parts.append(json.dumps(entry, indent=1, ensure_ascii=False).replace("\n", _ENTRY_INDENT))
+    if len(parts) == 1:  # no entries: json.dumps writes the empty list on one line
+        return json.dumps(_document([], tool_version, comment), indent=1, ensure_ascii=False) + "\n"
+    parts.append(tail + "\n")
+    return "".join(parts)
 
 
 def render(report: ProbeReport | DiagnoseReport) -> str:
