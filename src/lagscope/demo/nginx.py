@@ -12,21 +12,23 @@ successful TCP connect (polled, bounded) or nginx exiting, whichever comes first
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+from lagscope import procgroup
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.netutil import free_port
 from lagscope.nginx.config import Endpoint
 from lagscope.nginx.render import NginxConfig, Tls, render
 
-__all__ = ["NginxProcess", "nginx_config", "tutorial_config"]
+__all__ = ["NginxProcess", "nginx_command", "nginx_config", "tutorial_config"]
 
 _TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 READY_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 15.0
 
 
 def _q(path: Path) -> str:
@@ -99,6 +101,12 @@ def _last_line(path: Path) -> str:
     return lines[-1] if lines else ""
 
 
+def nginx_command(binary: Path, prefix: Path) -> list[str]:
+    """nginx with the demo's prefix and config: the start (plus ``-g 'daemon off;'``) and,
+    on Windows, the stop (plus ``-s stop``) name the same instance."""
+    return [str(binary), "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
+
+
 class NginxProcess:
     """``nginx -p PREFIX -c nginx.conf -g 'daemon off;'`` as a child; ``port`` once ready."""
 
@@ -131,10 +139,14 @@ class NginxProcess:
                 encoding="utf-8",
             )
             self._proc = subprocess.Popen(
-                [str(self.binary), "-p", str(self.prefix), "-c", str(conf), "-g", "daemon off;"],
+                [*self._command(), "-g", "daemon off;"],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                # Its own group: the fallback kill takes its workers with it, and a
+                # terminal's Ctrl+C reaches us, who stop it, not nginx.
+                start_new_session=True,  # POSIX; ignored on Windows
+                creationflags=procgroup.NEW_GROUP_FLAGS,
             )
             if wait_listening(self._proc, port, READY_TIMEOUT_S):
                 self.port = port
@@ -145,18 +157,30 @@ class NginxProcess:
             "nginx", f"nginx did not start: {last or 'no error log'}", ExitCode.ENVIRONMENT
         )
 
+    def _command(self) -> list[str]:
+        return nginx_command(self.binary, self.prefix)
+
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
             return
         if proc.poll() is None:
-            proc.terminate()  # SIGTERM: nginx's fast shutdown (TerminateProcess on Windows)
+            if sys.platform != "win32":
+                proc.terminate()  # SIGTERM: nginx's fast shutdown
+            else:
+                # TerminateProcess on the master would leave its workers (and the port)
+                # behind; nginx for Windows takes its stop through -s.
+                subprocess.run(
+                    [*self._command(), "-s", "stop"],
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=STOP_TIMEOUT_S,
+                    check=False,
+                )
         try:
-            proc.wait(15)
+            proc.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(10)
+            procgroup.kill_group(proc)  # the master and its workers
 
 
 def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout_s: float) -> bool:
