@@ -188,6 +188,7 @@ class EditResult:
 class Run:
     kind: str
     warm_p50_ms: float = 0.0
+    warm_ms: list[float] = field(default_factory=list)
     edits: list[EditResult] = field(default_factory=list)
     failed: int = 0
     closed_by_server: int = 0
@@ -240,6 +241,7 @@ def run_server(
     firsts = {id(s) for s in first_samples(samples)}
     warm = [s.latency_ms for s in samples if s.version and s.reused and id(s) not in firsts]
     result.warm_p50_ms = statistics.median(warm) if warm else float("nan")
+    result.warm_ms = warm
     result.failed = sum(1 for s in samples if not s.version)
     result.errors = dict(Counter(s.error or "no version header" for s in samples if not s.version))
     result.closed_by_server = pacer.reconnects
@@ -398,6 +400,12 @@ def main(argv: list[str]) -> int:
                                "target 1.2 x warm p50 + 5 ms; edit to served vs import + "
                                "prewarm + 0.5 s:")  # fmt: skip
                     limit = 1.2 * run.warm_p50_ms + 5
+                    over = sum(1 for ms in run.warm_ms if ms > limit)
+                    out.append(
+                        f"  (for scale: {over} of {len(run.warm_ms)} warm requests, "
+                        f"{100 * over / max(1, len(run.warm_ms)):.1f} %, took longer than "
+                        f"{limit:.1f} ms)"
+                    )
                     for edit, line in zip(run.edits, run.reload_lines, strict=False):
                         m = re.search(
                             r"import (\d+) ms \(libraries (\d+) ms before\), checks (\d+) ms, "
