@@ -310,7 +310,7 @@ def test_no_tax_gives_no_tax_finding(sandbox: Path) -> None:
         pytest.param("hand-tuned: ready", "sqlite", id="ready"),
         pytest.param("before: diagnose", "sqlite", id="diagnose"),
         pytest.param("lagscope: stopping", "sqlite", id="stop"),
-        pytest.param("lagscope: editing", "sqlite", id="reload"),
+        pytest.param("editing each version", "sqlite", id="edit"),
         pytest.param(
             "before: loading both pages",
             "sqlite",

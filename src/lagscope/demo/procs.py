@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Mapping, Sequence
 
 from lagscope.procgroup import NEW_GROUP_FLAGS, stop_process
@@ -44,6 +45,9 @@ class Child:
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.cwd = cwd
         self.lines: list[str] = []
+        # When each line was read (time.perf_counter seconds), index for index.
+        self.line_at_s: list[float] = []
+        self.ready_at_s = 0.0
         self.url = ""
         self._ready = threading.Event()
         self._proc: subprocess.Popen[str] | None = None
@@ -98,9 +102,11 @@ class Child:
         assert proc is not None and proc.stdout is not None
         for raw in proc.stdout:
             line = raw.rstrip("\n")
+            self.line_at_s.append(time.perf_counter())
             self.lines.append(line)
             if not self.url and line.startswith(self.ready_prefix):
                 self.url = line[len(self.ready_prefix) :].split()[0]
+                self.ready_at_s = self.line_at_s[-1]
                 self._ready.set()
         self._ready.set()
 

@@ -31,7 +31,7 @@ from lagscope.browser.driver import BrowserSession
 from lagscope.demo.browse import LOAD_TIMEOUT_S, browse, find_browser_for_demo
 from lagscope.demo.child import READY_PREFIX, child_command
 from lagscope.demo.diag import DiagnoseFn
-from lagscope.demo.edit import editable_templates, measure_edit
+from lagscope.demo.edit import EditProbe, editable_templates
 from lagscope.demo.model import DemoReport, EditFigures, Sample, VersionResult, summarize
 from lagscope.demo.nginx import NginxProcess
 from lagscope.demo.pgcluster import PgCluster, PgUnavailable, find_pg_bin
@@ -577,24 +577,28 @@ def _with_port(argv: list[str], port: int) -> list[str]:
     return out
 
 
-def _restart(running: _Running, stack: contextlib.ExitStack) -> None:
+def _relaunch(running: _Running, stack: contextlib.ExitStack) -> Child:
     """Stop the version's server and start it again on the same port, as a user does after
-    an edit; returns once it is ready."""
+    an edit; returns the new child without waiting for it."""
     old = running.child
     port = urlsplit(old.url).port or 0
     old.stop()
     child = Child(old.name, _with_port(old.argv, port), old.ready_prefix, env=old.env, cwd=old.cwd)
     stack.callback(child.stop)
     running.child = child
-    child.start(READY_TIMEOUT_S)
+    child.launch()
+    return child
 
 
-def _wait_reloaded(child: Child, seen: int) -> None:
-    """Until ``serve --reload`` prints its next "reloaded in" line (bounded)."""
+def _reloaded_at(child: Child, seen: int) -> float:
+    """When ``serve --reload`` printed its next "reloaded in" line (bounded wait)."""
     from lagscope.serve.reload.run import RELOADED_PREFIX
 
     deadline = time.monotonic() + READY_TIMEOUT_S
-    while sum(1 for line in child.lines if line.startswith(RELOADED_PREFIX)) <= seen:
+    while True:
+        found = [i for i, line in enumerate(child.lines) if line.startswith(RELOADED_PREFIX)]
+        if len(found) > seen:
+            return child.line_at_s[found[seen]]
         if time.monotonic() > deadline or not child.alive():
             raise LagscopeError(
                 "edit", f"{child.name}: no reload within {READY_TIMEOUT_S:g} s", ExitCode.TIMEOUT
@@ -629,19 +633,30 @@ def _reload_twin(
     return child, f"http://{host}:{port}"
 
 
-def _edit(
+@dataclass
+class _Edit:
+    """One version's edit under way (see :func:`_edit_all`)."""
+
+    index: int
+    probe: EditProbe
+    child: Child  # the one that serves the edit (the reload twin under --https)
+    reload: bool
+    seen: int = 0  # "reloaded in" lines before the edit
+    error: str | None = None
+
+
+def _edit_start(
+    index: int,
     running: _Running,
-    templates: Path,
     options: DemoOptions,
+    workdir: Path,
     stack: contextlib.ExitStack,
     progress: Progress,
-    clock: Clock,
     tls: _Tls | None,
-) -> EditFigures:
-    """The version's first page after a code edit (see lagscope.demo.edit)."""
+) -> _Edit:
+    """The probe of one version's edit, its page loaded twice (see lagscope.demo.edit)."""
     from lagscope.serve.reload.run import RELOADED_PREFIX
 
-    name = running.spec.name
     child, url = running.child, running.url
     if running.spec.server == "lagscope" and "--reload" not in child.argv:
         child, url = _reload_twin(running, options, stack, progress)
@@ -655,14 +670,88 @@ def _edit(
             )
         return http.client.HTTPConnection(host, port, timeout=REQUEST_TIMEOUT_S)
 
-    if "--reload" in child.argv:
-        seen = sum(1 for line in child.lines if line.startswith(RELOADED_PREFIX))
-        progress(f"{name}: editing the page's template; serve --reload switches")
-        return measure_edit(
-            connect, templates, lambda: _wait_reloaded(child, seen), "reload", clock
-        )
-    progress(f"{name}: editing the page's template and restarting the server")
-    return measure_edit(connect, templates, lambda: _restart(running, stack), "restart", clock)
+    reload = "--reload" in child.argv
+    probe = EditProbe(
+        connect,
+        workdir / f"templates-{running.spec.name}",
+        "reload" if reload else "restart",
+        time.perf_counter,  # the clock of the children's line times
+    )
+    edit = _Edit(index, probe, child, reload)
+    edit.seen = sum(1 for line in child.lines if line.startswith(RELOADED_PREFIX))
+    probe.warm()
+    return edit
+
+
+_EDIT_ERRORS = (LagscopeError, ChildFailed, OSError, http.client.HTTPException, ValueError)
+
+
+def _edit_all(
+    running: list[_Running],
+    results: list[VersionResult],
+    options: DemoOptions,
+    workdir: Path,
+    stacks: list[contextlib.ExitStack],
+    progress: Progress,
+    notes: list[str],
+    tls: _Tls | None,
+) -> list[VersionResult]:
+    """Every version's first page after a code edit: each page loaded warm; every template
+    edited, "before" and "hand-tuned" restarted and "lagscope" reloading side by side; then
+    each first page, one version at a time, "lagscope" first (its spare process starts
+    2 s after the switch). A version that fails here gets a note and no row."""
+    edits: list[_Edit] = []
+
+    def failed(name: str, exc: BaseException) -> None:
+        note = f"{name}: first page after an edit: {exc}"
+        notes.append(note)
+        progress(note)
+
+    for i, run in enumerate(running):
+        try:
+            edits.append(_edit_start(i, run, options, workdir, stacks[i], progress, tls))
+        except _EDIT_ERRORS as exc:
+            failed(run.spec.name, exc)
+    progress(
+        "editing each version's page template: before and hand-tuned restart, lagscope "
+        "switches with serve --reload"
+    )
+    for edit in edits:
+        try:
+            edit.probe.edit()
+            if not edit.reload:
+                edit.child = _relaunch(running[edit.index], stacks[edit.index])
+        except _EDIT_ERRORS as exc:
+            edit.error = str(exc)
+    for edit in edits:
+        if edit.error is not None:
+            continue
+        try:
+            if edit.reload:
+                edit.probe.ready(_reloaded_at(edit.child, edit.seen))
+            else:
+                edit.child.wait_ready(READY_TIMEOUT_S)
+                edit.probe.ready(edit.child.ready_at_s)
+        except _EDIT_ERRORS as exc:
+            edit.error = str(exc)
+    figures: dict[int, EditFigures] = {}
+    for edit in sorted(edits, key=lambda e: not e.reload):
+        name = running[edit.index].spec.name
+        try:
+            if edit.error is not None:
+                failed(name, LagscopeError("edit", edit.error, ExitCode.ENVIRONMENT))
+                continue
+            got = figures[edit.index] = edit.probe.first()
+            progress(
+                f"{name}: first page after the edit {got.first_ms:.0f} ms "
+                f"({'a new' if got.new_connections else 'the kept'} connection; "
+                f"{got.how} took {got.ready_ms:.0f} ms)"
+            )
+        except _EDIT_ERRORS as exc:
+            failed(name, exc)
+        finally:
+            edit.probe.close()
+    return [replace(r, edit=figures.get(i)) for i, r in enumerate(results)]
 
 
 def _ground_truth(running: _Running, result: VersionResult) -> VersionResult:
@@ -943,31 +1032,7 @@ def run_demo(
             ]
         # The edit last: a restart resets what the other figures measured.
         if options.edit:
-            edited = []
-            for i, (run, result) in enumerate(zip(running, results, strict=True)):
-                try:
-                    figures = _edit(
-                        run,
-                        workdir / f"templates-{run.spec.name}",
-                        options,
-                        stacks[i],
-                        progress,
-                        clock,
-                        tls,
-                    )
-                except (LagscopeError, ChildFailed, OSError, http.client.HTTPException) as exc:
-                    note = f"{run.spec.name}: first page after an edit: {exc}"
-                    notes.append(note)
-                    progress(note)
-                    edited.append(result)
-                    continue
-                progress(
-                    f"{run.spec.name}: first page after the edit {figures.first_ms:.0f} ms "
-                    f"({'a new' if figures.new_connections else 'the kept'} connection; "
-                    f"{figures.how} took {figures.ready_ms:.0f} ms)"
-                )
-                edited.append(replace(result, edit=figures))
-            results = edited
+            results = _edit_all(running, results, options, workdir, stacks, progress, notes, tls)
         for i, run in enumerate(running):
             if not options.keep:
                 progress(f"{run.spec.name}: stopping")
