@@ -40,9 +40,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database", default=None, help="pass --database to the demo")
+    parser.add_argument(
+        "--edit-cost",
+        action="store_true",
+        help="also run each mode with --no-edit (what the first-page-after-an-edit row adds)",
+    )
     args = parser.parse_args()
     base = ["--database", args.database] if args.database else []
     modes = {"default": base, "--quick": [*base, "--quick"]}
+    if args.edit_cost:
+        modes["default --no-edit"] = [*base, "--no-edit"]
+        modes["--quick --no-edit"] = [*base, "--quick", "--no-edit"]
     walls: dict[str, list[float]] = {m: [] for m in modes}
     inner: dict[str, list[float]] = {m: [] for m in modes}
     database = "?"
@@ -62,6 +70,7 @@ def main() -> None:
     print("|---|---|---|---|")
     targets = {"default": "≤ 60 s", "--quick": "≤ 20 s"}
     for mode in modes:
+        targets.setdefault(mode, "")
         w = walls[mode]
         print(
             f"| {mode} | {statistics.median(w):.1f} ({min(w):.1f}–{max(w):.1f}) | "
@@ -69,6 +78,10 @@ def main() -> None:
         )
     ratio = statistics.median(walls["--quick"]) / statistics.median(walls["default"])
     print(f"\n--quick / default: {ratio:.2f}×")
+    for mode in ("default", "--quick"):
+        if f"{mode} --no-edit" in walls:
+            added = statistics.median(walls[mode]) - statistics.median(walls[f"{mode} --no-edit"])
+            print(f"{mode}: the edit row adds {added:+.1f} s")
 
 
 if __name__ == "__main__":
