@@ -259,6 +259,21 @@ def test_a_keyword_the_checker_lacks_is_refused_when_compiled(schema: dict[str, 
         compile_schema(schema)
 
 
+def _any_value(words: list[str], keys: list[str]) -> st.SearchStrategy[Any]:
+    """Any JSON value (numbers in and out of range), its strings and keys drawn from these."""
+    return st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(min_value=-(2**60), max_value=2**60)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.sampled_from(words),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(keys), inner, max_size=3)
+        ),
+        max_leaves=6,
+    )
+
+
 _PROBE_SCHEMA = json.loads(
     (Path(__file__).parents[1] / "src/lagscope/schemas/probe-1.schema.json").read_text("utf-8")
 )
@@ -286,17 +301,8 @@ _CHECK = compile_schema(_PROBE_SCHEMA)
             ("schema",),
         ]
     ),
-    value=st.recursive(
-        st.none()
-        | st.booleans()
-        | st.integers(min_value=-(2**60), max_value=2**60)
-        | st.floats(allow_nan=False, allow_infinity=False)
-        | st.sampled_from(["cold", "dns", "ipv4", "lagscope.probe/1", "x"]),
-        lambda inner: (
-            st.lists(inner, max_size=3)
-            | st.dictionaries(st.sampled_from(["name", "n", "p50_ms", "x"]), inner, max_size=3)
-        ),
-        max_leaves=6,
+    value=_any_value(
+        ["cold", "dns", "ipv4", "lagscope.probe/1", "x"], ["name", "n", "p50_ms", "x"]
     ),
 )
 def test_the_checker_agrees_with_jsonschema(
@@ -304,19 +310,22 @@ def test_the_checker_agrees_with_jsonschema(
 ) -> None:
     """The one-pass checker accepts exactly what the published schema accepts (jsonschema
     decides), apart from the range rule, which is the checker's own addition."""
+    _agrees_with_jsonschema(_PROBE_SCHEMA, _CHECK, json.loads(_mutated(saved, where, value)))
+
+
+def _agrees_with_jsonschema(schema: dict[str, Any], check: Any, doc: dict[str, Any]) -> None:
     import jsonschema
 
-    doc = json.loads(_mutated(saved, where, value))
-    theirs = jsonschema.Draft202012Validator(_PROBE_SCHEMA).is_valid(doc)
+    theirs = jsonschema.Draft202012Validator(schema).is_valid(doc)
     message = ""
     try:
-        _CHECK(doc)
+        check(doc)
     except SchemaViolation as exc:
         message = exc.message
     if not message:
-        assert theirs, (where, value)
+        assert theirs
     elif theirs:
-        assert "out of range" in message, (where, value, message)
+        assert "out of range" in message, message
 
 
 @settings(max_examples=40, deadline=None)
@@ -467,17 +476,8 @@ _WHERE2 = [
     ("series", 0, "requests", "count"),
     ("series", 0, "requests"),
 ]
-_ANY_VALUE = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**60), max_value=2**60)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.sampled_from(["cold", "warm", "ipv4", "lagscope.probe/2", "x"]),
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.dictionaries(st.sampled_from(["name", "desc", "params", "x"]), inner, max_size=3)
-    ),
-    max_leaves=6,
+_ANY_VALUE = _any_value(
+    ["cold", "warm", "ipv4", "lagscope.probe/2", "x"], ["name", "desc", "params", "x"]
 )
 
 
@@ -487,19 +487,7 @@ def test_the_checker_agrees_with_jsonschema_on_columns(
     saved2: dict[str, Any], where: tuple[str | int, ...], value: Any
 ) -> None:
     """The fast whole-array checks accept exactly what the published schema accepts."""
-    import jsonschema
-
-    doc = json.loads(_mutated(saved2, where, value))
-    theirs = jsonschema.Draft202012Validator(_PROBE2_SCHEMA).is_valid(doc)
-    message = ""
-    try:
-        _CHECK2(doc)
-    except SchemaViolation as exc:
-        message = exc.message
-    if not message:
-        assert theirs, (where, value)
-    elif theirs:
-        assert "out of range" in message, (where, value, message)
+    _agrees_with_jsonschema(_PROBE2_SCHEMA, _CHECK2, json.loads(_mutated(saved2, where, value)))
 
 
 @settings(max_examples=100, deadline=None)

@@ -31,7 +31,6 @@ __all__ = [
     "fitted_streams",
     "keep_stderr_printable",
     "printable",
-    "printable_stderr",
 ]
 
 # C0 controls, DEL and C1 controls (ESC-led and 8-bit CSI/OSC/DCS/ST alike), and the
@@ -191,19 +190,9 @@ class PrintableStream:
 
 
 def keep_stderr_printable() -> None:
-    """From now on sys.stderr escapes control characters (:class:`PrintableStream`): for a
-    process that serves or relays peers (serve's workers, granian's), whose libraries log
-    what a client or a server sent."""
+    """From now on sys.stderr escapes control characters (:class:`PrintableStream`): for the
+    processes that serve or relay peers (serve, its workers and app processes, inject),
+    whose libraries log what a client or a server sent. A test runner that swaps
+    sys.stderr around a command (click's CliRunner) puts its own back afterwards."""
     if sys.stderr is not None and not isinstance(sys.stderr, PrintableStream):
         sys.stderr = cast(TextIO, PrintableStream(sys.stderr))  # the stream's own for the rest
-
-
-@contextmanager
-def printable_stderr() -> Iterator[None]:
-    """:func:`keep_stderr_printable` while inside (the serve and inject commands)."""
-    previous = sys.stderr
-    keep_stderr_printable()
-    try:
-        yield
-    finally:
-        sys.stderr = previous

@@ -221,30 +221,24 @@ def document(data: _Doc) -> _Doc:
     stack: list[tuple[Any, str | None]] = [(data, None)]
     while stack:
         node, key = stack.pop()
-        if type(node) is dict:
-            for k, v in node.items():
-                if type(v) is str:
-                    new = _loaded_text(v, k)
-                    if new is not v:
-                        node[k] = new
-                elif type(v) is dict or type(v) is list:
-                    stack.append((v, k))
-            continue
-        kinds = set(map(type, node))
-        if not kinds & {str, dict, list}:
-            continue
-        if key in _ARGV_KEYS and kinds == {str}:
-            node[:] = command_line(node)
-            continue
-        if _pairs(key) and len(node) == 2 and kinds == {str}:
-            if node[1] and is_secret_name(node[0]):
-                node[1] = REDACTED  # a [name, value] pair: a header, a setting
-            continue
-        for i, v in enumerate(node):
-            if type(v) is str:
-                new = _loaded_text(v, None)
-                if new is not v:
-                    node[i] = new
-            elif type(v) is dict or type(v) is list:
-                stack.append((v, key))
+        named = type(node) is dict
+        if not named:
+            kinds = set(map(type, node))
+            if not kinds & {str, dict, list}:
+                continue
+            if key in _ARGV_KEYS and kinds == {str}:
+                node[:] = command_line(node)
+                continue
+            if _pairs(key) and len(node) == 2 and kinds == {str}:
+                if node[1] and is_secret_name(node[0]):
+                    node[1] = REDACTED  # a [name, value] pair: a header, a setting
+                continue
+        entries: Iterable[tuple[Any, Any]] = node.items() if named else enumerate(node)
+        for slot, value in entries:
+            if type(value) is str:
+                new = _loaded_text(value, slot if named else None)
+                if new is not value:
+                    node[slot] = new  # a value replaced, no key added: iterating stays valid
+            elif type(value) is dict or type(value) is list:
+                stack.append((value, slot if named else key))
     return data

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from lagscope.console import printable_stderr
+from lagscope.console import keep_stderr_printable
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.refapp.config import parse_database_url
 from lagscope.serve.app import AppSpec
@@ -55,19 +55,7 @@ def serve(
     is kept alive, every database connection is opened before the first request, and
     Ctrl+C / SIGTERM lets in-flight requests finish.
     """
-    with printable_stderr():  # waitress, Django and the app log what clients sent
-        _serve(app, demo, django_settings, database, print_config, reload, overrides)
-
-
-def _serve(
-    app: str | None,
-    demo: bool,
-    django_settings: str | None,
-    database: str | None,
-    print_config: bool,
-    reload: bool,
-    overrides: dict[str, object],
-) -> None:
+    keep_stderr_printable()  # waitress, Django and the app log what clients sent
     config = resolve(overrides, Host.current())
     if database:
         # Checked before anything starts (and with --print-config too): a bad URL is a
