@@ -131,8 +131,9 @@ _PLAYWRIGHT_LOG = logging.getLogger("playwright")
 
 def _drop_stale_answers(record: logging.LogRecord) -> bool:
     """While a session is open: a call that a stop signal interrupted (Ctrl+C,
-    lagscope.stopping) gets its answer after nobody waits for it, which Playwright logs with a traceback ("Cannot
-    find command to respond") that would reach the terminal; every other record passes."""
+    lagscope.stopping) gets its answer after nobody waits for it, which Playwright logs
+    with a traceback ("Cannot find command to respond") that would reach the terminal;
+    every other record passes."""
     error = record.exc_info[1] if record.exc_info else None
     return error is None or "Cannot find command to respond" not in str(error)
 
