@@ -481,6 +481,17 @@ def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int) -> Built:
             {"keepalive-refused": "tax", "connection-setup-tax": "tax"},
             proxy=inj,
         )
+    if name in ("limit-tax", "idle-tax"):
+        # Keep-alive closed early behind a 60 ms tax: after 3 responses with Connection:
+        # close (a request limit), or after 0.3 s idle without a word (an idle timeout).
+        handler = badservers.closes_after(3) if name == "limit-tax" else badservers.idle_close(0.3)
+        port = stack.enter_context(badservers.serve(handler))
+        inj = stack.enter_context(_taxed(("127.0.0.1", port), 60.0))
+        return Built(
+            _url(inj.address),
+            {"connection-setup-tax": "tax", "keepalive-closed-early": "tax"},
+            proxy=inj,
+        )
     from support import ghosts
 
     if name == "blackhole":
@@ -646,6 +657,8 @@ SCENARIOS = [
         "nginx",
     ),
     Scenario("slowview-tax", "Django view sleeping 150 ms behind a 100 ms connection tax"),
+    Scenario("limit-tax", "keep-alive for 3 responses (then Connection: close), 60 ms tax"),
+    Scenario("idle-tax", "idle connections closed after 0.3 s without a word, 60 ms tax"),
     Scenario(
         "nocommon-tax",
         "Django without CommonMiddleware on waitress (closes every connection), 100 ms tax",

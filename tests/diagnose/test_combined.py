@@ -218,3 +218,32 @@ def test_a_request_limit_behind_a_tax_is_closed_early_not_refused(
     early = report.finding("keepalive-closed-early")
     assert early is not None and "after 3 request(s)" in early.title
     assert early.affects == "first request per connection"
+
+
+def test_an_idle_timeout_behind_a_tax_is_closed_early() -> None:
+    # A connection idle for 0.3 s is closed without a word (gunicorn's 2 s keep-alive,
+    # scaled down to fit a --quick run): the run's idle connection sees it.
+    tax_ms = 60.0
+    with (
+        badservers.serve(badservers.idle_close(0.3)) as port,
+        taxed(("127.0.0.1", port), tax_ms) as proxy,
+    ):
+        report = run(_url(proxy), quick=True)
+        truth = proxy.truth_ms()
+    check(report, {"connection-setup-tax": truth, "keepalive-closed-early": truth})
+    early = report.finding("keepalive-closed-early")
+    assert early is not None and "s idle" in early.title
+    idle = {f.name: f.value for f in early.evidence}["idle_before_close_s"]
+    assert isinstance(idle, float) and 0.25 <= idle < 2.0
+
+
+def test_gunicorns_two_second_keepalive_is_seen_by_a_default_run() -> None:
+    # A default run waits until its idle connection has sat idle 5.5 s (uvicorn's timeout
+    # is 5 s), so a 2 s one is seen even when the rungs take less.
+    with badservers.serve(badservers.idle_close(2.0)) as port:
+        report = run(f"http://127.0.0.1:{port}/")
+    check(report, {"keepalive-closed-early": None})
+    early = report.finding("keepalive-closed-early")
+    assert early is not None
+    idle = {f.name: f.value for f in early.evidence}["idle_before_close_s"]
+    assert isinstance(idle, float) and 1.9 <= idle < 3.0

@@ -65,6 +65,15 @@ def response_bytes(
     return head, rest
 
 
+async def reply(
+    writer: asyncio.StreamWriter, st: ConnState, headers: list[tuple[str, str]] | None = None
+) -> None:
+    """A small "ok" response in one write."""
+    head, rest = response_bytes(st, b"ok", headers=headers)
+    writer.write(head + rest)
+    await writer.drain()
+
+
 @contextmanager
 def serve(handler: Handler, ssl_context: ssl.SSLContext | None = None) -> Iterator[int]:
     loop = asyncio.new_event_loop()
@@ -127,9 +136,7 @@ def first_response_delay(delay_s: float) -> Handler:
             del req
             if st.requests == 1:
                 await asyncio.sleep(delay_s)
-            head, rest = response_bytes(st, b"ok")
-            writer.write(head + rest)
-            await writer.drain()
+            await reply(writer, st)
             if not finish_cycle(st):
                 return
 
@@ -351,12 +358,30 @@ def closes_after(count: int) -> Handler:
     ) -> None:
         while await read_request(reader, st) is not None:
             last = st.requests >= count
-            head, rest = response_bytes(
-                st, b"ok", headers=[("Connection", "close")] if last else []
-            )
-            writer.write(head + rest)
-            await writer.drain()
+            await reply(writer, st, [("Connection", "close")] if last else [])
             if last or not finish_cycle(st):
+                return
+
+    return handler
+
+
+def idle_close(idle_s: float) -> Handler:
+    """Keep-alive, but a connection idle for ``idle_s`` after a response is closed without a
+    word (gunicorn's 2 s keep-alive, uvicorn's 5 s)."""
+
+    async def handler(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+    ) -> None:
+        while True:
+            try:
+                waiting = read_request(reader, st)
+                request = await (asyncio.wait_for(waiting, idle_s) if st.requests else waiting)
+            except TimeoutError:
+                return
+            if request is None:
+                return
+            await reply(writer, st)
+            if not finish_cycle(st):
                 return
 
     return handler

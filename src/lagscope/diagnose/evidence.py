@@ -185,6 +185,9 @@ class Evidence:
     # Kept-alive connections the server closed with Connection: close after more than one
     # response (a request limit): the requests each carried.
     closed_after: tuple[int, ...] = ()
+    # Seconds a kept-alive connection left idle through the run sat before the server closed
+    # it (the idle watch); None when it stayed open, or was not watched.
+    idle_closed_after_s: float | None = None
     # https only: what the server picked when offered h2 and http/1.1 (ALPN), as a browser
     # offers them; "" when it picked none (HTTP/1.1 then), None for http:// or not measured.
     alpn: str | None = None

@@ -48,6 +48,7 @@ from lagscope.diagnose.evidence import (
 )
 from lagscope.diagnose.first_request import first_and_redirects
 from lagscope.diagnose.hygiene import hygiene
+from lagscope.diagnose.idle import IdleWatch
 from lagscope.diagnose.model import SCHEMA, DiagnoseReport
 from lagscope.diagnose.options import QUICK, DiagnoseOptions, Plan
 from lagscope.diagnose.profiled import profile
@@ -90,12 +91,18 @@ def diagnose(
         command=shlex.join(opts.command) if opts.command else "",
     )
     plan = opts.plan
+    idle_watch = IdleWatch(run)
     try:
         ev = replace(ev, resolution=resolution(run))
         if opts.probe.target.scheme == "https":
             ev = replace(ev, alpn=protocol(run))
         first, hops = first_and_redirects(run)
         ev = replace(ev, warmup=warmup(run, first))
+        assert ev.warmup is not None
+        if len({r.connection for r in ev.warmup.burst}) >= plan.burst_clients:
+            # Only on a server seen serving several connections at once: on one that
+            # serves a connection at a time, an idle one would hold up every later rung.
+            idle_watch.start()
         cw, sessions_per_request = _coldwarm_counted(run)
         if cw.keep_alive:
             cw = replace(cw, back_to_back=back_to_back(run))
@@ -135,6 +142,7 @@ def diagnose(
             ev = replace(ev, browser=_browser(run, opts.browser, browser_choice))
         else:
             run.skip("browser", "A real browser", "no --browser")
+        idle_watch.wait(plan.idle_wait_s)
     except RunDeadline as stop:
         run.truncated = True
         run.warnings.append(
@@ -147,8 +155,11 @@ def diagnose(
                 f"--max-time {opts.probe.max_time_s:g} s ran out before anything was measured",
                 ExitCode.TIMEOUT,
             ) from None
+    finally:
+        idle_closed_after_s = idle_watch.stop()
     ev = replace(
         ev,
+        idle_closed_after_s=idle_closed_after_s,
         proxy_server=proxy_server(run.records),
         silent_closes=tuple(run.silent_closes),
         closed_after=requests_before_close(run.records),

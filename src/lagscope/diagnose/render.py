@@ -123,7 +123,10 @@ class TerminalRenderer:
             head.append(_text(f"  {f.title}", style="bold" if f.severity != "info" else ""))
             console.print(head)
             cost = "cost not measurable here" if f.cost_ms is None else f"costs {_ms(f.cost_ms)}"
-            console.print(f"   {cost}, {f.affects}")
+            # What the fix is worth: the cost, on each request it affects (an info finding's
+            # cost is counted in another finding, or is only a note).
+            saving = "; the fix saves that" if f.cost_ms and f.severity != "info" else ""
+            console.print(f"   {cost}, {f.affects}{saving}")
             if f.detail:
                 console.print(_text(f"   {f.detail}"))
             if f.profile is not None:

@@ -318,11 +318,12 @@ def keepalive_closed_early(ev: Evidence, t: Thresholds, _: Sequence[Finding]) ->
     connection's setup."""
     closes = ev.silent_closes
     limited = ev.closed_after
+    idle_close = ev.idle_closed_after_s
     cw = ev.coldwarm
-    if not (closes or limited) or (cw is not None and not cw.keep_alive):
+    if not (closes or limited or idle_close is not None) or (cw is not None and not cw.keep_alive):
         return None  # nothing, or every response closes it: keepalive-refused says that
     carried = sorted({n for n, _ in closes if n > 0} | set(limited))
-    idle = [s for n, s in closes if n > 0]
+    idle = [s for n, s in closes if n > 0] + ([idle_close] if idle_close is not None else [])
     setup = setup_cost_ms(ev)
     cost = max(0.0, setup[0]) if setup is not None else None
     after = (
@@ -330,30 +331,43 @@ def keepalive_closed_early(ev: Evidence, t: Thresholds, _: Sequence[Finding]) ->
         if len(carried) == 1
         else f"after {carried[0]}-{carried[-1]} requests"
         if carried
+        else f"after {max(idle):.1f} s idle"
+        if idle
         else "while idle"
     )
-    how = "silently" if not limited else "with Connection: close" if not closes else "both ways"
+    times = len(closes) + len(limited) + (1 if idle_close is not None else 0)
+    how = "with Connection: close" if limited and not (closes or idle) else "silently"
     price = (
         f"paying the connection setup ({cost:.0f} ms here: cold minus warm)"
         if cost is not None
         else "paying the connection setup"
     )
-    detail = (
-        "The server closed kept-alive connections early "
-        + (
-            "without Connection: close; the next request on each found it closed and was "
-            f"retried on a new connection, {price} (a browser retries only idempotent "
-            "requests: a POST fails)."
-            if closes
-            else f"with Connection: close; the next request opened a new connection, {price}."
+    parts = []
+    if idle_close is not None:
+        parts.append(
+            f"A kept-alive connection left idle was closed by the server after {idle_close:.1f} s "
+            "without Connection: close. Browsers keep an idle connection 300 s, so a user's "
+            f"next request after a pause opens a new connection, {price}, and one sent as the "
+            "close crosses it is lost (a browser retries only idempotent requests)."
         )
-    )
+    if closes:
+        parts.append(
+            "Kept-alive connections were closed without Connection: close; the next request "
+            f"on each found it closed and was retried on a new connection, {price} (a "
+            "browser retries only idempotent requests: a POST fails)."
+        )
+    if limited:
+        parts.append(
+            "Kept-alive connections were closed with Connection: close after a few responses "
+            f"(a request limit); the next request opened a new connection, {price}."
+        )
+    detail = " ".join(parts)
     return make_finding(
         ev,
         t,
         "keepalive-closed-early",
         f"The server closes kept-alive connections early ({how}, {after}, "
-        f"{len(closes) + len(limited)} time(s) in this run)",
+        f"{times} time(s) in this run)",
         cost,
         "first request per connection",
         [
