@@ -104,7 +104,12 @@ def demo(
 
         report = load_saved(load_path, "demo-1.schema.json", load_json)
     else:
-        options, _ = build(DemoOptions, table, https_asked=table.get("https") is True)
+        options, _ = build(
+            DemoOptions,
+            table,
+            https_asked=table.get("https") is True,
+            edit_asked=table.get("edit") is True,
+        )
         diagnose = (
             default_diagnose(
                 options.quick,

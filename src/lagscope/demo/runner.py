@@ -155,6 +155,7 @@ class DemoOptions:
         True,
         help="Time each version's first page after a code edit (a template the page renders): "
         "before and hand-tuned restart, lagscope runs serve --reload.",
+        shown="on (off with --quick unless --edit is given)",
     )
     https: bool = setting(
         True,
@@ -165,6 +166,8 @@ class DemoOptions:
     # Not a row: whether --https was given (on even without a browser, an error without
     # granian or cryptography) or is the default (on only when the browser runs).
     https_asked: bool = False
+    # Not a row either: whether --edit was given (--quick leaves the row out otherwise).
+    edit_asked: bool = False
 
     def __post_init__(self) -> None:
         validate(self)
@@ -180,6 +183,12 @@ class DemoOptions:
         if self.database is None or self.database.lower() == "sqlite":
             return None
         return dsn.parse(self.database, need_dbname=True)
+
+    @property
+    def edit_row(self) -> bool:
+        """Whether the run times the first page after a code edit: the restarts cost
+        seconds that --quick is for saving."""
+        return self.edit and (not self.quick or self.edit_asked)
 
     @property
     def warm_requests(self) -> int:
@@ -416,7 +425,7 @@ def _launch_version(
         args += ["--shutdown-timeout", f"{SERVE_SHUTDOWN_S:g}"]
         if tls is not None and not options.nginx:  # with --nginx, nginx speaks TLS
             args += ["--https", "--tls-cert-file", str(tls.cert), "--tls-key-file", str(tls.key)]
-        elif options.edit:
+        elif options.edit_row:
             args.append("--reload")  # what a developer runs while editing
         argv = serve_command(args)
         child = Child(spec.name, argv, LISTENING_PREFIX, env=env, cwd=str(workdir))
@@ -606,31 +615,38 @@ def _reloaded_at(child: Child, seen: int) -> float:
         time.sleep(0.02)
 
 
-def _reload_twin(
-    running: _Running, options: DemoOptions, stack: contextlib.ExitStack, progress: Progress
-) -> tuple[Child, str]:
-    """``serve --reload`` beside an HTTPS "lagscope" (granian, which cannot reload): the
-    same app, database route and templates over plain HTTP, behind a tax proxy of its own.
-    Returns the child and the URL through the tax."""
-    old = running.child
+def _launch_twin(launched: _Launched, stack: contextlib.ExitStack, progress: Progress) -> Child:
+    """``serve --reload`` beside an HTTPS "lagscope" (granian, which cannot reload) for the
+    edit row: the same app, database route and templates over plain HTTP. Launched with
+    the versions, so its start-up overlaps theirs (start-up is not compared)."""
+    old = launched.child
     argv = list(old.argv)
     for flag in ("--tls-cert-file", "--tls-key-file"):
         if flag in argv:
             del argv[argv.index(flag) : argv.index(flag) + 2]
     argv = [a for a in argv if a != "--https"] + ["--reload"]
-    progress(f"{running.spec.name}: serve --reload over HTTP for the edit (granian cannot reload)")
+    progress(f"{launched.spec.name}: also serve --reload over HTTP, for the edit row")
     child = Child(f"{old.name}-reload", argv, old.ready_prefix, env=old.env, cwd=old.cwd)
     stack.callback(child.stop)
-    app = urlsplit(child.start(READY_TIMEOUT_S))
+    child.launch()
+    return child
+
+
+def _twin_url(twin: Child, name: str, options: DemoOptions, stack: contextlib.ExitStack) -> str:
+    """The twin's URL through a tax proxy of its own, once it is ready."""
+    try:
+        app = urlsplit(twin.wait_ready(READY_TIMEOUT_S))
+    except ChildFailed as exc:
+        raise LagscopeError("edit", f"{twin.name}: {exc}", ExitCode.ENVIRONMENT) from None
     route = Route(
         ("127.0.0.1", 0),
         (app.hostname or "127.0.0.1", int(app.port or 0)),
         _faults(options.tax_ms),
-        f"{running.spec.name}-reload-http",
+        f"{name}-reload-http",
     )
     inj = stack.enter_context(_injector([route], options.log_path))
     host, port = inj.address(0)
-    return child, f"http://{host}:{port}"
+    return f"http://{host}:{port}"
 
 
 @dataclass
@@ -651,15 +667,15 @@ def _edit_start(
     options: DemoOptions,
     workdir: Path,
     stack: contextlib.ExitStack,
-    progress: Progress,
     tls: _Tls | None,
+    twin: Child | None,
 ) -> _Edit:
     """The probe of one version's edit, its page loaded twice (see lagscope.demo.edit)."""
     from lagscope.serve.reload.run import RELOADED_PREFIX
 
     child, url = running.child, running.url
-    if running.spec.server == "lagscope" and "--reload" not in child.argv:
-        child, url = _reload_twin(running, options, stack, progress)
+    if twin is not None:
+        child, url = twin, _twin_url(twin, running.spec.name, options, stack)
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", int(parts.port or 0)
 
@@ -695,6 +711,7 @@ def _edit_all(
     progress: Progress,
     notes: list[str],
     tls: _Tls | None,
+    twins: dict[int, Child],
 ) -> list[VersionResult]:
     """Every version's first page after a code edit: each page loaded warm; every template
     edited, "before" and "hand-tuned" restarted and "lagscope" reloading side by side; then
@@ -709,7 +726,7 @@ def _edit_all(
 
     for i, run in enumerate(running):
         try:
-            edits.append(_edit_start(i, run, options, workdir, stacks[i], progress, tls))
+            edits.append(_edit_start(i, run, options, workdir, stacks[i], tls, twins.get(i)))
         except _EDIT_ERRORS as exc:
             failed(run.spec.name, exc)
     progress(
@@ -998,6 +1015,12 @@ def run_demo(
         early = [launch(i, migrate=False) for i in rest if VERSIONS[i].server == "waitress"]
         ready = {0: wait(first)}
         late = [launch(i) for i in rest if VERSIONS[i].server != "waitress"]
+        # The edit row's serve --reload beside an HTTPS "lagscope" (see _launch_twin).
+        twins = {
+            item.index: _launch_twin(item, stacks[item.index], progress)
+            for item in late
+            if options.edit_row and "--reload" not in item.child.argv
+        }
         for launched in early + late:
             ready[launched.index] = wait(launched)
         running = [ready[i] for i in range(len(VERSIONS))]
@@ -1031,8 +1054,10 @@ def run_demo(
                 for run, r in zip(running, results, strict=True)
             ]
         # The edit last: a restart resets what the other figures measured.
-        if options.edit:
-            results = _edit_all(running, results, options, workdir, stacks, progress, notes, tls)
+        if options.edit_row:
+            results = _edit_all(
+                running, results, options, workdir, stacks, progress, notes, tls, twins
+            )
         for i, run in enumerate(running):
             if not options.keep:
                 progress(f"{run.spec.name}: stopping")
