@@ -579,3 +579,10 @@ def test_no_control_character_from_a_loaded_run_reaches_the_terminal(s: str) -> 
     versions = tuple(dataclasses.replace(v, diagnose_error=s, url=s) for v in report.versions)
     hostile = dataclasses.replace(report, machine=s, notes=(s,), versions=versions)
     assert_terminal_safe(TextRenderer().render(hostile), color=False)
+
+
+def test_quick_leaves_the_edit_row_out_unless_it_is_asked_for() -> None:
+    assert DemoOptions().edit_row
+    assert not DemoOptions(quick=True).edit_row
+    assert DemoOptions(quick=True, edit_asked=True).edit_row
+    assert not DemoOptions(edit=False).edit_row

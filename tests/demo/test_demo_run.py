@@ -358,6 +358,8 @@ def _stop_at(sandbox: Path, step: str, database: str | None, name: str, group: b
     args = ["--quick", "--tax", "100"]
     if "diagnose" not in step:
         args.append("--no-diagnose")
+    if "editing" in step:
+        args.append("--edit")  # --quick leaves the edit row out otherwise
     if database:
         args += ["--database", database]
     # Its own process group, so the SIGINT reaches the demo and its children together, as

@@ -615,18 +615,32 @@ def _reloaded_at(child: Child, seen: int) -> float:
         time.sleep(0.02)
 
 
-def _launch_twin(launched: _Launched, stack: contextlib.ExitStack, progress: Progress) -> Child:
+def _launch_twin(
+    launched: _Launched,
+    db: _Database,
+    options: DemoOptions,
+    stack: contextlib.ExitStack,
+    progress: Progress,
+) -> Child:
     """``serve --reload`` beside an HTTPS "lagscope" (granian, which cannot reload) for the
-    edit row: the same app, database route and templates over plain HTTP. Launched with
-    the versions, so its start-up overlaps theirs (start-up is not compared)."""
+    edit row: the same app and templates over plain HTTP, with a database tax proxy and an
+    ``application_name`` of its own (so the version's ground truth counts none of its
+    connections). Launched with the versions: its start-up overlaps theirs."""
     old = launched.child
+    name = f"{launched.spec.name}-reload"
+    env = dict(old.env)
+    if db.kind == "postgresql":
+        route = Route(("127.0.0.1", 0), db.address, _faults(options.tax_ms), f"{name}-db")
+        host, port = stack.enter_context(_injector([route], options.log_path)).address(0)
+        env["LAGSCOPE_DEMO_DATABASE"] = db.for_app(host, port, APP_NAME_PREFIX + name)
     argv = list(old.argv)
+    argv[argv.index("--database") + 1] = env["LAGSCOPE_DEMO_DATABASE"]
     for flag in ("--tls-cert-file", "--tls-key-file"):
         if flag in argv:
             del argv[argv.index(flag) : argv.index(flag) + 2]
     argv = [a for a in argv if a != "--https"] + ["--reload"]
     progress(f"{launched.spec.name}: also serve --reload over HTTP, for the edit row")
-    child = Child(f"{old.name}-reload", argv, old.ready_prefix, env=old.env, cwd=old.cwd)
+    child = Child(name, argv, old.ready_prefix, env=env, cwd=old.cwd)
     stack.callback(child.stop)
     child.launch()
     return child
@@ -1017,7 +1031,7 @@ def run_demo(
         late = [launch(i) for i in rest if VERSIONS[i].server != "waitress"]
         # The edit row's serve --reload beside an HTTPS "lagscope" (see _launch_twin).
         twins = {
-            item.index: _launch_twin(item, stacks[item.index], progress)
+            item.index: _launch_twin(item, db, options, stacks[item.index], progress)
             for item in late
             if options.edit_row and "--reload" not in item.child.argv
         }
