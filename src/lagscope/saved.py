@@ -23,8 +23,9 @@ The steps, each failure one ``lagscope: load: <file>: <reason>`` line with exit 
 4. pass every string through the one redactor (:func:`lagscope.redact.document`), so a
    file saved before a redaction rule existed shows no secret in any output.
 
-The caller gets a plain dict that matches the schema and turns it into its own model. The
-loader costs about as much as parsing the JSON (bench/bench_load.py, docs/performance.md).
+The caller gets a plain dict that matches the schema and turns it into its own model. A
+100 000-request file of the current versions loads in about a second and under 200 MB
+(bench/bench_load.py, docs/performance.md).
 """
 
 from __future__ import annotations
