@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import pytest
 
 from lagscope.diagnose.model import DiagnoseReport, from_dict
 from lagscope.report.html import render
+from lagscope.serve import ServeProcess
 from support.browser import needs_browser
 from support.chromium import CHROMIUM, open_page
 from support.net import free_port
@@ -130,3 +133,33 @@ def test_browser_flags_need_browser_and_a_real_path() -> None:
     assert missing.returncode == 8, missing.stderr
     assert missing.stderr.startswith("lagscope: browser: --browser-path")
     assert missing.stderr.count("\n") == 1
+
+
+@needs_browser
+@pytest.mark.skipif(
+    importlib.util.find_spec("granian") is None or importlib.util.find_spec("cryptography") is None,
+    reason="serve --https needs granian and cryptography",
+)
+def test_browser_trusts_the_cacert_and_reports_http2(tmp_path: Path) -> None:
+    """A CA file given to diagnose (``ProbeOptions.cafile``, what the demo passes) reaches
+    the browser as the verified server key (nothing installed), so the browser rung reports
+    what it spoke over serve --https: h2, one connection, and no HTTP/2 advice."""
+    from lagscope.diagnose import DiagnoseOptions
+    from lagscope.diagnose.browser import BrowserAsk
+    from lagscope.diagnose.ladder import diagnose
+    from lagscope.probe.options import ProbeOptions, parse_url
+
+    env = dict(os.environ, LAGSCOPE_DATA_DIR=str(tmp_path))
+    env.pop("LAGSCOPE_DEMO_DATABASE", None)
+    with ServeProcess(["--demo", "--https", "--port", "0"], env=env) as server:
+        probe = ProbeOptions(
+            target=parse_url(f"{server.url}/items/"),
+            cafile=str(tmp_path / "cert" / "rootCA.pem"),
+            max_time_s=120.0,
+        )
+        report = diagnose(DiagnoseOptions(probe=probe, quick=True, browser=BrowserAsk()))
+    rung = next(r for r in report.rungs if r.name == "browser")
+    figures = {f.name: f.value for f in rung.figures}
+    assert figures["protocol"] == "h2" and figures["cold_connections_opened"] == 1, figures
+    for f in report.findings:
+        assert not any(x.startswith("Serve over HTTP/2") for x in f.fix), f.id

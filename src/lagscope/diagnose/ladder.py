@@ -265,6 +265,7 @@ def _browser(run: LadderRun, ask: BrowserAsk, choice: BrowserChoice) -> BrowserR
         run.probe.timeout_s,
         not run.probe.verify_tls,
         run.clock.sleep,
+        run.probe.cafile,
     )
     run.warnings.extend(f"browser: {n}" for n in notes)
     if visit is None:
