@@ -341,12 +341,13 @@ class Thresholds:
     queue_ceiling: float = setting(
         1.5,
         help=(
-            "a wait longer than this many times (clients - 1) service times is not a queue for a "
-            "worker (even one worker serves every other client first) but a starved CPU"
+            "a wait longer than this many times (ceil(clients / workers) - 1) service times is "
+            "not a queue for a worker (workers: the threads the app names in Server-Timing, else "
+            "one) but a starved CPU"
         ),
         why=(
-            "with N clients a request waits for at most N - 1 others on one worker; 1.5 times "
-            "that leaves room for jitter"
+            "with N clients on W workers a request waits for at most ceil(N / W) - 1 others; "
+            "1.5 times that leaves room for jitter"
         ),
         cli=False,
     )

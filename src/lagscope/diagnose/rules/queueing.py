@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from lagscope.diagnose.evidence import (
     Evidence,
+    metric_desc,
     metric_ms,
     outside_app_ms,
 )
@@ -60,15 +62,22 @@ def server_queueing(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Findin
         ]
     # One client's service time: what a request ahead in a worker's queue costs.
     service = base_app if timed else base_out
+    # The workers the app named (Server-Timing ``thread``), over every request of the run:
+    # with W of them, N clients that arrive together wait at most ceil(N / W) - 1 service
+    # times. Unnamed: one worker, the most waiting a worker shortage can explain.
+    early = ev.warmup.sequence + ev.warmup.burst if ev.warmup is not None else ()
+    named = {metric_desc(r, "thread") for lv in levels for r in lv.records}
+    named |= {metric_desc(r, "thread") for r in early}
+    workers = max(1, len(named - {None, ""}))
     for lv in levels[1:]:
         if lv.clients > t.queue_max_clients or not lv.records:
             continue
         waited = outside(lv.records) - base_out
         grew = app(lv.records) - base_app
-        # Waiting for a worker cannot exceed the service time of every other client ahead
-        # (one worker, all of them queued); more than that is this machine's CPU starved
-        # (other processes, the GIL), not a worker shortage.
-        ceiling = t.queue_ceiling * (lv.clients - 1) * service
+        # Waiting for a worker cannot exceed the service time of every client queued ahead
+        # on the same worker; more than that is this machine's CPU starved (other
+        # processes, the GIL), not a worker shortage.
+        ceiling = t.queue_ceiling * (math.ceil(lv.clients / workers) - 1) * service
         if floor <= waited <= ceiling and grew < t.queue_growth_share * waited:
             return make_finding(
                 ev,
