@@ -141,23 +141,18 @@ def test_browser_flags_need_browser_and_a_real_path() -> None:
     reason="serve --https needs granian and cryptography",
 )
 def test_browser_trusts_the_cacert_and_reports_http2(tmp_path: Path) -> None:
-    """A CA file given to diagnose (``ProbeOptions.cafile``, what the demo passes) reaches
-    the browser as the verified server key (nothing installed), so the browser rung reports
-    what it spoke over serve --https: h2, one connection, and no HTTP/2 advice."""
-    from lagscope.diagnose import DiagnoseOptions
-    from lagscope.diagnose.browser import BrowserAsk
-    from lagscope.diagnose.ladder import diagnose
-    from lagscope.probe.options import ProbeOptions, parse_url
-
+    """``--cacert`` reaches the browser as the server's key verified against that CA
+    (nothing installed), so the browser rung reports what it spoke over serve --https: h2,
+    one connection, and no HTTP/2 advice."""
     env = dict(os.environ, LAGSCOPE_DATA_DIR=str(tmp_path))
     env.pop("LAGSCOPE_DEMO_DATABASE", None)
+    out = tmp_path / "d.json"
     with ServeProcess(["--demo", "--https", "--port", "0"], env=env) as server:
-        probe = ProbeOptions(
-            target=parse_url(f"{server.url}/items/"),
-            cafile=str(tmp_path / "cert" / "rootCA.pem"),
-            max_time_s=120.0,
-        )
-        report = diagnose(DiagnoseOptions(probe=probe, quick=True, browser=BrowserAsk()))
+        ca = str(tmp_path / "cert" / "rootCA.pem")
+        url = f"{server.url}/items/"
+        done = lagscope("diagnose", url, "--browser", "--quick", "--cacert", ca, "-o", str(out))
+    assert done.returncode in (0, 1), done.stderr
+    report = from_dict(json.loads(out.read_text(encoding="utf-8")))
     rung = next(r for r in report.rungs if r.name == "browser")
     figures = {f.name: f.value for f in rung.figures}
     assert figures["protocol"] == "h2" and figures["cold_connections_opened"] == 1, figures

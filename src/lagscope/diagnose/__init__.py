@@ -56,6 +56,7 @@ def make_options(
     ipv4: bool = False,
     ipv6: bool = False,
     verify_tls: bool = True,
+    cafile: str | None = None,
     thresholds: Thresholds | None = None,
     command: Sequence[str] = (),
     **table: object,
@@ -67,8 +68,9 @@ def make_options(
     as keywords named as its fields (``quick=True``, ``timeout_s=2``; None is "not given",
     so the row's default applies). The other keywords are the request flags diagnose shares
     with probe (``resolve`` and ``headers`` as on the command line, ``ipv4``, ``ipv6``,
-    ``verify_tls``), the thresholds (:data:`~lagscope.diagnose.thresholds.DEFAULT_THRESHOLDS`)
-    and the command line the report shows.
+    ``verify_tls``, ``cafile``), the thresholds
+    (:data:`~lagscope.diagnose.thresholds.DEFAULT_THRESHOLDS`) and the command line the
+    report shows.
     """
     names = {row.name for row in rows(DiagnoseSettings)}
     for name in table:
@@ -103,6 +105,7 @@ def make_options(
             max_time_s=chosen.max_time_s,
             family=family,
             verify_tls=verify_tls,
+            cafile=cafile,
             resolve=pins,
         )
 

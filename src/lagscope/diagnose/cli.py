@@ -72,6 +72,7 @@ def diagnose_command(
     ipv4: bool,
     ipv6: bool,
     insecure: bool,
+    cacert: str | None,
     budget_ms: float | None,
     outputs: Outputs,
     **table: Any,
@@ -104,6 +105,7 @@ def diagnose_command(
             ipv4=ipv4,
             ipv6=ipv6,
             verify_tls=not insecure,
+            cafile=cacert,
             command=click.get_current_context().find_root().meta.get("lagscope.argv")
             or ("lagscope", *sys.argv[1:]),
         )

@@ -94,12 +94,6 @@ def _run(opts: ProbeOptions) -> ProbeReport:
 @click_options(ProbeOptions)
 @click.option("-d", "--data", metavar="TEXT|@FILE", help="Request body, or @file to read it.")
 @request_options()
-@click.option(
-    "--cacert",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also trust the CA certificates in this PEM file (internal CAs).",
-)
 @output_options("lagscope.probe/2")
 @click_options(Gate)
 def probe(

@@ -19,8 +19,8 @@ F = TypeVar("F", bound=Callable[..., object])
 
 
 def request_options() -> Callable[[F], F]:
-    """``-H``, ``-4``, ``-6``, ``-k`` and ``--resolve``, in that order; the command gets
-    ``headers``, ``ipv4``, ``ipv6``, ``insecure`` and ``resolves``."""
+    """``-H``, ``-4``, ``-6``, ``-k``, ``--cacert`` and ``--resolve``, in that order; the
+    command gets ``headers``, ``ipv4``, ``ipv6``, ``insecure``, ``cacert`` and ``resolves``."""
     options = [
         click.option(
             "-H",
@@ -33,6 +33,12 @@ def request_options() -> Callable[[F], F]:
         click.option("-4", "--ipv4", "ipv4", is_flag=True, help="Use IPv4 addresses only."),
         click.option("-6", "--ipv6", "ipv6", is_flag=True, help="Use IPv6 addresses only."),
         click.option("-k", "--insecure", is_flag=True, help="Skip TLS certificate verification."),
+        click.option(
+            "--cacert",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="Also trust the CA certificates in this PEM file (internal CAs, lagscope cert).",
+        ),
         click.option(
             "--resolve",
             "resolves",
