@@ -92,8 +92,23 @@ def test_secret_query_values_are_redacted(name: str, value: str, before: str, fr
 
 
 def test_urls_without_secrets_are_unchanged() -> None:
-    for url in ("http://u@h/p?q=1&page=2#x", "https://[::1]:8443/", "not a url", "http://h/?a"):
+    for url in (
+        "http://h/p?q=1&page=2#x",
+        "https://[::1]:8443/",
+        "not a url",
+        "http://h/?a",
+        "postgresql://app@127.0.0.1:5432/items",
+    ):
         assert redact.url(url) == url
+
+
+@given(_SECRET, st.sampled_from(["http", "https", "HTTPS", "ws"]))
+def test_a_userinfo_without_password_is_masked_whole(token: str, scheme: str) -> None:
+    """A bearer token in the user part (https://TOKEN@host/) is a secret like a password."""
+    url = f"{scheme}://{quote(token, safe='')}@127.0.0.1:8000/p?page=2"
+    shown = redact.url(url)
+    assert shown == f"{scheme}://{REDACTED}@127.0.0.1:8000/p?page=2"
+    assert redact.command_line(["lagscope", "probe", url])[2] == shown
 
 
 @given(secret_names(), _SECRET)

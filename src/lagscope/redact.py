@@ -73,8 +73,14 @@ def _query(query: str) -> str:
     return "&".join(out)
 
 
+# Schemes whose userinfo without a password is a role name (libpq takes the password
+# apart), kept because the name tells which login failed.
+_NAMED_USER_SCHEMES = frozenset({"postgres", "postgresql"})
+
+
 def url(value: str) -> str:
-    """``value`` with the userinfo's password and secret query values replaced.
+    """``value`` with the userinfo's password (a userinfo without one, whole, except a
+    database URL's role name) and secret query values replaced.
 
     Plain string work, no URL parser: a URL that a parser would refuse (an unclosed ``[``,
     a bad port) is redacted all the same."""
@@ -90,6 +96,10 @@ def url(value: str) -> str:
     userinfo, at_sign, host = authority.rpartition("@")
     if at_sign and ":" in userinfo:
         authority = f"{userinfo.split(':', 1)[0]}:{REDACTED}@{host}"
+    elif at_sign and scheme.lower() not in _NAMED_USER_SCHEMES:
+        # A userinfo with no password is a bearer token as often as a name
+        # (https://TOKEN@host/): masked whole.
+        authority = f"{REDACTED}@{host}"
     path, qmark, query = tail.partition("?")
     if qmark:
         query, hash_sign, fragment = query.partition("#")
