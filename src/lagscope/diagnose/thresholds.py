@@ -64,9 +64,9 @@ class Thresholds:
             "noise) is a per-connection tax; loopback setup itself costs < 1 ms"
         ),
         why=(
-            "below a Windows timer tick (15.6 ms), the smallest delay a security product's timer "
-            "adds; healthy loopback stacks measured 0.1-2.6 ms cold minus warm at load 5 on "
-            "2 vCPUs (baseline: loopback connect 0.03-0.04 ms)"
+            "rule of thumb: below a Windows timer tick (15.6 ms), the smallest delay a security "
+            "product's timer adds, and well above what a new loopback connection costs a healthy "
+            "stack (tests/diagnose/test_healthy.py holds it on four)"
         ),
         cli=False,
     )
