@@ -559,8 +559,24 @@ def test_https_is_on_by_default_when_the_browser_runs() -> None:
     assert https_plan(DemoOptions(nginx=True), True, have("cryptography")) == (True, None)
 
 
+def _free_run_of_ports(count: int) -> int:
+    """A port with the ``count - 1`` after it free too (the demo checks a run of them);
+    other tests take ports meanwhile, so a few tries."""
+    for _ in range(50):
+        base = free_port()
+        try:
+            for port in range(base + 1, base + count):
+                with socket.socket() as probe:
+                    set_listen_options(probe)
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise AssertionError(f"no run of {count} free ports found")
+
+
 def test_port_base_takes_a_port_that_only_has_time_wait_sockets() -> None:
-    port = free_port()
+    port = _free_run_of_ports(len(VERSIONS))
     _time_wait_on(port)
     _check_ports(DemoOptions(port_base=port))
     with socket.socket() as busy:  # a listener, though, is refused
