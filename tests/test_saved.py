@@ -501,3 +501,33 @@ def test_any_value_anywhere_in_the_columns_loads_or_is_one_line(
     except ValueError as exc:
         error = exc
     assert error is None or "\n" not in str(error)
+
+
+def _leaky_app(environ: dict[str, object], start_response: Any) -> list[bytes]:
+    # A secret that changes with every request, in a Server-Timing description and in a
+    # header whose name says nothing: each response's strings differ until redacted.
+    n = str(environ["QUERY_STRING"]) or str(id(environ))
+    start_response(
+        "200 OK",
+        [
+            ("Content-Length", "2"),
+            ("Server-Timing", f'app;dur=0.5;desc="api_token=S3CR3T{n}"'),
+            ("X-Note", f"password=HUNTER{n} and session_key=K{n}"),
+        ],
+    )
+    return [b"ok"]
+
+
+def test_a_run_is_saved_as_a_load_would_show_it_and_reloads_to_the_same_text() -> None:
+    """The writer redacts by the loader's rule, so no file holds what a load would hide,
+    and values that redaction made equal are one value, as a load and save would make them."""
+    with waitress_server(_leaky_app) as (host, port):
+        report = run_probe(ProbeOptions(target=parse_url(f"http://{host}:{port}/"), cold=3, warm=4))
+    text = JsonRenderer().render(report)
+    for secret in ("S3CR3T", "HUNTER", "=K"):
+        assert secret not in text
+    data = json.loads(text)
+    values = data["series"][0]["requests"]["values"] if "series" in data else None
+    assert JsonRenderer().render(load_json(text)) == text
+    if values is not None:
+        assert len(values["server_timing"]) == 1

@@ -137,7 +137,16 @@ _ASSIGNMENT = re.compile(r"([A-Za-z_][\w-]*)(\s*=\s*)('(?:[^'\\]|\\.)*'?|(?:\\.|
 
 
 def _assignment(m: re.Match[str]) -> str:
-    return f"{m.group(1)}{m.group(2)}{REDACTED}" if is_secret_name(m.group(1)) else m.group(0)
+    if is_secret_name(m.group(1)):
+        # A double quote closing an enclosing value (desc="token=...") is not the secret's.
+        close = '"' if m.group(3).endswith('"') and not m.group(3).startswith('"') else ""
+        return f"{m.group(1)}{m.group(2)}{REDACTED}{close}"
+    value = m.group(3)
+    if "=" not in value:
+        return m.group(0)
+    # A harmless name's value may hold an assignment of its own (desc="api_token=..."):
+    # looked into, past any quote or separator in front of it.
+    return f"{m.group(1)}{m.group(2)}{_ASSIGNMENT.sub(_assignment, value)}"
 
 
 def dsn_params(params: Mapping[str, object]) -> str:
@@ -242,6 +251,8 @@ def document(data: _Doc) -> _Doc:
             if _pairs(key) and len(node) == 2 and kinds == {str}:
                 if node[1] and is_secret_name(node[0]):
                     node[1] = REDACTED  # a [name, value] pair: a header, a setting
+                else:  # a harmless name may still carry a URL or NAME=VALUE secret
+                    node[1] = _loaded_text(node[1], None)
                 continue
         entries: Iterable[tuple[Any, Any]] = node.items() if named else enumerate(node)
         for slot, value in entries:

@@ -53,6 +53,7 @@ __all__ = [
     "model_from_saved",
     "parse_saved_json",
     "round_trip",
+    "saved_form",
     "saved_text",
 ]
 
@@ -114,11 +115,60 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def saved_form(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A fresh copy of a report's JSON form as it is saved: every string through the same
+    redaction a load applies (:func:`lagscope.redact.document`), so that no file holds a
+    secret a later rule would find and a saved run reloads to what was saved. Values of a
+    records table that redaction made equal are merged, as a load and save would."""
+    copy: dict[str, Any] = json.loads(json.dumps(data, ensure_ascii=False))
+    redact.document(copy)
+    for table in _tables_in(copy):
+        _merge_equal_values(table)
+    return copy
+
+
+def _tables_in(node: Any) -> Iterator[dict[str, Any]]:
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.keys() == _TABLE_KEYS:
+                yield item
+            else:
+                stack.extend(item.values())
+        elif isinstance(item, list) and item and isinstance(item[0], (dict, list)):
+            stack.extend(item)
+
+
+def _merge_equal_values(table: dict[str, Any]) -> None:
+    """Codes renumbered in order of first use over the distinct values (the table's rule)."""
+    for field, values in table["values"].items():
+        keys = [json.dumps(v, sort_keys=True, ensure_ascii=False) for v in values]
+        if len(set(keys)) == len(keys):
+            continue  # nothing merged: the codes stand
+        column = table["columns"][field]
+        remap: dict[int, int] = {}
+        seen: dict[str, int] = {}
+        merged: list[Any] = []
+        for i, code in enumerate(column):
+            new = remap.get(code)
+            if new is None:
+                new = seen.get(keys[code])
+                if new is None:
+                    new = seen[keys[code]] = len(merged)
+                    merged.append(values[code])
+                remap[code] = new
+            column[i] = new
+        table["values"][field] = merged
+
+
 def saved_text(data: Mapping[str, Any], indent: int | None = 2) -> str:
-    """A report's JSON form as saved files and ``--json`` hold it: non-ASCII characters as
-    they are, one trailing newline. A table of request records (``count``, ``columns``,
-    ``values``: lagscope.probe.model.table_from_records) is written on one line whatever
-    ``indent`` says: one number per line tripled a big file and the time to read it."""
+    """A report's JSON form as saved files and ``--json`` hold it (:func:`saved_form`):
+    non-ASCII characters as they are, one trailing newline. A table of request records
+    (``count``, ``columns``, ``values``: lagscope.probe.model.table_from_records) is
+    written on one line whatever ``indent`` says: one number per line tripled a big file
+    and the time to read it."""
+    data = saved_form(data)
     tables: list[Mapping[str, Any]] = []
     marker = f"lagscope-table-{secrets.token_hex(8)}-"  # no string of the report is this
     shown = _tables_marked(data, tables, marker)
@@ -149,8 +199,9 @@ def round_trip(
     report: R, to_dict: Callable[[R], dict[str, Any]], from_dict: Callable[[dict[str, Any]], R]
 ) -> R:
     """``report`` as its saved JSON form reads back: a live run then shows exactly the
-    saved file's (rounded) numbers, on the terminal, in ``-o``, the HTML page and the HAR."""
-    return from_dict(json.loads(json.dumps(to_dict(report))))
+    saved file's (rounded) numbers and redacted strings, on the terminal, in ``-o``, the HTML
+    page and the HAR."""
+    return from_dict(saved_form(to_dict(report)))
 
 
 def model_from_saved(data: Any, from_dict: Callable[[dict[str, Any]], T], schema: str) -> T:

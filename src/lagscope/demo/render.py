@@ -23,7 +23,7 @@ from lagscope.demo.model import (
     report_to_dict,
 )
 from lagscope.diagnose.model import Finding
-from lagscope.saved import model_from_saved
+from lagscope.saved import model_from_saved, saved_form
 
 __all__ = [
     "JsonRenderer",
@@ -312,7 +312,7 @@ class TextRenderer:
 
 class JsonRenderer:
     def render(self, report: DemoReport) -> str:
-        return json.dumps(report_to_dict(report), indent=2) + "\n"
+        return json.dumps(saved_form(report_to_dict(report)), indent=2) + "\n"
 
 
 def load_json(data: Any) -> DemoReport:
