@@ -60,13 +60,15 @@ def test_nginx_and_its_workers_leave_with_the_stop(nginx: Path, nginx_prefix: Pa
     # The upstream need not answer: the test is about nginx's own processes.
     proc = NginxProcess(nginx, nginx_prefix, keepalive=True, upstream=("127.0.0.1", 9))
     port = proc.start()
-    assert port > 0
-    named = _processes_naming(str(nginx_prefix))
-    assert named
-    pgid = os.getpgid(named[0])
-    assert pgid in named  # its own group, led by the master, which names the prefix
-    assert pgid != os.getpgid(0)  # not ours: a terminal's Ctrl+C does not reach it
-    members = _group_members(pgid)
-    assert len(members) >= 2  # the master and at least one worker
-    proc.stop()
+    try:
+        assert port > 0
+        named = _processes_naming(str(nginx_prefix))
+        assert named
+        pgid = os.getpgid(named[0])
+        assert pgid in named  # its own group, led by the master, which names the prefix
+        assert pgid != os.getpgid(0)  # not ours: a terminal's Ctrl+C does not reach it
+        members = _group_members(pgid)
+        assert len(members) >= 2  # the master and at least one worker
+    finally:
+        proc.stop()  # a failed check above leaves no nginx behind
     assert _group_members(pgid) == []
