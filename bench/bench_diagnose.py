@@ -55,6 +55,7 @@ import logging
 import os
 import platform
 import queue
+import random
 import re
 import shutil
 import socket
@@ -281,15 +282,16 @@ class TaxProxy:
 
 
 @contextlib.contextmanager
-def _taxed(upstream: tuple[str, int], tax_ms: float) -> Iterator[TaxProxy]:
+def _taxed(upstream: tuple[str, int], tax_ms: float, select: str = "") -> Iterator[TaxProxy]:
     """``lagscope inject --fault tax:MS`` in its own process, as in bench_serve: a user-space
-    proxy in the app's process would compete with the app for its GIL. Readiness: the
+    proxy in the app's process would compete with the app for its GIL. ``select``: inject's
+    selection keys (``every=3``: one connection in three). Readiness: the
     ``listening on HOST:PORT`` line."""
     with tempfile.TemporaryDirectory(prefix="lagscope-bench-inject-") as tmp:
         log = Path(tmp) / "truth.jsonl"
         upstream_arg = f"{upstream[0]}:{upstream[1]}"
         argv = [sys.executable, "-m", "lagscope", "inject", "--listen", "127.0.0.1:0"]
-        argv += ["--upstream", upstream_arg, "--fault", f"tax:{tax_ms:g}", "--log", str(log)]
+        argv += ["--upstream", upstream_arg, "--fault", f"tax:{tax_ms:g}{select}", "--log", str(log)]
         proc = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
@@ -547,6 +549,71 @@ def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int) -> Built:
             stall_port=app[1],
             stall_path="/plain/",
         )
+    if name == "connect-tax":
+        # A connect-level filter: connect() itself is held 200 ms before the handshake (the
+        # diagnosing client's network holds it: no netem on loopback without root).
+        app = stack.enter_context(waitress_server(hello))
+        return Built(_url(app), {"connection-setup-tax": 200.0}, network={"connect_delay_s": 0.2})
+    if name == "jitter-tax":
+        # A tax that is not one number: uniform 50-350 ms per connection, no Server-Timing.
+        rng = random.Random(7)
+        app = stack.enter_context(waitress_server(hello))
+        proxy = stack.enter_context(
+            ghosts.tax_proxy(app, accept_delay_s=lambda _: rng.uniform(0.05, 0.35))
+        )
+        # The truth: the distribution's median (a run's cold series samples a few of them).
+        return Built(_url(proxy), {"connection-setup-tax": 200.0})
+    if name == "sometimes-tax":
+        # 300 ms on one new connection in three (inject's every=3), Django with Server-Timing.
+        app = stack.enter_context(waitress_server(_django({})))
+        inj = stack.enter_context(_taxed(app, 300.0, ",every=3"))
+        return Built(_url(inj.address, "/plain/"), {"connection-setup-tax": "tax"}, proxy=inj)
+    if name == "slowsql":
+        # A fast view whose one query takes 150 ms (pg_sleep), persistent connections.
+        app = stack.enter_context(waitress_server(_django({"pg": _pg_alias(pg_port, None)})))
+        return Built(_url(app, "/slowsql/pg/?s=0.15"), {"slow-app": 150.0})
+    if name == "inspect-size":
+        # Inspection in proportion to the body: 100 ms per MB on every response chunk, on a
+        # ~1 MB JSON response (Server-Timing on).
+        app = stack.enter_context(waitress_server(_django({})))
+        proxy = stack.enter_context(ghosts.tax_proxy(app, response_s_per_mb=0.1))
+        return Built(_url(proxy, "/big/?kb=1000"), {"outside-app-every-request": 100.0})
+    if name == "nagle-tax":
+        port = stack.enter_context(badservers.serve(badservers.nagle_split))
+        inj = stack.enter_context(_taxed(("127.0.0.1", port), 100.0))
+        return Built(
+            _url(inj.address),
+            {"connection-setup-tax": "tax", "small-write-stall": "stall"},
+            proxy=inj,
+            stall_port=port,
+        )
+    if name == "dns-tax":
+        app = stack.enter_context(waitress_server(hello))
+        inj = stack.enter_context(_taxed(app, 100.0))
+        dns_port = stack.enter_context(ghosts.dns_server({"app.test": ["127.0.0.1"]}, 0.25))
+        return Built(
+            f"http://app.test:{inj.address[1]}/",
+            {"slow-name-resolution": "applied", "connection-setup-tax": "tax"},
+            network={"dns_port": int(dns_port)},
+            ghost=dns_port,
+            proxy=inj,
+        )
+    if name == "errclose-tax":
+        # Keep-alive on the page, Connection: close on every error response, 60 ms tax.
+        port = stack.enter_context(badservers.serve(badservers.closes_on_errors()))
+        inj = stack.enter_context(_taxed(("127.0.0.1", port), 60.0))
+        return Built(_url(inj.address), {"connection-setup-tax": "tax"}, proxy=inj)
+    if name == "db-recycle":
+        # Persistent database connections that live 1 s (CONN_MAX_AGE=1), 200 ms DB tax:
+        # a connect every second per thread, whatever the HTTP connection.
+        inj = stack.enter_context(_taxed(("127.0.0.1", pg_port), 200.0))
+        app = stack.enter_context(waitress_server(_django({"recycle": _pg_alias(inj.address[1], 1)})))
+        return Built(
+            _url(app, "/db/recycle/?n=1"),
+            {"db-connect-per-request": "db"},
+            proxy=inj,
+            db_port=inj.address[1],
+        )
     raise SystemExit(f"unknown scenario {name!r}")
 
 
@@ -688,6 +755,17 @@ SCENARIOS = [
         "Django's runserver, persistent connections: a DB connect per new connection",
         "postgres",
     ),
+    Scenario("connect-tax", "connect() held 200 ms before the handshake (a connect filter)"),
+    Scenario("jitter-tax", "connection tax uniform 50-350 ms, no Server-Timing"),
+    Scenario("sometimes-tax", "300 ms tax on one connection in three, Django"),
+    Scenario("slowsql", "fast Django view, one 150 ms SQL query (pg_sleep)", "postgres"),
+    Scenario("inspect-size", "each response held 100 ms per MB (1 MB JSON), Django"),
+    Scenario("nagle-tax", "headers and body in two writes, Nagle on, behind a 100 ms tax"),
+    Scenario("dns-tax", "a name answered by DNS after 250 ms, 100 ms connection tax"),
+    Scenario("errclose-tax", "Connection: close on error responses only, 60 ms tax"),
+    Scenario(
+        "db-recycle", "CONN_MAX_AGE=1 (a DB connect every second), 200 ms DB tax", "postgres"
+    ),
 ]
 
 
@@ -745,6 +823,9 @@ def accuracy(scenario: Scenario, pg_port: int, runs: int) -> list[AccuracyRun]:
                 file=sys.stderr,
             )
             _log_problems([problems[u] for u in results[-1].unexpected])
+            for b in report.budgets:
+                items = ", ".join(f"{i.name} {i.ms:.0f}" for i in b.items if i.within is None)
+                print(f"    {b.kind} budget {b.total_ms:.0f} ms: {items}", file=sys.stderr)
     return results
 
 
@@ -756,6 +837,8 @@ def _network(spec: dict[str, Any] | None) -> Any:
         return None
     if "hosts" in spec:
         return ghosts.HostsNetwork(spec["hosts"])
+    if "connect_delay_s" in spec:
+        return ghosts.SlowConnectNetwork(float(spec["connect_delay_s"]))
     return ghosts.DnsNetwork(int(spec["dns_port"]))
 
 

@@ -45,6 +45,21 @@ def queries(request: HttpRequest, alias: str) -> HttpResponse:
     return HttpResponse(f"{count} queries")
 
 
+def slow_query(request: HttpRequest, alias: str) -> HttpResponse:
+    # A fast view whose one query is slow (PostgreSQL sleeps ``s`` seconds in it).
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(%s)", [float(request.GET.get("s", "0.15"))])
+    return HttpResponse("slow query")
+
+
+def big_json(request: HttpRequest) -> HttpResponse:
+    # A large JSON body (``kb`` kilobytes), made without work worth timing.
+    kb = int(request.GET.get("kb", "1000"))
+    row = b'{"id": 1234567, "name": "an item of the list", "ok": true},'
+    body = b"[" + row * (kb * 1000 // len(row)) + b'{"end": true}]'
+    return HttpResponse(body, content_type="application/json")
+
+
 def repeated(request: HttpRequest) -> HttpResponse:
     # The N+1 shape: one query, then the same statement once per row with other values
     # (and IN lists of varying length, which are still one shape).
@@ -96,6 +111,8 @@ urlpatterns = [
     path("db/<str:alias>/", queries),
     path("tpl/", template),
     path("repeated/", repeated),
+    path("slowsql/<str:alias>/", slow_query),
+    path("big/", big_json),
     path("own/", with_own_header),
     path("boom/", boom),
     path("async/", async_plain),

@@ -385,3 +385,23 @@ def idle_close(idle_s: float) -> Handler:
                 return
 
     return handler
+
+
+def closes_on_errors(page: str = "/") -> Handler:
+    """Keep-alive for ``page``; any other path answers 404 with ``Connection: close`` (a
+    server or middleware that drops the connection after an error response)."""
+
+    async def handler(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+    ) -> None:
+        while (request := await read_request(reader, st)) is not None:
+            if request.target.split(b"?")[0] == page.encode():
+                await reply(writer, st)
+            else:
+                head, rest = response_bytes(st, b"no", [("Connection", "close")], status=404)
+                writer.write(head + rest)
+                await writer.drain()
+            if not finish_cycle(st):
+                return
+
+    return handler

@@ -1,7 +1,11 @@
 """Fault sources for the ghost stacks, independent of lagscope's own ``inject``.
 
 * :func:`tax_proxy`: an asyncio TCP forwarder that delays a connection when it is accepted
-  (before it connects upstream), its first request bytes, or every response.
+  (before it connects upstream; a fixed delay, or one per connection as jittered or
+  intermittent filters do), its first request bytes, every response, or every response
+  chunk in proportion to its size (a scanner that inspects the body).
+* :class:`SlowConnectNetwork`: real sockets whose ``connect()`` is held before the
+  handshake, as a connect-level filter (a WFP callout) holds it on the user's machine.
 * :func:`dns_server` and :class:`DnsNetwork`: a UDP DNS server on loopback that answers
   after a delay, and a network whose resolver asks it (A and AAAA in parallel, as glibc).
 * :func:`blackholed_ipv6`: a listener on ``[::1]:PORT`` whose accept queue is full, so the
@@ -23,17 +27,18 @@ import statistics
 import struct
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from lagscope.diagnose.model import DiagnoseReport
-from lagscope.probe.net import SockAddr, SystemNetwork
+from lagscope.probe.net import SockAddr, Stream, SystemNetwork
 
 __all__ = [
     "DnsNetwork",
     "DnsServer",
     "HostsNetwork",
+    "SlowConnectNetwork",
     "TaxProxy",
     "blackholed_ipv6",
     "check",
@@ -76,11 +81,17 @@ def tax_proxy(
     on_accept_s: float = 0.0,
     first_data_s: float = 0.0,
     every_response_s: float = 0.0,
+    accept_delay_s: Callable[[int], float] | None = None,
+    response_s_per_mb: float = 0.0,
 ) -> Iterator[TaxProxy]:
     """Forward loopback connections to ``upstream``, paying ``on_accept_s`` before the
-    upstream connect, ``first_data_s`` before forwarding a connection's first request
-    bytes, and ``every_response_s`` before forwarding each response."""
+    upstream connect (or ``accept_delay_s(n)`` for the n-th connection, from 0; a delay of 0
+    is not recorded), ``first_data_s`` before forwarding a connection's first request
+    bytes, ``every_response_s`` before forwarding each response, and ``response_s_per_mb``
+    per megabyte (10**6 bytes) before forwarding each chunk of a response (recorded per
+    chunk)."""
     applied: list[float] = []
+    accepted = [0]
 
     async def pay(seconds: float) -> None:
         t0 = time.perf_counter()
@@ -98,12 +109,15 @@ def tax_proxy(
         delay_first_s: float,
         mark: list[bool] | None,
         wait_mark: list[bool] | None,
+        per_mb_s: float = 0.0,
     ) -> None:
         first = True
         try:
             while data := await reader.read(65536):
                 if first and delay_first_s:
                     await pay(delay_first_s)
+                if per_mb_s:
+                    await pay(per_mb_s * len(data) / 1e6)
                 first = False
                 if wait_mark is not None and wait_mark[0]:
                     wait_mark[0] = False
@@ -125,15 +139,24 @@ def tax_proxy(
         try:
             # What a connection waits here: the delay and the upstream connect after it.
             t0 = time.perf_counter()
-            if on_accept_s:
-                await asyncio.sleep(on_accept_s)
+            delay_s = on_accept_s if accept_delay_s is None else accept_delay_s(accepted[0])
+            accepted[0] += 1
+            if delay_s:
+                await asyncio.sleep(delay_s)
             up_reader, up_writer = await asyncio.open_connection(*upstream)
-            if on_accept_s:
+            if delay_s:
                 applied.append((time.perf_counter() - t0) * 1e3)
             pending = [False]  # a request went up; its response pays every_response_s
             await asyncio.gather(
                 pump(reader, up_writer, first_data_s, pending if every_response_s else None, None),
-                pump(up_reader, writer, 0.0, None, pending if every_response_s else None),
+                pump(
+                    up_reader,
+                    writer,
+                    0.0,
+                    None,
+                    pending if every_response_s else None,
+                    response_s_per_mb,
+                ),
             )
         except (ConnectionError, OSError):
             writer.close()
@@ -313,6 +336,23 @@ class HostsNetwork(SystemNetwork):
         if not out:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return out
+
+
+class SlowConnectNetwork(SystemNetwork):
+    """Real sockets whose every ``connect()`` is held ``delay_s`` before the SYN leaves, as
+    a connect-level filter on the user's machine holds it (a user-space proxy cannot delay
+    the kernel's handshake, and loopback has no netem without root). ``applied_ms``: each
+    hold really waited."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.applied_ms: list[float] = []
+
+    def connect(self, family: int, address: SockAddr, timeout_s: float) -> Stream:
+        t0 = time.perf_counter()
+        time.sleep(min(self.delay_s, timeout_s))
+        self.applied_ms.append((time.perf_counter() - t0) * 1e3)
+        return super().connect(family, address, max(0.001, timeout_s - self.delay_s))
 
 
 @contextmanager
