@@ -291,7 +291,14 @@ def _taxed(upstream: tuple[str, int], tax_ms: float, select: str = "") -> Iterat
         log = Path(tmp) / "truth.jsonl"
         upstream_arg = f"{upstream[0]}:{upstream[1]}"
         argv = [sys.executable, "-m", "lagscope", "inject", "--listen", "127.0.0.1:0"]
-        argv += ["--upstream", upstream_arg, "--fault", f"tax:{tax_ms:g}{select}", "--log", str(log)]
+        argv += [
+            "--upstream",
+            upstream_arg,
+            "--fault",
+            f"tax:{tax_ms:g}{select}",
+            "--log",
+            str(log),
+        ]
         proc = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
@@ -510,8 +517,12 @@ def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int) -> Built:
         # A server that closes every connection, no Server-Timing, behind a 60 ms tax paid
         # when the connection is accepted (closer) or on its first bytes (closer-stream).
         port = stack.enter_context(badservers.serve(badservers.refuses_keepalive))
-        where = "first_data_s" if name == "closer-stream" else "on_accept_s"
-        proxy = stack.enter_context(ghosts.tax_proxy(("127.0.0.1", port), **{where: 0.06}))
+        stream = name == "closer-stream"
+        proxy = stack.enter_context(
+            ghosts.tax_proxy(
+                ("127.0.0.1", port), on_accept_s=0.0 if stream else 0.06, first_data_s=0.06 * stream
+            )
+        )
         return Built(
             _url(proxy),
             {"keepalive-refused": "applied", "connection-setup-tax": "applied"},
@@ -607,7 +618,9 @@ def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int) -> Built:
         # Persistent database connections that live 1 s (CONN_MAX_AGE=1), 200 ms DB tax:
         # a connect every second per thread, whatever the HTTP connection.
         inj = stack.enter_context(_taxed(("127.0.0.1", pg_port), 200.0))
-        app = stack.enter_context(waitress_server(_django({"recycle": _pg_alias(inj.address[1], 1)})))
+        app = stack.enter_context(
+            waitress_server(_django({"recycle": _pg_alias(inj.address[1], 1)}))
+        )
         return Built(
             _url(app, "/db/recycle/?n=1"),
             {"db-connect-per-request": "db"},
@@ -763,9 +776,7 @@ SCENARIOS = [
     Scenario("nagle-tax", "headers and body in two writes, Nagle on, behind a 100 ms tax"),
     Scenario("dns-tax", "a name answered by DNS after 250 ms, 100 ms connection tax"),
     Scenario("errclose-tax", "Connection: close on error responses only, 60 ms tax"),
-    Scenario(
-        "db-recycle", "CONN_MAX_AGE=1 (a DB connect every second), 200 ms DB tax", "postgres"
-    ),
+    Scenario("db-recycle", "CONN_MAX_AGE=1 (a DB connect every second), 200 ms DB tax", "postgres"),
 ]
 
 

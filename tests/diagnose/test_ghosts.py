@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from lagscope.diagnose import run
+from lagscope.diagnose.model import Figure
 from lagscope.probe.options import ProbeOptions, parse_url
 from lagscope.probe.runner import run_probe
 from support import badservers
@@ -23,6 +24,7 @@ from support.djangodb import database_alias
 from support.ghosts import (
     DnsNetwork,
     HostsNetwork,
+    SlowConnectNetwork,
     blackholed_ipv6,
     check,
     dns_server,
@@ -100,7 +102,11 @@ def test_server_closing_every_connection_behind_a_tax_without_server_timing(wher
     tax_ms = 60.0
     with (
         badservers.serve(badservers.refuses_keepalive) as port,
-        tax_proxy(("127.0.0.1", port), **{where: tax_ms / 1000}) as proxy,
+        tax_proxy(
+            ("127.0.0.1", port),
+            on_accept_s=tax_ms / 1000 if where == "on_accept_s" else 0.0,
+            first_data_s=tax_ms / 1000 if where == "first_data_s" else 0.0,
+        ) as proxy,
     ):
         report = run(_url(proxy), quick=True)
     # Keep-alive would save the tax; the tax is paid on every request.
@@ -183,3 +189,29 @@ def test_a_database_connect_on_every_new_connection_is_not_warm_up(
     check(report, {"connection-setup-tax": truth, "small-write-stall": LINUX_DELAYED_ACK_MS})
     tax = report.finding("connection-setup-tax")
     assert tax is not None and "app's own time" in tax.detail
+
+
+# --- 7. a tax that only some new connections pay -----------------------------------------------
+
+
+def test_a_tax_on_one_new_connection_in_three_is_named_though_the_typical_one_pays_none(
+    django_app: Any,
+) -> None:
+    with (
+        waitress_server(django_app) as app,
+        tax_proxy(app, accept_delay_s=lambda n: 0.3 if n % 3 == 0 else 0.0) as proxy,
+    ):
+        report = run(_url(proxy, "/plain/"), quick=True)
+    check(report, {"connection-setup-tax": proxy.truth_ms()})
+    tax = report.finding("connection-setup-tax")
+    assert tax is not None and tax.affects == "first request per connection"
+    assert "new connections paid" in tax.detail
+
+
+def test_connect_held_by_a_filter_is_a_tax_in_the_tcp_connect() -> None:
+    network = SlowConnectNetwork(0.2)
+    with waitress_server(hello) as app:
+        report = run(_url(app), network=network, quick=True)
+    check(report, {"connection-setup-tax": statistics.median(network.applied_ms)})
+    tax = report.finding("connection-setup-tax")
+    assert tax is not None and Figure("phase", "the TCP connect") in tax.evidence

@@ -83,6 +83,38 @@ class Thresholds:
         ),
         cli=False,
     )
+    intermittent_min_connections: int = setting(
+        2,
+        help=(
+            "fewest new connections slower than every reused one (by setup_tax_ms and by "
+            "intermittent_spread_factor x the reused spread) that make an intermittent "
+            "per-connection tax, when the median new connection pays nothing"
+        ),
+        why=(
+            "one slow connection is a load spike; two of the same size are a pattern (a "
+            "security product that inspects only some connections, or every k-th one)"
+        ),
+        cli=False,
+    )
+    intermittent_spread_factor: float = setting(
+        3.0,
+        help=(
+            "a new connection must be slower than the reused connections' median by this many "
+            "times their spread (interquartile range) to count as taxed"
+        ),
+        why="rule of thumb: the warm-up rule's margin over noise (warmup_spread_factor) is wider",
+        cli=False,
+    )
+    intermittent_cluster_ratio: float = setting(
+        2.0,
+        help=(
+            "the slowest of those new connections may pay at most this many times what the "
+            "least slow one pays: one tax paid again; load spikes on a busy machine vary "
+            "far more"
+        ),
+        why="rule of thumb: a timer or an inspection step costs about the same every time",
+        cli=False,
+    )
     fallback_ms: float = setting(
         1.0,
         help=(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from lagscope.diagnose.evidence import (
     ColdWarm,
@@ -22,6 +23,7 @@ from lagscope.diagnose.rules.common import (
     quartiles_apart,
     totals,
 )
+from lagscope.diagnose.rules.intermittent import describe, intermittent_setup
 from lagscope.diagnose.thresholds import Thresholds
 from lagscope.probe.stats import compare
 
@@ -155,7 +157,7 @@ def connection_setup_tax(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> F
             return None
         cost, significant = got
         if not significant or cost < t.setup_tax_ms:
-            return None
+            return _intermittent_tax(ev, t, cw)
         phases = setup_phases(cw)
         where, where_ms = max(phases, key=lambda p: p[1])
         return make_finding(
@@ -199,6 +201,38 @@ def connection_setup_tax(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> F
         _TAX_FIX,
         "The server closes every connection, so every request opens a new one, and each "
         f"waits {cost:.0f} ms before the first response byte that is not the app's: {how}",
+    )
+
+
+def _intermittent_tax(ev: Evidence, t: Thresholds, cw: ColdWarm) -> Finding | None:
+    """Only some new connections pay: the typical one's median misses them."""
+    found = intermittent_setup(cw, t)
+    if found is None:
+        return None
+    phases = setup_phases(replace(cw, cold=found.taxed))
+    where, where_ms = max(phases, key=lambda p: p[1])
+    return make_finding(
+        ev,
+        t,
+        "connection-setup-tax",
+        "Some new connections pay a setup tax; reused connections do not",
+        found.extra_ms,
+        "first request per connection",
+        [
+            Figure("taxed_connections", len(found.taxed)),
+            Figure("new_connections", found.connections),
+            Figure("mean_extra_per_new_connection_ms", round(found.mean_extra_ms, 3), "ms"),
+            figure("taxed_cold_total_ms", summary_of(totals(found.taxed))),
+            figure("warm_total_ms", summary_of(totals(cw.warm))),
+            Figure("phase", where),
+            *(Figure(f"new_connection_extra_in {name}", round(ms, 3), "ms") for name, ms in phases),
+            *browser_figures(ev),
+        ],
+        _TAX_FIX,
+        f"{describe(found)}, most of it in {where} ({where_ms:.0f} ms): {_WHY[where]}. "
+        "The typical new connection pays nothing, so a page load pays it when one of its "
+        "connections is picked: security software that inspects some connections (or every "
+        "k-th one) has this signature.",
     )
 
 

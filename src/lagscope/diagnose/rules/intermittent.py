@@ -1,0 +1,69 @@
+"""A per-connection tax that only some new connections pay: the cold series' slow minority.
+Pure.
+
+A median compares a typical new connection with a reused one; when one new connection in
+three pays (a security product that inspects some connections, or every k-th one), the
+typical one pays nothing and the median says so. What still tells the tax from a busy
+machine's noise: several new connections slower than every reused one by the same amount,
+give or take a factor of ``intermittent_cluster_ratio`` (load spikes vary far more).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lagscope.diagnose.evidence import ColdWarm
+from lagscope.diagnose.rules.common import iqr_ms, median
+from lagscope.diagnose.thresholds import Thresholds
+from lagscope.probe.model import RequestRecord
+
+__all__ = ["Intermittent", "describe", "intermittent_setup"]
+
+
+@dataclass(frozen=True)
+class Intermittent:
+    """The new connections that paid, what each paid beyond a reused one (p50), and what
+    that comes to per new connection on average."""
+
+    taxed: tuple[RequestRecord, ...]
+    connections: int  # new connections measured
+    extra_ms: float
+    mean_extra_ms: float
+
+
+def _before_body_ms(r: RequestRecord) -> float:
+    """Up to the first byte, without the name lookup and failed addresses (their own
+    findings price them) and without the app's own time when it reports it."""
+    failed = sum(a.ms for a in r.attempts if a.outcome != "connected")
+    return r.total_ms - r.receive_ms - failed - (r.resolve_ms or 0.0) - (r.app_ms() or 0.0)
+
+
+def intermittent_setup(cw: ColdWarm, t: Thresholds) -> Intermittent | None:
+    """The slow minority of ``cw.cold`` (keep-alive only), or None when there is none."""
+    if not cw.keep_alive or len(cw.warm) < t.min_warm_requests or not cw.cold:
+        return None
+    warm = [_before_body_ms(r) for r in cw.warm]
+    base = median(warm)
+    margin = max(t.setup_tax_ms, t.intermittent_spread_factor * iqr_ms(warm, 0.0))
+    cut = max(max(warm), base + margin)
+    taxed = [r for r in cw.cold if _before_body_ms(r) > cut]
+    if len(taxed) < t.intermittent_min_connections:
+        return None
+    extras = sorted(_before_body_ms(r) - base for r in taxed)
+    if extras[-1] > t.intermittent_cluster_ratio * extras[0]:
+        return None
+    return Intermittent(
+        taxed=tuple(taxed),
+        connections=len(cw.cold),
+        extra_ms=median(extras),
+        mean_extra_ms=sum(extras) / len(cw.cold),
+    )
+
+
+def describe(found: Intermittent) -> str:
+    """What was seen, for a finding's detail."""
+    return (
+        f"{len(found.taxed)} of {found.connections} new connections paid {found.extra_ms:.0f} ms "
+        f"(p50) more than a reused one, the others nothing: {found.mean_extra_ms:.0f} ms per "
+        "new connection on average"
+    )

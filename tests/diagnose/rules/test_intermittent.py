@@ -1,0 +1,46 @@
+"""An intermittent per-connection tax: some new connections pay, the typical one does not."""
+
+from __future__ import annotations
+
+import pytest
+
+from lagscope.diagnose.model import Figure
+from lagscope.diagnose.rules import evaluate
+from lagscope.diagnose.rules.intermittent import intermittent_setup
+from lagscope.probe.model import RequestRecord
+from support.diagnose_evidence import T, coldwarm, ev, ids, rec
+
+
+def _cold(totals: list[float]) -> list[RequestRecord]:
+    return [rec(v, reused=False, series="cold", connect=0.05) for v in totals]
+
+
+WARM = [rec(1.0 + 0.02 * (i % 5)) for i in range(10)]
+
+
+def test_one_connection_in_three_paying_300_ms_is_a_tax_the_median_misses() -> None:
+    cold = _cold([301.0, 1.2, 1.1, 300.5, 1.3, 1.2, 302.0, 1.1])
+    findings = evaluate(ev(coldwarm=coldwarm(cold, WARM)), T)
+    assert [f.id for f in findings] == ["connection-setup-tax"]
+    tax = findings[0]
+    assert tax.cost_ms == pytest.approx(300.0, abs=2)
+    assert tax.affects == "first request per connection"
+    assert Figure("taxed_connections", 3) in tax.evidence
+    assert "3 of 8 new connections" in tax.detail
+
+
+def test_a_single_slow_new_connection_is_noise() -> None:
+    cold = _cold([301.0, 1.2, 1.1, 1.0, 1.3, 1.2, 1.4, 1.1])
+    assert ids(ev(coldwarm=coldwarm(cold, WARM))) == {}
+
+
+def test_load_spikes_of_unlike_sizes_are_not_a_tax() -> None:
+    # Spikes on a busy machine: 15 ms and 90 ms are not one tax paid twice.
+    cold = _cold([16.0, 1.2, 1.1, 91.0, 1.3, 1.2, 1.4, 1.1])
+    assert intermittent_setup(coldwarm(cold, WARM), T) is None
+
+
+def test_new_connections_no_slower_than_the_slowest_reused_one_are_not_taxed() -> None:
+    warm = [*WARM[:-1], rec(40.0)]  # one reused request as slow as the "taxed" ones
+    cold = _cold([35.0, 1.2, 1.1, 36.0, 1.3, 1.2, 34.0, 1.1])
+    assert intermittent_setup(coldwarm(cold, warm), T) is None
