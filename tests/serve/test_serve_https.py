@@ -128,15 +128,38 @@ def test_a_plain_http_request_on_the_tls_port_gets_no_http_answer(
 ) -> None:
     # What start-up warns about: the TLS layer answers (an alert record), never HTTP.
     with socket.create_connection(("127.0.0.1", https_demo.port), timeout=10) as s:
-        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        peer_port = s.getsockname()[1]
+        s.sendall(b"GET /\x1b]0;title\x07 HTTP/1.1\r\nHost: localhost\r\n\r\n")
         first = s.recv(64)
     assert not first.startswith(b"HTTP/")
+    assert first[:1] == b"\x15"  # a TLS alert record
     assert "plain http:// request here gets no HTTP answer" in https_demo.output
+    # serve's console says it happened, from which client, and where to go instead
+    line = https_demo.wait_for_line("a plain http:// request reached this TLS-only port", 20)
+    assert line is not None, https_demo.output
+    assert f"from 127.0.0.1:{peer_port}" in line
+    assert line.endswith(f"open https://127.0.0.1:{https_demo.port}/ instead")
+    assert "\x1b" not in https_demo.output  # what the client sent never reaches the console
     # lagscope's own client says what happened, in one line
     url = f"http://127.0.0.1:{https_demo.port}/api/items/"
     result = CliRunner().invoke(main, ["probe", "--cold", "1", "--warm", "1", url])
     assert result.exit_code == 7
     assert "this port speaks HTTPS; use https://" in result.stderr
+
+
+@needs_granian
+def test_a_client_that_refuses_the_certificate_is_told_about_cert_install(
+    https_demo: ServeProcess,
+) -> None:
+    untrusting = ssl.create_default_context()  # not the local CA
+    with (
+        socket.create_connection(("127.0.0.1", https_demo.port), timeout=10) as raw,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        untrusting.wrap_socket(raw, server_hostname="localhost")
+    line = https_demo.wait_for_line("refused the TLS certificate", 20)
+    assert line is not None, https_demo.output
+    assert "(UnknownCA)" in line and "lagscope cert install" in line
 
 
 def _chromium_dom(url: str, home: Path) -> str:

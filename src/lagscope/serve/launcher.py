@@ -26,6 +26,7 @@ from lagscope.serve.granian_entry import SPEC_ENV, URL_ENV, dump_spec
 from lagscope.serve.server import LISTENING_PREFIX, open_listeners, start_waitress, url
 from lagscope.serve.settings import ServeConfig
 from lagscope.serve.tls import https_files
+from lagscope.serve.tls_advice import granian_log_config
 from lagscope.serve.workers import StartMethod, WorkerPool, default_start_method
 from lagscope.stopping import graceful_signals, handle_stop_signals
 
@@ -224,7 +225,8 @@ def _run_granian(spec: AppSpec, config: ServeConfig, echo: Echo) -> int:
     # app themselves; the environment is what reaches them, so the spec and the config
     # resolved here go there (as JSON), not re-resolved in each worker.
     os.environ[SPEC_ENV] = dump_spec(spec, config)
-    os.environ[URL_ENV] = url(host, port, "https" if config.https else "http")
+    served_url = url(host, port, "https" if config.https else "http")
+    os.environ[URL_ENV] = served_url
     processes = f"{config.workers} workers x " if config.workers > 1 else ""
     echo(
         f"lagscope serve: {spec.describe()} on granian, {processes}{config.threads} "
@@ -241,6 +243,8 @@ def _run_granian(spec: AppSpec, config: ServeConfig, echo: Echo) -> int:
         backlog=config.backlog,
         factory=True,
         log_access=False,
+        # granian's logging, plus a line when a plain http:// request hits the TLS port.
+        log_dictconfig=granian_log_config(served_url, tls_files.local_ca) if tls_files else None,
         # auto: HTTP/1.1 on plain TCP; with TLS, ALPN offers h2 and http/1.1.
         http=HTTPModes.auto,
         ssl_cert=tls_files.cert if tls_files else None,

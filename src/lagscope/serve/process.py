@@ -50,6 +50,8 @@ class ServeProcess(StartStop):
         self.lines: list[str] = []
         self.urls: list[str] = []
         self._ready = threading.Event()
+        self._output_changed = threading.Condition()
+        self._output_ended = False
         self._proc: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
 
@@ -94,11 +96,29 @@ class ServeProcess(StartStop):
         assert self._proc.stdout is not None
         for raw in self._proc.stdout:
             line = raw.rstrip("\n")
-            self.lines.append(line)
+            with self._output_changed:
+                self.lines.append(line)
+                self._output_changed.notify_all()
             if line.startswith(LISTENING_PREFIX) and not self.urls:
                 self.urls = line[len(LISTENING_PREFIX) :].split()
                 self._ready.set()
+        with self._output_changed:
+            self._output_ended = True
+            self._output_changed.notify_all()
         self._ready.set()
+
+    def wait_for_line(self, text: str, timeout_s: float) -> str | None:
+        """The first output line holding ``text``, waiting for it up to ``timeout_s``; None
+        if none came by then or the output ended without one."""
+
+        def found() -> str | None:
+            return next((line for line in self.lines if text in line), None)
+
+        with self._output_changed:
+            self._output_changed.wait_for(
+                lambda: found() is not None or self._output_ended, timeout_s
+            )
+            return found()
 
     def signal(self, signum: int) -> None:
         assert self._proc is not None

@@ -23,12 +23,13 @@ __all__ = ["TlsFiles", "https_files"]
 class TlsFiles:
     cert: Path
     key: Path
+    local_ca: bool  # the local CA's certificate, not --tls-cert-file's
 
 
 def https_files(config: ServeConfig, echo: Callable[[str], None]) -> TlsFiles:
     """The certificate and key to serve, checked readable; start-up lines through ``echo``."""
     cert, key, made = served_files(config.tls_cert_file, config.tls_key_file)
-    files = TlsFiles(cert, key)
+    files = TlsFiles(cert, key, local_ca=made is not None)
     if made is None:
         for path in (files.cert, files.key):
             if not path.is_file():
@@ -45,6 +46,6 @@ def https_files(config: ServeConfig, echo: Callable[[str], None]) -> TlsFiles:
         )
     echo(
         "lagscope serve: TLS only on this port (ALPN h2, http/1.1): a plain http:// request "
-        "here gets no HTTP answer; use the https:// URL below"
+        "here gets no HTTP answer (a line here says when one arrives); use the https:// URL below"
     )
     return files
