@@ -32,6 +32,7 @@ CHROMIUM_UNTRUSTED = (
 CURL_UNTRUSTED = _PREFIX + "InvalidData, error: AlertReceived(UnknownCA) }, peer_addr: [::1]:4431 }"
 EOF_ = _PREFIX + 'UnexpectedEof, error: "tls handshake eof" }, peer_addr: 127.0.0.1:56784 }'
 URL = "https://127.0.0.1:8443"
+NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 def test_classify_the_failures_a_user_can_act_on() -> None:
@@ -59,22 +60,23 @@ def test_anything_else_says_nothing(message: str) -> None:
 def test_a_message_without_the_peer_still_gives_the_advice() -> None:
     failure = classify(PLAIN.replace(", peer_addr: 127.0.0.1:56768", ""))
     assert failure == HandshakeFailure("plain-http", "")
-    line = advice_line(failure, URL, local_ca=True, held=0)
+    line = advice_line(failure, URL, local_ca_names=NAMES, held=0)
     assert "port;" in line and " from " not in line
 
 
 def test_advice_lines() -> None:
-    plain = advice_line(HandshakeFailure("plain-http", "127.0.0.1:5"), URL, True, 0)
+    plain = advice_line(HandshakeFailure("plain-http", "127.0.0.1:5"), URL, NAMES, 0)
     assert plain == (
         "lagscope serve: a plain http:// request reached this TLS-only port from "
         "127.0.0.1:5; it got a TLS alert, not HTTP: open https://127.0.0.1:8443/ instead"
     )
-    held = advice_line(HandshakeFailure("plain-http", "127.0.0.1:5"), URL, True, 3)
+    held = advice_line(HandshakeFailure("plain-http", "127.0.0.1:5"), URL, NAMES, 3)
     assert "from 127.0.0.1:5 (3 more since the last such line);" in held
     untrusted = HandshakeFailure("untrusted", "127.0.0.1:6", "UnknownCA")
-    ours = advice_line(untrusted, URL, local_ca=True, held=0)
+    ours = advice_line(untrusted, URL, local_ca_names=NAMES, held=0)
     assert "refused the TLS certificate (UnknownCA)" in ours and "lagscope cert install" in ours
-    given = advice_line(untrusted, URL, local_ca=False, held=0)
+    assert ours.endswith("the certificate only for localhost, 127.0.0.1, ::1")
+    given = advice_line(untrusted, URL, local_ca_names=(), held=0)
     assert "--tls-cert-file" in given and "cert install" not in given
 
 
@@ -96,7 +98,9 @@ def _record(message: str) -> logging.LogRecord:
 def test_the_handler_writes_one_escaped_line_per_window() -> None:
     now = [0.0]
     out = io.StringIO()
-    handler = HandshakeAdvice(URL, local_ca=True, window_s=10.0, clock=lambda: now[0], stream=out)
+    handler = HandshakeAdvice(
+        URL, local_ca_names=NAMES, window_s=10.0, clock=lambda: now[0], stream=out
+    )
     hostile = PLAIN.replace("127.0.0.1:56768", "127.0.0.1:1\x1b]52;c;cHduZWQ=\x07")
     for message in (hostile, EOF_, PLAIN, PLAIN):
         handler.handle(_record(message))
@@ -115,7 +119,7 @@ def test_the_log_config_is_granians_plus_the_handler_on_one_logger() -> None:
     from granian.log import LOGGING_CONFIG as GRANIANS
 
     LOGGING_CONFIG: dict[str, Any] = GRANIANS
-    config = granian_log_config(URL, local_ca=False)
+    config = granian_log_config(URL, local_ca_names=())
     assert config is not None
     assert config["loggers"]["_granian"] == LOGGING_CONFIG["loggers"]["_granian"]
     assert config["formatters"] == LOGGING_CONFIG["formatters"]
@@ -125,7 +129,7 @@ def test_the_log_config_is_granians_plus_the_handler_on_one_logger() -> None:
     assert handler == {
         "()": "lagscope.serve.tls_advice.HandshakeAdvice",
         "url": URL,
-        "local_ca": False,
+        "local_ca_names": (),
     }
     # anything else granian says on that logger still reaches its console, at info and up
     assert config["handlers"]["lagscope_console_info"]["level"] == "INFO"

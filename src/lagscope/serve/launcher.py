@@ -244,7 +244,9 @@ def _run_granian(spec: AppSpec, config: ServeConfig, echo: Echo) -> int:
         factory=True,
         log_access=False,
         # granian's logging, plus a line when a plain http:// request hits the TLS port.
-        log_dictconfig=granian_log_config(served_url, tls_files.local_ca) if tls_files else None,
+        log_dictconfig=(
+            granian_log_config(served_url, tls_files.local_ca_names) if tls_files else None
+        ),
         # auto: HTTP/1.1 on plain TCP; with TLS, ALPN offers h2 and http/1.1.
         http=HTTPModes.auto,
         ssl_cert=tls_files.cert if tls_files else None,

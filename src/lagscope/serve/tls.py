@@ -23,21 +23,22 @@ __all__ = ["TlsFiles", "https_files"]
 class TlsFiles:
     cert: Path
     key: Path
-    local_ca: bool  # the local CA's certificate, not --tls-cert-file's
+    local_ca_names: tuple[str, ...]  # what the local CA's certificate covers; () if given
 
 
 def https_files(config: ServeConfig, echo: Callable[[str], None]) -> TlsFiles:
     """The certificate and key to serve, checked readable; start-up lines through ``echo``."""
     cert, key, made = served_files(config.tls_cert_file, config.tls_key_file)
-    files = TlsFiles(cert, key, local_ca=made is not None)
     if made is None:
+        files = TlsFiles(cert, key, local_ca_names=())
         for path in (files.cert, files.key):
             if not path.is_file():
                 raise LagscopeError("config", f"--https: {path} is not a file", ExitCode.USAGE)
         echo(f"lagscope serve: TLS certificate {files.cert} (given)")
     else:
-        from lagscope.cert.authority import describe  # cryptography is there now
+        from lagscope.cert.authority import LEAF_NAMES, describe  # cryptography is there now
 
+        files = TlsFiles(cert, key, local_ca_names=LEAF_NAMES)
         state = "made now" if made.leaf_created else "kept"
         echo(f"lagscope serve: TLS certificate {files.cert} ({state}), from {describe(made.ca)}")
         echo(

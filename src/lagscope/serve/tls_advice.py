@@ -77,9 +77,12 @@ def classify(message: str) -> HandshakeFailure | None:
     return None
 
 
-def advice_line(failure: HandshakeFailure, url: str, local_ca: bool, held: int) -> str:
-    """The console line for ``failure`` on the server at ``url``; ``held``: lines of this
-    kind held back since the last one."""
+def advice_line(
+    failure: HandshakeFailure, url: str, local_ca_names: tuple[str, ...], held: int
+) -> str:
+    """The console line for ``failure`` on the server at ``url``; ``local_ca_names``: what
+    the local CA's certificate covers (empty: ``--tls-cert-file``'s); ``held``: lines of
+    this kind held back since the last one."""
     source = f" from {failure.peer}" if failure.peer else ""
     more = f" ({held} more since the last such line)" if held else ""
     if failure.kind == "plain-http":
@@ -89,9 +92,10 @@ def advice_line(failure: HandshakeFailure, url: str, local_ca: bool, held: int) 
         )
     fix = (
         "a browser trusts lagscope's local CA once `lagscope cert install` has run "
-        "(`lagscope cert status` says where it is trusted)"
-        if local_ca
-        else "the client does not trust the --tls-cert-file certificate's issuer"
+        "(`lagscope cert status` says where it is trusted), and the certificate only for "
+        + ", ".join(local_ca_names)
+        if local_ca_names
+        else "the client does not trust the --tls-cert-file certificate for the name it used"
     )
     return (
         f"lagscope serve: a client{source} refused the TLS certificate "
@@ -126,14 +130,14 @@ class HandshakeAdvice(logging.Handler):
     def __init__(
         self,
         url: str,
-        local_ca: bool,
+        local_ca_names: tuple[str, ...],
         window_s: float = WINDOW_S,
         clock: Callable[[], float] = time.monotonic,
         stream: TextIO | None = None,
     ) -> None:
         super().__init__(logging.DEBUG)
         self.url = url
-        self.local_ca = local_ca
+        self.local_ca_names = tuple(local_ca_names)
         self.clock = clock
         self.stream = stream
         self.throttle = Throttle(window_s)
@@ -146,7 +150,7 @@ class HandshakeAdvice(logging.Handler):
             held = self.throttle.admit(failure.kind, self.clock())
             if held is None:
                 return
-            line = advice_line(failure, self.url, self.local_ca, held)
+            line = advice_line(failure, self.url, self.local_ca_names, held)
             stream = self.stream if self.stream is not None else sys.stderr
             stream.write(printable(line) + "\n")
             stream.flush()
@@ -154,7 +158,7 @@ class HandshakeAdvice(logging.Handler):
             self.handleError(record)
 
 
-def granian_log_config(url: str, local_ca: bool) -> dict[str, Any] | None:
+def granian_log_config(url: str, local_ca_names: tuple[str, ...]) -> dict[str, Any] | None:
     """granian's default logging config (``log_dictconfig``) plus :class:`HandshakeAdvice`
     on :data:`GRANIAN_LOGGER`, at debug level there only; None for a granian without that
     default (no advice then, the rest unchanged)."""
@@ -174,7 +178,7 @@ def granian_log_config(url: str, local_ca: bool) -> dict[str, Any] | None:
     handlers["lagscope_tls_advice"] = {
         "()": f"{__name__}.{HandshakeAdvice.__qualname__}",
         "url": url,
-        "local_ca": local_ca,
+        "local_ca_names": local_ca_names,
     }
     loggers[GRANIAN_LOGGER] = {
         "handlers": ["lagscope_console_info", "lagscope_tls_advice"],
