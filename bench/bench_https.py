@@ -3,7 +3,7 @@ behind a per-connection tax, and what TLS costs the JSON endpoint warm.
 
 Run on demand (never in CI), loopback only::
 
-    uv run --all-extras python bench/bench_https.py [--rounds 5] [--tax-ms 300]
+    uv run --all-extras python bench/bench_https.py [--rounds 5] [--tax-ms 300] [--page-only]
 
 1. **The page.** The reference app's HTML page ``/items/`` with its ten static files (3 CSS,
    3 JS, 4 images, served by WhiteNoise; SQLite) served by ``lagscope serve --demo``
@@ -19,7 +19,13 @@ Run on demand (never in CI), loopback only::
    ``lagscope.browser.setup_ms``: overlapping setups once, so a loaded machine's slower
    rendering does not count) against one tax plus the TLS handshake the browser reported,
    what the tax added (cold minus the untaxed cold of the same round), reload, the
-   connections the browser opened (its own count, and the proxy's), protocol.
+   connections the browser opened (its own count, and the proxy's), protocol. The reload
+   in phases, from the browser's own timing: the requests it sent (its files come from its
+   cache), new connections, the document's server time (Server-Timing), the document's
+   response end, and the rendering after it. A third version, ``serve --demo --server
+   granian`` (HTTP/1.1, no TLS; ``--no-control`` leaves it out), is the control: HTTP/2
+   against it compares protocols on one server, it against waitress servers on one
+   protocol.
    (``ignore_https_errors`` instead costs a second connection: Chromium retries the
    errored first one.)
 2. **The JSON endpoint warm.** ``/api/items/`` of the reference app (SQLite) through
@@ -108,6 +114,13 @@ class PageSamples:
     browser_new: list[int] = field(default_factory=list)  # the browser's count, cold load
     proxy_new: list[int] = field(default_factory=list)  # the tax proxy's, cold + reload
     reload_new: list[int] = field(default_factory=list)
+    # The reload in phases, from the browser's own timing: the requests it sent (the rest
+    # came from its cache), the document's server time (its Server-Timing total), its
+    # response end, and the rendering after it (load event end minus that end).
+    reload_requests: list[int] = field(default_factory=list)
+    reload_server_ms: list[float] = field(default_factory=list)
+    reload_doc_ms: list[float] = field(default_factory=list)
+    reload_render_ms: list[float] = field(default_factory=list)
     protocols: set[str] = field(default_factory=set)
     direct_cold_ms: list[float] = field(default_factory=list)  # no tax, for scale
     added_ms: list[float] = field(default_factory=list)  # cold - direct cold, same round
@@ -141,13 +154,37 @@ def _page(
     return cold, reload, after - before, setup_ms(cold, run.loads)
 
 
-def bench_page(rounds: int, tax_ms: float, data_dir: Path) -> dict[str, PageSamples]:
-    versions = {"HTTP/1.1 (serve)": ["--demo"], "HTTP/2 (serve --https)": ["--demo", "--https"]}
+H1, H2, GRANIAN_H1 = (
+    "HTTP/1.1 (serve)",
+    "HTTP/2 (serve --https)",
+    "HTTP/1.1 on granian (serve --server granian)",
+)
+
+
+def _reload_phases(s: PageSamples, reload: PageLoad) -> None:
+    doc = reload.document
+    assert doc is not None
+    s.reload_requests.append(sum(not r.from_cache for r in reload.resources))
+    total = [m.dur_ms for m in doc.server_timing if m.name == "total" and m.dur_ms is not None]
+    s.reload_server_ms.append(total[0] if total else float("nan"))
+    s.reload_doc_ms.append(doc.end_ms)
+    s.reload_render_ms.append(reload.load_ms - doc.end_ms)
+
+
+def bench_page(
+    rounds: int, tax_ms: float, data_dir: Path, control: bool = True
+) -> dict[str, PageSamples]:
+    # The control: serve's HTTP/1.1 on granian, the server --https runs, without TLS and
+    # HTTP/2: HTTP/2 against it compares protocols on one server, waitress against it
+    # servers on one protocol.
+    versions = {H1: ["--demo"], H2: ["--demo", "--https"]}
+    if control:
+        versions[GRANIAN_H1] = ["--demo", "--server", "granian"]
     dirs = {name: data_dir / f"page-{i}" for i, name in enumerate(versions)}
     servers = {name: _serve(args, dirs[name]) for name, args in versions.items()}
     taxes = {name: TaxChild(p.port, tax_ms / 1000) for name, p in servers.items()}
     samples = {name: PageSamples() for name in versions}
-    leaf_pem = dirs["HTTP/2 (serve --https)"] / "cert" / "localhost.pem"
+    leaf_pem = dirs[H2] / "cert" / "localhost.pem"
     leaf = x509.load_pem_x509_certificate(leaf_pem.read_bytes())
     try:
         with open_browser(timeout_s=60, trusted_spki=(spki_sha256_b64(leaf),)) as session:
@@ -169,6 +206,7 @@ def bench_page(rounds: int, tax_ms: float, data_dir: Path) -> dict[str, PageSamp
                     s.reload_ms.append(reload.load_ms)
                     s.browser_new.append(cold.new_connections)
                     s.reload_new.append(reload.new_connections)
+                    _reload_phases(s, reload)
                     s.proxy_new.append(opened)
                     s.protocols |= {r.protocol for r in cold.resources}
                     direct, _, _, _ = _page(
@@ -185,7 +223,8 @@ def bench_page(rounds: int, tax_ms: float, data_dir: Path) -> dict[str, PageSamp
                     print(
                         f"round {i + 1} {name}: cold {cold.load_ms:.0f} ms "
                         f"({cold.new_connections} new, proxy {opened}), reload "
-                        f"{reload.load_ms:.0f} ms, direct cold {direct.load_ms:.0f} ms",
+                        f"{reload.load_ms:.0f} ms (document {s.reload_doc_ms[-1]:.0f}, server "
+                        f"{s.reload_server_ms[-1]:.0f}), direct cold {direct.load_ms:.0f} ms",
                         file=sys.stderr,
                     )
     finally:
@@ -270,17 +309,30 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json-rounds", type=int, default=3)
     parser.add_argument("--tax-ms", type=float, default=300.0)
+    parser.add_argument(
+        "--page-only", action="store_true", help="the page part only (no JSON endpoint)"
+    )
+    parser.add_argument("--no-control", action="store_true", help="no HTTP/1.1-on-granian page row")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="lagscope-bench-https-") as tmp:
         data_dir = Path(tmp)
-        page = bench_page(args.rounds, args.tax_ms, data_dir)
-        json_ep = bench_json(args.json_rounds, data_dir)
-    h1, h2 = page["HTTP/1.1 (serve)"], page["HTTP/2 (serve --https)"]
+        page = bench_page(args.rounds, args.tax_ms, data_dir, control=not args.no_control)
+        load_after_page = os.getloadavg()
+        json_ep = None if args.page_only else bench_json(args.json_rounds, data_dir)
+    h1, h2 = page[H1], page[H2]
     tax = args.tax_ms
     print("## HTTPS with HTTP/2: a page with assets behind a per-connection tax\n")
+    flags = " --page-only" if args.page_only else f" --json-rounds {args.json_rounds}"
+    flags += " --no-control" if args.no_control else ""
     print(
-        f"Command: `uv run --all-extras python bench/bench_https.py --rounds {args.rounds} "
-        f"--json-rounds {args.json_rounds} --tax-ms {tax:g}`  "
+        f"Command: `uv run --all-extras python bench/bench_https.py --rounds {args.rounds}"
+        f"{flags} --tax-ms {tax:g}`  "
+    )
+    print(
+        "Load average (1/5/15 min) before the page part "
+        f"{'/'.join(f'{v:.2f}' for v in load_before)}, after it "
+        f"{'/'.join(f'{v:.2f}' for v in load_after_page)}  "
     )
     print(
         f"Machine: {platform.platform()}, {os.cpu_count()} CPU(s), Python "
@@ -324,6 +376,46 @@ def main() -> None:
         f"- HTTP/2 reload / HTTP/1.1 reload, per round: {_ratios(h2.reload_ms, h1.reload_ms)}; "
         f"fastest / fastest {min(h2.reload_ms) / min(h1.reload_ms):.2f} (target <= 1.1)"
     )
+    if GRANIAN_H1 in page:
+        g1 = page[GRANIAN_H1]
+        print(
+            "- Same server, HTTP/2 over TLS / HTTP/1.1: granian --https reload / granian "
+            f"plain reload, per round: {_ratios(h2.reload_ms, g1.reload_ms)}"
+        )
+        print(
+            "- Same protocol, granian / waitress: HTTP/1.1 reload, per round: "
+            f"{_ratios(g1.reload_ms, h1.reload_ms)}"
+        )
+    print()
+    print(
+        "The reload in phases (medians; the browser's own timing): requests it sent (the "
+        "rest from its cache), new connections, the document's server time (Server-Timing "
+        "total), the document's response end, and the rendering after it to the load "
+        "event's end.\n"
+    )
+    print(
+        "| version | requests sent | new connections | server ms | document done ms "
+        "[min-max] | rendering after it ms [min-max] | reload ms |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, s in page.items():
+        print(
+            f"| {name} | {sorted(set(s.reload_requests))} | {sorted(set(s.reload_new))} | "
+            f"{_med(s.reload_server_ms):.1f} | {_med(s.reload_doc_ms):.1f} "
+            f"[{min(s.reload_doc_ms):.0f}-{max(s.reload_doc_ms):.0f}] | "
+            f"{_med(s.reload_render_ms):.0f} [{min(s.reload_render_ms):.0f}-"
+            f"{max(s.reload_render_ms):.0f}] | {_med(s.reload_ms):.0f} |"
+        )
+    print(
+        "\n- Document done, HTTP/2 / HTTP/1.1, per round: "
+        f"{_ratios(h2.reload_doc_ms, h1.reload_doc_ms)}"
+    )
+    print(
+        "- Rendering after the document, HTTP/2 / HTTP/1.1, per round: "
+        f"{_ratios(h2.reload_render_ms, h1.reload_render_ms)}"
+    )
+    if json_ep is None:
+        return
     print()
     print(
         "JSON endpoint `/api/items/` (78 KB), `lagscope probe --cold 10 --warm 200`, "
