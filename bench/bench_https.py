@@ -300,6 +300,12 @@ def _ratios(top: list[float], bottom: list[float]) -> str:
     return f"median {_med(each):.2f} ({shown})"
 
 
+def _loadavg() -> tuple[float, ...]:
+    """The 1/5/15-minute load average (none on Windows): how busy the machine was."""
+    getloadavg = getattr(os, "getloadavg", None)
+    return tuple(getloadavg()) if getloadavg is not None else (float("nan"),) * 3
+
+
 def _med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -314,11 +320,11 @@ def main() -> None:
     )
     parser.add_argument("--no-control", action="store_true", help="no HTTP/1.1-on-granian page row")
     args = parser.parse_args()
-    load_before = os.getloadavg()
+    load_before = _loadavg()
     with tempfile.TemporaryDirectory(prefix="lagscope-bench-https-") as tmp:
         data_dir = Path(tmp)
         page = bench_page(args.rounds, args.tax_ms, data_dir, control=not args.no_control)
-        load_after_page = os.getloadavg()
+        load_after_page = _loadavg()
         json_ep = None if args.page_only else bench_json(args.json_rounds, data_dir)
     h1, h2 = page[H1], page[H2]
     tax = args.tax_ms
