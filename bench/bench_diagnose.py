@@ -588,7 +588,9 @@ def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int) -> Built:
         # ~1 MB JSON response (Server-Timing on).
         app = stack.enter_context(waitress_server(_django({})))
         proxy = stack.enter_context(ghosts.tax_proxy(app, response_s_per_mb=0.1))
-        return Built(_url(proxy, "/big/?kb=1000"), {"outside-app-every-request": 100.0})
+        return Built(
+            _url(proxy, "/big/?kb=1000"), {"outside-app-every-request": "applied"}, ghost=proxy
+        )
     if name == "nagle-tax":
         port = stack.enter_context(badservers.serve(badservers.nagle_split))
         inj = stack.enter_context(_taxed(("127.0.0.1", port), 100.0))

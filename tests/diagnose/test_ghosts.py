@@ -17,6 +17,7 @@ import pytest
 
 from lagscope.diagnose import run
 from lagscope.diagnose.model import Figure
+from lagscope.diagnose.rules.outside import TRANSFER_PHASE
 from lagscope.probe.options import ProbeOptions, parse_url
 from lagscope.probe.runner import run_probe
 from support import badservers
@@ -215,3 +216,21 @@ def test_connect_held_by_a_filter_is_a_tax_in_the_tcp_connect() -> None:
     check(report, {"connection-setup-tax": statistics.median(network.applied_ms)})
     tax = report.finding("connection-setup-tax")
     assert tax is not None and Figure("phase", "the TCP connect") in tax.evidence
+
+
+# --- 8. inspection in proportion to the body -----------------------------------------------------
+
+
+def test_a_body_held_in_proportion_to_its_size_is_outside_the_app_in_the_transfer(
+    django_app: Any,
+) -> None:
+    with (
+        waitress_server(django_app) as app,
+        tax_proxy(app, response_s_per_mb=0.1) as proxy,
+    ):
+        report = run(_url(proxy, "/big/?kb=1000"), quick=True)
+    check(report, {"outside-app-every-request": proxy.truth_ms()})
+    finding = report.finding("outside-app-every-request")
+    assert finding is not None and Figure("phase", TRANSFER_PHASE) in finding.evidence
+    warm = report.budget("warm")
+    assert warm is not None and warm.get("unexplained") <= max(5.0, 0.15 * warm.total_ms)

@@ -89,7 +89,7 @@ def tax_proxy(
     is not recorded), ``first_data_s`` before forwarding a connection's first request
     bytes, ``every_response_s`` before forwarding each response, and ``response_s_per_mb``
     per megabyte (10**6 bytes) before forwarding each chunk of a response (recorded per
-    chunk)."""
+    response: the sum over its chunks)."""
     applied: list[float] = []
     accepted = [0]
 
@@ -109,15 +109,21 @@ def tax_proxy(
         delay_first_s: float,
         mark: list[bool] | None,
         wait_mark: list[bool] | None,
-        per_mb_s: float = 0.0,
+        held: list[float] | None = None,
     ) -> None:
         first = True
         try:
             while data := await reader.read(65536):
                 if first and delay_first_s:
                     await pay(delay_first_s)
-                if per_mb_s:
-                    await pay(per_mb_s * len(data) / 1e6)
+                if held is not None and mark is not None and held[0]:
+                    # A new request: the previous response was held this long in all.
+                    applied.append(held[0])
+                    held[0] = 0.0
+                if held is not None and mark is None:
+                    t0 = time.perf_counter()
+                    await asyncio.sleep(response_s_per_mb * len(data) / 1e6)
+                    held[0] += (time.perf_counter() - t0) * 1e3
                 first = False
                 if wait_mark is not None and wait_mark[0]:
                     wait_mark[0] = False
@@ -147,17 +153,21 @@ def tax_proxy(
             if delay_s:
                 applied.append((time.perf_counter() - t0) * 1e3)
             pending = [False]  # a request went up; its response pays every_response_s
+            # What the response in flight was held in proportion to its size, in all (ms).
+            held = [0.0] if response_s_per_mb else None
             await asyncio.gather(
-                pump(reader, up_writer, first_data_s, pending if every_response_s else None, None),
                 pump(
-                    up_reader,
-                    writer,
-                    0.0,
+                    reader,
+                    up_writer,
+                    first_data_s,
+                    pending if every_response_s or held else None,
                     None,
-                    pending if every_response_s else None,
-                    response_s_per_mb,
+                    held,
                 ),
+                pump(up_reader, writer, 0.0, None, pending if every_response_s else None, held),
             )
+            if held and held[0]:
+                applied.append(held[0])
         except (ConnectionError, OSError):
             writer.close()
         finally:

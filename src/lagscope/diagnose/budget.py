@@ -19,6 +19,7 @@ from dataclasses import replace
 
 from lagscope.diagnose.evidence import Evidence, metric_ms
 from lagscope.diagnose.model import Budget, BudgetItem, Finding
+from lagscope.diagnose.rules.outside import held_transfer_ms
 from lagscope.probe.model import RequestRecord
 
 __all__ = ["budgets"]
@@ -119,17 +120,34 @@ _CLAIMS: tuple[tuple[str, str, bool], ...] = (
 )
 
 
+def _from_transfer(items: list[BudgetItem], findings: Sequence[Finding]) -> float:
+    """Move what ``outside-app-every-request`` says is held of the body's arrival out of
+    "transfer" into "outside the app"; what it moved."""
+    held = held_transfer_ms(findings)
+    transfer = next((i for i in items if i.name == "transfer" and i.within is None), None)
+    if not held or transfer is None or transfer.ms <= 0:
+        return 0.0
+    take = min(held, transfer.ms)
+    items[items.index(transfer)] = replace(transfer, ms=transfer.ms - take)
+    items.insert(len(items) - 1, BudgetItem("outside the app", take))
+    return take
+
+
 def _claim(budget: Budget, findings: Sequence[Finding]) -> Budget:
     items = list(budget.items)
+    moved = _from_transfer(items, findings)
     for finding_id, name, adds in _CLAIMS:
         f = next((f for f in findings if f.id == finding_id), None)
         if f is None or f.severity == "info" or f.affects != "every request" or not f.cost_ms:
             continue
+        cost_ms = f.cost_ms - (moved if finding_id == "outside-app-every-request" else 0.0)
         left = items[-1].ms  # "unexplained", last by construction
         existing = next((i for i in items if i.name == name and i.within is None), None)
-        if left <= 0 or (existing is not None and not adds):
+        if moved and finding_id == "outside-app-every-request":
+            adds = True  # the item is the transfer's share just moved; the rest comes on top
+        if left <= 0 or cost_ms <= 0 or (existing is not None and not adds):
             continue
-        take = min(left, f.cost_ms)
+        take = min(left, cost_ms)
         if existing is not None:
             items[items.index(existing)] = replace(existing, ms=existing.ms + take)
         else:

@@ -159,6 +159,19 @@ class Thresholds:
         ),
         cli=False,
     )
+    loopback_transfer_mb_s: float = setting(
+        200.0,
+        help=(
+            "the slowest a sized response body arrives over loopback on a healthy machine "
+            "(MB/s); the time a body takes beyond its size at this rate is held by something "
+            "between the client and the app (inspection of the response stream)"
+        ),
+        why=(
+            "measured here (2 vCPU, load average 7.5): a 1-4 MB Django JSON body over waitress "
+            "arrives at 300-700 MB/s (p50); a finding needs the lower quartile held too"
+        ),
+        cli=False,
+    )
     unexplained_ms: float = setting(
         20.0,
         help=(
@@ -346,6 +359,16 @@ class Thresholds:
             "timers fire late on a busy machine and the stall adds to the request's own time; ±35"
             " % still keeps 40 ms and 200 ms apart"
         ),
+        cli=False,
+    )
+    stall_max_body_bytes: int = setting(
+        65_536,
+        help=(
+            "a response body at least this large leaves in full segments, which Nagle does "
+            "not hold, and the client acknowledges two of them at once: its slow arrival is "
+            "not a small-write stall"
+        ),
+        why="RFC 896 holds only segments smaller than the MSS; loopback's MSS is ~64 KB",
         cli=False,
     )
     stall_share: float = setting(

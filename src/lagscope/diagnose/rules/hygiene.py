@@ -11,6 +11,7 @@ from lagscope.diagnose.model import Figure, Finding, Severity
 from lagscope.diagnose.rules.common import (
     make_finding,
 )
+from lagscope.diagnose.rules.outside import held_transfer_ms
 from lagscope.diagnose.thresholds import Thresholds
 
 __all__ = ["large_payload", "redirects", "uncompressed_text"]
@@ -97,7 +98,19 @@ _TEXT_TYPES = (
 )
 
 
-def uncompressed_text(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | None:
+def _own_receive_ms(receive_ms: float, found: Sequence[Finding]) -> tuple[float, str]:
+    """The body's arrival without what something on the way held it (claimed by
+    ``outside-app-every-request``), and a sentence saying so when it did."""
+    held = held_transfer_ms(found)
+    if not held:
+        return receive_ms, ""
+    return max(0.0, receive_ms - held), (
+        f" The {held:.0f} ms something on the way held the body is counted in "
+        "outside-app-every-request."
+    )
+
+
+def uncompressed_text(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> Finding | None:
     hy = ev.hygiene
     if hy is None or hy.compressed_bytes is None or hy.content_encoding:
         return None
@@ -107,7 +120,8 @@ def uncompressed_text(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Find
     saving = hy.body_bytes - hy.compressed_bytes
     if saving < t.compress_min_saving_bytes or saving < t.compress_min_saving_share * hy.body_bytes:
         return None
-    cost = hy.receive_ms * saving / max(1, hy.body_bytes)
+    receive_ms, note = _own_receive_ms(hy.receive_ms, found)
+    cost = receive_ms * saving / max(1, hy.body_bytes)
     return make_finding(
         ev,
         t,
@@ -125,26 +139,28 @@ def uncompressed_text(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Find
             "or in Django with GZipMiddleware; on loopback it buys nothing."
         ],
         f"gzip would save {saving / 1000:.0f} KB ({saving / hy.body_bytes:.0%}); over this "
-        f"link that is {cost:.1f} ms, more on a slow network.",
+        f"link that is {cost:.1f} ms, more on a slow network.{note}",
         severity="warning" if cost >= t.large_payload_ms else "info",
     )
 
 
-def large_payload(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | None:
+def large_payload(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> Finding | None:
     hy = ev.hygiene
     if hy is None or hy.body_bytes < t.large_payload_bytes:
         return None
+    receive_ms, note = _own_receive_ms(hy.receive_ms, found)
     return make_finding(
         ev,
         t,
         "large-payload",
         f"The response is large ({hy.body_bytes / 1000:.0f} KB)",
-        hy.receive_ms,
+        receive_ms,
         "every request",
         [
             Figure("body_bytes", hy.body_bytes, "B"),
             Figure("receive_ms", round(hy.receive_ms, 3), "ms"),
         ],
         ["Paginate, or send only the fields the client uses."],
-        severity="warning" if hy.receive_ms >= t.large_payload_ms else "info",
+        note.strip(),
+        severity="warning" if receive_ms >= t.large_payload_ms else "info",
     )

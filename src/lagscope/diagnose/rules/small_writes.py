@@ -36,6 +36,8 @@ def small_write_stall(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Find
     for label, warm in series:
         if len(warm) < t.min_warm_requests:
             continue
+        if median([float(r.body_bytes) for r in warm]) >= t.stall_max_body_bytes:
+            continue  # full segments: Nagle holds none, the client acknowledges at once
         for timer in (t.delayed_ack_linux_ms, t.delayed_ack_windows_ms):
             low, high = timer * (1 - t.delayed_ack_tolerance), timer * (1 + t.delayed_ack_tolerance)
             for phase in ("receive", "wait"):
