@@ -446,6 +446,15 @@ class Thresholds:
         why="Lighthouse server-response-time",
         cli=False,
     )
+    slow_app_part_share: float = setting(
+        0.5,
+        help=(
+            "share of the app's own time in its database queries (Server-Timing db) or its "
+            "template rendering (tpl) above which slow-app names that part as the phase"
+        ),
+        why="rule of thumb: most of the time, so the advice goes where the time is",
+        cli=False,
+    )
     repeated_query_count: int = setting(
         10,
         help="one statement shape repeated this often in one request is an N+1",

@@ -25,6 +25,7 @@ from lagscope.diagnose.rules.common import (
     steady_records,
 )
 from lagscope.diagnose.thresholds import Thresholds
+from lagscope.probe.model import RequestRecord
 
 __all__ = ["many_queries", "slow_app"]
 
@@ -56,18 +57,26 @@ def _slow_app(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> Finding 
     if cw is None or not cw.warm:
         return None
     warm = cw.warm
+    fix = [
+        "Profile the view (queries, template rendering, external calls); lagscope's "
+        "Server-Timing splits view, template and database time.",
+    ]
     if has_timing(warm):
         own = summary_of(own_app_ms(r) for r in warm)
         if own is None or own.p50_ms < t.slow_app_ms:
             return None
         cost = own.p50_ms
+        phase, part_ms, advice = _slow_part(warm, cost, t)
         evidence = [
+            Figure("phase", phase),
             figure("app_ms_without_db_connects", own),
             figure("view_ms", summary_of(metric_ms(r, "view") for r in warm)),
             figure("tpl_ms", summary_of(metric_ms(r, "tpl") for r in warm)),
             figure("db_ms", summary_of(metric_ms(r, "db") for r in warm)),
         ]
-        detail = f"The app itself spends {cost:.0f} ms per request (its Server-Timing)."
+        detail = f"The app itself spends {cost:.0f} ms per request (its Server-Timing)"
+        detail += f", {part_ms:.0f} ms of it in {phase}." if part_ms else "."
+        fix = [*advice, *fix]
     else:
         wait = summary_of(r.wait_ms for r in warm)
         assert wait is not None
@@ -79,7 +88,7 @@ def _slow_app(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> Finding 
         cost = wait.p50_ms - explained
         if cost < t.slow_app_ms:
             return None
-        evidence = [figure("warm_wait_ms", wait)]
+        evidence = [Figure("phase", UNTIMED_PHASE), figure("warm_wait_ms", wait)]
         detail = (
             f"The server takes {cost:.0f} ms to answer on a reused connection. It sends no "
             "Server-Timing, so this cannot be split into app, database and queue: add "
@@ -93,13 +102,44 @@ def _slow_app(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> Finding 
         cost,
         "every request",
         evidence,
-        [
-            "Profile the view (queries, template rendering, external calls); lagscope's "
-            "Server-Timing splits view, template and database time.",
-        ],
+        fix,
         detail,
         severity="critical" if cost >= t.slow_app_critical_ms else "warning",
     )
+
+
+# Where a slow app's time is, when one part holds most of it (the "phase" figure).
+DB_PHASE = "the app's database queries"
+TPL_PHASE = "the app's template rendering"
+OWN_PHASE = "the app's own code"
+UNTIMED_PHASE = "before the first byte on a reused connection (the server's own time)"
+
+
+def _slow_part(
+    warm: Sequence[RequestRecord], own_ms: float, t: Thresholds
+) -> tuple[str, float, list[str]]:
+    """The part of the app's own time that holds most of it (Server-Timing ``db`` or
+    ``tpl``), what it holds, and the advice for it; the app's own code otherwise."""
+    db = median([metric_ms(r, "db") or 0.0 for r in warm])
+    tpl = median([metric_ms(r, "tpl") or 0.0 for r in warm])
+    if db >= t.slow_app_part_share * own_ms and db >= tpl:
+        queries = median([float(count_in_desc(metric_desc(r, "db")) or 0) for r in warm])
+        return (
+            DB_PHASE,
+            db,
+            [
+                f"The database holds the time ({queries:.0f} queries, {db:.0f} ms): run the "
+                "slow query under EXPLAIN ANALYZE (Django: queryset.explain(analyze=True)); "
+                "an index, a narrower query or less data usually fixes it.",
+            ],
+        )
+    if tpl >= t.slow_app_part_share * own_ms:
+        return (
+            TPL_PHASE,
+            tpl,
+            ["Template rendering holds the time: render less per page, or cache fragments."],
+        )
+    return OWN_PHASE, 0.0, []
 
 
 def _many_queries(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding | None:
