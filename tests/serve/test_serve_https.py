@@ -141,10 +141,12 @@ def test_a_plain_http_request_on_the_tls_port_gets_no_http_answer(
     assert line.endswith(f"open https://127.0.0.1:{https_demo.port}/ instead")
     assert "\x1b" not in https_demo.output  # what the client sent never reaches the console
     # lagscope's own client says what happened, in one line
-    url = f"http://127.0.0.1:{https_demo.port}/api/items/"
+    url = f"http://127.0.0.1:{https_demo.port}/api/items/?token=s3cret"
     result = CliRunner().invoke(main, ["probe", "--cold", "1", "--warm", "1", url])
     assert result.exit_code == 7
-    assert "this port speaks HTTPS; use https://" in result.stderr
+    https_url = f"https://127.0.0.1:{https_demo.port}/api/items/?token="
+    assert f"this port speaks HTTPS; use {https_url}" in result.stderr
+    assert "s3cret" not in result.stderr
 
 
 @needs_granian

@@ -650,9 +650,13 @@ class Client:
             if first[:1] in (b"\x15", b"\x16") and first[1:2] == b"\x03":
                 # A TLS record (alert or handshake) in answer to plain HTTP: the port speaks
                 # TLS (serve --https, granian), which cannot answer http:// itself.
+                t = self.opts.target
+                host = f"[{t.host}]" if ":" in t.host else t.host
+                https_url = redact.url(f"https://{host}:{t.port}{t.target}")
                 raise LagscopeError(
                     "wait",
-                    f"the server answered with TLS: this port speaks HTTPS; use https:// ({where})",
+                    f"the server answered with TLS: this port speaks HTTPS; use {https_url} "
+                    f"({where})",
                     ExitCode.PROTOCOL,
                 )
             raise LagscopeError(
