@@ -14,6 +14,7 @@ from lagscope.diagnose.evidence import (
     summary_of,
 )
 from lagscope.diagnose.model import Figure, Finding
+from lagscope.diagnose.options import MIN_SAMPLES
 from lagscope.diagnose.rules.browser import browser_figures
 from lagscope.diagnose.rules.common import (
     cheap_records,
@@ -25,6 +26,7 @@ from lagscope.diagnose.rules.common import (
 )
 from lagscope.diagnose.rules.intermittent import describe, intermittent_setup
 from lagscope.diagnose.thresholds import Thresholds
+from lagscope.probe.model import RequestRecord
 from lagscope.probe.stats import compare
 
 __all__ = [
@@ -51,7 +53,7 @@ def setup_cost_ms(ev: Evidence) -> tuple[float, bool] | None:
     # finding), which must not hide a new connection's price.
     timed_cold = [r for r in cw.cold if r.app_ms() is not None]
     timed_warm = [r for r in cw.warm if r.app_ms() is not None]
-    if len(timed_cold) >= 2 and len(timed_warm) >= 2:
+    if _can_decide(timed_cold, cw.cold) and _can_decide(timed_warm, cw.warm):
         # The app reports its own time: the time outside it and the app's own are compared
         # apart, so a per-request cost inside the app that varies from request to request
         # (a database connect on a busy machine) does not drown a tax paid outside it. The
@@ -78,6 +80,15 @@ def setup_cost_ms(ev: Evidence) -> tuple[float, bool] | None:
     )
     cold_resolve = median([r.resolve_ms or 0.0 for r in cw.cold])
     return diff_ms + receive_extra - cold_fallback - cold_resolve, significant
+
+
+def _can_decide(timed: Sequence[RequestRecord], series: Sequence[RequestRecord]) -> bool:
+    """Whether the records of a series that carry the app's time can tell a difference from
+    noise as well as the whole series can: all of it, or enough for a 95 % interval of the
+    median. A server may time only some responses, or report a time that some fast ones
+    contradict (dropped as impossible); two records left of ten decide nothing, and the
+    whole series, app time included, then judges, as for a server that reports none."""
+    return len(timed) >= 2 and (len(timed) == len(series) or len(timed) >= MIN_SAMPLES)
 
 
 def _apart(higher: Sequence[float], lower: Sequence[float]) -> tuple[float, bool]:
