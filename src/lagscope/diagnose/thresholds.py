@@ -108,9 +108,9 @@ class Thresholds:
     intermittent_cluster_ratio: float = setting(
         2.0,
         help=(
-            "the slowest of those new connections may pay at most this many times what the "
-            "least slow one pays: one tax paid again; load spikes on a busy machine vary "
-            "far more"
+            "a slow new connection counts as taxed when it paid within this factor of what the "
+            "slow ones typically (p50) paid, and those must be most of them: one tax paid "
+            "again; load spikes on a busy machine vary far more"
         ),
         why="rule of thumb: a timer or an inspection step costs about the same every time",
         cli=False,

@@ -44,3 +44,10 @@ def test_new_connections_no_slower_than_the_slowest_reused_one_are_not_taxed() -
     warm = [*WARM[:-1], rec(40.0)]  # one reused request as slow as the "taxed" ones
     cold = _cold([35.0, 1.2, 1.1, 36.0, 1.3, 1.2, 34.0, 1.1])
     assert intermittent_setup(coldwarm(cold, warm), T) is None
+
+
+def test_a_load_spike_among_the_taxed_connections_does_not_hide_the_tax() -> None:
+    cold = _cold([301.0, 1.2, 1.1, 300.5, 1.3, 95.0, 302.0, 1.1])
+    found = intermittent_setup(coldwarm(cold, WARM), T)
+    assert found is not None and len(found.taxed) == 3
+    assert found.extra_ms == pytest.approx(300.0, abs=2)

@@ -46,12 +46,22 @@ def intermittent_setup(cw: ColdWarm, t: Thresholds) -> Intermittent | None:
     base = median(warm)
     margin = max(t.setup_tax_ms, t.intermittent_spread_factor * iqr_ms(warm, 0.0))
     cut = max(max(warm), base + margin)
-    taxed = [r for r in cw.cold if _before_body_ms(r) > cut]
-    if len(taxed) < t.intermittent_min_connections:
+    slow = [r for r in cw.cold if _before_body_ms(r) > cut]
+    if not slow:
         return None
-    extras = sorted(_before_body_ms(r) - base for r in taxed)
-    if extras[-1] > t.intermittent_cluster_ratio * extras[0]:
+    # The tax is what most of the slow ones paid, give or take the cluster ratio; a load
+    # spike among them (far more or far less) is left out, not allowed to hide the pattern.
+    typical = median([_before_body_ms(r) - base for r in slow])
+    taxed = [
+        r
+        for r in slow
+        if typical / t.intermittent_cluster_ratio
+        <= _before_body_ms(r) - base
+        <= typical * t.intermittent_cluster_ratio
+    ]
+    if len(taxed) < t.intermittent_min_connections or len(taxed) * 2 < len(slow):
         return None
+    extras = [_before_body_ms(r) - base for r in taxed]
     return Intermittent(
         taxed=tuple(taxed),
         connections=len(cw.cold),
