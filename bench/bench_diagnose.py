@@ -625,7 +625,7 @@ def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int) -> Built:
         )
         return Built(
             _url(app, "/db/recycle/?n=1"),
-            {"db-connect-per-request": "db"},
+            {"db-connect-slow": "db"},
             proxy=inj,
             db_port=inj.address[1],
         )

@@ -126,6 +126,18 @@ def db_connect_slow(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> Fi
             or (f.id == "connection-setup-tax" and Figure("phase", APP_PHASE) in f.evidence)
         )
     ]
+    # Steady-state requests that still connect, when fewer than "per request": the
+    # connections are made again and again, not kept.
+    steady = [r for r in steady_records(ev) if r.server_timing]
+    again = share([metric_ms(r, "dbconn") is not None for r in steady])
+    recycled = bool(steady) and 0 < again < t.db_per_request_share
+    if recycled and not covered:
+        fix.insert(
+            0,
+            "Keep connections longer: CONN_MAX_AGE = None (or longer than the gaps between "
+            "requests) with CONN_HEALTH_CHECKS = True; a pool's max_lifetime in minutes, not "
+            "seconds; no database or proxy setting that closes idle sessions early.",
+        )
     affects: Affects = "every new database connection"
     if any(f.id == "db-connect-per-request" for f in covered):
         affects = "every request"
@@ -144,10 +156,17 @@ def db_connect_slow(ev: Evidence, t: Thresholds, found: Sequence[Finding]) -> Fi
             figure("app_dbconn_per_connect_ms", app_side),
             figure("direct_connect_ms", direct),
             figure("direct_connect_gssencmode_disable_ms", gss_off),
+            Figure("steady_requests_with_connect_share", round(again, 3) if steady else None),
         ],
         fix,
         f"A database connect takes {worst:.0f} ms (local PostgreSQL: 5-12 ms)."
         + (" Disabling GSS encryption saves most of it." if gss else "")
+        + (
+            f" {again:.0%} of steady-state requests still opened one: the app's database "
+            "connections are not kept, each is made again after a while and a request pays it."
+            if recycled and not covered
+            else ""
+        )
         + (f" The cost is counted in {covered[0].id}." if covered else ""),
         # Where another finding already carries these connects' cost, this one explains it.
         severity="info" if covered else None,

@@ -40,6 +40,7 @@ def worker_warmup(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding 
         return None
     steady = steady_records(ev)
     timed = has_timing(wu.sequence) and has_timing(cw.warm)
+    connect_mode = False
     early = list(wu.sequence) + (list(wu.burst) if timed else [])
     if timed:
         steady_app = [r.app_ms() or 0.0 for r in steady]
@@ -103,7 +104,10 @@ def worker_warmup(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding 
                 else:
                     slow_ones.append(r)
             seen.add(name)
-        if later > t.warmup_noise_share * len(slow_ones):
+        # A database connect on a worker that had already connected is no noise: its
+        # connection was not kept (a short CONN_MAX_AGE, a pool's recycling, the database
+        # closing idle sessions), so the first connects were not warm-up either.
+        if later > t.warmup_noise_share * len(slow_ones) or (connect_mode and later):
             return None
         workers = len({metric_desc(r, "thread") for r in slow_ones})
     else:
