@@ -25,7 +25,8 @@ Run on demand (never in CI), loopback only::
    response end, and the rendering after it. A third version, ``serve --demo --server
    granian`` (HTTP/1.1, no TLS; ``--no-control`` leaves it out), is the control: HTTP/2
    against it compares protocols on one server, it against waitress servers on one
-   protocol.
+   protocol. ``--twin`` adds a second, identical ``serve --demo``: how far apart two equal
+   versions measure on this machine at this load.
    (``ignore_https_errors`` instead costs a second connection: Chromium retries the
    errored first one.)
 2. **The JSON endpoint warm.** ``/api/items/`` of the reference app (SQLite) through
@@ -154,10 +155,11 @@ def _page(
     return cold, reload, after - before, setup_ms(cold, run.loads)
 
 
-H1, H2, GRANIAN_H1 = (
+H1, H2, GRANIAN_H1, TWIN = (
     "HTTP/1.1 (serve)",
     "HTTP/2 (serve --https)",
     "HTTP/1.1 on granian (serve --server granian)",
+    "HTTP/1.1 (serve), a second copy",
 )
 
 
@@ -172,7 +174,7 @@ def _reload_phases(s: PageSamples, reload: PageLoad) -> None:
 
 
 def bench_page(
-    rounds: int, tax_ms: float, data_dir: Path, control: bool = True
+    rounds: int, tax_ms: float, data_dir: Path, control: bool = True, twin: bool = False
 ) -> dict[str, PageSamples]:
     # The control: serve's HTTP/1.1 on granian, the server --https runs, without TLS and
     # HTTP/2: HTTP/2 against it compares protocols on one server, waitress against it
@@ -180,6 +182,8 @@ def bench_page(
     versions = {H1: ["--demo"], H2: ["--demo", "--https"]}
     if control:
         versions[GRANIAN_H1] = ["--demo", "--server", "granian"]
+    if twin:  # the same server twice: how far apart two identical versions measure
+        versions[TWIN] = ["--demo"]
     dirs = {name: data_dir / f"page-{i}" for i, name in enumerate(versions)}
     servers = {name: _serve(args, dirs[name]) for name, args in versions.items()}
     taxes = {name: TaxChild(p.port, tax_ms / 1000) for name, p in servers.items()}
@@ -335,7 +339,9 @@ def main() -> None:
     load_before = _loadavg()
     with tempfile.TemporaryDirectory(prefix="lagscope-bench-https-") as tmp:
         data_dir = Path(tmp)
-        page = bench_page(args.rounds, args.tax_ms, data_dir, control=not args.no_control)
+        page = bench_page(
+            args.rounds, args.tax_ms, data_dir, control=not args.no_control, twin=args.twin
+        )
         load_after_page = _loadavg()
         json_ep = None if args.page_only else bench_json(args.json_rounds, data_dir)
     h1, h2 = page[H1], page[H2]
@@ -343,6 +349,7 @@ def main() -> None:
     print("## HTTPS with HTTP/2: a page with assets behind a per-connection tax\n")
     flags = " --page-only" if args.page_only else f" --json-rounds {args.json_rounds}"
     flags += " --no-control" if args.no_control else ""
+    flags += " --twin" if args.twin else ""
     print(
         f"Command: `uv run --all-extras python bench/bench_https.py --rounds {args.rounds}"
         f"{flags} --tax-ms {tax:g}`  "
@@ -404,6 +411,11 @@ def main() -> None:
         print(
             "- Same protocol, granian / waitress: HTTP/1.1 reload, per round: "
             f"{_ratios(g1.reload_ms, h1.reload_ms)}"
+        )
+    if TWIN in page:
+        print(
+            "- Two identical versions, the second copy / serve: reload, per round: "
+            f"{_ratios(page[TWIN].reload_ms, h1.reload_ms)}"
         )
     print()
     print(
