@@ -335,6 +335,11 @@ def main() -> None:
         "--page-only", action="store_true", help="the page part only (no JSON endpoint)"
     )
     parser.add_argument("--no-control", action="store_true", help="no HTTP/1.1-on-granian page row")
+    parser.add_argument(
+        "--twin",
+        action="store_true",
+        help="a second, identical serve --demo row: the spread of two equal versions",
+    )
     args = parser.parse_args()
     load_before = _loadavg()
     with tempfile.TemporaryDirectory(prefix="lagscope-bench-https-") as tmp:
