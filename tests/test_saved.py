@@ -449,6 +449,36 @@ def test_tiny_numbers_and_impossible_server_timing_load_as_in_a_live_run(
     assert old.series == report.series
 
 
+@pytest.mark.parametrize("impossible", [None, 1e6, -0.5])
+def test_an_impossible_dur_beside_metrics_without_one_is_dropped_from_its_request_only(
+    saved2: dict[str, Any], impossible: float | None
+) -> None:
+    """The whole-column test finds an impossible dur among metrics that carry none and
+    sends the file through the live run's rule; a file without one loads as saved."""
+    data = copy.deepcopy(saved2)
+    table = data["series"][0]["requests"]
+    durs = table["columns"]["server_timing_dur_ms"]
+    assert table["count"] == len(durs) == 2 and table["values"]["server_timing"] == [
+        [{"name": "total", "desc": None, "params": {}}]
+    ]
+    table["values"]["server_timing"][0].append({"name": "thread", "desc": "w-0", "params": {}})
+    table["columns"]["server_timing_dur_ms"] = [durs[0], None, impossible or durs[1], None]
+    report = load_json(json.dumps(data))
+    first, second = report.series[0].requests
+    assert [(m.name, m.dur_ms) for m in first.server_timing] == [
+        ("total", durs[0]),
+        ("thread", None),
+    ]
+    assert first.dropped_server_timing == ()
+    if impossible is None:
+        assert [m.dur_ms for m in second.server_timing] == [durs[1], None]
+        assert second.dropped_server_timing == ()
+    else:
+        assert [m.name for m in second.server_timing] == ["thread"]
+        assert [m.dur_ms for m in second.dropped_server_timing] == [impossible]
+    assert load_json(json.dumps(as_v1(data))).series == report.series  # the per-request rule
+
+
 def test_a_lone_surrogate_in_a_distinct_value_is_bad_input(saved2: dict[str, Any]) -> None:
     data = copy.deepcopy(saved2)
     data["series"][0]["requests"]["values"]["response_headers"][0].append(["x", "SURROGATE"])

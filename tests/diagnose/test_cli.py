@@ -66,6 +66,33 @@ def test_a_ghost_exits_1_and_the_saved_report_renders_the_same(tmp_path: Path) -
     assert loaded.output == result.output
 
 
+def test_a_saved_report_with_huge_numbers_is_one_line_exit_2_naming_the_column(
+    tmp_path: Path,
+) -> None:
+    """A hand-edited report/2 file with overflowing values in its request columns (every
+    request's wait_ms and total_ms at 1.7e308), or a 400-digit duration: ``diagnose --load``
+    and ``report`` refuse it at load, in one line naming where, never an OverflowError."""
+    out = tmp_path / "report.json"
+    with waitress_server(hello) as (host, port):
+        assert invoke(f"http://{host}:{port}/", "--quick", "-o", str(out)).exit_code == 0
+    data = json.loads(out.read_text())
+    columns = data["requests"]["columns"]
+    columns["total_ms"] = columns["wait_ms"] = [1.7e308] * data["requests"]["count"]
+    floats = tmp_path / "bigfloat.json"
+    floats.write_text(json.dumps(data))
+    bigint = tmp_path / "bigint.json"
+    bigint.write_text(json.dumps({**json.loads(out.read_text()), "duration_ms": 10**400}))
+    for path, where in ((floats, "$.requests.columns.wait_ms[0]"), (bigint, "$.duration_ms")):
+        for result in (
+            invoke("--load", str(path)),
+            CliRunner().invoke(main, ["report", str(path), "-o", str(tmp_path / "x.html")]),
+        ):
+            assert result.exit_code == 2, result.output
+            assert result.output.count("\n") == 1, result.output
+            assert f"load: {path}: {where}: " in result.output
+            assert "out of range" in result.output and "Traceback" not in result.output
+
+
 @pytest.mark.parametrize(
     ("handler", "code"),
     [(badservers.not_http, 7), (badservers.silent, 5), (badservers.close_without_reply, 7)],

@@ -11,10 +11,12 @@ files (one object per request) still load.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, fields
-from itertools import chain
-from typing import Any, Literal
+from itertools import chain, compress, islice, repeat
+from operator import add, gt, is_not
+from typing import Any, Literal, TypeVar
 
 from lagscope.instrument.servertiming import Metric, believable
 from lagscope.probe.stats import Comparison, Summary
@@ -53,6 +55,7 @@ SCHEMAS = ("lagscope.probe/1", SCHEMA)
 PHASES = ("resolve", "connect", "tls", "send", "wait", "receive", "total")
 
 Headers = tuple[tuple[str, str], ...]
+T = TypeVar("T")
 
 
 # How the target's addresses were found, as the report says it.
@@ -263,6 +266,9 @@ _RECORD_OPTIONAL = frozenset(
 )
 # Computed once: dataclasses.fields() per record was a third of loading a big file.
 _RECORD_REQUIRED = tuple(f.name for f in fields(RequestRecord) if f.name not in _RECORD_OPTIONAL)
+# Every field, in the order the class declares them (a record's __dict__ holds that order).
+_RECORD_FIELDS = tuple(f.name for f in fields(RequestRecord))
+_METRIC_FIELDS = tuple(f.name for f in fields(Metric))
 
 
 def record_from_dict(d: dict[str, Any]) -> RequestRecord:
@@ -477,101 +483,129 @@ def _checked_codes(columns: dict[str, Any], values: list[list[Any]]) -> None:
             )
 
 
+def _values_of(values: list[Any], codes: list[int]) -> Iterable[Any]:
+    """A coded column's value for each request (its codes checked to be in range)."""
+    if len(values) == 1:  # most columns of a run: one value, all codes 0
+        return repeat(values[0], len(codes))
+    return map(values.__getitem__, codes)
+
+
+def _made(cls: type[T], dicts: Iterable[dict[str, Any]], n: int) -> list[T]:
+    """``n`` instances of the frozen dataclass ``cls``, each given the next of ``dicts``
+    (its fields' values by name, in the order the class declares them) as its __dict__.
+
+    Why not ``cls(...)``: a frozen dataclass's __init__ sets each field through
+    object.__setattr__ (23 calls per record: 0.8 s per 100 000 records); giving the new
+    instance its __dict__ makes the same object (same fields, equality, hash and repr) in a
+    fraction of that."""
+    made = list(map(object.__new__, repeat(cls, n)))
+    deque(map(object.__setattr__, made, repeat("__dict__"), dicts), maxlen=0)
+    return made
+
+
+def _server_timing(
+    columns: dict[str, Any],
+    shapes: list[tuple[MetricShape, ...]],
+    widths: list[int],
+    dropped: list[Any],
+) -> tuple[Iterable[tuple[Metric, ...]], Iterable[tuple[Metric, ...]]]:
+    """Each request's kept and dropped Server-Timing metrics, in request order."""
+    durs = columns[_DURS]
+    # A metric without a dur is one shared object per distinct shape (most requests carry
+    # the same few); a metric with one is made for it.
+    bare = [tuple(Metric(n, None, d, p) for n, d, p in shape) for shape in shapes]
+    metrics = list(chain.from_iterable(map(bare.__getitem__, columns["server_timing"])))
+    present = list(map(is_not, durs, repeat(None)))
+    known = list(compress(durs, present))
+    timed = _made(
+        Metric,
+        [
+            {"name": m.name, "dur_ms": dur, "desc": m.desc, "params": m.params}
+            for m, dur in zip(compress(metrics, present), known, strict=True)
+        ],
+        len(known),
+    )
+    deque(map(metrics.__setitem__, compress(range(len(durs)), present), timed), maxlen=0)
+    kept = map(tuple, map(islice, repeat(iter(metrics)), widths))
+    gone = _values_of(dropped, columns["dropped_server_timing"])
+    exchanges = list(
+        map(add, map(add, columns["send_ms"], columns["wait_ms"]), columns["receive_ms"])
+    )
+    # Each dur against its request's exchange: a run drops impossible ones before it saves,
+    # so this finds nothing in a file lagscope wrote, and the rule (servertiming.believable)
+    # runs request by request only for a file made by hand or by another tool.
+    limits = compress(chain.from_iterable(map(repeat, exchanges, widths)), present)
+    if min(known, default=0.0) >= 0 and not any(map(gt, known, limits)):
+        return kept, gone
+    kept_each = list(kept)
+    gone_each = list(gone)
+    for i, metrics_of_one in enumerate(kept_each):
+        if metrics_of_one:
+            kept_each[i], more = believable(metrics_of_one, exchanges[i])
+            gone_each[i] = more + gone_each[i]
+    return kept_each, gone_each
+
+
 def records_from_table(table: dict[str, Any]) -> tuple[RequestRecord, ...]:
     """The records of a schema-valid table; a ValueError names what the schema cannot
     catch (a column of another length, a code outside its values, durations that do not
     match the metrics), in one line."""
-    count = table["count"]
+    requests = table["count"]
     columns = table["columns"]
     for name, column in columns.items():
-        if name != _DURS and len(column) != count:
-            raise _bad(f"columns.{name}", f"{len(column)} values for {count} requests")
-    decoded = [_decode(field, table["values"][field]) for field in TABLE_CODED]
-    _checked_codes(columns, decoded)
-    series, versions, addresses, attempts, shapes, dropped, responses, requests = decoded
-    durs = columns[_DURS]
-    wanted = sum(map(len, map(shapes.__getitem__, columns["server_timing"])))
-    if len(durs) != wanted:
-        raise _bad(f"columns.{_DURS}", f"{len(durs)} values for {wanted} metrics")
-
-    # Why not RequestRecord(...) and Metric(...): a frozen dataclass's __init__ sets each
-    # field through object.__setattr__ (23 calls per record: 0.8 s per 100 000 records);
-    # giving the new instance its __dict__ makes the same object (same fields, equality,
-    # hash and repr) in a fraction of that. A metric without a dur is made once per value.
-    new = object.__new__
-    put = object.__setattr__
-    bare = [tuple((n, d, p, Metric(n, None, d, p)) for n, d, p in shape) for shape in shapes]
-    metrics: list[Metric] = []  # every metric of every request, in the order of durs
-    for (name, desc, params, without), dur in zip(
-        chain.from_iterable(map(bare.__getitem__, columns["server_timing"])), durs, strict=True
-    ):
-        if dur is None:
-            metrics.append(without)
-        else:
-            m = new(Metric)
-            put(m, "__dict__", {"name": name, "dur_ms": dur, "desc": desc, "params": params})
-            metrics.append(m)
-    # Each request's longest dur, to hold against its exchange; a negative one (only in a
-    # file made by hand or by another tool) sends every request through the full rule.
-    known = [0.0 if d is None else d for d in durs]
-    negative = min(known, default=0.0) < 0
-    out: list[RequestRecord] = []
-    append = out.append
-    at = 0
-    for (
-        index, connection, reused, status, start, resolve, connect, tls, send, wait, receive,
-        total, head, body, keep, s, v, a, att, st, dr, rh, qh,
-    ) in zip(
-        *(columns[name] for name, _ in TABLE_PLAIN),
-        *(columns[field] for field in TABLE_CODED),
-        strict=True,
-    ):  # fmt: skip
-        gone = dropped[dr]
-        width = len(shapes[st])
-        if not width:
-            kept: tuple[Metric, ...] = ()
-        else:
-            end = at + width
-            kept = tuple(metrics[at:end])
-            exchange = send + wait + receive
-            if negative or max(known[at:end]) > exchange:
-                # The rule a live run applies (servertiming.believable), for a file made by
-                # hand or by another tool: a run drops these before it saves.
-                kept, more = believable(kept, exchange)
-                gone = more + gone
-            at = end
-        record = new(RequestRecord)
-        put(
-            record,
-            "__dict__",
-            {
-                "series": series[s],
-                "index": index,
-                "connection": connection,
-                "reused": reused,
-                "status": status,
-                "http_version": versions[v],
-                "start_ms": start,
-                "resolve_ms": resolve,
-                "connect_ms": connect,
-                "tls_ms": tls,
-                "send_ms": send,
-                "wait_ms": wait,
-                "receive_ms": receive,
-                "total_ms": total,
-                "body_bytes": body,
-                "keep_alive": keep,
-                "attempts": attempts[att],
-                "server_timing": kept,
-                "server_address": addresses[a],
-                "head_ms": head,
-                "response_headers": responses[rh],
-                "request_headers": requests[qh],
-                "dropped_server_timing": gone,
-            },
-        )
-        append(record)
-    return tuple(out)
+        if name != _DURS and len(column) != requests:
+            raise _bad(f"columns.{name}", f"{len(column)} values for {requests} requests")
+    decoded = {field: _decode(field, table["values"][field]) for field in TABLE_CODED}
+    _checked_codes(columns, list(decoded.values()))
+    shapes = decoded["server_timing"]
+    widths = list(map(list(map(len, shapes)).__getitem__, columns["server_timing"]))
+    wanted = sum(widths)
+    if len(columns[_DURS]) != wanted:
+        raise _bad(f"columns.{_DURS}", f"{len(columns[_DURS])} values for {wanted} metrics")
+    # The columns are joined by map, zip and islice, and the impossible-dur test runs over
+    # whole columns (_server_timing): no per-record slicing, max() or indexing.
+    by_field: dict[str, Iterable[Any]] = {name: columns[name] for name, _ in TABLE_PLAIN}
+    for field in TABLE_CODED:
+        by_field[field] = _values_of(decoded[field], columns[field])
+    by_field["server_timing"], by_field["dropped_server_timing"] = _server_timing(
+        columns, shapes, widths, decoded["dropped_server_timing"]
+    )
+    # A dict display per record, not dict(zip(_RECORD_FIELDS, row)): its keys are laid out
+    # at compile time and the dict made at its size (a fifth less time for 100 000).
+    dicts = [
+        {
+            "series": series,
+            "index": index,
+            "connection": connection,
+            "reused": reused,
+            "status": status,
+            "http_version": http_version,
+            "start_ms": start_ms,
+            "resolve_ms": resolve_ms,
+            "connect_ms": connect_ms,
+            "tls_ms": tls_ms,
+            "send_ms": send_ms,
+            "wait_ms": wait_ms,
+            "receive_ms": receive_ms,
+            "total_ms": total_ms,
+            "body_bytes": body_bytes,
+            "keep_alive": keep_alive,
+            "attempts": attempts,
+            "server_timing": server_timing,
+            "server_address": server_address,
+            "head_ms": head_ms,
+            "response_headers": response_headers,
+            "request_headers": request_headers,
+            "dropped_server_timing": dropped_server_timing,
+        }
+        for (
+            series, index, connection, reused, status, http_version, start_ms, resolve_ms,
+            connect_ms, tls_ms, send_ms, wait_ms, receive_ms, total_ms, body_bytes, keep_alive,
+            attempts, server_timing, server_address, head_ms, response_headers, request_headers,
+            dropped_server_timing,
+        ) in zip(*(by_field[name] for name in _RECORD_FIELDS), strict=True)
+    ]  # fmt: skip
+    return tuple(_made(RequestRecord, dicts, requests))
 
 
 def to_dict(report: ProbeReport) -> dict[str, Any]:
