@@ -616,6 +616,12 @@ def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int) -> Built:
         port = stack.enter_context(badservers.serve(badservers.closes_on_errors()))
         inj = stack.enter_context(_taxed(("127.0.0.1", port), 60.0))
         return Built(_url(inj.address), {"connection-setup-tax": "tax"}, proxy=inj)
+    if name == "http10-tax":
+        # HTTP/1.0 responses with Connection: keep-alive (browsers and urllib3 reuse the
+        # connection), 100 ms tax on new connections.
+        port = stack.enter_context(badservers.serve(badservers.http10_keepalive))
+        inj = stack.enter_context(_taxed(("127.0.0.1", port), 100.0))
+        return Built(_url(inj.address), {"connection-setup-tax": "tax"}, proxy=inj)
     if name == "db-recycle":
         # Persistent database connections that live 1 s (CONN_MAX_AGE=1), 200 ms DB tax:
         # a connect every second per thread, whatever the HTTP connection.
@@ -778,6 +784,7 @@ SCENARIOS = [
     Scenario("nagle-tax", "headers and body in two writes, Nagle on, behind a 100 ms tax"),
     Scenario("dns-tax", "a name answered by DNS after 250 ms, 100 ms connection tax"),
     Scenario("errclose-tax", "Connection: close on error responses only, 60 ms tax"),
+    Scenario("http10-tax", "HTTP/1.0 responses with Connection: keep-alive, 100 ms tax"),
     Scenario("db-recycle", "CONN_MAX_AGE=1 (a DB connect every second), 200 ms DB tax", "postgres"),
 ]
 

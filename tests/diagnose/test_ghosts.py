@@ -234,3 +234,17 @@ def test_a_body_held_in_proportion_to_its_size_is_outside_the_app_in_the_transfe
     assert finding is not None and Figure("phase", TRANSFER_PHASE) in finding.evidence
     warm = report.budget("warm")
     assert warm is not None and warm.get("unexplained") <= max(5.0, 0.15 * warm.total_ms)
+
+
+# --- 9. HTTP/1.0 that keeps the connection -----------------------------------------------------
+
+
+def test_http10_responses_with_keep_alive_pay_a_tax_per_connection_not_per_request() -> None:
+    with (
+        badservers.serve(badservers.http10_keepalive) as port,
+        tax_proxy(("127.0.0.1", port), on_accept_s=0.06) as proxy,
+    ):
+        report = run(_url(proxy), quick=True)
+    check(report, {"connection-setup-tax": proxy.truth_ms()})
+    tax = report.finding("connection-setup-tax")
+    assert tax is not None and tax.affects == "first request per connection"

@@ -127,6 +127,16 @@ def test_server_refusing_keepalive_is_reported() -> None:
     assert any("refused keep-alive" in w for w in report.warnings)
 
 
+def test_http10_with_keep_alive_is_reused_as_browsers_reuse_it() -> None:
+    with badservers.serve(badservers.http10_keepalive) as port:
+        report = _probe(f"http://127.0.0.1:{port}/", cold=2, warm=4)
+    assert report.keep_alive.supported
+    warm = report.get_series("warm")
+    assert warm is not None and all(r.reused for r in warm.requests)
+    assert {r.http_version for r in warm.requests} == {"1.0"}
+    assert len({r.connection for r in warm.requests}) == 1
+
+
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     ca = trustme.CA()

@@ -405,3 +405,20 @@ def closes_on_errors(page: str = "/") -> Handler:
                 return
 
     return handler
+
+
+async def http10_keepalive(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st: ConnState
+) -> None:
+    """Answers ``HTTP/1.0`` with ``Connection: keep-alive`` and a Content-Length, and keeps
+    the connection for the next request, as browsers and urllib3 expect (written raw: h11
+    speaks only HTTP/1.1)."""
+    while await read_request(reader, st) is not None:
+        body = b"ok"
+        writer.write(
+            b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nConnection: keep-alive\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        await writer.drain()
+        if not finish_cycle_raw(st):
+            return

@@ -114,6 +114,35 @@ class RunDeadline(Exception):
 # start-up (its generated methods are compiled one by one).
 
 
+# The largest response head the probe reads (h11's limit on an incomplete event).
+_MAX_HEAD_BYTES = 64 * 1024
+
+
+def _new_h11() -> h11.Connection:
+    return h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD_BYTES)
+
+
+def _http10_keep_alive(
+    state: h11.Connection, response: h11.Response, headers: tuple[tuple[str, str], ...]
+) -> bool:
+    """An HTTP/1.0 response that asked to keep the connection (``Connection: keep-alive``)
+    and ended by its Content-Length, with nothing after it: reusable, as browsers reuse it."""
+    if response.http_version != b"1.0" or state.their_state is h11.ERROR:
+        return False
+    tokens = {t.strip() for k, v in headers if k == "connection" for t in v.lower().split(",")}
+    sized = any(k == "content-length" for k, _ in headers)
+    return (
+        "keep-alive" in tokens
+        and "close" not in tokens
+        and sized
+        and state.trailing_data
+        == (
+            b"",
+            False,
+        )
+    )
+
+
 class Connection:
     """One open TCP (or TLS) connection and what opening it cost."""
 
@@ -510,7 +539,7 @@ class Client:
         self.state.connections += 1
         return Connection(
             stream=stream,
-            h11=h11.Connection(h11.CLIENT, max_incomplete_event_size=64 * 1024),
+            h11=_new_h11(),
             index=index,
             resolve_ms=None if self.state.resolve_source == "pinned" else _ms(start, resolved),
             connect_ms=_ms(resolved, connected),
@@ -763,6 +792,11 @@ class Client:
         reason: str | None = None
         if keep:
             conn.h11.start_next_cycle()
+        elif _http10_keep_alive(conn.h11, response, headers):
+            # h11 closes after any HTTP/1.0 response; browsers, urllib3 and http.client keep
+            # one that says keep-alive and has a length, so the probe does as they do.
+            conn.h11 = _new_h11()
+            keep = True
         else:
             connection = ",".join(v for k, v in headers if k == "connection").lower()
             if "close" in connection:
