@@ -70,6 +70,10 @@ def test_advice_lines() -> None:
         "lagscope serve: a plain http:// request reached this TLS-only port from "
         "127.0.0.1:5; it got a TLS alert, not HTTP: open https://127.0.0.1:8443/ instead"
     )
+    anywhere = advice_line(HandshakeFailure("plain-http", ""), "https://0.0.0.0:8443", (), 0)
+    assert anywhere.endswith("open the same address over https:// (port 8443) instead")
+    v6 = advice_line(HandshakeFailure("plain-http", ""), "https://[::]:8443", (), 0)
+    assert v6.endswith("open the same address over https:// (port 8443) instead")
     held = advice_line(HandshakeFailure("plain-http", "127.0.0.1:5"), URL, NAMES, 3)
     assert "from 127.0.0.1:5 (3 more since the last such line);" in held
     untrusted = HandshakeFailure("untrusted", "127.0.0.1:6", "UnknownCA")

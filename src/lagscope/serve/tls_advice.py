@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
+from urllib.parse import urlsplit
 
 from lagscope.console import printable
 
@@ -52,6 +53,7 @@ WINDOW_S = 10.0
 
 Kind = Literal["plain-http", "untrusted"]
 
+_ANY_ADDRESS = frozenset({"0.0.0.0", "::"})  # serve --host 0.0.0.0: every address of ours
 _PEER = re.compile(r"peer_addr: ([^\s{},]+)")
 _ALERT = re.compile(r"AlertReceived\((UnknownCA|CertificateUnknown|BadCertificate)\)")
 
@@ -86,9 +88,15 @@ def advice_line(
     source = f" from {failure.peer}" if failure.peer else ""
     more = f" ({held} more since the last such line)" if held else ""
     if failure.kind == "plain-http":
+        parts = urlsplit(url)
+        where = (
+            f"the same address over https:// (port {parts.port})"
+            if parts.hostname in _ANY_ADDRESS  # the client's address for us is unknown here
+            else f"{url}/"
+        )
         return (
             f"lagscope serve: a plain http:// request reached this TLS-only port{source}"
-            f"{more}; it got a TLS alert, not HTTP: open {url}/ instead"
+            f"{more}; it got a TLS alert, not HTTP: open {where} instead"
         )
     fix = (
         "a browser trusts lagscope's local CA once `lagscope cert install` has run "
