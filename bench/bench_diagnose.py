@@ -616,6 +616,20 @@ def build_stack(name: str, stack: contextlib.ExitStack, pg_port: int) -> Built:
         port = stack.enter_context(badservers.serve(badservers.closes_on_errors()))
         inj = stack.enter_context(_taxed(("127.0.0.1", port), 60.0))
         return Built(_url(inj.address), {"connection-setup-tax": "tax"}, proxy=inj)
+    if name == "sometimes-closer":
+        # A server that closes every connection, no Server-Timing, and 300 ms on one new
+        # connection in three: keep-alive would save 100 ms per request on average.
+        port = stack.enter_context(badservers.serve(badservers.refuses_keepalive))
+        proxy = stack.enter_context(
+            ghosts.tax_proxy(
+                ("127.0.0.1", port), accept_delay_s=lambda n: 0.3 if n % 3 == 0 else 0.0
+            )
+        )
+        return Built(
+            _url(proxy),
+            {"connection-setup-tax": "applied", "keepalive-refused": 100.0},
+            ghost=proxy,
+        )
     if name == "http10-tax":
         # HTTP/1.0 responses with Connection: keep-alive (browsers and urllib3 reuse the
         # connection), 100 ms tax on new connections.
@@ -785,6 +799,10 @@ SCENARIOS = [
     Scenario("dns-tax", "a name answered by DNS after 250 ms, 100 ms connection tax"),
     Scenario("errclose-tax", "Connection: close on error responses only, 60 ms tax"),
     Scenario("http10-tax", "HTTP/1.0 responses with Connection: keep-alive, 100 ms tax"),
+    Scenario(
+        "sometimes-closer",
+        "server closing every connection, no Server-Timing, 300 ms tax on one in three",
+    ),
     Scenario("db-recycle", "CONN_MAX_AGE=1 (a DB connect every second), 200 ms DB tax", "postgres"),
 ]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from lagscope.diagnose.model import Figure
@@ -51,3 +53,28 @@ def test_a_load_spike_among_the_taxed_connections_does_not_hide_the_tax() -> Non
     found = intermittent_setup(coldwarm(cold, WARM), T)
     assert found is not None and len(found.taxed) == 3
     assert found.extra_ms == pytest.approx(300.0, abs=2)
+
+
+def _closed(totals: list[float], series: str) -> list[RequestRecord]:
+    return [
+        replace(rec(v, reused=False, series=series, connect=0.05), keep_alive=False) for v in totals
+    ]
+
+
+def test_a_server_closing_every_connection_with_one_in_three_taxed_is_named() -> None:
+    cold = _closed([301.0, 1.2, 1.1, 300.5, 1.3, 1.2, 302.0, 1.1], "cold")
+    warm = _closed([1.0, 300.8, 1.1, 1.2, 301.5, 1.0, 1.3, 300.2, 1.1, 1.2], "warm")
+    evidence = ev(coldwarm=coldwarm(cold, warm, keep=False))
+    findings = {f.id: f for f in evaluate(evidence, T)}
+    assert set(findings) == {"connection-setup-tax", "keepalive-refused"}
+    tax = findings["connection-setup-tax"]
+    assert tax.cost_ms == pytest.approx(300.0, abs=2)
+    assert "6 of 18 new connections" in tax.detail
+    # What keep-alive would save: the tax on average, per request.
+    assert findings["keepalive-refused"].cost_ms == pytest.approx(100.0, abs=3)
+
+
+def test_two_alike_spikes_among_closed_connections_are_not_enough() -> None:
+    cold = _closed([31.0, 1.2, 1.1, 1.3, 1.2, 1.2, 1.4, 1.1], "cold")
+    warm = _closed([1.0, 1.1, 1.1, 1.2, 29.5, 1.0, 1.3, 1.2, 1.1, 1.2], "warm")
+    assert "connection-setup-tax" not in ids(ev(coldwarm=coldwarm(cold, warm, keep=False)))

@@ -24,7 +24,11 @@ from lagscope.diagnose.rules.common import (
     quartiles_apart,
     totals,
 )
-from lagscope.diagnose.rules.intermittent import describe, intermittent_setup
+from lagscope.diagnose.rules.intermittent import (
+    describe,
+    intermittent_refused,
+    intermittent_setup,
+)
 from lagscope.diagnose.thresholds import Thresholds
 from lagscope.probe.model import RequestRecord
 from lagscope.probe.stats import compare
@@ -199,7 +203,7 @@ def connection_setup_tax(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> F
     # it, the experiments on fresh connections separate it (or nothing does).
     refused = refused_tax(ev, t)
     if refused is None:
-        return None
+        return _intermittent_tax(ev, t, cw)
     cost, how, evidence = refused
     return make_finding(
         ev,
@@ -217,9 +221,10 @@ def connection_setup_tax(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> F
 
 def _intermittent_tax(ev: Evidence, t: Thresholds, cw: ColdWarm) -> Finding | None:
     """Only some new connections pay: the typical one's median misses them."""
-    found = intermittent_setup(cw, t)
+    found = intermittent_setup(cw, t) if cw.keep_alive else intermittent_refused(cw, t)
     if found is None:
         return None
+    than = "a reused one" if cw.keep_alive else "most (the server closes every connection)"
     phases = setup_phases(replace(cw, cold=found.taxed))
     where, where_ms = max(phases, key=lambda p: p[1])
     return make_finding(
@@ -240,7 +245,7 @@ def _intermittent_tax(ev: Evidence, t: Thresholds, cw: ColdWarm) -> Finding | No
             *browser_figures(ev),
         ],
         _TAX_FIX,
-        f"{describe(found)}, most of it in {where} ({where_ms:.0f} ms): {_WHY[where]}. "
+        f"{describe(found, than)}, most of it in {where} ({where_ms:.0f} ms): {_WHY[where]}. "
         "The typical new connection pays nothing, so a page load pays it when one of its "
         "connections is picked: security software that inspects some connections (or every "
         "k-th one) has this signature.",
@@ -317,8 +322,13 @@ def keepalive_refused(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Find
     outside = summary_of(outside_app_ms(r) for r in records)
     # What keep-alive would save: the connect, and the tax a new connection pays.
     tax = refused_tax(ev, t)
+    some = intermittent_refused(cw, t) if tax is None else None
     cost = (connect.p50_ms if connect else 0.0) + (
-        max(0.0, tax[0] - t.proxy_floor_ms) if tax is not None else 0.0
+        max(0.0, tax[0] - t.proxy_floor_ms)
+        if tax is not None
+        else some.mean_extra_ms
+        if some is not None
+        else 0.0
     )
     reason = cw.keep_alive_reason or "it closed the connection"
     fix = [

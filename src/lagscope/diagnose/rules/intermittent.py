@@ -10,6 +10,7 @@ give or take a factor of ``intermittent_cluster_ratio`` (load spikes vary far mo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lagscope.diagnose.evidence import ColdWarm
@@ -17,7 +18,7 @@ from lagscope.diagnose.rules.common import iqr_ms, median
 from lagscope.diagnose.thresholds import Thresholds
 from lagscope.probe.model import RequestRecord
 
-__all__ = ["Intermittent", "describe", "intermittent_setup"]
+__all__ = ["Intermittent", "describe", "intermittent_refused", "intermittent_setup"]
 
 
 @dataclass(frozen=True)
@@ -39,14 +40,39 @@ def _before_body_ms(r: RequestRecord) -> float:
 
 
 def intermittent_setup(cw: ColdWarm, t: Thresholds) -> Intermittent | None:
-    """The slow minority of ``cw.cold`` (keep-alive only), or None when there is none."""
+    """The slow minority of ``cw.cold`` against the reused connections (keep-alive), or None
+    when there is none."""
     if not cw.keep_alive or len(cw.warm) < t.min_warm_requests or not cw.cold:
         return None
     warm = [_before_body_ms(r) for r in cw.warm]
     base = median(warm)
     margin = max(t.setup_tax_ms, t.intermittent_spread_factor * iqr_ms(warm, 0.0))
+    # Slower than every reused connection: the slowness is tied to new connections.
     cut = max(max(warm), base + margin)
-    slow = [r for r in cw.cold if _before_body_ms(r) > cut]
+    return _slow_minority(cw.cold, base, cut, t, t.intermittent_min_connections)
+
+
+def intermittent_refused(cw: ColdWarm, t: Thresholds) -> Intermittent | None:
+    """A server that closes every connection: each request is a new connection, and a slow
+    minority of them pays what the majority does not (compared with the majority, there is
+    no reused connection). With the app's Server-Timing, only time outside the app counts."""
+    records = cw.cold + cw.warm
+    if cw.keep_alive or len(records) < t.min_warm_requests:
+        return None
+    values = [_before_body_ms(r) for r in records]
+    base = median(values)  # the majority's, while the slow ones are fewer than half
+    fast = [v for v in values if v <= base + t.setup_tax_ms]
+    cut = base + max(t.setup_tax_ms, t.intermittent_spread_factor * iqr_ms(fast, 0.0))
+    if 2 * sum(v > cut for v in values) >= len(values):
+        return None  # not a minority: the median is no baseline (refused_tax prices it)
+    # No reused connection vouches for the pattern: twice the evidence.
+    return _slow_minority(records, base, cut, t, 2 * t.intermittent_min_connections)
+
+
+def _slow_minority(
+    records: Sequence[RequestRecord], base: float, cut: float, t: Thresholds, least: int
+) -> Intermittent | None:
+    slow = [r for r in records if _before_body_ms(r) > cut]
     if not slow:
         return None
     # The tax is what most of the slow ones paid, give or take the cluster ratio; a load
@@ -59,21 +85,21 @@ def intermittent_setup(cw: ColdWarm, t: Thresholds) -> Intermittent | None:
         <= _before_body_ms(r) - base
         <= typical * t.intermittent_cluster_ratio
     ]
-    if len(taxed) < t.intermittent_min_connections or len(taxed) * 2 < len(slow):
+    if len(taxed) < least or len(taxed) * 2 < len(slow):
         return None
     extras = [_before_body_ms(r) - base for r in taxed]
     return Intermittent(
         taxed=tuple(taxed),
-        connections=len(cw.cold),
+        connections=len(records),
         extra_ms=median(extras),
-        mean_extra_ms=sum(extras) / len(cw.cold),
+        mean_extra_ms=sum(extras) / len(records),
     )
 
 
-def describe(found: Intermittent) -> str:
-    """What was seen, for a finding's detail."""
+def describe(found: Intermittent, than: str) -> str:
+    """What was seen, for a finding's detail; ``than``: what they were compared with."""
     return (
         f"{len(found.taxed)} of {found.connections} new connections paid {found.extra_ms:.0f} ms "
-        f"(p50) more than a reused one, the others nothing: {found.mean_extra_ms:.0f} ms per "
-        "new connection on average"
+        f"(p50) more than {than}, the others nothing: {found.mean_extra_ms:.0f} ms per new "
+        "connection on average"
     )
