@@ -50,3 +50,15 @@ def test_a_worker_that_connects_again_later_was_not_warming_up() -> None:
     slow = found["db-connect-slow"]
     assert slow.severity == "critical" and slow.affects == "every new database connection"
     assert "not kept" in slow.detail and slow.fix[0].startswith("Keep connections longer")
+
+
+def test_first_requests_slow_only_in_the_clients_own_phases_are_not_warm_up() -> None:
+    # Without Server-Timing: the first two took 40 ms, all of it before the request left
+    # (an address that timed out, a loaded client), none in the server's time to first byte.
+    early = [rec(40.0, reused=False, wait=0.25, series="sequence") for _ in range(2)]
+    early += [rec(0.3, reused=False, series="sequence") for _ in range(6)]
+    evidence = ev(coldwarm=healthy_cw(), warmup=Warmup(tuple(early), ()))
+    assert "worker-warmup" not in ids(evidence)
+    # The same 40 ms in the server's wait is warm-up.
+    slow = [rec(40.0, reused=False, series="sequence") for _ in range(2)] + early[2:]
+    assert "worker-warmup" in ids(ev(coldwarm=healthy_cw(), warmup=Warmup(tuple(slow), ())))

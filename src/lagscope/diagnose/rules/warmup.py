@@ -19,7 +19,6 @@ from lagscope.diagnose.rules.common import (
     make_finding,
     median,
     steady_records,
-    totals,
 )
 from lagscope.diagnose.thresholds import Thresholds
 from lagscope.probe.model import RequestRecord
@@ -72,13 +71,19 @@ def worker_warmup(ev: Evidence, t: Thresholds, _: Sequence[Finding]) -> Finding 
                 )
             return excess(r) >= floor
     else:
-        cold_base = median(totals(cw.cold)) if cw.cold else median(totals(cw.warm))
-        warm_base = median(totals(cw.warm))
-        spread = iqr_ms(totals(cw.warm), t.spread_floor_ms)
+        # The server's time to first byte, where a worker's warm-up shows: not the client's
+        # own phases (a name lookup, an address that timed out, a loaded client reading
+        # late), which vary with the client, not with the worker.
+        def waits(records: Sequence[RequestRecord]) -> list[float]:
+            return [r.wait_ms for r in records]
+
+        cold_base = median(waits(cw.cold)) if cw.cold else median(waits(cw.warm))
+        warm_base = median(waits(cw.warm))
+        spread = iqr_ms(waits(cw.warm), t.spread_floor_ms)
 
         def excess(r: RequestRecord) -> float:
             base = warm_base if r.reused else cold_base
-            return r.total_ms - base
+            return r.wait_ms - base
 
         def slow(r: RequestRecord) -> bool:
             base = warm_base if r.reused else cold_base
