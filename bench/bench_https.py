@@ -22,7 +22,9 @@ Run on demand (never in CI), loopback only::
    connections the browser opened (its own count, and the proxy's), protocol. The reload
    in phases, from the browser's own timing: the requests it sent (its files come from its
    cache), new connections, the document's server time (Server-Timing), the document's
-   response end, and the rendering after it. A third version, ``serve --demo --server
+   response end, the rendering after it, and the CPU the reload cost Chromium's processes
+   and the server (``/proc``, Linux; it does not grow while a process waits for a CPU, as
+   the wall time does on a busy machine). A third version, ``serve --demo --server
    granian`` (HTTP/1.1, no TLS; ``--no-control`` leaves it out), is the control: HTTP/2
    against it compares protocols on one server, it against waitress servers on one
    protocol. ``--twin`` adds a second, identical ``serve --demo``: how far apart two equal
@@ -51,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,6 +125,10 @@ class PageSamples:
     reload_server_ms: list[float] = field(default_factory=list)
     reload_doc_ms: list[float] = field(default_factory=list)
     reload_render_ms: list[float] = field(default_factory=list)
+    # CPU the reload cost, from just before it to the browser's report of it: Chromium's
+    # processes and the server's (10 ms ticks).
+    reload_browser_cpu_ms: list[float] = field(default_factory=list)
+    reload_server_cpu_ms: list[float] = field(default_factory=list)
     protocols: set[str] = field(default_factory=set)
     direct_cold_ms: list[float] = field(default_factory=list)  # no tax, for scale
     added_ms: list[float] = field(default_factory=list)  # cold - direct cold, same round
@@ -143,16 +150,72 @@ def _serve(args: list[str], data_dir: Path) -> ServeProcess:
     return proc
 
 
+def _cpu_ms(server_pid: int | None) -> tuple[float, float]:
+    """CPU time so far (user + system, ms) of this process's Chromium processes and of the
+    server's process tree, from /proc; NaN where there is none (Windows). CPU spent does
+    not grow while a process waits for a CPU, which the wall time of a load on a busy
+    machine does."""
+    tick = getattr(os, "sysconf", lambda name: 100)("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return float("nan"), float("nan")
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            stat = Path("/proc", name, "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(stat[1]), []).append(int(name))
+        cpu[int(name)] = (int(stat[11]) + int(stat[12])) * 1000 / tick
+
+    def tree(root: int) -> list[int]:
+        found, todo = [], [root]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo += children.get(pid, [])
+        return found
+
+    def is_chromium(pid: int) -> bool:
+        try:
+            return b"chromium" in Path("/proc", str(pid), "cmdline").read_bytes()
+        except OSError:
+            return False
+
+    browser = sum(cpu.get(p, 0.0) for p in tree(os.getpid()) if is_chromium(p))
+    server = sum(cpu.get(p, 0.0) for p in tree(server_pid)) if server_pid else float("nan")
+    return browser, server
+
+
 def _page(
-    session: BrowserSession, url: str, tax: TaxChild | None
-) -> tuple[PageLoad, PageLoad, int, Setup]:
+    session: BrowserSession, url: str, tax: TaxChild | None, server_pid: int | None = None
+) -> tuple[PageLoad, PageLoad, int, Setup, tuple[float, float]]:
+    """A cold load and its reload; the last item is the CPU the reload alone cost (ms),
+    Chromium's processes and the server's."""
+    marks: dict[str, tuple[float, float]] = {}
+
+    def mark(when: str) -> Callable[[str], None]:
+        def at(label: str) -> None:
+            if label == "reload":
+                marks[when] = _cpu_ms(server_pid)
+
+        return at
+
     before = tax.connections() if tax else 0
-    run = session.visit(url, reload=True)
+    run = session.visit(url, reload=True, before_load=mark("start"), after_load=mark("end"))
     after = tax.connections() if tax else 0
     cold, reload = run.load("cold"), run.load("reload")
     assert cold is not None and reload is not None
     assert all(r.status == 200 for r in cold.resources), [r.status for r in cold.resources]
-    return cold, reload, after - before, setup_ms(cold, run.loads)
+    spent = (
+        marks["end"][0] - marks["start"][0],
+        marks["end"][1] - marks["start"][1],
+    )
+    return cold, reload, after - before, setup_ms(cold, run.loads), spent
 
 
 H1, H2, GRANIAN_H1, TWIN = (
@@ -207,9 +270,14 @@ def bench_page(
                 for name in order:
                     scheme = "https" if "--https" in versions[name] else "http"
                     s = samples[name]
-                    cold, reload, opened, setup = _page(
-                        session, f"{scheme}://127.0.0.1:{taxes[name].port}{PAGE}", taxes[name]
+                    cold, reload, opened, setup, spent = _page(
+                        session,
+                        f"{scheme}://127.0.0.1:{taxes[name].port}{PAGE}",
+                        taxes[name],
+                        servers[name].pid,
                     )
+                    s.reload_browser_cpu_ms.append(spent[0])
+                    s.reload_server_cpu_ms.append(spent[1])
                     s.setup_ms.append(setup.added_ms)
                     s.rounds_of_setup.append(setup.rounds)
                     s.cold_ms.append(cold.load_ms)
@@ -219,7 +287,7 @@ def bench_page(
                     _reload_phases(s, reload)
                     s.proxy_new.append(opened)
                     s.protocols |= {r.protocol for r in cold.resources}
-                    direct, _, _, _ = _page(
+                    direct, _, _, _, _ = _page(
                         session, f"{scheme}://127.0.0.1:{servers[name].port}{PAGE}", None
                     )
                     s.direct_cold_ms.append(direct.load_ms)
@@ -431,16 +499,18 @@ def main() -> None:
     )
     print(
         "| version | requests sent | new connections | server ms | document done ms "
-        "[min-max] | rendering after it ms [min-max] | reload ms |"
+        "[min-max] | rendering after it ms [min-max] | reload ms | CPU per reload ms, "
+        "Chromium / server |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for name, s in page.items():
         print(
             f"| {name} | {sorted(set(s.reload_requests))} | {sorted(set(s.reload_new))} | "
             f"{_med(s.reload_server_ms):.1f} | {_med(s.reload_doc_ms):.1f} "
             f"[{min(s.reload_doc_ms):.0f}-{max(s.reload_doc_ms):.0f}] | "
             f"{_med(s.reload_render_ms):.0f} [{min(s.reload_render_ms):.0f}-"
-            f"{max(s.reload_render_ms):.0f}] | {_med(s.reload_ms):.0f} |"
+            f"{max(s.reload_render_ms):.0f}] | {_med(s.reload_ms):.0f} | "
+            f"{_med(s.reload_browser_cpu_ms):.0f} / {_med(s.reload_server_cpu_ms):.0f} |"
         )
     print(
         "\n- Document done, HTTP/2 / HTTP/1.1, per round: "
@@ -449,6 +519,16 @@ def main() -> None:
     print(
         "- Rendering after the document, HTTP/2 / HTTP/1.1, per round: "
         f"{_ratios(h2.reload_render_ms, h1.reload_render_ms)}"
+    )
+    cpu_h1 = _med(h1.reload_browser_cpu_ms)
+    twin_cpu = (
+        f"; the twin / serve {_med(page[TWIN].reload_browser_cpu_ms) / cpu_h1:.2f}"
+        if TWIN in page
+        else ""
+    )
+    print(
+        "- Chromium's CPU per reload, HTTP/2 / HTTP/1.1: median / median "
+        f"{_med(h2.reload_browser_cpu_ms) / cpu_h1:.2f}{twin_cpu}"
     )
     if json_ep is None:
         return

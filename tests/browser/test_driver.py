@@ -6,6 +6,7 @@ import logging
 import statistics
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -72,6 +73,28 @@ def test_cold_load_pays_two_taxes_over_the_connections_it_opened(
     assert run.idle_rule is not None and "inside" in run.idle_rule
     # The reloads opened nothing the browser did not count.
     assert site.stats()[0] == opened_before
+
+
+def test_load_hooks_bracket_each_load(browser: BrowserSession, site: TaxedSite) -> None:
+    """What a benchmark measures around one load alone: called with the load's label just
+    before it starts and once the browser has reported it."""
+    seen: list[tuple[str, str, float]] = []
+    run = browser.visit(
+        f"http://127.0.0.1:{site.port}/",
+        before_load=lambda label: seen.append(("before", label, time.perf_counter())),
+        after_load=lambda label: seen.append(("after", label, time.perf_counter())),
+    )
+    assert [(when, label) for when, label, _ in seen] == [
+        ("before", "cold"),
+        ("after", "cold"),
+        ("before", "reload"),
+        ("after", "reload"),
+    ]
+    for (_, label, start), (_, _, end) in zip(seen[::2], seen[1::2], strict=True):
+        load = run.load(label)
+        assert load is not None
+        # The whole load, navigation start to the load event's end, falls inside.
+        assert (end - start) * 1000 >= load.load_ms - 1.0, (label, load.load_ms)
 
 
 def test_refused_page_is_one_line_exit_4(browser: BrowserSession) -> None:

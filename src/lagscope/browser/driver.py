@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LAUNCH_ARGS",
     "BrowserSession",
+    "LoadHook",
     "check_ready",
     "find_installed",
     "load_page",
@@ -61,6 +62,10 @@ _READ_ENTRIES = """() => ({
 })"""
 
 Sleep = Callable[[float], None]
+# Called with a load's label ("cold", "reload", "idle reload") just before it starts and
+# once the browser has reported it: what a caller measures around one load alone (a
+# benchmark's CPU times), without the context's setup or the other loads.
+LoadHook = Callable[[str], None]
 
 _NO_EXTRA = (
     "the browser extra is not installed: pip install 'lagscope[browser]' (Playwright for "
@@ -265,9 +270,12 @@ class BrowserSession(ClosedOnExit):
         reload: bool = True,
         idle_s: float | None = None,
         ignore_https_errors: bool = False,
+        before_load: LoadHook | None = None,
+        after_load: LoadHook | None = None,
     ) -> BrowserRun:
         """A cold load in a fresh context, then a reload, then (``idle_s``) a reload after
-        sitting idle that long. Raises LagscopeError when the page does not load."""
+        sitting idle that long. Raises LagscopeError when the page does not load.
+        ``before_load`` and ``after_load`` are called around each load (LoadHook)."""
         from playwright.sync_api import Error
 
         if self._browser is None:
@@ -293,6 +301,8 @@ class BrowserSession(ClosedOnExit):
                 if idle is not None:
                     self.sleep(idle)
                 responses.clear()
+                if before_load is not None:
+                    before_load(label)
                 try:
                     if label == "cold":
                         page.goto(url, wait_until="load", timeout=self.timeout_s * 1000)
@@ -301,6 +311,8 @@ class BrowserSession(ClosedOnExit):
                     entries = page.evaluate(_READ_ENTRIES)
                 except Error as exc:
                     raise _load_error(url, exc, self.timeout_s) from None
+                if after_load is not None:
+                    after_load(label)
                 navigation = entries.get("navigation") or [{}]
                 load, seen = build_load(
                     label, navigation[0], entries.get("resources") or [], responses, seen, idle
