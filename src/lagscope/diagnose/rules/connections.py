@@ -231,7 +231,9 @@ def _intermittent_tax(ev: Evidence, t: Thresholds, cw: ColdWarm) -> Finding | No
         ev,
         t,
         "connection-setup-tax",
-        "Some new connections pay a setup tax; reused connections do not",
+        "Some new connections pay a setup tax; reused connections do not"
+        if cw.keep_alive
+        else "Some new connections pay a setup tax (the server does not keep connections)",
         found.extra_ms,
         "first request per connection",
         [
