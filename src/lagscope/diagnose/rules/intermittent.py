@@ -46,7 +46,7 @@ def intermittent_setup(cw: ColdWarm, t: Thresholds) -> Intermittent | None:
         return None
     warm = [_before_body_ms(r) for r in cw.warm]
     base = median(warm)
-    margin = max(t.setup_tax_ms, t.intermittent_spread_factor * iqr_ms(warm, 0.0))
+    margin = max(t.intermittent_tax_ms, t.intermittent_spread_factor * iqr_ms(warm, 0.0))
     # Slower than every reused connection: the slowness is tied to new connections.
     cut = max(max(warm), base + margin)
     return _slow_minority(cw.cold, base, cut, t, t.intermittent_min_connections)
@@ -62,7 +62,7 @@ def intermittent_refused(cw: ColdWarm, t: Thresholds) -> Intermittent | None:
     values = [_before_body_ms(r) for r in records]
     base = median(values)  # the majority's, while the slow ones are fewer than half
     fast = [v for v in values if v <= base + t.setup_tax_ms]
-    cut = base + max(t.setup_tax_ms, t.intermittent_spread_factor * iqr_ms(fast, 0.0))
+    cut = base + max(t.intermittent_tax_ms, t.intermittent_spread_factor * iqr_ms(fast, 0.0))
     if 2 * sum(v > cut for v in values) >= len(values):
         return None  # not a minority: the median is no baseline (refused_tax prices it)
     # No reused connection vouches for the pattern: twice the evidence.
