@@ -399,6 +399,29 @@ def test_granian_serves_the_same_app(demo: ServeProcess) -> None:
         assert client.connects == 1
 
 
+@pytest.mark.skipif(importlib.util.find_spec("granian") is None, reason="granian not installed")
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGHUP is POSIX")
+def test_granian_stops_on_sighup_as_on_sigterm(demo: ServeProcess) -> None:
+    """A closed terminal (SIGHUP) stops serve on granian too, workers and all: granian's
+    own meaning of SIGHUP, respawning its workers, kept it serving, and a respawn that a
+    stop then interrupted left a worker nobody stopped."""
+    env = _env(demo.data_dir)  # type: ignore[attr-defined]
+    with ServeProcess(
+        ["--demo", "--server", "granian", "--port", "0", "--shutdown-timeout", "1"], env=env
+    ) as proc:
+        if sys.platform != "win32":  # skipped there; mypy checks each platform's branch
+            proc.signal(signal.SIGHUP)
+        try:
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still serving 30 s after SIGHUP:\n{proc.output}")
+        assert code == 0, proc.output
+        assert "Respawning" not in proc.output
+        # Nothing listens any more (no worker outlived its master).
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", proc.port), timeout=5).close()
+
+
 def test_django_settings_mode_serves_the_same_project(demo: ServeProcess) -> None:
     env = _env(demo.data_dir)  # type: ignore[attr-defined]
     args = ["--django-settings", "lagscope.refapp.settings", "--port", "0", "--host", "127.0.0.1"]

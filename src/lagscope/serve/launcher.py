@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from lagscope.errors import ExitCode, LagscopeError
 from lagscope.netutil import free_port
@@ -233,7 +234,20 @@ def _run_granian(spec: AppSpec, config: ServeConfig, echo: Echo) -> int:
         "blocking threads"
     )
     tls_files = https_files(config, echo) if config.https else None
-    server = Granian(
+
+    # granian.Granian is whichever server class the interpreter gets (typed as a variable).
+    granian_server: Any = Granian
+
+    class _Server(granian_server):  # type: ignore[misc]
+        """granian, with SIGHUP (the terminal closed) a stop as SIGTERM is: granian's own
+        SIGHUP respawns the workers, so serve outlived its terminal, and a stop arriving
+        during the respawn (a demo stopped by a signal to its group) left a worker that
+        nobody stopped, still listening."""
+
+        def signal_handler_reload(self, *args: object, **kwargs: object) -> None:
+            self.signal_handler_interrupt(*args, **kwargs)
+
+    server = _Server(
         "lagscope.serve.granian_entry:create_app",
         address=host,
         port=port,
