@@ -11,9 +11,9 @@ The steps, each failure one ``lagscope: load: <file>: <reason>`` line with exit 
 1. read the bytes as text (:func:`lagscope.fileio.read_text`: UTF-8 with or without a
    byte-order mark, UTF-16 with one);
 2. parse strict JSON: no ``NaN`` or ``Infinity`` (a file nested deeper than Python's parser
-   can follow is refused, not a RecursionError). orjson parses first, in under half the
-   time; ``json.loads`` parses again any file that fails here or at step 3, so each error
-   is said in the same words;
+   can follow is refused, not a RecursionError). orjson parses a text of up to 32 MB
+   first, in under half the time; ``json.loads`` parses a larger one, and again any file
+   that fails here or at step 3, so each error is said in the same words;
 3. check it against the published JSON Schema shipped in ``lagscope/schemas/``, compiled
    once per schema into one pass over the document (:mod:`lagscope.schemacheck`), naming
    the JSON path of the first error (``$.series[0].requests[3].total_ms``). The same pass
@@ -26,8 +26,8 @@ The steps, each failure one ``lagscope: load: <file>: <reason>`` line with exit 
    file saved before a redaction rule existed shows no secret in any output.
 
 The caller gets a plain dict that matches the schema and turns it into its own model. A
-100 000-request file of the current versions loads in about a second and under 200 MB
-(bench/bench_load.py, docs/performance.md).
+100 000-request file of the current versions loads in 0.8–0.95 s of CPU, 0.9–1.1 s wall on a
+busy machine, and under 140 MB (bench/bench_load.py, docs/performance.md).
 """
 
 from __future__ import annotations
