@@ -109,6 +109,19 @@ class Thresholds:
         ),
         cli=False,
     )
+    intermittent_min_share: float = setting(
+        0.2,
+        help=(
+            "least share of the new connections that must pay an intermittent tax: a rarer "
+            "slow connection cannot be told from a stack's occasional one"
+        ),
+        why=(
+            "measured here: behind nginx without upstream keep-alive, 2 of 12 new connections "
+            "paid a second upstream tax; one connection in three or five is the pattern of a "
+            "product that inspects some connections"
+        ),
+        cli=False,
+    )
     intermittent_spread_factor: float = setting(
         3.0,
         help=(

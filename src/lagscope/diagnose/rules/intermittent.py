@@ -85,7 +85,9 @@ def _slow_minority(
         <= _before_body_ms(r) - base
         <= typical * t.intermittent_cluster_ratio
     ]
-    if len(taxed) < least or len(taxed) * 2 < len(slow):
+    if len(taxed) < max(least, t.intermittent_min_share * len(records)) or len(taxed) * 2 < len(
+        slow
+    ):
         return None
     extras = [_before_body_ms(r) - base for r in taxed]
     return Intermittent(
