@@ -25,8 +25,8 @@ from lagscope.stopping import (
 @pytest.mark.parametrize(
     ("platform", "names"),
     [
-        ("linux", ("SIGINT", "SIGTERM")),
-        ("darwin", ("SIGINT", "SIGTERM")),
+        ("linux", ("SIGINT", "SIGTERM", "SIGHUP")),
+        ("darwin", ("SIGINT", "SIGTERM", "SIGHUP")),
         ("win32", ("SIGINT", "SIGBREAK")),
     ],
 )
@@ -35,7 +35,8 @@ def test_graceful_signals_per_platform(platform: str, names: tuple[str, ...]) ->
 
 
 def test_graceful_signals_here_are_the_ones_this_interpreter_has() -> None:
-    assert graceful_signals("linux") == (signal.SIGINT, signal.SIGTERM)
+    if sys.platform != "win32":  # SIGHUP exists only on POSIX
+        assert graceful_signals("linux") == (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     # SIGBREAK does not exist outside Windows: only SIGINT is left to install.
     expected = (signal.SIGINT, signal.SIGBREAK) if hasattr(signal, "SIGBREAK") else (signal.SIGINT,)
     assert graceful_signals("win32") == expected

@@ -3,10 +3,10 @@ platform.
 
 Owns five things:
 
-- which signals mean "stop gracefully" per platform (:func:`graceful_signals`): SIGINT and
-  SIGTERM on POSIX; SIGINT (Ctrl+C) and SIGBREAK (Ctrl+Break, and what the C runtime turns
-  other console events into) on Windows, where SIGTERM is never delivered by another
-  process (``TerminateProcess`` kills at once);
+- which signals mean "stop gracefully" per platform (:func:`graceful_signals`): SIGINT,
+  SIGTERM and SIGHUP (the terminal closed) on POSIX; SIGINT (Ctrl+C) and SIGBREAK
+  (Ctrl+Break, and what the C runtime turns other console events into) on Windows, where
+  SIGTERM is never delivered by another process (``TerminateProcess`` kills at once);
 - the rule for repeated signals (:class:`SignalRule`): the first one starts a graceful
   stop, a copy of the *same* signal within ``duplicate_window_s`` is ignored (a group
   SIGTERM under ``uv run`` arrives twice: once directly, once forwarded by uv), any other
@@ -66,7 +66,9 @@ def graceful_signal_names(platform: str = sys.platform) -> tuple[str, ...]:
     """The signals that stop a command gracefully on ``platform`` (``sys.platform``)."""
     if platform.startswith("win"):
         return ("SIGINT", "SIGBREAK")
-    return ("SIGINT", "SIGTERM")
+    # SIGHUP too: a closed terminal must drain and clean up as Ctrl+C does, where its
+    # default action would end the process with requests in flight and children running.
+    return ("SIGINT", "SIGTERM", "SIGHUP")
 
 
 def graceful_signals(platform: str = sys.platform) -> tuple[int, ...]:
@@ -76,9 +78,8 @@ def graceful_signals(platform: str = sys.platform) -> tuple[int, ...]:
 
 def interrupt_signal_names(platform: str = sys.platform) -> tuple[str, ...]:
     """The signals that end a command as Ctrl+C does (:func:`interrupt_on_stop`): the
-    graceful ones, and on POSIX SIGHUP too (the terminal closed)."""
-    extra = () if platform.startswith("win") else ("SIGHUP",)
-    return graceful_signal_names(platform) + extra
+    graceful ones (SIGHUP among them on POSIX)."""
+    return graceful_signal_names(platform)
 
 
 def _numbers(names: Iterable[str]) -> tuple[int, ...]:

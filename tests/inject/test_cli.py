@@ -27,7 +27,11 @@ READY = re.compile(r"^inject: (\S+) listening on 127\.0\.0\.1:(\d+) -> ")
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends POSIX signals to a child process")
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)],
+    ids=["SIGINT", "SIGTERM", "SIGHUP"],
+)
 def test_cli_two_routes_from_toml_log_and_clean_stop(
     echo_server: EchoServer, tmp_path: Path, signum: int
 ) -> None:

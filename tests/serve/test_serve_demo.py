@@ -212,14 +212,16 @@ def _wsgi_app(tmp_path: Path, *extra: str) -> ServeProcess:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is TerminateProcess on Windows")
-def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path: Path, name: str) -> None:
+    """SIGTERM, and SIGHUP (the terminal closed), drain as Ctrl+C does."""
     proc = _wsgi_app(tmp_path)
     try:
         idle = KeepAliveClient("127.0.0.1", proc.port)
         assert idle.get("/").status == 200  # an idle keep-alive connection at the stop
         slow = SlowRequest(proc, 1500)
         slow.wait_in_flight()
-        proc.signal(signal.SIGTERM)
+        proc.signal(signal.Signals[name])
         code = proc.wait(30)
         slow.join()
         assert idle.get("/").status == 0  # closed at the stop: no new request may start

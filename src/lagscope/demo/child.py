@@ -8,7 +8,7 @@ Django's ``CONN_MAX_AGE`` as given, nothing prewarmed. The database URL comes fr
 ``LAGSCOPE_DEMO_DATABASE`` (never argv, where other local users could read a password),
 an extra template directory from ``LAGSCOPE_DEMO_TEMPLATES``.
 Start-up migrates and seeds idempotently (unless ``--no-migrate``), then prints
-:data:`READY_PREFIX` + URL. The graceful stop signals (SIGINT and SIGTERM; SIGINT and
+:data:`READY_PREFIX` + URL. The graceful stop signals (SIGINT, SIGTERM and SIGHUP; SIGINT and
 SIGBREAK on Windows) end it quietly.
 """
 
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     from lagscope.stopping import graceful_signals
 
-    for signum in graceful_signals():  # SIGINT/SIGTERM; SIGINT/SIGBREAK on Windows
+    for signum in graceful_signals():  # SIGINT/SIGTERM/SIGHUP; SIGINT/SIGBREAK on Windows
         signal.signal(signum, _stop)
     adjustments: dict[str, Any] = {}
     for item in args.waitress:

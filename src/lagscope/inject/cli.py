@@ -4,8 +4,8 @@ This module owns only the command-line shell: it turns flags into routes and set
 (through ``lagscope.inject.config``), runs an :class:`~lagscope.inject.api.Injector`, prints
 one readiness line per route, shows live counters while it runs (rich, on a terminal) and a
 summary when it stops. The proxy runs on its own thread; the main thread only sleeps in
-short steps and watches for a stop request from :mod:`lagscope.stopping` (SIGINT/SIGTERM on
-POSIX; Ctrl+C, Ctrl+Break and console close on Windows), without
+short steps and watches for a stop request from :mod:`lagscope.stopping` (SIGINT, SIGTERM,
+SIGHUP on POSIX; Ctrl+C, Ctrl+Break and console close on Windows), without
 ``loop.add_signal_handler``.
 """
 
@@ -195,7 +195,7 @@ def inject(
                 f"{route.upstream[0]}:{route.upstream[1]} ({shown})"
             )
         sys.stdout.flush()
-        # SIGINT/SIGTERM (Windows: Ctrl+C, Ctrl+Break, console close) end the run through
+        # SIGINT/SIGTERM/SIGHUP (Windows: Ctrl+C, Ctrl+Break, console close) end the run through
         # the same clean shutdown; a second, different signal interrupts at once.
         with handle_stop_signals(
             lambda _signum: stop_requested.set(), graceful_signals(), wait_stopped=stopped.wait
