@@ -456,21 +456,53 @@ def test_unreachable_database_is_a_one_line_error(tmp_path: Path) -> None:
     assert time.monotonic() - started < 30  # fails fast, not after a pool timeout
 
 
-def test_port_in_use_is_a_one_line_environment_error(tmp_path: Path) -> None:
+_needs_granian = pytest.mark.skipif(
+    importlib.util.find_spec("granian") is None, reason="granian not installed"
+)
+
+
+# POSIX only (getattr: Windows' socket module has none).
+_SO_REUSEPORT: int | None = getattr(socket, "SO_REUSEPORT", None)
+_reuse_port = pytest.mark.skipif(_SO_REUSEPORT is None, reason="no SO_REUSEPORT")
+
+
+# granian binds with SO_REUSEPORT: without serve's own check it failed with an internal
+# error next to a plain listener, and started and shared the connections next to a listener
+# that sets SO_REUSEPORT too (another granian).
+@pytest.mark.parametrize(
+    ("server_args", "reuse_port"),
+    [
+        pytest.param([], False, id="waitress"),
+        pytest.param(["--server", "granian"], False, id="granian", marks=_needs_granian),
+        pytest.param(
+            ["--server", "granian"],
+            True,
+            id="granian-reuseport",
+            marks=[_needs_granian, _reuse_port],
+        ),
+        pytest.param(["--https"], True, id="https-reuseport", marks=[_needs_granian, _reuse_port]),
+    ],
+)
+def test_port_in_use_is_a_one_line_environment_error(
+    tmp_path: Path, server_args: list[str], reuse_port: bool
+) -> None:
     with socket.socket() as taken:
+        if reuse_port:
+            assert _SO_REUSEPORT is not None
+            taken.setsockopt(socket.SOL_SOCKET, _SO_REUSEPORT, 1)
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
         res = subprocess.run(
-            serve_command(["--demo", "--host", "127.0.0.1", "--port", str(port)]),
+            serve_command(["--demo", "--host", "127.0.0.1", "--port", str(port), *server_args]),
             env=_env(tmp_path),
             capture_output=True,
             text=True,
             timeout=60,
         )
-    assert res.returncode == ExitCode.ENVIRONMENT
+    assert res.returncode == ExitCode.ENVIRONMENT, res.stderr
     lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1
+    assert len(lines) == 1, res.stderr
     assert lines[0].startswith(f"lagscope: listen: cannot listen on 127.0.0.1 port {port}: ")
 
 

@@ -221,6 +221,13 @@ def _run_granian(spec: AppSpec, config: ServeConfig, echo: Echo) -> int:
         ) from exc
     # granian binds one address; `localhost` means 127.0.0.1 there (documented gap).
     host = "127.0.0.1" if config.host == "localhost" else config.host
+    if config.port:
+        # granian binds its own socket with SO_REUSEPORT: on a port another process
+        # listens on it would start anyway and the kernel would split the connections
+        # between the two. Bind it first as waitress does (SO_REUSEADDR only on POSIX,
+        # SO_EXCLUSIVEADDRUSE on Windows), so it fails the same way; port 0 needs no check.
+        for sock in open_listeners((host,), config.port, config.backlog):
+            sock.close()
     port = config.port or free_port(host)
     # granian's workers are separate processes that import the entry module and load the
     # app themselves; the environment is what reaches them, so the spec and the config
