@@ -1,7 +1,7 @@
 """Benchmark ``lagscope diagnose``: wall time on healthy local apps, and accuracy on ghost stacks.
 
-Run on demand (never in CI), loopback only; about five minutes (6.5 at load average 8 on
-2 vCPUs)::
+Run on demand (never in CI), loopback only; with ``--runs 2 --wall-reps 2``, about 21
+minutes at load average 8.5 on 2 vCPUs (37 stacks)::
 
     uv run --all-extras python bench/bench_diagnose.py
 
@@ -35,7 +35,10 @@ Truths, from what the stack itself records rather than the nominal setting:
 - a tax applied by tests/support/ghosts.py's forwarder: the delays it really applied during
   the run (median); a sequential client's wait on an address that drops connects: the
   connect timeout of the run (2 s); a DNS delay: the delay;
-- a localhost fallback: refused connects to ``::1``, timed by the child.
+- a localhost fallback: refused connects to ``::1``, timed by the child;
+- a connect held by the diagnosing client's network, a jittered tax: the nominal hold, the
+  distribution's median (a run samples a few draws of it);
+- a body held in proportion to its size: what the forwarder held each response, in all.
 
 The stacks are the ones tests/diagnose/test_scenarios.py builds, from the same parts:
 waitress, the suite's Django app (tests/django_settings.py), ``lagscope inject``'s
