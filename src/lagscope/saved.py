@@ -26,8 +26,8 @@ The steps, each failure one ``lagscope: load: <file>: <reason>`` line with exit 
    file saved before a redaction rule existed shows no secret in any output.
 
 The caller gets a plain dict that matches the schema and turns it into its own model. A
-100 000-request file of the current versions loads in 0.8–0.95 s of CPU, 0.9–1.1 s wall on a
-busy machine, and under 140 MB (bench/bench_load.py, docs/performance.md).
+100 000-request file of the current versions loads in 0.7–0.9 s on a quiet machine (0.9–1.1 s
+wall on a busy one) and under 140 MB (bench/bench_load.py, docs/performance.md).
 """
 
 from __future__ import annotations
