@@ -104,8 +104,9 @@ class Thresholds:
             "stand clear of a busy machine's spikes"
         ),
         why=(
-            "measured here: at load average 7-10 on 2 vCPU, two new connections of a healthy "
-            "Django app paid 10-11 ms alike, and reused requests spiked to 22-25 ms"
+            "measured here (docs/performance.md, bench_diagnose's new stacks): at load average "
+            "8.5 on 2 vCPU, 2 of 15 new connections of the healthy demo app paid 11 ms alike; "
+            "30 ms clears that with room, a rule of thumb beyond it"
         ),
         cli=False,
     )
@@ -116,9 +117,10 @@ class Thresholds:
             "slow connection cannot be told from a stack's occasional one"
         ),
         why=(
-            "measured here: behind nginx without upstream keep-alive, 2 of 12 new connections "
-            "paid a second upstream tax; one connection in three or five is the pattern of a "
-            "product that inspects some connections"
+            "measured here (docs/performance.md, bench_diagnose's new stacks): behind nginx "
+            "without upstream keep-alive, 2 of 12 new connections paid a second upstream tax; "
+            "one connection in three or five is the pattern of a product that inspects some "
+            "connections (a rule of thumb)"
         ),
         cli=False,
     )
@@ -193,8 +195,9 @@ class Thresholds:
             "between the client and the app (inspection of the response stream)"
         ),
         why=(
-            "measured here (2 vCPU, load average 7.5): a 1-4 MB Django JSON body over waitress "
-            "arrives at 300-700 MB/s (p50); a finding needs the lower quartile held too"
+            "a rule of thumb from one check (2 vCPU, load average 7.5) not kept in a bench: a "
+            "1-4 MB Django JSON body over waitress arrived at 300-700 MB/s (p50); a finding "
+            "needs the lower quartile held too"
         ),
         cli=False,
     )
