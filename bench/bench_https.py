@@ -11,8 +11,12 @@ Run on demand (never in CI), loopback only::
    each behind its own 300 ms
    per-connection tax (tests/support/taxproxy.py: an asyncio forwarder, not lagscope inject,
    in a process of its own; it holds each new connection's first bytes). Headless Chromium
-   (lagscope.browser, Playwright on Debian's Chromium; the local CA's server key trusted by
-   this browser only, ``--ignore-certificate-errors-spki-list``, nothing installed) loads
+   (lagscope.browser, Playwright on Debian's Chromium) trusts the run's local CA as a
+   user's browser does after ``lagscope cert install``: on Linux the CA is installed into
+   the NSS database of a throwaway home (``$HOME/.pki/nssdb``, which Chromium reads) and
+   the browser started with that home; elsewhere, or without NSS's ``certutil``, the CA's
+   server key is trusted by this browser only (``--ignore-certificate-errors-spki-list``,
+   which costs Chromium more CPU per load than real trust: docs/performance.md). It loads
    each cold in a fresh context, then reloads; the same page without the tax right after,
    for scale; the versions alternate within each round. Reported per version: cold load,
    what its new connections added to it (priced from the load's own timing,
@@ -48,12 +52,14 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,6 +197,42 @@ def _cpu_ms(server_pid: int | None) -> tuple[float, float]:
     return browser, server
 
 
+@contextmanager
+def _trusting_browser(ca_data_dir: Path, home: Path) -> Iterator[tuple[BrowserSession, str]]:
+    """A browser that trusts the local CA in ``ca_data_dir``/cert, and how. On Linux with
+    NSS's certutil, as a user's does: ``lagscope cert install`` into a throwaway ``home``'s
+    NSS database, the browser started with that HOME. Elsewhere through
+    --ignore-certificate-errors-spki-list, which cost Chromium more CPU per load than a CA it
+    trusts, side by side (docs/performance.md): CPU a user's browser does not spend."""
+    if sys.platform == "linux" and shutil.which("certutil"):
+        home.mkdir()
+        env = dict(os.environ, HOME=str(home), LAGSCOPE_DATA_DIR=str(ca_data_dir))
+        subprocess.run(
+            [sys.executable, "-m", "lagscope", "cert", "install"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=120,
+        )
+        saved = os.environ.get("HOME")
+        with ExitStack() as stack:
+            # Only while the driver starts: it and the browser take their environment then.
+            os.environ["HOME"] = str(home)
+            try:
+                session = stack.enter_context(open_browser(timeout_s=60))
+            finally:
+                if saved is None:
+                    os.environ.pop("HOME", None)
+                else:
+                    os.environ["HOME"] = saved
+            yield session, "`lagscope cert install` (the NSS database of a throwaway HOME)"
+        return
+    leaf_pem = ca_data_dir / "cert" / "localhost.pem"
+    leaf = x509.load_pem_x509_certificate(leaf_pem.read_bytes())
+    with open_browser(timeout_s=60, trusted_spki=(spki_sha256_b64(leaf),)) as session:
+        yield session, "--ignore-certificate-errors-spki-list (this browser only)"
+
+
 def _page(
     session: BrowserSession, url: str, tax: TaxChild | None, server_pid: int | None = None
 ) -> tuple[PageLoad, PageLoad, int, Setup, tuple[float, float]]:
@@ -238,7 +280,8 @@ def _reload_phases(s: PageSamples, reload: PageLoad) -> None:
 
 def bench_page(
     rounds: int, tax_ms: float, data_dir: Path, control: bool = True, twin: bool = False
-) -> dict[str, PageSamples]:
+) -> tuple[dict[str, PageSamples], str]:
+    """The page part's samples per version, and how its browser trusted the local CA."""
     # The control: serve's HTTP/1.1 on granian, the server --https runs, without TLS and
     # HTTP/2: HTTP/2 against it compares protocols on one server, waitress against it
     # servers on one protocol.
@@ -251,10 +294,8 @@ def bench_page(
     servers = {name: _serve(args, dirs[name]) for name, args in versions.items()}
     taxes = {name: TaxChild(p.port, tax_ms / 1000) for name, p in servers.items()}
     samples = {name: PageSamples() for name in versions}
-    leaf_pem = dirs[H2] / "cert" / "localhost.pem"
-    leaf = x509.load_pem_x509_certificate(leaf_pem.read_bytes())
     try:
-        with open_browser(timeout_s=60, trusted_spki=(spki_sha256_b64(leaf),)) as session:
+        with _trusting_browser(dirs[H2], data_dir / "home") as (session, trust):
             # one untimed visit each: the browser's and the servers' first-use costs
             for name, server in servers.items():
                 scheme = "https" if "--https" in versions[name] else "http"
@@ -310,7 +351,7 @@ def bench_page(
             t.close()
         for p in servers.values():
             p.stop()
-    return samples
+    return samples, trust
 
 
 def _probe(url: str, cacert: Path | None) -> tuple[float, float, float | None]:
@@ -412,7 +453,7 @@ def main() -> None:
     load_before = _loadavg()
     with tempfile.TemporaryDirectory(prefix="lagscope-bench-https-") as tmp:
         data_dir = Path(tmp)
-        page = bench_page(
+        page, trust = bench_page(
             args.rounds, args.tax_ms, data_dir, control=not args.no_control, twin=args.twin
         )
         load_after_page = _loadavg()
@@ -438,7 +479,8 @@ def main() -> None:
     )
     print(
         f"Headless Chromium, a fresh context per cold load, {tax:g} ms tax per new connection, "
-        f"{args.rounds} interleaved rounds (medians; min-max in brackets).\n"
+        f"{args.rounds} interleaved rounds (medians; min-max in brackets). The browser "
+        f"trusts the run's local CA through {trust}.\n"
     )
     print(
         "| version | cold load ms | setup the new connections added, ms (in taxes) | rounds "
