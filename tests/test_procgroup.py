@@ -13,7 +13,13 @@ import time
 
 import pytest
 
-from lagscope.procgroup import NEW_GROUP_FLAGS, graceful_stop_signal, kill_group, stop_process
+from lagscope.procgroup import (
+    NEW_GROUP_FLAGS,
+    graceful_stop_signal,
+    kill_group,
+    kill_leftovers,
+    stop_process,
+)
 
 # The child's handler for the graceful stop: exit 7 at the first ("graceful"), ignore it,
 # or exit 9 at the second only.
@@ -85,6 +91,44 @@ def test_graceful_signal_is_the_platforms() -> None:
         assert graceful_stop_signal() == int(signal.CTRL_BREAK_EVENT)
     else:
         assert graceful_stop_signal() == int(signal.SIGTERM)
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has ended (gone, or a zombie waiting for init), polled up to 10 s."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+            with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+                if stat.read().split()[2] == "Z":
+                    return True
+        except (ProcessLookupError, FileNotFoundError):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX groups, /proc")
+def test_kill_leftovers_ends_what_an_exited_child_left_running() -> None:
+    """A server whose master stopped gracefully before its worker (granian stopped during a
+    respawn): the worker, orphaned, is killed with the rest of the child's group."""
+    script = (
+        "import signal, subprocess, sys, time;"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0));"
+        "print(p.pid, flush=True); time.sleep(60)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert proc.stdout is not None
+    orphan = int(proc.stdout.readline())
+    assert stop_process(proc, 10) == 0  # the child itself stopped as asked
+    proc.stdout.close()
+    os.kill(orphan, 0)  # still running after its parent's graceful exit
+    kill_leftovers(proc)
+    assert _gone(orphan), "the orphan outlived kill_leftovers"
+    kill_leftovers(proc)  # a group already gone: nothing to do, no error
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX groups, /proc")

@@ -13,7 +13,9 @@ that a terminal's Ctrl+C does not reach.
 * :func:`graceful_stop_signal`, :func:`ask_to_stop`;
 * :func:`stop_process`: ask, wait, then (optionally ask once more, then) kill; a second
   Ctrl+C while waiting kills at once;
-* :func:`kill_group`: the child and everything it started, then reap it.
+* :func:`kill_group`: the child and everything it started, then reap it;
+* :func:`kill_leftovers`: after a child leading its own group has exited, whatever it started
+  and left behind (POSIX: the rest of its group).
 
 Nothing here needs fork.
 """
@@ -33,6 +35,7 @@ __all__ = [
     "ask_to_stop",
     "graceful_stop_signal",
     "kill_group",
+    "kill_leftovers",
     "stop_process",
 ]
 
@@ -90,6 +93,17 @@ def stop_process(
         proc.kill()
         wait_for(_REAP_S)
         raise
+
+
+def kill_leftovers(proc: subprocess.Popen[Any]) -> None:
+    """Kill what an exited child that led its own session (``start_new_session=True``) left
+    running in its group: a server's worker orphaned when its master stopped before it (a
+    stop signal during granian's respawn). On Windows there is no group to kill once the
+    child has gone (``taskkill /T`` walks a live parent's tree), so nothing is done."""
+    if sys.platform != "win32":
+        # The group outlives its leader while any member lives; gone, it is already clean.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def kill_group(proc: subprocess.Popen[Any]) -> None:

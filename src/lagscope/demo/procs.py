@@ -3,8 +3,10 @@
 :class:`Child` runs an argv with its output read on a thread; ``start`` returns once a
 line starting with the readiness prefix appears (the rest of the line is the URL) or
 raises :class:`ChildFailed` with the last output lines if the process exits first or the
-timeout passes. ``stop`` asks politely (SIGTERM; CTRL_BREAK_EVENT to the child's own
-process group on Windows), then kills (:func:`lagscope.procgroup.stop_process`).
+timeout passes. Each child leads a process group of its own (a session on POSIX), so a
+terminal's Ctrl+C or hangup reaches only the demo, which stops its children itself, on every
+platform. ``stop`` asks politely (SIGTERM; CTRL_BREAK_EVENT on Windows), then kills
+(:func:`lagscope.procgroup.stop_process`), then kills what the child left in its group.
 Nothing here needs fork.
 """
 
@@ -12,11 +14,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from lagscope.procgroup import NEW_GROUP_FLAGS, stop_process
+from lagscope.procgroup import NEW_GROUP_FLAGS, kill_leftovers, stop_process
 
 __all__ = ["Child", "ChildFailed"]
 
@@ -71,11 +74,13 @@ class Child:
 
     def launch(self) -> None:
         """Start the process without waiting (see :meth:`wait_ready`)."""
-        # Windows: its own process group, so that CTRL_BREAK_EVENT (the graceful stop) can
-        # reach it alone and the console's Ctrl+C reaches only us, who stop it.
+        # Its own process group, so that CTRL_BREAK_EVENT (Windows' graceful stop) can reach
+        # it alone, the console's Ctrl+C or a terminal's hangup reaches only us, who stop it,
+        # and on POSIX what it starts can be killed with it (kill_leftovers).
         self._proc = subprocess.Popen(
             self.argv,
             creationflags=NEW_GROUP_FLAGS,
+            start_new_session=sys.platform != "win32",
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -121,6 +126,7 @@ class Child:
         try:
             code = stop_process(proc, timeout_s)
         finally:
+            kill_leftovers(proc)
             if self._reader is not None:
                 self._reader.join(5)
             # A grandchild that outlived it (an orphaned server worker) holds the pipe open
