@@ -191,9 +191,13 @@ class PgCluster(ClosedOnExit):
                 raise PgUnavailable("PostgreSQL server binaries (initdb, pg_ctl) not found")
         account = choose_account(_current_euid()) if run_as == "auto" else run_as
         assert not isinstance(account, str)
-        root = Path(tempfile.mkdtemp(prefix="lagscope-pg-", dir=parent_dir))
-        cluster = cls(bindir, root, account)
+        # The directory is made inside the try: a Ctrl+C right after it exists (the demo's
+        # "database: starting" line is when a user presses it) must not leave it behind.
+        cluster: PgCluster | None = None
+        root: Path | None = None
         try:
+            root = Path(tempfile.mkdtemp(prefix="lagscope-pg-", dir=parent_dir))
+            cluster = cls(bindir, root, account)
             cluster.datadir.mkdir()
             cluster.sockdir.mkdir()
             if account is not None:
@@ -202,7 +206,10 @@ class PgCluster(ClosedOnExit):
             cluster.init()
             cluster.start()
         except BaseException:
-            cluster.remove()
+            if cluster is not None:
+                cluster.remove()
+            elif root is not None:
+                shutil.rmtree(root, ignore_errors=True)
             raise
         return cluster
 
